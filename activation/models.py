@@ -1,0 +1,1 @@
+"""Destinations, activations, export runs and automations (see issue: Activation)."""

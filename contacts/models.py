@@ -1,0 +1,511 @@
+"""The CRM data segments are made from: companies, contacts, their activity stream and deals."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
+PROPERTY_KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def normalize_email(value: str) -> str:
+    return (value or "").strip().lower()
+
+
+def normalize_domain(value: str) -> str:
+    value = (value or "").strip().lower()
+    value = re.sub(r"^https?://", "", value)
+    return value.split("/")[0].removeprefix("www.")
+
+
+def validate_e164(value: str) -> None:
+    if value and not E164.match(value):
+        raise ValidationError(
+            "Enter the phone number in E.164 form: '+', country code and number, digits only "
+            "(e.g. +14155550123).",
+            code="invalid_phone",
+        )
+
+
+def validate_country(value: str) -> None:
+    if value and not COUNTRY_CODE.match(value):
+        raise ValidationError(
+            f"{value!r} is not an ISO 3166-1 alpha-2 country code (two capital letters, e.g. DE).",
+            code="invalid_country",
+        )
+
+
+def validate_tag_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise ValidationError("Enter a list of text tags, e.g. [\"aws\", \"kubernetes\"].", code="invalid_tags")
+
+
+class Layer(models.TextChoices):
+    """The criterion layers segments are built from; every field and property belongs to one."""
+
+    FIRMOGRAPHIC = "firmographic", "Firmographic"
+    DEMOGRAPHIC = "demographic", "Demographic"
+    GEOGRAPHIC = "geographic", "Geographic"
+    TECHNOGRAPHIC = "technographic", "Technographic"
+    PSYCHOGRAPHIC = "psychographic", "Psychographic"
+    BEHAVIORAL = "behavioral", "Behavioural"
+    LIFECYCLE = "lifecycle", "Lifecycle"
+    VALUE = "value", "Value"
+
+
+class Company(models.Model):
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=253, unique=True, help_text="Lower-case host name, e.g. acme.com")
+    industry = models.CharField(max_length=100, blank=True)
+    employee_count = models.PositiveIntegerField(null=True, blank=True)
+    annual_revenue = models.DecimalField(
+        max_digits=16, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    country = models.CharField(max_length=2, blank=True, validators=[validate_country])
+    region = models.CharField(max_length=100, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    technologies = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
+    is_target_account = models.BooleanField(default=False)
+    is_competitor = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "companies"
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["industry"], name="company_industry_idx"),
+            models.Index(fields=["employee_count"], name="company_employees_idx"),
+            models.Index(fields=["country"], name="company_country_idx"),
+            models.Index(Lower("name"), name="company_lower_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.domain})"
+
+    def clean(self) -> None:
+        self.domain = normalize_domain(self.domain)
+        self.country = (self.country or "").upper()
+
+
+class LifecycleStage(models.TextChoices):
+    SUBSCRIBER = "subscriber", "Subscriber"
+    LEAD = "lead", "Lead"
+    MQL = "mql", "Marketing qualified lead"
+    SQL = "sql", "Sales qualified lead"
+    OPPORTUNITY = "opportunity", "Opportunity"
+    CUSTOMER = "customer", "Customer"
+    EVANGELIST = "evangelist", "Evangelist"
+    OTHER = "other", "Other"
+
+
+class EmailStatus(models.TextChoices):
+    VALID = "valid", "Valid"
+    BOUNCED = "bounced", "Bounced"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+
+class JobFunction(models.TextChoices):
+    ENGINEERING = "engineering", "Engineering"
+    IT = "it", "IT"
+    SECURITY = "security", "Security"
+    OPERATIONS = "operations", "Operations"
+    FINANCE = "finance", "Finance"
+    MARKETING = "marketing", "Marketing"
+    SALES = "sales", "Sales"
+    PRODUCT = "product", "Product"
+    HR = "hr", "Human resources"
+    EXECUTIVE = "executive", "Executive"
+    OTHER = "other", "Other"
+
+
+class Seniority(models.TextChoices):
+    ENTRY = "entry", "Entry"
+    SENIOR = "senior", "Senior"
+    MANAGER = "manager", "Manager"
+    DIRECTOR = "director", "Director"
+    VP = "vp", "Vice president"
+    CXO = "cxo", "C-level"
+    OWNER = "owner", "Owner"
+
+
+class Gender(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    NONBINARY = "nonbinary", "Non-binary"
+    UNDISCLOSED = "undisclosed", "Prefer not to say"
+
+
+class IncomeBand(models.TextChoices):
+    UNDER_50K = "under_50k", "Under 50k"
+    FROM_50K = "50k_100k", "50k–100k"
+    FROM_100K = "100k_200k", "100k–200k"
+    OVER_200K = "over_200k", "Over 200k"
+
+
+class Education(models.TextChoices):
+    SECONDARY = "secondary", "Secondary"
+    BACHELOR = "bachelor", "Bachelor"
+    MASTER = "master", "Master"
+    DOCTORATE = "doctorate", "Doctorate"
+    OTHER = "other", "Other"
+
+
+class MaritalStatus(models.TextChoices):
+    SINGLE = "single", "Single"
+    MARRIED = "married", "Married"
+    PARTNERED = "partnered", "Partnered"
+    OTHER = "other", "Other"
+
+
+class ContactQuerySet(models.QuerySet):
+    def reachable(self) -> ContactQuerySet:
+        """Contacts a channel may address: valid email and not flagged do-not-contact."""
+        return self.filter(email_status=EmailStatus.VALID, do_not_contact=False)
+
+    def customers(self) -> ContactQuerySet:
+        return self.filter(lifecycle_stage=LifecycleStage.CUSTOMER)
+
+
+class Contact(models.Model):
+    email = models.EmailField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    phone = models.CharField(max_length=16, blank=True, validators=[validate_e164], help_text="E.164, e.g. +14155550123")
+    job_title = models.CharField(max_length=200, blank=True)
+    job_function = models.CharField(max_length=20, choices=JobFunction.choices, blank=True)
+    seniority = models.CharField(max_length=20, choices=Seniority.choices, blank=True)
+
+    country = models.CharField(max_length=2, blank=True, validators=[validate_country])
+    region = models.CharField(max_length=100, blank=True, help_text="State or region")
+    city = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    street_address = models.CharField(max_length=200, blank=True)
+    time_zone = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+
+    birth_year = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1900), MaxValueValidator(2100)]
+    )
+    gender = models.CharField(max_length=20, choices=Gender.choices, blank=True)
+    income_band = models.CharField(max_length=20, choices=IncomeBand.choices, blank=True)
+    education = models.CharField(max_length=20, choices=Education.choices, blank=True)
+    marital_status = models.CharField(max_length=20, choices=MaritalStatus.choices, blank=True)
+
+    interests = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
+    values = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
+    technologies = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
+
+    company = models.ForeignKey(Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts"
+    )
+
+    lifecycle_stage = models.CharField(
+        max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.LEAD
+    )
+    lifecycle_changed_at = models.DateTimeField(default=timezone.now)
+    lead_score = models.IntegerField(default=0)
+    estimated_deal_size = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    lifetime_value = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    customer_since = models.DateField(null=True, blank=True)
+    renewal_date = models.DateField(null=True, blank=True)
+    product_adoption = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(100)], help_text="Share of licensed features in use, 0–100"
+    )
+    email_status = models.CharField(max_length=20, choices=EmailStatus.choices, default=EmailStatus.VALID)
+    do_not_contact = models.BooleanField(default=False)
+    properties = models.JSONField(default=dict, blank=True, help_text="Custom properties declared by PropertyDefinitions")
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["lifecycle_stage"], name="contact_stage_idx"),
+            models.Index(fields=["company"], name="contact_company_idx"),
+            models.Index(fields=["owner", "lifecycle_stage"], name="contact_owner_stage_idx"),
+            models.Index(fields=["lead_score"], name="contact_lead_score_idx"),
+            models.Index(fields=["country"], name="contact_country_idx"),
+            models.Index(fields=["renewal_date"], name="contact_renewal_idx"),
+            models.Index(Lower("last_name"), name="contact_lower_last_name_idx"),
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded_stage = self.lifecycle_stage if self.pk else None
+
+    def __str__(self) -> str:
+        name = self.full_name
+        return f"{name} <{self.email}>" if name else self.email
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def clean(self) -> None:
+        self.email = normalize_email(self.email)
+        self.country = (self.country or "").upper()
+        errors: dict[str, list[str]] = {}
+        if self.email:
+            try:
+                validate_email(self.email)
+            except ValidationError:
+                errors["email"] = [f"{self.email!r} is not a valid email address."]
+        property_errors = PropertyDefinition.objects.validate_properties(self.properties)
+        if property_errors:
+            errors["properties"] = property_errors
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs) -> None:
+        """Save, recording a LifecycleChange when the stage differs from the stored one."""
+        self.email = normalize_email(self.email)
+        created = self.pk is None
+        changed = not created and self._loaded_stage != self.lifecycle_stage
+        if changed:
+            self.lifecycle_changed_at = timezone.now()
+        super().save(*args, **kwargs)
+        if created or changed:
+            LifecycleChange.objects.create(
+                contact=self,
+                from_stage=None if created else self._loaded_stage,
+                to_stage=self.lifecycle_stage,
+                changed_at=self.lifecycle_changed_at,
+            )
+            if self.lifecycle_stage == LifecycleStage.CUSTOMER and self.customer_since is None:
+                self.customer_since = timezone.localdate(self.lifecycle_changed_at)
+                super().save(update_fields=["customer_since"])
+        self._loaded_stage = self.lifecycle_stage
+
+
+class LifecycleChange(models.Model):
+    """Stage history: answers "became MQL on" and "customer since"."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="lifecycle_changes")
+    from_stage = models.CharField(max_length=20, choices=LifecycleStage.choices, null=True, blank=True)
+    to_stage = models.CharField(max_length=20, choices=LifecycleStage.choices)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(fields=["contact", "to_stage", "changed_at"], name="lifecycle_contact_stage_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_stage or '—'} → {self.to_stage} on {self.changed_at:%Y-%m-%d}"
+
+
+class PropertyType(models.TextChoices):
+    TEXT = "text", "Text"
+    NUMBER = "number", "Number"
+    BOOL = "bool", "Yes/no"
+    DATE = "date", "Date"
+    CHOICE = "choice", "Choice"
+    TAGS = "tags", "Tags"
+
+
+class PropertySource(models.TextChoices):
+    CAPTURED = "captured", "Captured"
+    ENRICHED = "enriched", "Enriched"
+    DERIVED = "derived", "Derived"
+
+
+class PropertyDefinitionQuerySet(models.QuerySet):
+    def validate_properties(self, properties: object) -> list[str]:
+        """Check a Contact.properties dict against the declared definitions; return error messages."""
+        if not isinstance(properties, dict):
+            return ["Custom properties must be an object of key: value."]
+        if not properties:
+            return []
+        definitions = {d.key: d for d in self.filter(key__in=list(properties))}
+        errors = []
+        for key, value in properties.items():
+            definition = definitions.get(key)
+            if definition is None:
+                errors.append(f"props.{key}: no PropertyDefinition declares {key!r}; declare it before writing it.")
+                continue
+            message = definition.check_value(value)
+            if message:
+                errors.append(f"props.{key}: {message}")
+        return errors
+
+
+class PropertyDefinition(models.Model):
+    """Registry of custom contact properties; declaring one makes `props.<key>` usable in rules."""
+
+    key = models.CharField(
+        max_length=63,
+        unique=True,
+        help_text="Lower-case letters, digits and underscores, starting with a letter",
+    )
+    label = models.CharField(max_length=200)
+    type = models.CharField(max_length=10, choices=PropertyType.choices)
+    choices = models.JSONField(default=list, blank=True, help_text="Allowed values for a choice property")
+    layer = models.CharField(max_length=20, choices=Layer.choices)
+    source = models.CharField(max_length=10, choices=PropertySource.choices, default=PropertySource.CAPTURED)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = PropertyDefinitionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["layer", "key"]
+
+    def __str__(self) -> str:
+        return f"{self.label} (props.{self.key}, {self.type})"
+
+    def clean(self) -> None:
+        if not PROPERTY_KEY.match(self.key or ""):
+            raise ValidationError(
+                {"key": "Use lower-case letters, digits and underscores, starting with a letter (max 63)."}
+            )
+        if self.type == PropertyType.CHOICE:
+            if not isinstance(self.choices, list) or not self.choices or not all(
+                isinstance(c, str) and c for c in self.choices
+            ):
+                raise ValidationError({"choices": "A choice property needs a non-empty list of text choices."})
+        elif self.choices:
+            raise ValidationError({"choices": f"Only choice properties take choices, not {self.type}."})
+
+    def check_value(self, value: object) -> str | None:
+        """Return why `value` does not fit this property's type, or None when it does."""
+        if value is None:
+            return None
+        if self.type == PropertyType.TEXT and not isinstance(value, str):
+            return f"expected text, got {type(value).__name__}."
+        if self.type == PropertyType.NUMBER and (
+            isinstance(value, bool) or not isinstance(value, int | float | Decimal)
+        ):
+            return f"expected a number, got {type(value).__name__}."
+        if self.type == PropertyType.BOOL and not isinstance(value, bool):
+            return f"expected true or false, got {type(value).__name__}."
+        if self.type == PropertyType.DATE:
+            if not isinstance(value, str):
+                return f"expected a date as YYYY-MM-DD, got {type(value).__name__}."
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                return f"{value!r} is not a date (use YYYY-MM-DD)."
+            if len(value) != 10:
+                return f"{value!r} is not a date (use YYYY-MM-DD)."
+        if self.type == PropertyType.CHOICE and value not in self.choices:
+            return f"{value!r} is not one of {', '.join(map(repr, self.choices))}."
+        if self.type == PropertyType.TAGS and (
+            not isinstance(value, list) or not all(isinstance(tag, str) for tag in value)
+        ):
+            return "expected a list of text tags."
+        return None
+
+
+class ActivityKind(models.TextChoices):
+    EMAIL_OPEN = "email_open", "Email open"
+    EMAIL_CLICK = "email_click", "Email click"
+    SITE_VISIT = "site_visit", "Site visit"
+    PAGE_VIEW = "page_view", "Page view"
+    CONTENT_DOWNLOAD = "content_download", "Content download"
+    FORM_SUBMIT = "form_submit", "Form submission"
+    WEBINAR_ATTEND = "webinar_attend", "Webinar attended"
+    PRICING_VIEW = "pricing_view", "Pricing page view"
+    FEATURE_COMPARISON = "feature_comparison", "Feature comparison view"
+    DEMO_REQUEST = "demo_request", "Demo request"
+    PURCHASE = "purchase", "Purchase"
+    SUPPORT_TICKET_OPENED = "support_ticket_opened", "Support ticket opened"
+    SUPPORT_TICKET_CLOSED = "support_ticket_closed", "Support ticket closed"
+    SALES_TOUCH = "sales_touch", "Sales touch"
+
+
+class Activity(models.Model):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="activities")
+    kind = models.CharField(max_length=32, choices=ActivityKind.choices)
+    occurred_at = models.DateTimeField()
+    topic = models.CharField(max_length=100, blank=True)
+    product = models.CharField(max_length=100, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    campaign = models.CharField(max_length=100, blank=True)
+    value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    external_id = models.CharField(
+        max_length=200, unique=True, null=True, blank=True, help_text="Source system id; a repeated delivery is a no-op"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name_plural = "activities"
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            # Event conditions: EXISTS / COUNT per (contact, kind) inside a time window.
+            models.Index(fields=["contact", "kind", "occurred_at"], name="activity_contact_kind_time_idx"),
+            # Activity timeline on the contact page, newest first.
+            models.Index(fields=["contact", "-occurred_at"], name="activity_contact_time_idx"),
+            # Window scans by kind across all contacts (metrics, rule counts by kind).
+            models.Index(fields=["kind", "occurred_at"], name="activity_kind_time_idx"),
+        ]
+        # A BRIN index on occurred_at for whole-table window scans is added on PostgreSQL
+        # only, in migration 0002 (SQLite has no BRIN).
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} by contact {self.contact_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class DealStage(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Deal(models.Model):
+    name = models.CharField(max_length=200)
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="deals")
+    company = models.ForeignKey(Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="deals")
+    amount = models.DecimalField(max_digits=14, decimal_places=2, validators=[MinValueValidator(0)])
+    stage = models.CharField(max_length=10, choices=DealStage.choices, default=DealStage.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["contact", "stage"], name="deal_contact_stage_idx"),
+            models.Index(fields=["company", "stage"], name="deal_company_stage_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(closed_at__isnull=True) | ~models.Q(stage=DealStage.OPEN),
+                name="deal_open_has_no_close_date",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_stage_display()}, {self.amount})"
+
+    def clean(self) -> None:
+        if self.contact_id is None and self.company_id is None:
+            raise ValidationError("A deal belongs to a contact, a company or both.")
+        if self.stage == DealStage.OPEN and self.closed_at:
+            raise ValidationError({"closed_at": "An open deal has no close date."})
+
+
+def parse_iso_datetime(value: str) -> datetime:
+    """Parse an ISO-8601 datetime; naive values are taken in the project's time zone."""
+    parsed = datetime.fromisoformat(value)
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed)
+    return parsed

@@ -1,0 +1,193 @@
+"""Segments, their stored membership and the history of every join and leave."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from contacts.models import Contact
+
+
+class SegmentKind(models.TextChoices):
+    DYNAMIC = "dynamic", "Dynamic (rule)"
+    STATIC = "static", "Static list"
+    SUPPRESSION = "suppression", "Suppression (rule)"
+
+
+class SegmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class SegmentCategory(models.TextChoices):
+    PERSONA = "persona", "Persona"
+    PRODUCT_LINE = "product_line", "Product line"
+    LIFECYCLE = "lifecycle", "Lifecycle"
+    ENGAGEMENT = "engagement", "Engagement"
+    INTEREST = "interest", "Interest"
+    ACCOUNT = "account", "Account-based"
+    VALUE = "value", "Value"
+    SUPPRESSION = "suppression", "Suppression"
+    OTHER = "other", "Other"
+
+
+class RefreshStatus(models.TextChoices):
+    NEVER = "never", "Never refreshed"
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"
+
+
+class SegmentQuerySet(models.QuerySet):
+    def active(self) -> SegmentQuerySet:
+        return self.filter(status=SegmentStatus.ACTIVE)
+
+    def rule_based(self) -> SegmentQuerySet:
+        return self.exclude(kind=SegmentKind.STATIC)
+
+    def suppressions(self) -> SegmentQuerySet:
+        return self.filter(kind=SegmentKind.SUPPRESSION)
+
+    def global_suppressions(self) -> SegmentQuerySet:
+        return self.filter(kind=SegmentKind.SUPPRESSION, is_global=True, status=SegmentStatus.ACTIVE)
+
+
+class Segment(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True, help_text="What the segment is for and who uses it")
+    kind = models.CharField(max_length=20, choices=SegmentKind.choices, default=SegmentKind.DYNAMIC)
+    is_global = models.BooleanField(
+        "global suppression", default=False, help_text="Suppression only: keep members out of every activation"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        help_text="Members of this segment are always members of the parent",
+    )
+    rule = models.JSONField(null=True, blank=True, help_text="Rule in the segment rule language (dynamic and suppression)")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_segments"
+    )
+    category = models.CharField(max_length=20, choices=SegmentCategory.choices, default=SegmentCategory.OTHER)
+    status = models.CharField(max_length=20, choices=SegmentStatus.choices, default=SegmentStatus.ACTIVE)
+    references = models.ManyToManyField(
+        "self", symmetrical=False, through="SegmentReference", related_name="referenced_by", blank=True
+    )
+
+    size = models.PositiveIntegerField(default=0)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True, help_text="When the last refresh finished")
+    last_refresh_now = models.DateTimeField(
+        null=True, blank=True, help_text="The `now` relative dates were measured from in the last refresh"
+    )
+    last_refresh_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_refresh_added = models.PositiveIntegerField(default=0)
+    last_refresh_removed = models.PositiveIntegerField(default=0)
+    last_refresh_status = models.CharField(max_length=10, choices=RefreshStatus.choices, default=RefreshStatus.NEVER)
+    last_refresh_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SegmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["kind", "status"], name="segment_kind_status_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(is_global=False) | models.Q(kind="suppression"),
+                name="segment_only_suppressions_are_global",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_rule_based(self) -> bool:
+        return self.kind != SegmentKind.STATIC
+
+
+class SegmentReference(models.Model):
+    """`in_segment` references found in a segment's rule, kept in step with the rule on save.
+
+    PROTECT on the referenced side is what refuses deleting a segment others read.
+    """
+
+    from_segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="outgoing_references")
+    to_segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="incoming_references")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["from_segment", "to_segment"], name="segment_reference_unique"),
+        ]
+
+
+class Membership(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="memberships")
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "contact"], name="membership_segment_contact_unique"),
+        ]
+        indexes = [
+            # Contact page: which segments is this contact in.
+            models.Index(fields=["contact", "segment"], name="membership_contact_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} in {self.segment_id}"
+
+
+class ChangeKind(models.TextChoices):
+    JOIN = "join", "Joined"
+    LEAVE = "leave", "Left"
+
+
+class ChangeReason(models.TextChoices):
+    RULE = "rule", "Rule matched / stopped matching"
+    PARENT = "parent", "Parent segment membership changed"
+    MANUAL = "manual", "Added or removed by hand"
+    RULE_EDITED = "rule_edited", "Segment rule edited"
+    INITIAL_BUILD = "initial_build", "Initial build"
+
+
+class MembershipChange(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="changes")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="membership_changes")
+    kind = models.CharField(max_length=5, choices=ChangeKind.choices)
+    reason = models.CharField(max_length=20, choices=ChangeReason.choices)
+    changed_at = models.DateTimeField(default=timezone.now)
+    detail = models.JSONField(null=True, blank=True, help_text="Explainer output for the change, where cheap")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(fields=["segment", "changed_at"], name="change_segment_time_idx"),
+            models.Index(fields=["contact", "changed_at"], name="change_contact_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} {self.kind} {self.segment_id} ({self.reason})"
+
+
+class RuleVersion(models.Model):
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="rule_versions")
+    old_rule = models.JSONField(null=True, blank=True)
+    new_rule = models.JSONField(null=True, blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.segment} rule changed {self.changed_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+ENV_BASE = {"PATH": "/usr/bin:/bin", "DEBUG": "0", "SECRET_KEY": "x" * 50}
+
+
+def _load_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = "import crmseg_site.settings as s; print(s.DATABASES['default']['ENGINE'])"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=settings.BASE_DIR, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DEBUG", "maybe"),
+        ("DATABASE_URL", "mysql://db/x"),
+        ("EMAIL_PORT", "twenty-five"),
+        ("TIME_ZONE", "Mars/Olympus"),
+        ("REDIS_URL", "localhost:6379"),
+        ("Q_RETRY", "10"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(name, value):
+    result = _load_settings({**ENV_BASE, name: value})
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert name in result.stderr.splitlines()[-1]
+
+
+def test_secret_key_is_required_without_debug():
+    result = _load_settings({"PATH": "/usr/bin:/bin", "DEBUG": "0"})
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_makes_up_a_secret_key():
+    result = _load_settings({"PATH": "/usr/bin:/bin", "DEBUG": "1"})
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_database_url_selects_postgresql():
+    result = _load_settings({**ENV_BASE, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/crmseg"})
+
+    assert result.stdout.strip() == "django.db.backends.postgresql"
