@@ -31,8 +31,7 @@ def normalize_domain(value: str) -> str:
 def validate_e164(value: str) -> None:
     if value and not E164.match(value):
         raise ValidationError(
-            "Enter the phone number in E.164 form: '+', country code and number, digits only "
-            "(e.g. +14155550123).",
+            "Enter the phone number in E.164 form: '+', country code and number, digits only (e.g. +14155550123).",
             code="invalid_phone",
         )
 
@@ -47,7 +46,7 @@ def validate_country(value: str) -> None:
 
 def validate_tag_list(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
-        raise ValidationError("Enter a list of text tags, e.g. [\"aws\", \"kubernetes\"].", code="invalid_tags")
+        raise ValidationError('Enter a list of text tags, e.g. ["aws", "kubernetes"].', code="invalid_tags")
 
 
 class Layer(models.TextChoices):
@@ -181,7 +180,9 @@ class Contact(models.Model):
     email = models.EmailField(max_length=254, unique=True)
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
-    phone = models.CharField(max_length=16, blank=True, validators=[validate_e164], help_text="E.164, e.g. +14155550123")
+    phone = models.CharField(
+        max_length=16, blank=True, validators=[validate_e164], help_text="E.164, e.g. +14155550123"
+    )
     job_title = models.CharField(max_length=200, blank=True)
     job_function = models.CharField(max_length=20, choices=JobFunction.choices, blank=True)
     seniority = models.CharField(max_length=20, choices=Seniority.choices, blank=True)
@@ -211,9 +212,7 @@ class Contact(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts"
     )
 
-    lifecycle_stage = models.CharField(
-        max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.LEAD
-    )
+    lifecycle_stage = models.CharField(max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.LEAD)
     lifecycle_changed_at = models.DateTimeField(default=timezone.now)
     lead_score = models.IntegerField(default=0)
     estimated_deal_size = models.DecimalField(
@@ -229,7 +228,9 @@ class Contact(models.Model):
     )
     email_status = models.CharField(max_length=20, choices=EmailStatus.choices, default=EmailStatus.VALID)
     do_not_contact = models.BooleanField(default=False)
-    properties = models.JSONField(default=dict, blank=True, help_text="Custom properties declared by PropertyDefinitions")
+    properties = models.JSONField(
+        default=dict, blank=True, help_text="Custom properties declared by PropertyDefinitions"
+    )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -256,25 +257,6 @@ class Contact(models.Model):
         name = self.full_name
         return f"{name} <{self.email}>" if name else self.email
 
-    @property
-    def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
-
-    def clean(self) -> None:
-        self.email = normalize_email(self.email)
-        self.country = (self.country or "").upper()
-        errors: dict[str, list[str]] = {}
-        if self.email:
-            try:
-                validate_email(self.email)
-            except ValidationError:
-                errors["email"] = [f"{self.email!r} is not a valid email address."]
-        property_errors = PropertyDefinition.objects.validate_properties(self.properties)
-        if property_errors:
-            errors["properties"] = property_errors
-        if errors:
-            raise ValidationError(errors)
-
     def save(self, *args, **kwargs) -> None:
         """Save, recording a LifecycleChange when the stage differs from the stored one."""
         self.email = normalize_email(self.email)
@@ -294,6 +276,25 @@ class Contact(models.Model):
                 self.customer_since = timezone.localdate(self.lifecycle_changed_at)
                 super().save(update_fields=["customer_since"])
         self._loaded_stage = self.lifecycle_stage
+
+    def clean(self) -> None:
+        self.email = normalize_email(self.email)
+        self.country = (self.country or "").upper()
+        errors: dict[str, list[str]] = {}
+        if self.email:
+            try:
+                validate_email(self.email)
+            except ValidationError:
+                errors["email"] = [f"{self.email!r} is not a valid email address."]
+        property_errors = PropertyDefinition.objects.validate_properties(self.properties)
+        if property_errors:
+            errors["properties"] = property_errors
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
 
 
 class LifecycleChange(models.Model):
@@ -379,8 +380,10 @@ class PropertyDefinition(models.Model):
                 {"key": "Use lower-case letters, digits and underscores, starting with a letter (max 63)."}
             )
         if self.type == PropertyType.CHOICE:
-            if not isinstance(self.choices, list) or not self.choices or not all(
-                isinstance(c, str) and c for c in self.choices
+            if (
+                not isinstance(self.choices, list)
+                or not self.choices
+                or not all(isinstance(c, str) and c for c in self.choices)
             ):
                 raise ValidationError({"choices": "A choice property needs a non-empty list of text choices."})
         elif self.choices:

@@ -195,9 +195,7 @@ CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if envbool("SECURE_PROXY_SSL_HEADER", False) else None
-)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("SECURE_PROXY_SSL_HEADER", False) else None
 X_FRAME_OPTIONS = "DENY"
 
 # Background work (django-q2). ORM broker by default; Redis when REDIS_URL is set.
@@ -215,9 +213,7 @@ Q_CLUSTER = {
     "label": "Background tasks",
 }
 if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
-    raise ImproperlyConfigured(
-        f"Q_RETRY={Q_CLUSTER['retry']} must be greater than Q_TIMEOUT={Q_CLUSTER['timeout']}"
-    )
+    raise ImproperlyConfigured(f"Q_RETRY={Q_CLUSTER['retry']} must be greater than Q_TIMEOUT={Q_CLUSTER['timeout']}")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")

@@ -62,10 +62,16 @@ class Segment(models.Model):
         "global suppression", default=False, help_text="Suppression only: keep members out of every activation"
     )
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
         help_text="Members of this segment are always members of the parent",
     )
-    rule = models.JSONField(null=True, blank=True, help_text="Rule in the segment rule language (dynamic and suppression)")
+    rule = models.JSONField(
+        null=True, blank=True, help_text="Rule in the segment rule language (dynamic and suppression)"
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_segments"
     )
@@ -122,6 +128,9 @@ class SegmentReference(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["from_segment", "to_segment"], name="segment_reference_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.from_segment_id} reads {self.to_segment_id}"
 
 
 class Membership(models.Model):

@@ -29,6 +29,6 @@ class Command(BaseCommand):
         if os.environ.get("ADMIN_PASSWORD"):
             self.stdout.write(f"Created admin user {username!r} with the password from ADMIN_PASSWORD.")
         else:
-            self.stdout.write(self.style.WARNING(
-                f"Created admin user {username!r} with password {password}  (shown once; keep it)"
-            ))
+            self.stdout.write(
+                self.style.WARNING(f"Created admin user {username!r} with password {password}  (shown once; keep it)")
+            )
