@@ -1,0 +1,80 @@
+"""factory-boy factories for tests. Fixed, readable defaults; override what a test is about."""
+
+from datetime import timedelta
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from contacts.models import Activity, ActivityKind, Company, Contact, Deal, PropertyDefinition
+from segments.models import Segment
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("user-password-123")
+
+
+class CompanyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Company
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    domain = factory.Sequence(lambda n: f"company{n}.example")
+    industry = "software"
+    employee_count = 100
+    country = "US"
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    email = factory.Sequence(lambda n: f"contact{n}@example.com")
+    first_name = "Ada"
+    last_name = factory.Sequence(lambda n: f"Person{n}")
+    country = "US"
+
+
+class PropertyDefinitionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PropertyDefinition
+        django_get_or_create = ("key",)
+
+    key = factory.Sequence(lambda n: f"prop_{n}")
+    label = factory.LazyAttribute(lambda p: p.key.replace("_", " ").title())
+    type = "text"
+    layer = "firmographic"
+
+
+class ActivityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Activity
+
+    contact = factory.SubFactory(ContactFactory)
+    kind = ActivityKind.PAGE_VIEW
+    occurred_at = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
+
+
+class DealFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Deal
+
+    name = factory.Sequence(lambda n: f"Deal {n}")
+    contact = factory.SubFactory(ContactFactory)
+    amount = 10000
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Segment
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    slug = factory.Sequence(lambda n: f"segment-{n}")
+    kind = "dynamic"
+    rule = factory.LazyFunction(lambda: {"field": "lifecycle_stage", "op": "eq", "value": "mql"})
