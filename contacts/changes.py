@@ -1,0 +1,27 @@
+"""Announce that contacts changed, so that readers of contact data (segments) can catch up.
+
+`contacts` knows nothing of segments. Code that writes contacts, companies or activities calls
+`contacts_changed(ids)` explicitly; listeners registered at start-up (segments registers its
+refresh in `SegmentsConfig.ready`) run once the surrounding transaction has committed.
+"""
+
+from collections.abc import Callable, Iterable
+
+from django.db import transaction
+
+Listener = Callable[[list[int]], None]
+_listeners: list[Listener] = []
+
+
+def add_listener(listener: Listener) -> None:
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def contacts_changed(contact_ids: Iterable[int]) -> None:
+    """Tell listeners, after commit, that these contacts (or their company or activity) changed."""
+    ids = sorted({int(i) for i in contact_ids if i is not None})
+    if not ids:
+        return
+    for listener in _listeners:
+        transaction.on_commit(lambda listener=listener: listener(ids))
