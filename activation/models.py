@@ -1,1 +1,301 @@
-"""Destinations, activations, export runs and automations (see issue: Activation)."""
+"""Destinations, activations and export runs: how segment members leave the building (issue 5).
+
+Automations, campaigns and personalization live beside these in their own modules.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+from activation.webhooks import check_url
+from segments.models import Segment, SegmentStatus
+
+# Columns a CSV destination may choose, in the order of this list's keys when shown as help.
+CSV_COLUMNS = {
+    "id": "Contact id",
+    "email": "Email (trimmed, lower case)",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "phone": "Phone (E.164)",
+    "job_title": "Job title",
+    "company": "Company name",
+    "company_domain": "Company domain",
+    "country": "Country (ISO alpha-2)",
+    "region": "State or region",
+    "city": "City",
+    "postal_code": "Postal code",
+    "street_address": "Street address",
+    "lifecycle_stage": "Lifecycle stage",
+    "lead_score": "Lead score",
+}
+
+
+class DestinationKind(models.TextChoices):
+    CSV = "csv", "CSV file"
+    GOOGLE = "google_customer_match", "Google Customer Match file"
+    META = "meta_custom_audience", "Meta Custom Audience file"
+    LINKEDIN = "linkedin_matched_audience", "LinkedIn Matched Audience file"
+    WEBHOOK = "webhook", "Webhook"
+    DIRECT_MAIL = "direct_mail", "Direct mail list"
+
+
+class Destination(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=40, choices=DestinationKind.choices)
+    min_audience_size = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Refuse exports of fewer members than this; blank uses the default for the kind "
+        "(ACTIVATION_MIN_AUDIENCE_SIZE in settings)",
+    )
+
+    # CSV file
+    csv_columns = models.JSONField(
+        default=list, blank=True, help_text="CSV only: column names, in order. Allowed: " + ", ".join(CSV_COLUMNS)
+    )
+    # Google Customer Match
+    remove_gmail_dots = models.BooleanField(
+        default=False, help_text="Google only: drop dots in the local part of gmail.com / googlemail.com addresses"
+    )
+    # LinkedIn Matched Audience
+    linkedin_plain_email = models.BooleanField(
+        default=False, help_text="LinkedIn only: send the normalised email in clear instead of its SHA-256"
+    )
+    # Webhook
+    url = models.URLField(max_length=500, blank=True, help_text="Webhook only: HTTPS endpoint")
+    secret = models.CharField(
+        max_length=200, blank=True, help_text="Webhook only: HMAC-SHA256 signing secret (never shown back)"
+    )
+    batch_size = models.PositiveIntegerField(default=1000, help_text="Webhook only: members per request")
+    is_internal = models.BooleanField(
+        default=False,
+        help_text="Webhook only: the endpoint is on our own network; allows loopback, private and link-local "
+        "addresses and plain http",
+    )
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind != DestinationKind.WEBHOOK
+
+    def effective_min_audience_size(self) -> int:
+        if self.min_audience_size is not None:
+            return self.min_audience_size
+        return settings.ACTIVATION_MIN_AUDIENCE_SIZE[self.kind]
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.kind == DestinationKind.CSV:
+            errors.update(_csv_column_errors(self.csv_columns))
+        if self.kind == DestinationKind.WEBHOOK:
+            if not self.url:
+                errors["url"] = "A webhook destination needs an HTTPS URL."
+            else:
+                try:
+                    check_url(self.url, internal=self.is_internal)
+                except ValidationError as exc:
+                    errors["url"] = exc.messages[0]
+            if not self.secret:
+                errors["secret"] = "A webhook destination needs a signing secret."
+            if self.batch_size < 1:
+                errors["batch_size"] = "The batch size must be at least 1."
+        if errors:
+            raise ValidationError(errors)
+
+
+def _csv_column_errors(columns: object) -> dict[str, str]:
+    if not isinstance(columns, list) or not columns:
+        return {"csv_columns": 'Choose at least one CSV column, e.g. ["email", "first_name"].'}
+    for index, column in enumerate(columns):
+        if column not in CSV_COLUMNS:
+            allowed = ", ".join(CSV_COLUMNS)
+            return {"csv_columns": f"Unknown CSV column {column!r} at position {index + 1} (allowed: {allowed})."}
+    if len(set(columns)) != len(columns):
+        return {"csv_columns": "Each CSV column may be chosen once."}
+    return {}
+
+
+class ActivationMode(models.TextChoices):
+    FULL = "full", "Full (every member, every run)"
+    DELTA = "delta", "Delta (adds and removes since the last successful run)"
+
+
+class Activation(models.Model):
+    name = models.CharField(max_length=200)
+    segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="activations")
+    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="activations")
+    suppression_segments = models.ManyToManyField(
+        Segment,
+        blank=True,
+        related_name="suppressing_activations",
+        help_text="Members of these segments are kept out (global suppressions always apply)",
+    )
+    mode = models.CharField(max_length=10, choices=ActivationMode.choices, default=ActivationMode.FULL)
+    schedule_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Run every N minutes; blank for manual runs only"
+    )
+    enabled = models.BooleanField(default=True)
+    schedule = models.OneToOneField(
+        Schedule, null=True, blank=True, editable=False, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            self.sync_schedule()
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            schedule_id = self.schedule_id
+            result = super().delete(*args, **kwargs)
+            Schedule.objects.filter(pk=schedule_id).delete()
+        return result
+
+    def clean(self) -> None:
+        if self.segment_id and self.segment.status == SegmentStatus.ARCHIVED:
+            raise ValidationError(
+                {"segment": f"Segment {self.segment.name!r} is archived; activate it or choose another segment."}
+            )
+        if self.schedule_minutes == 0:
+            raise ValidationError({"schedule_minutes": "Run at least every 1 minute, or leave blank for manual."})
+
+    def sync_schedule(self) -> None:
+        """Keep the django-q2 Schedule row in step: present while enabled and scheduled, gone otherwise."""
+        wanted = self.enabled and bool(self.schedule_minutes)
+        if not wanted:
+            if self.schedule_id:
+                Schedule.objects.filter(pk=self.schedule_id).delete()
+                type(self).objects.filter(pk=self.pk).update(schedule=None)
+                self.schedule = None
+            return
+        schedule, _ = Schedule.objects.update_or_create(
+            name=f"activation-{self.pk}",
+            defaults={
+                "func": "activation.tasks.run_activation",
+                "args": repr(self.pk),
+                "schedule_type": Schedule.MINUTES,
+                "minutes": self.schedule_minutes,
+                "repeats": -1,
+            },
+        )
+        if self.schedule_id != schedule.pk:
+            type(self).objects.filter(pk=self.pk).update(schedule=schedule)
+            self.schedule = schedule
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ExportRun(models.Model):
+    activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    mode = models.CharField(max_length=10, choices=ActivationMode.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    members_count = models.PositiveIntegerField(default=0, help_text="Members of the segment")
+    suppressed_count = models.PositiveIntegerField(
+        default=0, help_text="Members kept out by suppressions, do-not-contact, bounces and unsubscribes"
+    )
+    skipped_count = models.PositiveIntegerField(default=0, help_text="Contacts skipped as invalid or incomplete")
+    exported_count = models.PositiveIntegerField(default=0)
+    added_count = models.PositiveIntegerField(default=0)
+    removed_count = models.PositiveIntegerField(default=0)
+
+    file_path = models.CharField(max_length=300, blank=True, help_text="Under MEDIA_ROOT")
+    file_size = models.BigIntegerField(null=True, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    removed_file_path = models.CharField(
+        max_length=300, blank=True, help_text="Delta runs of file destinations: the members to remove"
+    )
+    removed_file_size = models.BigIntegerField(null=True, blank=True)
+    removed_file_sha256 = models.CharField(max_length=64, blank=True)
+
+    error = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True, help_text="Skipped contacts and why")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["activation", "status"], name="exportrun_act_status_idx")]
+        constraints = [
+            # The claim in activation.exports.claim_run relies on this: two runs of one
+            # activation can never be running at the same time, whatever the workers do.
+            models.UniqueConstraint(
+                fields=["activation"],
+                condition=models.Q(status="running"),
+                name="exportrun_one_running_per_activation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.activation} ({self.status})"
+
+
+class MemberAction(models.TextChoices):
+    ADD = "add", "Add"
+    REMOVE = "remove", "Remove"
+
+
+class ExportRunMember(models.Model):
+    """The members one run exports, fixed when the run starts so the file and the snapshot agree.
+
+    Filled set-based (INSERT ... SELECT) from activation.audience.audience(); emptied when the run ends.
+    contact_id is a plain integer: a contact deleted since the last run must still be sent as a removal.
+    """
+
+    run = models.ForeignKey(ExportRun, on_delete=models.CASCADE, related_name="+")
+    contact_id = models.BigIntegerField()
+    action = models.CharField(max_length=6, choices=MemberAction.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "action", "contact_id"], name="exportrunmember_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} contact {self.contact_id} in run {self.run_id}"
+
+
+class ExportedMember(models.Model):
+    """What the last successful run of an activation left at the destination (the base of the next delta)."""
+
+    activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="+")
+    contact_id = models.BigIntegerField()
+    exported_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["activation", "contact_id"], name="exportedmember_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} at activation {self.activation_id}"

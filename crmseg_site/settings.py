@@ -226,6 +226,25 @@ SEGMENT_REFRESH_INTERVAL_MINUTES = envint("SEGMENT_REFRESH_INTERVAL_MINUTES", 60
 # Enqueue refresh_contacts after writes through the project's own write paths.
 SEGMENT_REFRESH_ON_WRITE = envbool("SEGMENT_REFRESH_ON_WRITE", True)
 
+# Activation (destinations and exports). Minimum audience sizes per destination kind; a
+# destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.
+ACTIVATION_MIN_AUDIENCE_SIZE = {
+    "csv": envint("ACTIVATION_MIN_AUDIENCE_CSV", 1, minimum=0),
+    "google_customer_match": envint("ACTIVATION_MIN_AUDIENCE_GOOGLE", 100, minimum=0),
+    "meta_custom_audience": envint("ACTIVATION_MIN_AUDIENCE_META", 100, minimum=0),
+    "linkedin_matched_audience": envint("ACTIVATION_MIN_AUDIENCE_LINKEDIN", 300, minimum=0),
+    "webhook": envint("ACTIVATION_MIN_AUDIENCE_WEBHOOK", 1, minimum=0),
+    "direct_mail": envint("ACTIVATION_MIN_AUDIENCE_DIRECT_MAIL", 1, minimum=0),
+}
+# Rows fetched per round trip while streaming an export (bounded memory).
+ACTIVATION_EXPORT_CHUNK_SIZE = envint("ACTIVATION_EXPORT_CHUNK_SIZE", 2000, minimum=1)
+# Skipped contacts listed by name in a run's report (all of them are counted).
+ACTIVATION_REPORT_MAX_ROWS = envint("ACTIVATION_REPORT_MAX_ROWS", 1000, minimum=0)
+ACTIVATION_WEBHOOK_TIMEOUT_SECONDS = envint("ACTIVATION_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+ACTIVATION_WEBHOOK_MAX_ATTEMPTS = envint("ACTIVATION_WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+ACTIVATION_WEBHOOK_BACKOFF_SECONDS = envint("ACTIVATION_WEBHOOK_BACKOFF_MS", 1000, minimum=0) / 1000
+ACTIVATION_WEBHOOK_MAX_BACKOFF_SECONDS = envint("ACTIVATION_WEBHOOK_MAX_BACKOFF_MS", 60000, minimum=0) / 1000
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -6,6 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from activation.models import Activation, Destination, DestinationKind
 from contacts.models import Activity, ActivityKind, Company, Contact, Deal, PropertyDefinition
 from segments.models import Segment
 
@@ -78,3 +79,22 @@ class SegmentFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"segment-{n}")
     kind = "dynamic"
     rule = factory.LazyFunction(lambda: {"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+
+
+class DestinationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Destination
+
+    name = factory.Sequence(lambda n: f"Destination {n}")
+    kind = DestinationKind.CSV
+    csv_columns = factory.LazyFunction(lambda: ["email", "first_name", "last_name"])
+    min_audience_size = 0
+
+
+class ActivationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Activation
+
+    name = factory.Sequence(lambda n: f"Activation {n}")
+    segment = factory.SubFactory(SegmentFactory)
+    destination = factory.SubFactory(DestinationFactory)

@@ -1,0 +1,155 @@
+"""Signed webhook delivery with bounded retries, shared by exports and automations.
+
+Every request is a JSON POST carrying:
+
+- ``X-Crmseg-Signature: sha256=<hex>``: HMAC-SHA256 of the exact request body bytes, keyed with
+  the destination's secret (UTF-8). Receivers recompute it over the raw body and compare in
+  constant time.
+- ``Idempotency-Key: <key>``: the same for every retry of one batch, so a receiver that saw a
+  batch already can acknowledge it without applying it twice.
+
+5xx answers, 429, timeouts and connection errors are retried with exponential backoff
+(``ACTIVATION_WEBHOOK_MAX_ATTEMPTS`` tries in all, sleeping ``ACTIVATION_WEBHOOK_BACKOFF_SECONDS``
+× 2^n between them, at most ``ACTIVATION_WEBHOOK_MAX_BACKOFF_SECONDS``). Other 4xx answers and
+redirects fail at once: repeating the same request cannot fix them.
+
+Hosts are resolved and refused when any address is loopback, private, link-local, multicast,
+reserved or unspecified, unless the destination is marked internal (which also allows http).
+This module knows nothing of the models: it takes anything with url, secret and is_internal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+SIGNATURE_HEADER = "X-Crmseg-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class WebhookTarget(Protocol):
+    url: str
+    secret: str
+    is_internal: bool
+
+
+class WebhookError(Exception):
+    """Delivery failed for good; the message says which URL, what came back and after how many tries."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: int
+    attempts: int
+
+
+def check_url(url: str, *, internal: bool) -> None:
+    """Refuse a URL a webhook must not call; raises ValidationError with the reason."""
+    parts = urlsplit(url)
+    allowed_schemes = ("https", "http") if internal else ("https",)
+    if parts.scheme not in allowed_schemes:
+        raise ValidationError(f"Webhook URL {url!r} must use https (plain http only for internal destinations).")
+    if not parts.hostname:
+        raise ValidationError(f"Webhook URL {url!r} has no host name.")
+    if internal:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ValidationError(f"Webhook host {parts.hostname!r} does not resolve ({exc}).") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if _is_non_public(address):
+            raise ValidationError(
+                f"Webhook host {parts.hostname!r} resolves to {address}, a loopback, private or link-local "
+                "address; mark the destination internal if that is intended."
+            )
+
+
+def _is_non_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def encode(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirect could point anywhere, including inside our network: treat it as an answer.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def post_json(
+    target: WebhookTarget,
+    payload: object,
+    *,
+    idempotency_key: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Delivery:
+    """POST payload to target's URL, signed, retrying transient failures; raise WebhookError when it gives up."""
+    check_url(target.url, internal=target.is_internal)
+    body = encode(payload)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "crmseg-webhook/1",
+        SIGNATURE_HEADER: sign(body, target.secret),
+        IDEMPOTENCY_HEADER: idempotency_key,
+    }
+    max_attempts = settings.ACTIVATION_WEBHOOK_MAX_ATTEMPTS
+    last_problem = ""
+    for attempt in range(1, max_attempts + 1):
+        if attempt > 1:
+            sleep(_backoff(attempt - 1))
+        request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
+        try:
+            with _opener.open(request, timeout=settings.ACTIVATION_WEBHOOK_TIMEOUT_SECONDS) as response:
+                return Delivery(status=response.status, attempts=attempt)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(300).decode(errors="replace")
+            exc.close()
+            last_problem = f"HTTP {exc.code} {detail!r}".strip()
+            if not _retryable(exc.code):
+                raise WebhookError(f"{target.url} refused the batch: {last_problem} (attempt {attempt}).") from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last_problem = f"{type(reason).__name__}: {reason}"
+    raise WebhookError(f"{target.url} failed after {max_attempts} attempts; last: {last_problem}.")
+
+
+def _retryable(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def _backoff(retry: int) -> float:
+    delay = settings.ACTIVATION_WEBHOOK_BACKOFF_SECONDS * (2 ** (retry - 1))
+    return min(delay, settings.ACTIVATION_WEBHOOK_MAX_BACKOFF_SECONDS)
