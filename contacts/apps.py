@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+from contacts.roles import sync_roles_after_migrate
 
 
 class ContactsConfig(AppConfig):
     name = "contacts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Models added later (segments, activation, ...) get their permissions when their own
+        # app's post_migrate runs, so the roles are synced again after each of those apps.
+        post_migrate.connect(sync_roles_after_migrate, dispatch_uid="contacts.sync_roles")
