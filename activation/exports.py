@@ -1,0 +1,367 @@
+"""Running one export: claim the run, fix its members set-based, write or send them, record the result.
+
+The steps of execute_run():
+
+1. claim: a conditional UPDATE moves the run from queued/failed to running. The partial unique
+   constraint exportrun_one_running_per_activation makes a second running run of the same
+   activation impossible, so two workers can never overlap.
+2. stage: one INSERT ... SELECT copies the audience (activation.audience.audience) into
+   ExportRunMember as adds (all of it in full mode, the new ones in delta mode) and one more copies
+   the snapshot rows that left the audience as removes. The file and the snapshot both read this.
+3. deliver: stream the staged contacts with .iterator(chunk_size) (a server-side cursor on
+   PostgreSQL), write a file under MEDIA_ROOT to "<name>.part" and rename it when complete, or post
+   signed webhook batches. Contacts that cannot be normalised are skipped, counted and reported.
+4. finish: in one transaction, apply the staged adds/removes to ExportedMember (the base of the
+   next delta) and mark the run succeeded. On any failure the temporary file is removed, the run is
+   failed with the error, and the snapshot is untouched, so running it again is safe.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.utils import timezone
+
+from activation import normalize, webhooks
+from activation.audience import audience, members
+from activation.formats import WEBHOOK_FIELDS, FileFormat, file_format, webhook_member
+from activation.models import (
+    Activation,
+    ActivationMode,
+    DestinationKind,
+    ExportedMember,
+    ExportRun,
+    ExportRunMember,
+    MemberAction,
+    RunStatus,
+)
+from contacts.models import Contact
+from segments.models import SegmentStatus
+
+logger = logging.getLogger(__name__)
+
+EXPORT_DIR = "exports"
+
+
+class RunRefused(Exception):
+    """The run cannot go ahead for a reason the operator can act on; the message says which."""
+
+
+@dataclass
+class Outcome:
+    exported: int = 0
+    skipped: int = 0
+    skipped_rows: list[dict[str, object]] = field(default_factory=list)
+    skipped_ids: array.array = field(default_factory=lambda: array.array("q"))
+    files: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # action -> (path, size, sha256)
+
+    def skip(self, contact_id: int, email: str, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_ids.append(contact_id)
+        if len(self.skipped_rows) < settings.ACTIVATION_REPORT_MAX_ROWS:
+            self.skipped_rows.append({"contact_id": contact_id, "email": email, "reason": reason})
+
+
+def start_run(activation: Activation, *, requested_by=None) -> ExportRun:
+    return ExportRun.objects.create(activation=activation, mode=activation.mode, requested_by=requested_by)
+
+
+def execute_run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> ExportRun:
+    """Run (or re-run, after a failure) one export. Safe to call twice: a finished run is left alone."""
+    run = ExportRun.objects.select_related("activation__segment", "activation__destination").get(pk=run_id)
+    _fail_stale_runs(run.activation_id)
+    if not _claim(run):
+        return _refuse_busy(run)
+    run.refresh_from_db()
+    cleanup: list[Path] = []
+    try:
+        _check(run.activation)
+        _stage(run)
+        outcome = _deliver(run, cleanup=cleanup, sleep=sleep)
+        _finish(run, outcome)
+    except Exception as exc:
+        _fail(run, exc, cleanup=cleanup)
+    run.refresh_from_db()
+    return run
+
+
+def _claim(run: ExportRun) -> bool:
+    claimable = ExportRun.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.FAILED])
+    try:
+        with transaction.atomic():
+            claimed = claimable.update(
+                status=RunStatus.RUNNING, started_at=timezone.now(), finished_at=None, attempts=F("attempts") + 1
+            )
+    except IntegrityError:
+        return False  # another run of this activation is running
+    return claimed == 1
+
+
+def _refuse_busy(run: ExportRun) -> ExportRun:
+    other = ExportRun.objects.filter(activation_id=run.activation_id, status=RunStatus.RUNNING).exclude(pk=run.pk)
+    other_id = other.values_list("pk", flat=True).first()
+    if other_id is not None:
+        ExportRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error=f"Run {other_id} of this activation is still running; runs of one activation never overlap.",
+        )
+    run.refresh_from_db()
+    return run
+
+
+def _fail_stale_runs(activation_id: int) -> None:
+    # django-q2 stops a task after Q_CLUSTER["timeout"]; a run "running" for longer lost its worker.
+    cutoff = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    ExportRun.objects.filter(activation_id=activation_id, status=RunStatus.RUNNING, started_at__lt=cutoff).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), error="The worker running this export stopped."
+    )
+
+
+def _check(activation: Activation) -> None:
+    if activation.segment.status == SegmentStatus.ARCHIVED:
+        raise RunRefused(f"Segment {activation.segment.name!r} is archived; archived segments are not exported.")
+    try:
+        activation.destination.full_clean()
+    except ValidationError as exc:
+        problems = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in exc.message_dict.items())
+        raise RunRefused(f"Destination {activation.destination.name!r} is not usable: {problems}") from None
+
+
+def _stage(run: ExportRun) -> None:
+    activation = run.activation
+    target = audience(activation).order_by()
+    in_snapshot = ExportedMember.objects.filter(activation=activation, contact_id=OuterRef("pk"))
+    with transaction.atomic():
+        ExportRunMember.objects.filter(run=run).delete()
+        new_ones = target.filter(~Exists(in_snapshot))
+        staged_adds = _insert_members(
+            run, MemberAction.ADD, (target if run.mode == ActivationMode.FULL else new_ones).values(cid=F("pk"))
+        )
+        still_there = audience(activation).filter(pk=OuterRef("contact_id"))
+        gone = ExportedMember.objects.filter(activation=activation).filter(~Exists(still_there))
+        removed = _insert_members(run, MemberAction.REMOVE, gone.values(cid=F("contact_id")))
+        audience_size = staged_adds if run.mode == ActivationMode.FULL else target.count()
+        added = staged_adds if run.mode == ActivationMode.DELTA else new_ones.count()
+        members_count = members(activation).count()
+        ExportRun.objects.filter(pk=run.pk).update(
+            members_count=members_count,
+            suppressed_count=members_count - audience_size,
+            added_count=added,
+            removed_count=removed,
+        )
+    minimum = activation.destination.effective_min_audience_size()
+    if audience_size < minimum:
+        raise RunRefused(
+            f"Audience of {audience_size} members is below the minimum of {minimum} for "
+            f"{activation.destination.get_kind_display()} (destination {activation.destination.name!r}); "
+            "nothing was exported."
+        )
+
+
+def _insert_members(run: ExportRun, action: str, source: QuerySet) -> int:
+    """INSERT ... SELECT: no contact id travels through Python."""
+    sql, params = source.query.sql_with_params()
+    table = connection.ops.quote_name(ExportRunMember._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (run_id, contact_id, action) SELECT %s, staged.cid, %s FROM ({sql}) staged",
+            [run.pk, action, *params],
+        )
+        return cursor.rowcount
+
+
+def staged_contacts(run: ExportRun, action: str, fields: tuple[str, ...]) -> Iterator[Contact]:
+    """The staged contacts of one action, in id order, streamed in chunks (bounded memory)."""
+    staged = ExportRunMember.objects.filter(run=run, action=action).values("contact_id")
+    # Contact.__init__ reads lifecycle_stage (to notice stage changes on save): load it, or each row costs a query.
+    contacts = Contact.objects.filter(pk__in=staged).only("lifecycle_stage", *fields).order_by("pk")
+    if any("__" in name for name in fields):
+        contacts = contacts.select_related("company")
+    return contacts.iterator(chunk_size=settings.ACTIVATION_EXPORT_CHUNK_SIZE)
+
+
+def _deliver(run: ExportRun, *, cleanup: list[Path], sleep: Callable[[float], None]) -> Outcome:
+    destination = run.activation.destination
+    outcome = Outcome()
+    if destination.kind == DestinationKind.WEBHOOK:
+        _send_webhook(run, outcome, sleep=sleep)
+        return outcome
+    fmt = file_format(destination)
+    outcome.exported = _write_file(run, MemberAction.ADD, fmt, outcome, cleanup=cleanup)
+    if run.mode == ActivationMode.DELTA:
+        _write_file(run, MemberAction.REMOVE, fmt, outcome, cleanup=cleanup)
+    return outcome
+
+
+class _HashingFile:
+    """Writes text as UTF-8 while counting bytes and hashing them, so the file is never read back."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode()
+        self.digest.update(data)
+        self.size += len(data)
+        self.handle.write(data)
+
+
+def export_path(run: ExportRun, action: str) -> str:
+    """Relative to MEDIA_ROOT; the removes of a delta run go to their own file."""
+    suffix = "" if action == MemberAction.ADD else "-removed"
+    kind = run.activation.destination.kind.replace("_", "-")
+    return f"{EXPORT_DIR}/activation-{run.activation_id}/run-{run.pk}-{kind}{suffix}.csv"
+
+
+def _write_file(run: ExportRun, action: str, fmt: FileFormat, outcome: Outcome, *, cleanup: list[Path]) -> int:
+    relative = export_path(run, action)
+    final = Path(settings.MEDIA_ROOT) / relative
+    temp = final.with_name(final.name + ".part")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    cleanup.extend([temp, final])  # a failed run keeps neither: its files are meaningless
+    written = 0
+    with open(temp, "wb") as handle:
+        out = _HashingFile(handle)
+        out.write(_csv_line(fmt.header))
+        for contact in staged_contacts(run, action, fmt.fields):
+            try:
+                cells = fmt.row(contact, run.activation.destination)
+            except normalize.Unusable as exc:
+                if action == MemberAction.ADD:
+                    outcome.skip(contact.pk, contact.email, str(exc))
+                continue
+            out.write(_csv_line(cells))
+            written += 1
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, final)
+    outcome.files[action] = (relative, out.size, out.digest.hexdigest())
+    return written
+
+
+def _csv_line(cells: list[str]) -> str:
+    return ",".join(_quote(cell) for cell in cells) + "\n"
+
+
+def _quote(cell: str) -> str:
+    if any(ch in cell for ch in ',"\n\r'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def _send_webhook(run: ExportRun, outcome: Outcome, *, sleep: Callable[[float], None]) -> None:
+    removed_ids = ExportRunMember.objects.filter(run=run, action=MemberAction.REMOVE).order_by("contact_id")
+    removed = ({"id": contact_id} for contact_id in removed_ids.values_list("contact_id", flat=True).iterator())
+    _post_batches(run, MemberAction.REMOVE, removed, sleep=sleep)
+    outcome.exported = _post_batches(run, MemberAction.ADD, _webhook_adds(run, outcome), sleep=sleep)
+
+
+def _webhook_adds(run: ExportRun, outcome: Outcome) -> Iterator[dict[str, object]]:
+    for contact in staged_contacts(run, MemberAction.ADD, WEBHOOK_FIELDS):
+        try:
+            yield webhook_member(contact)
+        except normalize.Unusable as exc:
+            outcome.skip(contact.pk, contact.email, str(exc))
+
+
+def _post_batches(run: ExportRun, action: str, items: Iterator[dict], *, sleep: Callable[[float], None]) -> int:
+    destination = run.activation.destination
+    sent = 0
+    batch: list[dict] = []
+    number = 0
+
+    def flush() -> None:
+        nonlocal number
+        number += 1
+        payload = {
+            "activation": run.activation_id,
+            "run": run.pk,
+            "segment": run.activation.segment.slug,
+            "action": action,
+            "batch": number,
+            "members": batch,
+        }
+        # Stable across retries and re-runs of this run while the batch content is the same.
+        digest = hashlib.sha256(webhooks.encode(payload)).hexdigest()[:16]
+        key = f"crmseg-run-{run.pk}-{action}-{number}-{digest}"
+        webhooks.post_json(destination, payload, idempotency_key=key, sleep=sleep)
+
+    for item in items:
+        batch.append(item)
+        sent += 1
+        if len(batch) >= destination.batch_size:
+            flush()
+            batch = []
+    if batch:
+        flush()
+    return sent
+
+
+def _finish(run: ExportRun, outcome: Outcome) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        staged = ExportRunMember.objects.filter(run=run)
+        for start in range(0, len(outcome.skipped_ids), 1000):
+            chunk = outcome.skipped_ids[start : start + 1000].tolist()
+            staged.filter(action=MemberAction.ADD, contact_id__in=chunk).delete()
+        ExportedMember.objects.filter(
+            activation_id=run.activation_id,
+            contact_id__in=staged.filter(action=MemberAction.REMOVE).values("contact_id"),
+        ).delete()
+        in_snapshot = ExportedMember.objects.filter(activation_id=run.activation_id, contact_id=OuterRef("contact_id"))
+        fresh = staged.filter(action=MemberAction.ADD).filter(~Exists(in_snapshot))
+        _insert_snapshot(run, fresh.values(cid=F("contact_id")), now=now)
+        staged.delete()
+        added_path, added_size, added_sha = outcome.files.get(MemberAction.ADD, ("", None, ""))
+        removed_path, removed_size, removed_sha = outcome.files.get(MemberAction.REMOVE, ("", None, ""))
+        ExportRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.SUCCEEDED,
+            finished_at=now,
+            error="",
+            exported_count=outcome.exported,
+            skipped_count=outcome.skipped,
+            report={"skipped": outcome.skipped_rows, "skipped_total": outcome.skipped},
+            file_path=added_path,
+            file_size=added_size,
+            file_sha256=added_sha,
+            removed_file_path=removed_path,
+            removed_file_size=removed_size,
+            removed_file_sha256=removed_sha,
+        )
+
+
+def _insert_snapshot(run: ExportRun, source: QuerySet, *, now) -> None:
+    sql, params = source.query.sql_with_params()
+    table = connection.ops.quote_name(ExportedMember._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (activation_id, contact_id, exported_at) SELECT %s, fresh.cid, %s FROM ({sql}) fresh",
+            [run.activation_id, now, *params],
+        )
+
+
+def _fail(run: ExportRun, exc: Exception, *, cleanup: list[Path]) -> None:
+    for path in cleanup:
+        path.unlink(missing_ok=True)
+    if isinstance(exc, RunRefused | webhooks.WebhookError):
+        message = str(exc)
+    else:
+        logger.exception("Export run %s failed", run.pk)
+        message = f"{type(exc).__name__}: {exc}"
+    ExportRunMember.objects.filter(run=run).delete()
+    ExportRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(), error=message)

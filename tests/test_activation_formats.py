@@ -1,0 +1,195 @@
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from activation.exports import execute_run, start_run
+from segments.models import Membership
+from tests.factories import ActivationFactory, CompanyFactory, ContactFactory, DestinationFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def h(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+@pytest.fixture
+def people():
+    acme = CompanyFactory(name="Acme, Inc.", domain="acme.example")
+    jane = ContactFactory(
+        email="  Jane.Doe+Ads@GMail.com ",
+        first_name="  Zoe\u0308 ",  # decomposed ë
+        last_name="Van  der Berg",
+        phone="(415) 555-0123",
+        country="US",
+        region="California",
+        city="San Francisco",
+        postal_code="94105-1234",
+        street_address="1 Market St",
+        job_title="VP Marketing",
+        company=acme,
+    )
+    jurgen = ContactFactory(
+        email="JUERGEN@Example.DE",
+        first_name="Jürgen",
+        last_name="Groß-Müller",
+        phone="030 1234567",
+        country="DE",
+        region="Berlin",
+        city="Berlin",
+        postal_code="10115",
+        street_address="Unter den Linden 5",
+        job_title="Head of IT",
+        company=None,
+    )
+    bad_phone = ContactFactory(
+        email="bad.phone@example.com", first_name="Bo", last_name="Bad", phone="12", country="US"
+    )
+    bad_email = ContactFactory(email="not-an-email", first_name="No", last_name="Mail", country="US")
+    return jane, jurgen, bad_phone, bad_email
+
+
+def _export(kind: str, contacts, **destination):
+    activation = ActivationFactory(destination=DestinationFactory(kind=kind, **destination))
+    Membership.objects.bulk_create(Membership(segment=activation.segment, contact=c) for c in contacts)
+    return execute_run(start_run(activation).pk)
+
+
+def _file(media: Path, run) -> bytes:
+    assert run.status == "succeeded", run.error
+    data = (media / run.file_path).read_bytes()
+    assert run.file_size == len(data)
+    assert run.file_sha256 == hashlib.sha256(data).hexdigest()
+    return data
+
+
+def test_google_file_hashes_normalised_email_phone_and_names(media, people):
+    _jane, _jurgen, bad_phone, bad_email = people
+
+    run = _export("google_customer_match", people)
+
+    assert (
+        _file(media, run)
+        == (
+            "Email,Phone,First Name,Last Name,Country,Zip\n"
+            f"{h('jane.doe+ads@gmail.com')},{h('+14155550123')},{h('zoë')},{h('van der berg')},US,94105-1234\n"
+            f"{h('juergen@example.de')},{h('+49301234567')},{h('jürgen')},{h('groß-müller')},DE,10115\n"
+        ).encode()
+    )
+    assert (run.exported_count, run.skipped_count) == (2, 2)
+    assert run.report["skipped"] == [
+        {
+            "contact_id": bad_phone.pk,
+            "email": "bad.phone@example.com",
+            "reason": "phone '12' is not a valid number (country 'US')",
+        },
+        {"contact_id": bad_email.pk, "email": "not-an-email", "reason": "email 'not-an-email' is not a valid address"},
+    ]
+
+
+def test_google_gmail_dots_are_removed_only_when_the_destination_says_so(media, people):
+    jane = people[0]
+
+    run = _export("google_customer_match", [jane], remove_gmail_dots=True)
+
+    assert _file(media, run).splitlines()[1].split(b",")[0] == h("janedoe+ads@gmail.com").encode()
+
+
+def test_meta_file_hashes_every_key_as_meta_documents(media, people):
+    jane, jurgen, *_ = people
+
+    run = _export("meta_custom_audience", [jane, jurgen])
+
+    expected_jane = ["jane.doe+ads@gmail.com", "14155550123", "zoë", "vanderberg", "sanfrancisco", "ca", "94105", "us"]
+    expected_jurgen = ["juergen@example.de", "49301234567", "jürgen", "großmüller", "berlin", "berlin", "10115", "de"]
+    assert (
+        _file(media, run)
+        == (
+            "EMAIL,PHONE,FN,LN,CT,ST,ZIP,COUNTRY\n"
+            + ",".join(h(v) for v in expected_jane)
+            + "\n"
+            + ",".join(h(v) for v in expected_jurgen)
+            + "\n"
+        ).encode()
+    )
+
+
+def test_meta_leaves_blank_keys_empty_instead_of_hashing_nothing(media):
+    sparse = ContactFactory(email="Only@Example.com", first_name="", last_name="", phone="", country="", city="")
+
+    run = _export("meta_custom_audience", [sparse])
+
+    assert _file(media, run).splitlines()[1] == f"{h('only@example.com')},,,,,,,".encode()
+
+
+def test_linkedin_file_hashes_email_and_cuts_fields_to_linkedin_limits(media, people):
+    jane, jurgen, *_ = people
+    jurgen.job_title = "Head of Information Technology and Digital Transformation, EMEA"  # 64 characters
+    jurgen.save()
+
+    run = _export("linkedin_matched_audience", [jane, jurgen])
+
+    assert (
+        _file(media, run)
+        == (
+            "email,firstname,lastname,jobtitle,employeecompany,country\n"
+            f'{h("jane.doe+ads@gmail.com")},Zoe\u0308,Van  der Berg,VP Marketing,"Acme, Inc.",US\n'
+            f"{h('juergen@example.de')},Jürgen,Groß-Müller,Head of Information Technology and Digital Transfo,,DE\n"
+        ).encode()
+    )
+
+
+def test_linkedin_sends_plain_email_when_configured(media, people):
+    run = _export("linkedin_matched_audience", [people[1]], linkedin_plain_email=True)
+
+    assert _file(media, run).splitlines()[1].startswith(b"juergen@example.de,J")
+
+
+def test_csv_file_has_the_chosen_columns_in_order(media, people):
+    jane, jurgen, *_ = people
+
+    run = _export("csv", [jane, jurgen], csv_columns=["email", "phone", "company", "city", "lead_score"])
+
+    assert _file(media, run) == (
+        b"email,phone,company,city,lead_score\n"
+        b'jane.doe+ads@gmail.com,+14155550123,"Acme, Inc.",San Francisco,0\n'
+        b"juergen@example.de,+49301234567,,Berlin,0\n"
+    )
+
+
+def test_direct_mail_skips_and_counts_incomplete_addresses(media, people):
+    jane, jurgen, bad_phone, _ = people
+
+    run = _export("direct_mail", [jane, jurgen, bad_phone])
+
+    assert (
+        _file(media, run)
+        == (
+            "first_name,last_name,company,street_address,postal_code,city,region,country\n"
+            'Zoe\u0308,Van  der Berg,"Acme, Inc.",1 Market St,94105-1234,San Francisco,California,US\n'
+            "Jürgen,Groß-Müller,,Unter den Linden 5,10115,Berlin,Berlin,DE\n"
+        ).encode()
+    )
+    assert run.skipped_count == 1
+    assert run.report["skipped"][0]["reason"] == "incomplete postal address: missing street_address, postal_code, city"
+
+
+def test_an_export_streams_in_a_fixed_number_of_queries(media, django_assert_max_num_queries, settings):
+    settings.ACTIVATION_EXPORT_CHUNK_SIZE = 1000
+    activation = ActivationFactory(destination=DestinationFactory(kind="meta_custom_audience"))
+    contacts = ContactFactory.create_batch(30)
+    Membership.objects.bulk_create(Membership(segment=activation.segment, contact=c) for c in contacts)
+    run = start_run(activation)
+
+    with django_assert_max_num_queries(30):
+        execute_run(run.pk)
+
+    run.refresh_from_db()
+    assert run.exported_count == 30
