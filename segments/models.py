@@ -91,6 +91,17 @@ class Segment(models.Model):
     last_refresh_removed = models.PositiveIntegerField(default=0)
     last_refresh_status = models.CharField(max_length=10, choices=RefreshStatus.choices, default=RefreshStatus.NEVER)
     last_refresh_error = models.TextField(blank=True)
+    last_refresh_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Wall-clock start of the last successful full refresh; unset until the first build",
+    )
+    rule_edited_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set when the rule or parent changes; the next full refresh records its changes as 'rule edited'",
+    )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -130,7 +141,7 @@ class SegmentReference(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.from_segment_id} reads {self.to_segment_id}"
+        return f"{self.from_segment} reads {self.to_segment}"
 
 
 class Membership(models.Model):
