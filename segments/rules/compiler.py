@@ -1,0 +1,232 @@
+"""Compile a rule into one ORM filter over contacts: one SQL statement, PostgreSQL or SQLite.
+
+Public: `compile_rule(rule, *, now, fields=None) -> Q` and
+`matching_contacts(rule, *, now, fields=None) -> QuerySet[Contact]`.
+
+Every condition compiles to an expression that is TRUE or FALSE, never NULL: a comparison is
+ANDed with "the value is set", so a condition on a missing value is false and `not` of it is
+true (two-valued logic, as the design asks). Text is compared folded (`expressions.Fold`);
+choices compare exactly (their values are validated against the closed list); numbers compare
+as the rule wrote them (an int exactly, a float as double precision).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import reduce
+from operator import and_, or_
+
+from django.db.models import (
+    Count,
+    DateField,
+    DateTimeField,
+    Exists,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Round
+from django.db.models.lookups import (
+    Contains,
+    EndsWith,
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    In,
+    IsNull,
+    LessThan,
+    LessThanOrEqual,
+    StartsWith,
+)
+
+from contacts.models import Activity, Contact
+from segments.models import Membership
+from segments.rules.clock import bounds, relative_bounds
+from segments.rules.expressions import Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
+from segments.rules.registry import Field, get_fields
+from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
+
+_TEXT_LIKE = {"text", "choice"}
+
+
+def matching_contacts(rule: dict, *, now: datetime, fields: dict[str, Field] | None = None) -> QuerySet[Contact]:
+    """The contacts `rule` selects at `now`, as one lazy queryset."""
+    return Contact.objects.filter(compile_rule(rule, now=now, fields=fields))
+
+
+def compile_rule(rule: dict, *, now: datetime, fields: dict[str, Field] | None = None) -> Q:
+    """`rule` as a Q over Contact; raises InvalidRule when validation finds errors.
+
+    An `in_segment` slug naming no segment is not an error here: it matches nobody.
+    """
+    fields = fields if fields is not None else get_fields()
+    errors = validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)
+    if errors:
+        raise InvalidRule(errors)
+    return _Compiler(fields, now).node(rule)
+
+
+def _number(value: int | float) -> Value:
+    # An int stays an int (exact, index-friendly); anything else compares as double precision.
+    return Value(value) if isinstance(value, int) else Value(float(value))
+
+
+def _cents(amount: int | float) -> int:
+    return round(amount * 100)
+
+
+class _Compiler:
+    def __init__(self, fields: dict[str, Field], now: datetime) -> None:
+        self.fields, self.now = fields, now
+
+    def node(self, rule: dict) -> Q:
+        if "all" in rule:
+            return reduce(and_, (self.node(child) for child in rule["all"]))
+        if "any" in rule:
+            return reduce(or_, (self.node(child) for child in rule["any"]))
+        if "not" in rule:
+            return ~self.node(rule["not"])
+        if "event" in rule:
+            return self.event(rule)
+        if "in_segment" in rule:
+            members = Membership.objects.filter(contact=OuterRef("pk"), segment__slug=rule["in_segment"])
+            return Q(Exists(members))
+        field = self.fields[rule["field"]]
+        return self.condition(field, rule["op"], rule.get("value"))
+
+    # Property conditions
+
+    def condition(self, field: Field, op: str, value) -> Q:
+        expr = value_expression(field)
+        is_set = set_condition(field, expr)
+        if op == "is_set":
+            return is_set
+        if op == "is_not_set":
+            return ~is_set
+        compare = getattr(self, f"{field.type}_condition")
+        return is_set & compare(field, expr, op, value)
+
+    def text_condition(self, field: Field, expr, op: str, value) -> Q:
+        folded = Fold(expr)
+        if op in ("in", "not_in"):
+            match = Q(In(folded, sorted({fold(item) for item in value})))
+            return ~match if op == "not_in" else match
+        lookup = {
+            "eq": Exact,
+            "neq": Exact,
+            "contains": Contains,
+            "starts_with": StartsWith,
+            "ends_with": EndsWith,
+        }[op]
+        match = Q(lookup(folded, fold(value)))
+        return ~match if op == "neq" else match
+
+    def choice_condition(self, field: Field, expr, op: str, value) -> Q:
+        match = Q(In(expr, sorted(set(value)))) if op in ("in", "not_in") else Q(Exact(expr, value))
+        return ~match if op in ("neq", "not_in") else match
+
+    def number_condition(self, field: Field, expr, op: str, value) -> Q:
+        if op in ("top_percent", "bottom_percent"):
+            top = op == "top_percent"
+            threshold = PercentThreshold(expr, set_condition(field, expr), value, top=top, output_field=FloatField())
+            return Q(GreaterThanOrEqual(expr, threshold) if top else LessThanOrEqual(expr, threshold))
+        if op == "between":
+            return Q(GreaterThanOrEqual(expr, _number(value[0]))) & Q(LessThanOrEqual(expr, _number(value[1])))
+        if op == "neq":
+            return ~Q(Exact(expr, _number(value)))
+        lookup = {
+            "eq": Exact,
+            "gt": GreaterThan,
+            "gte": GreaterThanOrEqual,
+            "lt": LessThan,
+            "lte": LessThanOrEqual,
+        }[op]
+        return Q(lookup(expr, _number(value)))
+
+    def bool_condition(self, field: Field, expr, op: str, value) -> Q:
+        return Q(Exact(expr, op == "is_true"))
+
+    def date_condition(self, field: Field, expr, op: str, value) -> Q:
+        if op in ("in_last_days", "in_next_days", "more_than_days_ago"):
+            low, high = relative_bounds(field.type, op, value, now=self.now)
+            if low is None:
+                return Q(LessThan(expr, self.date_operand(field, high)))
+            return Q(GreaterThanOrEqual(expr, self.date_operand(field, low))) & Q(
+                LessThanOrEqual(expr, self.date_operand(field, high))
+            )
+        if op == "before":
+            return Q(LessThan(expr, self.date_operand(field, bounds(field.type, value)[0])))
+        if op == "after":
+            return Q(GreaterThan(expr, self.date_operand(field, bounds(field.type, value)[1])))
+        low, high = bounds(field.type, value[0])[0], bounds(field.type, value[1])[1]
+        return Q(GreaterThanOrEqual(expr, self.date_operand(field, low))) & Q(
+            LessThanOrEqual(expr, self.date_operand(field, high))
+        )
+
+    datetime_condition = date_condition
+
+    def date_operand(self, field: Field, moment) -> Value:
+        if field.property_key:
+            return Value(moment.isoformat())  # custom date properties hold ISO text
+        return Value(moment, output_field=DateField() if field.type == "date" else DateTimeField())
+
+    def tags_condition(self, field: Field, expr, op: str, value) -> Q:
+        tags = [fold(tag) for tag in value]
+        if op == "contains_all":
+            return reduce(and_, (Q(HasTag(expr, [tag])) for tag in sorted(set(tags))))
+        match = Q(HasTag(expr, tags))
+        return ~match if op == "contains_none" else match
+
+    # Event conditions
+
+    def event(self, rule: dict) -> Q:
+        activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=self.now)
+        activities = activities.filter(contact=OuterRef("pk"))
+        op, value = rule["op"], rule.get("value")
+        if op == "performed" or (op == "count_gte" and value == 1):
+            return Q(Exists(activities))
+        if op == "not_performed" or (op in ("count_lte", "count_eq") and value == 0):
+            return ~Q(Exists(activities))
+        per_contact = activities.order_by().values("contact")
+        if op == "sum_gte":
+            cents = per_contact.annotate(total=Sum(Round(F("value") * 100))).values("total")
+            total = Coalesce(Subquery(cents), 0, output_field=FloatField())
+            return Q(GreaterThanOrEqual(total, Value(_cents(value))))
+        count = Coalesce(Subquery(per_contact.annotate(n=Count("pk")).values("n")), 0)
+        lookup = {"count_gte": GreaterThanOrEqual, "count_lte": LessThanOrEqual, "count_eq": Exact}[op]
+        return Q(lookup(count, Value(value)))
+
+
+def matching_activities(filters: dict, *, within_days: int | None, now: datetime) -> QuerySet[Activity]:
+    """Activities passing an event condition's filters, in its window ending at `now`."""
+    activities = Activity.objects.filter(kind=filters["kind"], occurred_at__lte=now)
+    if within_days:
+        activities = activities.filter(occurred_at__gte=now - timedelta(days=within_days))
+    for key in ("topic", "product", "campaign"):
+        if key in filters:
+            activities = activities.filter(Exact(Fold(key), fold(filters[key])))
+    if "url_contains" in filters:
+        activities = activities.filter(Contains(Fold("url"), fold(filters["url_contains"])))
+    return activities
+
+
+def value_expression(field: Field):
+    """The SQL expression for a field's value, read from a Contact row."""
+    if field.property_key:
+        return PropertyValue(field.property_key, field.type)
+    if field.type == "tags":
+        return TagList(F(field.lookup))
+    return F(field.lookup)
+
+
+def set_condition(field: Field, expr) -> Q:
+    """The value is present: not NULL and, for text-like values, not the empty string."""
+    present = Q(IsNull(expr, False))
+    if field.type in _TEXT_LIKE or (field.type == "date" and field.property_key):
+        present &= ~Q(Exact(expr, ""))
+    return present

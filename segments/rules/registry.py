@@ -1,0 +1,145 @@
+"""The field registry: every path a rule may name, its type, criterion layer and operators.
+
+Public: `Field`, `get_fields() -> dict[str, Field]`, `operators_for(type) -> tuple[str, ...]`,
+`METRIC_FIELDS`, `TYPES`.
+
+The registry is the only door to SQL: the compiler and the explainer read a value only through a
+`Field`'s `lookup` (an ORM path from Contact) or its `property_key` (a key of Contact.properties).
+`props.<key>` fields come from PropertyDefinition rows read at call time, so declaring a
+definition makes it usable in rules without code. `metrics.*` fields come from `METRIC_FIELDS`:
+appending a `Field(path="metrics.x", lookup="metrics__x", ...)` is all it takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contacts.models import Company, Contact, Layer, PropertyDefinition
+
+TYPES = ("text", "number", "bool", "date", "datetime", "choice", "tags")
+
+_ANY_TYPE = ("is_set", "is_not_set")
+_OPERATORS: dict[str, tuple[str, ...]] = {
+    "text": ("eq", "neq", "in", "not_in", "contains", "starts_with", "ends_with"),
+    "number": ("eq", "neq", "gt", "gte", "lt", "lte", "between", "top_percent", "bottom_percent"),
+    "bool": ("is_true", "is_false"),
+    "choice": ("eq", "neq", "in", "not_in"),
+    "date": ("before", "after", "between", "in_last_days", "in_next_days", "more_than_days_ago"),
+    "datetime": ("before", "after", "between", "in_last_days", "in_next_days", "more_than_days_ago"),
+    "tags": ("contains_any", "contains_all", "contains_none"),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    path: str
+    label: str
+    type: str
+    layer: str
+    lookup: str
+    choices: tuple[str, ...] = ()
+    property_key: str | None = None
+
+    @property
+    def operators(self) -> tuple[str, ...]:
+        return operators_for(self.type)
+
+
+def operators_for(type: str) -> tuple[str, ...]:
+    """The operators a field of this type accepts, `is_set`/`is_not_set` last."""
+    return _OPERATORS[type] + _ANY_TYPE
+
+
+# Filled by the metrics work: Field(path="metrics.engagement_score", label=..., type="number",
+# layer=Layer.BEHAVIORAL, lookup="metrics__engagement_score"). ContactMetrics is a OneToOne to
+# Contact with related_name "metrics"; a contact without a metrics row has every metric missing.
+METRIC_FIELDS: list[Field] = []
+
+_CONTACT_FIELDS = [
+    # (model field, type, layer)
+    ("email", "text", Layer.DEMOGRAPHIC),
+    ("first_name", "text", Layer.DEMOGRAPHIC),
+    ("last_name", "text", Layer.DEMOGRAPHIC),
+    ("phone", "text", Layer.DEMOGRAPHIC),
+    ("job_title", "text", Layer.FIRMOGRAPHIC),
+    ("job_function", "choice", Layer.FIRMOGRAPHIC),
+    ("seniority", "choice", Layer.FIRMOGRAPHIC),
+    ("country", "text", Layer.GEOGRAPHIC),
+    ("region", "text", Layer.GEOGRAPHIC),
+    ("city", "text", Layer.GEOGRAPHIC),
+    ("postal_code", "text", Layer.GEOGRAPHIC),
+    ("time_zone", "text", Layer.GEOGRAPHIC),
+    ("language", "text", Layer.DEMOGRAPHIC),
+    ("birth_year", "number", Layer.DEMOGRAPHIC),
+    ("gender", "choice", Layer.DEMOGRAPHIC),
+    ("income_band", "choice", Layer.DEMOGRAPHIC),
+    ("education", "choice", Layer.DEMOGRAPHIC),
+    ("marital_status", "choice", Layer.DEMOGRAPHIC),
+    ("interests", "tags", Layer.PSYCHOGRAPHIC),
+    ("values", "tags", Layer.PSYCHOGRAPHIC),
+    ("technologies", "tags", Layer.TECHNOGRAPHIC),
+    ("lifecycle_stage", "choice", Layer.LIFECYCLE),
+    ("lifecycle_changed_at", "datetime", Layer.LIFECYCLE),
+    ("lead_score", "number", Layer.LIFECYCLE),
+    ("estimated_deal_size", "number", Layer.VALUE),
+    ("lifetime_value", "number", Layer.VALUE),
+    ("customer_since", "date", Layer.LIFECYCLE),
+    ("renewal_date", "date", Layer.LIFECYCLE),
+    ("product_adoption", "number", Layer.BEHAVIORAL),
+    ("email_status", "choice", Layer.BEHAVIORAL),
+    ("do_not_contact", "bool", Layer.BEHAVIORAL),
+    ("created_at", "datetime", Layer.LIFECYCLE),
+]
+
+_COMPANY_FIELDS = [
+    ("name", "text", Layer.FIRMOGRAPHIC),
+    ("domain", "text", Layer.FIRMOGRAPHIC),
+    ("industry", "text", Layer.FIRMOGRAPHIC),
+    ("employee_count", "number", Layer.FIRMOGRAPHIC),
+    ("annual_revenue", "number", Layer.FIRMOGRAPHIC),
+    ("country", "text", Layer.GEOGRAPHIC),
+    ("region", "text", Layer.GEOGRAPHIC),
+    ("city", "text", Layer.GEOGRAPHIC),
+    ("technologies", "tags", Layer.TECHNOGRAPHIC),
+    ("is_target_account", "bool", Layer.FIRMOGRAPHIC),
+    ("is_competitor", "bool", Layer.FIRMOGRAPHIC),
+]
+
+_OWNER_FIELDS = [
+    Field("owner.username", "Owner username", "text", Layer.LIFECYCLE, "owner__username"),
+    Field("owner.email", "Owner email", "text", Layer.LIFECYCLE, "owner__email"),
+]
+
+
+def _model_field(model, name: str, type: str, layer: str, *, prefix: str = "") -> Field:
+    model_field = model._meta.get_field(name)
+    label = str(model_field.verbose_name)
+    choices = tuple(value for value, _ in model_field.choices or ())
+    path = f"{prefix}.{name}" if prefix else name
+    lookup = f"{prefix}__{name}" if prefix else name
+    if prefix:
+        label = f"{prefix.capitalize()} {label}"
+    return Field(path, label[:1].upper() + label[1:], type, str(layer), lookup, choices)
+
+
+def _property_field(definition: PropertyDefinition) -> Field:
+    choices = tuple(definition.choices) if definition.type == "choice" else ()
+    return Field(
+        path=f"props.{definition.key}",
+        label=definition.label,
+        type=definition.type,
+        layer=definition.layer,
+        lookup="properties",
+        choices=choices,
+        property_key=definition.key,
+    )
+
+
+def get_fields() -> dict[str, Field]:
+    """Every field a rule may name, by path (one query, for the PropertyDefinitions)."""
+    fields = [_model_field(Contact, *spec) for spec in _CONTACT_FIELDS]
+    fields += [_model_field(Company, *spec, prefix="company") for spec in _COMPANY_FIELDS]
+    fields += _OWNER_FIELDS
+    fields += [_property_field(d) for d in PropertyDefinition.objects.order_by("key")]
+    fields += METRIC_FIELDS
+    return {field.path: field for field in fields}
