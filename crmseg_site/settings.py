@@ -5,6 +5,7 @@ ImproperlyConfigured naming the variable, instead of silently falling back.
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -126,10 +127,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "contacts",
     "segments",
     "activation",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -244,6 +247,38 @@ ACTIVATION_WEBHOOK_TIMEOUT_SECONDS = envint("ACTIVATION_WEBHOOK_TIMEOUT_SECONDS"
 ACTIVATION_WEBHOOK_MAX_ATTEMPTS = envint("ACTIVATION_WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
 ACTIVATION_WEBHOOK_BACKOFF_SECONDS = envint("ACTIVATION_WEBHOOK_BACKOFF_MS", 1000, minimum=0) / 1000
 ACTIVATION_WEBHOOK_MAX_BACKOFF_SECONDS = envint("ACTIVATION_WEBHOOK_MAX_BACKOFF_MS", 60000, minimum=0) / 1000
+
+# Integration API (api/): JSON only, API keys first (a request without credentials gets 401),
+# then the session for signed-in staff and sales users.
+API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "600/min")
+if API_THROTTLE_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_THROTTLE_RATE):
+    raise ImproperlyConfigured(f"API_THROTTLE_RATE={API_THROTTLE_RATE!r} is not a rate like 600/min (empty: off)")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "crmseg API",
+    "DESCRIPTION": "Contacts, companies, activities, segments, activations and personalization. "
+    "Send `Authorization: Bearer <api key>`. Every error is "
+    '`{"error": {"code", "message", "field", "details"}}`.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from drf-spectacular-sidecar's static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LOGGING = {
     "version": 1,

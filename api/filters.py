@@ -1,0 +1,121 @@
+"""Query filters for list endpoints. Unknown query parameters are refused, never silently ignored."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import QuerySet
+from rest_framework.filters import BaseFilterBackend, SearchFilter
+from rest_framework.request import Request
+
+from api.errors import UnknownParameter
+from contacts.models import (
+    Activity,
+    ActivityKind,
+    Company,
+    Contact,
+    EmailStatus,
+    JobFunction,
+    LifecycleStage,
+    PropertyDefinition,
+    Seniority,
+    normalize_domain,
+    normalize_email,
+)
+from segments.models import Segment
+
+
+def known_parameters(view) -> set[str]:
+    names = set(getattr(view, "extra_query_params", ()))
+    filterset_class = getattr(view, "filterset_class", None)
+    if filterset_class is not None:
+        names |= set(filterset_class.base_filters)
+    if getattr(view, "search_fields", None):
+        names.add(SearchFilter.search_param)
+    paginator = getattr(view, "pagination_class", None)
+    if paginator is not None:
+        names |= {paginator.cursor_query_param, paginator.page_size_query_param}
+    return names
+
+
+class KnownParametersOnly(BaseFilterBackend):
+    """First filter backend of every view: a typo in a filter name is a 400, not an unfiltered list."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view) -> QuerySet:
+        allowed = known_parameters(view)
+        for name in request.query_params:
+            if name not in allowed:
+                listed = ", ".join(sorted(allowed)) or "none"
+                raise UnknownParameter(f"Unknown query parameter {name!r}; allowed: {listed}.", field=name)
+        return queryset
+
+
+class ContactFilter(django_filters.FilterSet):
+    email = django_filters.CharFilter(method="filter_email", help_text="Exact email (case-insensitive)")
+    lifecycle_stage = django_filters.MultipleChoiceFilter(choices=LifecycleStage.choices)
+    email_status = django_filters.ChoiceFilter(choices=EmailStatus.choices)
+    job_function = django_filters.ChoiceFilter(choices=JobFunction.choices)
+    seniority = django_filters.ChoiceFilter(choices=Seniority.choices)
+    country = django_filters.CharFilter(field_name="country", lookup_expr="iexact")
+    company = django_filters.NumberFilter(field_name="company_id")
+    company_domain = django_filters.CharFilter(method="filter_company_domain")
+    owner = django_filters.NumberFilter(field_name="owner_id")
+    do_not_contact = django_filters.BooleanFilter()
+    lead_score_min = django_filters.NumberFilter(field_name="lead_score", lookup_expr="gte")
+    lead_score_max = django_filters.NumberFilter(field_name="lead_score", lookup_expr="lte")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    segment = django_filters.CharFilter(method="filter_segment", help_text="Members of the segment with this slug")
+
+    class Meta:
+        model = Contact
+        fields = []
+
+    def filter_email(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(email=normalize_email(value))
+
+    def filter_company_domain(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(company__domain=normalize_domain(value))
+
+    def filter_segment(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(memberships__segment__in=Segment.objects.filter(slug=value))
+
+
+class CompanyFilter(django_filters.FilterSet):
+    domain = django_filters.CharFilter(method="filter_domain")
+    industry = django_filters.CharFilter(lookup_expr="iexact")
+    country = django_filters.CharFilter(lookup_expr="iexact")
+    is_target_account = django_filters.BooleanFilter()
+    is_competitor = django_filters.BooleanFilter()
+    employee_count_min = django_filters.NumberFilter(field_name="employee_count", lookup_expr="gte")
+    employee_count_max = django_filters.NumberFilter(field_name="employee_count", lookup_expr="lte")
+    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+
+    class Meta:
+        model = Company
+        fields = []
+
+    def filter_domain(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(domain=normalize_domain(value))
+
+
+class ActivityFilter(django_filters.FilterSet):
+    contact = django_filters.NumberFilter(field_name="contact_id")
+    kind = django_filters.MultipleChoiceFilter(choices=ActivityKind.choices)
+    topic = django_filters.CharFilter(lookup_expr="iexact")
+    product = django_filters.CharFilter(lookup_expr="iexact")
+    campaign = django_filters.CharFilter(lookup_expr="iexact")
+    external_id = django_filters.CharFilter()
+    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+
+    class Meta:
+        model = Activity
+        fields = []
+
+
+class PropertyDefinitionFilter(django_filters.FilterSet):
+    class Meta:
+        model = PropertyDefinition
+        fields = ["layer", "type", "source"]

@@ -1,0 +1,141 @@
+"""Contacts, companies, activities and property definitions as JSON; checks live on the models."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
+
+from contacts.ingest import MAX_ROWS, validate_domain
+from contacts.models import Activity, Company, Contact, PropertyDefinition, normalize_email
+
+
+class NormalizedEmailField(serializers.EmailField):
+    def to_internal_value(self, data):
+        return normalize_email(super().to_internal_value(data))
+
+
+class DomainField(serializers.CharField):
+    def to_internal_value(self, data):
+        try:
+            return validate_domain(data)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+
+
+class CountryField(serializers.CharField):
+    def to_internal_value(self, data):
+        return super().to_internal_value(data).upper()
+
+
+class CompanySerializer(serializers.ModelSerializer):
+    domain = DomainField(max_length=253, validators=[UniqueValidator(Company.objects.all())])
+    country = CountryField(max_length=2, required=False, allow_blank=True)
+
+    class Meta:
+        model = Company
+        fields = [
+            "id", "name", "domain", "industry", "employee_count", "annual_revenue", "country", "region", "city",
+            "technologies", "is_target_account", "is_competitor", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_country(self, value: str) -> str:
+        Company._meta.get_field("country").run_validators(value)
+        return value
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    email = NormalizedEmailField(max_length=254, validators=[UniqueValidator(Contact.objects.all())])
+    country = CountryField(max_length=2, required=False, allow_blank=True)
+    company_domain = serializers.CharField(source="company.domain", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Contact
+        fields = "__all__"
+        read_only_fields = ["lifecycle_changed_at", "created_at", "updated_at"]
+
+    def validate_country(self, value: str) -> str:
+        Contact._meta.get_field("country").run_validators(value)
+        return value
+
+    def validate_properties(self, value: object) -> dict:
+        errors = PropertyDefinition.objects.validate_properties(value)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Activity
+        fields = ["id", "contact", "kind", "occurred_at", "topic", "product", "url", "campaign", "value",
+                  "external_id", "created_at"]  # fmt: skip
+
+
+class PropertyDefinitionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PropertyDefinition
+        fields = ["id", "key", "label", "type", "choices", "layer", "source", "description", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def validate(self, attrs: dict) -> dict:
+        definition = PropertyDefinition(**attrs)
+        try:
+            definition.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return attrs
+
+
+def _rows_field(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.DictField(), max_length=MAX_ROWS, allow_empty=False, help_text=help_text
+    )
+
+
+class ContactRowsSerializer(serializers.Serializer):
+    rows = _rows_field(
+        "Contacts matched by email (normalised). Fields as on a contact, plus company_domain (matched or created"
+        " by domain) and company_name; absent fields keep their stored value."
+    )
+
+
+class CompanyRowsSerializer(serializers.Serializer):
+    rows = _rows_field("Companies matched by domain (normalised); absent fields keep their stored value.")
+
+
+class ActivityRowsSerializer(serializers.Serializer):
+    rows = _rows_field(
+        "Activities: contact (id) or email, kind, occurred_at (ISO-8601), topic, product, url, campaign, value,"
+        " external_id (a repeated external_id is counted as a duplicate and not stored again)."
+    )
+
+
+class RowErrorSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    message = serializers.CharField()
+    code = serializers.CharField()
+
+
+class FailedRowSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    errors = RowErrorSerializer(many=True)
+
+
+class RowOutcomeSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.IntegerField()
+    key = serializers.CharField(help_text="The email or domain the row was matched by")
+
+
+class UpsertResultSerializer(serializers.Serializer):
+    created = RowOutcomeSerializer(many=True)
+    updated = RowOutcomeSerializer(many=True)
+    failed = FailedRowSerializer(many=True)
+
+
+class ActivityIngestResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    failed = FailedRowSerializer(many=True)

@@ -1,0 +1,18 @@
+from django.urls import path, re_path
+
+from api.views import common, contacts
+
+app_name = "api"
+
+urlpatterns = [
+    path("contacts/", contacts.ContactList.as_view(), name="contacts"),
+    path("contacts/bulk-upsert/", contacts.contacts_bulk_upsert, name="contacts-bulk-upsert"),
+    path("contacts/<int:pk>/", contacts.ContactDetail.as_view(), name="contact"),
+    path("companies/", contacts.CompanyList.as_view(), name="companies"),
+    path("companies/bulk-upsert/", contacts.companies_bulk_upsert, name="companies-bulk-upsert"),
+    path("companies/<int:pk>/", contacts.CompanyDetail.as_view(), name="company"),
+    path("activities/", contacts.ActivityList.as_view(), name="activities"),
+    path("activities/bulk/", contacts.activities_bulk, name="activities-bulk"),
+    path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
+    re_path(r"^(?P<path>.*)$", common.not_found, name="not-found"),
+]

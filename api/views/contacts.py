@@ -1,0 +1,166 @@
+"""Contacts, companies, activities and property definitions."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api.filters import ActivityFilter, CompanyFilter, ContactFilter, PropertyDefinitionFilter
+from api.models import Scope
+from api.permissions import scoped
+from api.serializers.contacts import (
+    ActivityIngestResultSerializer,
+    ActivityRowsSerializer,
+    ActivitySerializer,
+    CompanyRowsSerializer,
+    CompanySerializer,
+    ContactRowsSerializer,
+    ContactSerializer,
+    PropertyDefinitionSerializer,
+    UpsertResultSerializer,
+)
+from api.views.common import DETAIL_BACKENDS, ListOptions, bulk_rows, row_failures
+from contacts.changes import contacts_changed
+from contacts.ingest import UpsertResult, ingest_activities, upsert_companies, upsert_contacts
+from contacts.models import Activity, Company, Contact, PropertyDefinition
+
+ContactsAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.CONTACTS_WRITE)
+ActivitiesAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.ACTIVITIES_WRITE)
+
+
+class ContactList(ListOptions, generics.ListCreateAPIView):
+    """Contacts by id; filter by field or `segment=<slug>`; `search` matches the email's start or a name."""
+
+    queryset = Contact.objects.select_related("company")
+    serializer_class = ContactSerializer
+    permission_classes = [ContactsAccess]
+    filterset_class = ContactFilter
+    search_fields = ["^email", "first_name", "last_name"]
+
+    def perform_create(self, serializer: ContactSerializer) -> None:
+        with transaction.atomic():
+            contact = serializer.save()
+            contacts_changed([contact.pk])
+
+
+class ContactDetail(generics.RetrieveUpdateDestroyAPIView):
+    queryset = Contact.objects.select_related("company")
+    serializer_class = ContactSerializer
+    permission_classes = [ContactsAccess]
+    filter_backends = DETAIL_BACKENDS
+
+    def perform_update(self, serializer: ContactSerializer) -> None:
+        with transaction.atomic():
+            contact = serializer.save()
+            contacts_changed([contact.pk])
+
+    def perform_destroy(self, instance: Contact) -> None:
+        with transaction.atomic():
+            contacts_changed([instance.pk])
+            instance.delete()
+
+
+class CompanyList(ListOptions, generics.ListCreateAPIView):
+    """Companies by id; `search` matches the name or the domain's start."""
+
+    queryset = Company.objects.all()
+    serializer_class = CompanySerializer
+    permission_classes = [ContactsAccess]
+    filterset_class = CompanyFilter
+    search_fields = ["name", "^domain"]
+
+
+class CompanyDetail(generics.RetrieveUpdateDestroyAPIView):
+    queryset = Company.objects.all()
+    serializer_class = CompanySerializer
+    permission_classes = [ContactsAccess]
+    filter_backends = DETAIL_BACKENDS
+
+    def perform_update(self, serializer: CompanySerializer) -> None:
+        with transaction.atomic():
+            company = serializer.save()
+            contacts_changed(company.contacts.values_list("id", flat=True))
+
+    def perform_destroy(self, instance: Company) -> None:
+        with transaction.atomic():
+            contacts_changed(instance.contacts.values_list("id", flat=True))
+            instance.delete()
+
+
+class ActivityList(ListOptions, generics.ListAPIView):
+    """Activities, newest stored first."""
+
+    queryset = Activity.objects.all()
+    serializer_class = ActivitySerializer
+    permission_classes = [ActivitiesAccess]
+    filterset_class = ActivityFilter
+    cursor_ordering = "-id"
+
+
+class PropertyDefinitionList(ListOptions, generics.ListCreateAPIView):
+    """Custom contact properties; declaring one lets contacts carry `properties.<key>` and rules use it."""
+
+    queryset = PropertyDefinition.objects.all()
+    serializer_class = PropertyDefinitionSerializer
+    permission_classes = [ContactsAccess]
+    filterset_class = PropertyDefinitionFilter
+
+
+def _upsert_response(result: UpsertResult) -> Response:
+    body = {
+        "created": [{"index": r.index, "id": r.id, "key": r.key} for r in result.created],
+        "updated": [{"index": r.index, "id": r.id, "key": r.key} for r in result.updated],
+        "failed": row_failures(result.failed),
+    }
+    return Response(body)
+
+
+@extend_schema(
+    request=ContactRowsSerializer,
+    responses={200: UpsertResultSerializer},
+    summary="Create or update up to 10,000 contacts matched by email",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
+def contacts_bulk_upsert(request: Request) -> Response:
+    """Each row is checked on its own: good rows are stored together (all or nothing), bad rows are listed."""
+    rows = bulk_rows(request)
+    with transaction.atomic():
+        result = upsert_contacts(rows)
+        contacts_changed(result.changed_contact_ids)
+    return _upsert_response(result)
+
+
+@extend_schema(
+    request=CompanyRowsSerializer,
+    responses={200: UpsertResultSerializer},
+    summary="Create or update up to 10,000 companies matched by domain",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
+def companies_bulk_upsert(request: Request) -> Response:
+    rows = bulk_rows(request)
+    with transaction.atomic():
+        result = upsert_companies(rows)
+        contacts_changed(result.changed_contact_ids)
+    return _upsert_response(result)
+
+
+@extend_schema(
+    request=ActivityRowsSerializer,
+    responses={200: ActivityIngestResultSerializer},
+    summary="Store up to 10,000 activities; repeated external_ids are counted as duplicates",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.ACTIVITIES_WRITE)])
+def activities_bulk(request: Request) -> Response:
+    rows = bulk_rows(request)
+    with transaction.atomic():
+        result = ingest_activities(rows)
+        contacts_changed(result.changed_contact_ids)
+    body = {"created": result.created, "duplicates": result.duplicates, "failed": row_failures(result.failed)}
+    return Response(body)
