@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
 from rest_framework.filters import BaseFilterBackend, SearchFilter
 from rest_framework.request import Request
@@ -22,6 +23,22 @@ from contacts.models import (
     normalize_email,
 )
 from segments.models import Segment
+
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class IntFilter(django_filters.NumberFilter):
+    """A whole-number filter bounded to the column's range (a huge number is a 400, not a database error)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, min_value: int = -INT_MAX - 1, max_value: int = INT_MAX, **kwargs) -> None:
+        super().__init__(*args, min_value=min_value, max_value=max_value, **kwargs)
+
+
+def IdFilter(field_name: str) -> IntFilter:
+    return IntFilter(field_name=field_name, min_value=1, max_value=BIGINT_MAX)
 
 
 def known_parameters(view) -> set[str]:
@@ -56,12 +73,12 @@ class ContactFilter(django_filters.FilterSet):
     job_function = django_filters.ChoiceFilter(choices=JobFunction.choices)
     seniority = django_filters.ChoiceFilter(choices=Seniority.choices)
     country = django_filters.CharFilter(field_name="country", lookup_expr="iexact")
-    company = django_filters.NumberFilter(field_name="company_id")
+    company = IdFilter("company_id")
     company_domain = django_filters.CharFilter(method="filter_company_domain")
-    owner = django_filters.NumberFilter(field_name="owner_id")
+    owner = IdFilter("owner_id")
     do_not_contact = django_filters.BooleanFilter()
-    lead_score_min = django_filters.NumberFilter(field_name="lead_score", lookup_expr="gte")
-    lead_score_max = django_filters.NumberFilter(field_name="lead_score", lookup_expr="lte")
+    lead_score_min = IntFilter(field_name="lead_score", lookup_expr="gte")
+    lead_score_max = IntFilter(field_name="lead_score", lookup_expr="lte")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
@@ -88,8 +105,8 @@ class CompanyFilter(django_filters.FilterSet):
     country = django_filters.CharFilter(lookup_expr="iexact")
     is_target_account = django_filters.BooleanFilter()
     is_competitor = django_filters.BooleanFilter()
-    employee_count_min = django_filters.NumberFilter(field_name="employee_count", lookup_expr="gte")
-    employee_count_max = django_filters.NumberFilter(field_name="employee_count", lookup_expr="lte")
+    employee_count_min = IntFilter(field_name="employee_count", lookup_expr="gte")
+    employee_count_max = IntFilter(field_name="employee_count", lookup_expr="lte")
     updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:
@@ -101,7 +118,7 @@ class CompanyFilter(django_filters.FilterSet):
 
 
 class ActivityFilter(django_filters.FilterSet):
-    contact = django_filters.NumberFilter(field_name="contact_id")
+    contact = IdFilter("contact_id")
     kind = django_filters.MultipleChoiceFilter(choices=ActivityKind.choices)
     topic = django_filters.CharFilter(lookup_expr="iexact")
     product = django_filters.CharFilter(lookup_expr="iexact")

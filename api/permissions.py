@@ -6,9 +6,7 @@ from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
 from api.models import READ_SCOPES, ApiKey, Scope
-
-OPERATIONS_GROUP = "Operations"
-SALES_GROUP = "Sales"
+from contacts.roles import OPERATIONS, SALES
 
 
 class MissingScope(exceptions.PermissionDenied):
@@ -27,9 +25,9 @@ def user_scopes(user) -> frozenset[str]:
     if user.is_superuser:
         return frozenset(Scope.values)
     groups = set(user.groups.values_list("name", flat=True))
-    if OPERATIONS_GROUP in groups and user.is_staff:
+    if OPERATIONS in groups and user.is_staff:
         return frozenset(Scope.values)
-    if SALES_GROUP in groups or OPERATIONS_GROUP in groups:
+    if SALES in groups or OPERATIONS in groups:
         return READ_SCOPES
     return frozenset()
 

@@ -1,6 +1,9 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from api.keys import create_api_key
 
 
 @pytest.fixture
@@ -22,3 +25,16 @@ def sales_user(db):
 @pytest.fixture
 def superuser(db):
     return get_user_model().objects.create_superuser("root", "root@example.com", "root-password-123")
+
+
+@pytest.fixture
+def api_client(db):
+    """api_client(*scopes) -> a DRF test client sending a fresh API key with those scopes."""
+
+    def make(*scopes: str) -> APIClient:
+        _key, plain = create_api_key(name="test integration", scopes=list(scopes))
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plain}")
+        return client
+
+    return make
