@@ -299,3 +299,15 @@ class ExportedMember(models.Model):
 
     def __str__(self) -> str:
         return f"contact {self.contact_id} at activation {self.activation_id}"
+
+
+# Automations and campaign content live in modules of their own; importing them here registers them.
+from activation.automation_models import (  # noqa: E402, F401
+    Automation,
+    AutomationAction,
+    AutomationRun,
+    Enrolment,
+    Notification,
+    NurtureSequence,
+)
+from activation.campaign_models import Campaign, CampaignVariant  # noqa: E402, F401

@@ -50,7 +50,10 @@ def sync_roles(*, apps: Apps = global_apps, using: str = "default") -> None:
     sales.permissions.set(permissions.filter(_codename_filter(SALES_VIEWS)))
 
 
-def sync_roles_after_migrate(sender, *, apps: Apps, using: str, **kwargs) -> None:
-    """post_migrate receiver: runs after auth created the permissions of each of our apps."""
+def sync_roles_after_migrate(sender, *, using: str, apps: Apps = global_apps, **kwargs) -> None:
+    """post_migrate receiver: runs after auth created the permissions of each of our apps.
+
+    `flush` (transactional tests) sends post_migrate without `apps`: the live registry is right then.
+    """
     if sender.label in OPERATIONS_APPS:
         sync_roles(apps=apps, using=using)

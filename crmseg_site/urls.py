@@ -10,6 +10,7 @@ admin.site.index_title = "Segments, contacts and activation"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("activation/", include("activation.urls")),
     path("api/v1/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -6,7 +6,15 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from activation.models import Activation, Destination, DestinationKind
+from activation.models import (
+    Activation,
+    Automation,
+    Campaign,
+    CampaignVariant,
+    Destination,
+    DestinationKind,
+    NurtureSequence,
+)
 from contacts.models import Activity, ActivityKind, Company, Contact, Deal, PropertyDefinition
 from segments.models import Segment
 
@@ -98,3 +106,45 @@ class ActivationFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Activation {n}")
     segment = factory.SubFactory(SegmentFactory)
     destination = factory.SubFactory(DestinationFactory)
+
+
+class NurtureSequenceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = NurtureSequence
+
+    name = factory.Sequence(lambda n: f"Nurture {n}")
+    slug = factory.Sequence(lambda n: f"nurture-{n}")
+
+
+class AutomationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Automation
+
+    name = factory.Sequence(lambda n: f"Automation {n}")
+    trigger_segment = factory.SubFactory(SegmentFactory)
+    trigger = "join"
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    slug = factory.Sequence(lambda n: f"campaign-{n}")
+    subject = "Our default subject"
+    preheader = "Default preheader"
+    content_blocks = factory.LazyFunction(lambda: [{"type": "text", "text": "Default body"}])
+    cta_text = "Learn more"
+    cta_url = "https://example.com/default"
+
+
+class CampaignVariantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CampaignVariant
+
+    campaign = factory.SubFactory(CampaignFactory)
+    segment = factory.SubFactory(SegmentFactory)
+    priority = factory.Sequence(lambda n: n + 1)
+    subject = factory.LazyAttribute(lambda v: f"Subject for {v.segment.slug}")
+    cta_text = factory.LazyAttribute(lambda v: f"CTA for {v.segment.slug}")
+    cta_url = factory.LazyAttribute(lambda v: f"https://example.com/{v.segment.slug}")

@@ -1,0 +1,3 @@
+"""Admin registrations; each area keeps its own module."""
+
+from activation import automation_admin, campaign_admin  # noqa: F401

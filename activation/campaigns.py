@@ -1,0 +1,106 @@
+"""Which content a contact sees: the variant of its best-placed segment, else the campaign default."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Prefetch, QuerySet
+
+from activation.models import Campaign, CampaignVariant
+from contacts.models import Contact
+from segments.models import Membership, MembershipChange, SegmentStatus
+
+
+@dataclass(frozen=True)
+class Content:
+    campaign: Campaign
+    variant: CampaignVariant | None
+    subject: str
+    preheader: str
+    content_blocks: list
+    cta_text: str
+    cta_url: str
+
+    def as_dict(self) -> dict:
+        variant = self.variant
+        return {
+            "campaign": self.campaign.slug,
+            "name": self.campaign.name,
+            "variant": None
+            if variant is None
+            else {"id": variant.pk, "segment": variant.segment.slug, "priority": variant.priority},
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "content_blocks": self.content_blocks,
+            "cta": {"text": self.cta_text, "url": self.cta_url},
+        }
+
+
+def live_variants() -> QuerySet[CampaignVariant]:
+    """Variants whose segment still keeps members, best priority first."""
+    return CampaignVariant.objects.exclude(segment__status=SegmentStatus.ARCHIVED).select_related("segment")
+
+
+def active_campaigns() -> QuerySet[Campaign]:
+    """Active campaigns with their live variants prefetched (two queries in all)."""
+    return Campaign.objects.active().prefetch_related(Prefetch("variants", queryset=live_variants()))
+
+
+def content_for(campaign: Campaign, variant: CampaignVariant | None) -> Content:
+    """The campaign's default with every non-blank field of the variant laid over it."""
+    return Content(
+        campaign=campaign,
+        variant=variant,
+        subject=(variant and variant.subject) or campaign.subject,
+        preheader=(variant and variant.preheader) or campaign.preheader,
+        content_blocks=(variant and variant.content_blocks) or campaign.content_blocks,
+        cta_text=(variant and variant.cta_text) or campaign.cta_text,
+        cta_url=(variant and variant.cta_url) or campaign.cta_url,
+    )
+
+
+def choose(campaign: Campaign, segment_ids: Collection[int]) -> Content:
+    """Pick from the campaign's prefetched variants for a contact in `segment_ids`."""
+    for variant in sorted(campaign.variants.all(), key=lambda v: v.priority):
+        if variant.segment_id in segment_ids:
+            return content_for(campaign, variant)
+    return content_for(campaign, None)
+
+
+@dataclass(frozen=True)
+class VariantCheck:
+    """One variant as seen for one contact: is the contact in its segment, since when, and why."""
+
+    variant: CampaignVariant
+    joined_at: datetime | None
+    join_reason: str
+    join_detail: object
+
+    @property
+    def matches(self) -> bool:
+        return self.joined_at is not None
+
+
+def explain_choice(campaign: Campaign, contact: Contact) -> tuple[Content, list[VariantCheck]]:
+    """The chosen content plus every variant in priority order with the contact's membership."""
+    variants = list(live_variants().filter(campaign=campaign).order_by("priority"))
+    segment_ids = [v.segment_id for v in variants]
+    joined = dict(
+        Membership.objects.filter(contact=contact, segment_id__in=segment_ids).values_list("segment_id", "joined_at")
+    )
+    last_joins: dict[int, MembershipChange] = {}
+    for change in MembershipChange.objects.filter(contact=contact, segment_id__in=joined, kind="join"):
+        last_joins.setdefault(change.segment_id, change)  # newest first by the model's ordering
+    checks = [
+        VariantCheck(
+            variant=v,
+            joined_at=joined.get(v.segment_id),
+            join_reason=last_joins[v.segment_id].get_reason_display() if v.segment_id in last_joins else "",
+            join_detail=last_joins[v.segment_id].detail if v.segment_id in last_joins else None,
+        )
+        for v in variants
+    ]
+    chosen = next((c.variant for c in checks if c.matches), None)
+    return content_for(campaign, chosen), checks

@@ -1,0 +1,55 @@
+"""What a website should show one contact: segments, interests and each active campaign's content.
+
+Four queries whatever the contact: the contact, its memberships with their segments, the active
+campaigns and their variants. Nothing is cached, so an edit in the admin shows on the next call.
+"""
+
+from __future__ import annotations
+
+from activation.campaigns import active_campaigns, choose
+from contacts.models import Contact, normalize_email
+from segments.models import Membership, SegmentKind, SegmentStatus
+
+
+class ContactNotFound(LookupError):
+    pass
+
+
+def personalize(*, contact_id: int | None = None, email: str | None = None) -> dict:
+    """Personalisation data for the contact with this id or email (exactly one of the two)."""
+    contact = find_contact(contact_id=contact_id, email=email)
+    memberships = (
+        Membership.objects.filter(contact=contact)
+        .exclude(segment__kind=SegmentKind.SUPPRESSION)
+        .exclude(segment__status=SegmentStatus.ARCHIVED)
+        .select_related("segment")
+        .order_by("segment__name")
+    )
+    segments = [
+        {
+            "slug": m.segment.slug,
+            "name": m.segment.name,
+            "category": m.segment.category,
+            "joined_at": m.joined_at.isoformat(),
+        }
+        for m in memberships
+    ]
+    segment_ids = {m.segment_id for m in memberships}
+    return {
+        "contact": {"id": contact.pk, "email": contact.email, "lifecycle_stage": contact.lifecycle_stage},
+        "segments": segments,
+        "interests": list(contact.interests),
+        "campaigns": [choose(campaign, segment_ids).as_dict() for campaign in active_campaigns()],
+    }
+
+
+def find_contact(*, contact_id: int | None, email: str | None) -> Contact:
+    if (contact_id is None) == (email is None):
+        raise ValueError("Give exactly one of contact_id or email.")
+    contacts = Contact.objects.only("id", "email", "lifecycle_stage", "interests")
+    found = contacts.filter(pk=contact_id) if contact_id is not None else contacts.filter(email=normalize_email(email))
+    contact = found.first()
+    if contact is None:
+        what = f"id {contact_id}" if contact_id is not None else f"email {normalize_email(email)!r}"
+        raise ContactNotFound(f"No contact with {what}.")
+    return contact
