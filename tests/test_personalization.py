@@ -57,7 +57,7 @@ def test_query_count_does_not_grow_with_segments_or_campaigns(ada, django_assert
     with django_assert_num_queries(4):
         result = personalize(email="ada@example.com")
     assert len(result["segments"]) == 10
-    assert all(c["variant"] is not None for c in result["campaigns"])
+    assert sum(c["variant"] is not None for c in result["campaigns"]) == 10
 
 
 def test_unknown_contact_is_a_clear_error(db):
