@@ -1,0 +1,185 @@
+"""Admin for destinations, activations and export runs (Operations staff configure exports here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import FileResponse, Http404, HttpRequest
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from activation.exports import start_run
+from activation.models import CSV_COLUMNS, Activation, Destination, ExportRun, RunStatus
+from activation.tasks import enqueue_export
+
+
+class DestinationForm(forms.ModelForm):
+    # Write-only: the stored secret is never rendered back; leaving the box empty keeps it.
+    secret = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Webhook signing secret. Never shown again after saving; leave empty to keep the current one.",
+    )
+
+    url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", help_text="Webhook only: HTTPS endpoint"
+    )
+
+    class Meta:
+        model = Destination
+        fields = [
+            "name",
+            "kind",
+            "min_audience_size",
+            "csv_columns",
+            "remove_gmail_dots",
+            "linkedin_plain_email",
+            "url",
+            "secret",
+            "batch_size",
+            "is_internal",
+        ]
+        help_texts = {
+            "csv_columns": 'CSV only: a JSON list, e.g. ["email", "first_name"]. Allowed: ' + ", ".join(CSV_COLUMNS)
+        }
+
+    def clean_secret(self) -> str:
+        return self.cleaned_data["secret"] or (self.instance.secret if self.instance.pk else "")
+
+
+@admin.register(Destination)
+class DestinationAdmin(admin.ModelAdmin):
+    form = DestinationForm
+    list_display = ["name", "kind", "min_audience", "has_secret", "is_internal", "updated_at"]
+    list_filter = ["kind", "is_internal"]
+    search_fields = ["name", "url"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "min_audience_size"]}),
+        ("CSV file", {"fields": ["csv_columns"]}),
+        ("Google Customer Match", {"fields": ["remove_gmail_dots"]}),
+        ("LinkedIn Matched Audience", {"fields": ["linkedin_plain_email"]}),
+        ("Webhook", {"fields": ["url", "secret", "batch_size", "is_internal"]}),
+    ]
+
+    @admin.display(description="minimum audience")
+    def min_audience(self, obj: Destination) -> int:
+        return obj.effective_min_audience_size()
+
+    @admin.display(boolean=True, description="secret set")
+    def has_secret(self, obj: Destination) -> bool:
+        return bool(obj.secret)
+
+
+@admin.register(Activation)
+class ActivationAdmin(admin.ModelAdmin):
+    list_display = ["name", "segment", "destination", "mode", "schedule_minutes", "enabled", "last_run"]
+    list_filter = ["enabled", "mode", "destination__kind"]
+    list_select_related = ["segment", "destination"]
+    search_fields = ["name", "segment__name", "destination__name"]
+    filter_horizontal = ["suppression_segments"]
+    actions = ["export_now"]
+
+    @admin.display(description="last run")
+    def last_run(self, obj: Activation) -> str:
+        return f"{obj.last_run_status} {obj.last_run_at:%Y-%m-%d %H:%M}" if obj.last_run_at else "never"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Activation]:
+        latest = ExportRun.objects.filter(activation=OuterRef("pk")).order_by("-created_at", "-id")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(last_run_status=Subquery(latest.values("status")[:1]))
+            .annotate(last_run_at=Subquery(latest.values("created_at")[:1]))
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Activation]) -> None:
+        # One by one so each activation's Schedule row goes with it (Activation.delete).
+        for activation in queryset:
+            activation.delete()
+
+    @admin.action(description="Export now")
+    def export_now(self, request: HttpRequest, queryset: QuerySet[Activation]) -> None:
+        started = []
+        for activation in queryset.select_related("segment"):
+            if not activation.enabled:
+                self.message_user(request, f"{activation} is disabled; enable it to export.", messages.WARNING)
+                continue
+            with transaction.atomic():
+                run = start_run(activation, requested_by=request.user)
+                enqueue_export(run)
+            started.append(f"{activation} (run {run.pk})")
+        if started:
+            self.message_user(request, "Export queued: " + ", ".join(started), messages.SUCCESS)
+
+
+@admin.register(ExportRun)
+class ExportRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "activation",
+        "status",
+        "mode",
+        "created_at",
+        "finished_at",
+        "members_count",
+        "suppressed_count",
+        "skipped_count",
+        "exported_count",
+        "added_count",
+        "removed_count",
+        "attempts",
+        "download",
+    ]
+    list_filter = ["status", "mode", "activation__destination__kind"]
+    list_select_related = ["activation"]
+    search_fields = ["activation__name", "error"]
+    readonly_fields = [field.name for field in ExportRun._meta.fields] + ["download"]
+    actions = ["retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ExportRun | None = None) -> bool:
+        return False
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("<int:run_id>/download/<str:which>/", download, name="activation_exportrun_download"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="file")
+    def download(self, obj: ExportRun) -> str:
+        links = []
+        for which, name in (("added", obj.file_path), ("removed", obj.removed_file_path)):
+            if name:
+                url = reverse("admin:activation_exportrun_download", args=[obj.pk, which])
+                links.append(format_html('<a href="{}">{}</a>', url, Path(name).name))
+        return format_html(" ".join(["{}"] * len(links)), *links) if links else "-"
+
+    def download_view(self, request: HttpRequest, run_id: int, which: str) -> FileResponse:
+        if not self.has_view_permission(request):
+            raise Http404("No such export file")
+        run = ExportRun.objects.filter(pk=run_id, status=RunStatus.SUCCEEDED).first()
+        name = {"added": run.file_path, "removed": run.removed_file_path}.get(which, "") if run else ""
+        if not name:
+            raise Http404("No such export file")
+        root = Path(settings.MEDIA_ROOT).resolve()
+        file = (root / name).resolve()
+        if root not in file.parents or not file.is_file():
+            raise Http404("No such export file")
+        return FileResponse(file.open("rb"), as_attachment=True, filename=file.name, content_type="text/csv")
+
+    @admin.action(description="Run again (failed runs only)")
+    def retry(self, request: HttpRequest, queryset: QuerySet[ExportRun]) -> None:
+        failed = list(queryset.filter(status=RunStatus.FAILED))
+        for run in failed:
+            enqueue_export(run)
+        self.message_user(request, f"Queued {len(failed)} failed run(s) again; others were left alone.")
