@@ -21,7 +21,18 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from contacts.changes import contacts_changed
-from contacts.models import Activity, Company, Contact, Deal, LifecycleChange, PropertyDefinition
+from contacts.models import (
+    Activity,
+    Company,
+    Contact,
+    ContactMetrics,
+    Deal,
+    LifecycleChange,
+    MetricsRun,
+    PropertyDefinition,
+    ScoringModel,
+    ScoringModelVersion,
+)
 from contacts.paging import LargeTablePaginator
 
 RECENT_ACTIVITIES = 20
@@ -285,3 +296,139 @@ admin.site.register(Activity, ActivityAdmin)
 admin.site.register(Deal, DealAdmin)
 admin.site.register(LifecycleChange, LifecycleChangeAdmin)
 admin.site.register(PropertyDefinition, PropertyDefinitionAdmin)
+
+
+# --- Scoring model (editable by operations, versioned) and derived metrics (read-only) ----------
+
+
+class ScoringModelVersionInline(admin.TabularInline):
+    model = ScoringModelVersion
+    fields = ["number", "created_by", "created_at", "snapshot"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-number"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ScoringModel)
+class ScoringModelAdmin(admin.ModelAdmin):
+    """Every save records a version (who, when, all settings); activation is an action so the
+    one-active constraint is never met by a stray checkbox."""
+
+    list_display = ["name", "is_active", "half_life_days", "version", "updated_at"]
+    readonly_fields = ["is_active", "created_at", "updated_at"]
+    inlines = [ScoringModelVersionInline]
+    actions = ["activate"]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active", "created_at", "updated_at"]}),
+        ("Engagement score", {"fields": ["weights", "half_life_days"]}),
+        ("Engagement levels", {"fields": ["highly_engaged_top_percent", "disengaged_bottom_percent"]}),
+        (
+            "Email and web levels",
+            {
+                "fields": [
+                    "email_window_days",
+                    "email_highly_threshold",
+                    "email_moderately_threshold",
+                    "web_window_days",
+                    "web_active_threshold",
+                    "web_engaged_threshold",
+                ]
+            },
+        ),
+        ("Recency, frequency, value", {"fields": ["rfv_kinds", "rfv_frequency_window_days"]}),
+        ("Velocity and intent", {"fields": ["velocity_min_ratio", "velocity_min_recent", "strong_intent_days"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(last_version=models.Max("versions__number"))
+
+    @admin.display(description="version", ordering="last_version")
+    def version(self, scoring_model: ScoringModel) -> int | None:
+        return scoring_model.last_version
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.save_version(user=request.user)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and not (obj and obj.is_active)
+
+    @admin.action(description="Make the selected scoring model the active one")
+    def activate(self, request, queryset) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one scoring model to activate.", level="error")
+            return
+        scoring_model = queryset.get()
+        scoring_model.activate(user=request.user)
+        self.message_user(
+            request, f"{scoring_model.name} is now the active scoring model; metrics use it from the next run."
+        )
+
+
+@admin.register(ContactMetrics)
+class ContactMetricsAdmin(admin.ModelAdmin):
+    """Derived by compute_metrics: viewable, never edited by hand."""
+
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    list_per_page = 50
+    list_display = [
+        "contact",
+        "engagement_score",
+        "engagement_percentile",
+        "engagement_level",
+        "top_topic",
+        "top_product",
+        "rfv_cell",
+        "is_accelerating",
+        "as_of",
+    ]
+    list_filter = [
+        "engagement_level",
+        "email_engagement_level",
+        "web_activity_level",
+        "rfv_cell",
+        "is_accelerating",
+        "recently_disengaged",
+        "strong_intent",
+    ]
+    list_select_related = ["contact"]
+    search_fields = ["^contact__email", "=top_topic"]
+    search_help_text = "Contact email starts with, or exact top topic"
+    raw_id_fields = ["contact"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(MetricsRun)
+class MetricsRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "as_of",
+        "full",
+        "contacts",
+        "activities_counted",
+        "future_activities_ignored",
+        "duration_ms",
+        "scoring_version",
+    ]
+    list_filter = ["full"]
+    list_select_related = ["scoring_version__scoring_model"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

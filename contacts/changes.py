@@ -1,4 +1,4 @@
-"""Announce that contacts changed, so that readers of contact data (segments) can catch up.
+"""Announce that contacts (or their metrics) changed, so that readers of contact data (segments) can catch up.
 
 `contacts` knows nothing of segments. Code that writes contacts, companies or activities calls
 `contacts_changed(ids)` explicitly; listeners registered at start-up (segments registers its
@@ -24,4 +24,27 @@ def contacts_changed(contact_ids: Iterable[int]) -> None:
     if not ids:
         return
     for listener in _listeners:
+        transaction.on_commit(lambda listener=listener: listener(ids))
+
+
+MetricsListener = Callable[[list[int] | None], None]
+_metrics_listeners: list[MetricsListener] = []
+
+
+def add_metrics_listener(listener: MetricsListener) -> None:
+    if listener not in _metrics_listeners:
+        _metrics_listeners.append(listener)
+
+
+def metrics_changed(contact_ids: list[int] | None) -> None:
+    """Tell listeners, after commit, that ContactMetrics were recomputed: for these contacts, or
+    for everyone when `contact_ids` is None (so segments reading `metrics.*` can refresh).
+
+    A separate channel from `contacts_changed`, because recomputing metrics is itself what a
+    contacts_changed listener does: announcing it there would loop.
+    """
+    ids = None if contact_ids is None else sorted(set(contact_ids))
+    if ids == []:
+        return
+    for listener in _metrics_listeners:
         transaction.on_commit(lambda listener=listener: listener(ids))

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -512,3 +512,336 @@ def parse_iso_datetime(value: str) -> datetime:
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed)
     return parsed
+
+
+# --- Scoring model and derived behavioural measures (computed by contacts/metrics/) ---------------
+
+DEFAULT_WEIGHTS = {
+    ActivityKind.EMAIL_OPEN: 1,
+    ActivityKind.EMAIL_CLICK: 3,
+    ActivityKind.SITE_VISIT: 2,
+    ActivityKind.PAGE_VIEW: 1,
+    ActivityKind.CONTENT_DOWNLOAD: 5,
+    ActivityKind.FORM_SUBMIT: 8,
+    ActivityKind.WEBINAR_ATTEND: 8,
+    ActivityKind.PRICING_VIEW: 6,
+    ActivityKind.FEATURE_COMPARISON: 5,
+    ActivityKind.DEMO_REQUEST: 10,
+    ActivityKind.PURCHASE: 10,
+    ActivityKind.SUPPORT_TICKET_OPENED: 0,
+    ActivityKind.SUPPORT_TICKET_CLOSED: 0,
+    ActivityKind.SALES_TOUCH: 2,
+}
+
+
+def default_weights() -> dict[str, float]:
+    return {str(kind): weight for kind, weight in DEFAULT_WEIGHTS.items()}
+
+
+def default_rfv_kinds() -> list[str]:
+    return [str(ActivityKind.PURCHASE)]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+class ScoringModelQuerySet(models.QuerySet):
+    def get_active(self) -> ScoringModel:
+        """The active scoring model; a default one (version 1) is created on first use."""
+        active = self.filter(is_active=True).first()
+        if active is None:
+            active = ScoringModel(name="Default", is_active=True)
+            active.save_version(user=None)
+        return active
+
+
+class ScoringModel(models.Model):
+    """How engagement, levels, RFV and velocity are measured. Exactly one is active at a time.
+
+    Every saved change is kept as a ScoringModelVersion (who, when, full settings) and each
+    metrics run records the version it used. Formulas are documented in contacts/metrics/.
+    """
+
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=False, help_text="The model compute_metrics uses (only one at a time)")
+    weights = models.JSONField(
+        default=default_weights, help_text='Points per activity kind, e.g. {"email_click": 3, "demo_request": 10}'
+    )
+    half_life_days = models.FloatField(
+        default=30, help_text="An activity this many days old counts half; one two half-lives old a quarter"
+    )
+    highly_engaged_top_percent = models.PositiveSmallIntegerField(
+        default=20, help_text="Top share of contacts (by engagement score) that is highly engaged"
+    )
+    disengaged_bottom_percent = models.PositiveSmallIntegerField(
+        default=40, help_text="Bottom share of contacts that is disengaged; the rest between is moderately engaged"
+    )
+    email_window_days = models.PositiveSmallIntegerField(default=90)
+    email_highly_threshold = models.PositiveSmallIntegerField(
+        default=5, help_text="Email points (open 1, click 2) within the email window for highly engaged"
+    )
+    email_moderately_threshold = models.PositiveSmallIntegerField(
+        default=1, help_text="Email points within the email window for moderately engaged"
+    )
+    web_window_days = models.PositiveSmallIntegerField(default=30)
+    web_active_threshold = models.PositiveSmallIntegerField(
+        default=8, help_text="Site visits + page views within the web window for 'active'"
+    )
+    web_engaged_threshold = models.PositiveSmallIntegerField(
+        default=1, help_text="Site visits + page views within the web window for 'engaged'"
+    )
+    rfv_kinds = models.JSONField(
+        default=default_rfv_kinds, help_text="Activity kinds counted for recency and frequency"
+    )
+    rfv_frequency_window_days = models.PositiveIntegerField(
+        default=365, help_text="Frequency counts activities this many days back; 0 means all time"
+    )
+    velocity_min_ratio = models.FloatField(
+        default=2.0, help_text="Accelerating: last 30 days at least this many times the 30 days before"
+    )
+    velocity_min_recent = models.PositiveSmallIntegerField(
+        default=4, help_text="Accelerating also needs at least this many activities in the last 30 days"
+    )
+    strong_intent_days = models.PositiveSmallIntegerField(
+        default=14, help_text="A pricing view of a product this recent is strong intent"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScoringModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-is_active", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="scoring_model_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (active)" if self.is_active else self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.half_life_days is None or not _is_number(self.half_life_days) or self.half_life_days <= 0:
+            errors["half_life_days"] = f"Half-life must be a number of days above 0, not {self.half_life_days!r}."
+        weights_error = self._weights_error()
+        if weights_error:
+            errors["weights"] = weights_error
+        top, bottom = self.highly_engaged_top_percent, self.disengaged_bottom_percent
+        if top is not None and not 0 < top < 100:
+            errors["highly_engaged_top_percent"] = f"Enter a share between 1 and 99 percent, not {top}."
+        elif bottom is not None and not 0 < bottom < 100:
+            errors["disengaged_bottom_percent"] = f"Enter a share between 1 and 99 percent, not {bottom}."
+        elif top is not None and bottom is not None and top + bottom > 100:
+            errors["disengaged_bottom_percent"] = (
+                f"Top {top}% (highly engaged) and bottom {bottom}% (disengaged) overlap; together they may be "
+                "at most 100%."
+            )
+        if self.email_moderately_threshold is not None and self.email_moderately_threshold < 1:
+            errors["email_moderately_threshold"] = "The moderately-engaged email threshold must be at least 1."
+        elif (self.email_highly_threshold or 0) <= (self.email_moderately_threshold or 0):
+            errors["email_highly_threshold"] = (
+                f"The highly-engaged email threshold ({self.email_highly_threshold}) must be above the "
+                f"moderately-engaged one ({self.email_moderately_threshold})."
+            )
+        if self.web_engaged_threshold is not None and self.web_engaged_threshold < 1:
+            errors["web_engaged_threshold"] = "The 'engaged' web threshold must be at least 1."
+        elif (self.web_active_threshold or 0) <= (self.web_engaged_threshold or 0):
+            errors["web_active_threshold"] = (
+                f"The 'active' web threshold ({self.web_active_threshold}) must be above the 'engaged' one "
+                f"({self.web_engaged_threshold})."
+            )
+        for name in ("email_window_days", "web_window_days", "strong_intent_days"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                errors[name] = "Enter a window of at least 1 day."
+        kinds_error = self._rfv_kinds_error()
+        if kinds_error:
+            errors["rfv_kinds"] = kinds_error
+        if self.velocity_min_ratio is not None and (
+            not _is_number(self.velocity_min_ratio) or self.velocity_min_ratio <= 0
+        ):
+            errors["velocity_min_ratio"] = f"Enter a velocity ratio above 0, not {self.velocity_min_ratio!r}."
+        if errors:
+            raise ValidationError(errors)
+
+    def _weights_error(self) -> str | None:
+        if not isinstance(self.weights, dict):
+            return 'Enter an object of activity kind: points, e.g. {"email_click": 3}.'
+        for kind, weight in self.weights.items():
+            if kind not in ActivityKind.values:
+                return f"{kind!r} is not an activity kind (allowed: {', '.join(ActivityKind.values)})."
+            if not _is_number(weight):
+                return f"The weight of {kind} must be a number, not {weight!r}."
+            if weight < 0:
+                return f"The weight of {kind} must be 0 or more, not {weight}."
+        return None
+
+    def _rfv_kinds_error(self) -> str | None:
+        if not isinstance(self.rfv_kinds, list) or not self.rfv_kinds:
+            return 'Enter a non-empty list of activity kinds, e.g. ["purchase"].'
+        unknown = [kind for kind in self.rfv_kinds if kind not in ActivityKind.values]
+        if unknown:
+            return f"{', '.join(map(repr, unknown))} is not an activity kind."
+        return None
+
+    def weight_of(self, kind: str) -> float:
+        return float(self.weights.get(kind, 0))
+
+    def settings_snapshot(self) -> dict:
+        return {
+            field.name: getattr(self, field.name)
+            for field in self._meta.concrete_fields
+            if field.name not in ("id", "created_at", "updated_at", "is_active")
+        }
+
+    def save_version(self, *, user=None) -> ScoringModelVersion:
+        """Save the model and record its settings as a new version (who changed it, when)."""
+        with transaction.atomic():
+            self.save()
+            number = (self.versions.aggregate(top=models.Max("number"))["top"] or 0) + 1
+            return ScoringModelVersion.objects.create(
+                scoring_model=self, number=number, snapshot=self.settings_snapshot(), created_by=user
+            )
+
+    def activate(self, *, user=None) -> None:
+        """Make this the one active model (the previous one is deactivated in the same transaction)."""
+        with transaction.atomic():
+            ScoringModel.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
+            self.is_active = True
+            self.save_version(user=user)
+
+    @property
+    def current_version(self) -> ScoringModelVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class ScoringModelVersion(models.Model):
+    """One saved state of a scoring model: the audit trail of weight and threshold changes."""
+
+    scoring_model = models.ForeignKey(ScoringModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField(help_text="Every setting of the model as saved")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["scoring_model", "number"], name="scoring_version_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scoring_model.name} v{self.number}"
+
+
+class EngagementLevel(models.TextChoices):
+    HIGHLY = "highly_engaged", "Highly engaged"
+    MODERATELY = "moderately_engaged", "Moderately engaged"
+    DISENGAGED = "disengaged", "Disengaged"
+
+
+class WebActivityLevel(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ENGAGED = "engaged", "Engaged"
+    DORMANT = "dormant", "Dormant"
+
+
+class RfvCell(models.TextChoices):
+    """Named cells of the recency / frequency / value grid (ranges in contacts/metrics/sql.py)."""
+
+    CHAMPIONS = "champions", "Champions"
+    LOYAL = "loyal", "Loyal"
+    NEW = "new", "New"
+    PROMISING = "promising", "Promising"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention"
+    AT_RISK = "at_risk", "At risk"
+    HIBERNATING = "hibernating", "Hibernating"
+
+
+class ContactMetrics(models.Model):
+    """Behavioural, value and lifecycle measures of one contact as of `as_of` (derived, never edited)."""
+
+    contact = models.OneToOneField(Contact, primary_key=True, on_delete=models.CASCADE, related_name="metrics")
+    as_of = models.DateTimeField()
+
+    activity_count = models.PositiveIntegerField(default=0)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    engagement_score = models.FloatField(default=0)
+    engagement_percentile = models.FloatField(default=0)
+    engagement_level = models.CharField(max_length=20, choices=EngagementLevel.choices)
+    past_engagement_score = models.FloatField(default=0, help_text="Engagement score as of 60 days before as_of")
+    email_engagement_level = models.CharField(max_length=20, choices=EngagementLevel.choices)
+    web_activity_level = models.CharField(max_length=20, choices=WebActivityLevel.choices)
+
+    topics = models.JSONField(default=list, help_text="Top topics, strongest first")
+    top_topics = models.JSONField(default=list, help_text='[{"topic": ..., "share": percent}, ...] strongest first')
+    topic_shares = models.JSONField(default=dict, help_text="topic -> share of recency-weighted reading, percent")
+    top_topic = models.CharField(max_length=100, blank=True)
+    top_topic_share = models.FloatField(null=True, blank=True)
+
+    products = models.JSONField(default=list, help_text="Products of interest, strongest intent first")
+    product_interest = models.JSONField(default=list, help_text='[{"product": ..., "intent": ..., "strong": bool}]')
+    top_product = models.CharField(max_length=100, blank=True)
+    top_product_intent = models.FloatField(null=True, blank=True)
+    strong_intent = models.BooleanField(default=False)
+    strong_intent_products = models.JSONField(default=list)
+
+    recency_days = models.PositiveIntegerField(null=True, blank=True)
+    frequency = models.PositiveIntegerField(default=0)
+    monetary = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    r_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    f_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    v_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    rfv_cell = models.CharField(max_length=20, choices=RfvCell.choices, blank=True)
+
+    recent_activity_count = models.PositiveIntegerField(default=0)
+    previous_activity_count = models.PositiveIntegerField(default=0)
+    velocity_ratio = models.FloatField(null=True, blank=True)
+    is_accelerating = models.BooleanField(default=False)
+    recently_disengaged = models.BooleanField(default=False)
+
+    tenure_days = models.IntegerField(null=True, blank=True)
+    days_in_stage = models.IntegerField(null=True, blank=True)
+    days_to_renewal = models.IntegerField(null=True, blank=True)
+    open_tickets = models.PositiveIntegerField(default=0)
+    expansion_readiness = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "contact metrics"
+        indexes = [
+            # Percentile and level counts of the incremental recompute (contacts/metrics/sql.py).
+            models.Index(fields=["engagement_score"], name="metrics_score_idx"),
+            models.Index(fields=["past_engagement_score"], name="metrics_past_score_idx"),
+            models.Index(fields=["engagement_level"], name="metrics_level_idx"),
+            models.Index(fields=["rfv_cell"], name="metrics_rfv_cell_idx"),
+            models.Index(fields=["top_topic"], name="metrics_top_topic_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"metrics of contact {self.contact_id} as of {self.as_of:%Y-%m-%d %H:%M}"
+
+
+class MetricsRun(models.Model):
+    """One compute_metrics run: what it covered and what it skipped, for the admin and the command."""
+
+    as_of = models.DateTimeField()
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    full = models.BooleanField(default=True, help_text="All contacts (nightly) or only touched contacts")
+    contacts = models.PositiveIntegerField(default=0)
+    activities_counted = models.PositiveIntegerField(default=0)
+    future_activities_ignored = models.PositiveIntegerField(
+        default=0, help_text="Activities dated after as_of: not counted"
+    )
+    scoring_version = models.ForeignKey(ScoringModelVersion, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        scope = "all contacts" if self.full else f"{self.contacts} contacts"
+        return f"metrics as of {self.as_of:%Y-%m-%d %H:%M} ({scope})"

@@ -228,6 +228,10 @@ else:
 SEGMENT_REFRESH_INTERVAL_MINUTES = envint("SEGMENT_REFRESH_INTERVAL_MINUTES", 60, minimum=1)
 # Enqueue refresh_contacts after writes through the project's own write paths.
 SEGMENT_REFRESH_ON_WRITE = envbool("SEGMENT_REFRESH_ON_WRITE", True)
+# Contact metrics: nightly full recompute at this hour (project time zone), and a recompute of
+# just the touched contacts after writes through the project's own write paths.
+METRICS_NIGHTLY_HOUR = envint("METRICS_NIGHTLY_HOUR", 2, minimum=0)
+METRICS_RECOMPUTE_ON_WRITE = envbool("METRICS_RECOMPUTE_ON_WRITE", True)
 
 # Activation (destinations and exports). Minimum audience sizes per destination kind; a
 # destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.

@@ -1,0 +1,113 @@
+"""compute_metrics: refresh ContactMetrics for everyone (nightly) or for touched contacts (after ingest)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from contacts.changes import metrics_changed
+from contacts.metrics.dialect import Dialect
+from contacts.metrics.sql import PAST_DAYS, VELOCITY_DAYS, full_statement, subset_statements
+from contacts.models import Activity, Contact, ContactMetrics, MetricsRun, ScoringModel
+
+
+@dataclass(frozen=True)
+class MetricsSummary:
+    as_of: datetime
+    contacts: int
+    activities_counted: int
+    future_activities_ignored: int
+    duration_ms: int
+    full: bool
+    scoring_version: int | None
+
+    def __str__(self) -> str:
+        scope = "all contacts" if self.full else "touched contacts"
+        return (
+            f"Metrics as of {self.as_of.isoformat()} ({scope}): {self.contacts} contacts, "
+            f"{self.activities_counted} activities counted, {self.future_activities_ignored} future activities "
+            f"ignored, {self.duration_ms} ms (scoring model version {self.scoring_version})"
+        )
+
+
+def _params(model: ScoringModel, as_of: datetime) -> dict:
+    adapt = connection.ops.adapt_datetimefield_value
+
+    def before(days: int) -> object:
+        return adapt(as_of - timedelta(days=days))
+
+    return {
+        "as_of": adapt(as_of),
+        "as_of_epoch": as_of.timestamp(),
+        "as_of_date": connection.ops.adapt_datefield_value(timezone.localdate(as_of)),
+        "half_life": float(model.half_life_days),
+        "past_at": before(PAST_DAYS),
+        "email_since": before(model.email_window_days),
+        "web_since": before(model.web_window_days),
+        "recent_since": before(VELOCITY_DAYS),
+        "previous_since": before(2 * VELOCITY_DAYS),
+        "frequency_since": before(model.rfv_frequency_window_days),
+        "strong_since": before(model.strong_intent_days),
+        "email_highly": model.email_highly_threshold,
+        "email_moderately": model.email_moderately_threshold,
+        "web_active": model.web_active_threshold,
+        "web_engaged": model.web_engaged_threshold,
+        "velocity_min_recent": model.velocity_min_recent,
+        "velocity_min_ratio": float(model.velocity_min_ratio),
+        "top_percent": model.highly_engaged_top_percent,
+        "bottom_percent": model.disengaged_bottom_percent,
+    }
+
+
+def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | None = None) -> MetricsSummary:
+    """Recompute metrics as of `as_of` (default now, whole seconds) for all contacts or `contact_ids`.
+
+    Idempotent: every contact in scope gets exactly one row, replaced in place. Activities dated
+    after `as_of` are not counted; how many there were is reported. Listeners of
+    contacts.changes.metrics_changed hear about it after commit.
+    """
+    started = time.monotonic()
+    as_of = (as_of or timezone.now()).replace(microsecond=0)
+    model = ScoringModel.objects.get_active()
+    version = model.current_version
+    dialect = Dialect(connection.vendor)
+    params = _params(model, as_of)
+    full = contact_ids is None
+    ids = sorted({int(i) for i in contact_ids or []})
+    with transaction.atomic():
+        if full:
+            statements = [full_statement(dialect, model, params)]
+        else:
+            params["ids"] = json.dumps(ids)
+            statements = subset_statements(dialect, model, params) if ids else []
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement, params)
+        scope = ContactMetrics.objects.all() if full else ContactMetrics.objects.filter(contact_id__in=ids)
+        activities = Activity.objects.all() if full else Activity.objects.filter(contact_id__in=ids)
+        summary = MetricsSummary(
+            as_of=as_of,
+            contacts=Contact.objects.count() if full else Contact.objects.filter(id__in=ids).count(),
+            activities_counted=scope.aggregate(total=Sum("activity_count"))["total"] or 0,
+            future_activities_ignored=activities.filter(occurred_at__gt=as_of).count(),
+            duration_ms=round((time.monotonic() - started) * 1000),
+            full=full,
+            scoring_version=version.number if version else None,
+        )
+        MetricsRun.objects.create(
+            as_of=as_of,
+            duration_ms=summary.duration_ms,
+            full=full,
+            contacts=summary.contacts,
+            activities_counted=summary.activities_counted,
+            future_activities_ignored=summary.future_activities_ignored,
+            scoring_version=version,
+        )
+        metrics_changed(None if full else ids)
+    return summary

@@ -1,0 +1,403 @@
+"""The SQL that computes ContactMetrics, built for one database dialect and one scoring model.
+
+Formulas (the as-of time is `T`; every activity with occurred_at > T is ignored):
+
+- decay(a) = 0.5 ** (age_days / half_life_days), age_days = T - occurred_at in fractional days.
+- engagement_score = round(Σ weight(kind) * decay, 6) over all activities up to T.
+- engagement_percentile = 100 * cume_dist: the share of contacts whose score is <= this one.
+- engagement_level, with N contacts, `greater` / `smaller` the number of contacts with a strictly
+  greater / smaller score, top = highly_engaged_top_percent, bottom = disengaged_bottom_percent:
+  score 0 -> disengaged; 100 * greater < top * N -> highly engaged (the same test as the rule
+  operator `top_percent`); 100 * smaller < bottom * N -> disengaged; else moderately engaged.
+- email_engagement_level: email points = opens + 2 * clicks within email_window_days;
+  >= email_highly_threshold -> highly, >= email_moderately_threshold -> moderately, else disengaged.
+- web_activity_level: site visits + page views within web_window_days; >= web_active_threshold
+  -> active, >= web_engaged_threshold -> engaged, else dormant.
+- Topics: per (contact, lower(topic)) the sum of decay; share = 100 * topic sum / contact's sum of
+  all topic sums, rounded to 0.1; the top 5 are stored strongest first (ties by name).
+- Products: page views, pricing views, feature comparisons and demo requests naming a product;
+  intent = Σ weight(kind) * decay, rounded to 0.01; strong = a pricing view of that product
+  within strong_intent_days. Top 5 stored; strong_intent_products lists every strong one.
+- RFV over the kinds in rfv_kinds: recency_days = whole days from T to the latest one;
+  frequency = how many within rfv_frequency_window_days (0: all time); monetary = Σ value of
+  purchases. Among contacts with at least one counted activity (M of them), each score is
+  ceil(5 * cume_dist) with ties equal: recency ordered by days descending (most recent -> 5),
+  frequency and monetary ascending. Contacts without a counted activity get no scores.
+- rfv_cell (R, F, V the scores), first match wins: champions R>=4 F>=4 V>=4; loyal R>=3 F>=4;
+  new R>=4 F<=2; promising R>=4 (F=3); needs_attention R=3 (F<=3); at_risk R<=2 F>=3;
+  hibernating R<=2 F<=2.
+- Velocity: recent = activities with T-30d <= occurred_at <= T, previous = T-60d <= occurred_at
+  < T-30d; velocity_ratio = recent / previous (null when previous is 0); accelerating when
+  recent >= velocity_min_recent and recent >= velocity_min_ratio * previous.
+- recently_disengaged: the engagement level computed as of T-60d (score from activities up to
+  T-60d decayed to T-60d, ranked among all contacts with the same cut-offs) was highly or
+  moderately engaged, and there is no activity in the last 30 days (recent = 0).
+- tenure_days = T's date - customer_since (null before it or without it); days_in_stage = whole
+  days since lifecycle_changed_at (0 if later than T); days_to_renewal = renewal_date - T's date
+  (negative when overdue); open_tickets = max(0, tickets opened - tickets closed).
+- expansion_readiness (customers and evangelists only, else null), clamped to 0..100, 0.1:
+  0.4 * product_adoption + 0.4 * engagement_percentile + 0.2 * (100 * min(tenure_days, 365) / 365)
+  - 10 * open_tickets.
+"""
+
+from __future__ import annotations
+
+from contacts.metrics.dialect import Dialect
+from contacts.models import ActivityKind, ScoringModel
+
+TOP_N = 5
+PAST_DAYS = 60
+VELOCITY_DAYS = 30
+PRODUCT_KINDS = (
+    ActivityKind.PAGE_VIEW,
+    ActivityKind.PRICING_VIEW,
+    ActivityKind.FEATURE_COMPARISON,
+    ActivityKind.DEMO_REQUEST,
+)
+
+# Columns written from `base` (raw per-contact aggregates) and from the ranking step.
+BASE_COLUMNS = [
+    "contact_id",
+    "as_of",
+    "activity_count",
+    "last_activity_at",
+    "engagement_score",
+    "past_engagement_score",
+    "email_engagement_level",
+    "web_activity_level",
+    "topics",
+    "top_topics",
+    "topic_shares",
+    "top_topic",
+    "top_topic_share",
+    "products",
+    "product_interest",
+    "top_product",
+    "top_product_intent",
+    "strong_intent",
+    "strong_intent_products",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "recent_activity_count",
+    "previous_activity_count",
+    "velocity_ratio",
+    "is_accelerating",
+    "tenure_days",
+    "days_in_stage",
+    "days_to_renewal",
+    "open_tickets",
+]
+RANKED_COLUMNS = [
+    "engagement_percentile",
+    "engagement_level",
+    "recently_disengaged",
+    "r_score",
+    "f_score",
+    "v_score",
+    "rfv_cell",
+    "expansion_readiness",
+]
+PLACEHOLDERS = {
+    "engagement_percentile": "0",
+    "engagement_level": "'disengaged'",
+    "recently_disengaged": "FALSE",
+    "r_score": "NULL",
+    "f_score": "NULL",
+    "v_score": "NULL",
+    "rfv_cell": "''",
+    "expansion_readiness": "NULL",
+}
+TABLE = "contacts_contactmetrics"
+
+
+def _in_list(prefix: str, values: list[str], params: dict) -> str:
+    names = []
+    for index, value in enumerate(values):
+        params[f"{prefix}{index}"] = value
+        names.append(f"%({prefix}{index})s")
+    return ", ".join(names)
+
+
+def _weight_case(model: ScoringModel, params: dict) -> str:
+    branches = []
+    for index, kind in enumerate(ActivityKind.values):
+        params[f"kind{index}"] = kind
+        params[f"weight{index}"] = model.weight_of(kind)
+        branches.append(f"WHEN %(kind{index})s THEN CAST(%(weight{index})s AS DOUBLE PRECISION)")
+    return f"(CASE a.kind {' '.join(branches)} ELSE 0.0 END)"
+
+
+def _json_list_per_contact(d: Dialect, source: str, value: str, where: str = "TRUE") -> str:
+    """One row per contact with the JSON list of `value` over `source` rows in `rn` order."""
+    return f"""
+        SELECT contact_id, items FROM (
+            SELECT contact_id, rn,
+                {d.json_array_agg}({value}) OVER (
+                    PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+                ) AS items,
+                ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY rn) AS list_pos
+            FROM {source} WHERE {where}
+        ) lists WHERE list_pos = 1"""
+
+
+def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) -> str:
+    """CTEs ending in `base`: one row per contact (in scope) with every raw measure."""
+    weight = _weight_case(model, params)
+    age = d.age_days("a.occurred_at")
+    decay = f"POWER(0.5, {age} / %(half_life)s)"
+    past_decay = f"POWER(0.5, ({age} - {PAST_DAYS}) / %(half_life)s)"
+    rfv_kinds = _in_list("rfv", list(model.rfv_kinds), params)
+    product_kinds = _in_list("pk", [str(k) for k in PRODUCT_KINDS], params)
+    in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
+    act_scope = f"AND {d.id_in('a.contact_id')}" if subset else ""
+    contact_scope = d.id_in("c.id") if subset else "TRUE"
+    window = "PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+    return f"""
+    act AS (
+        SELECT a.contact_id,
+            COUNT(*) AS activity_count,
+            MAX(a.occurred_at) AS last_activity_at,
+            SUM({weight} * {decay}) AS score,
+            SUM(CASE WHEN a.occurred_at <= %(past_at)s THEN {weight} * {past_decay} ELSE 0 END) AS past_score,
+            SUM(CASE WHEN a.occurred_at < %(email_since)s THEN 0
+                     WHEN a.kind = 'email_open' THEN 1 WHEN a.kind = 'email_click' THEN 2 ELSE 0 END) AS email_points,
+            SUM(CASE WHEN a.occurred_at >= %(web_since)s AND a.kind IN ('site_visit', 'page_view')
+                     THEN 1 ELSE 0 END) AS web_count,
+            SUM(CASE WHEN a.occurred_at >= %(recent_since)s THEN 1 ELSE 0 END) AS recent_count,
+            SUM(CASE WHEN a.occurred_at >= %(previous_since)s AND a.occurred_at < %(recent_since)s
+                     THEN 1 ELSE 0 END) AS previous_count,
+            MAX(CASE WHEN a.kind IN ({rfv_kinds}) THEN a.occurred_at END) AS counted_last,
+            SUM(CASE WHEN a.kind IN ({rfv_kinds}) {in_window} THEN 1 ELSE 0 END) AS frequency,
+            SUM(CASE WHEN a.kind = 'purchase' THEN COALESCE(a.value, 0) ELSE 0 END) AS monetary,
+            SUM(CASE WHEN a.kind = 'support_ticket_opened' THEN 1
+                     WHEN a.kind = 'support_ticket_closed' THEN -1 ELSE 0 END) AS ticket_balance
+        FROM contacts_activity a
+        WHERE a.occurred_at <= %(as_of)s {act_scope}
+        GROUP BY a.contact_id
+    ),
+    topic_sums AS (
+        SELECT a.contact_id, LOWER(a.topic) AS topic, SUM({decay}) AS weight
+        FROM contacts_activity a
+        WHERE a.occurred_at <= %(as_of)s AND a.topic <> '' {act_scope}
+        GROUP BY a.contact_id, LOWER(a.topic)
+    ),
+    topic_ranked AS (
+        SELECT contact_id, topic,
+            {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
+        FROM topic_sums
+    ),
+    topic_json AS (
+        SELECT contact_id, top_topics, topics, topic_shares, top_topic, top_topic_share FROM (
+            SELECT contact_id, rn,
+                {d.json_array_agg}({d.json_object}('topic', topic, 'share', share)) OVER tw AS top_topics,
+                {d.json_array_agg}(topic) OVER tw AS topics,
+                {d.json_object_agg}(topic, share) OVER tw AS topic_shares,
+                FIRST_VALUE(topic) OVER tw AS top_topic,
+                FIRST_VALUE(share) OVER tw AS top_topic_share
+            FROM topic_ranked WHERE rn <= {TOP_N}
+            WINDOW tw AS ({window})
+        ) topic_lists WHERE rn = 1
+    ),
+    product_sums AS (
+        SELECT a.contact_id, LOWER(a.product) AS product, SUM({weight} * {decay}) AS intent,
+            MAX(CASE WHEN a.kind = 'pricing_view' AND a.occurred_at >= %(strong_since)s THEN 1 ELSE 0 END) AS strong
+        FROM contacts_activity a
+        WHERE a.occurred_at <= %(as_of)s AND a.product <> '' AND a.kind IN ({product_kinds}) {act_scope}
+        GROUP BY a.contact_id, LOWER(a.product)
+    ),
+    product_ranked AS (
+        SELECT contact_id, product, {d.round("intent", 2)} AS intent, strong,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
+        FROM product_sums
+    ),
+    product_json AS (
+        SELECT contact_id, product_interest, products, top_product, top_product_intent FROM (
+            SELECT contact_id, rn,
+                {d.json_array_agg}({d.json_object}(
+                    'product', product, 'intent', intent, 'strong', {d.json_bool("strong = 1")}
+                )) OVER pw AS product_interest,
+                {d.json_array_agg}(product) OVER pw AS products,
+                FIRST_VALUE(product) OVER pw AS top_product,
+                FIRST_VALUE(intent) OVER pw AS top_product_intent
+            FROM product_ranked WHERE rn <= {TOP_N}
+            WINDOW pw AS ({window})
+        ) product_lists WHERE rn = 1
+    ),
+    strong_json AS ({_json_list_per_contact(d, "product_ranked", "product", "strong = 1")}),
+    base AS (
+        SELECT c.id AS contact_id,
+            CAST(%(as_of)s AS {"TIMESTAMP WITH TIME ZONE" if d.postgres else "TEXT"}) AS as_of,
+            COALESCE(act.activity_count, 0) AS activity_count,
+            act.last_activity_at,
+            {d.round("COALESCE(act.score, 0)", 6)} AS engagement_score,
+            {d.round("COALESCE(act.past_score, 0)", 6)} AS past_engagement_score,
+            CASE WHEN COALESCE(act.email_points, 0) >= %(email_highly)s THEN 'highly_engaged'
+                 WHEN COALESCE(act.email_points, 0) >= %(email_moderately)s THEN 'moderately_engaged'
+                 ELSE 'disengaged' END AS email_engagement_level,
+            CASE WHEN COALESCE(act.web_count, 0) >= %(web_active)s THEN 'active'
+                 WHEN COALESCE(act.web_count, 0) >= %(web_engaged)s THEN 'engaged'
+                 ELSE 'dormant' END AS web_activity_level,
+            COALESCE(tj.topics, {d.empty_list}) AS topics,
+            COALESCE(tj.top_topics, {d.empty_list}) AS top_topics,
+            COALESCE(tj.topic_shares, {d.empty_object}) AS topic_shares,
+            COALESCE(tj.top_topic, '') AS top_topic,
+            tj.top_topic_share,
+            COALESCE(pj.products, {d.empty_list}) AS products,
+            COALESCE(pj.product_interest, {d.empty_list}) AS product_interest,
+            COALESCE(pj.top_product, '') AS top_product,
+            pj.top_product_intent,
+            CASE WHEN sj.items IS NULL THEN FALSE ELSE TRUE END AS strong_intent,
+            COALESCE(sj.items, {d.empty_list}) AS strong_intent_products,
+            CASE WHEN act.counted_last IS NULL THEN NULL
+                 ELSE {d.whole_days("%(as_of)s", "act.counted_last")} END AS recency_days,
+            COALESCE(act.frequency, 0) AS frequency,
+            COALESCE(act.monetary, 0) AS monetary,
+            COALESCE(act.recent_count, 0) AS recent_activity_count,
+            COALESCE(act.previous_count, 0) AS previous_activity_count,
+            CASE WHEN COALESCE(act.previous_count, 0) > 0
+                 THEN CAST(act.recent_count AS DOUBLE PRECISION) / act.previous_count END AS velocity_ratio,
+            CASE WHEN COALESCE(act.recent_count, 0) >= %(velocity_min_recent)s
+                  AND COALESCE(act.recent_count, 0) >= %(velocity_min_ratio)s * COALESCE(act.previous_count, 0)
+                 THEN TRUE ELSE FALSE END AS is_accelerating,
+            CASE WHEN c.customer_since IS NULL OR c.customer_since > {d.as_date("%(as_of_date)s")} THEN NULL
+                 ELSE {d.date_days(d.as_date("%(as_of_date)s"), "c.customer_since")} END AS tenure_days,
+            CASE WHEN c.lifecycle_changed_at > %(as_of)s THEN 0
+                 ELSE {d.whole_days("%(as_of)s", "c.lifecycle_changed_at")} END AS days_in_stage,
+            CASE WHEN c.renewal_date IS NULL THEN NULL
+                 ELSE {d.date_days("c.renewal_date", d.as_date("%(as_of_date)s"))} END AS days_to_renewal,
+            CASE WHEN COALESCE(act.ticket_balance, 0) > 0 THEN act.ticket_balance ELSE 0 END AS open_tickets,
+            c.lifecycle_stage,
+            c.product_adoption
+        FROM contacts_contact c
+        LEFT JOIN act ON act.contact_id = c.id
+        LEFT JOIN topic_json tj ON tj.contact_id = c.id
+        LEFT JOIN product_json pj ON pj.contact_id = c.id
+        LEFT JOIN strong_json sj ON sj.contact_id = c.id
+        WHERE {contact_scope}
+    )"""
+
+
+def scored_ctes(d: Dialect, source: str) -> str:
+    """CTEs `scored` and `measured` over `source`, a relation with the raw measures and these counts:
+    n_all, score_le, score_gt, score_lt, past_gt, past_lt, n_rfv, r_le, f_le, v_le."""
+
+    def level(score: str, greater: str, smaller: str) -> str:
+        return f"""CASE WHEN {score} <= 0 THEN 'disengaged'
+                 WHEN 100 * {greater} < %(top_percent)s * n_all THEN 'highly_engaged'
+                 WHEN 100 * {smaller} < %(bottom_percent)s * n_all THEN 'disengaged'
+                 ELSE 'moderately_engaged' END"""
+
+    def score(count: str) -> str:
+        return f"CASE WHEN recency_days IS NULL THEN NULL ELSE (5 * {count} + n_rfv - 1) / n_rfv END"
+
+    tenure = f"100.0 * {d.least('COALESCE(tenure_days, 0)', '365')} / 365"
+    readiness = (
+        f"0.4 * COALESCE(product_adoption, 0) + 0.4 * engagement_percentile + 0.2 * {tenure} - 10 * open_tickets"
+    )
+    return f"""
+    scored AS (
+        SELECT src.*,
+            100.0 * score_le / n_all AS engagement_percentile,
+            {level("engagement_score", "score_gt", "score_lt")} AS engagement_level,
+            CASE WHEN recent_activity_count = 0
+                  AND {level("past_engagement_score", "past_gt", "past_lt")} <> 'disengaged'
+                 THEN TRUE ELSE FALSE END AS recently_disengaged,
+            {score("r_le")} AS r_score,
+            {score("f_le")} AS f_score,
+            {score("v_le")} AS v_score
+        FROM {source} src
+    ),
+    measured AS (
+        SELECT scored.*,
+            CASE WHEN r_score IS NULL THEN ''
+                 WHEN r_score >= 4 AND f_score >= 4 AND v_score >= 4 THEN 'champions'
+                 WHEN r_score >= 3 AND f_score >= 4 THEN 'loyal'
+                 WHEN r_score >= 4 AND f_score <= 2 THEN 'new'
+                 WHEN r_score >= 4 THEN 'promising'
+                 WHEN r_score = 3 THEN 'needs_attention'
+                 WHEN f_score >= 3 THEN 'at_risk'
+                 ELSE 'hibernating' END AS rfv_cell,
+            CASE WHEN lifecycle_stage IN ('customer', 'evangelist')
+                 THEN {d.round(d.greatest("0", d.least("100", readiness)), 1)} END AS expansion_readiness
+        FROM scored
+    )"""
+
+
+WINDOW_COUNTS = """
+    ranked AS (
+        SELECT base.*,
+            COUNT(*) OVER () AS n_all,
+            COUNT(*) OVER (ORDER BY engagement_score) AS score_le,
+            RANK() OVER (ORDER BY engagement_score DESC) - 1 AS score_gt,
+            RANK() OVER (ORDER BY engagement_score) - 1 AS score_lt,
+            RANK() OVER (ORDER BY past_engagement_score DESC) - 1 AS past_gt,
+            RANK() OVER (ORDER BY past_engagement_score) - 1 AS past_lt,
+            COUNT(*) OVER (PARTITION BY recency_days IS NULL) AS n_rfv,
+            COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY recency_days DESC) AS r_le,
+            COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY frequency) AS f_le,
+            COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY monetary) AS v_le
+        FROM base
+    )"""
+
+
+def _count(condition: str) -> str:
+    return f"(SELECT COUNT(*) FROM {TABLE} o WHERE {condition})"
+
+
+def stored_counts(d: Dialect) -> str:
+    """CTE `ranked` for an incremental run: the touched contacts' stored rows, ranked by counting
+    against every stored row (index range counts, no whole-table sort)."""
+    return f"""
+    ranked AS (
+        SELECT m.contact_id, m.engagement_score, m.past_engagement_score, m.recent_activity_count,
+            m.recency_days, m.frequency, m.monetary, m.tenure_days, m.open_tickets,
+            c.lifecycle_stage, c.product_adoption,
+            {_count("TRUE")} AS n_all,
+            {_count("o.engagement_score <= m.engagement_score")} AS score_le,
+            {_count("o.engagement_score > m.engagement_score")} AS score_gt,
+            {_count("o.engagement_score < m.engagement_score")} AS score_lt,
+            {_count("o.past_engagement_score > m.past_engagement_score")} AS past_gt,
+            {_count("o.past_engagement_score < m.past_engagement_score")} AS past_lt,
+            {_count("o.recency_days IS NOT NULL")} AS n_rfv,
+            {_count("o.recency_days >= m.recency_days")} AS r_le,
+            {_count("o.recency_days IS NOT NULL AND o.frequency <= m.frequency")} AS f_le,
+            {_count("o.recency_days IS NOT NULL AND o.monetary <= m.monetary")} AS v_le
+        FROM {TABLE} m JOIN contacts_contact c ON c.id = m.contact_id
+        WHERE {d.id_in("m.contact_id")}
+    )"""
+
+
+def _upsert(columns: list[str]) -> str:
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != "contact_id")
+    return f"ON CONFLICT (contact_id) DO UPDATE SET {updates}"
+
+
+def full_statement(d: Dialect, model: ScoringModel, params: dict) -> str:
+    """One statement: aggregate, rank and upsert the metrics of every contact."""
+    columns = BASE_COLUMNS + RANKED_COLUMNS
+    return f"""
+    WITH {base_ctes(d, model, params, subset=False)},
+    {WINDOW_COUNTS},
+    {scored_ctes(d, "ranked")}
+    INSERT INTO {TABLE} ({", ".join(columns)})
+    SELECT {", ".join(columns)} FROM measured WHERE TRUE
+    {_upsert(columns)}"""
+
+
+def subset_statements(d: Dialect, model: ScoringModel, params: dict) -> list[str]:
+    """Two statements for the contacts in %(ids)s: upsert their raw measures, then rank them."""
+    placeholders = [PLACEHOLDERS[column] for column in RANKED_COLUMNS]
+    upsert = f"""
+    WITH {base_ctes(d, model, params, subset=True)}
+    INSERT INTO {TABLE} ({", ".join(BASE_COLUMNS + RANKED_COLUMNS)})
+    SELECT {", ".join(BASE_COLUMNS + placeholders)} FROM base WHERE TRUE
+    {_upsert(BASE_COLUMNS)}"""
+    assignments = ", ".join(f"{column} = measured.{column}" for column in RANKED_COLUMNS)
+    rank = f"""
+    WITH {stored_counts(d)},
+    {scored_ctes(d, "ranked")}
+    UPDATE {TABLE} SET {assignments}
+    FROM measured WHERE {TABLE}.contact_id = measured.contact_id"""
+    return [upsert, rank]

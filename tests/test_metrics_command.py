@@ -1,0 +1,98 @@
+"""compute_metrics command, the django-q2 tasks, the nightly schedule and recompute after writes."""
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_q.models import OrmQ, Schedule
+
+from contacts import changes, tasks
+from contacts.models import ContactMetrics, MetricsRun
+from tests.factories import ActivityFactory, ContactFactory
+
+T = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+pytestmark = pytest.mark.django_db
+
+
+def test_command_prints_the_summary_with_future_activities():
+    contact = ContactFactory()
+    ActivityFactory(contact=contact, kind="page_view", occurred_at=T - timedelta(days=1))
+    ActivityFactory(contact=contact, kind="page_view", occurred_at=T + timedelta(days=1))
+    out = StringIO()
+
+    call_command("compute_metrics", "--as-of", "2026-06-01T12:00:00+00:00", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert "as of:                     2026-06-01T12:00:00+00:00" in lines
+    assert "contacts:                  1" in lines
+    assert "activities counted:        1" in lines
+    assert "future activities ignored: 1" in lines
+    assert any(line.startswith("duration:") and line.endswith(" s") for line in lines)
+    assert ContactMetrics.objects.get(contact=contact).as_of == T
+
+
+def test_command_refuses_a_bad_as_of():
+    with pytest.raises(CommandError, match="--as-of 'last tuesday' is not an ISO datetime"):
+        call_command("compute_metrics", "--as-of", "last tuesday")
+
+
+def test_tasks_compute_everyone_or_the_given_contacts():
+    first, _second = ContactFactory.create_batch(2)
+
+    assert "2 contacts" in tasks.compute_all_metrics()
+    assert "1 contacts" in tasks.compute_contact_metrics([first.id])
+
+    runs = list(MetricsRun.objects.order_by("id").values_list("full", "contacts"))
+    assert runs == [(True, 2), (False, 1)]
+
+
+def test_nightly_schedule_is_ensured_once():
+    tasks.ensure_nightly_schedule()
+    Schedule.objects.filter(name=tasks.NIGHTLY_SCHEDULE).update(func="old.path")
+
+    tasks.ensure_nightly_schedule()
+    tasks.ensure_nightly_schedule()
+
+    schedule = Schedule.objects.get(name=tasks.NIGHTLY_SCHEDULE)
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == (tasks.NIGHTLY_FUNC, Schedule.DAILY, -1)
+
+
+def test_next_nightly_run_is_the_next_configured_hour(settings):
+    settings.METRICS_NIGHTLY_HOUR = 2
+    assert tasks.next_nightly_run(now=datetime(2026, 6, 1, 1, 0, tzinfo=UTC)) == datetime(2026, 6, 1, 2, tzinfo=UTC)
+    assert tasks.next_nightly_run(now=datetime(2026, 6, 1, 2, 0, tzinfo=UTC)) == datetime(2026, 6, 2, 2, tzinfo=UTC)
+
+
+def test_changed_contacts_enqueue_a_metrics_recompute_after_commit(django_capture_on_commit_callbacks):
+    contact = ContactFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        changes.contacts_changed([contact.id])
+
+    queued = [row.task for row in OrmQ.objects.all()]
+    ours = [task for task in queued if task["func"] == "contacts.tasks.compute_contact_metrics"]
+    assert [task["args"] for task in ours] == [([contact.id],)]
+
+
+def test_no_enqueue_when_recompute_on_write_is_off(settings, django_capture_on_commit_callbacks):
+    settings.METRICS_RECOMPUTE_ON_WRITE = False
+
+    with django_capture_on_commit_callbacks(execute=True):
+        changes.contacts_changed([ContactFactory().id])
+
+    assert not [row for row in OrmQ.objects.all() if row.task["func"] == "contacts.tasks.compute_contact_metrics"]
+
+
+def test_metrics_listeners_hear_which_contacts_changed(django_capture_on_commit_callbacks):
+    heard = []
+    changes.add_metrics_listener(heard.append)
+    contact = ContactFactory()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.compute_contact_metrics([contact.id])
+            tasks.compute_all_metrics()
+    finally:
+        changes._metrics_listeners.remove(heard.append)
+
+    assert heard == [[contact.id], None]
