@@ -10,12 +10,13 @@ from segments.rules.compiler import compile_rule, matching_contacts
 from segments.rules.registry import get_fields
 from segments.rules.validation import InvalidRule
 from tests.factories import CompanyFactory, ContactFactory, PropertyDefinitionFactory
+from tests.rule_checks import selected
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def names(rule: dict, *, now: datetime = NOW) -> set[str]:
-    return set(matching_contacts(rule, now=now).values_list("first_name", flat=True))
+    return set(selected(rule, now=now))
 
 
 def cond(field: str, op: str, value=None) -> dict:

@@ -1,0 +1,357 @@
+"""Explain a rule for one contact: the value of every node, and the contact's own values.
+
+Public: `explain(rule, contact, *, now, fields=None) -> Explanation`, `Explanation`, `Node`.
+
+The explainer evaluates the rule in Python with the compiler's semantics (see compiler.py and
+DESIGN.md "Rule language"), so the two can check each other: a property test asserts they agree.
+It reads a bounded number of queries whatever the data: the field registry, the contact with its
+company/owner/metrics, the contact's activities of the kinds the rule names, its memberships of
+the segments the rule names, and one query per top/bottom_percent threshold (computed by the very
+SQL the compiler uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import FloatField
+
+from contacts.models import Activity, Contact
+from segments.models import Membership
+from segments.rules.clock import bounds, relative_bounds
+from segments.rules.compiler import set_condition, value_expression
+from segments.rules.expressions import PercentThreshold, fold
+from segments.rules.registry import Field, get_fields
+from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
+
+_TEXT_OPS = {
+    "eq": lambda v, x: v == x,
+    "neq": lambda v, x: v != x,
+    "contains": lambda v, x: x in v,
+    "starts_with": lambda v, x: v.startswith(x),
+    "ends_with": lambda v, x: v.endswith(x),
+}
+_ORDER_OPS = {
+    "eq": lambda v, x: v == x,
+    "neq": lambda v, x: v != x,
+    "gt": lambda v, x: v > x,
+    "gte": lambda v, x: v >= x,
+    "lt": lambda v, x: v < x,
+    "lte": lambda v, x: v <= x,
+}
+
+
+@dataclass
+class Node:
+    path: str
+    kind: str
+    label: str
+    result: bool
+    value: object = None
+    children: list[Node] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        shown = "" if self.kind in ("all", "any", "not") else f" ({_text(self.value)})"
+        return f"{self.label}: {'true' if self.result else 'false'}{shown}"
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "label": self.label,
+            "result": self.result,
+            "value": _jsonable(self.value),
+            "text": str(self),
+            "children": [child.to_dict() for child in self.children],
+        }
+
+    def reasons(self) -> list[str]:
+        """The leaf conditions that make this node true (empty when it is false)."""
+        if not self.result:
+            return []
+        if self.kind == "not":
+            return [f"not ({self.children[0]})"]
+        if self.kind in ("all", "any"):
+            return [reason for child in self.children for reason in child.reasons()]
+        return [str(self)]
+
+
+@dataclass
+class Explanation:
+    root: Node
+
+    @property
+    def result(self) -> bool:
+        return self.root.result
+
+    def reasons(self) -> list[str]:
+        return self.root.reasons()
+
+    def summary(self) -> str:
+        if self.result:
+            return "Matches: " + "; ".join(self.reasons())
+        return "Does not match: " + str(self.root if self.root.kind not in ("all", "any") else _first_false(self.root))
+
+    def to_dict(self) -> dict:
+        return {
+            "result": self.result,
+            "summary": self.summary(),
+            "reasons": self.reasons(),
+            "tree": self.root.to_dict(),
+        }
+
+
+def _first_false(node: Node) -> Node:
+    while node.kind in ("all", "any") and not node.result:
+        node = next(child for child in node.children if not child.result)
+    return node
+
+
+def explain(rule: dict, contact: Contact, *, now: datetime, fields: dict[str, Field] | None = None) -> Explanation:
+    """Evaluate `rule` for `contact` at `now`; raises InvalidRule when validation finds errors."""
+    fields = fields if fields is not None else get_fields()
+    errors = validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)
+    if errors:
+        raise InvalidRule(errors)
+    return Explanation(_Evaluator(rule, contact, fields, now).node(rule, ""))
+
+
+def _walk(rule: dict):
+    yield rule
+    for key in ("all", "any"):
+        for child in rule.get(key, ()):
+            yield from _walk(child)
+    if "not" in rule:
+        yield from _walk(rule["not"])
+
+
+class _Evaluator:
+    def __init__(self, rule: dict, contact: Contact, fields: dict[str, Field], now: datetime) -> None:
+        self.fields, self.now = fields, now
+        nodes = list(_walk(rule))
+        used = [fields[node["field"]] for node in nodes if "field" in node]
+        relations = sorted({f.lookup.split("__")[0] for f in used if "__" in f.lookup})
+        self.contact = Contact.objects.select_related(*relations).get(pk=contact.pk)
+        self.activities = self.load_activities([node for node in nodes if "event" in node])
+        slugs = referenced_slugs(rule)
+        self.member_of = set()
+        if slugs:
+            memberships = Membership.objects.filter(contact=self.contact, segment__slug__in=slugs)
+            self.member_of = set(memberships.values_list("segment__slug", flat=True))
+
+    def load_activities(self, events: list[dict]) -> list[dict]:
+        if not events:
+            return []
+        activities = Activity.objects.filter(
+            contact=self.contact, kind__in={e["event"]["kind"] for e in events}, occurred_at__lte=self.now
+        )
+        if all("within_days" in e for e in events):
+            longest = max(e["within_days"] for e in events)
+            activities = activities.filter(occurred_at__gte=self.now - timedelta(days=longest))
+        return list(activities.values("kind", "occurred_at", "topic", "product", "campaign", "url", "value"))
+
+    def node(self, rule: dict, path: str) -> Node:
+        for key in ("all", "any"):
+            if key in rule:
+                children = [self.node(child, f"{_join(path, key)}[{i}]") for i, child in enumerate(rule[key])]
+                result = all(c.result for c in children) if key == "all" else any(c.result for c in children)
+                return Node(path, key, f"{key} of", result, children=children)
+        if "not" in rule:
+            child = self.node(rule["not"], _join(path, "not"))
+            return Node(path, "not", "not", not child.result, children=[child])
+        if "event" in rule:
+            return self.event(rule, path)
+        if "in_segment" in rule:
+            slug = rule["in_segment"]
+            member = slug in self.member_of
+            return Node(path, "in_segment", f"in_segment {slug}", member, "member" if member else "not a member")
+        field = self.fields[rule["field"]]
+        op, value = rule["op"], rule.get("value")
+        actual = self.value(field)
+        label = " ".join(part for part in (field.path, op, _rule_value_text(op, value)) if part)
+        result, shown = self.condition(field, op, value, actual)
+        return Node(path, "condition", label, result, shown)
+
+    # Values
+
+    def value(self, field: Field) -> object:
+        if field.property_key:
+            properties = self.contact.properties if isinstance(self.contact.properties, dict) else {}
+            return _typed_property(properties.get(field.property_key), field.type)
+        current: object = self.contact
+        for part in field.lookup.split("__"):
+            try:
+                current = getattr(current, part)
+            except ObjectDoesNotExist:
+                return None
+            if current is None:
+                return None
+        if field.type == "tags" and not isinstance(current, list):
+            return None
+        return current
+
+    def condition(self, field: Field, op: str, value, actual) -> tuple[bool, object]:
+        is_set = actual is not None and not (isinstance(actual, str) and actual == "")
+        if op in ("is_set", "is_not_set"):
+            return is_set == (op == "is_set"), actual
+        if not is_set:
+            return False, actual
+        if op in ("top_percent", "bottom_percent"):
+            threshold = self.threshold(field, op, value)
+            reached = threshold is not None and (
+                float(actual) >= threshold if op == "top_percent" else float(actual) <= threshold
+            )
+            return reached, {"value": actual, "threshold": threshold}
+        compare = getattr(self, f"{field.type}_condition")
+        return compare(field, op, value, actual), actual
+
+    def text_condition(self, field: Field, op: str, value, actual: str) -> bool:
+        if op in ("in", "not_in"):
+            return (fold(actual) in {fold(item) for item in value}) == (op == "in")
+        return _TEXT_OPS[op](fold(actual), fold(value))
+
+    def choice_condition(self, field: Field, op: str, value, actual: str) -> bool:
+        if op in ("in", "not_in"):
+            return (actual in value) == (op == "in")
+        return (actual == value) == (op == "eq")
+
+    def number_condition(self, field: Field, op: str, value, actual) -> bool:
+        if op == "between":
+            return _numbers(actual, value[0], _ORDER_OPS["gte"]) and _numbers(actual, value[1], _ORDER_OPS["lte"])
+        return _numbers(actual, value, _ORDER_OPS[op])
+
+    def bool_condition(self, field: Field, op: str, value, actual: bool) -> bool:
+        return actual is (op == "is_true")
+
+    def date_condition(self, field: Field, op: str, value, actual) -> bool:
+        def comparable(moment):  # custom date properties hold ISO text and compare as text
+            return moment.isoformat() if field.property_key else moment
+
+        if op in ("in_last_days", "in_next_days", "more_than_days_ago"):
+            low, high = relative_bounds(field.type, op, value, now=self.now)
+            if low is None:
+                return actual < comparable(high)
+            return comparable(low) <= actual <= comparable(high)
+        if op == "before":
+            return actual < comparable(bounds(field.type, value)[0])
+        if op == "after":
+            return actual > comparable(bounds(field.type, value)[1])
+        return comparable(bounds(field.type, value[0])[0]) <= actual <= comparable(bounds(field.type, value[1])[1])
+
+    datetime_condition = date_condition
+
+    def tags_condition(self, field: Field, op: str, value, actual: list) -> bool:
+        held = {fold(tag) for tag in actual if isinstance(tag, str)}
+        wanted = {fold(tag) for tag in value}
+        if op == "contains_all":
+            return wanted <= held
+        return bool(wanted & held) == (op == "contains_any")
+
+    def threshold(self, field: Field, op: str, percent) -> float | None:
+        expr = value_expression(field)
+        threshold = PercentThreshold(
+            expr, set_condition(field, expr), percent, top=op == "top_percent", output_field=FloatField()
+        )
+        found = Contact.objects.filter(pk=self.contact.pk).annotate(t=threshold).values_list("t", flat=True)
+        value = found.first()
+        return None if value is None else float(value)
+
+    # Events
+
+    def event(self, rule: dict, path: str) -> Node:
+        filters, op, value = rule["event"], rule["op"], rule.get("value")
+        since = self.now - timedelta(days=rule["within_days"]) if "within_days" in rule else None
+        matching = [a for a in self.activities if _activity_matches(a, filters, since=since, now=self.now)]
+        count = len(matching)
+        cents = sum(round(a["value"] * 100) for a in matching if a["value"] is not None)
+        result = {
+            "performed": count > 0,
+            "not_performed": count == 0,
+            "count_gte": count >= (value or 0),
+            "count_lte": count <= (value or 0),
+            "count_eq": count == value,
+            "sum_gte": cents >= round((value or 0) * 100),
+        }[op]
+        shown = {"count": count, "sum": Decimal(cents) / 100} if op == "sum_gte" else {"count": count}
+        return Node(path, "event", _event_label(rule), result, shown)
+
+
+def _activity_matches(activity: dict, filters: dict, *, since: datetime | None, now: datetime) -> bool:
+    if activity["kind"] != filters["kind"] or activity["occurred_at"] > now:
+        return False
+    if since is not None and activity["occurred_at"] < since:
+        return False
+    for key in ("topic", "product", "campaign"):
+        if key in filters and fold(activity[key]) != fold(filters[key]):
+            return False
+    return "url_contains" not in filters or fold(filters["url_contains"]) in fold(activity["url"])
+
+
+def _typed_property(raw: object, type: str) -> object:
+    """A custom property value, or None when absent or not of the definition's JSON type."""
+    if type in ("text", "choice", "date"):
+        return raw if isinstance(raw, str) else None
+    if type == "number":
+        return raw if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+    if type == "bool":
+        return raw if isinstance(raw, bool) else None
+    return raw if isinstance(raw, list) else None
+
+
+def _numbers(actual, rule_value, compare) -> bool:
+    # As in SQL: an int rule value compares exactly; a float compares as double precision.
+    if isinstance(rule_value, int):
+        return compare(actual, rule_value)
+    return compare(float(actual), float(rule_value))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _rule_value_text(op: str, value) -> str:
+    if value is None:
+        return ""
+    if op == "between":
+        return f"{value[0]} and {value[1]}"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _event_label(rule: dict) -> str:
+    filters = rule["event"]
+    extra = ", ".join(
+        f"{key}={filters[key]}" for key in ("topic", "product", "campaign", "url_contains") if key in filters
+    )
+    parts = [f"event {filters['kind']}" + (f" ({extra})" if extra else ""), rule["op"]]
+    if rule.get("value") is not None:
+        parts.append(str(rule["value"]))
+    if "within_days" in rule:
+        parts.append(f"within {rule['within_days']} days")
+    return " ".join(parts)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_text(item)}" for key, item in value.items())
+    if value is None or value == "":
+        return "no value"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, int | Decimal | float) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(_jsonable(value))
