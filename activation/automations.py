@@ -79,6 +79,12 @@ def enqueue_processing() -> None:
     transaction.on_commit(lambda: async_task(TASK, task_name="process automations"))
 
 
+def memberships_changed(segment_ids: list[int]) -> None:
+    """segments.events listener (called after commit): process the new changes soon."""
+    if Automation.objects.enabled().filter(trigger_segment_id__in=segment_ids).exists():
+        async_task(TASK, task_name="process automations")
+
+
 def ensure_schedule() -> Schedule:
     """Create or repair the every-minute schedule; calling it again changes nothing."""
     schedule, _ = Schedule.objects.update_or_create(

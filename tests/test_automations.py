@@ -22,6 +22,7 @@ from activation.models import (
     Notification,
 )
 from contacts.models import Contact
+from segments.events import memberships_changed
 from segments.models import Membership, MembershipChange
 from tests.factories import (
     AutomationFactory,
@@ -432,3 +433,18 @@ def test_webhook_action_needs_a_webhook_destination():
         action.full_clean()
     with pytest.raises(ValidationError, match="Choose the webhook destination"):
         AutomationAction(automation=action.automation, kind="webhook").full_clean()
+
+
+@pytest.mark.django_db
+def test_announced_membership_changes_run_automations_after_commit(monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(Conf, "SYNC", True)
+    automation = automation_with({"kind": "adjust_score", "score_delta": 3})
+    other = SegmentFactory()
+    ada = ContactFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        join(automation.trigger_segment, ada)
+        memberships_changed([other.pk, automation.trigger_segment.pk])
+        assert score(ada) == 0
+
+    assert score(ada) == 3
