@@ -1,5 +1,8 @@
 """What a website should show one contact: segments, interests and each active campaign's content.
 
+Interests are the contact's declared interests plus, when metrics have been computed, its top
+topics and products of interest from ContactMetrics.
+
 Four queries whatever the contact: the contact, its memberships with their segments, the active
 campaigns and their variants. Nothing is cached, so an edit in the admin shows on the next call.
 """
@@ -19,7 +22,7 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
     """Personalisation data for the contact with this id or email (exactly one of the two)."""
     contact = find_contact(contact_id=contact_id, email=email)
     memberships = (
-        Membership.objects.filter(contact=contact)
+        Membership.objects.filter(contact_id=contact["id"])
         .exclude(segment__kind=SegmentKind.SUPPRESSION)
         .exclude(segment__status=SegmentStatus.ARCHIVED)
         .select_related("segment")
@@ -36,17 +39,29 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
     ]
     segment_ids = {m.segment_id for m in memberships}
     return {
-        "contact": {"id": contact.pk, "email": contact.email, "lifecycle_stage": contact.lifecycle_stage},
+        "contact": {"id": contact["id"], "email": contact["email"], "lifecycle_stage": contact["lifecycle_stage"]},
         "segments": segments,
-        "interests": list(contact.interests),
+        "interests": list(contact["interests"]),
+        "top_topics": contact["metrics__top_topics"] or [],
+        "products_of_interest": contact["metrics__products"] or [],
+        "engagement_level": contact["metrics__engagement_level"] or "",
         "campaigns": [choose(campaign, segment_ids).as_dict() for campaign in active_campaigns()],
     }
 
 
-def find_contact(*, contact_id: int | None, email: str | None) -> Contact:
+def find_contact(*, contact_id: int | None, email: str | None) -> dict:
+    """The contact's fields personalisation reads, metrics included (None when not computed yet)."""
     if (contact_id is None) == (email is None):
         raise ValueError("Give exactly one of contact_id or email.")
-    contacts = Contact.objects.only("id", "email", "lifecycle_stage", "interests")
+    contacts = Contact.objects.values(
+        "id",
+        "email",
+        "lifecycle_stage",
+        "interests",
+        "metrics__top_topics",
+        "metrics__products",
+        "metrics__engagement_level",
+    )
     found = contacts.filter(pk=contact_id) if contact_id is not None else contacts.filter(email=normalize_email(email))
     contact = found.first()
     if contact is None:

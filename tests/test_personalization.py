@@ -1,8 +1,10 @@
 import re
 
 import pytest
+from django.utils import timezone
 
 from activation.personalization import ContactNotFound, personalize
+from contacts.models import ContactMetrics
 from segments.models import Membership
 from tests.factories import CampaignFactory, CampaignVariantFactory, ContactFactory, SegmentFactory
 
@@ -30,6 +32,7 @@ def test_it_returns_segments_interests_and_campaign_content(ada):
         ("enterprise", "Enterprise", "account")
     ]
     assert result["interests"] == ["kubernetes", "finops"]
+    assert (result["top_topics"], result["products_of_interest"], result["engagement_level"]) == ([], [], "")
     by_slug = {c["campaign"]: c for c in result["campaigns"]}
     assert set(by_slug) == {"spring", "webinar"}
     assert by_slug["spring"]["variant"]["segment"] == "enterprise"
@@ -72,3 +75,22 @@ def test_exactly_one_of_id_or_email_is_required(db):
         personalize()
     with pytest.raises(ValueError, match="exactly one of contact_id or email"):
         personalize(contact_id=1, email="a@example.com")
+
+
+def test_it_adds_top_topics_and_products_from_metrics(ada, django_assert_num_queries):
+    ContactMetrics.objects.create(
+        contact=ada,
+        as_of=timezone.now(),
+        engagement_level="highly_engaged",
+        email_engagement_level="moderately_engaged",
+        web_activity_level="active",
+        top_topics=[{"topic": "cloud-migration", "share": 62.5}, {"topic": "security", "share": 37.5}],
+        products=["backup", "vault"],
+    )
+
+    with django_assert_num_queries(3):
+        result = personalize(contact_id=ada.pk)
+
+    assert result["top_topics"] == [{"topic": "cloud-migration", "share": 62.5}, {"topic": "security", "share": 37.5}]
+    assert result["products_of_interest"] == ["backup", "vault"]
+    assert result["engagement_level"] == "highly_engaged"
