@@ -22,6 +22,7 @@ migrate: $(STAMP)
 run: export DEBUG ?= 1
 run: migrate
 	$(PY) manage.py bootstrap_demo
+	$(PY) manage.py ensure_schedules
 	@echo "crmseg: admin on http://127.0.0.1:8000/admin/  (Ctrl-C stops web server and worker)"
 	@trap 'kill 0' INT TERM EXIT; \
 	  $(PY) manage.py qcluster & \

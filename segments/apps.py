@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class SegmentsConfig(AppConfig):
     name = "segments"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from contacts.changes import add_listener
+        from segments.tasks import enqueue_refresh_contacts
+
+        # Contact, company and activity writes re-evaluate just those contacts, after commit.
+        add_listener(enqueue_refresh_contacts)

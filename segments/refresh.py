@@ -1,0 +1,233 @@
+"""Refreshing segments: make stored membership match each rule, writing only what changed.
+
+`refresh_segment` refreshes one segment in one transaction under its lock; `refresh_all` walks
+every active rule segment in dependency order, one transaction each; `refresh_contacts`
+re-evaluates every active rule segment for just some contacts (after they changed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Case, F, QuerySet, Value, When
+from django.utils import timezone
+
+from contacts.models import Contact
+from segments.diffing import apply_target
+from segments.graph import dependants, dependency_graph, topological_order
+from segments.locks import lock_segment
+from segments.models import ChangeReason, Membership, RefreshStatus, Segment, SegmentStatus
+from segments.rules.compiler import matching_contacts
+from segments.rules.registry import Field, get_fields
+
+logger = logging.getLogger(__name__)
+
+# refresh_contacts handles ids in chunks of this size (each chunk one transaction).
+CONTACT_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    segment_id: int
+    slug: str
+    status: str  # "ok", "failed" or "skipped"
+    size: int = 0
+    added: int = 0
+    removed: int = 0
+    duration_ms: int = 0
+    now: datetime | None = None
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "now": self.now.isoformat() if self.now else None}
+
+
+def target_contacts(segment: Segment, *, now: datetime, fields: dict[str, Field] | None = None) -> QuerySet[Contact]:
+    """Who should be a member at `now`: the rule's matches, within the parent's members.
+
+    Raises InvalidRule (naming JSON paths) when the rule no longer validates, e.g. after a
+    property it uses was deleted.
+    """
+    target = matching_contacts(segment.rule, now=now, fields=fields)
+    if segment.parent_id is not None:
+        target = target.filter(pk__in=Membership.objects.filter(segment_id=segment.parent_id).values("contact_id"))
+    return target
+
+
+def refresh_segment(segment_id: int, *, now: datetime | None = None, skip_if_locked: bool = False) -> RefreshResult:
+    """Refresh one segment in one transaction; a failure leaves membership as it was and is recorded.
+
+    With `skip_if_locked`, a refresh that finds another one running returns status "skipped"
+    instead of waiting for it (PostgreSQL; SQLite always waits).
+    """
+    now = now or timezone.now()
+    clock = time.monotonic()
+    slug = ""
+    try:
+        with transaction.atomic():
+            if not lock_segment(segment_id, wait=not skip_if_locked):
+                return RefreshResult(segment_id, slug, "skipped", error="another refresh of this segment is running")
+            segment = Segment.objects.filter(pk=segment_id).first()
+            if segment is None:
+                return RefreshResult(segment_id, slug, "skipped", error="the segment no longer exists")
+            slug = segment.slug
+            if segment.status != SegmentStatus.ACTIVE or not segment.is_rule_based:
+                reason = f"{segment.get_kind_display().lower()} segment, {segment.get_status_display().lower()}"
+                return RefreshResult(segment_id, slug, "skipped", size=segment.size, error=f"not refreshed: {reason}")
+            return _refresh_locked(segment, now=now, clock=clock)
+    except Exception as error:
+        logger.exception("Refresh of segment %s failed", segment_id)
+        duration_ms = _elapsed_ms(clock)
+        Segment.objects.filter(pk=segment_id).update(
+            last_refresh_status=RefreshStatus.FAILED,
+            last_refresh_error=f"{type(error).__name__}: {error}",
+            last_refreshed_at=timezone.now(),
+            last_refresh_duration_ms=duration_ms,
+            last_refresh_now=now,
+        )
+        return RefreshResult(segment_id, slug, "failed", duration_ms=duration_ms, now=now, error=str(error))
+
+
+def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> RefreshResult:
+    started_at = timezone.now()
+    if segment.last_refresh_started_at is None:
+        reason = ChangeReason.INITIAL_BUILD
+    elif segment.rule_edited_at is not None:
+        reason = ChangeReason.RULE_EDITED
+    else:
+        reason = None
+    diff = apply_target(segment, target_contacts(segment, now=now), changed_at=started_at, reason=reason)
+    duration_ms = _elapsed_ms(clock)
+    stats = {
+        "size": diff.size,
+        "last_refresh_added": diff.added,
+        "last_refresh_removed": diff.removed,
+        "last_refresh_duration_ms": duration_ms,
+        "last_refresh_now": now,
+        "last_refresh_started_at": started_at,
+        "last_refreshed_at": timezone.now(),
+        "last_refresh_status": RefreshStatus.OK,
+        "last_refresh_error": "",
+    }
+    if segment.rule_edited_at is not None:
+        # Cleared only if no edit arrived while this refresh ran (edits do not take the lock).
+        stats["rule_edited_at"] = Case(
+            When(rule_edited_at=segment.rule_edited_at, then=Value(None)), default=F("rule_edited_at")
+        )
+    Segment.objects.filter(pk=segment.pk).update(**stats)
+    return RefreshResult(
+        segment.pk,
+        segment.slug,
+        "ok",
+        size=diff.size,
+        added=diff.added,
+        removed=diff.removed,
+        duration_ms=duration_ms,
+        now=now,
+    )
+
+
+def _elapsed_ms(clock: float) -> int:
+    return round((time.monotonic() - clock) * 1000)
+
+
+def refresh_order(segment_ids: Iterable[int] | None = None) -> list[int]:
+    """Active rule segments (all, or those given) with parents and references first."""
+    candidates = Segment.objects.active().rule_based()
+    if segment_ids is not None:
+        candidates = candidates.filter(pk__in=list(segment_ids))
+    return topological_order(dependency_graph(), candidates.values_list("pk", flat=True))
+
+
+def refresh_all(*, now: datetime | None = None) -> list[RefreshResult]:
+    """Refresh every active rule segment in dependency order, each in its own transaction."""
+    now = now or timezone.now()
+    return [refresh_segment(segment_id, now=now) for segment_id in refresh_order()]
+
+
+def refresh_with_dependants(
+    segment_id: int, *, now: datetime | None = None, skip_if_locked: bool = False
+) -> list[RefreshResult]:
+    """Refresh a segment and then every active segment that depends on it, in dependency order."""
+    now = now or timezone.now()
+    downstream = set(dependants(dependency_graph(), segment_id))
+    results = [refresh_segment(segment_id, now=now, skip_if_locked=skip_if_locked)]
+    for dependant_id in refresh_order(downstream):
+        results.append(refresh_segment(dependant_id, now=now, skip_if_locked=skip_if_locked))
+    return results
+
+
+def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None) -> list[RefreshResult]:
+    """Re-evaluate every built, active rule segment for just these contacts, in dependency order.
+
+    Set-based: the statements per segment do not depend on how many contacts are given (up to
+    CONTACT_CHUNK per transaction). Each segment runs in a savepoint, so one failing segment is
+    recorded and the others still apply. Returns the segments whose membership changed or failed.
+    """
+    now = now or timezone.now()
+    ids = sorted({int(pk) for pk in contact_ids})
+    order = refresh_order()
+    segments = Segment.objects.filter(pk__in=order, last_refresh_started_at__isnull=False).in_bulk()
+    fields = get_fields()
+    results: dict[int, RefreshResult] = {}
+    for start in range(0, len(ids), CONTACT_CHUNK):
+        chunk = ids[start : start + CONTACT_CHUNK]
+        failures: dict[int, Exception] = {}
+        with transaction.atomic():
+            for segment_id in (pk for pk in order if pk in segments and pk not in failures):
+                segment = segments[segment_id]
+                try:
+                    with transaction.atomic():
+                        result = _refresh_some(segment, chunk, now=now, fields=fields)
+                except Exception as error:
+                    logger.exception("Refresh of segment %s for %d contacts failed", segment_id, len(chunk))
+                    failures[segment_id] = error
+                    continue
+                if result.added or result.removed:
+                    results[segment_id] = _merge(results.get(segment_id), result)
+        for segment_id, error in failures.items():
+            Segment.objects.filter(pk=segment_id).update(
+                last_refresh_status=RefreshStatus.FAILED, last_refresh_error=f"{type(error).__name__}: {error}"
+            )
+            results[segment_id] = RefreshResult(segment_id, segments[segment_id].slug, "failed", error=str(error))
+    return [results[pk] for pk in order if pk in results]
+
+
+def _refresh_some(
+    segment: Segment, contact_ids: list[int], *, now: datetime, fields: dict[str, Field]
+) -> RefreshResult:
+    clock = time.monotonic()
+    lock_segment(segment.pk)
+    reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
+    target = target_contacts(segment, now=now, fields=fields)
+    diff = apply_target(segment, target, changed_at=timezone.now(), reason=reason, scope=contact_ids)
+    if diff.added or diff.removed:
+        Segment.objects.filter(pk=segment.pk).update(size=F("size") + diff.added - diff.removed)
+    return RefreshResult(
+        segment.pk,
+        segment.slug,
+        "ok",
+        added=diff.added,
+        removed=diff.removed,
+        duration_ms=_elapsed_ms(clock),
+        now=now,
+    )
+
+
+def _merge(previous: RefreshResult | None, result: RefreshResult) -> RefreshResult:
+    if previous is None:
+        return result
+    return RefreshResult(
+        result.segment_id,
+        result.slug,
+        "ok",
+        added=previous.added + result.added,
+        removed=previous.removed + result.removed,
+        duration_ms=previous.duration_ms + result.duration_ms,
+        now=result.now,
+    )

@@ -1,0 +1,85 @@
+"""Background refreshes (django-q2). Tasks take ids, are idempotent and return plain dicts.
+
+Enqueueing always happens after commit: a worker must see the data that asked for the refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from segments import refresh
+
+REFRESH_ALL_SCHEDULE = "segments: refresh all"
+RETRY_SKIPPED_AFTER = timedelta(minutes=1)
+
+
+def refresh_segment_task(segment_id: int) -> list[dict]:
+    """Refresh a segment, then the segments that depend on it.
+
+    A worker never waits for a refresh of the same segment that holds its lock; it skips and
+    queues itself again a minute later, so an edit made while a refresh was running still lands.
+    """
+    results = refresh.refresh_with_dependants(segment_id, skip_if_locked=True)
+    if results[0].status == "skipped" and "another refresh" in results[0].error:
+        Schedule.objects.create(
+            name=f"segments: retry refresh {segment_id} {timezone.now():%H%M%S%f}",
+            func="segments.tasks.refresh_segment_task",
+            args=repr(segment_id),
+            schedule_type=Schedule.ONCE,
+            repeats=-1,
+            next_run=timezone.now() + RETRY_SKIPPED_AFTER,
+        )
+    return [result.as_dict() for result in results]
+
+
+def refresh_all_task() -> list[dict]:
+    return [result.as_dict() for result in refresh.refresh_all()]
+
+
+def refresh_contacts_task(contact_ids: list[int]) -> list[dict]:
+    return [result.as_dict() for result in refresh.refresh_contacts(contact_ids)]
+
+
+def enqueue_refresh_segment(segment_id: int) -> None:
+    transaction.on_commit(
+        lambda: async_task("segments.tasks.refresh_segment_task", segment_id, group="segment-refresh")
+    )
+
+
+def enqueue_refresh_contacts(contact_ids: Iterable[int]) -> None:
+    """contacts.changes listener: one task for all the contacts one write changed.
+
+    `contacts_changed` calls listeners after commit with the ids deduplicated and sorted; the
+    write paths call it once per transaction, so this is one task per commit.
+    """
+    if not settings.SEGMENT_REFRESH_ON_WRITE:
+        return
+    ids = sorted({int(pk) for pk in contact_ids})
+    if ids:
+        async_task("segments.tasks.refresh_contacts_task", ids, group="segment-refresh")
+
+
+def ensure_schedules() -> Schedule:
+    """Create or update the recurring sweep; idempotent (`manage.py ensure_schedules`, run by `make run`)."""
+    minutes = settings.SEGMENT_REFRESH_INTERVAL_MINUTES
+    schedule, created = Schedule.objects.get_or_create(
+        name=REFRESH_ALL_SCHEDULE,
+        defaults={
+            "func": "segments.tasks.refresh_all_task",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+            "repeats": -1,
+            "next_run": timezone.now() + timedelta(minutes=minutes),
+        },
+    )
+    if not created and (schedule.minutes, schedule.schedule_type) != (minutes, Schedule.MINUTES):
+        schedule.schedule_type, schedule.minutes = Schedule.MINUTES, minutes
+        schedule.save(update_fields=["schedule_type", "minutes"])
+    return schedule

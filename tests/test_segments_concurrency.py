@@ -1,0 +1,89 @@
+"""Two refreshes of one segment at once, on real connections in real threads."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+from django_q.models import Schedule
+
+from segments.editing import save_segment
+from segments.locks import lock_segment
+from segments.models import MembershipChange, Segment
+from segments.refresh import refresh_segment
+from segments.tasks import refresh_segment_task
+from tests.factories import ContactFactory
+from tests.segments_support import member_ids
+
+pytestmark = pytest.mark.django_db(transaction=True)
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="try-lock exists on PostgreSQL only; SQLite waits for its write lock"
+)
+
+
+def _in_thread(results: list, **kwargs):
+    def run(segment_id: int) -> None:
+        try:
+            results.append(refresh_segment(segment_id, **kwargs))
+        finally:
+            connections.close_all()
+
+    return run
+
+
+def _hot_segment_with_pending_changes() -> tuple[Segment, set[int]]:
+    stays, leaves = ContactFactory(lead_score=90), ContactFactory(lead_score=90)
+    segment = save_segment(
+        Segment(name="Hot", slug="hot", kind="dynamic", rule={"field": "lead_score", "op": "gte", "value": 50})
+    )
+    assert refresh_segment(segment.pk).status == "ok"
+    leaves.lead_score = 10
+    leaves.save()
+    joins = ContactFactory.create_batch(3, lead_score=70)
+    return segment, {stays.pk, *(c.pk for c in joins)}
+
+
+def test_two_refreshes_at_once_apply_each_change_exactly_once():
+    segment, expected = _hot_segment_with_pending_changes()
+    results: list = []
+    threads = [threading.Thread(target=_in_thread(results), args=(segment.pk,)) for _ in range(2)]
+
+    with transaction.atomic():
+        lock_segment(segment.pk)  # both threads queue behind this lock
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted((r.status, r.added, r.removed) for r in results) == [("ok", 0, 0), ("ok", 3, 1)]
+    assert member_ids(segment) == expected
+    changes = MembershipChange.objects.filter(segment=segment, reason="rule")
+    assert changes.count() == 4
+    assert len(set(changes.values_list("contact_id", flat=True))) == 4
+    segment.refresh_from_db()
+    assert segment.size == len(expected)
+
+
+@postgresql_only
+def test_a_worker_finding_the_segment_locked_skips_and_retries_later():
+    segment, _ = _hot_segment_with_pending_changes()
+    results: list = []
+    thread = threading.Thread(target=_in_thread(results, skip_if_locked=True), args=(segment.pk,))
+    task_results: list = []
+
+    with transaction.atomic():
+        lock_segment(segment.pk)
+        thread.start()
+        thread.join(timeout=30)
+        worker = threading.Thread(
+            target=lambda: (task_results.extend(refresh_segment_task(segment.pk)), connections.close_all())
+        )
+        worker.start()
+        worker.join(timeout=30)
+
+    assert [r.status for r in results] == ["skipped"]
+    assert task_results[0]["status"] == "skipped"
+    retry = Schedule.objects.get(func="segments.tasks.refresh_segment_task")
+    assert (retry.args, retry.schedule_type) == (repr(segment.pk), Schedule.ONCE)
+    assert MembershipChange.objects.filter(segment=segment, reason="rule").count() == 0

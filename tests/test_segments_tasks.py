@@ -1,0 +1,110 @@
+from io import StringIO
+from multiprocessing import Event, Queue, Value
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django_q.brokers import get_broker
+from django_q.models import OrmQ, Schedule, Success, Task
+from django_q.monitor import monitor
+from django_q.pusher import pusher
+from django_q.tasks import async_task
+from django_q.worker import worker
+
+from contacts import changes
+from contacts.changes import contacts_changed
+from segments.editing import save_segment
+from segments.models import Segment
+from segments.refresh import refresh_segment
+from segments.tasks import REFRESH_ALL_SCHEDULE, enqueue_refresh_contacts, ensure_schedules
+from tests.factories import ContactFactory
+from tests.segments_support import history, member_ids
+
+HOT = {"field": "lead_score", "op": "gte", "value": 50}
+
+
+def _hot() -> Segment:
+    return save_segment(Segment(name="Hot", slug="hot", kind="dynamic", rule=HOT))
+
+
+def _run_queued_tasks() -> None:
+    """What a qcluster does, in this process: pull from the ORM broker, execute, save results."""
+    broker = get_broker()
+    task_queue, result_queue, stop = Queue(), Queue(), Event()
+    stop.set()  # one pass of the pusher
+    pusher(task_queue, stop, broker=broker)
+    task_queue.put("STOP")
+    worker(task_queue, result_queue, Value("f", -1))
+    result_queue.put("STOP")
+    monitor(result_queue, broker=broker)
+
+
+def test_refresh_all_runs_through_django_q(db):
+    contact = ContactFactory(lead_score=80)
+    segment = _hot()
+
+    task_id = async_task("segments.tasks.refresh_all_task", sync=True)
+
+    task = Task.objects.get(id=task_id)
+    assert task.success
+    assert [(r["slug"], r["status"], r["added"]) for r in task.result] == [("hot", "ok", 1)]
+    assert member_ids(segment) == {contact.pk}
+
+
+def test_the_segments_app_listens_for_contact_changes():
+    assert enqueue_refresh_contacts in changes._listeners
+
+
+# A worker closes "old" connections before each task, so these run with real commits.
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_change_is_refreshed_by_a_worker_after_commit():
+    contact = ContactFactory(lead_score=10)
+    segment = _hot()
+    assert refresh_segment(segment.pk).status == "ok"
+    OrmQ.objects.all().delete()
+
+    with transaction.atomic():
+        contact.lead_score = 75
+        contact.save()
+        contacts_changed([contact.pk, contact.pk])
+    queued = [(task.task["func"], task.task["args"]) for task in OrmQ.objects.all()]
+    _run_queued_tasks()
+
+    assert queued == [("segments.tasks.refresh_contacts_task", ([contact.pk],))]
+    assert member_ids(segment) == {contact.pk}
+    assert history(segment) == [(contact.pk, "join", "rule")]
+    done = Success.objects.get(func="segments.tasks.refresh_contacts_task")
+    assert [(r["slug"], r["added"]) for r in done.result] == [("hot", 1)]
+    assert not OrmQ.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_saved_segment_is_built_by_a_worker():
+    contact = ContactFactory(lead_score=90)
+
+    segment = _hot()
+    _run_queued_tasks()
+
+    assert member_ids(segment) == {contact.pk}
+    assert history(segment) == [(contact.pk, "join", "initial_build")]
+
+
+def test_writes_enqueue_nothing_when_refresh_on_write_is_off(db, settings):
+    settings.SEGMENT_REFRESH_ON_WRITE = False
+
+    enqueue_refresh_contacts([1, 2])
+
+    assert not OrmQ.objects.exists()
+
+
+def test_the_sweep_schedule_follows_the_interval_setting(db, settings):
+    call_command("ensure_schedules", stdout=StringIO())
+    schedule = Schedule.objects.get(name=REFRESH_ALL_SCHEDULE)
+    assert (schedule.func, schedule.minutes, schedule.repeats) == ("segments.tasks.refresh_all_task", 60, -1)
+
+    settings.SEGMENT_REFRESH_INTERVAL_MINUTES = 15
+    ensure_schedules()
+    ensure_schedules()
+
+    assert Schedule.objects.get(name=REFRESH_ALL_SCHEDULE).minutes == 15
+    assert Schedule.objects.filter(func="segments.tasks.refresh_all_task").count() == 1
