@@ -1,0 +1,307 @@
+"""Admin for segments: list with refresh health, a validated change form, guarded deletes,
+read-only history, and actions to refresh now and to edit static members.
+
+Every write goes through segments.editing / segments.static, never straight to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.text import Truncator
+
+from contacts.models import Contact, normalize_email
+from contacts.paging import LargeTablePaginator
+from segments.editing import check_segment, delete_segment, save_segment, segment_dependants
+from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentKind
+from segments.static import add_static_members, remove_static_members
+from segments.tasks import enqueue_refresh_segment
+
+MAX_STATIC_TOKENS = 10_000
+
+
+class RuleField(forms.JSONField):
+    """The rule as indented JSON, so a person can read and edit it."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False) if value is not None else ""
+
+
+class SegmentForm(forms.ModelForm):
+    rule = RuleField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 18, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"}),
+        help_text='Rule language JSON, e.g. {"all": [{"field": "lead_score", "op": "gte", "value": 50}]}. '
+        "Errors name their JSON path (all[1].op). Static segments have no rule.",
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "category", "status"]
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            check_segment(self.instance)
+        except ValidationError as error:
+            self._update_errors(error)
+
+
+class RefreshStatusFilter(admin.SimpleListFilter):
+    title = "last refresh"
+    parameter_name = "refresh"
+
+    def lookups(self, request, model_admin):
+        return [("failed", "Failed"), ("ok", "OK"), ("never", "Never refreshed")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(last_refresh_status=self.value()) if self.value() else queryset
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = [
+        "name",
+        "slug",
+        "kind",
+        "category",
+        "status",
+        "owner",
+        "size",
+        "last_refresh_status",
+        "last_refreshed_at",
+        "last_refresh_duration_ms",
+        "refresh_error",
+    ]
+    list_filter = [RefreshStatusFilter, "kind", "status", "category", "is_global"]
+    list_select_related = ["owner", "parent"]
+    search_fields = ["name", "slug", "description"]
+    autocomplete_fields = ["parent"]
+    raw_id_fields = ["owner"]
+    prepopulated_fields = {"slug": ["name"]}
+    actions = ["refresh_now", "edit_static_members"]
+    readonly_fields = [
+        "size",
+        "members_link",
+        "last_refresh_status",
+        "last_refresh_error",
+        "last_refreshed_at",
+        "last_refresh_now",
+        "last_refresh_duration_ms",
+        "last_refresh_added",
+        "last_refresh_removed",
+        "rule_edited_at",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "description", "kind", "is_global", "category", "status", "owner"]}),
+        ("Definition", {"fields": ["parent", "rule"]}),
+        (
+            "Membership and last refresh",
+            {
+                "fields": [
+                    "size",
+                    "members_link",
+                    "last_refresh_status",
+                    "last_refresh_error",
+                    ("last_refreshed_at", "last_refresh_duration_ms"),
+                    ("last_refresh_added", "last_refresh_removed"),
+                    "last_refresh_now",
+                    "rule_edited_at",
+                    ("created_at", "updated_at"),
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="error")
+    def refresh_error(self, segment: Segment) -> str:
+        if not segment.last_refresh_error:
+            return ""
+        text = Truncator(segment.last_refresh_error).chars(120)
+        return format_html('<span style="color: #ba2121">{}</span>', text)
+
+    @admin.display(description="members")
+    def members_link(self, segment: Segment) -> str:
+        if segment.pk is None:
+            return ""
+        url = reverse("admin:segments_membership_changelist") + "?" + urlencode({"segment__id__exact": segment.pk})
+        links = format_html('<a href="{}">{} members</a>', url, segment.size)
+        if segment.kind == SegmentKind.STATIC:
+            edit = reverse("admin:segments_segment_static_members", args=[segment.pk])
+            links = format_html('{} · <a href="{}">add or remove members</a>', links, edit)
+        return links
+
+    def get_readonly_fields(self, request, obj=None):
+        # The kind is chosen once: static and rule segments do not turn into each other.
+        return [*self.readonly_fields, "kind"] if obj is not None else self.readonly_fields
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deletes go one by one, through the dependency check
+        return actions
+
+    def save_model(self, request, obj, form, change) -> None:
+        save_segment(obj, user=request.user)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """References are kept in step with the rule by save_segment; nothing else is related."""
+
+    def get_deleted_objects(self, objs, request):
+        """Name what goes (without listing every membership row) and what stands in the way.
+
+        Memberships, history and rule versions go with the segment; they are read-only in the
+        admin, so Django's own collector would refuse the delete for lack of permission on them.
+        """
+        objs = list(objs)
+        deleted = [
+            f"{obj} ({obj.slug}) with its {obj.size} memberships, their history and rule versions" for obj in objs
+        ]
+        dependants = [name for obj in objs for name in segment_dependants(obj)]
+        return deleted, {Segment._meta.verbose_name_plural: len(objs)}, set(), dependants
+
+    def delete_model(self, request, obj) -> None:
+        delete_segment(obj)
+
+    @admin.action(description="Refresh now (in the background)")
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        rule_segments = list(queryset.rule_based().values_list("pk", flat=True))
+        for segment_id in rule_segments:
+            enqueue_refresh_segment(segment_id)
+        skipped = queryset.count() - len(rule_segments)
+        message = f"Queued a refresh of {len(rule_segments)} segment(s) and the segments depending on them."
+        if skipped:
+            message += f" {skipped} static segment(s) skipped: their members change by hand only."
+        self.message_user(request, message, messages.SUCCESS)
+
+    @admin.action(description="Add or remove members (static segment)")
+    def edit_static_members(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        segments = list(queryset[:2])
+        if len(segments) != 1 or segments[0].kind != SegmentKind.STATIC:
+            self.message_user(request, "Select exactly one static segment to edit its members.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(reverse("admin:segments_segment_static_members", args=[segments[0].pk]))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.static_members_view)
+        return [path("<int:segment_id>/members/", view, name="segments_segment_static_members"), *super().get_urls()]
+
+    def static_members_view(self, request: HttpRequest, segment_id: int) -> HttpResponse:
+        segment = get_object_or_404(Segment, pk=segment_id, kind=SegmentKind.STATIC)
+        if not self.has_change_permission(request, segment):
+            return HttpResponse(status=403)
+        form = StaticMembersForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            ids, operation = form.cleaned_data["contact_ids"], form.cleaned_data["operation"]
+            if operation == "add":
+                changed = add_static_members(segment, ids, user=request.user)
+                message = f"Added {changed} contact(s) to {segment}; {len(ids) - changed} already were members."
+            else:
+                changed = remove_static_members(segment, ids, user=request.user)
+                message = f"Removed {changed} contact(s) from {segment}; {len(ids) - changed} were not members."
+            self.message_user(request, message, messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:segments_segment_change", args=[segment.pk]))
+        ctx = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "segment": segment,
+            "form": form,
+            "title": f"Add or remove members: {segment}",
+        }
+        return TemplateResponse(request, "admin/segments/static_members.html", ctx)
+
+
+class StaticMembersForm(forms.Form):
+    operation = forms.ChoiceField(choices=[("add", "Add these contacts"), ("remove", "Remove these contacts")])
+    contacts = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        help_text="Contact emails or ids, separated by commas, spaces or new lines.",
+    )
+
+    def clean_contacts(self) -> str:
+        tokens = [t for t in re.split(r"[\s,;]+", self.cleaned_data["contacts"]) if t]
+        if len(tokens) > MAX_STATIC_TOKENS:
+            raise ValidationError(f"At most {MAX_STATIC_TOKENS} contacts at a time; got {len(tokens)}.")
+        ids = {int(t) for t in tokens if t.isdigit()}
+        emails = {normalize_email(t) for t in tokens if not t.isdigit()}
+        found_ids = set(Contact.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        by_email = dict(Contact.objects.filter(email__in=emails).values_list("email", "pk"))
+        missing_emails = emails - set(by_email)
+        unknown = [
+            t for t in tokens if (int(t) not in found_ids if t.isdigit() else normalize_email(t) in missing_emails)
+        ]
+        if unknown:
+            shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+            raise ValidationError(f"No contact with these emails or ids: {shown}. Nothing was changed.")
+        self.cleaned_data["contact_ids"] = sorted(found_ids | set(by_email.values()))
+        return self.cleaned_data["contacts"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History and membership are written by refreshes and actions only."""
+
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdmin):
+    list_display = ["contact", "segment", "joined_at"]
+    list_select_related = ["contact", "segment"]
+    list_filter = ["segment"]
+    raw_id_fields = ["contact", "segment"]
+    search_fields = ["=contact__email", "=contact__id"]
+
+
+@admin.register(MembershipChange)
+class MembershipChangeAdmin(ReadOnlyAdmin):
+    list_display = ["changed_at", "contact", "kind", "segment", "reason", "changed_by"]
+    list_select_related = ["contact", "segment", "changed_by"]
+    list_filter = ["kind", "reason", "segment"]
+    raw_id_fields = ["contact", "segment", "changed_by"]
+    search_fields = ["=contact__email", "=contact__id"]
+
+
+@admin.register(RuleVersion)
+class RuleVersionAdmin(ReadOnlyAdmin):
+    list_display = ["changed_at", "segment", "changed_by"]
+    list_select_related = ["segment", "changed_by"]
+    list_filter = ["segment"]
+    raw_id_fields = ["segment", "changed_by"]
+    readonly_fields = ["segment", "changed_by", "changed_at", "old_rule_json", "new_rule_json"]
+    fields = readonly_fields
+
+    @admin.display(description="old rule")
+    def old_rule_json(self, version: RuleVersion) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(version.old_rule, indent=2))
+
+    @admin.display(description="new rule")
+    def new_rule_json(self, version: RuleVersion) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(version.new_rule, indent=2))
