@@ -1,14 +1,21 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api.views.common import not_found
+
+from . import views
 
 admin.site.site_header = "crmseg operations"
 admin.site.site_title = "crmseg"
 admin.site.index_title = "Segments, contacts and activation"
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=False), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("segments.pages.urls")),
     path("admin/", admin.site.urls),
     path("activation/", include("activation.urls")),
     path("api/v1/", include("api.urls")),

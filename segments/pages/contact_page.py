@@ -1,0 +1,74 @@
+"""What a Sales rep sees about one contact, gathered in a fixed number of queries."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, LifecycleChange
+from segments.models import Membership, SegmentKind
+
+from .paging import Page, fetch_page
+
+ACTIVITY_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class SuppressionFlag:
+    segment_name: str
+    reason: str
+    is_global: bool
+
+
+def open_support_tickets(contact: Contact) -> QuerySet[Activity]:
+    """Tickets opened with no support_ticket_closed for the contact at or after the opening.
+
+    Activities carry no ticket id, so a close settles every ticket opened before it.
+    """
+    later_close = Activity.objects.filter(
+        contact_id=OuterRef("contact_id"),
+        kind=ActivityKind.SUPPORT_TICKET_CLOSED,
+        occurred_at__gte=OuterRef("occurred_at"),
+    )
+    return Activity.objects.filter(contact=contact, kind=ActivityKind.SUPPORT_TICKET_OPENED).filter(
+        ~Exists(later_close)
+    )
+
+
+def memberships(contact: Contact) -> list[Membership]:
+    return list(
+        Membership.objects.filter(contact=contact).select_related("segment").order_by("segment__name", "segment_id")
+    )
+
+
+def suppression_flags(member_of: list[Membership]) -> list[SuppressionFlag]:
+    """Plain-language flags for every suppression segment the contact is in."""
+    return [
+        SuppressionFlag(
+            segment_name=m.segment.name,
+            reason=m.segment.description.strip().rstrip(".") or "member of this suppression segment",
+            is_global=m.segment.is_global,
+        )
+        for m in member_of
+        if m.segment.kind == SegmentKind.SUPPRESSION
+    ]
+
+
+def activity_page(contact: Contact, *, number: int) -> Page:
+    timeline = Activity.objects.filter(contact=contact).order_by("-occurred_at", "-id")
+    return fetch_page(timeline, number=number, size=ACTIVITY_PAGE_SIZE)
+
+
+def contact_facts(contact: Contact, *, activity_page_number: int, now: datetime) -> dict:
+    member_of = memberships(contact)
+    open_deals = list(Deal.objects.filter(contact=contact, stage=DealStage.OPEN).order_by("-created_at"))
+    return {
+        "stage_history": list(LifecycleChange.objects.filter(contact=contact)[:8]),
+        "open_deals": open_deals,
+        "open_deals_total": sum(deal.amount for deal in open_deals),
+        "open_tickets": list(open_support_tickets(contact).order_by("-occurred_at")),
+        "memberships": member_of,
+        "suppressions": suppression_flags(member_of),
+        "activities": activity_page(contact, number=activity_page_number),
+        "now": now,
+    }

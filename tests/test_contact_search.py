@@ -1,0 +1,101 @@
+"""Contact search for Sales reps: by name, email or company; owner defaults to mine; no COUNT(*)."""
+
+import pytest
+from django.urls import reverse
+
+from segments.models import Membership
+from tests.factories import CompanyFactory, ContactFactory, SegmentFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def names(response) -> list[str]:
+    return [contact.email for contact in response.context["page"].rows]
+
+
+def test_it_shows_only_my_contacts_by_default(client, sales_user):
+    mine = ContactFactory(owner=sales_user, email="mine@example.com")
+    ContactFactory(owner=UserFactory(), email="theirs@example.com")
+    client.force_login(sales_user)
+    response = client.get(reverse("contacts-search"))
+    assert names(response) == [mine.email]
+    assert response.context["form"]["owner"].value() == "mine"
+
+
+def test_it_searches_everyone_when_asked(client, sales_user):
+    ContactFactory(owner=sales_user, email="mine@example.com")
+    ContactFactory(owner=UserFactory(), email="theirs@example.com")
+    ContactFactory(owner=None, email="nobodys@example.com")
+    client.force_login(sales_user)
+    assert len(names(client.get(reverse("contacts-search"), {"owner": "any"}))) == 3
+    assert names(client.get(reverse("contacts-search"), {"owner": "none"})) == ["nobodys@example.com"]
+
+
+def test_it_finds_by_name_email_and_company(client, sales_user):
+    acme = CompanyFactory(name="Acme Robotics", domain="acme.io")
+    ada = ContactFactory(first_name="Ada", last_name="Lovelace", email="ada@analytical.org", owner=sales_user)
+    grace = ContactFactory(first_name="Grace", last_name="Hopper", email="grace@navy.mil", owner=sales_user)
+    alan = ContactFactory(first_name="Alan", last_name="Turing", email="alan@acme.io", company=acme, owner=sales_user)
+    client.force_login(sales_user)
+
+    def search(q: str) -> list[str]:
+        return names(client.get(reverse("contacts-search"), {"q": q}))
+
+    assert search("lovelace") == [ada.email]
+    assert search("Ada Love") == [ada.email]
+    assert search("grace@navy") == [grace.email]
+    assert search("acme") == [alan.email]
+    assert search("@acme.io") == [alan.email]
+    assert search("nobody-like-this") == []
+
+
+def test_it_filters_by_segment_and_stage(client, sales_user):
+    segment = SegmentFactory(name="Cloud buyers")
+    in_segment = ContactFactory(owner=sales_user, lifecycle_stage="mql")
+    ContactFactory(owner=sales_user, lifecycle_stage="mql")
+    customer = ContactFactory(owner=sales_user, lifecycle_stage="customer")
+    Membership.objects.create(segment=segment, contact=in_segment)
+    Membership.objects.create(segment=segment, contact=customer)
+    client.force_login(sales_user)
+
+    response = client.get(reverse("contacts-search"), {"segment": segment.pk})
+    assert sorted(names(response)) == sorted([in_segment.email, customer.email])
+    response = client.get(reverse("contacts-search"), {"segment": segment.pk, "stage": "customer"})
+    assert names(response) == [customer.email]
+
+
+def test_a_bad_filter_value_is_reported_not_a_500(client, sales_user):
+    client.force_login(sales_user)
+    response = client.get(reverse("contacts-search"), {"segment": "999999", "stage": "pirate"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Segment: Select a valid choice" in html
+    assert "Lifecycle stage: Select a valid choice" in html
+
+
+def test_it_pages_without_counting(client, sales_user, django_assert_max_num_queries):
+    ContactFactory.create_batch(30, owner=sales_user)
+    client.force_login(sales_user)
+    with django_assert_max_num_queries(8) as captured:
+        first = client.get(reverse("contacts-search"))
+    assert not any("COUNT(" in query["sql"].upper() for query in captured.captured_queries)
+    assert len(first.context["page"].rows) == 25
+    assert first.context["page"].has_next
+    assert 'rel="next"' in first.content.decode()
+
+    second = client.get(reverse("contacts-search"), {"page": 2})
+    assert len(second.context["page"].rows) == 5
+    assert not second.context["page"].has_next
+    assert set(names(first)).isdisjoint(names(second))
+
+
+def test_query_count_does_not_grow_with_results(client, sales_user, django_assert_num_queries):
+    # session, user, user and group permissions, owner choices, segment choices, the page of contacts
+    ContactFactory.create_batch(3, owner=sales_user, company=CompanyFactory())
+    client.force_login(sales_user)
+    with django_assert_num_queries(7):
+        client.get(reverse("contacts-search"))
+    ContactFactory.create_batch(20, owner=sales_user, company=CompanyFactory())
+    with django_assert_num_queries(7):
+        response = client.get(reverse("contacts-search"))
+    assert len(response.context["page"].rows) == 23
