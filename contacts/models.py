@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -92,9 +92,15 @@ class Company(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.domain})"
 
-    def clean(self) -> None:
+    def save(self, *args, **kwargs) -> None:
+        self.domain = normalize_domain(self.domain)
+        super().save(*args, **kwargs)
+
+    def clean_fields(self, exclude=None) -> None:
+        # Normalise before the field validators and the uniqueness check see the values.
         self.domain = normalize_domain(self.domain)
         self.country = (self.country or "").upper()
+        super().clean_fields(exclude)
 
 
 class LifecycleStage(models.TextChoices):
@@ -277,20 +283,17 @@ class Contact(models.Model):
                 super().save(update_fields=["customer_since"])
         self._loaded_stage = self.lifecycle_stage
 
-    def clean(self) -> None:
+    def clean_fields(self, exclude=None) -> None:
+        # Normalise before the field validators and the uniqueness check see the values, so
+        # "Ada@Example.com " is valid and collides with an existing "ada@example.com".
         self.email = normalize_email(self.email)
         self.country = (self.country or "").upper()
-        errors: dict[str, list[str]] = {}
-        if self.email:
-            try:
-                validate_email(self.email)
-            except ValidationError:
-                errors["email"] = [f"{self.email!r} is not a valid email address."]
+        super().clean_fields(exclude)
+
+    def clean(self) -> None:
         property_errors = PropertyDefinition.objects.validate_properties(self.properties)
         if property_errors:
-            errors["properties"] = property_errors
-        if errors:
-            raise ValidationError(errors)
+            raise ValidationError({"properties": property_errors})
 
     @property
     def full_name(self) -> str:

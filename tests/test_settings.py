@@ -1,3 +1,4 @@
+import secrets
 import subprocess
 import sys
 
@@ -50,3 +51,26 @@ def test_database_url_selects_postgresql():
     result = _load_settings({**ENV_BASE, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/crmseg"})
 
     assert result.stdout.strip() == "django.db.backends.postgresql"
+
+
+def test_deploy_check_is_clean_with_production_settings(tmp_path):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "crmseg.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/deploy.sqlite3",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stderr
