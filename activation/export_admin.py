@@ -49,6 +49,11 @@ class DestinationForm(forms.ModelForm):
             "csv_columns": 'CSV only: a JSON list, e.g. ["email", "first_name"]. Allowed: ' + ", ".join(CSV_COLUMNS)
         }
 
+    def clean_csv_columns(self) -> list:
+        # An empty box means "no columns" (not NULL, which the column does not allow).
+        columns = self.cleaned_data["csv_columns"]
+        return [] if columns is None else columns
+
     def clean_secret(self) -> str:
         return self.cleaned_data["secret"] or (self.instance.secret if self.instance.pk else "")
 

@@ -14,6 +14,7 @@ import unicodedata
 import phonenumbers
 
 _SPACES = re.compile(r"\s+")
+_NOT_LETTER = re.compile(r"[\W\d_]+")  # \W is Unicode-aware: é, ß and ł are word characters
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
@@ -74,8 +75,7 @@ def phone_e164(value: str, *, country: str) -> str:
 
 def letters_only(value: str) -> str:
     """Lower case, letters kept in UTF-8 (é, ß, ł), everything else dropped: Meta's names and cities."""
-    text = unicodedata.normalize("NFC", (value or "").strip().lower())
-    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LM")
+    return _NOT_LETTER.sub("", unicodedata.normalize("NFC", (value or "").lower()))
 
 
 def meta_phone(value: str, *, country: str) -> str:
