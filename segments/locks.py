@@ -26,3 +26,19 @@ def lock_segment(segment_id: int, *, wait: bool = True) -> bool:
             return acquired is not False
         cursor.execute("UPDATE segments_segment SET id = id WHERE id = %s", [segment_id])
         return True
+
+
+def lock_segments(segment_ids: list[int]) -> None:
+    """Take several segments' locks in one statement, always in id order (so takers never deadlock)."""
+    ids = sorted(set(segment_ids))
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS keys",
+                [[lock_key(pk) for pk in ids]],
+            )
+            return
+        placeholders = ", ".join(["%s"] * len(ids))
+        cursor.execute(f"UPDATE segments_segment SET id = id WHERE id IN ({placeholders})", ids)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from segments.diffing import apply_target
 from segments.graph import dependants, dependency_graph, topological_order
-from segments.locks import lock_segment
+from segments.locks import lock_segment, lock_segments
 from segments.models import ChangeReason, Membership, RefreshStatus, Segment, SegmentStatus
 from segments.rules.compiler import matching_contacts
 from segments.rules.registry import Field, get_fields
@@ -165,44 +165,59 @@ def refresh_with_dependants(
 def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None) -> list[RefreshResult]:
     """Re-evaluate every built, active rule segment for just these contacts, in dependency order.
 
-    Set-based: the statements per segment do not depend on how many contacts are given (up to
-    CONTACT_CHUNK per transaction). Each segment runs in a savepoint, so one failing segment is
-    recorded and the others still apply. Returns the segments whose membership changed or failed.
+    Set-based: the statements do not depend on how many contacts are given (up to CONTACT_CHUNK
+    per transaction): one to lock every segment, one diff per segment. Should a segment fail,
+    the chunk is redone with a savepoint per segment, so the failure is recorded on that segment
+    and the others still apply. Returns the segments whose membership changed or that failed.
     """
     now = now or timezone.now()
     ids = sorted({int(pk) for pk in contact_ids})
     order = refresh_order()
     segments = Segment.objects.filter(pk__in=order, last_refresh_started_at__isnull=False).in_bulk()
+    order = [pk for pk in order if pk in segments]
     fields = get_fields()
     results: dict[int, RefreshResult] = {}
     for start in range(0, len(ids), CONTACT_CHUNK):
         chunk = ids[start : start + CONTACT_CHUNK]
-        failures: dict[int, Exception] = {}
-        with transaction.atomic():
-            for segment_id in (pk for pk in order if pk in segments and pk not in failures):
-                segment = segments[segment_id]
-                try:
-                    with transaction.atomic():
-                        result = _refresh_some(segment, chunk, now=now, fields=fields)
-                except Exception as error:
-                    logger.exception("Refresh of segment %s for %d contacts failed", segment_id, len(chunk))
-                    failures[segment_id] = error
-                    continue
-                if result.added or result.removed:
-                    results[segment_id] = _merge(results.get(segment_id), result)
-        for segment_id, error in failures.items():
-            Segment.objects.filter(pk=segment_id).update(
-                last_refresh_status=RefreshStatus.FAILED, last_refresh_error=f"{type(error).__name__}: {error}"
-            )
-            results[segment_id] = RefreshResult(segment_id, segments[segment_id].slug, "failed", error=str(error))
+        try:
+            with transaction.atomic():
+                lock_segments(order)
+                changed = [_refresh_some(segments[pk], chunk, now=now, fields=fields) for pk in order]
+        except Exception:
+            logger.exception("Refresh of %d contacts failed; retrying segment by segment", len(chunk))
+            changed = _refresh_some_isolated([segments[pk] for pk in order], chunk, now=now, fields=fields)
+        for result in changed:
+            if result.status == "failed" or result.added or result.removed:
+                results[result.segment_id] = _merge(results.get(result.segment_id), result)
     return [results[pk] for pk in order if pk in results]
+
+
+def _refresh_some_isolated(
+    segments: list[Segment], contact_ids: list[int], *, now: datetime, fields: dict[str, Field]
+) -> list[RefreshResult]:
+    results: list[RefreshResult] = []
+    failures: dict[int, Exception] = {}
+    with transaction.atomic():
+        lock_segments([segment.pk for segment in segments])
+        for segment in segments:
+            try:
+                with transaction.atomic():
+                    results.append(_refresh_some(segment, contact_ids, now=now, fields=fields))
+            except Exception as error:
+                logger.exception("Refresh of segment %s for %d contacts failed", segment.pk, len(contact_ids))
+                failures[segment.pk] = error
+                results.append(RefreshResult(segment.pk, segment.slug, "failed", error=str(error)))
+    for segment_id, error in failures.items():
+        Segment.objects.filter(pk=segment_id).update(
+            last_refresh_status=RefreshStatus.FAILED, last_refresh_error=f"{type(error).__name__}: {error}"
+        )
+    return results
 
 
 def _refresh_some(
     segment: Segment, contact_ids: list[int], *, now: datetime, fields: dict[str, Field]
 ) -> RefreshResult:
     clock = time.monotonic()
-    lock_segment(segment.pk)
     reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
     target = target_contacts(segment, now=now, fields=fields)
     diff = apply_target(segment, target, changed_at=timezone.now(), reason=reason, scope=contact_ids)
@@ -220,7 +235,7 @@ def _refresh_some(
 
 
 def _merge(previous: RefreshResult | None, result: RefreshResult) -> RefreshResult:
-    if previous is None:
+    if previous is None or result.status == "failed":
         return result
     return RefreshResult(
         result.segment_id,

@@ -331,3 +331,22 @@ def test_refresh_contacts_leaves_never_built_segments_for_their_first_refresh(db
 
     assert refresh_contacts([contact.pk]) == []
     assert member_ids(segment) == set()
+
+
+def test_refresh_contacts_records_a_failing_segment_and_still_applies_the_others(db):
+    PropertyDefinitionFactory(key="tier", type="text")
+    contact = ContactFactory(lead_score=10, properties={"tier": "gold"})
+    broken = _refreshed(_segment("gold", {"field": "props.tier", "op": "eq", "value": "gold"}))
+    healthy = _refreshed(_segment("hot", score_at_least(50)))
+    PropertyDefinition.objects.filter(key="tier").delete()
+    contact.lead_score = 90
+    contact.save()
+
+    results = {r.slug: r.status for r in refresh_contacts([contact.pk])}
+
+    assert results == {"gold": "failed", "hot": "ok"}
+    assert member_ids(healthy) == {contact.pk}
+    assert member_ids(broken) == {contact.pk}
+    broken.refresh_from_db()
+    assert broken.last_refresh_status == "failed"
+    assert "props.tier" in broken.last_refresh_error

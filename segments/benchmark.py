@@ -1,0 +1,373 @@
+"""The segment refresh benchmark (`manage.py bench_segments`), PostgreSQL only.
+
+Data is generated set-based with generate_series; ~30 segments of the kinds the issue lists are
+installed through save_segment; then each phase is measured and collected in a plain dict that
+the command prints and writes as JSON.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from contacts.models import Activity, Company, Contact, PropertyDefinition
+from segments.diffing import CHANGE, MEMBERSHIP
+from segments.editing import save_segment
+from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentReference
+from segments.refresh import refresh_all, refresh_contacts, refresh_order, refresh_segment, target_contacts
+from segments.rules.compiler import matching_contacts
+
+PREFIX = "bench-"
+NOW_COLUMNS = {"created_at", "lifecycle_changed_at", "occurred_at"}
+INDUSTRIES = ["software", "financial-services", "healthcare", "manufacturing", "retail", "education"]
+STAGES = ["subscriber", "lead", "lead", "lead", "mql", "sql", "opportunity", "customer", "customer", "other"]
+SENIORITIES = ["entry", "senior", "senior", "manager", "manager", "director", "vp", "cxo", ""]
+KINDS = ["email_open"] * 30 + ["page_view"] * 25 + ["email_click"] * 12 + ["site_visit"] * 12 + [
+    "content_download", "content_download", "form_submit", "pricing_view", "pricing_view", "sales_touch",
+    "purchase", "demo_request", "support_ticket_opened", "support_ticket_closed",
+]  # fmt: skip
+TOPICS = ["cloud-migration", "cybersecurity", "data-analytics", "devops", "ai-ml", "compliance", "", ""]
+TECHS = ["aws", "azure", "gcp", "kubernetes", "docker", "terraform", "snowflake", "okta"]
+
+
+def _array(values: list[str]) -> str:
+    return "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _pick(values: list[str]) -> str:
+    return f"({_array(values)})[1 + floor(random() * {len(values)})::int]"
+
+
+COMPANY_COLUMNS = {
+    "name": "'Bench company ' || g",
+    "domain": "'company' || g || '.bench.example'",
+    "industry": _pick(INDUSTRIES),
+    "employee_count": "(exp(random() * ln(20000)))::int",
+    "country": _pick(["US", "US", "GB", "DE", "FR", "CA"]),
+    "technologies": f"jsonb_build_array({_pick(TECHS)}, {_pick(TECHS)})",
+    "is_target_account": "random() < 0.05",
+    "is_competitor": "random() < 0.005",
+}
+
+
+def contact_columns(companies: int) -> dict[str, str]:
+    return {
+        "email": "'c' || g || '@bench.example'",
+        "first_name": "'Ada'",
+        "last_name": "'Bench-' || g",
+        "company_id": f"CASE WHEN random() < 0.9 THEN 1 + floor(random() * {companies})::int END",
+        "country": _pick(["US", "US", "US", "GB", "DE", "FR", "CA", "AU"]),
+        "seniority": _pick(SENIORITIES),
+        "lifecycle_stage": _pick(STAGES),
+        "lead_score": "floor(random() * 101)::int",
+        "renewal_date": "CASE WHEN random() < 0.2 THEN current_date + floor(random() * 365)::int END",
+        "product_adoption": "CASE WHEN random() < 0.2 THEN floor(random() * 101)::int END",
+        "technologies": f"jsonb_build_array({_pick(TECHS)})",
+        "properties": f"jsonb_build_object('tier', {_pick(['gold', 'silver', 'bronze', 'bronze'])}, "
+        "'nps', floor(random() * 11)::int)",
+    }
+
+
+def activity_columns(contacts: int) -> dict[str, str]:
+    # Activity is skewed: random()^2 puts most of it on a minority of contacts, as in real CRMs.
+    return {
+        "contact_id": f"1 + floor(power(random(), 2) * {contacts})::int",
+        "kind": _pick(KINDS),
+        "occurred_at": "now() - random() * interval '540 days'",
+        "topic": _pick(TOPICS),
+        "value": "CASE WHEN random() < 0.02 THEN round((random() * 5000)::numeric, 2) END",
+    }
+
+
+def bench_rules() -> list[dict]:
+    """~30 segments: property-only, company join, custom property, event windows, nesting, sizes."""
+
+    def seg(slug, rule, **fields):
+        return {"slug": PREFIX + slug, "rule": rule, **fields}
+
+    def event(kind, op="performed", value=None, within=None, **filters):
+        rule = {"event": {"kind": kind, **filters}, "op": op}
+        if value is not None:
+            rule["value"] = value
+        if within is not None:
+            rule["within_days"] = within
+        return rule
+
+    return [
+        seg("mql", {"field": "lifecycle_stage", "op": "eq", "value": "mql"}),
+        seg("score-80", {"field": "lead_score", "op": "gte", "value": 80}),
+        seg("score-20", {"field": "lead_score", "op": "gte", "value": 20}),  # the ~80% one
+        seg("score-mid", {"field": "lead_score", "op": "between", "value": [40, 60]}),
+        seg("north-america", {"field": "country", "op": "in", "value": ["US", "CA"]}),
+        seg("leaders", {"field": "seniority", "op": "in", "value": ["director", "vp", "cxo"]}),
+        seg("renewing-90", {"field": "renewal_date", "op": "in_next_days", "value": 90}),
+        seg("k8s", {"field": "technologies", "op": "contains_any", "value": ["kubernetes"]}),
+        seg("enterprise", {"field": "company.employee_count", "op": "gte", "value": 1000}),
+        seg("software", {"field": "company.industry", "op": "eq", "value": "software"}),
+        seg("target-accounts", {"field": "company.is_target_account", "op": "is_true"}),
+        seg("competitors", {"field": "company.is_competitor", "op": "is_true"}, kind="suppression"),
+        seg("gold", {"field": "props.tier", "op": "eq", "value": "gold"}),
+        seg("promoters", {"field": "props.nps", "op": "gte", "value": 9}),
+        seg("clickers-30", event("email_click", "count_gte", 3, 30)),
+        seg("cloud-readers", event("page_view", "count_gte", 2, 90, topic="cloud-migration")),
+        seg("pricing-14", event("pricing_view", within=14)),
+        seg("demo-30", event("demo_request", within=30)),  # under 1%
+        seg("buyers-1000", event("purchase", "sum_gte", 1000, 365)),
+        seg("silent-30", event("email_open", "not_performed", within=30)),
+        seg("visitors-5", event("site_visit", "count_gte", 5)),
+        seg("top-10", {"field": "lead_score", "op": "top_percent", "value": 10}),
+        seg("enterprise-pipeline", {"field": "lifecycle_stage", "op": "in", "value": ["mql", "sql"]}, parent="enterprise"),  # noqa: E501
+        seg("enterprise-pipeline-hot", {"field": "lead_score", "op": "gte", "value": 70}, parent="enterprise-pipeline"),
+        seg("enterprise-pipeline-hot-cxo", {"field": "seniority", "op": "eq", "value": "cxo"}, parent="enterprise-pipeline-hot"),  # noqa: E501
+        seg("clickers-us", {"field": "country", "op": "eq", "value": "US"}, parent="clickers-30"),
+        seg("mql-or-demo", {"any": [{"field": "lifecycle_stage", "op": "eq", "value": "mql"}, event("demo_request", within=30)]}),  # noqa: E501
+        seg("prospects-clean", {"all": [{"field": "lead_score", "op": "gte", "value": 50}, {"not": {"in_segment": PREFIX + "competitors"}}]}),  # noqa: E501
+        seg("big-cxo", {"all": [{"field": "seniority", "op": "eq", "value": "cxo"}, {"field": "company.employee_count", "op": "gte", "value": 5000}]}),  # noqa: E501
+        seg("gold-enterprise-readers", {"all": [{"in_segment": PREFIX + "gold"}, {"in_segment": PREFIX + "enterprise"}, event("content_download", within=180)]}),  # noqa: E501
+    ]  # fmt: skip
+
+
+class Bench:
+    def __init__(self, *, contacts: int, activities: int, sample: int, log: Callable[[str], None]) -> None:
+        self.contacts, self.activities, self.sample, self.log = contacts, activities, sample, log
+        self.report: dict = {"contacts": contacts, "activities": activities, "phases": {}}
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        models = [MembershipChange, Membership, SegmentReference, RuleVersion, Segment, Activity, Contact, Company]
+        tables = ", ".join(model._meta.db_table for model in models)
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+    def generate(self) -> None:
+        companies = max(1, self.contacts // 10)
+        with self._timed("generate") as phase, connection.cursor() as cursor:
+            cursor.execute("SELECT setseed(0.42)")
+            self._insert(cursor, Company, COMPANY_COLUMNS, companies)
+            self._insert(cursor, Contact, contact_columns(companies), self.contacts)
+            self._insert(cursor, Activity, activity_columns(self.contacts), self.activities)
+            for model in (Company, Contact, Activity):
+                cursor.execute(f"ANALYZE {model._meta.db_table}")
+            phase["companies"] = companies
+        tier = {"label": "Tier", "type": "choice", "choices": ["gold", "silver", "bronze"], "layer": "value"}
+        PropertyDefinition.objects.get_or_create(key="tier", defaults=tier)
+        nps = {"label": "NPS", "type": "number", "layer": "psychographic"}
+        PropertyDefinition.objects.get_or_create(key="nps", defaults=nps)
+
+    def _insert(self, cursor, model, overrides: dict[str, str], count: int) -> None:
+        columns, values, params = [], [], []
+        for field in model._meta.concrete_fields:
+            if field.primary_key:
+                continue
+            columns.append(connection.ops.quote_name(field.column))
+            name = field.attname if field.attname in overrides else field.name
+            if name in overrides:
+                values.append(overrides[name])
+            elif getattr(field, "auto_now", False) or field.name in NOW_COLUMNS:
+                values.append("now()")
+            elif field.get_default() is None and field.null:
+                values.append("NULL")
+            else:
+                values.append("%s")
+                params.append(field.get_db_prep_save(field.get_default(), connection))
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM generate_series(1, %s) AS g",
+            [*params, count],
+        )
+
+    def install_segments(self) -> None:
+        by_slug: dict[str, Segment] = {}
+        for spec in bench_rules():
+            parent = by_slug.get(PREFIX + spec.pop("parent")) if "parent" in spec else None
+            slug = spec["slug"]
+            segment = Segment(name=slug, kind=spec.pop("kind", "dynamic"), parent=parent, **spec)
+            by_slug[slug] = save_segment(segment)
+        self.report["segments"] = len(by_slug)
+        # save_segment queued a build of each; the benchmark builds them itself, in the cold phase.
+        build = "segments.tasks.refresh_segment_task"
+        queued = [task.pk for task in OrmQ.objects.all() if task.task.get("func") == build]
+        OrmQ.objects.filter(pk__in=queued).delete()
+
+    def churn(self, percent: float) -> int:
+        """Change lead score and stage of `percent`% of contacts and give each a fresh click."""
+        if not percent:
+            return 0
+        modulus = round(100 / percent)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""UPDATE {Contact._meta.db_table} SET lead_score = floor(random() * 101)::int,
+                lifecycle_stage = {_pick(STAGES)} WHERE id %% %s = 0""",
+                [modulus],
+            )
+            changed = cursor.rowcount
+            cursor.execute(
+                f"""INSERT INTO {Activity._meta.db_table} (contact_id, kind, occurred_at, topic, product, url,
+                campaign, created_at) SELECT id, 'email_click', now(), 'cloud-migration', '', '', '', now()
+                FROM {Contact._meta.db_table} WHERE id %% %s = 0""",
+                [modulus],
+            )
+        return changed
+
+    # -- measurements -------------------------------------------------------------------------
+
+    def refresh_phase(self, name: str) -> dict:
+        rows_before = self._history_rows()
+        started = time.perf_counter()
+        results = refresh_all()
+        elapsed = time.perf_counter() - started
+        failed = [r for r in results if r.status != "ok"]
+        if failed:
+            raise RuntimeError(f"{name}: {failed[0].slug} failed: {failed[0].error}")
+        changes = sum(r.added + r.removed for r in results)
+        phase = {
+            "seconds": round(elapsed, 3),
+            "changes": changes,
+            "rows_written": changes * 2,  # a membership row and a history row per change
+            "history_rows_added": self._history_rows() - rows_before,
+            "segments": {
+                r.slug: {"ms": r.duration_ms, "size": r.size, "added": r.added, "removed": r.removed} for r in results
+            },
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+        self.report["phases"][name] = phase
+        self.log(f"{name:<16} {elapsed:8.2f}s  changes {changes:>10,}  rows written {changes * 2:>10,}")
+        return phase
+
+    def baseline_comparison(self) -> dict:
+        """Per segment: our refresh vs the same diff written by hand as one FULL JOIN statement.
+
+        Both run on the same state inside a transaction that is rolled back, best of two runs.
+        """
+        now = timezone.now()
+        rows = {}
+        for segment_id in refresh_order():
+            segment = Segment.objects.get(pk=segment_id)
+            target_sql, params = target_contacts(segment, now=now).order_by().values("pk").query.sql_with_params()
+            hand = min(self._rolled_back(self._hand_written, segment, target_sql, params) for _ in range(2))
+            ours = min(self._rolled_back(refresh_segment, segment_id, now=now) for _ in range(2))
+            ratio = round(ours / hand, 2) if hand else None
+            rows[segment.slug] = {
+                "ours_ms": round(ours * 1000, 1),
+                "baseline_ms": round(hand * 1000, 1),
+                "ratio": ratio,
+            }
+        ratios = [r["ratio"] for r in rows.values() if r["ratio"]]
+        summary = {"segments": rows, "median_ratio": statistics.median(ratios), "max_ratio": max(ratios)}
+        self.report["baseline"] = summary
+        median, worst = summary["median_ratio"], summary["max_ratio"]
+        self.log(f"vs hand-written FULL JOIN: median ratio {median:.2f}, max {worst:.2f}")
+        return summary
+
+    def _hand_written(self, segment: Segment, target_sql: str, params: list) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""WITH target(id) AS ({target_sql}),
+                diff AS (
+                    SELECT COALESCE(t.id, m.contact_id) AS contact_id, t.id IS NOT NULL AS joined
+                    FROM target t FULL JOIN (SELECT contact_id FROM {MEMBERSHIP} WHERE segment_id = %s) m
+                    ON m.contact_id = t.id WHERE t.id IS NULL OR m.contact_id IS NULL),
+                ins AS (INSERT INTO {MEMBERSHIP} (segment_id, contact_id, joined_at)
+                    SELECT %s, contact_id, now() FROM diff WHERE joined),
+                del AS (DELETE FROM {MEMBERSHIP} m USING diff d
+                    WHERE m.segment_id = %s AND m.contact_id = d.contact_id AND NOT d.joined),
+                hist AS (INSERT INTO {CHANGE} (segment_id, contact_id, kind, reason, changed_at)
+                    SELECT %s, contact_id, CASE WHEN joined THEN 'join' ELSE 'leave' END, 'rule', now() FROM diff)
+                SELECT count(*) FROM diff""",
+                [*params, segment.pk, segment.pk, segment.pk, segment.pk],
+            )
+
+    def _rolled_back(self, work: Callable, *args, **kwargs) -> float:
+        started = time.perf_counter()
+        with transaction.atomic():
+            work(*args, **kwargs)
+            elapsed = time.perf_counter() - started
+            transaction.set_rollback(True)
+        return elapsed
+
+    def naive_loop(self) -> dict:
+        """Mautic-style: every contact, every segment, one query to decide and one to compare."""
+        now = timezone.now()
+        segments = [Segment.objects.get(pk=pk) for pk in refresh_order()]
+        contact_ids = list(Contact.objects.order_by("?").values_list("pk", flat=True)[: self.sample])
+        started = time.perf_counter()
+        for contact_id in contact_ids:
+            for segment in segments:
+                matches = target_contacts(segment, now=now).filter(pk=contact_id).exists()
+                member = Membership.objects.filter(segment=segment, contact_id=contact_id).exists()
+                if matches != member:
+                    raise RuntimeError(f"naive loop disagrees with stored membership of {segment.slug}")
+        elapsed = time.perf_counter() - started
+        per_contact = elapsed / len(contact_ids)
+        extrapolated = per_contact * self.contacts
+        zero_churn = self.report["phases"]["churn_0"]["seconds"]
+        naive = {
+            "sample_contacts": len(contact_ids),
+            "sample_seconds": round(elapsed, 3),
+            "ms_per_contact_all_segments": round(per_contact * 1000, 2),
+            "extrapolated_seconds": round(extrapolated, 1),
+            "speedup_vs_refresh_all_0pct": round(extrapolated / zero_churn, 1) if zero_churn else None,
+        }
+        self.report["naive_loop"] = naive
+        self.log(f"naive loop      {per_contact * 1000:8.2f} ms/contact -> {extrapolated:,.0f}s for all; "
+                 f"{naive['speedup_vs_refresh_all_0pct']}x slower than refresh_all")  # fmt: skip
+        return naive
+
+    def refresh_contacts_latency(self, rounds: int) -> dict:
+        rng = random.Random(7)
+        timings = []
+        for _ in range(rounds):
+            contact_id = rng.randint(1, self.contacts)
+            Contact.objects.filter(pk=contact_id).update(lead_score=rng.randint(0, 100))
+            started = time.perf_counter()
+            refresh_contacts([contact_id])
+            timings.append((time.perf_counter() - started) * 1000)
+        timings.sort()
+        latency = {
+            "rounds": rounds,
+            "segments": len(refresh_order()),
+            "p50_ms": round(statistics.median(timings), 2),
+            "p95_ms": round(timings[max(0, int(len(timings) * 0.95) - 1)], 2),
+            "max_ms": round(timings[-1], 2),
+        }
+        self.report["refresh_contacts_one_contact"] = latency
+        self.log(f"refresh_contacts 1 contact x {latency['segments']} segments: p50 {latency['p50_ms']} ms, "
+                 f"p95 {latency['p95_ms']} ms")  # fmt: skip
+        return latency
+
+    def preview_counts(self) -> dict:
+        now = timezone.now()
+        timings = {}
+        for segment in Segment.objects.filter(slug__startswith=PREFIX, parent__isnull=True).order_by("slug"):
+            started = time.perf_counter()
+            matching_contacts(segment.rule, now=now).count()
+            timings[segment.slug] = round((time.perf_counter() - started) * 1000, 1)
+        values = sorted(timings.values())
+        preview = {"segments": timings, "p50_ms": statistics.median(values), "max_ms": values[-1]}
+        self.report["preview_count"] = preview
+        self.log(f"preview count   p50 {preview['p50_ms']} ms, max {preview['max_ms']} ms")
+        return preview
+
+    def _history_rows(self) -> int:
+        return MembershipChange.objects.count()
+
+    @contextmanager
+    def _timed(self, name: str) -> Iterator[dict]:
+        started, phase = time.perf_counter(), {}
+        yield phase
+        phase["seconds"] = round(time.perf_counter() - started, 3)
+        self.report["phases"][name] = phase
+        self.log(f"{name:<16} {phase['seconds']:8.2f}s")
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -1,0 +1,37 @@
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="bench_segments measures PostgreSQL")
+
+
+def test_the_small_benchmark_runs_and_reports_every_figure(db, tmp_path):
+    output, out = tmp_path / "bench.json", StringIO()
+
+    call_command("bench_segments", "--small", "--output", str(output), stdout=out)
+
+    report = json.loads(output.read_text())
+    phases = report["phases"]
+    assert report["segments"] == 30
+    assert phases["cold_build"]["rows_written"] > 0
+    assert phases["churn_0"]["rows_written"] == 0
+    assert phases["churn_0"]["history_rows_added"] == 0
+    assert phases["churn_1"]["history_rows_added"] == phases["churn_1"]["changes"] > 0
+    assert set(report["baseline"]["segments"]) == set(phases["cold_build"]["segments"])
+    assert report["naive_loop"]["extrapolated_seconds"] > 0
+    assert report["refresh_contacts_one_contact"]["p95_ms"] >= report["refresh_contacts_one_contact"]["p50_ms"]
+    assert report["preview_count"]["max_ms"] > 0
+    assert 0 < report["peak_rss_mb"] < 2000
+    assert "bench-score-20" in out.getvalue()
+
+
+def test_it_refuses_a_database_that_holds_data(db):
+    ContactFactory()
+
+    with pytest.raises(CommandError, match="has contacts or segments"):
+        call_command("bench_segments", "--small")
