@@ -95,14 +95,33 @@ def database_from_url(name: str, default: str) -> dict:
     )
 
 
+def debug_secret_key(path: Path) -> str:
+    """A random key made on first use and kept in `path` (debug only).
+
+    Every process of a debug run must sign alike: runserver, qcluster and management commands
+    (django-q2 signs queued tasks with SECRET_KEY, and a worker refuses tasks signed otherwise).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as key_file:
+            key_file.write(secrets.token_urlsafe(50))
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"SECRET_KEY is unset and {path} is empty; delete it or set SECRET_KEY")
+    return key
+
+
 DEBUG = envbool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    # Debug only: a fresh random key per process start (sessions do not survive restarts).
-    SECRET_KEY = secrets.token_urlsafe(50)
+    SECRET_KEY = debug_secret_key(BASE_DIR / "var" / "dev-secret-key")
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])

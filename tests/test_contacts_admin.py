@@ -245,3 +245,16 @@ def test_paginator_reads_the_planner_estimate_for_a_big_unfiltered_table(db, dja
         assert not [q["sql"] for q in captured if "COUNT(" in q["sql"].upper()]
     else:
         assert "COUNT(" in captured[-1]["sql"].upper()
+
+
+def test_operations_can_pick_companies_and_owners_by_autocomplete(ops_client):
+    CompanyFactory(name="Acme Rockets", domain="acme-rockets.com")
+    UserFactory(username="alex.rivera")
+    url = reverse("admin:autocomplete")
+    common = {"app_label": "contacts", "model_name": "contact"}
+
+    companies = ops_client.get(url, {**common, "field_name": "company", "term": "Acme"})
+    owners = ops_client.get(url, {**common, "field_name": "owner", "term": "alex"})
+
+    assert [r["text"] for r in companies.json()["results"]] == ["Acme Rockets (acme-rockets.com)"]
+    assert [r["text"] for r in owners.json()["results"]] == ["alex.rivera"]

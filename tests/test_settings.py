@@ -41,10 +41,18 @@ def test_secret_key_is_required_without_debug():
     assert "SECRET_KEY must be set" in result.stderr
 
 
-def test_debug_makes_up_a_secret_key():
-    result = _load_settings({"PATH": "/usr/bin:/bin", "DEBUG": "1"})
+def test_debug_makes_up_a_secret_key_that_every_process_shares():
+    code = "import hashlib, crmseg_site.settings as s; print(hashlib.sha256(s.SECRET_KEY.encode()).hexdigest())"
+    env = {"PATH": "/usr/bin:/bin", "DEBUG": "1"}
 
-    assert result.returncode == 0, result.stderr
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=settings.BASE_DIR)
+        for _ in range(2)
+    ]
+
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert (settings.BASE_DIR / "var" / "dev-secret-key").stat().st_mode & 0o077 == 0
 
 
 def test_database_url_selects_postgresql():
