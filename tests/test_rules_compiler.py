@@ -5,9 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from contacts.models import Contact
+from contacts.models import Contact, ContactMetrics
+from segments.rules import registry
 from segments.rules.compiler import compile_rule, matching_contacts
-from segments.rules.registry import get_fields
+from segments.rules.registry import get_fields, metric_field
 from segments.rules.validation import InvalidRule
 from tests.factories import CompanyFactory, ContactFactory, PropertyDefinitionFactory
 from tests.rule_checks import selected
@@ -350,3 +351,28 @@ def test_compile_rule_refuses_an_invalid_rule(db):
 def test_an_unknown_segment_slug_compiles_to_nobody(employees):
     assert names({"in_segment": "nope"}) == set()
     assert names({"not": {"in_segment": "nope"}}) == {"a", "b", "c", "d", "e"}
+
+
+def test_metric_fields_need_only_a_registry_entry(db, monkeypatch):
+    monkeypatch.setattr(
+        registry,
+        "METRIC_FIELDS",
+        [
+            metric_field("engagement_score", "number", "behavioral"),
+            metric_field("engagement_level", "choice", "behavioral"),
+            metric_field("topics", "tags", "psychographic"),
+            metric_field("strong_intent", "bool", "behavioral"),
+        ],
+    )
+    for name, score, level, topics in [("a", 90.0, "highly_engaged", ["Cloud"]), ("b", 20.0, "disengaged", [])]:
+        contact = ContactFactory(first_name=name)
+        ContactMetrics.objects.create(
+            contact=contact, as_of=NOW, engagement_score=score, engagement_level=level, topics=topics
+        )
+    ContactFactory(first_name="no-metrics")
+    assert get_fields()["metrics.engagement_level"].choices == ("highly_engaged", "moderately_engaged", "disengaged")
+    assert names(cond("metrics.engagement_score", "top_percent", 50)) == {"a"}
+    assert names(cond("metrics.engagement_level", "neq", "highly_engaged")) == {"b"}
+    assert names(cond("metrics.topics", "contains_none", ["cloud"])) == {"b"}
+    assert names(cond("metrics.strong_intent", "is_false")) == {"a", "b"}
+    assert names({"not": cond("metrics.engagement_score", "gte", 10)}) == {"no-metrics"}

@@ -100,7 +100,10 @@ def test_a_property_definition_makes_its_field_valid_without_code(db):
             {"field": "lead_score", "op": "between", "value": [10, 5]},
             "between takes [low, high] with low <= high; got [10, 5].",
         ),
-        ({"field": "lead_score", "op": "gte", "value": True}, "expected a number, got True."),
+        (
+            {"field": "lead_score", "op": "gte", "value": True},
+            "expected a number between -1,000,000,000,000,000 and 1,000,000,000,000,000, got True.",
+        ),
         (
             {"field": "seniority", "op": "eq", "value": "boss"},
             "'boss' is not one of entry, senior, manager, director, vp, cxo, owner.",
@@ -153,6 +156,15 @@ def test_bad_values_say_what_is_allowed(db, rule, message):
     assert only_message(rule) == message
 
 
+def test_values_the_databases_cannot_hold_are_refused(db):
+    assert errors({"field": "lead_score", "op": "gt", "value": 10**16}) == [("value", "bad_value")]
+    assert errors({"field": "lead_score", "op": "between", "value": [0, float("inf")]}) == [("value", "bad_value")]
+    assert errors({"field": "city", "op": "eq", "value": "a\x00b"}) == [("value", "bad_value")]
+    assert errors({"event": {"kind": "purchase", "product": "\x00"}, "op": "performed"}) == [
+        ("event.product", "bad_value")
+    ]
+
+
 def test_top_percent_accepts_the_whole_range(db):
     assert errors({"field": "lead_score", "op": "top_percent", "value": 100}) == []
     assert errors({"field": "lead_score", "op": "bottom_percent", "value": 0.01}) == []
@@ -177,7 +189,7 @@ def test_top_percent_accepts_the_whole_range(db):
         (
             {"event": {"kind": "purchase", "topic": ""}, "op": "performed"},
             "event.topic",
-            "topic takes a non-empty text.",
+            "topic takes a non-empty text (without NUL characters).",
         ),
         ({"event": "purchase", "op": "performed"}, "event", "event takes an object of filters: "),
         (

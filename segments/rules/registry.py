@@ -1,13 +1,13 @@
 """The field registry: every path a rule may name, its type, criterion layer and operators.
 
 Public: `Field`, `get_fields() -> dict[str, Field]`, `operators_for(type) -> tuple[str, ...]`,
-`METRIC_FIELDS`, `TYPES`.
+`METRIC_FIELDS`, `metric_field(name, type, layer) -> Field`, `TYPES`.
 
 The registry is the only door to SQL: the compiler and the explainer read a value only through a
 `Field`'s `lookup` (an ORM path from Contact) or its `property_key` (a key of Contact.properties).
 `props.<key>` fields come from PropertyDefinition rows read at call time, so declaring a
 definition makes it usable in rules without code. `metrics.*` fields come from `METRIC_FIELDS`:
-appending a `Field(path="metrics.x", lookup="metrics__x", ...)` is all it takes.
+appending `metric_field("x", "number", Layer.BEHAVIORAL)` is all it takes.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def operators_for(type: str) -> tuple[str, ...]:
     return _OPERATORS[type] + _ANY_TYPE
 
 
-# Filled by the metrics work: Field(path="metrics.engagement_score", label=..., type="number",
-# layer=Layer.BEHAVIORAL, lookup="metrics__engagement_score"). ContactMetrics is a OneToOne to
-# Contact with related_name "metrics"; a contact without a metrics row has every metric missing.
+# Filled by the metrics work, one line per metric: metric_field("engagement_score", "number",
+# Layer.BEHAVIORAL). ContactMetrics is a OneToOne to Contact with related_name "metrics"; a contact
+# without a metrics row has every metric missing.
 METRIC_FIELDS: list[Field] = []
 
 _CONTACT_FIELDS = [
@@ -120,6 +120,12 @@ def _model_field(model, name: str, type: str, layer: str, *, prefix: str = "") -
     if prefix:
         label = f"{prefix.capitalize()} {label}"
     return Field(path, label[:1].upper() + label[1:], type, str(layer), lookup, choices)
+
+
+def metric_field(name: str, type: str, layer: str) -> Field:
+    """`metrics.<name>`: a ContactMetrics column, label and choices read from the model."""
+    metrics_model = Contact._meta.get_field("metrics").related_model
+    return _model_field(metrics_model, name, type, layer, prefix="metrics")
 
 
 def _property_field(definition: PropertyDefinition) -> Field:

@@ -23,6 +23,7 @@ from segments.rules.registry import Field, get_fields
 EVENT_OPS = ("performed", "not_performed", "count_gte", "count_lte", "count_eq", "sum_gte")
 EVENT_FILTERS = ("kind", "topic", "product", "campaign", "url_contains")
 MAX_DEPTH = 20
+MAX_NUMBER = 10**15  # beyond this a value could overflow SQLite's 64-bit integers or lose precision
 
 _NO_VALUE_OPS = {"is_set", "is_not_set", "is_true", "is_false"}
 _DAY_OPS = {"in_last_days", "in_next_days", "more_than_days_ago"}
@@ -96,7 +97,7 @@ def _join(path: str, key: str) -> str:
 def _is_number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return False
-    return math.isfinite(value)
+    return math.isfinite(value) and abs(value) <= MAX_NUMBER
 
 
 def _is_positive_int(value: object) -> bool:
@@ -227,12 +228,14 @@ class _Checker:
         if field.type in ("text", "tags"):
             if not isinstance(value, str) or not value:
                 return "expected a non-empty text (use is_set / is_not_set for presence)."
+            if "\x00" in value:
+                return "text may not contain NUL characters."
         elif field.type == "choice":
             if value not in field.choices:
                 return f"{value!r} is not one of {_choices_text(field.choices)}."
         elif field.type == "number":
             if not _is_number(value):
-                return f"expected a number, got {value!r}."
+                return f"expected a number between -{MAX_NUMBER:,} and {MAX_NUMBER:,}, got {value!r}."
         elif field.type in ("date", "datetime"):
             return self.date_problem(field, value)
         return None
@@ -292,8 +295,8 @@ class _Checker:
                 "unknown_kind",
             )
         for key in EVENT_FILTERS[1:]:
-            if key in filters and (not isinstance(filters[key], str) or not filters[key]):
-                self.add(_join(path, key), f"{key} takes a non-empty text.", "bad_value")
+            if key in filters and (not isinstance(filters[key], str) or not filters[key] or "\x00" in filters[key]):
+                self.add(_join(path, key), f"{key} takes a non-empty text (without NUL characters).", "bad_value")
 
     def event_value_problem(self, op: str, value: object) -> str | None:
         if op in ("performed", "not_performed"):
