@@ -24,9 +24,9 @@ run: migrate
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py ensure_schedules
 	@echo "crmseg: admin on http://127.0.0.1:8000/admin/  (Ctrl-C stops web server and worker)"
-	@trap 'kill 0' INT TERM EXIT; \
-	  $(PY) manage.py qcluster & \
-	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
+	@$(PY) manage.py qcluster & worker=$$!; \
+	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \
+	  trap 'kill -TERM $$worker $$web 2>/dev/null; wait' INT TERM EXIT; \
 	  wait
 
 # Tests run with DEBUG off (as in production) but over plain HTTP; the key is a test-only value.
