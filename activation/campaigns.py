@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
 from activation.models import Campaign, CampaignVariant
 from contacts.models import Contact
-from segments.models import Membership, MembershipChange, SegmentStatus
+from segments.models import Membership, MembershipChange, Segment, SegmentStatus
+from segments.rules.explainer import explain
+from segments.rules.registry import Field, get_fields
+from segments.rules.validation import InvalidRule
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class VariantCheck:
     joined_at: datetime | None
     join_reason: str
     join_detail: object
+    rule_now: str  # the explainer's verdict on the segment's rule today ("" for static lists)
 
     @property
     def matches(self) -> bool:
@@ -93,14 +98,26 @@ def explain_choice(campaign: Campaign, contact: Contact) -> tuple[Content, list[
     last_joins: dict[int, MembershipChange] = {}
     for change in MembershipChange.objects.filter(contact=contact, segment_id__in=joined, kind="join"):
         last_joins.setdefault(change.segment_id, change)  # newest first by the model's ordering
+    fields, now = get_fields(), timezone.now()
     checks = [
         VariantCheck(
             variant=v,
             joined_at=joined.get(v.segment_id),
             join_reason=last_joins[v.segment_id].get_reason_display() if v.segment_id in last_joins else "",
             join_detail=last_joins[v.segment_id].detail if v.segment_id in last_joins else None,
+            rule_now=explain_rule(v.segment, contact, now=now, fields=fields),
         )
         for v in variants
     ]
     chosen = next((c.variant for c in checks if c.matches), None)
     return content_for(campaign, chosen), checks
+
+
+def explain_rule(segment: Segment, contact: Contact, *, now: datetime, fields: dict[str, Field]) -> str:
+    """The explainer's one-line verdict on the segment's own rule for this contact, now."""
+    if not segment.is_rule_based or not segment.rule:
+        return ""
+    try:
+        return explain(segment.rule, contact, now=now, fields=fields).summary()
+    except InvalidRule as exc:
+        return f"The rule is not valid any more: {exc}"

@@ -8,6 +8,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_q.conf import Conf
@@ -448,3 +449,47 @@ def test_announced_membership_changes_run_automations_after_commit(monkeypatch, 
         assert score(ada) == 0
 
     assert score(ada) == 3
+
+
+@pytest.mark.django_db
+def test_admin_pages_show_automations_with_run_counts(superuser, client):
+    sequence = NurtureSequenceFactory(name="Welcome series")
+    automation = automation_with({"kind": "enrol", "sequence": sequence}, name="Welcome new MQLs")
+    join(automation.trigger_segment, ContactFactory(), ContactFactory())
+    client.force_login(superuser)
+
+    response = client.post(
+        reverse("admin:activation_automation_changelist"),
+        {"action": "process_now", "_selected_action": [automation.pk]},
+        follow=True,
+    )
+
+    assert "2 new changes, 2 runs done, 0 suppressed, 0 failed." in response.text
+    assert "Welcome new MQLs" in response.text
+    for name, args in [
+        ("admin:activation_automation_change", [automation.pk]),
+        ("admin:activation_automation_add", []),
+        ("admin:activation_automationrun_changelist", []),
+        ("admin:activation_nurturesequence_changelist", []),
+        ("admin:activation_enrolment_changelist", []),
+        ("admin:activation_notification_changelist", []),
+    ]:
+        assert client.get(reverse(name, args=args)).status_code == 200, name
+
+
+@pytest.mark.django_db
+def test_processing_a_batch_takes_the_same_queries_for_3_or_30_contacts():
+    owner = UserFactory(username="owner")
+    automation = automation_with(
+        {"kind": "adjust_score", "score_delta": 1},
+        {"kind": "enrol", "sequence": NurtureSequenceFactory()},
+        {"kind": "notify_owner"},
+    )
+    counts = []
+    for size in (3, 30):
+        join(automation.trigger_segment, *ContactFactory.create_batch(size, owner=owner))
+        with CaptureQueriesContext(connection) as queries:
+            assert process_pending().done == size
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1]

@@ -130,6 +130,24 @@ def test_explanation_lists_every_variant_with_membership_and_reason():
 
 
 @pytest.mark.django_db
+def test_explanation_carries_the_explainer_verdict_on_each_rule():
+    campaign = CampaignFactory()
+    mqls = SegmentFactory(rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+    customers = SegmentFactory(rule={"field": "lifecycle_stage", "op": "eq", "value": "customer"})
+    static = SegmentFactory(kind="static", rule=None)
+    for priority, segment in enumerate((mqls, customers, static), start=1):
+        CampaignVariantFactory(campaign=campaign, segment=segment, priority=priority)
+    ada = ContactFactory(lifecycle_stage="mql")
+    member(ada, mqls)
+
+    _, checks = explain_choice(campaign, ada)
+
+    assert checks[0].rule_now.startswith("Matches: ")
+    assert checks[1].rule_now.startswith("Does not match: ")
+    assert checks[2].rule_now == ""
+
+
+@pytest.mark.django_db
 def test_admin_preview_shows_the_variant_and_why(client, superuser):
     campaign = CampaignFactory()
     enterprise = SegmentFactory(name="Enterprise accounts")
@@ -145,6 +163,8 @@ def test_admin_preview_shows_the_variant_and_why(client, superuser):
     assert "Variant for segment <strong>Enterprise accounts</strong> (priority 3)" in page.text
     assert "Hello enterprise" in page.text
     assert "yes, since" in page.text
+    # The stored membership says yes; the explainer shows the rule (lifecycle_stage = mql) no longer holds.
+    assert "Does not match: " in page.text
     by_id = client.get(url, {"contact": str(ContactFactory().pk)})
     assert "The campaign default: the contact is in none of the variants' segments." in by_id.text
 
