@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from segments.diffing import apply_target
+from segments.events import memberships_changed
 from segments.graph import dependants, dependency_graph, topological_order
 from segments.locks import lock_segment, lock_segments
 from segments.models import ChangeReason, Membership, RefreshStatus, Segment, SegmentStatus
@@ -102,6 +103,8 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
     else:
         reason = None
     diff = apply_target(segment, target_contacts(segment, now=now), changed_at=started_at, reason=reason)
+    if diff.added or diff.removed:
+        memberships_changed([segment.pk])  # listeners (automations) run after this commits
     duration_ms = _elapsed_ms(clock)
     stats = {
         "size": diff.size,

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from segments.diffing import CHANGE, MEMBERSHIP
+from segments.events import memberships_changed
 from segments.locks import lock_segment
 from segments.models import ChangeKind, ChangeReason, Membership, Segment, SegmentKind
 
@@ -45,6 +46,7 @@ def _change(segment: Segment, contact_ids: Iterable[int], *, kind: str, user) ->
         if changed:
             delta = changed if kind == ChangeKind.JOIN else -changed
             Segment.objects.filter(pk=segment.pk).update(size=F("size") + delta)
+            memberships_changed([segment.pk])  # listeners (automations) run after this commits
     return changed
 
 

@@ -25,6 +25,8 @@ from activation.models import (
 from contacts.models import Contact
 from segments.events import memberships_changed
 from segments.models import Membership, MembershipChange
+from segments.refresh import refresh_segment
+from segments.static import add_static_members
 from tests.factories import (
     AutomationFactory,
     ContactFactory,
@@ -493,3 +495,31 @@ def test_processing_a_batch_takes_the_same_queries_for_3_or_30_contacts():
         counts.append(len(queries))
 
     assert counts[0] == counts[1]
+
+
+@pytest.mark.django_db
+def test_a_refresh_that_adds_members_runs_automations_after_commit(monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(Conf, "SYNC", True)
+    segment = SegmentFactory(rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+    automation = automation_with({"kind": "adjust_score", "score_delta": 10}, trigger_segment=segment)
+    mql, lead = ContactFactory(lifecycle_stage="mql"), ContactFactory(lifecycle_stage="lead")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = refresh_segment(segment.pk)
+
+    assert (result.status, result.added) == ("ok", 1)
+    assert (score(mql), score(lead)) == (10, 0)
+    assert AutomationRun.objects.get().automation == automation
+
+
+@pytest.mark.django_db
+def test_static_members_added_by_hand_run_automations(monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch.setattr(Conf, "SYNC", True)
+    segment = SegmentFactory(kind="static", rule=None)
+    automation_with({"kind": "adjust_score", "score_delta": 2}, trigger_segment=segment)
+    ada = ContactFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        add_static_members(segment, [ada.pk])
+
+    assert score(ada) == 2
