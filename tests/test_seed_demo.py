@@ -1,6 +1,8 @@
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count, DecimalField, Max, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
@@ -16,8 +18,10 @@ N = 400
 def seeded(db, monkeypatch, django_capture_on_commit_callbacks):
     announced: list[list[int]] = []
     monkeypatch.setattr(changes, "_listeners", [announced.append])
+    output = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("seed_demo", contacts=N, seed=42, stdout=open("/dev/null", "w"))  # noqa: SIM115
+        call_command("seed_demo", contacts=N, seed=42, stdout=output)
+    assert f"{N} contacts" in output.getvalue()
     return announced
 
 
@@ -137,7 +141,22 @@ def test_it_refuses_a_database_that_has_contacts(seeded):
 
 
 def test_force_adds_demo_data_beside_existing_contacts(seeded):
-    call_command("seed_demo", contacts=50, seed=42, force=True, stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("seed_demo", contacts=50, seed=42, force=True, stdout=StringIO())
 
     assert Contact.objects.count() == N + 50
     assert Company.objects.count() == N // 8 + 6
+
+
+def test_bootstrap_demo_seeds_once_and_creates_the_admin(db, monkeypatch):
+    monkeypatch.setenv("ADMIN_PASSWORD", "demo-password-123")
+    first, second = StringIO(), StringIO()
+
+    call_command("bootstrap_demo", contacts=40, stdout=first)
+    call_command("bootstrap_demo", contacts=40, stdout=second)
+
+    assert Contact.objects.count() == 40
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password("demo-password-123")
+    assert "Created admin user 'admin'" in first.getvalue()
+    assert "exists" in second.getvalue()
