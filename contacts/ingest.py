@@ -16,9 +16,10 @@ from decimal import Decimal, InvalidOperation
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
+from contacts.copy_insert import copy_insert
 from contacts.models import (
     Activity,
     ActivityKind,
@@ -48,6 +49,7 @@ COMPANY_FIELDS = [
 ]
 ACTIVITY_TEXT_LIMITS = {"topic": 100, "product": 100, "campaign": 100, "external_id": 200}
 ACTIVITY_FIELDS = {"contact", "email", "kind", "occurred_at", "url", "value", *ACTIVITY_TEXT_LIMITS}
+ACTIVITY_KINDS = frozenset(ActivityKind.values)
 _url_validator = URLValidator()
 
 
@@ -140,15 +142,35 @@ def ensure_companies(names_by_domain: dict[str, str]) -> dict[str, int]:
     return dict(Company.objects.filter(domain__in=list(names_by_domain)).values_list("domain", "id"))
 
 
-def _bulk_upsert(model: type[models.Model], objs: list, *, key: str, update_fields: set[str]) -> None:
-    """INSERT ... ON CONFLICT (key) DO UPDATE, one statement per batch and per set of provided fields."""
-    groups: dict[frozenset[str], list] = {}
-    for obj, fields in objs:
-        groups.setdefault(frozenset(fields | update_fields), []).append(obj)
+def _bulk_upsert(model: type[models.Model], entries: list[tuple[dict, set[str]]], *, key: str, now: datetime) -> None:
+    """INSERT ... ON CONFLICT (key) DO UPDATE the given columns, one statement per set of provided columns.
+
+    `entries` are (values by column name, columns the row sets); unset columns get the model default
+    on insert and keep their stored value on update. `updated_at` is always written.
+    """
+    defaults = {f.attname: f.get_default() for f in model._meta.concrete_fields if not f.primary_key}
+    defaults["updated_at"] = now
+    columns = list(defaults)
+    groups: dict[frozenset[str], list[dict]] = {}
+    for values, fields in entries:
+        groups.setdefault(frozenset(fields | {"updated_at"}), []).append(values)
     for fields, group in groups.items():
-        model.objects.bulk_create(
-            group, update_conflicts=True, unique_fields=[key], update_fields=sorted(fields), batch_size=BATCH_SIZE
-        )
+        update = sorted(fields)
+        if connection.vendor == "postgresql":
+            rows = (tuple(values.get(c, defaults[c]) for c in columns) for values in group)
+            copy_insert(model, columns, rows, conflict=key, update=update)
+        else:
+            objs = [model(**(defaults | values)) for values in group]
+            model.objects.bulk_create(
+                objs, update_conflicts=True, unique_fields=[key], update_fields=update, batch_size=BATCH_SIZE
+            )
+
+
+def _insert(model: type[models.Model], rows: list[dict], *, columns: list[str]) -> None:
+    if connection.vendor == "postgresql":
+        copy_insert(model, columns, (tuple(row[c] for c in columns) for row in rows))
+    else:
+        model.objects.bulk_create([model(**row) for row in rows], batch_size=BATCH_SIZE)
 
 
 def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
@@ -215,18 +237,19 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
         }
         objs, stage_changes = [], []
         for values in good.values():
-            obj, fields, change = _contact_from_row(values, existing.get(values["email"]), company_ids, now=now)
-            objs.append((obj, fields))
+            row, fields, change = _contact_from_row(values, existing.get(values["email"]), company_ids, now=now)
+            objs.append((row, fields))
             if change:
                 stage_changes.append((values["email"], *change))
-        _bulk_upsert(Contact, objs, key="email", update_fields={"updated_at"})
+        _bulk_upsert(Contact, objs, key="email", now=now)
         ids = dict(Contact.objects.filter(email__in=list(first_row_for_email)).values_list("email", "id"))
-        LifecycleChange.objects.bulk_create(
+        _insert(
+            LifecycleChange,
             [
-                LifecycleChange(contact_id=ids[email], from_stage=old, to_stage=new, changed_at=now)
+                {"contact_id": ids[email], "from_stage": old, "to_stage": new, "changed_at": now}
                 for email, old, new in stage_changes
             ],
-            batch_size=BATCH_SIZE,
+            columns=["contact_id", "from_stage", "to_stage", "changed_at"],
         )
     for index, values in good.items():
         email = values["email"]
@@ -246,17 +269,17 @@ def _check_owners(good: dict[int, dict], result: UpsertResult) -> None:
 
 def _contact_from_row(
     values: dict, stored: tuple | None, company_ids: dict[str, int], *, now: datetime
-) -> tuple[Contact, set[str], tuple[str | None, str] | None]:
-    """Build the row to write, the columns it sets, and (old stage, new stage) when the stage moves."""
+) -> tuple[dict, set[str], tuple[str | None, str] | None]:
+    """Build the row to write (by column), the columns it sets, and (old stage, new stage) if it moves."""
     values = dict(values)
     domain = values.pop("company_domain", "missing")
     fields = set(values) - {"email", "owner"}
     if domain != "missing":
         values["company_id"] = company_ids.get(domain) if domain else None
-        fields.add("company")
+        fields.add("company_id")
     if "owner" in values:
         values["owner_id"] = values.pop("owner")
-        fields.add("owner")
+        fields.add("owner_id")
     stage = values.get("lifecycle_stage", LifecycleStage.LEAD)
     change = None
     if stored is None:
@@ -275,7 +298,7 @@ def _contact_from_row(
     if change and stage == LifecycleStage.CUSTOMER and values.get("customer_since") is None:
         values["customer_since"] = timezone.localdate(now)
         fields.add("customer_since")
-    return Contact(**values), fields, change
+    return values, fields, change
 
 
 def upsert_companies(rows: list) -> UpsertResult:
@@ -310,8 +333,8 @@ def upsert_companies(rows: list) -> UpsertResult:
         objs = []
         for values in good.values():
             # A new company without a name is named after its domain; a stored one keeps its name.
-            objs.append((Company(**({"name": values["domain"]} | values)), set(values) - {"domain"}))
-        _bulk_upsert(Company, objs, key="domain", update_fields={"updated_at"})
+            objs.append(({"name": values["domain"]} | values, set(values) - {"domain"}))
+        _bulk_upsert(Company, objs, key="domain", now=timezone.now())
         ids = dict(Company.objects.filter(domain__in=domains).values_list("domain", "id"))
         updated_ids = [ids[d] for d in existing]
         if updated_ids:
@@ -330,7 +353,7 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
         if name not in ACTIVITY_FIELDS:
             errors[name] = [f"Unknown field {name!r}."]
     kind = row.get("kind")
-    if kind not in ActivityKind.values:
+    if not isinstance(kind, str) or kind not in ACTIVITY_KINDS:
         errors["kind"] = [f"{kind!r} is not an activity kind; allowed: {', '.join(ActivityKind.values)}."]
     values["kind"] = kind
     occurred = row.get("occurred_at")
@@ -350,6 +373,7 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
         else:
             values[name] = value or (None if name == "external_id" else "")
     url = row.get("url") or ""
+    values["url"] = ""
     if url:
         try:
             if not isinstance(url, str) or len(url) > 500:
@@ -412,15 +436,39 @@ def ingest_activities(rows: list) -> ActivityIngestResult:
         else:
             good[index] = values
     _resolve_contacts(rows, good, result)
-    external_ids = [v["external_id"] for v in good.values() if v["external_id"]]
+    if connection.vendor == "postgresql":
+        _insert_activities_postgresql(list(good.values()), result)
+    else:
+        _insert_activities_portable(list(good.values()), result)
+    return result
+
+
+ACTIVITY_COLUMNS = ["contact_id", "kind", "occurred_at", "topic", "product", "url", "campaign", "value",
+                    "external_id", "created_at"]  # fmt: skip
+
+
+def _insert_activities_postgresql(good: list[dict], result: ActivityIngestResult) -> None:
+    """ON CONFLICT (external_id) DO NOTHING skips stored and repeated ids alike; RETURNING counts the rest."""
+    now = timezone.now()
     with transaction.atomic():
-        stored = (
-            set(Activity.objects.filter(external_id__in=external_ids).values_list("external_id", flat=True))
-            if external_ids
-            else set()
+        inserted = copy_insert(
+            Activity,
+            ACTIVITY_COLUMNS,
+            ((*(v.get(c) for c in ACTIVITY_COLUMNS[:-1]), now) for v in good),
+            conflict="external_id",
+            returning=["contact_id"],
         )
+    result.created = len(inserted)
+    result.duplicates = len(good) - len(inserted)
+    result.changed_contact_ids = {contact_id for (contact_id,) in inserted}
+
+
+def _insert_activities_portable(good: list[dict], result: ActivityIngestResult) -> None:
+    external_ids = [v["external_id"] for v in good if v["external_id"]]
+    with transaction.atomic():
+        stored = set(Activity.objects.filter(external_id__in=external_ids).values_list("external_id", flat=True))
         new = []
-        for values in good.values():
+        for values in good:
             if values["external_id"]:
                 if values["external_id"] in stored:
                     result.duplicates += 1
@@ -432,4 +480,3 @@ def ingest_activities(rows: list) -> ActivityIngestResult:
         Activity.objects.bulk_create(new, ignore_conflicts=True, batch_size=BATCH_SIZE)
     result.created = len(new)
     result.changed_contact_ids = {obj.contact_id for obj in new}
-    return result

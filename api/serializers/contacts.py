@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
@@ -48,12 +49,16 @@ class CompanySerializer(serializers.ModelSerializer):
 class ContactSerializer(serializers.ModelSerializer):
     email = NormalizedEmailField(max_length=254, validators=[UniqueValidator(Contact.objects.all())])
     country = CountryField(max_length=2, required=False, allow_blank=True)
-    company_domain = serializers.CharField(source="company.domain", read_only=True, allow_null=True, default=None)
+    company_domain = serializers.SerializerMethodField(help_text="Domain of the contact's company, if any")
 
     class Meta:
         model = Contact
         fields = "__all__"
         read_only_fields = ["lifecycle_changed_at", "created_at", "updated_at"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_company_domain(self, contact: Contact) -> str | None:
+        return contact.company.domain if contact.company_id else None
 
     def validate_country(self, value: str) -> str:
         Contact._meta.get_field("country").run_validators(value)
