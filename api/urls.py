@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api.views import common, contacts
+from api.views import common, contacts, personalization
 
 app_name = "api"
 
@@ -14,5 +14,6 @@ urlpatterns = [
     path("activities/", contacts.ActivityList.as_view(), name="activities"),
     path("activities/bulk/", contacts.activities_bulk, name="activities-bulk"),
     path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
+    path("personalization/", personalization.personalization, name="personalization"),
     re_path(r"^(?P<path>.*)$", common.not_found, name="not-found"),
 ]

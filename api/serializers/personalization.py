@@ -1,0 +1,44 @@
+"""The shape of activation.personalization.personalize() for the OpenAPI schema."""
+
+from rest_framework import serializers
+
+
+class PersonalizedContactSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    lifecycle_stage = serializers.CharField()
+
+
+class PersonalizedSegmentSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    category = serializers.CharField()
+    joined_at = serializers.DateTimeField()
+
+
+class VariantRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    segment = serializers.CharField()
+    priority = serializers.IntegerField()
+
+
+class CtaSerializer(serializers.Serializer):
+    text = serializers.CharField(allow_blank=True)
+    url = serializers.CharField(allow_blank=True)
+
+
+class CampaignContentSerializer(serializers.Serializer):
+    campaign = serializers.CharField()
+    name = serializers.CharField()
+    variant = VariantRefSerializer(allow_null=True, help_text="The segment variant chosen; null: the default")
+    subject = serializers.CharField(allow_blank=True)
+    preheader = serializers.CharField(allow_blank=True)
+    content_blocks = serializers.ListField(child=serializers.JSONField())
+    cta = CtaSerializer()
+
+
+class PersonalizationSerializer(serializers.Serializer):
+    contact = PersonalizedContactSerializer()
+    segments = PersonalizedSegmentSerializer(many=True)
+    interests = serializers.ListField(child=serializers.CharField())
+    campaigns = CampaignContentSerializer(many=True)
