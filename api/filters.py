@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 from rest_framework.filters import BaseFilterBackend, SearchFilter
 from rest_framework.request import Request
 
@@ -39,6 +42,23 @@ class IntFilter(django_filters.NumberFilter):
 
 def IdFilter(field_name: str) -> IntFilter:
     return IntFilter(field_name=field_name, min_value=1, max_value=BIGINT_MAX)
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """ISO-8601 date-time, turned into UTC here: PostgreSQL refuses offsets beyond ±15:59 that Python accepts."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise forms.ValidationError("Enter a date-time between years 1 and 9999.", code="invalid") from None
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 def known_parameters(view) -> set[str]:
@@ -79,10 +99,10 @@ class ContactFilter(django_filters.FilterSet):
     do_not_contact = django_filters.BooleanFilter()
     lead_score_min = IntFilter(field_name="lead_score", lookup_expr="gte")
     lead_score_max = IntFilter(field_name="lead_score", lookup_expr="lte")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
-    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = DateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = DateTimeFilter(field_name="updated_at", lookup_expr="lt")
     segment = django_filters.CharFilter(method="filter_segment", help_text="Members of the segment with this slug")
 
     class Meta:
@@ -107,7 +127,7 @@ class CompanyFilter(django_filters.FilterSet):
     is_competitor = django_filters.BooleanFilter()
     employee_count_min = IntFilter(field_name="employee_count", lookup_expr="gte")
     employee_count_max = IntFilter(field_name="employee_count", lookup_expr="lte")
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_after = DateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:
         model = Company
@@ -124,8 +144,8 @@ class ActivityFilter(django_filters.FilterSet):
     product = django_filters.CharFilter(lookup_expr="iexact")
     campaign = django_filters.CharFilter(lookup_expr="iexact")
     external_id = django_filters.CharFilter()
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = DateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = DateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = Activity

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api.views import common, contacts, personalization
+from api.views import activation, common, contacts, personalization
 
 app_name = "api"
 
@@ -14,6 +14,14 @@ urlpatterns = [
     path("activities/", contacts.ActivityList.as_view(), name="activities"),
     path("activities/bulk/", contacts.activities_bulk, name="activities-bulk"),
     path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
+    path("destinations/", activation.DestinationList.as_view(), name="destinations"),
+    path("destinations/<int:pk>/", activation.DestinationDetail.as_view(), name="destination"),
+    path("activations/", activation.ActivationList.as_view(), name="activations"),
+    path("activations/<int:pk>/", activation.ActivationDetail.as_view(), name="activation"),
+    path("activations/<int:pk>/runs/", activation.ActivationRuns.as_view(), name="activation-runs"),
+    path("activations/<int:pk>/run/", activation.run_activation, name="activation-run"),
+    path("export-runs/<int:pk>/", activation.ExportRunDetail.as_view(), name="export-run"),
+    path("export-runs/<int:pk>/download/<str:which>/", activation.download_export, name="export-run-download"),
     path("personalization/", personalization.personalization, name="personalization"),
     re_path(r"^(?P<path>.*)$", common.not_found, name="not-found"),
 ]

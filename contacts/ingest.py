@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
@@ -359,8 +359,10 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
     occurred = row.get("occurred_at")
     try:
         parsed = datetime.fromisoformat(occurred)
-        values["occurred_at"] = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
-    except (TypeError, ValueError):
+        # To UTC here: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
+        aware = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+        values["occurred_at"] = aware.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
         errors["occurred_at"] = [f"{occurred!r} is not an ISO-8601 date-time (e.g. 2026-05-01T12:00:00Z)."]
     for name, limit in ACTIVITY_TEXT_LIMITS.items():
         value = row.get(name)
