@@ -25,7 +25,15 @@ from contacts.models import (
     normalize_domain,
     normalize_email,
 )
-from segments.models import Segment
+from segments.models import (
+    ChangeKind,
+    ChangeReason,
+    MembershipChange,
+    Segment,
+    SegmentCategory,
+    SegmentKind,
+    SegmentStatus,
+)
 
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
@@ -156,3 +164,25 @@ class PropertyDefinitionFilter(django_filters.FilterSet):
     class Meta:
         model = PropertyDefinition
         fields = ["layer", "type", "source"]
+
+
+class SegmentFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=SegmentKind.choices)
+    status = django_filters.ChoiceFilter(choices=SegmentStatus.choices)
+    category = django_filters.ChoiceFilter(choices=SegmentCategory.choices)
+
+    class Meta:
+        model = Segment
+        fields = []
+
+
+class MembershipChangeFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=ChangeKind.choices)
+    reason = django_filters.ChoiceFilter(choices=ChangeReason.choices)
+    contact = IdFilter("contact_id")
+    changed_after = DateTimeFilter(field_name="changed_at", lookup_expr="gte")
+    changed_before = DateTimeFilter(field_name="changed_at", lookup_expr="lt")
+
+    class Meta:
+        model = MembershipChange
+        fields = []

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api.views import activation, common, contacts, personalization
+from api.views import activation, common, contacts, personalization, segments
 
 app_name = "api"
 
@@ -14,6 +14,12 @@ urlpatterns = [
     path("activities/", contacts.ActivityList.as_view(), name="activities"),
     path("activities/bulk/", contacts.activities_bulk, name="activities-bulk"),
     path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
+    path("segments/", segments.SegmentList.as_view(), name="segments"),
+    path("segments/validate/", segments.validate_segment_rule, name="segments-validate"),
+    path("segments/preview/", segments.preview_segment_rule, name="segments-preview"),
+    path("segments/<slug:slug>/", segments.SegmentDetail.as_view(), name="segment"),
+    path("segments/<slug:slug>/members/", segments.SegmentMembers.as_view(), name="segment-members"),
+    path("segments/<slug:slug>/history/", segments.SegmentHistory.as_view(), name="segment-history"),
     path("destinations/", activation.DestinationList.as_view(), name="destinations"),
     path("destinations/<int:pk>/", activation.DestinationDetail.as_view(), name="destination"),
     path("activations/", activation.ActivationList.as_view(), name="activations"),

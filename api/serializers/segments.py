@@ -1,0 +1,84 @@
+"""Segments, members and history; rule checks live in segments.rules and segments.editing."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from segments.models import Membership, MembershipChange, Segment
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Segment.objects.all(), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = Segment
+        fields = [
+            "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "category",
+            "status", "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added",
+            "last_refresh_removed", "last_refresh_status", "last_refresh_error", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added", "last_refresh_removed",
+            "last_refresh_status", "last_refresh_error", "created_at", "updated_at",
+        ]  # fmt: skip
+        extra_kwargs = {"rule": {"help_text": "Rule in the segment rule language (dynamic and suppression segments)"}}
+
+
+class RuleSerializer(serializers.Serializer):
+    rule = serializers.JSONField(help_text="A rule in the segment rule language")
+
+
+class RuleErrorSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="JSON path inside the rule, e.g. all[1].any[0].op ('' is the rule)")
+    message = serializers.CharField()
+    code = serializers.CharField()
+
+
+class RuleValidationSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    errors = RuleErrorSerializer(many=True)
+
+
+class ContactSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    lifecycle_stage = serializers.CharField()
+
+
+class PreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Contacts the rule selects now")
+    sample = ContactSummarySerializer(many=True, help_text="Up to 10 of them, by id")
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    contact = ContactSummarySerializer()
+
+    class Meta:
+        model = Membership
+        fields = ["contact", "joined_at"]
+
+
+class MembershipChangeSerializer(serializers.ModelSerializer):
+    contact = serializers.IntegerField(source="contact_id")
+    changed_by = serializers.IntegerField(source="changed_by_id", allow_null=True)
+
+    class Meta:
+        model = MembershipChange
+        fields = ["id", "contact", "kind", "reason", "changed_at", "detail", "changed_by"]
+
+
+class ContactMembershipSerializer(serializers.ModelSerializer):
+    slug = serializers.CharField(source="segment.slug")
+    name = serializers.CharField(source="segment.name")
+    kind = serializers.CharField(source="segment.kind")
+    explanation = serializers.JSONField(
+        required=False, help_text="With ?explain=1: the explainer's tree, why the contact matches the rule"
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["slug", "name", "kind", "joined_at", "explanation"]

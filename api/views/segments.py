@@ -1,0 +1,126 @@
+"""Segments: definitions, rule checks and previews, members, history."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api.filters import MembershipChangeFilter, SegmentFilter
+from api.models import Scope
+from api.permissions import scoped
+from api.serializers.segments import (
+    ContactSummarySerializer,
+    MemberSerializer,
+    MembershipChangeSerializer,
+    PreviewSerializer,
+    RuleSerializer,
+    RuleValidationSerializer,
+    SegmentSerializer,
+)
+from api.views.common import DETAIL_BACKENDS, ListOptions
+from segments.models import Membership, MembershipChange, Segment
+from segments.rules.compiler import matching_contacts
+from segments.rules.validation import validate_rule
+
+SegmentsAccess = scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_WRITE)
+PREVIEW_SAMPLE = 10
+
+
+def rule_errors_as_validation(errors, *, prefix: str = "rule") -> exceptions.ValidationError:
+    """Rule errors as a 400 whose paths run from the request body: `rule.all[1].op`."""
+    detail = [
+        {"path": f"{prefix}.{e.path}" if e.path else prefix, "message": e.message, "code": e.code} for e in errors
+    ]
+    return exceptions.ValidationError({"rule": [f"{d['path']}: {d['message']}" for d in detail]})
+
+
+def _segment(slug: str) -> Segment:
+    return generics.get_object_or_404(Segment, slug=slug)
+
+
+def _rule_from_body(request: Request) -> object:
+    if not isinstance(request.data, dict) or "rule" not in request.data:
+        raise exceptions.ValidationError({"rule": ['Send {"rule": {...}}.']})
+    return request.data["rule"]
+
+
+class SegmentList(ListOptions, generics.ListAPIView):
+    """Segments by id; filter by kind, status or category; `search` matches name or slug."""
+
+    queryset = Segment.objects.select_related("parent")
+    serializer_class = SegmentSerializer
+    permission_classes = [SegmentsAccess]
+    filterset_class = SegmentFilter
+    search_fields = ["name", "slug"]
+
+
+class SegmentDetail(generics.RetrieveAPIView):
+    queryset = Segment.objects.select_related("parent")
+    serializer_class = SegmentSerializer
+    permission_classes = [SegmentsAccess]
+    filter_backends = DETAIL_BACKENDS
+    lookup_field = "slug"
+
+
+@extend_schema(request=RuleSerializer, responses={200: RuleValidationSerializer}, summary="Check a rule")
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_READ)])
+def validate_segment_rule(request: Request) -> Response:
+    """Every error in the rule, each with its JSON path inside the rule (`all[1].any[0].op`)."""
+    errors = validate_rule(_rule_from_body(request))
+    return Response({"valid": not errors, "errors": [e.as_dict() for e in errors]})
+
+
+@extend_schema(request=RuleSerializer, responses={200: PreviewSerializer}, summary="Count and sample a rule")
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_READ)])
+def preview_segment_rule(request: Request) -> Response:
+    """How many contacts the rule selects now and 10 of them, without saving anything."""
+    rule = _rule_from_body(request)
+    errors = validate_rule(rule)
+    if errors:
+        raise rule_errors_as_validation(errors)
+    contacts = matching_contacts(rule, now=timezone.now())
+    sample = contacts.order_by("id").only("id", "email", "first_name", "last_name", "lifecycle_stage")
+    body = {
+        "count": contacts.count(),
+        "sample": ContactSummarySerializer(sample[:PREVIEW_SAMPLE], many=True).data,
+    }
+    return Response(body)
+
+
+class SegmentMembers(ListOptions, generics.ListAPIView):
+    """Members by contact id. The cursor is a contact id, so pages neither skip nor repeat a contact
+    that stays a member while a refresh adds or removes others."""
+
+    queryset = Membership.objects.select_related("contact").only(
+        "contact_id", "joined_at", "contact__email", "contact__first_name", "contact__last_name",
+        "contact__lifecycle_stage",
+    )  # fmt: skip
+    serializer_class = MemberSerializer
+    permission_classes = [scoped(read=Scope.SEGMENTS_READ)]
+    cursor_ordering = "contact_id"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        return super().get_queryset().filter(segment=_segment(self.kwargs["slug"]))
+
+
+class SegmentHistory(ListOptions, generics.ListAPIView):
+    """Joins and leaves, newest first; filter by kind, reason, contact and time."""
+
+    queryset = MembershipChange.objects.all()
+    serializer_class = MembershipChangeSerializer
+    permission_classes = [scoped(read=Scope.SEGMENTS_READ)]
+    filterset_class = MembershipChangeFilter
+    cursor_ordering = "-id"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        return super().get_queryset().filter(segment=_segment(self.kwargs["slug"]))
