@@ -27,7 +27,9 @@ def test_list_and_retrieve_segments(reader):
 
 
 def test_validate_returns_every_error_with_its_path(reader):
-    rule = {"all": [{"field": "lifecycle_stage", "op": "gte", "value": "mql"}, {"field": "nope", "op": "eq", "value": 1}]}
+    rule = {
+        "all": [{"field": "lifecycle_stage", "op": "gte", "value": "mql"}, {"field": "nope", "op": "eq", "value": 1}]
+    }
 
     body = reader.post("/api/v1/segments/validate/", {"rule": rule}, format="json").json()
 
@@ -53,7 +55,9 @@ def test_preview_counts_and_samples_without_saving(reader):
 
 def test_preview_of_a_bad_rule_is_400_with_json_paths(reader):
     response = reader.post(
-        "/api/v1/segments/preview/", {"rule": {"any": [{"field": "lead_score", "op": "gt", "value": "x"}]}}, format="json"
+        "/api/v1/segments/preview/",
+        {"rule": {"any": [{"field": "lead_score", "op": "gt", "value": "x"}]}},
+        format="json",
     )
 
     assert response.status_code == 400
@@ -102,7 +106,9 @@ def test_history_filters_by_kind_and_time(reader):
     old = MembershipChange.objects.create(
         segment=segment, contact=contact, kind="join", reason="rule", changed_at=now - timedelta(days=10)
     )
-    left = MembershipChange.objects.create(segment=segment, contact=contact, kind="leave", reason="rule", changed_at=now)
+    left = MembershipChange.objects.create(
+        segment=segment, contact=contact, kind="leave", reason="rule", changed_at=now
+    )
 
     def ids(**params):
         return [c["id"] for c in reader.get("/api/v1/segments/s/history/", params).json()["results"]]
@@ -117,3 +123,28 @@ def test_segment_reads_need_segments_read(api_client):
 
     assert response.status_code == 403
     assert "'segments:read'" in response.json()["error"]["message"]
+
+
+def test_contact_segments_with_explanation(reader):
+    contact = ContactFactory(lifecycle_stage="mql")
+    mqls = SegmentFactory(slug="mqls", name="MQLs", rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+    vip = SegmentFactory(slug="vip", name="VIP", kind="static", rule=None)
+    Membership.objects.create(segment=mqls, contact=contact)
+    Membership.objects.create(segment=vip, contact=contact)
+
+    plain = reader.get(f"/api/v1/contacts/{contact.pk}/segments/").json()
+    explained = reader.get(f"/api/v1/contacts/{contact.pk}/segments/", {"explain": "1"}).json()
+
+    assert [(m["slug"], m["kind"]) for m in plain] == [("mqls", "dynamic"), ("vip", "static")]
+    assert plain[0]["explanation"] is None
+    assert explained[0]["explanation"]["result"] is True
+    assert explained[0]["explanation"]["tree"]["path"] == ""
+    assert explained[1]["explanation"] is None
+
+
+def test_contact_segments_rejects_unknown_parameters(reader):
+    contact = ContactFactory()
+
+    assert reader.get(f"/api/v1/contacts/{contact.pk}/segments/", {"why": "1"}).status_code == 400
+    assert reader.get(f"/api/v1/contacts/{contact.pk}/segments/", {"explain": "maybe"}).status_code == 400
+    assert reader.get("/api/v1/contacts/999999/segments/").status_code == 404

@@ -76,7 +76,10 @@ class ContactMembershipSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="segment.name")
     kind = serializers.CharField(source="segment.kind")
     explanation = serializers.JSONField(
-        required=False, help_text="With ?explain=1: the explainer's tree, why the contact matches the rule"
+        required=False,
+        allow_null=True,
+        help_text="With ?explain=1: the explainer's result, reasons and tree for the segment's own rule"
+        " (null for static segments)",
     )
 
     class Meta:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.errors import InvalidParameter, UnknownParameter
 from api.filters import MembershipChangeFilter, SegmentFilter
 from api.models import Scope
 from api.permissions import scoped
 from api.serializers.segments import (
+    ContactMembershipSerializer,
     ContactSummarySerializer,
     MemberSerializer,
     MembershipChangeSerializer,
@@ -22,8 +25,11 @@ from api.serializers.segments import (
     SegmentSerializer,
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions
+from contacts.models import Contact
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.compiler import matching_contacts
+from segments.rules.explainer import explain
+from segments.rules.registry import get_fields
 from segments.rules.validation import validate_rule
 
 SegmentsAccess = scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_WRITE)
@@ -124,3 +130,33 @@ class SegmentHistory(ListOptions, generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return super().get_queryset()
         return super().get_queryset().filter(segment=_segment(self.kwargs["slug"]))
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("explain", OpenApiTypes.BOOL, description="Add the explainer's tree for each rule segment")
+    ],
+    responses={200: ContactMembershipSerializer(many=True)},
+    summary="The segments a contact is in, with joined_at and optionally why",
+)
+@api_view(["GET"])
+@permission_classes([scoped(read=Scope.SEGMENTS_READ)])
+def contact_segments(request: Request, pk: int) -> Response:
+    params = request.query_params
+    for name in params:
+        if name != "explain":
+            raise UnknownParameter(f"Unknown query parameter {name!r}; allowed: explain.", field=name)
+    raw = params.get("explain", "0").lower()
+    if raw not in ("0", "1", "true", "false"):
+        raise InvalidParameter("explain is 1 or 0.", field="explain")
+    contact = generics.get_object_or_404(Contact, pk=pk)
+    memberships = list(
+        Membership.objects.filter(contact=contact).select_related("segment").order_by("segment__name", "segment_id")
+    )
+    data = ContactMembershipSerializer(memberships, many=True).data
+    if raw in ("1", "true"):
+        now, fields = timezone.now(), get_fields()
+        for item, membership in zip(data, memberships, strict=True):
+            rule = membership.segment.rule if membership.segment.is_rule_based else None
+            item["explanation"] = explain(rule, contact, now=now, fields=fields).to_dict() if rule else None
+    return Response(data)
