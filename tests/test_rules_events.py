@@ -60,6 +60,10 @@ def clickers(db):
         (clicks("count_lte", 4), {"a", "b", "c"}),
         ({"not": clicks("count_gte", 3, topic="cloud-migration", within_days=30)}, {"b", "c"}),
         ({"not": clicks("count_lte", 1, topic="cloud-migration")}, {"a"}),
+        # Under any/not the counts are correlated subqueries; at the top, a grouped IN: same answers.
+        ({"any": [clicks("count_gte", 3, topic="cloud-migration", within_days=30), clicks("count_gte", 9)]}, {"a"}),
+        ({"any": [clicks("count_eq", 1, within_days=1), clicks("count_gte", 9)]}, {"b"}),
+        ({"all": [clicks("count_eq", 1, within_days=1), clicks("count_gte", 1)]}, {"b"}),
         ({"event": {"kind": "page_view", "topic": "Cloud-Migration"}, "op": "performed"}, {"b"}),
     ],
 )
@@ -102,6 +106,7 @@ def shoppers(db):
         ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 0}, {"a", "c"}),
         ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": -50}, {"a", "b", "c"}),
         ({"not": {"event": {"kind": "purchase"}, "op": "sum_gte", "value": 1}}, {"b", "c"}),
+        ({"any": [{"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.3}, {"in_segment": "none"}]}, {"a"}),
     ],
 )
 def test_event_filters_ignore_case_and_sums_treat_no_activity_as_zero(shoppers, rule, expected):

@@ -84,15 +84,16 @@ class _Compiler:
     def __init__(self, fields: dict[str, Field], now: datetime) -> None:
         self.fields, self.now = fields, now
 
-    def node(self, rule: dict) -> Q:
+    def node(self, rule: dict, *, required: bool = True) -> Q:
+        """`required`: every contact selected must satisfy this node (it sits under `all`s only)."""
         if "all" in rule:
-            return reduce(and_, (self.node(child) for child in rule["all"]))
+            return reduce(and_, (self.node(child, required=required) for child in rule["all"]))
         if "any" in rule:
-            return reduce(or_, (self.node(child) for child in rule["any"]))
+            return reduce(or_, (self.node(child, required=False) for child in rule["any"]))
         if "not" in rule:
-            return ~self.node(rule["not"])
+            return ~self.node(rule["not"], required=False)
         if "event" in rule:
-            return self.event(rule)
+            return self.event(rule, required=required)
         if "in_segment" in rule:
             members = Membership.objects.filter(contact=OuterRef("pk"), segment__slug=rule["in_segment"])
             return Q(Exists(members))
@@ -184,22 +185,46 @@ class _Compiler:
 
     # Event conditions
 
-    def event(self, rule: dict) -> Q:
+    def event(self, rule: dict, *, required: bool) -> Q:
         activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=self.now)
-        activities = activities.filter(contact=OuterRef("pk"))
         op, value = rule["op"], rule.get("value")
+        if required and _needs_activity(op, value):
+            # Set-based: one pass over the matching activities, grouped; PostgreSQL plans the
+            # IN as a semi-join. Only where it cannot be negated or OR-ed (there the hashed
+            # IN may not fit work_mem, and the correlated form below stays index-bounded).
+            return Q(pk__in=_qualifying_contacts(activities, op, value))
+        correlated = activities.filter(contact=OuterRef("pk"))
         if op == "performed" or (op == "count_gte" and value == 1):
-            return Q(Exists(activities))
+            return Q(Exists(correlated))
         if op == "not_performed" or (op in ("count_lte", "count_eq") and value == 0):
-            return ~Q(Exists(activities))
-        per_contact = activities.order_by().values("contact")
+            return ~Q(Exists(correlated))
+        per_contact = correlated.order_by().values("contact")
         if op == "sum_gte":
-            cents = per_contact.annotate(total=Sum(Round(F("value") * 100))).values("total")
+            cents = per_contact.annotate(total=Sum(_value_cents())).values("total")
             total = Coalesce(Subquery(cents), 0, output_field=FloatField())
             return Q(GreaterThanOrEqual(total, Value(_cents(value))))
         count = Coalesce(Subquery(per_contact.annotate(n=Count("pk")).values("n")), 0)
         lookup = {"count_gte": GreaterThanOrEqual, "count_lte": LessThanOrEqual, "count_eq": Exact}[op]
         return Q(lookup(count, Value(value)))
+
+
+def _needs_activity(op: str, value) -> bool:
+    """The condition can only hold for a contact with at least one matching activity."""
+    if op in ("count_gte", "count_eq"):
+        return value >= 2 or (op == "count_eq" and value == 1)
+    return op == "sum_gte" and _cents(value) > 0
+
+
+def _value_cents():
+    return Round(F("value") * 100)
+
+
+def _qualifying_contacts(activities: QuerySet[Activity], op: str, value) -> QuerySet[Activity]:
+    grouped = activities.order_by().values("contact")
+    if op == "sum_gte":
+        return grouped.annotate(total=Sum(_value_cents())).filter(total__gte=_cents(value)).values("contact")
+    having = {"count_gte": "n__gte", "count_eq": "n"}[op]
+    return grouped.annotate(n=Count("pk")).filter(**{having: value}).values("contact")
 
 
 def matching_activities(filters: dict, *, within_days: int | None, now: datetime) -> QuerySet[Activity]:
