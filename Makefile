@@ -19,12 +19,14 @@ migrate: $(STAMP)
 	$(PY) manage.py migrate --no-input
 
 # Embedded mode: SQLite under var/, ORM broker, runserver + qcluster until Ctrl-C.
+# qcluster runs in its own session so that only its main process gets a signal (the TERM from the
+# trap) and stops its workers in order; a Ctrl-C reaching every worker directly can hang its stop.
 run: export DEBUG ?= 1
 run: migrate
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py ensure_schedules
 	@echo "crmseg: admin on http://127.0.0.1:8000/admin/  (Ctrl-C stops web server and worker)"
-	@$(PY) manage.py qcluster & worker=$$!; \
+	@$$(command -v setsid) $(PY) manage.py qcluster & worker=$$!; \
 	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \
 	  trap 'kill -TERM $$worker $$web 2>/dev/null; wait' INT TERM EXIT; \
 	  wait
