@@ -153,6 +153,15 @@ class ExportRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: ExportRun | None = None) -> bool:
         return False
 
+    def delete_model(self, request: HttpRequest, obj: ExportRun) -> None:
+        obj.delete_files()
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ExportRun]) -> None:
+        for run in queryset:
+            run.delete_files()
+        super().delete_queryset(request, queryset)
+
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_view)
         return [

@@ -5,6 +5,8 @@ Automations, campaigns and personalization live beside these in their own module
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -165,6 +167,8 @@ class Activation(models.Model):
             self.sync_schedule()
 
     def delete(self, *args, **kwargs):
+        for run in self.runs.exclude(file_path="", removed_file_path=""):
+            run.delete_files()
         with transaction.atomic():
             schedule_id = self.schedule_id
             result = super().delete(*args, **kwargs)
@@ -258,6 +262,13 @@ class ExportRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.activation} ({self.status})"
+
+    def delete_files(self) -> None:
+        """Remove this run's export files from MEDIA_ROOT (called explicitly when runs are deleted)."""
+        root = Path(settings.MEDIA_ROOT)
+        for name in (self.file_path, self.removed_file_path):
+            if name:
+                (root / name).unlink(missing_ok=True)
 
 
 class MemberAction(models.TextChoices):

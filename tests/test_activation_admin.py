@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 from django_q.conf import Conf
+from django_q.models import Schedule
 
 from activation.exports import execute_run, start_run
 from activation.models import Activation, Destination, ExportRun
@@ -205,3 +206,32 @@ def test_the_activation_list_runs_a_fixed_number_of_queries(ops, django_assert_m
 
     assert response.status_code == 200
     assert response.content.decode().count("queued ") == 5
+
+
+def test_deleting_a_run_in_the_admin_deletes_its_file(ops, media):
+    run = _finished_run(media)
+    file = media / run.file_path
+    assert file.is_file()
+
+    response = ops.post(reverse("admin:activation_exportrun_delete", args=[run.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not ExportRun.objects.exists()
+    assert not file.exists()
+
+
+def test_deleting_an_activation_deletes_its_run_files_and_schedule(ops, media):
+    run = _finished_run(media)
+    activation = run.activation
+    activation.schedule_minutes = 60
+    activation.save()
+    file = media / run.file_path
+
+    ops.post(
+        reverse("admin:activation_activation_changelist"),
+        {"action": "delete_selected", "_selected_action": [activation.pk], "post": "yes"},
+    )
+
+    assert not Activation.objects.exists()
+    assert not file.exists()
+    assert not Schedule.objects.filter(name=f"activation-{activation.pk}").exists()
