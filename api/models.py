@@ -84,3 +84,22 @@ class ApiKey(models.Model):
         stale = models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
         ApiKey.objects.filter(stale, pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+
+
+class QueuedTask(models.Model):
+    """A background task started through the API, so GET /api/v1/tasks/<id>/ can answer for it.
+
+    django-q2 keeps finished tasks (django_q.Task) but not queued ones in a form we can look up;
+    this row says the task exists and what it is, and the status comes from django-q2.
+    """
+
+    task_id = models.CharField(max_length=32, primary_key=True)
+    name = models.CharField(max_length=200, help_text="What the task does, e.g. refresh segment hot-leads")
+    created_at = models.DateTimeField(default=timezone.now)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.task_id})"

@@ -67,3 +67,9 @@ def scoped(*, read: str | tuple[str, ...], write: str | tuple[str, ...] | None =
 
     ScopePermission.__name__ = f"Scope_{'_'.join(read_scopes + write_scopes)}"
     return ScopePermission
+
+
+def acting_user(request: Request):
+    """The signed-in person behind a request, or None for an API key (recorded as changed_by)."""
+    user = request.user
+    return user if getattr(user, "pk", None) is not None and not isinstance(request.auth, ApiKey) else None

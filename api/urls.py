@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api.views import activation, common, contacts, personalization, segments
+from api.views import activation, common, contacts, personalization, segments, tasks
 
 app_name = "api"
 
@@ -21,6 +21,10 @@ urlpatterns = [
     path("segments/<slug:slug>/", segments.SegmentDetail.as_view(), name="segment"),
     path("segments/<slug:slug>/members/", segments.SegmentMembers.as_view(), name="segment-members"),
     path("segments/<slug:slug>/history/", segments.SegmentHistory.as_view(), name="segment-history"),
+    path("segments/<slug:slug>/refresh/", segments.refresh_segment, name="segment-refresh"),
+    path("segments/<slug:slug>/members/add/", segments.add_members, name="segment-members-add"),
+    path("segments/<slug:slug>/members/remove/", segments.remove_members, name="segment-members-remove"),
+    path("tasks/<str:task_id>/", tasks.task_status, name="task"),
     path("destinations/", activation.DestinationList.as_view(), name="destinations"),
     path("destinations/<int:pk>/", activation.DestinationDetail.as_view(), name="destination"),
     path("activations/", activation.ActivationList.as_view(), name="activations"),

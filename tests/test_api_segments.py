@@ -4,8 +4,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_q.conf import Conf
 
-from segments.models import Membership, MembershipChange
+from segments.models import Membership, MembershipChange, RuleVersion, Segment
 from tests.factories import ContactFactory, SegmentFactory
 
 
@@ -148,3 +149,93 @@ def test_contact_segments_rejects_unknown_parameters(reader):
     assert reader.get(f"/api/v1/contacts/{contact.pk}/segments/", {"why": "1"}).status_code == 400
     assert reader.get(f"/api/v1/contacts/{contact.pk}/segments/", {"explain": "maybe"}).status_code == 400
     assert reader.get("/api/v1/contacts/999999/segments/").status_code == 404
+
+
+@pytest.fixture
+def editor(api_client):
+    return api_client("segments:read", "segments:write")
+
+
+def test_create_segment_queues_refresh_and_reports_rule_errors_by_path(editor, django_capture_on_commit_callbacks):
+    ContactFactory(lifecycle_stage="mql")
+    bad = editor.post(
+        "/api/v1/segments/",
+        {"name": "Bad", "slug": "bad", "rule": {"all": [{"field": "lifecycle_stage", "op": "gte", "value": 1}]}},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["field"] == "rule.all[0].op"
+    assert not Segment.objects.filter(slug="bad").exists()
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        created = editor.post(
+            "/api/v1/segments/",
+            {"name": "MQLs", "slug": "mqls", "rule": {"field": "lifecycle_stage", "op": "eq", "value": "mql"}},
+            format="json",
+        )
+
+    assert created.status_code == 201, created.json()
+    assert created.json()["slug"] == "mqls"
+    assert callbacks  # the first refresh is queued after commit
+    assert RuleVersion.objects.filter(segment__slug="mqls").exists()
+
+
+def test_segment_cycle_is_refused_naming_it(editor):
+    a = SegmentFactory(slug="a", rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+    created = editor.post("/api/v1/segments/", {"name": "B", "slug": "b", "rule": {"in_segment": "a"}}, format="json")
+    assert created.status_code == 201, created.json()
+
+    response = editor.patch("/api/v1/segments/a/", {"rule": {"in_segment": "b"}}, format="json")
+
+    assert response.status_code == 400
+    assert "a -> b -> a" in response.json()["error"]["message"]
+    a.refresh_from_db()
+    assert a.rule == {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
+
+
+def test_segment_others_depend_on_cannot_be_deleted(editor):
+    SegmentFactory(slug="a")
+    SegmentFactory(slug="b", rule={"in_segment": "a"})
+    editor.patch("/api/v1/segments/b/", {"rule": {"in_segment": "a"}}, format="json")  # records the reference
+
+    response = editor.delete("/api/v1/segments/a/")
+
+    assert response.status_code == 409
+    assert "b" in response.json()["error"]["message"]
+    assert editor.delete("/api/v1/segments/b/").status_code == 204
+
+
+def test_refresh_queues_a_task_whose_status_can_be_read(editor, monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", True)  # django-q2 runs the task in-process, as a worker would
+    member = ContactFactory(lifecycle_stage="mql")
+    SegmentFactory(slug="mqls", rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+
+    response = editor.post("/api/v1/segments/mqls/refresh/")
+
+    assert response.status_code == 202
+    task = editor.get(response.json()["status_url"]).json()
+    assert task["status"] == "succeeded", task
+    assert list(Membership.objects.filter(segment__slug="mqls").values_list("contact_id", flat=True)) == [member.pk]
+    assert editor.get("/api/v1/tasks/0123456789abcdef0123456789abcdef/").status_code == 404
+
+
+def test_static_members_add_and_remove(editor):
+    SegmentFactory(slug="vip", kind="static", rule=None)
+    SegmentFactory(slug="mqls")
+    contacts = ContactFactory.create_batch(3)
+    ids = [c.pk for c in contacts]
+
+    added = editor.post("/api/v1/segments/vip/members/add/", {"contacts": [*ids, 999999]}, format="json").json()
+    removed = editor.post("/api/v1/segments/vip/members/remove/", {"contacts": ids[:1]}, format="json").json()
+
+    assert (added["changed"], removed["changed"], removed["size"]) == (3, 1, 2)
+    assert MembershipChange.objects.filter(segment__slug="vip", reason="manual").count() == 4
+    refused = editor.post("/api/v1/segments/mqls/members/add/", {"contacts": ids}, format="json")
+    assert refused.status_code == 409
+
+
+def test_segment_writes_need_segments_write(reader):
+    response = reader.post("/api/v1/segments/", {"name": "x", "slug": "x"}, format="json")
+
+    assert response.status_code == 403
+    assert "'segments:write'" in response.json()["error"]["message"]

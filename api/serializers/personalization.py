@@ -41,4 +41,9 @@ class PersonalizationSerializer(serializers.Serializer):
     contact = PersonalizedContactSerializer()
     segments = PersonalizedSegmentSerializer(many=True)
     interests = serializers.ListField(child=serializers.CharField())
+    top_topics = serializers.ListField(
+        child=serializers.JSONField(), help_text='From the contact\'s metrics: [{"topic", "share"}], strongest first'
+    )
+    products_of_interest = serializers.ListField(child=serializers.JSONField(), help_text="Strongest intent first")
+    engagement_level = serializers.CharField(allow_blank=True)
     campaigns = CampaignContentSerializer(many=True)

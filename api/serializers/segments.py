@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from segments.models import Membership, MembershipChange, Segment
+from segments.rules.validation import referenced_slugs, validate_rule
 
 
 class SegmentSerializer(serializers.ModelSerializer):
@@ -24,6 +25,37 @@ class SegmentSerializer(serializers.ModelSerializer):
             "last_refresh_status", "last_refresh_error", "created_at", "updated_at",
         ]  # fmt: skip
         extra_kwargs = {"rule": {"help_text": "Rule in the segment rule language (dynamic and suppression segments)"}}
+
+    def validate(self, attrs: dict) -> dict:
+        """Rule errors by JSON path from the body (`rule.all[1].op`); the rest is checked by save_segment."""
+        kind = attrs.get("kind", self.instance.kind if self.instance else "dynamic")
+        rule = attrs.get("rule", self.instance.rule if self.instance else None)
+        if "rule" in attrs and rule and kind != "static":
+            slug = attrs.get("slug", self.instance.slug if self.instance else "")
+            known = set(Segment.objects.filter(slug__in=referenced_slugs(rule)).values_list("slug", flat=True))
+            errors = validate_rule(rule, segment_slugs=known | {slug})
+            if errors:
+                detail: dict[str, list[str]] = {}
+                for error in errors:
+                    detail.setdefault(f"rule.{error.path}" if error.path else "rule", []).append(error.message)
+                raise serializers.ValidationError(detail)
+        return attrs
+
+
+class StaticMembersSerializer(serializers.Serializer):
+    contacts = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), max_length=10_000, help_text="Contact ids (at most 10,000)"
+    )
+
+
+class StaticMembersResultSerializer(serializers.Serializer):
+    changed = serializers.IntegerField(help_text="Contacts that joined (add) or left (remove)")
+    size = serializers.IntegerField(help_text="Members after the change")
+
+
+class TaskQueuedSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    status_url = serializers.URLField()
 
 
 class RuleSerializer(serializers.Serializer):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from django.utils import timezone
+from django_q.tasks import async_task
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, generics
+from rest_framework import exceptions, generics, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.errors import InvalidParameter, UnknownParameter
+from api.errors import Conflict, InvalidParameter, UnknownParameter
 from api.filters import MembershipChangeFilter, SegmentFilter
-from api.models import Scope
-from api.permissions import scoped
+from api.models import ApiKey, QueuedTask, Scope
+from api.permissions import acting_user, scoped
 from api.serializers.segments import (
     ContactMembershipSerializer,
     ContactSummarySerializer,
@@ -23,14 +25,19 @@ from api.serializers.segments import (
     RuleSerializer,
     RuleValidationSerializer,
     SegmentSerializer,
+    StaticMembersResultSerializer,
+    StaticMembersSerializer,
+    TaskQueuedSerializer,
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions
 from contacts.models import Contact
+from segments.editing import SegmentInUse, delete_segment, save_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.compiler import matching_contacts
 from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
 from segments.rules.validation import validate_rule
+from segments.static import NotStatic, add_static_members, remove_static_members
 
 SegmentsAccess = scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_WRITE)
 PREVIEW_SAMPLE = 10
@@ -54,8 +61,12 @@ def _rule_from_body(request: Request) -> object:
     return request.data["rule"]
 
 
-class SegmentList(ListOptions, generics.ListAPIView):
-    """Segments by id; filter by kind, status or category; `search` matches name or slug."""
+class SegmentList(ListOptions, generics.ListCreateAPIView):
+    """Segments by id; filter by kind, status or category; `search` matches name or slug.
+
+    Creating validates the rule (errors by JSON path), checks the dependency graph for cycles and
+    queues the first refresh (segments.editing.save_segment).
+    """
 
     queryset = Segment.objects.select_related("parent")
     serializer_class = SegmentSerializer
@@ -63,13 +74,72 @@ class SegmentList(ListOptions, generics.ListAPIView):
     filterset_class = SegmentFilter
     search_fields = ["name", "slug"]
 
+    def perform_create(self, serializer: SegmentSerializer) -> None:
+        serializer.instance = save_segment(Segment(**serializer.validated_data), user=acting_user(self.request))
 
-class SegmentDetail(generics.RetrieveAPIView):
+
+class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
+    """A segment by slug. Edits go through save_segment (validation, cycles, rule versions, refresh);
+    deleting a segment others depend on is refused with 409 naming them."""
+
     queryset = Segment.objects.select_related("parent")
     serializer_class = SegmentSerializer
     permission_classes = [SegmentsAccess]
     filter_backends = DETAIL_BACKENDS
     lookup_field = "slug"
+
+    def perform_update(self, serializer: SegmentSerializer) -> None:
+        segment = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(segment, name, value)
+        serializer.instance = save_segment(segment, user=acting_user(self.request))
+
+    def perform_destroy(self, instance: Segment) -> None:
+        try:
+            delete_segment(instance)
+        except SegmentInUse as error:
+            raise Conflict(error.messages[0], details={"dependants": error.dependants}) from None
+
+
+@extend_schema(request=None, responses={202: TaskQueuedSerializer}, summary="Queue a refresh of the segment")
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.SEGMENTS_WRITE)])
+def refresh_segment(request: Request, slug: str) -> Response:
+    """Refreshes the segment and then the segments that depend on it, in a background worker."""
+    segment = _segment(slug)
+    task_id = async_task("segments.tasks.refresh_segment_task", segment.pk, group="segment-refresh")
+    api_key = request.auth if isinstance(request.auth, ApiKey) else None
+    QueuedTask.objects.create(task_id=task_id, name=f"refresh segment {segment.slug}", api_key=api_key)
+    status_url = request.build_absolute_uri(reverse("api:task", args=[task_id]))
+    return Response({"task_id": task_id, "status_url": status_url}, status=status.HTTP_202_ACCEPTED)
+
+
+def _static_change(request: Request, slug: str, change) -> Response:
+    segment = _segment(slug)
+    serializer = StaticMembersSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    try:
+        changed = change(segment, serializer.validated_data["contacts"], user=acting_user(request))
+    except NotStatic as error:
+        raise Conflict(str(error), field="kind") from None
+    segment.refresh_from_db(fields=["size"])
+    return Response({"changed": changed, "size": segment.size})
+
+
+@extend_schema(request=StaticMembersSerializer, responses={200: StaticMembersResultSerializer})
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.SEGMENTS_WRITE)])
+def add_members(request: Request, slug: str) -> Response:
+    """Add contacts to a static segment; unknown ids and current members are left alone."""
+    return _static_change(request, slug, add_static_members)
+
+
+@extend_schema(request=StaticMembersSerializer, responses={200: StaticMembersResultSerializer})
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.SEGMENTS_WRITE)])
+def remove_members(request: Request, slug: str) -> Response:
+    """Remove contacts from a static segment."""
+    return _static_change(request, slug, remove_static_members)
 
 
 @extend_schema(request=RuleSerializer, responses={200: RuleValidationSerializer}, summary="Check a rule")
