@@ -73,6 +73,22 @@ def choose(campaign: Campaign, segment_ids: Collection[int]) -> Content:
     return content_for(campaign, None)
 
 
+def contents_for(segments: dict[int, Segment]) -> list[Content]:
+    """Every active campaign's content for a contact in these (live, non-archived) segments.
+
+    Two queries: the active campaigns, and only the variants of the contact's segments; the
+    variants' segments come from `segments`, so nothing else is loaded.
+    """
+    campaigns = list(Campaign.objects.active())
+    best: dict[int, CampaignVariant] = {}
+    if segments and campaigns:
+        variants = CampaignVariant.objects.filter(campaign__active=True, segment_id__in=segments).order_by("priority")
+        for variant in variants:
+            variant.segment = segments[variant.segment_id]
+            best.setdefault(variant.campaign_id, variant)
+    return [content_for(campaign, best.get(campaign.pk)) for campaign in campaigns]
+
+
 @dataclass(frozen=True)
 class VariantCheck:
     """One variant as seen for one contact: is the contact in its segment, since when, and why."""

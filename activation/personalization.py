@@ -3,13 +3,14 @@
 Interests are the contact's declared interests plus, when metrics have been computed, its top
 topics and products of interest from ContactMetrics.
 
-Four queries whatever the contact: the contact, its memberships with their segments, the active
-campaigns and their variants. Nothing is cached, so an edit in the admin shows on the next call.
+At most four queries whatever the contact: the contact (with its metrics), its memberships with
+their segments, the active campaigns, and the variants of the contact's segments. Nothing is
+cached, so an edit in the admin shows on the next call.
 """
 
 from __future__ import annotations
 
-from activation.campaigns import active_campaigns, choose
+from activation.campaigns import contents_for
 from contacts.models import Contact, normalize_email
 from segments.models import Membership, SegmentKind, SegmentStatus
 
@@ -37,7 +38,7 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
         }
         for m in memberships
     ]
-    segment_ids = {m.segment_id for m in memberships}
+    live_segments = {m.segment_id: m.segment for m in memberships}
     return {
         "contact": {"id": contact["id"], "email": contact["email"], "lifecycle_stage": contact["lifecycle_stage"]},
         "segments": segments,
@@ -45,7 +46,7 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
         "top_topics": contact["metrics__top_topics"] or [],
         "products_of_interest": contact["metrics__products"] or [],
         "engagement_level": contact["metrics__engagement_level"] or "",
-        "campaigns": [choose(campaign, segment_ids).as_dict() for campaign in active_campaigns()],
+        "campaigns": [content.as_dict() for content in contents_for(live_segments)],
     }
 
 

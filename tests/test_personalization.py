@@ -47,7 +47,9 @@ def test_it_finds_the_contact_by_email_in_any_case(ada):
 
 
 def test_query_count_does_not_grow_with_segments_or_campaigns(ada, django_assert_num_queries):
-    CampaignFactory()
+    first = SegmentFactory()
+    Membership.objects.create(segment=first, contact=ada)
+    CampaignVariantFactory(segment=first, priority=1)
     with django_assert_num_queries(4):
         personalize(contact_id=ada.pk)
 
@@ -59,8 +61,8 @@ def test_query_count_does_not_grow_with_segments_or_campaigns(ada, django_assert
         CampaignVariantFactory(campaign=campaign, priority=2)
     with django_assert_num_queries(4):
         result = personalize(email="ada@example.com")
-    assert len(result["segments"]) == 10
-    assert sum(c["variant"] is not None for c in result["campaigns"]) == 10
+    assert len(result["segments"]) == 11
+    assert sum(c["variant"] is not None for c in result["campaigns"]) == 11
 
 
 def test_unknown_contact_is_a_clear_error(db):
@@ -94,3 +96,27 @@ def test_it_adds_top_topics_and_products_from_metrics(ada, django_assert_num_que
     assert result["top_topics"] == [{"topic": "cloud-migration", "share": 62.5}, {"topic": "security", "share": 37.5}]
     assert result["products_of_interest"] == ["backup", "vault"]
     assert result["engagement_level"] == "highly_engaged"
+
+
+def test_a_contact_in_no_segment_takes_three_queries_and_gets_defaults(ada, django_assert_num_queries):
+    CampaignVariantFactory(priority=1)
+
+    with django_assert_num_queries(3):
+        result = personalize(contact_id=ada.pk)
+
+    assert result["segments"] == []
+    assert [c["variant"] for c in result["campaigns"]] == [None]
+
+
+def test_the_best_placed_variant_wins_and_names_its_segment(ada):
+    low, high = SegmentFactory(slug="low"), SegmentFactory(slug="high")
+    Membership.objects.create(segment=low, contact=ada)
+    Membership.objects.create(segment=high, contact=ada)
+    campaign = CampaignFactory(slug="launch")
+    CampaignVariantFactory(campaign=campaign, segment=low, priority=9)
+    CampaignVariantFactory(campaign=campaign, segment=high, priority=2, subject="High wins")
+
+    [content] = personalize(contact_id=ada.pk)["campaigns"]
+
+    assert content["variant"] == {"id": content["variant"]["id"], "segment": "high", "priority": 2}
+    assert content["subject"] == "High wins"
