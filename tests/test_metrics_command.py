@@ -48,7 +48,7 @@ def test_tasks_compute_everyone_or_the_given_contacts():
 
 
 def test_nightly_schedule_is_ensured_once():
-    tasks.ensure_nightly_schedule()
+    assert Schedule.objects.filter(name=tasks.NIGHTLY_SCHEDULE).exists()  # by migrate
     Schedule.objects.filter(name=tasks.NIGHTLY_SCHEDULE).update(func="old.path")
 
     tasks.ensure_nightly_schedule()

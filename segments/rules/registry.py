@@ -50,10 +50,48 @@ def operators_for(type: str) -> tuple[str, ...]:
     return _OPERATORS[type] + _ANY_TYPE
 
 
-# Filled by the metrics work, one line per metric: metric_field("engagement_score", "number",
-# Layer.BEHAVIORAL). ContactMetrics is a OneToOne to Contact with related_name "metrics"; a contact
-# without a metrics row has every metric missing.
+# `metrics.*`: the stored measures of ContactMetrics (formulas in contacts/metrics/sql.py), a
+# OneToOne to Contact with related_name "metrics"; a contact without a metrics row has every metric
+# missing. The JSON detail columns (top_topics, topic_shares, product_interest) are not fields:
+# `topics`/`products` (tags) and `top_topic_share` (number) carry what rules need from them.
 METRIC_FIELDS: list[Field] = []
+
+_METRIC_FIELDS = [
+    ("engagement_score", "number", Layer.BEHAVIORAL),
+    ("engagement_percentile", "number", Layer.BEHAVIORAL),
+    ("engagement_level", "choice", Layer.BEHAVIORAL),
+    ("past_engagement_score", "number", Layer.BEHAVIORAL),
+    ("email_engagement_level", "choice", Layer.BEHAVIORAL),
+    ("web_activity_level", "choice", Layer.BEHAVIORAL),
+    ("activity_count", "number", Layer.BEHAVIORAL),
+    ("last_activity_at", "datetime", Layer.BEHAVIORAL),
+    ("topics", "tags", Layer.BEHAVIORAL),
+    ("top_topic", "text", Layer.BEHAVIORAL),
+    ("top_topic_share", "number", Layer.BEHAVIORAL),
+    ("products", "tags", Layer.BEHAVIORAL),
+    ("top_product", "text", Layer.BEHAVIORAL),
+    ("top_product_intent", "number", Layer.BEHAVIORAL),
+    ("strong_intent", "bool", Layer.BEHAVIORAL),
+    ("strong_intent_products", "tags", Layer.BEHAVIORAL),
+    ("recent_activity_count", "number", Layer.BEHAVIORAL),
+    ("previous_activity_count", "number", Layer.BEHAVIORAL),
+    ("velocity_ratio", "number", Layer.BEHAVIORAL),
+    ("is_accelerating", "bool", Layer.BEHAVIORAL),
+    ("recently_disengaged", "bool", Layer.BEHAVIORAL),
+    ("recency_days", "number", Layer.VALUE),
+    ("frequency", "number", Layer.VALUE),
+    ("monetary", "number", Layer.VALUE),
+    ("r_score", "number", Layer.VALUE),
+    ("f_score", "number", Layer.VALUE),
+    ("v_score", "number", Layer.VALUE),
+    ("rfv_cell", "choice", Layer.VALUE),
+    ("expansion_readiness", "number", Layer.VALUE),
+    ("tenure_days", "number", Layer.LIFECYCLE),
+    ("days_in_stage", "number", Layer.LIFECYCLE),
+    ("days_to_renewal", "number", Layer.LIFECYCLE),
+    ("open_tickets", "number", Layer.LIFECYCLE),
+    ("as_of", "datetime", Layer.BEHAVIORAL),
+]
 
 _CONTACT_FIELDS = [
     # (model field, type, layer)
@@ -139,6 +177,9 @@ def _property_field(definition: PropertyDefinition) -> Field:
         choices=choices,
         property_key=definition.key,
     )
+
+
+METRIC_FIELDS += [metric_field(*spec) for spec in _METRIC_FIELDS]
 
 
 def get_fields() -> dict[str, Field]:
