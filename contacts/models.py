@@ -777,6 +777,7 @@ class ContactMetrics(models.Model):
     engagement_percentile = models.FloatField(default=0)
     engagement_level = models.CharField(max_length=20, choices=EngagementLevel.choices)
     past_engagement_score = models.FloatField(default=0, help_text="Engagement score as of 60 days before as_of")
+    active_60_to_90_days_ago = models.BooleanField(default=False, help_text="Any activity 60–90 days before as_of")
     email_engagement_level = models.CharField(max_length=20, choices=EngagementLevel.choices)
     web_activity_level = models.CharField(max_length=20, choices=WebActivityLevel.choices)
 
@@ -815,14 +816,10 @@ class ContactMetrics(models.Model):
 
     class Meta:
         verbose_name_plural = "contact metrics"
-        indexes = [
-            # Percentile and level counts of the incremental recompute (contacts/metrics/sql.py).
-            models.Index(fields=["engagement_score"], name="metrics_score_idx"),
-            models.Index(fields=["past_engagement_score"], name="metrics_past_score_idx"),
-            models.Index(fields=["engagement_level"], name="metrics_level_idx"),
-            models.Index(fields=["rfv_cell"], name="metrics_rfv_cell_idx"),
-            models.Index(fields=["top_topic"], name="metrics_top_topic_idx"),
-        ]
+        # Deliberately few indexes: compute_metrics rewrites every row nightly, and each index
+        # adds to that. Rules on metrics filter a narrow table in one pass; `top_percent` on the
+        # engagement score is the one that walks an ordered index.
+        indexes = [models.Index(fields=["engagement_score"], name="metrics_score_idx")]
 
     def __str__(self) -> str:
         return f"metrics of contact {self.contact_id} as of {self.as_of:%Y-%m-%d %H:%M}"

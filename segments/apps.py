@@ -6,8 +6,10 @@ class SegmentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from contacts.changes import add_listener
-        from segments.tasks import enqueue_refresh_contacts
+        from contacts.changes import add_listener, add_metrics_listener
+        from segments.tasks import enqueue_after_metrics, enqueue_refresh_contacts
 
         # Contact, company and activity writes re-evaluate just those contacts, after commit.
         add_listener(enqueue_refresh_contacts)
+        # Recomputed metrics re-evaluate the segments that read them.
+        add_metrics_listener(enqueue_after_metrics)

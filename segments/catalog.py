@@ -1,6 +1,7 @@
 """The starter catalog: the segments an operations team starts with, built on the demo data.
 
-Engagement cuts use lead_score until contact metrics exist (then metrics.engagement_score).
+Engagement, interest and value segments read the stored contact metrics (`metrics.*`, computed
+nightly and after writes by contacts/metrics/).
 `load_catalog` creates what is missing and leaves existing segments (maybe edited) alone.
 """
 
@@ -13,10 +14,11 @@ MQL_THRESHOLD = 50
 
 
 def _reads(topic: str) -> dict:
+    """Top topic (recency-weighted reading) is `topic`, with at least 40% of the reading."""
     return {
-        "any": [
-            {"event": {"kind": kind, "topic": topic}, "op": "count_gte", "value": 2, "within_days": 90}
-            for kind in ("page_view", "content_download", "email_click")
+        "all": [
+            {"field": "metrics.top_topic", "op": "eq", "value": topic},
+            {"field": "metrics.top_topic_share", "op": "gte", "value": 40},
         ]
     }
 
@@ -72,34 +74,59 @@ CATALOG: list[dict] = [
         "slug": "recently-disengaged",
         "name": "Recently disengaged",
         "category": SegmentCategory.ENGAGEMENT,
-        "description": "Opened our emails in the last 180 days but not in the last 30: a win-back campaign target.",
-        "rule": {
-            "all": [
-                {"event": {"kind": "email_open"}, "op": "performed", "within_days": 180},
-                {"event": {"kind": "email_open"}, "op": "not_performed", "within_days": 30},
-            ]
-        },
+        "description": "Moderately or highly engaged 60 days ago, no activity in the last 30: a win-back "
+        "campaign target.",
+        "rule": {"field": "metrics.recently_disengaged", "op": "is_true"},
     },
     {
         "slug": "top-20-engagement",
         "name": "Top 20% by engagement",
         "category": SegmentCategory.ENGAGEMENT,
-        "description": "The most engaged fifth of contacts (by lead score until engagement metrics exist): "
+        "description": "The most engaged fifth of contacts by engagement score (recency-weighted activity): "
         "advocacy, beta and event invitations.",
-        "rule": {"field": "lead_score", "op": "top_percent", "value": 20},
+        "rule": {"field": "metrics.engagement_score", "op": "top_percent", "value": 20},
     },
     {
         "slug": "bottom-40-engagement",
         "name": "Bottom 40% by engagement",
         "category": SegmentCategory.ENGAGEMENT,
-        "description": "The least engaged 40% (by lead score for now): lower email frequency, re-permission.",
-        "rule": {"field": "lead_score", "op": "bottom_percent", "value": 40},
+        "description": "The least engaged 40% by engagement score (everyone without activity included): lower "
+        "email frequency, re-permission.",
+        "rule": {"field": "metrics.engagement_score", "op": "bottom_percent", "value": 40},
+    },
+    {
+        "slug": "accelerating-engagement",
+        "name": "Accelerating engagement",
+        "category": SegmentCategory.ENGAGEMENT,
+        "description": "At least twice the activity of the previous 30 days (and 4+ activities) in the last 30: "
+        "a buying signal for sales.",
+        "rule": {"field": "metrics.is_accelerating", "op": "is_true"},
+    },
+    {
+        "slug": "rfv-champions",
+        "name": "RFV champions",
+        "category": SegmentCategory.VALUE,
+        "description": "Bought recently, often and for the most (recency, frequency and value scores 4–5): "
+        "referral and loyalty programmes.",
+        "rule": {"field": "metrics.rfv_cell", "op": "eq", "value": "champions"},
+    },
+    {
+        "slug": "at-risk-customers",
+        "name": "At-risk customers",
+        "category": SegmentCategory.VALUE,
+        "description": "Customers who used to buy often but not recently (RFV cell at risk): retention outreach.",
+        "rule": {
+            "all": [
+                {"field": "lifecycle_stage", "op": "in", "value": ["customer", "evangelist"]},
+                {"field": "metrics.rfv_cell", "op": "eq", "value": "at_risk"},
+            ]
+        },
     },
     {
         "slug": "cloud-migration-readers",
         "name": "Cloud-migration readers",
         "category": SegmentCategory.INTEREST,
-        "description": "Read, downloaded or clicked cloud-migration content at least twice in 90 days: "
+        "description": "Cloud migration is their top topic, with 40%+ of their recency-weighted reading: "
         "CloudShift campaigns.",
         "rule": _reads("cloud-migration"),
     },
@@ -107,7 +134,7 @@ CATALOG: list[dict] = [
         "slug": "cybersecurity-readers",
         "name": "Cybersecurity readers",
         "category": SegmentCategory.INTEREST,
-        "description": "Read, downloaded or clicked cybersecurity content at least twice in 90 days: "
+        "description": "Cybersecurity is their top topic, with 40%+ of their recency-weighted reading: "
         "SecureEdge campaigns.",
         "rule": _reads("cybersecurity"),
     },

@@ -153,6 +153,29 @@ def refresh_all(*, now: datetime | None = None) -> list[RefreshResult]:
     return [refresh_segment(segment_id, now=now) for segment_id in refresh_order()]
 
 
+def reads_metrics(rule: object) -> bool:
+    """Whether a rule names a `metrics.*` field anywhere in its tree."""
+    if isinstance(rule, dict):
+        field = rule.get("field")
+        if isinstance(field, str) and field.startswith("metrics."):
+            return True
+        return any(reads_metrics(child) for child in rule.values())
+    if isinstance(rule, list):
+        return any(reads_metrics(child) for child in rule)
+    return False
+
+
+def refresh_metric_segments(*, now: datetime | None = None) -> list[RefreshResult]:
+    """After a full metrics run: refresh the active segments whose rules read `metrics.*`, and
+    every segment depending on them, in dependency order (a loop over segments, not contacts)."""
+    now = now or timezone.now()
+    graph = dependency_graph()
+    rules = Segment.objects.active().rule_based().values_list("pk", "rule")
+    readers = [pk for pk, rule in rules if reads_metrics(rule)]
+    affected = set(readers).union(*(dependants(graph, pk) for pk in readers))
+    return [refresh_segment(segment_id, now=now) for segment_id in refresh_order(affected)]
+
+
 def refresh_with_dependants(
     segment_id: int, *, now: datetime | None = None, skip_if_locked: bool = False
 ) -> list[RefreshResult]:

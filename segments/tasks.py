@@ -66,6 +66,19 @@ def enqueue_refresh_contacts(contact_ids: Iterable[int]) -> None:
         async_task("segments.tasks.refresh_contacts_task", ids, group="segment-refresh")
 
 
+def refresh_metric_segments_task() -> list[dict]:
+    return [result.as_dict() for result in refresh.refresh_metric_segments()]
+
+
+def enqueue_after_metrics(contact_ids: list[int] | None) -> None:
+    """contacts.changes metrics listener (after commit): a full metrics run refreshes the segments
+    reading `metrics.*`; a run for some contacts re-evaluates just those contacts."""
+    if contact_ids is None:
+        async_task("segments.tasks.refresh_metric_segments_task", group="segment-refresh")
+    else:
+        enqueue_refresh_contacts(contact_ids)
+
+
 def ensure_schedules() -> Schedule:
     """Create or update the recurring sweep; idempotent (`manage.py ensure_schedules`, run by `make run`)."""
     minutes = settings.SEGMENT_REFRESH_INTERVAL_MINUTES

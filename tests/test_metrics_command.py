@@ -96,3 +96,8 @@ def test_metrics_listeners_hear_which_contacts_changed(django_capture_on_commit_
         changes._metrics_listeners.remove(heard.append)
 
     assert heard == [[contact.id], None]
+
+
+def test_bench_metrics_refuses_a_database_not_named_for_benchmarks():
+    with pytest.raises(CommandError, match="bench_metrics"):
+        call_command("bench_metrics", "--contacts", "10", "--activities", "10")

@@ -3,6 +3,7 @@ from io import StringIO
 from django.core.management import call_command
 from django.utils import timezone
 
+from contacts.metrics.compute import compute_metrics
 from segments.catalog import CATALOG
 from segments.models import RuleVersion, Segment
 from segments.refresh import refresh_all
@@ -16,7 +17,7 @@ def test_load_catalog_installs_the_starter_segments_once(db):
     call_command("load_catalog", stdout=first)
     call_command("load_catalog", stdout=second)
 
-    assert Segment.objects.count() == len(CATALOG) == 15
+    assert Segment.objects.count() == len(CATALOG) == 18
     assert f"{len(CATALOG)} segment(s) created" in first.getvalue()
     assert "0 segment(s) created" in second.getvalue()
     assert RuleVersion.objects.count() == len(CATALOG)
@@ -36,6 +37,7 @@ def test_the_catalog_builds_on_real_data(db):
         ActivityFactory(contact=reader, kind="page_view", topic="Cloud-Migration", occurred_at=timezone.now())
     spy = ContactFactory(company=rival)
     call_command("load_catalog", stdout=StringIO())
+    compute_metrics()
 
     results = refresh_all()
 

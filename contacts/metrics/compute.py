@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from contacts.changes import metrics_changed
 from contacts.metrics.dialect import Dialect
-from contacts.metrics.sql import PAST_DAYS, VELOCITY_DAYS, full_statement, subset_statements
+from contacts.metrics.sql import LAPSE_DAYS, PAST_DAYS, VELOCITY_DAYS, full_statement, subset_statements
 from contacts.models import Activity, Contact, ContactMetrics, MetricsRun, ScoringModel
+
+WORK_MEM = "128MB"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ def _params(model: ScoringModel, as_of: datetime) -> dict:
         "as_of_date": connection.ops.adapt_datefield_value(timezone.localdate(as_of)),
         "half_life": float(model.half_life_days),
         "past_at": before(PAST_DAYS),
+        "lapse_since": before(LAPSE_DAYS),
         "email_since": before(model.email_window_days),
         "web_since": before(model.web_window_days),
         "recent_since": before(VELOCITY_DAYS),
@@ -66,14 +69,14 @@ def _params(model: ScoringModel, as_of: datetime) -> dict:
 
 
 def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | None = None) -> MetricsSummary:
-    """Recompute metrics as of `as_of` (default now, whole seconds) for all contacts or `contact_ids`.
+    """Recompute metrics as of `as_of` (default now) for all contacts or `contact_ids`.
 
     Idempotent: every contact in scope gets exactly one row, replaced in place. Activities dated
     after `as_of` are not counted; how many there were is reported. Listeners of
     contacts.changes.metrics_changed hear about it after commit.
     """
     started = time.monotonic()
-    as_of = (as_of or timezone.now()).replace(microsecond=0)
+    as_of = as_of or timezone.now()
     model = ScoringModel.objects.get_active()
     version = model.current_version
     dialect = Dialect(connection.vendor)
@@ -87,6 +90,10 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
             params["ids"] = json.dumps(ids)
             statements = subset_statements(dialect, model, params) if ids else []
         with connection.cursor() as cursor:
+            if dialect.postgres:
+                # The ranking sorts and per-contact hash aggregates of a full run spill to disk
+                # at the default 4MB; this transaction alone gets more.
+                cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
             for statement in statements:
                 cursor.execute(statement, params)
         scope = ContactMetrics.objects.all() if full else ContactMetrics.objects.filter(contact_id__in=ids)

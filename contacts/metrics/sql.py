@@ -29,9 +29,10 @@ Formulas (the as-of time is `T`; every activity with occurred_at > T is ignored)
 - Velocity: recent = activities with T-30d <= occurred_at <= T, previous = T-60d <= occurred_at
   < T-30d; velocity_ratio = recent / previous (null when previous is 0); accelerating when
   recent >= velocity_min_recent and recent >= velocity_min_ratio * previous.
-- recently_disengaged: the engagement level computed as of T-60d (score from activities up to
-  T-60d decayed to T-60d, ranked among all contacts with the same cut-offs) was highly or
-  moderately engaged, and there is no activity in the last 30 days (recent = 0).
+- recently_disengaged: active 60–90 days ago (an activity with T-90d <= occurred_at <= T-60d),
+  engaged then (the engagement level computed as of T-60d, from activities up to T-60d decayed
+  to T-60d and ranked among all contacts with the same cut-offs, was highly or moderately
+  engaged), and no activity in the last 30 days (recent = 0).
 - tenure_days = T's date - customer_since (null before it or without it); days_in_stage = whole
   days since lifecycle_changed_at (0 if later than T); days_to_renewal = renewal_date - T's date
   (negative when overdue); open_tickets = max(0, tickets opened - tickets closed).
@@ -47,6 +48,7 @@ from contacts.models import ActivityKind, ScoringModel
 
 TOP_N = 5
 PAST_DAYS = 60
+LAPSE_DAYS = 90
 VELOCITY_DAYS = 30
 PRODUCT_KINDS = (
     ActivityKind.PAGE_VIEW,
@@ -80,6 +82,7 @@ BASE_COLUMNS = [
     "frequency",
     "monetary",
     "recent_activity_count",
+    "active_60_to_90_days_ago",
     "previous_activity_count",
     "velocity_ratio",
     "is_accelerating",
@@ -128,16 +131,24 @@ def _weight_case(model: ScoringModel, params: dict) -> str:
     return f"(CASE a.kind {' '.join(branches)} ELSE 0.0 END)"
 
 
-def _json_list_per_contact(d: Dialect, source: str, value: str, where: str = "TRUE") -> str:
-    """One row per contact with the JSON list of `value` over `source` rows in `rn` order."""
-    return f"""
-        SELECT contact_id, items FROM (
-            SELECT contact_id, rn,
-                {d.json_array_agg}({value}) OVER (
-                    PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
-                ) AS items,
-                ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY rn) AS list_pos
-            FROM {source} WHERE {where}
+def _per_contact(d: Dialect, source: str, *, lists: dict[str, str], firsts: dict[str, str], where: str) -> str:
+    """One row per contact from `source` rows (which carry `rn`, 1 = strongest): JSON lists of
+    the `lists` expressions in `rn` order, and the `firsts` expressions of the rn = 1 row.
+
+    PostgreSQL: a GROUP BY with ordered aggregates. SQLite (no ORDER BY inside aggregates before
+    3.44): the same aggregates as window functions over the whole partition, keeping one row.
+    """
+    if d.postgres:
+        columns = [f"{d.json_array_agg}({value} ORDER BY rn) AS {name}" for name, value in lists.items()]
+        columns += [f"MIN(CASE WHEN rn = 1 THEN {value} END) AS {name}" for name, value in firsts.items()]
+        return f"SELECT contact_id, {', '.join(columns)} FROM {source} WHERE {where} GROUP BY contact_id"
+    frame = "PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+    columns = [f"{d.json_array_agg}({value}) OVER w AS {name}" for name, value in lists.items()]
+    columns += [f"FIRST_VALUE({value}) OVER w AS {name}" for name, value in firsts.items()]
+    names = ", ".join([*lists, *firsts])
+    return f"""SELECT contact_id, {names} FROM (
+            SELECT contact_id, ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY rn) AS list_pos, {", ".join(columns)}
+            FROM {source} WHERE {where} WINDOW w AS ({frame})
         ) lists WHERE list_pos = 1"""
 
 
@@ -151,8 +162,8 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
     product_kinds = _in_list("pk", [str(k) for k in PRODUCT_KINDS], params)
     in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
     act_scope = f"AND {d.id_in('a.contact_id')}" if subset else ""
+    strong = d.json_bool("strong = 1")
     contact_scope = d.id_in("c.id") if subset else "TRUE"
-    window = "PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
     return f"""
     act AS (
         SELECT a.contact_id,
@@ -165,6 +176,8 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             SUM(CASE WHEN a.occurred_at >= %(web_since)s AND a.kind IN ('site_visit', 'page_view')
                      THEN 1 ELSE 0 END) AS web_count,
             SUM(CASE WHEN a.occurred_at >= %(recent_since)s THEN 1 ELSE 0 END) AS recent_count,
+            MAX(CASE WHEN a.occurred_at >= %(lapse_since)s AND a.occurred_at <= %(past_at)s
+                     THEN 1 ELSE 0 END) AS active_60_to_90,
             SUM(CASE WHEN a.occurred_at >= %(previous_since)s AND a.occurred_at < %(recent_since)s
                      THEN 1 ELSE 0 END) AS previous_count,
             MAX(CASE WHEN a.kind IN ({rfv_kinds}) THEN a.occurred_at END) AS counted_last,
@@ -188,17 +201,18 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
         FROM topic_sums
     ),
-    topic_json AS (
-        SELECT contact_id, top_topics, topics, topic_shares, top_topic, top_topic_share FROM (
-            SELECT contact_id, rn,
-                {d.json_array_agg}({d.json_object}('topic', topic, 'share', share)) OVER tw AS top_topics,
-                {d.json_array_agg}(topic) OVER tw AS topics,
-                {d.json_object_agg}(topic, share) OVER tw AS topic_shares,
-                FIRST_VALUE(topic) OVER tw AS top_topic,
-                FIRST_VALUE(share) OVER tw AS top_topic_share
-            FROM topic_ranked WHERE rn <= {TOP_N}
-            WINDOW tw AS ({window})
-        ) topic_lists WHERE rn = 1
+    topic_json AS ({
+        _per_contact(
+            d,
+            "topic_ranked",
+            lists={"top_topics": f"{d.json_object}('topic', topic, 'share', share)", "topics": "topic"},
+            firsts={"top_topic": "topic", "top_topic_share": "share"},
+            where=f"rn <= {TOP_N}",
+        )
+    }),
+    topic_share_json AS (
+        SELECT contact_id, {d.json_object_agg}(topic, share) AS topic_shares
+        FROM topic_ranked WHERE rn <= {TOP_N} GROUP BY contact_id
     ),
     product_sums AS (
         SELECT a.contact_id, LOWER(a.product) AS product, SUM({weight} * {decay}) AS intent,
@@ -212,20 +226,19 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
         FROM product_sums
     ),
-    product_json AS (
-        SELECT contact_id, product_interest, products, top_product, top_product_intent FROM (
-            SELECT contact_id, rn,
-                {d.json_array_agg}({d.json_object}(
-                    'product', product, 'intent', intent, 'strong', {d.json_bool("strong = 1")}
-                )) OVER pw AS product_interest,
-                {d.json_array_agg}(product) OVER pw AS products,
-                FIRST_VALUE(product) OVER pw AS top_product,
-                FIRST_VALUE(intent) OVER pw AS top_product_intent
-            FROM product_ranked WHERE rn <= {TOP_N}
-            WINDOW pw AS ({window})
-        ) product_lists WHERE rn = 1
-    ),
-    strong_json AS ({_json_list_per_contact(d, "product_ranked", "product", "strong = 1")}),
+    product_json AS ({
+        _per_contact(
+            d,
+            "product_ranked",
+            lists={
+                "product_interest": f"{d.json_object}('product', product, 'intent', intent, 'strong', {strong})",
+                "products": "product",
+            },
+            firsts={"top_product": "product", "top_product_intent": "intent"},
+            where=f"rn <= {TOP_N}",
+        )
+    }),
+    strong_json AS ({_per_contact(d, "product_ranked", lists={"items": "product"}, firsts={}, where="strong = 1")}),
     base AS (
         SELECT c.id AS contact_id,
             CAST(%(as_of)s AS {"TIMESTAMP WITH TIME ZONE" if d.postgres else "TEXT"}) AS as_of,
@@ -241,7 +254,7 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
                  ELSE 'dormant' END AS web_activity_level,
             COALESCE(tj.topics, {d.empty_list}) AS topics,
             COALESCE(tj.top_topics, {d.empty_list}) AS top_topics,
-            COALESCE(tj.topic_shares, {d.empty_object}) AS topic_shares,
+            COALESCE(tsj.topic_shares, {d.empty_object}) AS topic_shares,
             COALESCE(tj.top_topic, '') AS top_topic,
             tj.top_topic_share,
             COALESCE(pj.products, {d.empty_list}) AS products,
@@ -255,6 +268,7 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             COALESCE(act.frequency, 0) AS frequency,
             COALESCE(act.monetary, 0) AS monetary,
             COALESCE(act.recent_count, 0) AS recent_activity_count,
+            CASE WHEN act.active_60_to_90 = 1 THEN TRUE ELSE FALSE END AS active_60_to_90_days_ago,
             COALESCE(act.previous_count, 0) AS previous_activity_count,
             CASE WHEN COALESCE(act.previous_count, 0) > 0
                  THEN CAST(act.recent_count AS DOUBLE PRECISION) / act.previous_count END AS velocity_ratio,
@@ -273,6 +287,7 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         FROM contacts_contact c
         LEFT JOIN act ON act.contact_id = c.id
         LEFT JOIN topic_json tj ON tj.contact_id = c.id
+        LEFT JOIN topic_share_json tsj ON tsj.contact_id = c.id
         LEFT JOIN product_json pj ON pj.contact_id = c.id
         LEFT JOIN strong_json sj ON sj.contact_id = c.id
         WHERE {contact_scope}
@@ -301,7 +316,7 @@ def scored_ctes(d: Dialect, source: str) -> str:
         SELECT src.*,
             100.0 * score_le / n_all AS engagement_percentile,
             {level("engagement_score", "score_gt", "score_lt")} AS engagement_level,
-            CASE WHEN recent_activity_count = 0
+            CASE WHEN recent_activity_count = 0 AND active_60_to_90_days_ago
                   AND {level("past_engagement_score", "past_gt", "past_lt")} <> 'disengaged'
                  THEN TRUE ELSE FALSE END AS recently_disengaged,
             {score("r_le")} AS r_score,
@@ -325,9 +340,14 @@ def scored_ctes(d: Dialect, source: str) -> str:
     )"""
 
 
-WINDOW_COUNTS = """
-    ranked AS (
-        SELECT base.*,
+RANK_KEYS = """
+    rank_keys AS (
+        SELECT contact_id, engagement_score, past_engagement_score, recency_days, frequency, monetary FROM {source}
+    )"""
+
+COUNTS = """
+    counts AS (
+        SELECT contact_id,
             COUNT(*) OVER () AS n_all,
             COUNT(*) OVER (ORDER BY engagement_score) AS score_le,
             RANK() OVER (ORDER BY engagement_score DESC) - 1 AS score_gt,
@@ -338,34 +358,35 @@ WINDOW_COUNTS = """
             COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY recency_days DESC) AS r_le,
             COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY frequency) AS f_le,
             COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY monetary) AS v_le
-        FROM base
+        FROM rank_keys
+    )"""
+COUNT_COLUMNS = "n_all, score_le, score_gt, score_lt, past_gt, past_lt, n_rfv, r_le, f_le, v_le"
+
+
+def window_counts() -> str:
+    """CTE `ranked` for a full run: `base` with its window counts (sorted on a narrow projection)."""
+    return f"""{RANK_KEYS.format(source="base")},
+    {COUNTS},
+    ranked AS (
+        SELECT base.*, {COUNT_COLUMNS} FROM base JOIN counts ON counts.contact_id = base.contact_id
     )"""
 
 
-def _count(condition: str) -> str:
-    return f"(SELECT COUNT(*) FROM {TABLE} o WHERE {condition})"
-
-
 def stored_counts(d: Dialect) -> str:
-    """CTE `ranked` for an incremental run: the touched contacts' stored rows, ranked by counting
-    against every stored row (index range counts, no whole-table sort)."""
-    return f"""
+    """CTE `ranked` for an incremental run: the touched contacts' stored rows with window counts
+    over every stored row. One pass over the narrow stored columns, whatever the number of
+    touched contacts; the other contacts' rows are read, not rewritten."""
+    return f"""{RANK_KEYS.format(source=TABLE)},
+    {COUNTS},
     ranked AS (
         SELECT m.contact_id, m.engagement_score, m.past_engagement_score, m.recent_activity_count,
+            m.active_60_to_90_days_ago,
             m.recency_days, m.frequency, m.monetary, m.tenure_days, m.open_tickets,
-            c.lifecycle_stage, c.product_adoption,
-            {_count("TRUE")} AS n_all,
-            {_count("o.engagement_score <= m.engagement_score")} AS score_le,
-            {_count("o.engagement_score > m.engagement_score")} AS score_gt,
-            {_count("o.engagement_score < m.engagement_score")} AS score_lt,
-            {_count("o.past_engagement_score > m.past_engagement_score")} AS past_gt,
-            {_count("o.past_engagement_score < m.past_engagement_score")} AS past_lt,
-            {_count("o.recency_days IS NOT NULL")} AS n_rfv,
-            {_count("o.recency_days >= m.recency_days")} AS r_le,
-            {_count("o.recency_days IS NOT NULL AND o.frequency <= m.frequency")} AS f_le,
-            {_count("o.recency_days IS NOT NULL AND o.monetary <= m.monetary")} AS v_le
-        FROM {TABLE} m JOIN contacts_contact c ON c.id = m.contact_id
-        WHERE {d.id_in("m.contact_id")}
+            c.lifecycle_stage, c.product_adoption, {COUNT_COLUMNS}
+        FROM counts
+        JOIN {TABLE} m ON m.contact_id = counts.contact_id
+        JOIN contacts_contact c ON c.id = m.contact_id
+        WHERE {d.id_in("counts.contact_id")}
     )"""
 
 
@@ -379,7 +400,7 @@ def full_statement(d: Dialect, model: ScoringModel, params: dict) -> str:
     columns = BASE_COLUMNS + RANKED_COLUMNS
     return f"""
     WITH {base_ctes(d, model, params, subset=False)},
-    {WINDOW_COUNTS},
+    {window_counts()},
     {scored_ctes(d, "ranked")}
     INSERT INTO {TABLE} ({", ".join(columns)})
     SELECT {", ".join(columns)} FROM measured WHERE TRUE

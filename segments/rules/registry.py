@@ -61,6 +61,7 @@ _METRIC_FIELDS = [
     ("engagement_percentile", "number", Layer.BEHAVIORAL),
     ("engagement_level", "choice", Layer.BEHAVIORAL),
     ("past_engagement_score", "number", Layer.BEHAVIORAL),
+    ("active_60_to_90_days_ago", "bool", Layer.BEHAVIORAL),
     ("email_engagement_level", "choice", Layer.BEHAVIORAL),
     ("web_activity_level", "choice", Layer.BEHAVIORAL),
     ("activity_count", "number", Layer.BEHAVIORAL),
