@@ -165,13 +165,18 @@ def reads_metrics(rule: object) -> bool:
     return False
 
 
+def metric_reader_ids() -> list[int]:
+    """Active rule segments whose rules read `metrics.*` (a loop over segments, not contacts)."""
+    rules = Segment.objects.active().rule_based().values_list("pk", "rule")
+    return [pk for pk, rule in rules if reads_metrics(rule)]
+
+
 def refresh_metric_segments(*, now: datetime | None = None) -> list[RefreshResult]:
     """After a full metrics run: refresh the active segments whose rules read `metrics.*`, and
     every segment depending on them, in dependency order (a loop over segments, not contacts)."""
     now = now or timezone.now()
     graph = dependency_graph()
-    rules = Segment.objects.active().rule_based().values_list("pk", "rule")
-    readers = [pk for pk, rule in rules if reads_metrics(rule)]
+    readers = metric_reader_ids()
     affected = set(readers).union(*(dependants(graph, pk) for pk in readers))
     return [refresh_segment(segment_id, now=now) for segment_id in refresh_order(affected)]
 

@@ -72,7 +72,10 @@ def refresh_metric_segments_task() -> list[dict]:
 
 def enqueue_after_metrics(contact_ids: list[int] | None) -> None:
     """contacts.changes metrics listener (after commit): a full metrics run refreshes the segments
-    reading `metrics.*`; a run for some contacts re-evaluates just those contacts."""
+    reading `metrics.*`; a run for some contacts re-evaluates just those contacts. Nothing is
+    queued while no active segment reads metrics."""
+    if not refresh.metric_reader_ids():
+        return
     if contact_ids is None:
         async_task("segments.tasks.refresh_metric_segments_task", group="segment-refresh")
     else:

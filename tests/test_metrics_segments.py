@@ -22,14 +22,31 @@ def queued(func: str) -> list[tuple]:
     return [row.task["args"] for row in OrmQ.objects.all() if row.task["func"] == func]
 
 
+READS_METRICS = {"field": "metrics.is_accelerating", "op": "is_true"}
+
+
 def test_a_full_metrics_run_enqueues_the_refresh_of_metric_segments(django_capture_on_commit_callbacks):
+    SegmentFactory(rule={"not": READS_METRICS})
     with django_capture_on_commit_callbacks(execute=True):
         compute_metrics()
 
     assert queued("segments.tasks.refresh_metric_segments_task") == [()]
 
 
+def test_nothing_is_queued_after_metrics_while_no_segment_reads_them(django_capture_on_commit_callbacks):
+    SegmentFactory(rule={"field": "lead_score", "op": "gte", "value": 50})
+    SegmentFactory(rule=READS_METRICS, status="paused")
+    contact = ContactFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        compute_metrics()
+        compute_metrics(contact_ids=[contact.pk])
+
+    assert queued("segments.tasks.refresh_metric_segments_task") == []
+    assert queued("segments.tasks.refresh_contacts_task") == []
+
+
 def test_a_metrics_run_for_some_contacts_re_evaluates_just_them(django_capture_on_commit_callbacks):
+    SegmentFactory(rule={"any": [READS_METRICS]})
     contact = ContactFactory()
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -39,6 +39,11 @@ Formulas (the as-of time is `T`; every activity with occurred_at > T is ignored)
 - expansion_readiness (customers and evangelists only, else null), clamped to 0..100, 0.1:
   0.4 * product_adoption + 0.4 * engagement_percentile + 0.2 * (100 * min(tenure_days, 365) / 365)
   - 10 * open_tickets.
+
+A full run is one INSERT ... ON CONFLICT statement over every contact. An incremental run (some
+contact ids, after ingest) upserts those contacts' raw measures, then ranks them with the same
+window counts over every stored row; the other contacts' rows are read, not rewritten, so their
+percentiles and scores catch up at the next full run.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, contacts: int, **options):
         if not Contact.objects.exists():
             call_command("seed_demo", contacts=contacts, stdout=self.stdout, stderr=self.stderr)
+            # Engagement, interest and value segments read metrics; compute them for the demo now.
+            call_command("compute_metrics", stdout=self.stdout, stderr=self.stderr)
         User = get_user_model()
         username = os.environ.get("ADMIN_USERNAME", "admin")
         if User.objects.filter(username=username).exists():
