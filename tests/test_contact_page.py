@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts.models import ActivityKind
+from contacts.models import ActivityKind, ContactMetrics
 from segments.models import Membership
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, DealFactory, SegmentFactory
 
@@ -115,13 +115,90 @@ def test_activity_timeline_is_paged_newest_first(client, sales_user):
     assert not second.has_next
 
 
+def test_it_says_why_the_contact_is_in_each_segment(client, sales_user):
+    contact = ContactFactory(lead_score=80, lifecycle_stage="mql")
+    ActivityFactory(contact=contact, kind=ActivityKind.PRICING_VIEW, occurred_at=timezone.now() - timedelta(days=2))
+    hot = SegmentFactory(
+        name="Hot leads",
+        rule={
+            "all": [
+                {"field": "lead_score", "op": "gte", "value": 50},
+                {"event": {"kind": "pricing_view"}, "op": "performed", "within_days": 7},
+            ]
+        },
+    )
+    stale = SegmentFactory(name="Customers", rule={"field": "lifecycle_stage", "op": "eq", "value": "customer"})
+    listed = SegmentFactory(name="Trade show list", kind="static", rule=None)
+    for segment in (hot, stale, listed):
+        Membership.objects.create(segment=segment, contact=contact)
+    client.force_login(sales_user)
+    response = page(client, contact)
+    why = {m.segment.name: m.why for m in response.context["memberships"]}
+    assert why["Hot leads"] == ["Lead score at least 50 (80)", "Pricing page view in the last 7 days (1 found)"]
+    assert why["Customers"] == ["No longer matches (the next refresh will remove the contact)"]
+    assert why["Trade show list"] == []
+    html = response.content.decode()
+    assert "Lead score at least 50 (80)" in html
+    assert "Added by hand" in html
+
+
+def test_it_shows_engagement_rfv_velocity_and_interests(client, sales_user):
+    contact = ContactFactory()
+    ContactMetrics.objects.create(
+        contact=contact,
+        as_of=timezone.now(),
+        engagement_score=42.5,
+        engagement_percentile=91.0,
+        engagement_level="highly_engaged",
+        email_engagement_level="moderately_engaged",
+        web_activity_level="active",
+        top_topics=[{"topic": "cloud-migration", "share": 61.2}, {"topic": "security", "share": 20.0}],
+        product_interest=[{"product": "Platform", "intent": 3.2, "strong": True}],
+        r_score=5,
+        f_score=4,
+        v_score=4,
+        rfv_cell="champions",
+        recent_activity_count=12,
+        previous_activity_count=4,
+        velocity_ratio=3.0,
+        is_accelerating=True,
+    )
+    client.force_login(sales_user)
+    html = page(client, contact).content.decode()
+    assert "42.5" in html
+    assert "Highly engaged" in html
+    assert "top 9%" in html
+    assert "Champions" in html
+    assert "R5 F4 V4" in html
+    assert "×3.0" in html
+    assert "accelerating" in html
+    assert "cloud-migration · 61%" in html
+    assert "Platform · strong intent" in html
+
+
+def test_a_contact_without_metrics_still_renders(client, sales_user):
+    contact = ContactFactory()
+    client.force_login(sales_user)
+    response = page(client, contact)
+    assert response.status_code == 200
+    assert 'data-metric="engagement"' not in response.content.decode()
+
+
 def test_query_count_does_not_grow_with_the_contacts_data(client, sales_user, django_assert_num_queries):
     contact = ContactFactory(company=CompanyFactory(), owner=sales_user)
+    base = SegmentFactory(slug="base", rule={"field": "lead_score", "op": "gte", "value": 0})
+    Membership.objects.create(segment=base, contact=contact)
     client.force_login(sales_user)
+    rules = [
+        {"field": "company.employee_count", "op": "gte", "value": 10},
+        {"event": {"kind": "page_view"}, "op": "count_gte", "value": 1, "within_days": 30},
+        {"in_segment": "base"},
+        {"not": {"field": "lifecycle_stage", "op": "eq", "value": "customer"}},
+    ]
 
     def add_data(n: int) -> None:
         for i in range(n):
-            segment = SegmentFactory()
+            segment = SegmentFactory(rule=rules[i % len(rules)])
             Membership.objects.create(segment=segment, contact=contact)
             DealFactory(contact=contact)
             ActivityFactory(contact=contact, kind=ActivityKind.SUPPORT_TICKET_OPENED)
@@ -129,12 +206,14 @@ def test_query_count_does_not_grow_with_the_contacts_data(client, sales_user, dj
         contact.lifecycle_stage = ["mql", "sql", "customer"][n % 3]
         contact.save()
 
-    add_data(1)
-    response = page(client, contact)
-    expected = 10  # session, user, 2 permission, contact+company+owner, history, deals, tickets, memberships, activity
+    add_data(4)
+    # session, user, 2 permission, contact+company+owner+metrics, history, deals, tickets, memberships,
+    # activity page; the explainer: property definitions, the contact, its activities, its memberships
+    expected = 14
     with django_assert_num_queries(expected):
         page(client, contact)
-    add_data(6)
+    add_data(8)
     with django_assert_num_queries(expected):
         response = page(client, contact)
-    assert len(response.context["memberships"]) == 7
+    assert len(response.context["memberships"]) == 13
+    assert all(m.why for m in response.context["memberships"])

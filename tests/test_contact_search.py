@@ -2,7 +2,9 @@
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from contacts.models import ContactMetrics
 from segments.models import Membership
 from tests.factories import CompanyFactory, ContactFactory, SegmentFactory, UserFactory
 
@@ -91,6 +93,7 @@ def test_it_pages_without_counting(client, sales_user, django_assert_max_num_que
 
 def test_query_count_does_not_grow_with_results(client, sales_user, django_assert_num_queries):
     # session, user, user and group permissions, owner choices, segment choices, the page of contacts
+    # (with company, owner and metrics joined)
     ContactFactory.create_batch(3, owner=sales_user, company=CompanyFactory())
     client.force_login(sales_user)
     with django_assert_num_queries(7):
@@ -99,3 +102,21 @@ def test_query_count_does_not_grow_with_results(client, sales_user, django_asser
     with django_assert_num_queries(7):
         response = client.get(reverse("contacts-search"))
     assert len(response.context["page"].rows) == 23
+
+
+def test_it_filters_by_engagement_level(client, sales_user):
+    hot = ContactFactory(owner=sales_user)
+    cold = ContactFactory(owner=sales_user)
+    ContactFactory(owner=sales_user)  # no metrics yet
+    for contact, level in ((hot, "highly_engaged"), (cold, "disengaged")):
+        ContactMetrics.objects.create(
+            contact=contact,
+            as_of=timezone.now(),
+            engagement_level=level,
+            email_engagement_level="disengaged",
+            web_activity_level="dormant",
+        )
+    client.force_login(sales_user)
+    response = client.get(reverse("contacts-search"), {"level": "highly_engaged"})
+    assert names(response) == [hot.email]
+    assert "Highly engaged" in response.content.decode()

@@ -7,8 +7,12 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, LifecycleChange
 from segments.models import Membership, SegmentKind
+from segments.rules.explainer import explain
+from segments.rules.registry import get_fields
+from segments.rules.validation import InvalidRule
 
 from .paging import Page, fetch_page
+from .why import reasons
 
 ACTIVITY_PAGE_SIZE = 20
 
@@ -41,12 +45,46 @@ def memberships(contact: Contact) -> list[Membership]:
     )
 
 
+def explain_memberships(contact: Contact, member_of: list[Membership], *, now: datetime) -> dict[int, list[str]]:
+    """The conditions that hold, per rule-based membership, from one explainer pass.
+
+    The segments' rules are explained together as the children of one `any` group, so the
+    contact, its activities and memberships are read once however many segments it is in.
+    A membership whose rule no longer holds (data changed since the last refresh) says so.
+    """
+    ruled = [m for m in member_of if m.segment.is_rule_based and m.segment.rule]
+    if not ruled:
+        return {}
+    fields = get_fields()
+    try:
+        root = explain({"any": [m.segment.rule for m in ruled]}, contact, now=now, fields=fields).root
+        nodes = root.children
+    except InvalidRule:
+        nodes = [_explain_one(m.segment.rule, contact, now=now, fields=fields) for m in ruled]
+    return {m.segment_id: _why(m.segment.rule, node, fields) for m, node in zip(ruled, nodes, strict=True)}
+
+
+def _explain_one(rule: dict, contact: Contact, *, now: datetime, fields: dict):
+    try:
+        return explain(rule, contact, now=now, fields=fields).root
+    except InvalidRule as error:
+        return error
+
+
+def _why(rule: dict, node, fields: dict) -> list[str]:
+    if isinstance(node, InvalidRule):
+        return [f"The rule is invalid: {node}"]
+    if node.result:
+        return reasons(rule, node, fields)
+    return ["No longer matches (the next refresh will remove the contact)"]
+
+
 def suppression_flags(member_of: list[Membership]) -> list[SuppressionFlag]:
     """Plain-language flags for every suppression segment the contact is in."""
     return [
         SuppressionFlag(
             segment_name=m.segment.name,
-            reason=m.segment.description.strip().rstrip(".") or "member of this suppression segment",
+            reason=m.segment.description.strip().rstrip(".") or "; ".join(m.why) or "member of this suppression list",
             is_global=m.segment.is_global,
         )
         for m in member_of
@@ -61,6 +99,9 @@ def activity_page(contact: Contact, *, number: int) -> Page:
 
 def contact_facts(contact: Contact, *, activity_page_number: int, now: datetime) -> dict:
     member_of = memberships(contact)
+    why = explain_memberships(contact, member_of, now=now)
+    for membership in member_of:
+        membership.why = why.get(membership.segment_id, [])
     open_deals = list(Deal.objects.filter(contact=contact, stage=DealStage.OPEN).order_by("-created_at"))
     return {
         "stage_history": list(LifecycleChange.objects.filter(contact=contact)[:8]),

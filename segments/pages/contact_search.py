@@ -1,11 +1,11 @@
-"""Contact search for Sales reps: name, email or company, filtered by owner, segment and stage."""
+"""Contact search for Sales reps: name, email or company, filtered by owner, segment, stage and engagement."""
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
-from contacts.models import Contact, LifecycleStage
+from contacts.models import Contact, EngagementLevel, LifecycleStage
 from segments.models import Segment, SegmentStatus
 
 OWNER_MINE = "mine"
@@ -36,6 +36,7 @@ class ContactSearchForm(forms.Form):
     stage = forms.ChoiceField(
         label="Lifecycle stage", required=False, choices=[("", "Any stage"), *LifecycleStage.choices]
     )
+    level = forms.ChoiceField(label="Engagement", required=False, choices=[("", "Any level"), *EngagementLevel.choices])
 
     def __init__(self, data, *, user) -> None:
         data = data.copy()
@@ -47,7 +48,7 @@ class ContactSearchForm(forms.Form):
     def search(self) -> QuerySet[Contact]:
         """The matching contacts in name order; call after is_valid()."""
         data = self.cleaned_data
-        contacts = Contact.objects.select_related("company", "owner")
+        contacts = Contact.objects.select_related("company", "owner", "metrics")
         for term in data["q"].split():
             contacts = contacts.filter(term_filter(term))
         owner = data["owner"]
@@ -61,6 +62,8 @@ class ContactSearchForm(forms.Form):
             contacts = contacts.filter(memberships__segment=data["segment"])
         if data["stage"]:
             contacts = contacts.filter(lifecycle_stage=data["stage"])
+        if data["level"]:
+            contacts = contacts.filter(metrics__engagement_level=data["level"])
         return contacts.order_by(Lower("last_name"), Lower("first_name"), "id")
 
 

@@ -32,11 +32,12 @@ def contact_search(request: HttpRequest) -> HttpResponse:
 
 @contact_reader_required
 def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
-    contact = get_object_or_404(Contact.objects.select_related("company", "owner"), pk=contact_id)
+    contact = get_object_or_404(Contact.objects.select_related("company", "owner", "metrics"), pk=contact_id)
     number = page_number(request.GET, "activity_page")
     ctx = {
         "section": "contacts",
         "contact": contact,
+        "metrics": getattr(contact, "metrics", None),
         **contact_facts(contact, activity_page_number=number, now=timezone.now()),
         "next_query": page_query(request.GET, key="activity_page", number=number + 1),
         "previous_query": page_query(request.GET, key="activity_page", number=number - 1),

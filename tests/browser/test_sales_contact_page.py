@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from contacts.models import ActivityKind
+from contacts.models import ActivityKind, ContactMetrics
 from segments.models import Membership
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, DealFactory, SegmentFactory
 
@@ -56,6 +56,26 @@ def build_contact(owner):
         contact=contact, kind=ActivityKind.SUPPORT_TICKET_OPENED, occurred_at=now - timedelta(hours=5), topic="sso"
     )
     DealFactory(contact=contact, company=company, name="Platform expansion 2027", amount=120_000)
+    ContactMetrics.objects.create(
+        contact=contact,
+        as_of=now,
+        activity_count=25,
+        engagement_score=37.8,
+        engagement_percentile=94.2,
+        engagement_level="highly_engaged",
+        email_engagement_level="moderately_engaged",
+        web_activity_level="active",
+        top_topics=[{"topic": "cloud-migration", "share": 52.4}, {"topic": "kubernetes", "share": 47.6}],
+        product_interest=[{"product": "Platform", "intent": 4.1, "strong": True}],
+        r_score=5,
+        f_score=5,
+        v_score=3,
+        rfv_cell="loyal",
+        recent_activity_count=18,
+        previous_activity_count=6,
+        velocity_ratio=3.0,
+        is_accelerating=True,
+    )
     cloud = SegmentFactory(
         name="Cloud migration buyers",
         slug="cloud-migration-buyers",
@@ -92,10 +112,14 @@ def test_sales_rep_reads_a_contact_page_and_is_refused_the_admin(page, live_serv
     expect(page).to_have_url(f"{live_server.url}/contacts/{contact.pk}/")
     expect(page.get_by_role("heading", name="Mira Okafor")).to_be_visible()
     memberships = page.locator("#memberships")
-    expect(memberships.locator("[data-segment=cloud-migration-buyers]")).to_contain_text("Cloud migration buyers")
+    cloud_row = memberships.locator("[data-segment=cloud-migration-buyers]")
+    expect(cloud_row).to_contain_text("Cloud migration buyers")
+    expect(cloud_row.locator(".why")).to_contain_text("Lifecycle stage is one of mql, sql (sql)")
     expect(page.locator("[data-suppression]")).to_contain_text("Do not include in upsell: Open support ticket")
     expect(page.get_by_role("heading", name="Open support tickets")).to_be_visible()
     expect(page.get_by_text("Platform expansion 2027")).to_be_visible()
+    expect(page.locator("[data-metric=engagement]")).to_contain_text("Highly engaged")
+    expect(page.locator("[data-metric=rfv]")).to_contain_text("Loyal")
     expect(page.locator("[data-admin-link]")).to_have_count(0)
     screenshot("contact-page")
 
