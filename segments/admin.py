@@ -25,6 +25,7 @@ from contacts.models import Contact, normalize_email
 from contacts.paging import LargeTablePaginator
 from segments.editing import check_segment, delete_segment, save_segment, segment_dependants
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentKind
+from segments.rule_builder import RuleBuilderWidget
 from segments.static import add_static_members, remove_static_members
 from segments.tasks import enqueue_refresh_segment
 
@@ -43,7 +44,7 @@ class RuleField(forms.JSONField):
 class SegmentForm(forms.ModelForm):
     rule = RuleField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 18, "cols": 100, "class": "vLargeTextField", "spellcheck": "false"}),
+        widget=RuleBuilderWidget(),
         help_text='Rule language JSON, e.g. {"all": [{"field": "lead_score", "op": "gte", "value": 50}]}. '
         "Errors name their JSON path (all[1].op). Static segments have no rule.",
     )
@@ -143,7 +144,8 @@ class SegmentAdmin(admin.ModelAdmin):
         if segment.pk is None:
             return ""
         url = reverse("admin:segments_membership_changelist") + "?" + urlencode({"segment__id__exact": segment.pk})
-        links = format_html('<a href="{}">{} members</a>', url, segment.size)
+        page = reverse("segments-detail", args=[segment.pk])
+        links = format_html('<a href="{}">{} members</a> · <a href="{}">segment page</a>', url, segment.size, page)
         if segment.kind == SegmentKind.STATIC:
             edit = reverse("admin:segments_segment_static_members", args=[segment.pk])
             links = format_html('{} · <a href="{}">add or remove members</a>', links, edit)

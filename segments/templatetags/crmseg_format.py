@@ -11,3 +11,8 @@ def top_share(percentile: float | None) -> str:
     if percentile is None:
         return "—"
     return f"{max(1, round(100 - percentile)):d}"
+
+
+@register.filter
+def absolute(value: int | float) -> int | float:
+    return abs(value)

@@ -6,11 +6,17 @@ browser tests fail under CI (which installs it in .ci/run) and are skipped on a 
 
 import os
 from collections.abc import Iterator
+from multiprocessing import Event, Queue, Value
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from django_q.brokers import get_broker
+from django_q.models import OrmQ
+from django_q.monitor import monitor
+from django_q.pusher import pusher
+from django_q.worker import worker
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -84,3 +90,23 @@ def screenshot(page):
         return path
 
     return save
+
+
+@pytest.fixture
+def run_queued_tasks():
+    """What a qcluster does, in this process: pull every queued task, run it, save its result."""
+
+    def run() -> int:
+        broker = get_broker()
+        task_queue, result_queue, stop = Queue(), Queue(), Event()
+        stop.set()  # one pass of the pusher per call; the ORM broker hands out one task per pass
+        queued = OrmQ.objects.count()
+        for _ in range(queued):
+            pusher(task_queue, stop, broker=broker)
+        task_queue.put("STOP")
+        worker(task_queue, result_queue, Value("f", -1))
+        result_queue.put("STOP")
+        monitor(result_queue, broker=broker)
+        return queued
+
+    return run

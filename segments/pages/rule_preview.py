@@ -1,0 +1,122 @@
+"""Staff-only JSON endpoints behind the rule builder: live count with samples, and explain.
+
+Both take the rule as it stands in the form (unsaved) and answer validation errors with their
+JSON paths, so the builder can show each one at the condition it belongs to.
+"""
+
+import json
+import time
+
+from django.db.models import Q
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from contacts.models import Contact, normalize_email
+from crmseg_site.access import staff_required
+from segments.models import Segment
+from segments.refresh import target_contacts
+from segments.rules.explainer import explain
+from segments.rules.registry import get_fields
+from segments.rules.validation import validate_rule
+
+from .why import reasons
+
+SAMPLE_SIZE = 10
+
+
+def _payload(request: HttpRequest) -> dict | None:
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _bad_request(message: str) -> JsonResponse:
+    return JsonResponse({"ok": False, "errors": [{"path": "", "message": message, "code": "bad_request"}]}, status=400)
+
+
+def _invalid(rule: object, fields: dict) -> JsonResponse | None:
+    if rule is None:
+        return JsonResponse(
+            {"ok": False, "errors": [{"path": "", "message": "The rule is empty: add a condition.", "code": "empty"}]}
+        )
+    errors = validate_rule(rule, fields=fields)
+    if errors:
+        return JsonResponse({"ok": False, "errors": [error.as_dict() for error in errors]})
+    return None
+
+
+def _parent_id(raw: object) -> int | None:
+    return int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
+
+
+@require_POST
+@staff_required
+def rule_preview(request: HttpRequest) -> JsonResponse:
+    payload = _payload(request)
+    if payload is None:
+        return _bad_request('Send a JSON object: {"rule": {...}, "parent": <segment id or null>}.')
+    fields = get_fields()
+    rule = payload.get("rule")
+    refused = _invalid(rule, fields)
+    if refused:
+        return refused
+    started = time.perf_counter()
+    draft = Segment(rule=rule, parent_id=_parent_id(payload.get("parent")))
+    matches = target_contacts(draft, now=timezone.now(), fields=fields)
+    count = matches.count()
+    samples = matches.order_by("pk").only("pk", "email", "first_name", "last_name")[:SAMPLE_SIZE]
+    return JsonResponse(
+        {
+            "ok": True,
+            "count": count,
+            "samples": [
+                {
+                    "id": c.pk,
+                    "name": c.full_name,
+                    "email": c.email,
+                    "url": reverse("contacts-detail", args=[c.pk]),
+                }
+                for c in samples
+            ],
+            "took_ms": round((time.perf_counter() - started) * 1000),
+        }
+    )
+
+
+def find_contact(text: str) -> Contact | None:
+    text = text.strip()
+    if not text:
+        return None
+    query = Q(pk=int(text)) if text.isdigit() else Q(email=normalize_email(text))
+    return Contact.objects.filter(query).first()
+
+
+@require_POST
+@staff_required
+def rule_explain(request: HttpRequest) -> JsonResponse:
+    payload = _payload(request)
+    if payload is None:
+        return _bad_request('Send a JSON object: {"rule": {...}, "contact": "<email or id>"}.')
+    fields = get_fields()
+    rule = payload.get("rule")
+    refused = _invalid(rule, fields)
+    if refused:
+        return refused
+    contact = find_contact(str(payload.get("contact") or ""))
+    if contact is None:
+        message = f"No contact with the email or id {payload.get('contact')!r}."
+        return JsonResponse({"ok": False, "errors": [{"path": "", "message": message, "code": "no_contact"}]})
+    explanation = explain(rule, contact, now=timezone.now(), fields=fields)
+    return JsonResponse(
+        {
+            "ok": True,
+            "contact": {"id": contact.pk, "email": contact.email, "name": contact.full_name},
+            "result": explanation.result,
+            "reasons": reasons(rule, explanation.root, fields),
+            "tree": explanation.root.to_dict(),
+        }
+    )

@@ -1,0 +1,182 @@
+"""What Operations see about one segment, and the overview of all of them.
+
+Every figure is read set-based: one aggregate over MembershipChange for both charts, one query
+for the whole segment tree, one query per relation that points at segments for "where used".
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import django_filters
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from contacts.models import LifecycleStage
+from segments.models import ChangeKind, Membership, MembershipChange, Segment, SegmentReference
+
+
+@dataclass(frozen=True)
+class History:
+    days: list[date]
+    sizes: list[int]
+    joins: list[int]
+    leaves: list[int]
+
+    @property
+    def growth(self) -> dict[int, int]:
+        """Net change over the last 7 and 30 days."""
+        return {span: self.sizes[-1] - self.sizes[max(0, len(self.sizes) - 1 - span)] for span in (7, 30)}
+
+
+def daily_changes(segment_ids: list[int], *, since: datetime) -> dict[int, dict[date, tuple[int, int]]]:
+    """segment id -> day -> (joins, leaves) since `since`, in one grouped query."""
+    rows = (
+        MembershipChange.objects.filter(segment_id__in=segment_ids, changed_at__gte=since)
+        .annotate(day=TruncDate("changed_at", tzinfo=timezone.get_current_timezone()))
+        .values("segment_id", "day")
+        .annotate(
+            joins=Count("id", filter=Q(kind=ChangeKind.JOIN)),
+            leaves=Count("id", filter=Q(kind=ChangeKind.LEAVE)),
+        )
+        .order_by()
+    )
+    changes: dict[int, dict[date, tuple[int, int]]] = {pk: {} for pk in segment_ids}
+    for row in rows:
+        changes[row["segment_id"]][row["day"]] = (row["joins"], row["leaves"])
+    return changes
+
+
+def history_from(size: int, changes: dict[date, tuple[int, int]], *, today: date, days: int) -> History:
+    """Walk back from today's size: the size at the end of each day before is size - joins + leaves after it."""
+    span = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    sizes, running = [], size
+    for day in reversed(span):
+        sizes.append(running)
+        joined, left = changes.get(day, (0, 0))
+        running = running - joined + left
+    sizes.reverse()
+    return History(
+        days=span,
+        sizes=sizes,
+        joins=[changes.get(day, (0, 0))[0] for day in span],
+        leaves=[changes.get(day, (0, 0))[1] for day in span],
+    )
+
+
+def segment_history(segment: Segment, *, now: datetime, days: int = 60) -> History:
+    today = timezone.localdate(now)
+    since = timezone.make_aware(datetime.combine(today - timedelta(days=days - 1), datetime.min.time()))
+    changes = daily_changes([segment.pk], since=since)[segment.pk]
+    return history_from(segment.size, changes, today=today, days=days)
+
+
+@dataclass
+class TreeNode:
+    segment: Segment
+    depth: int = 0
+    children: list["TreeNode"] = field(default_factory=list)
+
+
+def segment_tree(segments: list[Segment]) -> list[TreeNode]:
+    """Roots with their descendants, from one list of segments (children sorted by name)."""
+    nodes = {s.pk: TreeNode(s) for s in segments}
+    roots = []
+    for node in nodes.values():
+        parent = nodes.get(node.segment.parent_id)
+        (parent.children if parent else roots).append(node)
+    return roots
+
+
+def flatten(roots: list[TreeNode], *, depth: int = 0) -> list[TreeNode]:
+    rows = []
+    for node in roots:
+        node.depth = depth
+        rows.append(node)
+        rows += flatten(node.children, depth=depth + 1)
+    return rows
+
+
+def lineage(segment: Segment, segments: list[Segment]) -> list[Segment]:
+    """The segment's ancestors, root first."""
+    by_id = {s.pk: s for s in segments}
+    chain, current = [], by_id.get(segment.parent_id)
+    while current is not None and current not in chain:
+        chain.insert(0, current)
+        current = by_id.get(current.parent_id)
+    return chain
+
+
+@dataclass(frozen=True)
+class Use:
+    what: str
+    name: str
+    url: str | None
+
+
+def _admin_url(obj) -> str | None:
+    try:
+        return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return None
+
+
+def where_used(segment: Segment) -> list[Use]:
+    """Children, segments whose rule reads this one, and every other model that points at it.
+
+    Other apps (activations, automations, campaigns) are found through the relations they
+    declare towards Segment, so this module imports none of them.
+    """
+    uses = [
+        Use("Child segment", child.name, reverse("segments-detail", args=[child.pk]))
+        for child in segment.children.all()
+    ]
+    readers = SegmentReference.objects.filter(to_segment=segment).select_related("from_segment")
+    uses += [
+        Use("Rule reads it (in_segment)", ref.from_segment.name, reverse("segments-detail", args=[ref.from_segment_id]))
+        for ref in readers
+    ]
+    for relation in Segment._meta.related_objects:
+        model = relation.related_model
+        if model._meta.app_label == "segments" or relation.remote_field is None:
+            continue
+        what = f"{model._meta.verbose_name.capitalize()} ({relation.field.verbose_name})"
+        for obj in model._default_manager.filter(**{relation.field.name: segment}).distinct()[:50]:
+            uses.append(Use(what, str(obj), _admin_url(obj)))
+    return uses
+
+
+class MemberFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Name or email")
+    stage = django_filters.ChoiceFilter(
+        field_name="contact__lifecycle_stage",
+        choices=LifecycleStage.choices,
+        label="Lifecycle stage",
+        empty_label="Any stage",
+    )
+    joined_after = django_filters.DateFilter(
+        field_name="joined_at", lookup_expr="date__gte", label="Joined on or after"
+    )
+
+    class Meta:
+        model = Membership
+        fields: list[str] = []
+
+    def search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        for term in value.split():
+            queryset = queryset.filter(
+                Q(contact__email__istartswith=term)
+                | Q(contact__first_name__istartswith=term)
+                | Q(contact__last_name__istartswith=term)
+            )
+        return queryset
+
+
+def members(segment: Segment, params) -> MemberFilter:
+    queryset = (
+        Membership.objects.filter(segment=segment)
+        .select_related("contact", "contact__company")
+        .order_by("-joined_at", "-id")
+    )
+    return MemberFilter(params, queryset=queryset)

@@ -1,0 +1,134 @@
+"""Operations pages for segments: overview tree, segment page, refresh now with a status poll."""
+
+import difflib
+import json
+from datetime import UTC, datetime, timedelta
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from crmseg_site.access import staff_required
+from segments.models import RuleVersion, Segment
+from segments.tasks import enqueue_refresh_segment
+
+from .charts import diverging_bars, line_chart
+from .paging import fetch_page, page_number, page_query
+from .segment_page import (
+    daily_changes,
+    flatten,
+    history_from,
+    lineage,
+    members,
+    segment_history,
+    segment_tree,
+    where_used,
+)
+
+MEMBERS_PAGE_SIZE = 25
+OVERVIEW_SORTS = {
+    "name": lambda node: node.segment.name.lower(),
+    "size": lambda node: node.segment.size,
+    "growth7": lambda node: node.growth[7],
+    "growth30": lambda node: node.growth[30],
+    "refreshed": lambda node: node.segment.last_refreshed_at or datetime.min.replace(tzinfo=UTC),
+}
+
+
+def _all_segments() -> list[Segment]:
+    return list(Segment.objects.select_related("owner").order_by("name"))
+
+
+@staff_required
+def segment_overview(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    segments = _all_segments()
+    today = timezone.localdate(now)
+    since = now - timedelta(days=31)
+    changes = daily_changes([s.pk for s in segments], since=since)
+    roots = segment_tree(segments)
+    rows = flatten(roots)
+    for node in rows:
+        node.growth = history_from(node.segment.size, changes[node.segment.pk], today=today, days=31).growth
+    sort = request.GET.get("sort", "")
+    descending = sort.startswith("-")
+    key = OVERVIEW_SORTS.get(sort.lstrip("-"))
+    if key:  # a sorted view is a flat list; unsorted keeps the tree
+        rows = sorted(rows, key=key, reverse=descending)
+        for node in rows:
+            node.depth = 0
+    ctx = {"section": "segments", "rows": rows, "sort": sort, "sorted": bool(key)}
+    return render(request, "segments/overview.html", ctx)
+
+
+def rule_diffs(segment: Segment) -> list[dict]:
+    versions = RuleVersion.objects.filter(segment=segment).select_related("changed_by")[:10]
+    diffs = []
+    for version in versions:
+        old = json.dumps(version.old_rule, indent=2, sort_keys=True).splitlines() if version.old_rule else []
+        new = json.dumps(version.new_rule, indent=2, sort_keys=True).splitlines() if version.new_rule else []
+        lines = list(difflib.unified_diff(old, new, "before", "after", lineterm="", n=2))[2:]
+        diffs.append({"version": version, "lines": lines})
+    return diffs
+
+
+@staff_required
+def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = get_object_or_404(Segment.objects.select_related("owner", "parent"), pk=segment_id)
+    now = timezone.now()
+    history = segment_history(segment, now=now)
+    segments = _all_segments()
+    subtree = next(node for node in flatten(segment_tree(segments)) if node.segment.pk == segment.pk)
+    member_filter = members(segment, request.GET)
+    number = page_number(request.GET)
+    page = fetch_page(member_filter.qs, number=number, size=MEMBERS_PAGE_SIZE) if member_filter.is_valid() else None
+    ctx = {
+        "section": "segments",
+        "segment": segment,
+        "history": history,
+        "size_chart": line_chart(
+            history.days, history.sizes, label=f"Members of {segment.name} per day", y_label="Members"
+        ),
+        "changes_chart": diverging_bars(
+            history.days, history.joins, history.leaves, label=f"Joins and leaves of {segment.name} per day"
+        ),
+        "lineage": lineage(segment, segments),
+        "subtree": flatten(subtree.children, depth=1),
+        "uses": where_used(segment),
+        "filter": member_filter,
+        "page": page,
+        "next_query": page_query(request.GET, key="page", number=number + 1),
+        "previous_query": page_query(request.GET, key="page", number=number - 1),
+        "diffs": rule_diffs(segment),
+        "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
+    }
+    return render(request, "segments/detail.html", ctx)
+
+
+def refresh_state(segment: Segment) -> dict:
+    return {
+        "status": segment.last_refresh_status,
+        "status_label": segment.get_last_refresh_status_display(),
+        "refreshed_at": segment.last_refreshed_at.isoformat() if segment.last_refreshed_at else None,
+        "size": segment.size,
+        "duration_ms": segment.last_refresh_duration_ms,
+        "added": segment.last_refresh_added,
+        "removed": segment.last_refresh_removed,
+        "error": segment.last_refresh_error,
+    }
+
+
+@require_POST
+@staff_required
+def segment_refresh(request: HttpRequest, segment_id: int) -> JsonResponse:
+    segment = get_object_or_404(Segment, pk=segment_id)
+    if not segment.is_rule_based:
+        return JsonResponse({"queued": False, "message": "Static segments change by hand only."}, status=400)
+    enqueue_refresh_segment(segment.pk)
+    return JsonResponse({"queued": True, "requested_at": timezone.now().isoformat(), **refresh_state(segment)})
+
+
+@staff_required
+def segment_status(request: HttpRequest, segment_id: int) -> JsonResponse:
+    return JsonResponse(refresh_state(get_object_or_404(Segment, pk=segment_id)))
