@@ -120,3 +120,19 @@ def test_it_filters_by_engagement_level(client, sales_user):
     response = client.get(reverse("contacts-search"), {"level": "highly_engaged"})
     assert names(response) == [hot.email]
     assert "Highly engaged" in response.content.decode()
+
+
+def test_searching_everyone_matches_indexed_name_parts(client, sales_user):
+    acme = CompanyFactory(name="Acme Robotics", domain="acme.io")
+    ada = ContactFactory(first_name="Ada", last_name="Lovelace", email="countess@analytical.org", company=acme)
+    client.force_login(sales_user)
+
+    def search(q: str) -> list[str]:
+        return names(client.get(reverse("contacts-search"), {"q": q, "owner": "any"}))
+
+    assert search("Ada Lovelace") == [ada.email]
+    assert search("lovelace") == [ada.email]
+    assert search("countess@") == [ada.email]
+    assert search("acme rob") == []  # every word must match: "rob" matches nothing
+    assert search("acme") == [ada.email]
+    assert search("@acme") == [ada.email]

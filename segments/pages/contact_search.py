@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
-from contacts.models import Contact, EngagementLevel, LifecycleStage
+from contacts.models import Company, Contact, EngagementLevel, LifecycleStage
 from segments.models import Segment, SegmentStatus
 
 OWNER_MINE = "mine"
@@ -49,8 +49,6 @@ class ContactSearchForm(forms.Form):
         """The matching contacts in name order; call after is_valid()."""
         data = self.cleaned_data
         contacts = Contact.objects.select_related("company", "owner", "metrics")
-        for term in data["q"].split():
-            contacts = contacts.filter(term_filter(term))
         owner = data["owner"]
         if owner == OWNER_MINE:
             contacts = contacts.filter(owner=self.user)
@@ -58,6 +56,9 @@ class ContactSearchForm(forms.Form):
             contacts = contacts.filter(owner__isnull=True)
         elif owner != OWNER_ANY:
             contacts = contacts.filter(owner_id=int(owner))
+        if data["q"].split():
+            contacts = contacts.annotate(first_lower=Lower("first_name"), last_lower=Lower("last_name"))
+            contacts = contacts.filter(text_filter(data["q"], scoped=owner != OWNER_ANY))
         if data["segment"]:
             contacts = contacts.filter(memberships__segment=data["segment"])
         if data["stage"]:
@@ -67,14 +68,56 @@ class ContactSearchForm(forms.Form):
         return contacts.order_by(Lower("last_name"), Lower("first_name"), "id")
 
 
-def term_filter(term: str) -> Q:
-    """One search word matches the start of a name, email or company name, or any part of an email."""
-    if "@" in term:
-        return Q(email__icontains=term)
+def text_filter(query: str, *, scoped: bool) -> Q:
+    """Every word matches the start of a first or last name, an email, or a company name or domain.
+
+    Within one owner's contacts (`scoped`) the words are plain filters: the owner index narrows
+    the rows first. Across everyone, the last word is looked up through indexes that serve a
+    prefix match (lower(last_name), email, company name and domain) and the other words filter
+    what it found; first names have no index, so they only count next to an indexed word
+    ("ada lovelace", not "ada" alone).
+    """
+    *others, anchor = query.lower().split()
+    match = Q() if scoped else Q(pk__in=indexed_matches(anchor))
+    for term in others if not scoped else [*others, anchor]:
+        match &= word_filter(term)
+    return match
+
+
+def word_filter(term: str) -> Q:
+    if term.startswith("@"):
+        return Q(company__domain__startswith=term[1:])
     return (
-        Q(first_name__istartswith=term)
-        | Q(last_name__istartswith=term)
-        | Q(email__istartswith=term)
+        Q(first_lower__startswith=term)
+        | Q(last_lower__startswith=term)
+        | Q(email__startswith=term)
         | Q(company__name__istartswith=term)
-        | Q(company__domain__istartswith=term)
+        | Q(company__domain__startswith=term)
     )
+
+
+def indexed_matches(term: str) -> QuerySet:
+    """Ids of contacts one word finds through an index, as a UNION the database runs as one query."""
+    contacts = Contact.objects.order_by()
+    if term.startswith("@"):
+        return contacts.filter(company__domain__startswith=term[1:]).values("pk")
+    if "@" in term:
+        return contacts.filter(email__startswith=term).values("pk")
+    companies = Company.objects.order_by().annotate(name_lower=Lower("name"))
+    by_company = companies.filter(prefix("name_lower", term) | Q(domain__startswith=term)).values("pk")
+    return (
+        contacts.annotate(last_lower=Lower("last_name"))
+        .filter(prefix("last_lower", term))
+        .values("pk")
+        .union(
+            contacts.filter(email__startswith=term).values("pk"),
+            contacts.filter(company__in=by_company).values("pk"),
+        )
+    )
+
+
+def prefix(name: str, term: str) -> Q:
+    """`name` starts with `term`, also written as a range so a plain b-tree index on it serves
+    (LIKE 'x%' needs a pattern-ops index outside the C locale)."""
+    after = term[:-1] + chr(ord(term[-1]) + 1)
+    return Q(**{f"{name}__gte": term, f"{name}__lt": after, f"{name}__startswith": term})
