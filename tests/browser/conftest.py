@@ -81,12 +81,15 @@ def log_in_as(page, live_server):
 
 @pytest.fixture
 def screenshot(page):
-    """Save a full-page PNG under test-artifacts/ for a person to look at."""
+    """Save a PNG of the page (or of one element) under test-artifacts/ for a person to look at."""
 
-    def save(name: str) -> Path:
+    def save(name: str, locator=None) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        if locator is not None:
+            locator.screenshot(path=str(path))
+        else:
+            page.screenshot(path=str(path), full_page=True)
         return path
 
     return save

@@ -79,7 +79,7 @@ def test_operations_build_a_nested_rule_save_and_refresh(
     expect(node(page, "all[1]").locator(".rb-error")).to_have_count(0)
     expect(node(page, "all[0]").get_by_label("Value")).to_have_attribute("aria-invalid", "true")
     expect(count).to_contain_text("Fix the error")
-    screenshot("rule-builder-error")
+    screenshot("rule-builder-error", builder)
     node(page, "all[0]").get_by_label("Value").fill("1000")
     expect(count).to_contain_text("4 contacts match")
     expect(node(page, "all[0]").locator(".rb-error")).to_have_count(0)
@@ -94,7 +94,8 @@ def test_operations_build_a_nested_rule_save_and_refresh(
     expect(builder.locator(".rb-verdict-line")).to_contain_text("matches the rule")
     expect(node(page, "all[1].any[1]").locator("[data-rb-verdict]")).to_have_text("false")
     expect(node(page, "all[0]").locator("[data-rb-verdict]")).to_have_text("true")
-    screenshot("rule-builder")
+    screenshot("rule-builder", builder)
+    screenshot("segment-form")
 
     page.locator("input[name=_save]").click()
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
