@@ -113,3 +113,7 @@ def test_operations_build_a_nested_rule_save_and_refresh(
     expect(page.locator("svg.chart rect.bar-join")).to_have_count(1)
     expect(page.locator("#members tbody tr")).to_have_count(4)
     screenshot("segment-page")
+
+    page.get_by_role("link", name="Segments", exact=True).click()
+    expect(page.locator("#segments [data-segment=enterprise-prospects]")).to_contain_text("+4")
+    screenshot("segments-overview")
