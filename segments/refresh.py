@@ -48,13 +48,19 @@ class RefreshResult:
         return {**asdict(self), "now": self.now.isoformat() if self.now else None}
 
 
-def target_contacts(segment: Segment, *, now: datetime, fields: dict[str, Field] | None = None) -> QuerySet[Contact]:
+def target_contacts(
+    segment: Segment,
+    *,
+    now: datetime,
+    fields: dict[str, Field] | None = None,
+    contact_ids: list[int] | None = None,
+) -> QuerySet[Contact]:
     """Who should be a member at `now`: the rule's matches, within the parent's members.
 
     Raises InvalidRule (naming JSON paths) when the rule no longer validates, e.g. after a
     property it uses was deleted.
     """
-    target = matching_contacts(segment.rule, now=now, fields=fields)
+    target = matching_contacts(segment.rule, now=now, fields=fields, contact_ids=contact_ids)
     if segment.parent_id is not None:
         target = target.filter(pk__in=Membership.objects.filter(segment_id=segment.parent_id).values("contact_id"))
     return target
@@ -250,7 +256,7 @@ def _refresh_some(
 ) -> RefreshResult:
     clock = time.monotonic()
     reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
-    target = target_contacts(segment, now=now, fields=fields)
+    target = target_contacts(segment, now=now, fields=fields, contact_ids=contact_ids)
     diff = apply_target(segment, target, changed_at=timezone.now(), reason=reason, scope=contact_ids)
     if diff.added or diff.removed:
         Segment.objects.filter(pk=segment.pk).update(size=F("size") + diff.added - diff.removed)

@@ -278,6 +278,9 @@ def assert_agreement(rule: dict, company_rows: list[dict], contact_rows: list[di
         fields = get_fields()
         assert validate_rule(rule, fields=fields, segment_slugs={*SEGMENTS, "no-such-segment"}) == []
         selected = set(matching_contacts(rule, now=NOW, fields=fields).values_list("pk", flat=True))
+        some = [person.pk for person in people[::2]]
+        scoped = matching_contacts(rule, now=NOW, fields=fields, contact_ids=some).values_list("pk", flat=True)
+        assert set(scoped) == selected & set(some)
         for person in people:
             explanation = explain(rule, person, now=NOW, fields=fields)
             assert (person.pk in selected) == explanation.result, (person.email, explanation.root.to_dict())

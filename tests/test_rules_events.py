@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from contacts.models import Contact
 from segments.rules.compiler import matching_contacts
 from tests.factories import ActivityFactory, ContactFactory
 from tests.rule_checks import selected
@@ -16,6 +17,12 @@ MICROSECOND = timedelta(microseconds=1)
 
 def names(rule: dict) -> set[str]:
     return set(selected(rule, now=NOW))
+
+
+def scoped_names(rule: dict) -> set[str]:
+    """The same rule evaluated for an explicit list of contacts (the refresh_contacts path)."""
+    everyone = list(Contact.objects.values_list("pk", flat=True))
+    return set(matching_contacts(rule, now=NOW, contact_ids=everyone).values_list("first_name", flat=True))
 
 
 def clicks(op: str, value=None, *, within_days=None, **filters) -> dict:
@@ -69,6 +76,7 @@ def clickers(db):
 )
 def test_event_counts_include_both_window_ends_and_never_the_future(clickers, rule, expected):
     assert names(rule) == expected
+    assert scoped_names(rule) == expected
 
 
 @pytest.fixture
@@ -111,6 +119,7 @@ def shoppers(db):
 )
 def test_event_filters_ignore_case_and_sums_treat_no_activity_as_zero(shoppers, rule, expected):
     assert names(rule) == expected
+    assert scoped_names(rule) == expected
 
 
 def test_an_event_rule_is_one_statement(clickers, django_assert_num_queries):

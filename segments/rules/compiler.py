@@ -8,10 +8,17 @@ ANDed with "the value is set", so a condition on a missing value is false and `n
 true (two-valued logic, as the design asks). Text is compared folded (`expressions.Fold`);
 choices compare exactly (their values are validated against the closed list); numbers compare
 as the rule wrote them (an int exactly, a float as double precision).
+
+Event conditions read Activity rows of the filters' kind up to `now`. Where a count or sum can
+only hold with some activity and the condition must hold for every selected contact (it sits
+under `all`s only), it becomes `id IN (grouped activities HAVING ...)`, which PostgreSQL runs as
+a semi-join over the (kind, occurred_at) index; elsewhere (under `any`/`not`, or when zero
+activities qualify) it is a correlated EXISTS or COUNT/SUM subquery on (contact, kind, time).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import reduce
 from operator import and_, or_
@@ -54,21 +61,34 @@ from segments.rules.validation import InvalidRule, referenced_slugs, validate_ru
 _TEXT_LIKE = {"text", "choice"}
 
 
-def matching_contacts(rule: dict, *, now: datetime, fields: dict[str, Field] | None = None) -> QuerySet[Contact]:
-    """The contacts `rule` selects at `now`, as one lazy queryset."""
-    return Contact.objects.filter(compile_rule(rule, now=now, fields=fields))
+def matching_contacts(
+    rule: dict,
+    *,
+    now: datetime,
+    fields: dict[str, Field] | None = None,
+    contact_ids: Collection[int] | None = None,
+) -> QuerySet[Contact]:
+    """The contacts `rule` selects at `now`, as one lazy queryset.
+
+    With `contact_ids`, only those contacts are considered, and event conditions are compiled to
+    probe each one's activities (cheap for a few contacts) instead of grouping all activities.
+    """
+    q = compile_rule(rule, now=now, fields=fields, few_contacts=contact_ids is not None)
+    contacts = Contact.objects.filter(q)
+    return contacts if contact_ids is None else contacts.filter(pk__in=contact_ids)
 
 
-def compile_rule(rule: dict, *, now: datetime, fields: dict[str, Field] | None = None) -> Q:
+def compile_rule(rule: dict, *, now: datetime, fields: dict[str, Field] | None = None, few_contacts: bool = False) -> Q:
     """`rule` as a Q over Contact; raises InvalidRule when validation finds errors.
 
     An `in_segment` slug naming no segment is not an error here: it matches nobody.
+    `few_contacts`: the Q will be evaluated for a handful of contacts (see matching_contacts).
     """
     fields = fields if fields is not None else get_fields()
     errors = validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)
     if errors:
         raise InvalidRule(errors)
-    return _Compiler(fields, now).node(rule)
+    return _Compiler(fields, now).node(rule, required=not few_contacts)
 
 
 def _number(value: int | float) -> Value:
