@@ -109,3 +109,24 @@ def test_the_sweep_schedule_follows_the_interval_setting(db, settings):
 
     assert Schedule.objects.get(name=REFRESH_ALL_SCHEDULE).minutes == 15
     assert Schedule.objects.filter(func="segments.tasks.refresh_all_task").count() == 1
+
+
+def test_the_refresh_task_also_refreshes_the_segments_that_depend_on_it(db):
+    contact, cold = ContactFactory(lead_score=90, lifecycle_stage="mql"), ContactFactory(lead_score=5)
+    parent = _hot()
+    child = save_segment(
+        Segment(
+            name="Hot MQLs",
+            slug="hot-mqls",
+            kind="dynamic",
+            parent=parent,
+            rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"},
+        )
+    )
+    reader = save_segment(Segment(name="Not hot", slug="not-hot", kind="dynamic", rule={"not": {"in_segment": "hot"}}))
+
+    results = async_task("segments.tasks.refresh_segment_task", parent.pk, sync=True)
+
+    assert [r["slug"] for r in Task.objects.get(id=results).result] == ["hot", "hot-mqls", "not-hot"]
+    assert member_ids(child) == {contact.pk}
+    assert member_ids(reader) == {cold.pk}
