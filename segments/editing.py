@@ -86,9 +86,23 @@ def _definition_errors(segment: Segment) -> list[tuple[str, str]]:
     if segment.pk is not None and segment.parent_id == segment.pk:
         errors.append(("parent", "A segment cannot be its own parent."))
     if segment.pk is not None:
-        stored_kind = Segment.objects.filter(pk=segment.pk).values_list("kind", flat=True).first()
-        if stored_kind and (stored_kind == SegmentKind.STATIC) != (segment.kind == SegmentKind.STATIC):
-            errors.append(("kind", "A segment cannot switch between static and rule-based; create a new one."))
+        errors.extend(_stored_errors(segment))
+    return errors
+
+
+def _stored_errors(segment: Segment) -> list[tuple[str, str]]:
+    """What an existing segment may not change: its kind family, and its slug while rules read it."""
+    errors: list[tuple[str, str]] = []
+    stored = Segment.objects.filter(pk=segment.pk).values("kind", "slug").first()
+    if stored is None:
+        return errors
+    if (stored["kind"] == SegmentKind.STATIC) != (segment.kind == SegmentKind.STATIC):
+        errors.append(("kind", "A segment cannot switch between static and rule-based; create a new one."))
+    if stored["slug"] != segment.slug:
+        readers = Segment.objects.filter(outgoing_references__to_segment=segment.pk).order_by("slug")
+        names = ", ".join(reader.slug for reader in readers)
+        if names:
+            errors.append(("slug", f"The rules of {names} read this segment as {stored['slug']!r}; change them first."))
     return errors
 
 

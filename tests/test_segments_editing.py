@@ -170,3 +170,21 @@ def test_a_factory_segment_is_still_saved_through_the_checks(db):
     segment.rule = {"field": "nope", "op": "eq", "value": 1}
 
     assert "rule" in _errors(segment)
+
+
+def test_a_slug_that_rules_read_cannot_be_renamed(db):
+    base = save_segment(_new("base"))
+    save_segment(_new("reader", rule={"in_segment": "base"}))
+
+    base.slug = "renamed"
+    errors = _errors(base)
+
+    assert errors["slug"] == ["The rules of reader read this segment as 'base'; change them first."]
+
+
+def test_a_segment_cannot_turn_static(db):
+    segment = save_segment(_new("mqls"))
+
+    segment.kind, segment.rule = "static", None
+
+    assert "cannot switch between static and rule-based" in _errors(segment)["kind"][0]
