@@ -260,6 +260,7 @@ def _refresh_some(
     diff = apply_target(segment, target, changed_at=timezone.now(), reason=reason, scope=contact_ids)
     if diff.added or diff.removed:
         Segment.objects.filter(pk=segment.pk).update(size=F("size") + diff.added - diff.removed)
+        memberships_changed([segment.pk])  # listeners (automations) run after this commits
     return RefreshResult(
         segment.pk,
         segment.slug,

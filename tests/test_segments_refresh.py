@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import PropertyDefinition
+from segments import events
 from segments.editing import save_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.refresh import refresh_all, refresh_contacts, refresh_order, refresh_segment
@@ -350,3 +351,22 @@ def test_refresh_contacts_records_a_failing_segment_and_still_applies_the_others
     broken.refresh_from_db()
     assert broken.last_refresh_status == "failed"
     assert "props.tier" in broken.last_refresh_error
+
+
+def test_membership_changes_are_announced_after_commit(db, django_capture_on_commit_callbacks):
+    contact = ContactFactory(lead_score=10)
+    hot = _refreshed(_segment("hot", score_at_least(50)))
+    quiet = _refreshed(_segment("quiet", score_at_least(95)))
+    heard: list[list[int]] = []
+    events.add_listener(heard.append)
+    contact.lead_score = 70
+    contact.save()
+
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            refresh_contacts([contact.pk])
+    finally:
+        events._listeners.remove(heard.append)
+
+    assert heard == [[hot.pk]]
+    assert quiet.pk not in heard[0]
