@@ -136,14 +136,27 @@ def bench_rules() -> list[dict]:
 
 
 class Bench:
-    def __init__(self, *, contacts: int, activities: int, sample: int, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        *,
+        contacts: int,
+        activities: int,
+        sample: int,
+        log: Callable[[str], None],
+        baseline_runs: int = 2,
+        checkpoint: Callable[[dict], None] | None = None,
+    ) -> None:
         self.contacts, self.activities, self.sample, self.log = contacts, activities, sample, log
+        self.baseline_runs = baseline_runs
+        self.checkpoint = checkpoint or (lambda report: None)
         self.report: dict = {"contacts": contacts, "activities": activities, "phases": {}}
 
     # -- data ---------------------------------------------------------------------------------
 
-    def reset(self) -> None:
-        models = [MembershipChange, Membership, SegmentReference, RuleVersion, Segment, Activity, Contact, Company]
+    def reset(self, *, keep_data: bool = False) -> None:
+        models = [MembershipChange, Membership, SegmentReference, RuleVersion, Segment]
+        if not keep_data:
+            models += [Activity, Contact, Company]
         tables = ", ".join(model._meta.db_table for model in models)
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
@@ -241,31 +254,35 @@ class Bench:
         }
         self.report["phases"][name] = phase
         self.log(f"{name:<16} {elapsed:8.2f}s  changes {changes:>10,}  rows written {changes * 2:>10,}")
+        self.checkpoint(self.report)
         return phase
 
     def baseline_comparison(self) -> dict:
         """Per segment: our refresh vs the same diff written by hand as one FULL JOIN statement.
 
-        Both run on the same state inside a transaction that is rolled back, best of two runs.
+        Both run on the same state inside a transaction that is rolled back, best of --baseline-runs runs.
         """
         now = timezone.now()
         rows = {}
         for segment_id in refresh_order():
             segment = Segment.objects.get(pk=segment_id)
             target_sql, params = target_contacts(segment, now=now).order_by().values("pk").query.sql_with_params()
-            hand = min(self._rolled_back(self._hand_written, segment, target_sql, params) for _ in range(2))
-            ours = min(self._rolled_back(refresh_segment, segment_id, now=now) for _ in range(2))
+            runs = range(self.baseline_runs)
+            hand = min(self._rolled_back(self._hand_written, segment, target_sql, params) for _ in runs)
+            ours = min(self._rolled_back(refresh_segment, segment_id, now=now) for _ in runs)
             ratio = round(ours / hand, 2) if hand else None
             rows[segment.slug] = {
                 "ours_ms": round(ours * 1000, 1),
                 "baseline_ms": round(hand * 1000, 1),
                 "ratio": ratio,
             }
+            self.log(f"  {segment.slug:<40} ours {ours * 1000:9.1f} ms  hand-written {hand * 1000:9.1f} ms  {ratio}x")
         ratios = [r["ratio"] for r in rows.values() if r["ratio"]]
         summary = {"segments": rows, "median_ratio": statistics.median(ratios), "max_ratio": max(ratios)}
         self.report["baseline"] = summary
         median, worst = summary["median_ratio"], summary["max_ratio"]
         self.log(f"vs hand-written FULL JOIN: median ratio {median:.2f}, max {worst:.2f}")
+        self.checkpoint(self.report)
         return summary
 
     def _hand_written(self, segment: Segment, target_sql: str, params: list) -> None:
@@ -318,6 +335,7 @@ class Bench:
             "speedup_vs_refresh_all_0pct": round(extrapolated / zero_churn, 1) if zero_churn else None,
         }
         self.report["naive_loop"] = naive
+        self.checkpoint(self.report)
         self.log(f"naive loop      {per_contact * 1000:8.2f} ms/contact -> {extrapolated:,.0f}s for all; "
                  f"{naive['speedup_vs_refresh_all_0pct']}x slower than refresh_all")  # fmt: skip
         return naive
@@ -340,6 +358,7 @@ class Bench:
             "max_ms": round(timings[-1], 2),
         }
         self.report["refresh_contacts_one_contact"] = latency
+        self.checkpoint(self.report)
         self.log(f"refresh_contacts 1 contact x {latency['segments']} segments: p50 {latency['p50_ms']} ms, "
                  f"p95 {latency['p95_ms']} ms")  # fmt: skip
         return latency

@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from contacts.models import Contact
+from contacts.models import Activity, Contact
 from segments.benchmark import Bench, _peak_rss_mb
 from segments.models import Segment
 
@@ -38,6 +38,12 @@ class Command(BaseCommand):
         parser.add_argument("--small", action="store_true", help="2,000 contacts and 20,000 activities (CI)")
         parser.add_argument("--sample", type=int, default=200, help="Contacts timed in the naive per-contact loop")
         parser.add_argument("--latency-rounds", type=int, default=200, help="refresh_contacts calls timed")
+        parser.add_argument("--baseline-runs", type=int, default=2, help="Runs per segment, best kept, for both sides")
+        parser.add_argument(
+            "--reuse-data",
+            action="store_true",
+            help="Keep the contacts and activities of an earlier run (bench databases only); rebuild the segments",
+        )
         parser.add_argument("--output", default=str(Path(settings.BASE_DIR) / "var" / "bench_segments.json"))
 
     def handle(self, *args, **options) -> None:
@@ -52,12 +58,25 @@ class Command(BaseCommand):
         if sizes["contacts"] < 10:
             raise CommandError("--contacts must be at least 10.")
         self._check_database()
+        output = Path(options["output"])
+        output.parent.mkdir(parents=True, exist_ok=True)
+        reuse = options["reuse_data"] and "bench" in connection.settings_dict["NAME"] and Contact.objects.exists()
+        if reuse:
+            sizes["contacts"], sizes["activities"] = Contact.objects.count(), Activity.objects.count()
         bench = Bench(
-            contacts=sizes["contacts"], activities=sizes["activities"], sample=sizes["sample"], log=self.stdout.write
+            contacts=sizes["contacts"],
+            activities=sizes["activities"],
+            sample=sizes["sample"],
+            log=self.stdout.write,
+            baseline_runs=options["baseline_runs"],
+            checkpoint=lambda report: output.write_text(json.dumps(report, indent=2, default=str)),
         )
         self.stdout.write(f"bench_segments: {sizes['contacts']:,} contacts, {sizes['activities']:,} activities")
-        bench.reset()
-        bench.generate()
+        bench.reset(keep_data=reuse)
+        if reuse:
+            self.stdout.write("reusing the contacts and activities already in the database")
+        else:
+            bench.generate()
         bench.install_segments()
         bench.refresh_phase("cold_build")
         bench.refresh_phase("churn_0")
@@ -71,8 +90,6 @@ class Command(BaseCommand):
         bench.preview_counts()
         bench.report["peak_rss_mb"] = _peak_rss_mb()
         self._print_table(bench.report)
-        output = Path(options["output"])
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(bench.report, indent=2, default=str))
         self.stdout.write(f"peak RSS {bench.report['peak_rss_mb']} MB; JSON written to {output}")
 
