@@ -14,14 +14,18 @@ Every request is a JSON POST carrying:
 redirects fail at once: repeating the same request cannot fix them.
 
 Hosts are resolved and refused when any address is loopback, private, link-local, multicast,
-reserved or unspecified, unless the destination is marked internal (which also allows http).
+reserved or unspecified, unless the destination is marked internal (which also allows http). The
+request then connects to the address that was checked (TLS still verifies the host name), so a
+second DNS answer cannot point it somewhere else (DNS rebinding).
 This module knows nothing of the models: it takes anything with url, secret and is_internal.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import json
 import socket
@@ -56,8 +60,11 @@ class Delivery:
     attempts: int
 
 
-def check_url(url: str, *, internal: bool) -> None:
-    """Refuse a URL a webhook must not call; raises ValidationError with the reason."""
+def check_url(url: str, *, internal: bool) -> str | None:
+    """Refuse a URL a webhook must not call (ValidationError with the reason).
+
+    Returns the checked public address to connect to, or None for an internal destination.
+    """
     parts = urlsplit(url)
     allowed_schemes = ("https", "http") if internal else ("https",)
     if parts.scheme not in allowed_schemes:
@@ -65,7 +72,7 @@ def check_url(url: str, *, internal: bool) -> None:
     if not parts.hostname:
         raise ValidationError(f"Webhook URL {url!r} has no host name.")
     if internal:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
@@ -77,6 +84,7 @@ def check_url(url: str, *, internal: bool) -> None:
                 f"Webhook host {parts.hostname!r} resolves to {address}, a loopback, private or link-local "
                 "address; mark the destination internal if that is intended."
             )
+    return infos[0][4][0]
 
 
 def _is_non_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -106,7 +114,33 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a host name, connecting to an address checked beforehand; TLS verifies the name."""
+
+    def __init__(self, *args, pinned_address: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pinned_address = pinned_address
+        # http.client opens the socket through this attribute, with (host, port).
+        self._create_connection = self._connect_pinned
+
+    def _connect_pinned(self, address: tuple[str, int], *args, **kwargs) -> socket.socket:
+        return socket.create_connection((self.pinned_address, address[1]), *args, **kwargs)
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, pinned_address: str) -> None:
+        super().__init__()
+        self.pinned_address = pinned_address
+
+    def https_open(self, req):
+        connection = functools.partial(PinnedHTTPSConnection, pinned_address=self.pinned_address)
+        return self.do_open(connection, req, context=self._context)
+
+
+def _opener_for(pinned_address: str | None) -> urllib.request.OpenerDirector:
+    if pinned_address is None:
+        return urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(_NoRedirect, _PinnedHTTPSHandler(pinned_address))
 
 
 def post_json(
@@ -117,7 +151,7 @@ def post_json(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
     """POST payload to target's URL, signed, retrying transient failures; raise WebhookError when it gives up."""
-    check_url(target.url, internal=target.is_internal)
+    opener = _opener_for(check_url(target.url, internal=target.is_internal))
     body = encode(payload)
     headers = {
         "Content-Type": "application/json",
@@ -132,7 +166,7 @@ def post_json(
             sleep(_backoff(attempt - 1))
         request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
         try:
-            with _opener.open(request, timeout=settings.ACTIVATION_WEBHOOK_TIMEOUT_SECONDS) as response:
+            with opener.open(request, timeout=settings.ACTIVATION_WEBHOOK_TIMEOUT_SECONDS) as response:
                 return Delivery(status=response.status, attempts=attempt)
         except urllib.error.HTTPError as exc:
             detail = exc.read(300).decode(errors="replace")

@@ -1,6 +1,9 @@
 import hashlib
 import hmac
 import json
+import socket
+import ssl
+import threading
 import time
 
 import pytest
@@ -211,3 +214,30 @@ def test_the_signature_is_a_plain_hmac_of_the_body():
     body = b'{"a":1}'
 
     assert webhooks.sign(body, "k") == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+def test_a_public_webhook_connects_to_the_address_that_was_checked():
+    # given a listener on this machine standing in for the checked address of a host name that
+    # does not resolve at all (so only the pinned address can have been used)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def accept_one():
+        client, _ = listener.accept()
+        accepted.append(client)
+        client.close()
+
+    thread = threading.Thread(target=accept_one)
+    thread.start()
+    connection = webhooks.PinnedHTTPSConnection("hooks.invalid", port, timeout=5, pinned_address="127.0.0.1")
+
+    # when it connects (the TLS handshake then fails: the listener speaks no TLS)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        connection.connect()
+    thread.join(timeout=5)
+    listener.close()
+
+    # then the TCP connection went to the pinned address
+    assert len(accepted) == 1
