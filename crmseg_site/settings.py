@@ -247,6 +247,16 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# The cache holds API throttling counters: with Redis they are shared by every web process, as a
+# per-key rate limit must be; the embedded default keeps them in the one process.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # Segment freshness: how often the scheduled sweep refreshes every segment (minutes).
 SEGMENT_REFRESH_INTERVAL_MINUTES = envint("SEGMENT_REFRESH_INTERVAL_MINUTES", 60, minimum=1)
 # Enqueue refresh_contacts after writes through the project's own write paths.

@@ -82,3 +82,13 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
     assert "WARNING" not in result.stderr
+
+
+def test_redis_url_shares_the_cache_between_processes():
+    code = "import crmseg_site.settings as s; print(s.CACHES['default']['BACKEND'], s.Q_CLUSTER.get('redis'))"
+    env = {**ENV_BASE, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=settings.BASE_DIR, check=False
+    )
+
+    assert result.stdout.split() == ["django.core.cache.backends.redis.RedisCache", "redis://127.0.0.1:6379/0"]
