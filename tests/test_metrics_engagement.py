@@ -194,6 +194,31 @@ def test_recomputing_one_contact_ranks_it_like_a_full_run():
     assert full["engagement_level"] == "highly_engaged"
 
 
+def test_recomputing_several_contacts_with_ties_ranks_them_like_a_full_run():
+    contacts = ContactFactory.create_batch(10)
+    for index, contact in enumerate(contacts):
+        # Pairs share every raw measure (ties in score, past score, recency, frequency, value).
+        for _ in range(index // 2):
+            act(contact, "page_view", 70 + index // 2, topic="security")
+        if index % 3:
+            act(contact, "purchase", 10 * (index // 2), value=10 * (index % 4))
+    compute_metrics(as_of=T)
+    touched = [contacts[0], contacts[3], contacts[4], contacts[9]]
+    act(contacts[0], "purchase", 2, value=5)
+    act(contacts[3], "page_view", 65)
+    act(contacts[4], "email_click", 1)
+    act(contacts[9], "purchase", 40, value=10)
+
+    compute_metrics(as_of=T, contact_ids=[contact.id for contact in touched])
+    incremental = list(ContactMetrics.objects.filter(contact__in=touched).order_by("contact").values())
+    compute_metrics(as_of=T)
+    full = list(ContactMetrics.objects.filter(contact__in=touched).order_by("contact").values())
+
+    assert incremental == full
+    assert {row["rfv_cell"] for row in full} - {""}
+    assert any(row["recently_disengaged"] for row in ContactMetrics.objects.values("recently_disengaged"))
+
+
 def test_the_number_of_queries_does_not_grow_with_contacts():
     def queries_for(count: int) -> int:
         for contact in ContactFactory.create_batch(count):

@@ -41,9 +41,17 @@ Formulas (the as-of time is `T`; every activity with occurred_at > T is ignored)
   - 10 * open_tickets.
 
 A full run is one INSERT ... ON CONFLICT statement over every contact. An incremental run (some
-contact ids, after ingest) upserts those contacts' raw measures, then ranks them with the same
-window counts over every stored row; the other contacts' rows are read, not rewritten, so their
-percentiles and scores catch up at the next full run.
+contact ids, after ingest) upserts those contacts' raw measures (aggregating only their
+activities), then ranks them against every stored row; the other contacts' rows are read, not
+rewritten, so their percentiles and scores catch up at the next full run.
+
+Incremental ranking on PostgreSQL (`bucket_counts`) needs no sort of the stored rows: every count
+is "how many stored values are strictly below v" for some rank key (negated for "above", e.g.
+score_gt = #{-score < -v}). The touched contacts' distinct values of a key, ascending, are
+thresholds A[1..k]; one scan of the stored rows puts each value in bucket width_bucket(value, A)
+= #{j : A[j] <= value} per key (GROUPING SETS, one hash table per key), and #{value < A[i]} is the
+sum of buckets 0..i-1. Bucket i is never empty (the touched row holding A[i] is stored), so a
+running sum read at bucket i gives it. SQLite (small installations) ranks with the window counts.
 """
 
 from __future__ import annotations
@@ -412,6 +420,85 @@ def full_statement(d: Dialect, model: ScoringModel, params: dict) -> str:
     {_upsert(columns)}"""
 
 
+# Rank keys counted by `bucket_counts`: name -> (column, sign, whether only RFV rows count).
+# Each gives #{stored sign * column < touched sign * column}.
+BUCKET_KEYS = {
+    "s_lt": ("engagement_score", "", False),
+    "s_gt": ("engagement_score", "-", False),
+    "p_lt": ("past_engagement_score", "", False),
+    "p_gt": ("past_engagement_score", "-", False),
+    "r_lt": ("recency_days", "", True),
+    "f_gt": ("frequency", "-", True),
+    "v_gt": ("monetary", "-", True),
+}
+
+
+def bucket_counts(d: Dialect) -> str:
+    """CTE `ranked` for an incremental run on PostgreSQL: the touched contacts' stored rows with
+    the same counts as `COUNTS` gives them over every stored row, from one unsorted scan of the
+    stored rows (method in the module docstring)."""
+
+    def key(alias: str, column: str, sign: str, rfv: bool) -> str:
+        value = f"{sign}{alias}.{column}"
+        return f"CASE WHEN {alias}.recency_days IS NOT NULL THEN {value} END" if rfv else value
+
+    thresholds = ", ".join(
+        f"COALESCE(ARRAY_AGG(DISTINCT {key('m', *spec)} ORDER BY {key('m', *spec)})"
+        f" FILTER (WHERE {key('m', *spec)} IS NOT NULL), '{{}}') AS {name}"
+        for name, spec in BUCKET_KEYS.items()
+    )
+    buckets = ", ".join(
+        f"COALESCE(WIDTH_BUCKET({key('m', *spec)}, th.{name}), -1) AS {name}" for name, spec in BUCKET_KEYS.items()
+    )
+    sets = ", ".join(f"({name})" for name in BUCKET_KEYS)
+    which = " ".join(f"WHEN {name} IS NOT NULL THEN '{name}'" for name in BUCKET_KEYS)
+    joins = "\n        ".join(
+        f"{'LEFT JOIN' if spec[2] else 'JOIN'} below {name} ON {name}.rank_key = '{name}'"
+        f" AND {name}.bucket = ARRAY_POSITION(th.{name}, {key('t', *spec)})"
+        for name, spec in BUCKET_KEYS.items()
+    )
+    return f"""
+    touched AS (
+        SELECT m.contact_id, m.engagement_score, m.past_engagement_score, m.recent_activity_count,
+            m.active_60_to_90_days_ago,
+            m.recency_days, m.frequency, m.monetary, m.tenure_days, m.open_tickets,
+            c.lifecycle_stage, c.product_adoption
+        FROM {TABLE} m JOIN contacts_contact c ON c.id = m.contact_id
+        WHERE {d.id_in("m.contact_id")}
+    ),
+    thresholds AS (
+        SELECT {thresholds} FROM touched m
+    ),
+    buckets AS (
+        SELECT {", ".join(BUCKET_KEYS)}, COUNT(*) AS n
+        FROM (SELECT {buckets} FROM {TABLE} m CROSS JOIN thresholds th) keyed
+        GROUP BY GROUPING SETS ({sets})
+    ),
+    below AS (
+        SELECT rank_key, bucket,
+            CAST(SUM(n) OVER (PARTITION BY rank_key ORDER BY bucket) - n AS BIGINT) AS below,
+            CAST(SUM(n) OVER (PARTITION BY rank_key) AS BIGINT) AS total
+        FROM (SELECT CASE {which} END AS rank_key, COALESCE({", ".join(BUCKET_KEYS)}) AS bucket, n
+              FROM buckets) per_key
+        WHERE bucket >= 0
+    ),
+    ranked AS (
+        SELECT t.*,
+            s_gt.total AS n_all,
+            s_gt.total - s_gt.below AS score_le,
+            s_gt.below AS score_gt,
+            s_lt.below AS score_lt,
+            p_gt.below AS past_gt,
+            p_lt.below AS past_lt,
+            r_lt.total AS n_rfv,
+            r_lt.total - r_lt.below AS r_le,
+            f_gt.total - f_gt.below AS f_le,
+            v_gt.total - v_gt.below AS v_le
+        FROM touched t CROSS JOIN thresholds th
+        {joins}
+    )"""
+
+
 def subset_statements(d: Dialect, model: ScoringModel, params: dict) -> list[str]:
     """Two statements for the contacts in %(ids)s: upsert their raw measures, then rank them."""
     placeholders = [PLACEHOLDERS[column] for column in RANKED_COLUMNS]
@@ -422,7 +509,7 @@ def subset_statements(d: Dialect, model: ScoringModel, params: dict) -> list[str
     {_upsert(BASE_COLUMNS)}"""
     assignments = ", ".join(f"{column} = measured.{column}" for column in RANKED_COLUMNS)
     rank = f"""
-    WITH {stored_counts(d)},
+    WITH {bucket_counts(d) if d.postgres else stored_counts(d)},
     {scored_ctes(d, "ranked")}
     UPDATE {TABLE} SET {assignments}
     FROM measured WHERE {TABLE}.contact_id = measured.contact_id"""
