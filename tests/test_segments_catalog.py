@@ -46,3 +46,22 @@ def test_the_catalog_builds_on_real_data(db):
     assert member_ids(Segment.objects.get(slug="enterprise-expansion-candidates")) == {target.pk}
     assert member_ids(Segment.objects.get(slug="cloud-migration-readers")) == {reader.pk}
     assert member_ids(Segment.objects.get(slug="suppress-competitors")) == {spy.pk}
+
+
+def test_first_run_loads_and_builds_the_catalog_once_and_never_brings_back_a_deleted_segment(db):
+    reader = ContactFactory()
+    ActivityFactory(contact=reader, kind="page_view", topic="cloud-migration", occurred_at=timezone.now())
+    compute_metrics()
+
+    call_command("load_catalog", "--first-run", "--refresh", stdout=StringIO())
+    readers = Segment.objects.get(slug="cloud-migration-readers")
+    assert Segment.objects.count() == len(CATALOG)
+    assert readers.last_refresh_status == "ok"
+    assert member_ids(readers) == {reader.pk}
+
+    Segment.objects.get(slug="bottom-40-engagement").delete()
+    again = StringIO()
+    call_command("load_catalog", "--first-run", "--refresh", stdout=again)
+
+    assert not Segment.objects.filter(slug="bottom-40-engagement").exists()
+    assert "not loaded again" in again.getvalue()

@@ -4,6 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from segments.catalog import load_catalog
+from segments.models import Segment
+from segments.refresh import refresh_all
 
 
 class Command(BaseCommand):
@@ -11,8 +13,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--owner", help="Username to own the new segments and sign their first rule version")
+        parser.add_argument(
+            "--first-run",
+            action="store_true",
+            help="Do nothing when any segment exists (so `make run` never brings back a deleted starter segment)",
+        )
+        parser.add_argument("--refresh", action="store_true", help="Build the segments now, not by the workers")
 
-    def handle(self, *args, owner: str | None, **options) -> None:
+    def handle(self, *args, owner: str | None, first_run: bool, refresh: bool, **options) -> None:
+        if first_run and Segment.objects.exists():
+            self.stdout.write("Segments exist already; the starter catalog is not loaded again.")
+            return
         user = None
         if owner:
             user = get_user_model().objects.filter(username=owner).first()
@@ -23,7 +34,17 @@ class Command(BaseCommand):
             self.stdout.write(f"created  {segment.slug}")
         for segment in kept:
             self.stdout.write(f"exists   {segment.slug}")
+        if not refresh:
+            self.stdout.write(
+                f"{len(created)} segment(s) created, {len(kept)} already there. "
+                "New rule segments are built by the workers; run `manage.py refresh_segments` to build them now."
+            )
+            return
+        results = refresh_all()
+        failed = [result for result in results if result.status == "failed"]
         self.stdout.write(
-            f"{len(created)} segment(s) created, {len(kept)} already there. "
-            "New rule segments are built by the workers; run `manage.py refresh_segments` to build them now."
+            f"{len(created)} segment(s) created, {len(kept)} already there; "
+            f"{len(results) - len(failed)} built, {len(failed)} failed."
         )
+        for result in failed:
+            self.stderr.write(f"refresh failed: {result.error}")
