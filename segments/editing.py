@@ -13,6 +13,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from segments.graph import dependency_graph, find_cycle
+from segments.locks import lock_segment_graph
 from segments.models import RuleVersion, Segment, SegmentKind, SegmentReference, SegmentStatus
 from segments.rules.validation import referenced_slugs, validate_rule
 from segments.tasks import enqueue_refresh_segment
@@ -127,6 +128,7 @@ def _cycle(segment: Segment) -> str | None:
 def save_segment(segment: Segment, *, user=None) -> Segment:
     """Validate and save a new or changed segment; record the rule version; queue a refresh."""
     with transaction.atomic():
+        lock_segment_graph()
         check_segment(segment)
         old = Segment.objects.select_for_update().filter(pk=segment.pk).first() if segment.pk else None
         rule_changed = segment.rule != (old.rule if old else None)
@@ -172,11 +174,12 @@ def segment_dependants(segment: Segment) -> list[str]:
 
 def delete_segment(segment: Segment) -> None:
     """Delete a segment nothing depends on; raise SegmentInUse listing the dependants otherwise."""
-    dependants = segment_dependants(segment)
-    if dependants:
-        raise SegmentInUse(segment, dependants)
     try:
         with transaction.atomic():
+            lock_segment_graph()
+            dependants = segment_dependants(segment)
+            if dependants:
+                raise SegmentInUse(segment, dependants)
             segment.delete()
     except ProtectedError as error:
         named = sorted(f"{obj._meta.verbose_name} {obj}" for obj in error.protected_objects)

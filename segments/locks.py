@@ -10,6 +10,8 @@ from django.db import connection
 
 # High 32 bits of the advisory lock key, so segment locks never collide with other lock users.
 SEGMENT_LOCK_NAMESPACE = 0x5E6_0001
+# One key for the whole dependency graph (parents and in_segment references).
+GRAPH_LOCK_KEY = 0x5E6_0002 << 32
 
 
 def lock_key(segment_id: int) -> int:
@@ -42,3 +44,16 @@ def lock_segments(segment_ids: list[int]) -> None:
             return
         placeholders = ", ".join(["%s"] * len(ids))
         cursor.execute(f"UPDATE segments_segment SET id = id WHERE id IN ({placeholders})", ids)
+
+
+def lock_segment_graph() -> None:
+    """Serialise changes to the dependency graph for the rest of the current transaction.
+
+    Saving or deleting a segment checks the graph (no cycle, no dependant left behind) and then
+    changes it; two such writes checking at once could each pass and together close a cycle.
+    On PostgreSQL they queue on one advisory lock; on SQLite every transaction already begins
+    with the database's write lock (BEGIN IMMEDIATE), which serialises them the same way.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GRAPH_LOCK_KEY])

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 from django_q.models import Schedule
 
@@ -87,3 +88,33 @@ def test_a_worker_finding_the_segment_locked_skips_and_retries_later():
     retry = Schedule.objects.get(func="segments.tasks.refresh_segment_task")
     assert (retry.args, retry.schedule_type) == (repr(segment.pk), Schedule.ONCE)
     assert MembershipChange.objects.filter(segment=segment, reason="rule").count() == 0
+
+
+def test_two_edits_that_together_close_a_cycle_cannot_both_pass_the_check():
+    rule = {"field": "lead_score", "op": "gte", "value": 50}
+    first = save_segment(Segment(name="First", slug="first", kind="dynamic", rule=rule))
+    second = save_segment(Segment(name="Second", slug="second", kind="dynamic", rule=rule))
+    errors: list = []
+
+    def second_reads_first() -> None:
+        try:
+            second.rule = {"all": [rule, {"in_segment": "first"}]}
+            save_segment(second)
+        except ValidationError as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=second_reads_first)
+    with transaction.atomic():
+        first.rule = {"all": [rule, {"in_segment": "second"}]}
+        save_segment(first)  # holds the graph lock until this block commits
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive(), "the second edit checked the graph while the first was uncommitted"
+    other.join(timeout=30)
+
+    assert len(errors) == 1
+    assert "This would make a dependency cycle: second -> first -> second" in str(errors[0])
+    second.refresh_from_db()
+    assert second.rule == rule
