@@ -8,7 +8,7 @@ Callers get back which rows were created, updated, duplicated or refused, with p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -135,6 +135,33 @@ def _clean_fields(row: dict, allowed: Iterable[str], model: type[models.Model], 
     return values
 
 
+def _validated_rows(
+    rows: list, clean: Callable[[dict, RowErrors], dict], failed: dict[int, RowErrors], *, key: str = "", noun: str = ""
+) -> dict[int, dict]:
+    """{row index: cleaned values} of the rows `clean(row, errors)` accepts; the others go to `failed`.
+
+    With `key`, a row repeating an earlier row's key is refused, naming the earlier row.
+    """
+    good: dict[int, dict] = {}
+    first_row_for_key: dict[object, int] = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            failed[index] = {"": [f"Expected an object, got {type(row).__name__}."]}
+            continue
+        errors: RowErrors = {}
+        values = clean(row, errors)
+        if key and not errors:
+            if values[key] in first_row_for_key:
+                errors[key] = [f"Same {key} as rows[{first_row_for_key[values[key]]}]; send a {noun} once."]
+            else:
+                first_row_for_key[values[key]] = index
+        if errors:
+            failed[index] = errors
+        else:
+            good[index] = values
+    return good
+
+
 def _unknown_keys(row: dict, allowed: set[str], errors: RowErrors) -> None:
     for name in row:
         if name not in allowed:
@@ -204,46 +231,9 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
     now = now or timezone.now()
     result = UpsertResult()
     definitions = {d.key: d for d in PropertyDefinition.objects.all()}
-    allowed = {"email", "company_domain", "company_name", "owner", *CONTACT_FIELDS}
-    good: dict[int, dict] = {}
-    first_row_for_email: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        errors: RowErrors = {}
-        if not isinstance(row, dict):
-            result.failed[index] = {"": [f"Expected an object, got {type(row).__name__}."]}
-            continue
-        _unknown_keys(row, allowed, errors)
-        values = _clean_fields(row, CONTACT_FIELDS, Contact, errors)
-        raw_email = row.get("email")
-        try:
-            if not isinstance(raw_email, str) or not raw_email.strip():
-                raise ValidationError("Required: each row is matched by its email.")
-            values["email"] = _clean_field(Contact, "email", normalize_email(raw_email))
-        except ValidationError as error:
-            errors["email"] = error.messages
-        if "properties" in values:
-            _check_properties(values["properties"], definitions, errors)
-        if row.get("company_domain") not in (None, ""):
-            try:
-                values["company_domain"] = validate_domain(row["company_domain"])
-            except ValidationError as error:
-                errors["company_domain"] = error.messages
-            if not isinstance(row.get("company_name", ""), str):
-                errors["company_name"] = ["Expected text."]
-        elif "company_domain" in row:
-            values["company_domain"] = None
-        if "owner" in row:
-            if row["owner"] is not None and (isinstance(row["owner"], bool) or not isinstance(row["owner"], int)):
-                errors["owner"] = ["Expected a user id (integer) or null."]
-            values["owner"] = row["owner"]
-        if not errors and values["email"] in first_row_for_email:
-            errors["email"] = [f"Same email as rows[{first_row_for_email[values['email']]}]; send a contact once."]
-        if errors:
-            result.failed[index] = errors
-            continue
-        first_row_for_email[values["email"]] = index
-        good[index] = values
-
+    good = _validated_rows(
+        rows, lambda row, errors: _clean_contact(row, errors, definitions), result.failed, key="email", noun="contact"
+    )
     _check_owners(good, result)
     if not good:
         return result
@@ -268,7 +258,7 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
             if change:
                 stage_changes.append((values["email"], *change))
         _bulk_upsert(Contact, objs, key="email", now=now)
-        ids = dict(lookup_pairs(Contact, "email", "id", first_row_for_email))
+        ids = dict(lookup_pairs(Contact, "email", "id", [v["email"] for v in good.values()]))
         _insert(
             LifecycleChange,
             [
@@ -283,6 +273,37 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
         bucket.append(RowOutcome(index=index, id=ids[email], key=email))
     result.changed_contact_ids = set(ids.values())
     return result
+
+
+CONTACT_KEYS = {"email", "company_domain", "company_name", "owner", *CONTACT_FIELDS}
+
+
+def _clean_contact(row: dict, errors: RowErrors, definitions: dict[str, PropertyDefinition]) -> dict:
+    _unknown_keys(row, CONTACT_KEYS, errors)
+    values = _clean_fields(row, CONTACT_FIELDS, Contact, errors)
+    raw_email = row.get("email")
+    try:
+        if not isinstance(raw_email, str) or not raw_email.strip():
+            raise ValidationError("Required: each row is matched by its email.")
+        values["email"] = _clean_field(Contact, "email", normalize_email(raw_email))
+    except ValidationError as error:
+        errors["email"] = error.messages
+    if "properties" in values:
+        _check_properties(values["properties"], definitions, errors)
+    if row.get("company_domain") not in (None, ""):
+        try:
+            values["company_domain"] = validate_domain(row["company_domain"])
+        except ValidationError as error:
+            errors["company_domain"] = error.messages
+        if not isinstance(row.get("company_name", ""), str):
+            errors["company_name"] = ["Expected text."]
+    elif "company_domain" in row:
+        values["company_domain"] = None
+    if "owner" in row:
+        if row["owner"] is not None and (isinstance(row["owner"], bool) or not isinstance(row["owner"], int)):
+            errors["owner"] = ["Expected a user id (integer) or null."]
+        values["owner"] = row["owner"]
+    return values
 
 
 def _check_owners(good: dict[int, dict], result: UpsertResult) -> None:
@@ -330,31 +351,11 @@ def _contact_from_row(
 def upsert_companies(rows: list) -> UpsertResult:
     """Create or update companies matched by normalised domain."""
     result = UpsertResult()
-    allowed = {"domain", *COMPANY_FIELDS}
-    good: dict[int, dict] = {}
-    first_row_for_domain: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        errors: RowErrors = {}
-        if not isinstance(row, dict):
-            result.failed[index] = {"": [f"Expected an object, got {type(row).__name__}."]}
-            continue
-        _unknown_keys(row, allowed, errors)
-        values = _clean_fields(row, COMPANY_FIELDS, Company, errors)
-        try:
-            values["domain"] = validate_domain(row.get("domain"))
-        except ValidationError as error:
-            errors["domain"] = error.messages
-        if not errors and values["domain"] in first_row_for_domain:
-            errors["domain"] = [f"Same domain as rows[{first_row_for_domain[values['domain']]}]; send a company once."]
-        if errors:
-            result.failed[index] = errors
-            continue
-        first_row_for_domain[values["domain"]] = index
-        good[index] = values
+    good = _validated_rows(rows, _clean_company, result.failed, key="domain", noun="company")
     if not good:
         return result
     with transaction.atomic():
-        domains = list(first_row_for_domain)
+        domains = [values["domain"] for values in good.values()]
         existing = dict(Company.objects.filter(domain__in=domains).values_list("domain", "id"))
         objs = []
         for values in good.values():
@@ -370,6 +371,19 @@ def upsert_companies(rows: list) -> UpsertResult:
         bucket = result.updated if values["domain"] in existing else result.created
         bucket.append(RowOutcome(index=index, id=ids[values["domain"]], key=values["domain"]))
     return result
+
+
+COMPANY_KEYS = {"domain", *COMPANY_FIELDS}
+
+
+def _clean_company(row: dict, errors: RowErrors) -> dict:
+    _unknown_keys(row, COMPANY_KEYS, errors)
+    values = _clean_fields(row, COMPANY_FIELDS, Company, errors)
+    try:
+        values["domain"] = validate_domain(row.get("domain"))
+    except ValidationError as error:
+        errors["domain"] = error.messages
+    return values
 
 
 def _clean_activity(row: dict, errors: RowErrors) -> dict:
@@ -421,6 +435,11 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
             values["value"] = number.quantize(Decimal("0.01"))
         except InvalidOperation:
             errors["value"] = ["Expected a number below 1,000,000,000,000 with at most 2 decimals."]
+    contact, email = row.get("contact"), row.get("email")
+    if contact is not None and (isinstance(contact, bool) or not isinstance(contact, int)):
+        errors["contact"] = ["Expected a contact id (integer)."]
+    elif contact is None and not (isinstance(email, str) and email.strip()):
+        errors["contact"] = ["Give the contact's id (contact) or email (email)."]
     return values
 
 
@@ -447,22 +466,7 @@ def _resolve_contacts(rows: list, good: dict[int, dict], result: ActivityIngestR
 def ingest_activities(rows: list) -> ActivityIngestResult:
     """Insert activities; a row whose external_id is already stored (or repeated) counts as a duplicate."""
     result = ActivityIngestResult()
-    good: dict[int, dict] = {}
-    for index, row in enumerate(rows):
-        errors: RowErrors = {}
-        if not isinstance(row, dict):
-            result.failed[index] = {"": [f"Expected an object, got {type(row).__name__}."]}
-            continue
-        values = _clean_activity(row, errors)
-        contact, email = row.get("contact"), row.get("email")
-        if contact is not None and (isinstance(contact, bool) or not isinstance(contact, int)):
-            errors["contact"] = ["Expected a contact id (integer)."]
-        elif contact is None and not (isinstance(email, str) and email.strip()):
-            errors["contact"] = ["Give the contact's id (contact) or email (email)."]
-        if errors:
-            result.failed[index] = errors
-        else:
-            good[index] = values
+    good = _validated_rows(rows, _clean_activity, result.failed)
     _resolve_contacts(rows, good, result)
     if connection.vendor == "postgresql":
         _insert_activities_postgresql(list(good.values()), result)
