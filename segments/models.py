@@ -211,3 +211,24 @@ class RuleVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment} rule changed {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class SegmentDay(models.Model):
+    """Joins, leaves and end-of-day size of one segment on one day (project time zone).
+
+    A rollup of MembershipChange kept by every writer of changes (segments/rollup.py), so the
+    segment page and the overview chart 60 days without grouping the change log on every view.
+    """
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="days")
+    day = models.DateField()
+    joins = models.PositiveIntegerField(default=0)
+    leaves = models.PositiveIntegerField(default=0)
+    size = models.PositiveIntegerField(help_text="Members at the end of the day (after its last change)")
+
+    class Meta:
+        ordering = ["segment", "day"]
+        constraints = [models.UniqueConstraint(fields=["segment", "day"], name="segment_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} {self.day}: +{self.joins} -{self.leaves} = {self.size}"

@@ -23,6 +23,7 @@ from segments.events import memberships_changed
 from segments.graph import dependants, dependency_graph, topological_order
 from segments.locks import lock_segment, lock_segments
 from segments.models import ChangeReason, Membership, RefreshStatus, Segment, SegmentStatus
+from segments.rollup import count_changes
 from segments.rules.compiler import matching_contacts
 from segments.rules.registry import Field, get_fields
 
@@ -129,6 +130,7 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
             When(rule_edited_at=segment.rule_edited_at, then=Value(None)), default=F("rule_edited_at")
         )
     Segment.objects.filter(pk=segment.pk).update(**stats)
+    count_changes(segment.pk, changed_at=started_at, joins=diff.added, leaves=diff.removed)
     return RefreshResult(
         segment.pk,
         segment.slug,
@@ -257,9 +259,11 @@ def _refresh_some(
     clock = time.monotonic()
     reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
     target = target_contacts(segment, now=now, fields=fields, contact_ids=contact_ids)
-    diff = apply_target(segment, target, changed_at=timezone.now(), reason=reason, scope=contact_ids)
+    changed_at = timezone.now()
+    diff = apply_target(segment, target, changed_at=changed_at, reason=reason, scope=contact_ids)
     if diff.added or diff.removed:
         Segment.objects.filter(pk=segment.pk).update(size=F("size") + diff.added - diff.removed)
+        count_changes(segment.pk, changed_at=changed_at, joins=diff.added, leaves=diff.removed)
         memberships_changed([segment.pk])  # listeners (automations) run after this commits
     return RefreshResult(
         segment.pk,

@@ -16,6 +16,7 @@ from segments.diffing import CHANGE, MEMBERSHIP
 from segments.events import memberships_changed
 from segments.locks import lock_segment
 from segments.models import ChangeKind, ChangeReason, Membership, Segment, SegmentKind
+from segments.rollup import count_changes
 
 CHUNK = 2000
 
@@ -46,6 +47,8 @@ def _change(segment: Segment, contact_ids: Iterable[int], *, kind: str, user) ->
         if changed:
             delta = changed if kind == ChangeKind.JOIN else -changed
             Segment.objects.filter(pk=segment.pk).update(size=F("size") + delta)
+            joins, leaves = (changed, 0) if kind == ChangeKind.JOIN else (0, changed)
+            count_changes(segment.pk, changed_at=timezone.now(), joins=joins, leaves=leaves)
             memberships_changed([segment.pk])  # listeners (automations) run after this commits
     return changed
 

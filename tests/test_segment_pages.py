@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from segments.editing import save_segment
-from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentReference
+from segments.models import Membership, RuleVersion, Segment, SegmentDay, SegmentReference
 from segments.pages.charts import nice_ticks
 from segments.pages.segment_page import history_from
 from segments.refresh import refresh_segment
@@ -19,8 +19,11 @@ pytestmark = pytest.mark.django_db
 
 def test_history_walks_back_from_todays_size():
     today = timezone.localdate()
-    changes = {today: (5, 1), today - timedelta(days=2): (10, 0)}
-    history = history_from(20, changes, today=today, days=4)
+    days = {
+        today: SegmentDay(day=today, joins=5, leaves=1, size=20),
+        today - timedelta(days=2): SegmentDay(day=today - timedelta(days=2), joins=10, leaves=0, size=16),
+    }
+    history = history_from(20, days, today=today, span=4)
     assert history.days[-1] == today
     assert history.sizes == [6, 16, 16, 20]
     assert history.joins == [0, 10, 0, 5]
@@ -119,15 +122,9 @@ def test_overview_lists_the_tree_with_growth_and_sorts(client, ops_user):
     parent = SegmentFactory(name="B parent", slug="b-parent", size=10)
     SegmentFactory(name="A child", slug="a-child", parent=parent, size=4)
     big = SegmentFactory(name="C big", slug="c-big", size=100)
-    now = timezone.now()
-    contacts = ContactFactory.create_batch(3)
-    for contact in contacts:
-        MembershipChange.objects.create(
-            segment=big, contact=contact, kind="join", reason="rule", changed_at=now - timedelta(days=2)
-        )
-    MembershipChange.objects.create(
-        segment=big, contact=contacts[0], kind="leave", reason="rule", changed_at=now - timedelta(days=20)
-    )
+    today = timezone.localdate()
+    SegmentDay.objects.create(segment=big, day=today - timedelta(days=2), joins=3, leaves=0, size=100)
+    SegmentDay.objects.create(segment=big, day=today - timedelta(days=20), joins=0, leaves=1, size=97)
     client.force_login(ops_user)
     response = client.get(reverse("segments-overview"))
     rows = response.context["rows"]

@@ -1,6 +1,6 @@
 """What Operations see about one segment, and the overview of all of them.
 
-Every figure is read set-based: one aggregate over MembershipChange for both charts, one query
+Every figure is read set-based: one query on the daily rollup (SegmentDay) for both charts, one query
 for the whole segment tree, one query per relation that points at segments for "where used".
 """
 
@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import django_filters
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models import Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from contacts.models import LifecycleStage
-from segments.models import ChangeKind, Membership, MembershipChange, Segment, SegmentReference
+from segments.models import Membership, Segment, SegmentDay, SegmentReference
+from segments.rollup import days_since
 
 
 @dataclass(frozen=True)
@@ -30,46 +30,39 @@ class History:
         return {span: self.sizes[-1] - self.sizes[max(0, len(self.sizes) - 1 - span)] for span in (7, 30)}
 
 
-def daily_changes(segment_ids: list[int], *, since: datetime) -> dict[int, dict[date, tuple[int, int]]]:
-    """segment id -> day -> (joins, leaves) since `since`, in one grouped query."""
-    rows = (
-        MembershipChange.objects.filter(segment_id__in=segment_ids, changed_at__gte=since)
-        .annotate(day=TruncDate("changed_at", tzinfo=timezone.get_current_timezone()))
-        .values("segment_id", "day")
-        .annotate(
-            joins=Count("id", filter=Q(kind=ChangeKind.JOIN)),
-            leaves=Count("id", filter=Q(kind=ChangeKind.LEAVE)),
-        )
-        .order_by()
-    )
-    changes: dict[int, dict[date, tuple[int, int]]] = {pk: {} for pk in segment_ids}
-    for row in rows:
-        changes[row["segment_id"]][row["day"]] = (row["joins"], row["leaves"])
-    return changes
+def history_from(size: int, days: dict[date, SegmentDay], *, today: date, span: int) -> History:
+    """The last `span` days ending today, from the rollup rows of one segment.
 
-
-def history_from(size: int, changes: dict[date, tuple[int, int]], *, today: date, days: int) -> History:
-    """Walk back from today's size: the size at the end of each day before is size - joins + leaves after it."""
-    span = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    A day with a row ends at its recorded size; a day without one ends where the next day began
+    (that day's size - joins + leaves), walking back from the segment's size now.
+    """
+    calendar = [today - timedelta(days=offset) for offset in range(span - 1, -1, -1)]
     sizes, running = [], size
-    for day in reversed(span):
+    for day in reversed(calendar):
+        row = days.get(day)
+        if row is not None:
+            running = row.size
         sizes.append(running)
-        joined, left = changes.get(day, (0, 0))
-        running = running - joined + left
+        if row is not None:
+            running = running - row.joins + row.leaves
     sizes.reverse()
     return History(
-        days=span,
+        days=calendar,
         sizes=sizes,
-        joins=[changes.get(day, (0, 0))[0] for day in span],
-        leaves=[changes.get(day, (0, 0))[1] for day in span],
+        joins=[days[day].joins if day in days else 0 for day in calendar],
+        leaves=[days[day].leaves if day in days else 0 for day in calendar],
     )
 
 
-def segment_history(segment: Segment, *, now: datetime, days: int = 60) -> History:
+def segment_histories(segments: list[Segment], *, now: datetime, span: int) -> dict[int, History]:
+    """Each segment's history over the last `span` days, from one query on the daily rollup."""
     today = timezone.localdate(now)
-    since = timezone.make_aware(datetime.combine(today - timedelta(days=days - 1), datetime.min.time()))
-    changes = daily_changes([segment.pk], since=since)[segment.pk]
-    return history_from(segment.size, changes, today=today, days=days)
+    days = days_since([s.pk for s in segments], first_day=today - timedelta(days=span - 1))
+    return {s.pk: history_from(s.size, days[s.pk], today=today, span=span) for s in segments}
+
+
+def segment_history(segment: Segment, *, now: datetime, span: int = 60) -> History:
+    return segment_histories([segment], now=now, span=span)[segment.pk]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 import difflib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -16,11 +16,10 @@ from segments.tasks import enqueue_refresh_segment
 from .charts import diverging_bars, line_chart
 from .paging import fetch_page, page_number, page_query
 from .segment_page import (
-    daily_changes,
     flatten,
-    history_from,
     lineage,
     members,
+    segment_histories,
     segment_history,
     segment_tree,
     where_used,
@@ -44,13 +43,11 @@ def _all_segments() -> list[Segment]:
 def segment_overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     segments = _all_segments()
-    today = timezone.localdate(now)
-    since = now - timedelta(days=31)
-    changes = daily_changes([s.pk for s in segments], since=since)
+    histories = segment_histories(segments, now=now, span=31)
     roots = segment_tree(segments)
     rows = flatten(roots)
     for node in rows:
-        node.growth = history_from(node.segment.size, changes[node.segment.pk], today=today, days=31).growth
+        node.growth = histories[node.segment.pk].growth
     sort = request.GET.get("sort", "")
     descending = sort.startswith("-")
     key = OVERVIEW_SORTS.get(sort.lstrip("-"))
