@@ -136,3 +136,25 @@ def test_searching_everyone_matches_indexed_name_parts(client, sales_user):
     assert search("acme rob") == []  # every word must match: "rob" matches nothing
     assert search("acme") == [ada.email]
     assert search("@acme") == [ada.email]
+
+
+def test_searching_everyone_merges_the_ways_a_word_matches_in_name_order(client, sales_user, django_assert_num_queries):
+    # given contacts found by last name, by email, by company, and one found two ways
+    bench = CompanyFactory(name="Benchmark Labs", domain="benchmark.test")
+    expected = [
+        ContactFactory(first_name="Zed", last_name="Aardvark", email="ben.a@x.test"),  # email
+        ContactFactory(first_name="Amy", last_name="Benson", email="amy@x.test"),  # last name
+        ContactFactory(first_name="Ben", last_name="Benz", email="benz@x.test"),  # last name and email
+        *(ContactFactory(first_name="Kim", last_name=f"Coder{i:02}", company=bench) for i in range(30)),  # company
+    ]
+    ContactFactory(first_name="Ben", last_name="Other", email="other@x.test")  # first names alone do not count
+    client.force_login(sales_user)
+
+    # when the rep pages through everyone matching "ben"
+    with django_assert_num_queries(10):  # 6 for the page around it, 3 ways, the page's rows
+        first = client.get(reverse("contacts-search"), {"q": "Ben", "owner": "any"})
+    second = client.get(reverse("contacts-search"), {"q": "Ben", "owner": "any", "page": 2})
+
+    # then every match shows once, in name order, across both pages
+    assert first.context["page"].has_next and not second.context["page"].has_next
+    assert names(first) + names(second) == [contact.email for contact in expected]
