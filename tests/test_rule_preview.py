@@ -37,6 +37,20 @@ def test_it_counts_matches_and_returns_ten_samples(client, ops_user):
     assert answer["samples"][0]["url"] == reverse("contacts-detail", args=[answer["samples"][0]["id"]])
 
 
+def test_preview_queries_do_not_grow_with_the_samples(client, ops_user, django_assert_num_queries):
+    rule = {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
+    ContactFactory(lifecycle_stage="mql", first_name="Ada", last_name="Lovelace")
+    client.force_login(ops_user)
+    # session, user, property definitions, the count, the samples
+    with django_assert_num_queries(5):
+        _, one = post(client, "segments-rule-preview", {"rule": rule})
+    ContactFactory.create_batch(11, lifecycle_stage="mql")
+    with django_assert_num_queries(5):
+        _, many = post(client, "segments-rule-preview", {"rule": rule})
+    assert one["samples"][0]["name"] == "Ada Lovelace"
+    assert len(many["samples"]) == 10
+
+
 def test_it_counts_within_the_parent(client, ops_user):
     parent = SegmentFactory()
     inside = ContactFactory(lifecycle_stage="mql")

@@ -68,19 +68,24 @@ def rule_preview(request: HttpRequest) -> JsonResponse:
     draft = Segment(rule=rule, parent_id=_parent_id(payload.get("parent")))
     matches = target_contacts(draft, now=timezone.now(), fields=fields)
     count = matches.count()
-    samples = matches.order_by("pk").only("pk", "email", "first_name", "last_name")[:SAMPLE_SIZE]
+    # Any ten matches, listed by id: asking the database for the ten lowest ids makes it walk the
+    # primary key until ten match, most of a million rows when matches are few or late (1M bench:
+    # "silent for 30 days" 211 ms by id, 3 ms unordered). Plain values, not Contact instances:
+    # a Contact built from a few columns reads its deferred lifecycle stage, a query per sample.
+    found = matches.order_by().values_list("pk", "email", "first_name", "last_name")[:SAMPLE_SIZE]
+    samples = sorted(found)
     return JsonResponse(
         {
             "ok": True,
             "count": count,
             "samples": [
                 {
-                    "id": c.pk,
-                    "name": c.full_name,
-                    "email": c.email,
-                    "url": reverse("contacts-detail", args=[c.pk]),
+                    "id": pk,
+                    "name": f"{first_name} {last_name}".strip(),
+                    "email": email,
+                    "url": reverse("contacts-detail", args=[pk]),
                 }
-                for c in samples
+                for pk, email, first_name, last_name in samples
             ],
             "took_ms": round((time.perf_counter() - started) * 1000),
         }
