@@ -110,17 +110,19 @@
   // Drawing ----------------------------------------------------------------------------------
 
   Builder.prototype.render = function () {
-    var focusedPath = document.activeElement && document.activeElement.dataset
-      ? [document.activeElement.dataset.rbPath, document.activeElement.dataset.rbRole] : null;
+    var active = document.activeElement;
+    var focusedPath = active && active.dataset && this.tree.contains(active) ? [active.dataset.rbPath, active.dataset.rbRole] : null;
     this.tree.textContent = "";
     var self = this;
     this.tree.appendChild(this.renderNode(this.rule, "", function (replacement) {
       self.rule = replacement;
     }, true));
-    if (focusedPath && focusedPath[0] !== undefined) {
-      var again = this.tree.querySelector('[data-rb-path="' + focusedPath[0] + '"][data-rb-role="' + focusedPath[1] + '"]');
-      if (again) again.focus();
-    }
+    if (!focusedPath || focusedPath[0] === undefined) return;
+    // The same control if it is still drawn, else the first control of the node now at that
+    // path (after "Negate" the node there is the NOT around it): the keyboard never drops out.
+    var again = this.tree.querySelector('[data-rb-path="' + focusedPath[0] + '"][data-rb-role="' + focusedPath[1] + '"]') ||
+      this.tree.querySelector('[data-rb-path="' + focusedPath[0] + '"]');
+    if (again) again.focus();
   };
 
   Builder.prototype.renderNode = function (node, path, replace, isRoot) {
@@ -146,10 +148,21 @@
     if (!isRoot) {
       var remove = el("button", { type: "button", className: "rb-btn rb-remove", text: "Remove", "data-rb-path": path, "data-rb-role": "remove",
         "aria-label": "Remove " + path });
-      remove.addEventListener("click", function () { replace(null); self.changed({ rerender: true }); });
+      remove.addEventListener("click", function () { self.remove(path, replace); });
       bar.appendChild(remove);
     }
     return bar;
+  };
+
+  // Removing a node takes its controls away: the keyboard goes on from the node that moves up into
+  // its place, or from its group's "Add condition" button when it was the last one.
+  Builder.prototype.remove = function (path, replace) {
+    replace(null);
+    this.changed({ rerender: true });
+    var next = this.tree.querySelector('[data-rb-path="' + path + '"]');
+    var group = path.replace(/\.(all|any)\[\d+\]$|^(all|any)\[\d+\]$/, "");
+    var fallback = this.tree.querySelector('[data-rb-path="' + group + '"][data-rb-role="add-condition"]');
+    (next || fallback || this.tree).focus();
   };
 
   Builder.prototype.renderGroup = function (node, path, replace, isRoot) {
@@ -205,12 +218,14 @@
     var self = this;
     var box = el("div", { className: "rb-node rb-not", "data-rb-node": path, role: "group", "aria-label": "Not " + path });
     var head = el("div", { className: "rb-head" }, [el("strong", { text: "NOT" })]);
-    var unwrap = el("button", { type: "button", className: "rb-btn", text: "Remove NOT", "data-rb-path": path, "data-rb-role": "unwrap" });
+    var unwrap = el("button", { type: "button", className: "rb-btn", text: "Remove NOT", "data-rb-path": path, "data-rb-role": "unwrap",
+      "aria-label": "Remove NOT at " + (path || "the whole rule") });
     unwrap.addEventListener("click", function () { replace(node.not); self.changed({ rerender: true }); });
     head.appendChild(unwrap);
     if (!isRoot) {
-      var remove = el("button", { type: "button", className: "rb-btn rb-remove", text: "Remove", "data-rb-path": path, "data-rb-role": "remove" });
-      remove.addEventListener("click", function () { replace(null); self.changed({ rerender: true }); });
+      var remove = el("button", { type: "button", className: "rb-btn rb-remove", text: "Remove", "data-rb-path": path, "data-rb-role": "remove",
+        "aria-label": "Remove " + path });
+      remove.addEventListener("click", function () { self.remove(path, replace); });
       head.appendChild(remove);
     }
     box.appendChild(head);
@@ -237,22 +252,44 @@
     if (!known && selected && selected !== EVENT_CHOICE && selected !== SEGMENT_CHOICE) {
       select.insertBefore(option(selected, selected + " (unknown field)", true), select.firstChild);
     }
-    select.addEventListener("change", function () { onPick(select.value); });
+    select.addEventListener("change", function () { onPick(select.value, select); });
     return select;
   };
 
-  Builder.prototype.switchKind = function (choice, replace, path) {
-    if (choice === EVENT_CHOICE) replace({ event: { kind: "email_click" }, op: "performed", within_days: 30 });
-    else if (choice === SEGMENT_CHOICE) replace({ in_segment: (this.catalog.segments[0] || [""])[0] });
+  Builder.prototype.switchKind = function (choice, replace, path, picker) {
+    var condition;
+    if (choice === EVENT_CHOICE) condition = { event: { kind: "email_click" }, op: "performed", within_days: 30 };
+    else if (choice === SEGMENT_CHOICE) condition = { in_segment: (this.catalog.segments[0] || [""])[0] };
     else {
       var field = this.fields[choice];
       var op = field ? this.catalog.operators[field.type][0] : "eq";
-      var condition = { field: choice, op: op };
+      condition = { field: choice, op: op };
       var value = this.defaultValue(field, op);
       if (value !== undefined) condition.value = value;
-      replace(condition);
     }
-    this.changed({ rerender: true });
+    replace(condition);
+    this.changed();
+    this.redrawAround(picker, this.renderNode(condition, path, replace, path === ""));
+  };
+
+  // Draw a condition again around its field picker, which stays in the page the whole time: a
+  // select taken out of the page loses the focus, and with it the letters typed so far ("Lead"
+  // on the way to "Lead score") and the place reached with the arrow keys.
+  Builder.prototype.redrawAround = function (picker, fresh) {
+    var box = picker.closest("[data-rb-node]");
+    var twin = fresh.querySelector('[data-rb-role="field"]');
+    function transplant(from, into, keep, skip) {
+      Array.prototype.slice.call(into.childNodes).forEach(function (child) { if (child !== keep) into.removeChild(child); });
+      var before = true;
+      Array.prototype.slice.call(from.childNodes).forEach(function (child) {
+        if (child === skip) { before = false; return; }
+        if (before) into.insertBefore(child, keep); else into.appendChild(child);
+      });
+    }
+    transplant(twin.parentNode, picker.parentNode, picker, twin);
+    transplant(fresh, box, picker.parentNode, twin.parentNode);
+    box.className = fresh.className;
+    box.setAttribute("aria-label", fresh.getAttribute("aria-label"));
   };
 
   Builder.prototype.defaultValue = function (field, op) {
@@ -272,7 +309,7 @@
     var field = this.fields[node.field];
     var box = el("div", { className: "rb-node rb-condition", "data-rb-node": path, role: "group", "aria-label": "Condition " + path });
     var row = el("div", { className: "rb-row" });
-    row.appendChild(this.fieldPicker(path, node.field, function (choice) { self.switchKind(choice, replace, path); }));
+    row.appendChild(this.fieldPicker(path, node.field, function (choice, picker) { self.switchKind(choice, replace, path, picker); }));
     var ops = field ? this.catalog.operators[field.type] : [node.op];
     var opSelect = el("select", { "aria-label": "Operator", "data-rb-path": path, "data-rb-role": "op" });
     ops.forEach(function (op) { opSelect.appendChild(option(op, OP_LABELS[op] || op, op === node.op)); });
@@ -373,7 +410,7 @@
     var filters = node.event && typeof node.event === "object" ? node.event : (node.event = { kind: "email_click" });
     var box = el("div", { className: "rb-node rb-condition rb-event", "data-rb-node": path, role: "group", "aria-label": "Event condition " + path });
     var row = el("div", { className: "rb-row" });
-    row.appendChild(this.fieldPicker(path, EVENT_CHOICE, function (choice) { self.switchKind(choice, replace, path); }));
+    row.appendChild(this.fieldPicker(path, EVENT_CHOICE, function (choice, picker) { self.switchKind(choice, replace, path, picker); }));
     var kind = el("select", { "aria-label": "Activity kind", "data-rb-path": path, "data-rb-role": "kind" });
     this.catalog.event_kinds.forEach(function (pair) { kind.appendChild(option(pair[0], pair[1], pair[0] === filters.kind)); });
     kind.addEventListener("change", function () { filters.kind = kind.value; self.changed(); });
@@ -421,7 +458,7 @@
     var self = this;
     var box = el("div", { className: "rb-node rb-condition rb-segment", "data-rb-node": path, role: "group", "aria-label": "Segment condition " + path });
     var row = el("div", { className: "rb-row" });
-    row.appendChild(this.fieldPicker(path, SEGMENT_CHOICE, function (choice) { self.switchKind(choice, replace, path); }));
+    row.appendChild(this.fieldPicker(path, SEGMENT_CHOICE, function (choice, picker) { self.switchKind(choice, replace, path, picker); }));
     var select = el("select", { "aria-label": "Segment", "data-rb-path": path, "data-rb-role": "in_segment" });
     var known = false;
     this.catalog.segments.forEach(function (pair) {
