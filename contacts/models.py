@@ -182,6 +182,9 @@ class ContactQuerySet(models.QuerySet):
         return self.filter(lifecycle_stage=LifecycleStage.CUSTOMER)
 
 
+_STAGE_NOT_READ = object()  # Contact._loaded_stage of a contact loaded without its stage
+
+
 class Contact(models.Model):
     email = models.EmailField(max_length=254, unique=True)
     first_name = models.CharField(max_length=100, blank=True)
@@ -259,7 +262,9 @@ class Contact(models.Model):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._loaded_stage = self.lifecycle_stage if self.pk else None
+        # A stage the query left out (.only(), .defer()) is looked up by save() if it comes to
+        # that: reading it here would cost a query for every contact such a query returns.
+        self._loaded_stage = self.__dict__.get("lifecycle_stage", _STAGE_NOT_READ) if self.pk else None
 
     def __str__(self) -> str:
         name = self.full_name
@@ -269,6 +274,8 @@ class Contact(models.Model):
         """Save, recording a LifecycleChange when the stage differs from the stored one."""
         self.email = normalize_email(self.email)
         created = self.pk is None
+        if self._loaded_stage is _STAGE_NOT_READ:
+            self._loaded_stage = Contact.objects.filter(pk=self.pk).values_list("lifecycle_stage", flat=True).first()
         changed = not created and self._loaded_stage != self.lifecycle_stage
         if changed:
             self.lifecycle_changed_at = timezone.now()

@@ -179,3 +179,23 @@ def test_customer_since_is_kept_when_it_is_already_known(db):
     contact.save()
 
     assert Contact.objects.get(pk=contact.pk).customer_since == earlier
+
+
+def test_contacts_loaded_without_their_stage_cost_no_query_each(db, django_assert_num_queries):
+    ContactFactory.create_batch(5)
+    with django_assert_num_queries(1):
+        emails = [contact.email for contact in Contact.objects.only("pk", "email")]
+    assert len(emails) == 5
+
+
+def test_a_contact_loaded_without_its_stage_still_records_a_stage_change(db):
+    contact = ContactFactory(lifecycle_stage="lead")
+    partial = Contact.objects.only("pk", "email").get(pk=contact.pk)
+    partial.save()
+    assert list(LifecycleChange.objects.filter(contact=contact).values_list("from_stage", "to_stage")) == [
+        (None, "lead")
+    ]
+    partial = Contact.objects.only("pk", "email").get(pk=contact.pk)
+    partial.lifecycle_stage = "mql"
+    partial.save()
+    assert LifecycleChange.objects.filter(contact=contact).latest("id").from_stage == "lead"
