@@ -4,10 +4,12 @@ Everyone's contacts are listed in name order. A one-word search across a million
 sort every match ("smi" finds tens of thousands), so each way a word can match is read in name
 order up to the end of the requested page, and only those few rows are sorted together
 (NameOrderSearch): a last-name prefix walks the name-order index from the prefix on; email and
-company matches are sorted on their own, which costs what they match, no more.
+company matches are looked for among the first names of that order, and sorted on their own when
+they are not found there, which costs what they match, no more.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -21,6 +23,7 @@ OWNER_MINE = "mine"
 OWNER_ANY = "any"
 OWNER_NONE = "none"
 NAME_ORDER = (Lower("last_name"), Lower("first_name"), "id")
+WALK = 5_000  # names of the name order a way may walk to find its first rows before it sorts instead
 # The same order written so that no index serves it: PostgreSQL then sorts a branch's matches
 # instead of walking the name-order index until enough of them turn up, which takes most of the
 # index when they sit at its far end (email "c9…" of contacts named "Bench-9…").
@@ -117,28 +120,45 @@ class NameOrderSearch:
     term: str
 
     def ways(self) -> list[QuerySet[Contact]]:
+        """The last-name way first (the name-order index walks its matches in order), then the others."""
         contacts, term = self.contacts.order_by(), self.term
         if term.startswith("@"):
-            return [contacts.filter(company__domain__startswith=term[1:]).order_by(*NAME_ORDER)]
-        by_email = contacts.filter(email__startswith=term).order_by(*SORTED_NAME_ORDER)
+            return [contacts.filter(company__domain__startswith=term[1:])]
+        by_email = contacts.filter(email__startswith=term)
         if "@" in term:
             return [by_email]
         companies = Company.objects.order_by().annotate(name_lower=Lower("name"))
         by_company = companies.filter(prefix("name_lower", term) | Q(domain__startswith=term)).values("pk")
-        return [
-            contacts.annotate(last_name_lower=Lower("last_name"))
-            .filter(prefix("last_name_lower", term))
-            .order_by(*NAME_ORDER),
-            by_email,
-            contacts.filter(company__in=by_company).order_by(*NAME_ORDER),
-        ]
+        by_last_name = contacts.annotate(last_name_lower=Lower("last_name")).filter(prefix("last_name_lower", term))
+        return [by_last_name, by_email, contacts.filter(company__in=by_company)]
 
     def __getitem__(self, window: slice) -> list[Contact]:
         start, stop = window.start or 0, window.stop
+        ways = self.ways()
         ids: set[int] = set()
-        for way in self.ways():
-            ids.update(way.values_list("pk", flat=True)[:stop])
+        if len(ways) == 3:
+            ids.update(ways.pop(0).order_by(*NAME_ORDER).values_list("pk", flat=True)[:stop])
+        for way in ways:
+            ids.update(self.first_ids(way, stop))
         return list(self.contacts.filter(pk__in=ids).order_by(*NAME_ORDER)[start:stop])
+
+    def first_ids(self, way: QuerySet[Contact], stop: int) -> list[int]:
+        """A way's first `stop` ids in name order. Where its matches are common early in the
+        name order (a one-letter email prefix), walking the first WALK names finds them at once;
+        else (few matches, or all of them far down the order: emails "c9…" of contacts named
+        "Bench-9…") the way's matches are sorted, which costs what they number."""
+        if self.horizon is not None:
+            near = way.filter(last_lower__lte=self.horizon).order_by(*NAME_ORDER).values_list("pk", flat=True)
+            found = list(near[:stop])
+            if len(found) == stop:
+                return found
+        return list(way.order_by(*SORTED_NAME_ORDER).values_list("pk", flat=True)[:stop])
+
+    @cached_property
+    def horizon(self) -> str | None:
+        """lower(last_name) WALK names into the name order (None when there are fewer contacts)."""
+        names = Contact.objects.order_by(*NAME_ORDER).values_list(Lower("last_name"), flat=True)
+        return next(iter(names[WALK : WALK + 1]), None)
 
 
 def prefix(name: str, term: str) -> Q:
