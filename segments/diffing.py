@@ -26,6 +26,27 @@ MEMBERSHIP = Membership._meta.db_table
 CHANGE = MembershipChange._meta.db_table
 
 
+# The diff: one row per contact to add (joined) or remove. Portable: the FULL JOIN's unmatched rows.
+# PostgreSQL: the same rows, gathered in the same single pass over the FULL JOIN that also counts
+# the target (the segment's new size), so the target is read once and never stored.
+_DIFF = {
+    False: """diff AS MATERIALIZED (
+            SELECT COALESCE(t.id, c.contact_id) AS contact_id, (t.id IS NOT NULL) AS joined
+            FROM target t FULL JOIN current_members c ON c.contact_id = t.id
+            WHERE t.id IS NULL OR c.contact_id IS NULL
+        )""",
+    True: """compared AS MATERIALIZED (
+            SELECT count(t.id) AS size,
+                array_agg(COALESCE(t.id, c.contact_id)) FILTER (WHERE t.id IS NULL OR c.contact_id IS NULL) AS ids,
+                array_agg(t.id IS NOT NULL) FILTER (WHERE t.id IS NULL OR c.contact_id IS NULL) AS joins
+            FROM target t FULL JOIN current_members c ON c.contact_id = t.id
+        ),
+        diff AS MATERIALIZED (
+            SELECT d.contact_id, d.joined FROM compared, unnest(compared.ids, compared.joins) AS d(contact_id, joined)
+        )""",
+}
+
+
 @dataclass(frozen=True)
 class DiffResult:
     added: int
@@ -56,13 +77,9 @@ def apply_target(
     reason_sql, reason_params = _reason_sql(segment, reason)
     stamp = connection.ops.adapt_datetimefield_value(changed_at)
     diff_sql = f"""
-        target(id) AS MATERIALIZED ({target_sql}),
+        target(id) AS ({target_sql}),
         current_members(contact_id) AS ({current_sql}),
-        diff AS MATERIALIZED (
-            SELECT COALESCE(t.id, c.contact_id) AS contact_id, (t.id IS NOT NULL) AS joined
-            FROM target t FULL JOIN current_members c ON c.contact_id = t.id
-            WHERE t.id IS NULL OR c.contact_id IS NULL
-        )"""
+        {_DIFF[connection.vendor == "postgresql"]}"""
     history_columns = f"INSERT INTO {CHANGE} (segment_id, contact_id, kind, reason, changed_at)"
     history_rows = f"SELECT %s, d.contact_id, CASE WHEN d.joined THEN %s ELSE %s END, {reason_sql}, %s FROM diff d"
     params = [
@@ -121,22 +138,24 @@ def _apply_postgresql(
 ) -> DiffResult:
     """One statement: the diff, both membership writes and the history rows, then the counts.
 
-    Every part reads the same snapshot, so the history insert sees the diff, not the writes.
+    Every part reads the same snapshot, so the history insert sees the diff, not the writes, and
+    the diff's joins and leaves are exactly the rows inserted and deleted.
     """
     sql = f"""
         WITH {diff_sql},
         history AS ({history_sql}),
         added AS (
             INSERT INTO {MEMBERSHIP} (segment_id, contact_id, joined_at)
-            SELECT %s, d.contact_id, %s FROM diff d WHERE d.joined RETURNING 1),
+            SELECT %s, d.contact_id, %s FROM diff d WHERE d.joined),
         removed AS (
             DELETE FROM {MEMBERSHIP} m USING diff d
-            WHERE m.segment_id = %s AND m.contact_id = d.contact_id AND NOT d.joined RETURNING 1)
-        SELECT (SELECT count(*) FROM added), (SELECT count(*) FROM removed), (SELECT count(*) FROM target)"""
+            WHERE m.segment_id = %s AND m.contact_id = d.contact_id AND NOT d.joined)
+        SELECT count(*) FILTER (WHERE joined), count(*) FILTER (WHERE NOT joined), (SELECT size FROM compared)
+        FROM diff"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, segment.pk, stamp, segment.pk])
-        added, removed, target_size = cursor.fetchone()
-    return DiffResult(added=added, removed=removed, size=None if scoped else target_size)
+        added, removed, size = cursor.fetchone()
+    return DiffResult(added=added, removed=removed, size=None if scoped else size)
 
 
 def _apply_portable(segment: Segment, history_sql: str, params: list, *, stamp: object, scoped: bool) -> DiffResult:
