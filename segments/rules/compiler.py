@@ -52,10 +52,10 @@ from django.db.models.lookups import (
 )
 
 from contacts.models import Activity, Contact
-from segments.models import Membership
+from segments.models import Membership, Segment
 from segments.rules.clock import bounds, relative_bounds
 from segments.rules.expressions import Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
-from segments.rules.registry import Field, get_fields
+from segments.rules.registry import Field, get_fields, names_property
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
 
 _TEXT_LIKE = {"text", "choice"}
@@ -84,11 +84,18 @@ def compile_rule(rule: dict, *, now: datetime, fields: dict[str, Field] | None =
     An `in_segment` slug naming no segment is not an error here: it matches nobody.
     `few_contacts`: the Q will be evaluated for a handful of contacts (see matching_contacts).
     """
-    fields = fields if fields is not None else get_fields()
-    errors = validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)
+    slugs = referenced_slugs(rule)
+    full_registry = fields is not None or names_property(rule)
+    fields = fields if fields is not None else get_fields(properties=full_registry)
+    errors = validate_rule(rule, segment_slugs=slugs, fields=fields)
+    if errors and not full_registry:
+        # A rule without props.* needs no PropertyDefinition query, unless it is wrong: then the
+        # errors' suggestions come from every field, as everywhere else.
+        errors = validate_rule(rule, segment_slugs=slugs, fields=get_fields())
     if errors:
         raise InvalidRule(errors)
-    return _Compiler(fields, now).node(rule, required=not few_contacts)
+    segment_ids = dict(Segment.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
+    return _Compiler(fields, now, segment_ids).node(rule, required=not few_contacts)
 
 
 def _number(value: int | float) -> Value:
@@ -101,8 +108,8 @@ def _cents(amount: int | float) -> int:
 
 
 class _Compiler:
-    def __init__(self, fields: dict[str, Field], now: datetime) -> None:
-        self.fields, self.now = fields, now
+    def __init__(self, fields: dict[str, Field], now: datetime, segment_ids: dict[str, int]) -> None:
+        self.fields, self.now, self.segment_ids = fields, now, segment_ids
 
     def node(self, rule: dict, *, required: bool = True) -> Q:
         """`required`: every contact selected must satisfy this node (it sits under `all`s only)."""
@@ -115,8 +122,10 @@ class _Compiler:
         if "event" in rule:
             return self.event(rule, required=required)
         if "in_segment" in rule:
-            members = Membership.objects.filter(contact=OuterRef("pk"), segment__slug=rule["in_segment"])
-            return Q(Exists(members))
+            # By id, not through a join on the slug: the planner then knows how many members
+            # that segment has (its statistics), and joins them in the right order.
+            segment_id = self.segment_ids.get(rule["in_segment"])  # None (no such segment): nobody
+            return Q(Exists(Membership.objects.filter(contact=OuterRef("pk"), segment_id=segment_id)))
         field = self.fields[rule["field"]]
         return self.condition(field, rule["op"], rule.get("value"))
 

@@ -1,6 +1,6 @@
 """The field registry: every path a rule may name, its type, criterion layer and operators.
 
-Public: `Field`, `get_fields() -> dict[str, Field]`, `operators_for(type) -> tuple[str, ...]`,
+Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_property(rule)`, `operators_for(type) -> tuple[str, ...]`,
 `METRIC_FIELDS`, `metric_field(name, type, layer) -> Field`, `TYPES`.
 
 The registry is the only door to SQL: the compiler and the explainer read a value only through a
@@ -183,11 +183,27 @@ def _property_field(definition: PropertyDefinition) -> Field:
 METRIC_FIELDS += [metric_field(*spec) for spec in _METRIC_FIELDS]
 
 
-def get_fields() -> dict[str, Field]:
-    """Every field a rule may name, by path (one query, for the PropertyDefinitions)."""
+def get_fields(*, properties: bool = True) -> dict[str, Field]:
+    """Every field a rule may name, by path (one query, for the PropertyDefinitions).
+
+    `properties=False` leaves the `props.*` fields out and runs no query, for a rule naming none.
+    """
     fields = [_model_field(Contact, *spec) for spec in _CONTACT_FIELDS]
     fields += [_model_field(Company, *spec, prefix="company") for spec in _COMPANY_FIELDS]
     fields += _OWNER_FIELDS
-    fields += [_property_field(d) for d in PropertyDefinition.objects.order_by("key")]
+    if properties:
+        fields += [_property_field(d) for d in PropertyDefinition.objects.order_by("key")]
     fields += METRIC_FIELDS
     return {field.path: field for field in fields}
+
+
+def names_property(rule: object) -> bool:
+    """Whether a rule names a `props.*` field anywhere in its tree (so needs the definitions)."""
+    if isinstance(rule, dict):
+        field = rule.get("field")
+        if isinstance(field, str) and field.startswith("props."):
+            return True
+        return any(names_property(child) for child in rule.values())
+    if isinstance(rule, list):
+        return any(names_property(child) for child in rule)
+    return False
