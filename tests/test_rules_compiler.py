@@ -265,6 +265,32 @@ def test_tag_operators_ignore_case_and_count_an_empty_list_as_set(interests, rul
 
 
 @pytest.fixture
+def odd_lists(db):
+    # Only top-level strings are tags: numbers, nested lists and object keys never match, and
+    # quotes, backslashes and control characters inside a tag compare as themselves.
+    ContactFactory(first_name="nested", interests=[5, ["aws"], {"aws": "AWS"}, None, True])
+    ContactFactory(first_name="quoted", interests=['Say "Hi"\\Now', "Tab\tEnd"])
+    ContactFactory(first_name="accents", interests=["ÉCOLE", "Straße"])
+    ContactFactory(first_name="number", interests=["5", "true"])
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (cond("interests", "contains_any", ["aws"]), set()),
+        (cond("interests", "contains_any", ["5"]), {"number"}),
+        (cond("interests", "contains_any", ["true", "null"]), {"number"}),
+        (cond("interests", "contains_any", ['say "hi"\\now']), {"quoted"}),
+        (cond("interests", "contains_all", ["tab\tend", 'SAY "HI"\\NOW']), {"quoted"}),
+        (cond("interests", "contains_any", ["école", "x"]), {"accents"}),
+        (cond("interests", "contains_none", ["straße"]), {"nested", "quoted", "number"}),
+    ],
+)
+def test_tag_operators_read_only_the_top_level_texts_of_a_list(odd_lists, rule, expected):
+    assert names(rule) == expected
+
+
+@pytest.fixture
 def properties(db):
     PropertyDefinitionFactory(key="tier", type="choice", choices=["gold", "silver"])
     PropertyDefinitionFactory(key="seats", type="number")

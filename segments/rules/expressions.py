@@ -8,7 +8,8 @@ Public: `Fold`, `PropertyValue`, `TagList`, `HasTag`, `PercentThreshold`, `fold`
 - `PropertyValue`: `Contact.properties[key]` as SQL of the property's type. A value whose JSON
   type does not fit the definition reads as NULL (missing), never as an error.
 - `TagList` / `HasTag`: a JSON tag list (NULL unless it is an array) and "one of its text tags,
-  lower-cased, is in this set" as a correlated EXISTS over its elements.
+  lower-cased, is in this set": on SQLite a correlated EXISTS over its elements, on PostgreSQL
+  the lower-cased list's `?|` (the same answer, one expression per row).
 - `PercentThreshold`: the value a contact needs to be in the top (or bottom) P% of contacts with a
   set value: one uncorrelated subquery, ORDER BY value LIMIT 1 OFFSET ceil(P% of n) - 1.
 """
@@ -134,12 +135,13 @@ class HasTag(_VendorFunc):
         self.tags = sorted(set(tags))
 
     def as_postgresql(self, compiler, connection, **extra_context):
+        # LOWER() of the list's JSON text lower-cases the text of every string in it and nothing a
+        # top-level `?|` reads besides (escapes, numbers and nesting stay as they were), so this
+        # is "some string element, lower-cased, is one of the tags" without unpacking the list
+        # row by row (several times faster on a scan of every contact). NULL (no list) is false.
         tag_list, params = compiler.compile(self.source_expressions[0])
         marks = ", ".join(["%s"] * len(self.tags))
-        sql = (
-            f"EXISTS (SELECT 1 FROM jsonb_array_elements({tag_list}) AS tag(value) "
-            f"WHERE jsonb_typeof(tag.value) = 'string' AND LOWER(tag.value #>> '{{}}') IN ({marks}))"
-        )
+        sql = f"COALESCE(LOWER(({tag_list})::text)::jsonb ?| ARRAY[{marks}]::text[], false)"
         return sql, (*params, *self.tags)
 
     def as_sqlite(self, compiler, connection, **extra_context):
