@@ -373,7 +373,8 @@ class Bench:
         values = sorted(timings.values())
         preview = {"segments": timings, "p50_ms": statistics.median(values), "max_ms": values[-1]}
         self.report["preview_count"] = preview
-        self.log(f"preview count   p50 {preview['p50_ms']} ms, max {preview['max_ms']} ms")
+        slowest = ", ".join(f"{slug} {ms:,.0f} ms" for slug, ms in sorted(timings.items(), key=lambda i: -i[1])[:3])
+        self.log(f"preview count   p50 {preview['p50_ms']} ms, max {preview['max_ms']} ms ({slowest})")
         return preview
 
     def _history_rows(self) -> int:

@@ -35,3 +35,13 @@ def test_it_refuses_a_database_that_holds_data(db):
 
     with pytest.raises(CommandError, match="has contacts or segments"):
         call_command("bench_segments", "--small")
+
+
+def test_only_refuses_an_unknown_phase(db):
+    with pytest.raises(CommandError, match="choose from baseline, preview"):
+        call_command("bench_segments", "--only", "baseline,nope")
+
+
+def test_only_needs_a_bench_database_with_data(db):
+    with pytest.raises(CommandError, match="--only needs a bench database"):
+        call_command("bench_segments", "--only", "preview")

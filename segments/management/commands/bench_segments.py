@@ -15,6 +15,7 @@ command needs empty contact tables (as in a test database).
 from __future__ import annotations
 
 import json
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 from django.conf import settings
@@ -23,10 +24,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from contacts.models import Activity, Contact
-from segments.benchmark import Bench, _peak_rss_mb
+from segments.benchmark import PREFIX, Bench, _peak_rss_mb
 from segments.models import Segment
 
 SMALL = {"contacts": 2_000, "activities": 20_000, "sample": 20, "latency_rounds": 20}
+ONLY_PHASES = ("baseline", "preview")
+
+
+def _phases(value: str) -> list[str]:
+    phases = [phase.strip() for phase in value.split(",") if phase.strip()]
+    unknown = sorted(set(phases) - set(ONLY_PHASES))
+    if unknown or not phases:
+        raise ArgumentTypeError(f"choose from {', '.join(ONLY_PHASES)} (got {value!r})")
+    return phases
 
 
 class Command(BaseCommand):
@@ -43,6 +53,13 @@ class Command(BaseCommand):
             "--reuse-data",
             action="store_true",
             help="Keep the contacts and activities of an earlier run (bench databases only); rebuild the segments",
+        )
+        parser.add_argument(
+            "--only",
+            type=_phases,
+            help=f"Comma-separated phases ({', '.join(ONLY_PHASES)}) to run alone on the data and segments already "
+            "in a bench database (built first if missing). baseline churns 1%% of contacts first and leaves "
+            "that churn unrefreshed, so repeated runs compare the same kind of diff.",
         )
         parser.add_argument("--output", default=str(Path(settings.BASE_DIR) / "var" / "bench_segments.json"))
 
@@ -72,6 +89,9 @@ class Command(BaseCommand):
             checkpoint=lambda report: output.write_text(json.dumps(report, indent=2, default=str)),
         )
         self.stdout.write(f"bench_segments: {sizes['contacts']:,} contacts, {sizes['activities']:,} activities")
+        if options["only"]:
+            self._only(bench, options["only"], output)
+            return
         bench.reset(keep_data=reuse)
         if reuse:
             self.stdout.write("reusing the contacts and activities already in the database")
@@ -92,6 +112,21 @@ class Command(BaseCommand):
         self._print_table(bench.report)
         output.write_text(json.dumps(bench.report, indent=2, default=str))
         self.stdout.write(f"peak RSS {bench.report['peak_rss_mb']} MB; JSON written to {output}")
+
+    def _only(self, bench: Bench, phases: list[str], output: Path) -> None:
+        if not Contact.objects.exists() or "bench" not in connection.settings_dict["NAME"]:
+            raise CommandError("--only needs a bench database holding the data of an earlier run.")
+        if not Segment.objects.filter(slug__startswith=PREFIX, last_refresh_started_at__isnull=False).exists():
+            bench.reset(keep_data=True)
+            bench.install_segments()
+            bench.refresh_phase("cold_build")
+        if "baseline" in phases:
+            bench.report["phases"]["churned_contacts"] = {"1%": bench.churn(1)}
+            bench.baseline_comparison()
+        if "preview" in phases:
+            bench.preview_counts()
+        output.write_text(json.dumps(bench.report, indent=2, default=str))
+        self.stdout.write(f"JSON written to {output}")
 
     def _check_database(self) -> None:
         call_command("migrate", verbosity=0)
