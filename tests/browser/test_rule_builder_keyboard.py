@@ -29,9 +29,9 @@ def focused(page) -> dict:
 def tab_to(page, name: str, *, backwards: bool = False, limit: int = 40) -> None:
     """Press Tab (or Shift+Tab) until the control named `name` has the focus."""
     for _ in range(limit):
-        page.keyboard.press("Shift+Tab" if backwards else "Tab")
         if focused(page)["name"] == name:
             return
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
     raise AssertionError(f"{name!r} cannot be reached with the Tab key; the focus is on {focused(page)}")
 
 
@@ -97,10 +97,19 @@ def test_a_rule_can_be_built_with_the_keyboard_alone(page, live_server, ops_user
     expect(node(page, "all[1].any[0]").get_by_label("Value")).to_have_value("mql")
     expect(count).to_contain_text("2 contacts match")
 
-    # a third condition, then remove it again with the keyboard
+    # a third condition turned into an event condition from its field picker, negated and back,
+    # then removed again, all with the keyboard
     tab_to(page, "Add condition to the whole rule")
     page.keyboard.press("Enter")
-    expect(node(page, "all[2]")).to_be_visible()
+    page.keyboard.type("Activity")
+    expect(node(page, "all[2]").get_by_label("Activity kind")).to_be_visible()
+    assert focused(page) == {"path": "all[2]", "role": "field", "tag": "SELECT", "name": "Field"}
+    tab_to(page, "Negate all[2]")
+    page.keyboard.press("Enter")
+    expect(node(page, "all[2]")).to_have_class("rb-node rb-not")
+    assert focused(page)["name"] == "Remove NOT at all[2]"  # on the NOT that now stands at all[2]
+    page.keyboard.press("Enter")
+    expect(node(page, "all[2]")).to_have_class("rb-node rb-condition rb-event")
     tab_to(page, "Remove all[2]")
     page.keyboard.press("Enter")
     expect(node(page, "all[2]")).to_have_count(0)
