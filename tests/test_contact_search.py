@@ -161,19 +161,20 @@ def test_searching_everyone_merges_the_ways_a_word_matches_in_name_order(client,
     assert names(first) + names(second) == [contact.email for contact in expected]
 
 
+@pytest.mark.parametrize("owner", ["any", "mine"])
 @pytest.mark.parametrize("walk", [2, 31, 1000])
-def test_a_way_gives_the_same_pages_whether_found_by_walking_or_sorting(client, sales_user, monkeypatch, walk):
+def test_a_way_gives_the_same_pages_whether_found_by_walking_or_sorting(client, sales_user, monkeypatch, walk, owner):
     # given email matches early and late in the name order, and a walk that ends before, among
     # or after them (31: the first page is found by walking, the second by sorting)
     monkeypatch.setattr("segments.pages.contact_search.WALK", walk)
-    early = [ContactFactory(last_name=f"Able{i:02}", email=f"zed{i}@x.test") for i in range(30)]
-    ContactFactory.create_batch(4, last_name="Middle")
-    late = [ContactFactory(last_name=f"Young{i}", email=f"zed-late{i}@x.test") for i in range(2)]
+    early = [ContactFactory(last_name=f"Able{i:02}", email=f"zed{i}@x.test", owner=sales_user) for i in range(30)]
+    ContactFactory.create_batch(4, last_name="Middle", owner=sales_user)
+    late = [ContactFactory(last_name=f"Young{i}", email=f"zed-late{i}@x.test", owner=sales_user) for i in range(2)]
     client.force_login(sales_user)
 
-    # when everyone is searched for the email prefix, page by page
-    first = client.get(reverse("contacts-search"), {"q": "zed", "owner": "any"})
-    second = client.get(reverse("contacts-search"), {"q": "zed", "owner": "any", "page": 2})
+    # when everyone, or the rep's own contacts, are searched for the email prefix, page by page
+    first = client.get(reverse("contacts-search"), {"q": "zed", "owner": owner})
+    second = client.get(reverse("contacts-search"), {"q": "zed", "owner": owner, "page": 2})
 
     # then every match is listed once, in name order
     assert names(first) + names(second) == [contact.email for contact in early + late]

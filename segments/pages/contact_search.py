@@ -76,9 +76,9 @@ class ContactSearchForm(forms.Form):
         words = data["q"].lower().split()
         if words:
             contacts = contacts.annotate(first_lower=Lower("first_name"), last_lower=Lower("last_name"))
-        # Within one owner's contacts every word is a plain filter: the owner index narrows the
-        # rows first. Across everyone the last word is found through the indexes (NameOrderSearch)
-        # and the other words filter what it found.
+        # Within one owner's contacts every word is a plain filter on the owner's rows. Across
+        # everyone the last word is found through the indexes (NameOrderSearch) and the other
+        # words filter what it found.
         for word in words[:-1] if owner == OWNER_ANY else words:
             contacts = contacts.filter(word_filter(word))
         if data["segment"]:
@@ -87,8 +87,8 @@ class ContactSearchForm(forms.Form):
             contacts = contacts.filter(lifecycle_stage=data["stage"])
         if data["level"]:
             contacts = contacts.filter(metrics__engagement_level=data["level"])
-        if words and owner == OWNER_ANY:
-            return NameOrderSearch(contacts, term=words[-1])
+        if words:
+            return NameOrderSearch(contacts, term=words[-1] if owner == OWNER_ANY else None)
         return contacts.order_by(*NAME_ORDER)
 
 
@@ -114,14 +114,17 @@ class NameOrderSearch:
     page is then cut from those few ids, sorted once more together. Slicing row 975 to 1,000
     reads at most 1,001 ids per way, whatever the number of matches. First names have no index
     of their own, so a first name only counts next to an indexed word ("ada lovelace", not "ada").
+    Without a `term` (one owner's contacts, the words already filters) `contacts` is the one way.
     """
 
     contacts: QuerySet[Contact]
-    term: str
+    term: str | None
 
     def ways(self) -> list[QuerySet[Contact]]:
         """The last-name way first (the name-order index walks its matches in order), then the others."""
         contacts, term = self.contacts.order_by(), self.term
+        if term is None:
+            return [contacts]
         if term.startswith("@"):
             return [contacts.filter(company__domain__startswith=term[1:])]
         by_email = contacts.filter(email__startswith=term)
