@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from activation.models import Campaign, CampaignVariant
 from contacts.models import Contact
+from segments.explaining import explain_segment
 from segments.models import Membership, MembershipChange, Segment, SegmentStatus
-from segments.rules.explainer import explain
 from segments.rules.registry import Field, get_fields
 from segments.rules.validation import InvalidRule
 
@@ -134,6 +134,6 @@ def explain_rule(segment: Segment, contact: Contact, *, now: datetime, fields: d
     if not segment.is_rule_based or not segment.rule:
         return ""
     try:
-        return explain(segment.rule, contact, now=now, fields=fields).summary()
+        return explain_segment(segment, contact, now=now, fields=fields).summary()
     except InvalidRule as exc:
         return f"The rule is not valid any more: {exc}"

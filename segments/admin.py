@@ -24,6 +24,7 @@ from django.utils.text import Truncator
 from contacts.models import Contact, normalize_email
 from contacts.paging import LargeTablePaginator
 from segments.editing import check_segment, delete_segment, save_segment, segment_dependants
+from segments.history import detail_text
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentKind
 from segments.rule_builder import RuleBuilderWidget
 from segments.static import add_static_members, remove_static_members
@@ -284,11 +285,17 @@ class MembershipAdmin(ReadOnlyAdmin):
 
 @admin.register(MembershipChange)
 class MembershipChangeAdmin(ReadOnlyAdmin):
-    list_display = ["changed_at", "contact", "kind", "segment", "reason", "changed_by"]
+    list_display = ["changed_at", "contact", "kind", "segment", "reason", "why", "changed_by"]
     list_select_related = ["contact", "segment", "changed_by"]
     list_filter = ["kind", "reason", "segment"]
     raw_id_fields = ["contact", "segment", "changed_by"]
     search_fields = ["=contact__email", "=contact__id"]
+    readonly_fields = ["segment", "contact", "kind", "reason", "changed_at", "changed_by", "why", "detail"]
+    fields = readonly_fields
+
+    @admin.display(description="Why (the explainer at the time)")
+    def why(self, change: MembershipChange) -> str:
+        return detail_text(change.detail) or "—"
 
 
 @admin.register(RuleVersion)

@@ -96,6 +96,13 @@ class Segment(models.Model):
         blank=True,
         help_text="Wall-clock start of the last successful full refresh; unset until the first build",
     )
+    percent_thresholds = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="top/bottom_percent thresholds measured by the last full refresh, by condition; "
+        "refreshes of a few contacts and explanations of this segment use them (segments/rules/thresholds.py)",
+    )
     rule_edited_at = models.DateTimeField(
         null=True,
         blank=True,

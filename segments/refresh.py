@@ -13,24 +13,31 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from contacts.models import Contact
 from segments.diffing import apply_target
 from segments.events import memberships_changed
-from segments.graph import dependants, dependency_graph, topological_order
+from segments.graph import Graph, dependants, dependency_graph, topological_order
+from segments.history import record_details
 from segments.locks import lock_segment, lock_segments
-from segments.models import ChangeReason, Membership, RefreshStatus, Segment, SegmentStatus
+from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
 from segments.rollup import count_changes
-from segments.rules.compiler import matching_contacts
-from segments.rules.registry import Field, get_fields
+from segments.rules.registry import Field, get_fields, names_property
+from segments.rules.thresholds import measure_thresholds
+from segments.rules.validation import referenced_slugs
+from segments.scoped import apply_level, fields_fingerprint, levels, use_generic_plans
+from segments.targets import target_contacts
 
 logger = logging.getLogger(__name__)
 
 # refresh_contacts handles ids in chunks of this size (each chunk one transaction).
 CONTACT_CHUNK = 2000
+# What refresh_contacts reads of each segment (loading whole rows costs more than its statements).
+SCOPED_REFRESH_FIELDS = (
+    "slug", "kind", "status", "parent_id", "rule", "percent_thresholds", "last_refresh_started_at", "rule_edited_at"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,24 +54,6 @@ class RefreshResult:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "now": self.now.isoformat() if self.now else None}
-
-
-def target_contacts(
-    segment: Segment,
-    *,
-    now: datetime,
-    fields: dict[str, Field] | None = None,
-    contact_ids: list[int] | None = None,
-) -> QuerySet[Contact]:
-    """Who should be a member at `now`: the rule's matches, within the parent's members.
-
-    Raises InvalidRule (naming JSON paths) when the rule no longer validates, e.g. after a
-    property it uses was deleted.
-    """
-    target = matching_contacts(segment.rule, now=now, fields=fields, contact_ids=contact_ids)
-    if segment.parent_id is not None:
-        target = target.filter(pk__in=Membership.objects.filter(segment_id=segment.parent_id).values("contact_id"))
-    return target
 
 
 def refresh_segment(segment_id: int, *, now: datetime | None = None, skip_if_locked: bool = False) -> RefreshResult:
@@ -109,9 +98,14 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
         reason = ChangeReason.RULE_EDITED
     else:
         reason = None
-    diff = apply_target(segment, target_contacts(segment, now=now), changed_at=started_at, reason=reason)
+    fields = get_fields(properties=names_property(segment.rule))  # no query for a rule without props.*
+    thresholds = measure_thresholds(segment.rule, fields=fields)
+    target = target_contacts(segment, now=now, fields=fields, thresholds=thresholds)
+    diff = apply_target(segment, target, changed_at=started_at, reason=reason)
     if diff.added or diff.removed:
         memberships_changed([segment.pk])  # listeners (automations) run after this commits
+        segment.percent_thresholds = thresholds
+        record_details({segment.pk: segment}, changed_at=started_at, now=now, fields=fields)  # if few
     duration_ms = _elapsed_ms(clock)
     stats = {
         "size": diff.size,
@@ -123,6 +117,7 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
         "last_refreshed_at": timezone.now(),
         "last_refresh_status": RefreshStatus.OK,
         "last_refresh_error": "",
+        "percent_thresholds": thresholds,
     }
     if segment.rule_edited_at is not None:
         # Cleared only if no edit arrived while this refresh ran (edits do not take the lock).
@@ -205,15 +200,21 @@ def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None)
     """Re-evaluate every built, active rule segment for just these contacts, in dependency order.
 
     Set-based: the statements do not depend on how many contacts are given (up to CONTACT_CHUNK
-    per transaction): one to lock every segment, one diff per segment. Should a segment fail,
-    the chunk is redone with a savepoint per segment, so the failure is recorded on that segment
-    and the others still apply. Returns the segments whose membership changed or that failed.
+    per transaction). On PostgreSQL one statement per level of the dependency graph refreshes
+    every segment of that level (segments/scoped.py); elsewhere one diff per segment. Percent
+    conditions use the thresholds the segment's last full refresh stored (rules/thresholds.py).
+    Changes get the explainer's detail (segments/history.py). Should a segment fail, the chunk is
+    redone with a savepoint per segment, so the failure is recorded on that segment and the others
+    still apply. Returns the segments whose membership changed or that failed.
     """
     now = now or timezone.now()
     ids = sorted({int(pk) for pk in contact_ids})
-    order = refresh_order()
-    segments = Segment.objects.filter(pk__in=order, last_refresh_started_at__isnull=False).in_bulk()
-    order = [pk for pk in order if pk in segments]
+    if not ids:
+        return []
+    built = Segment.objects.active().rule_based().filter(last_refresh_started_at__isnull=False)
+    segments = built.only(*SCOPED_REFRESH_FIELDS).in_bulk()
+    graph = _graph_of(segments)
+    order = topological_order(graph, segments)
     fields = get_fields()
     results: dict[int, RefreshResult] = {}
     for start in range(0, len(ids), CONTACT_CHUNK):
@@ -221,7 +222,7 @@ def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None)
         try:
             with transaction.atomic():
                 lock_segments(order)
-                changed = [_refresh_some(segments[pk], chunk, now=now, fields=fields) for pk in order]
+                changed = _refresh_chunk([segments[pk] for pk in order], chunk, graph=graph, now=now, fields=fields)
         except Exception:
             logger.exception("Refresh of %d contacts failed; retrying segment by segment", len(chunk))
             changed = _refresh_some_isolated([segments[pk] for pk in order], chunk, now=now, fields=fields)
@@ -231,21 +232,91 @@ def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None)
     return [results[pk] for pk in order if pk in results]
 
 
+def _graph_of(segments: dict[int, Segment]) -> Graph:
+    """The dependencies among these segments, read from their parents and rules (no query).
+
+    Segments outside the set (static, paused, never built) are read as stored, so they need no
+    place in the order.
+    """
+    by_slug = {segment.slug: pk for pk, segment in segments.items()}
+    graph: Graph = {}
+    for pk, segment in segments.items():
+        reads = {by_slug[slug] for slug in referenced_slugs(segment.rule) if slug in by_slug}
+        graph[pk] = reads | ({segment.parent_id} & segments.keys() if segment.parent_id else set())
+    return graph
+
+
+def _refresh_chunk(
+    segments: list[Segment], contact_ids: list[int], *, graph: Graph, now: datetime, fields: dict[str, Field]
+) -> list[RefreshResult]:
+    changed_at = timezone.now()
+    if connection.vendor == "postgresql":
+        results = _refresh_levels(segments, contact_ids, graph=graph, now=now, fields=fields, changed_at=changed_at)
+    else:
+        results = [_refresh_some(s, contact_ids, now=now, fields=fields, changed_at=changed_at) for s in segments]
+    _after_changes(segments, results, changed_at=changed_at, now=now, fields=fields)
+    return results
+
+
+def _after_changes(
+    segments: list[Segment],
+    results: list[RefreshResult],
+    *,
+    changed_at: datetime,
+    now: datetime,
+    fields: dict[str, Field],
+) -> None:
+    """Announce the segments that changed and give their new history rows the explainer's detail."""
+    touched = {r.segment_id for r in results if r.added or r.removed}
+    if touched:
+        memberships_changed(touched)  # listeners (automations) run after this commits
+        described = {segment.pk: segment for segment in segments if segment.pk in touched}
+        record_details(described, changed_at=changed_at, now=now, fields=fields)
+
+
+def _refresh_levels(
+    segments: list[Segment],
+    contact_ids: list[int],
+    *,
+    graph: Graph,
+    now: datetime,
+    fields: dict[str, Field],
+    changed_at: datetime,
+) -> list[RefreshResult]:
+    """PostgreSQL: one statement per level of the dependency graph (segments/scoped.py)."""
+    by_pk = {segment.pk: segment for segment in segments}
+    fields_key = fields_fingerprint(fields)
+    use_generic_plans()
+    results = []
+    for level in levels(list(by_pk), graph):
+        clock = time.monotonic()
+        batch = [by_pk[pk] for pk in level]
+        counts = apply_level(batch, contact_ids, now=now, fields=fields, fields_key=fields_key, changed_at=changed_at)
+        duration_ms = _elapsed_ms(clock)
+        results += [
+            RefreshResult(pk, by_pk[pk].slug, "ok", added=added, removed=removed, duration_ms=duration_ms, now=now)
+            for pk, (added, removed) in counts.items()
+        ]
+    return results
+
+
 def _refresh_some_isolated(
     segments: list[Segment], contact_ids: list[int], *, now: datetime, fields: dict[str, Field]
 ) -> list[RefreshResult]:
     results: list[RefreshResult] = []
     failures: dict[int, Exception] = {}
+    changed_at = timezone.now()
     with transaction.atomic():
         lock_segments([segment.pk for segment in segments])
         for segment in segments:
             try:
                 with transaction.atomic():
-                    results.append(_refresh_some(segment, contact_ids, now=now, fields=fields))
+                    results.append(_refresh_some(segment, contact_ids, now=now, fields=fields, changed_at=changed_at))
             except Exception as error:
                 logger.exception("Refresh of segment %s for %d contacts failed", segment.pk, len(contact_ids))
                 failures[segment.pk] = error
                 results.append(RefreshResult(segment.pk, segment.slug, "failed", error=str(error)))
+        _after_changes(segments, results, changed_at=changed_at, now=now, fields=fields)
     for segment_id, error in failures.items():
         Segment.objects.filter(pk=segment_id).update(
             last_refresh_status=RefreshStatus.FAILED, last_refresh_error=f"{type(error).__name__}: {error}"
@@ -254,17 +325,23 @@ def _refresh_some_isolated(
 
 
 def _refresh_some(
-    segment: Segment, contact_ids: list[int], *, now: datetime, fields: dict[str, Field]
+    segment: Segment,
+    contact_ids: list[int],
+    *,
+    now: datetime,
+    fields: dict[str, Field],
+    changed_at: datetime,
 ) -> RefreshResult:
+    """The portable path: one diff for one segment, scoped to the contacts."""
     clock = time.monotonic()
     reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
-    target = target_contacts(segment, now=now, fields=fields, contact_ids=contact_ids)
-    changed_at = timezone.now()
+    target = target_contacts(
+        segment, now=now, fields=fields, contact_ids=contact_ids, thresholds=segment.percent_thresholds
+    )
     diff = apply_target(segment, target, changed_at=changed_at, reason=reason, scope=contact_ids)
     if diff.added or diff.removed:
         Segment.objects.filter(pk=segment.pk).update(size=F("size") + diff.added - diff.removed)
         count_changes(segment.pk, changed_at=changed_at, joins=diff.added, leaves=diff.removed)
-        memberships_changed([segment.pk])  # listeners (automations) run after this commits
     return RefreshResult(
         segment.pk,
         segment.slug,

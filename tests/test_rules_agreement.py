@@ -19,6 +19,7 @@ from segments.models import Membership, Segment
 from segments.rules.compiler import matching_contacts
 from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
+from segments.rules.thresholds import measure_thresholds
 from segments.rules.validation import validate_rule
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -284,6 +285,13 @@ def assert_agreement(rule: dict, company_rows: list[dict], contact_rows: list[di
         for person in people:
             explanation = explain(rule, person, now=NOW, fields=fields)
             assert (person.pk in selected) == explanation.result, (person.email, explanation.root.to_dict())
+        # With thresholds stored as a full refresh stores them, nothing changed: the same answers.
+        stored = measure_thresholds(rule, fields=fields)
+        with_stored = matching_contacts(rule, now=NOW, fields=fields, contact_ids=some, thresholds=stored)
+        assert set(with_stored.values_list("pk", flat=True)) == selected & set(some)
+        for person in people[::2] if stored else []:
+            explanation = explain(rule, person, now=NOW, fields=fields, thresholds=stored)
+            assert (person.pk in selected) == explanation.result, (person.email, stored, explanation.root.to_dict())
         transaction.set_rollback(True)
 
 

@@ -24,6 +24,7 @@ def test_the_small_benchmark_runs_and_reports_every_figure(db, tmp_path):
     assert phases["churn_1"]["history_rows_added"] == phases["churn_1"]["changes"] > 0
     assert set(report["baseline"]["segments"]) == set(phases["cold_build"]["segments"])
     assert report["naive_loop"]["extrapolated_seconds"] > 0
+    assert report["refresh_contacts_one_contact"]["segments"] == 50
     assert report["refresh_contacts_one_contact"]["p95_ms"] >= report["refresh_contacts_one_contact"]["p50_ms"]
     assert report["preview_count"]["max_ms"] > 0
     assert 0 < report["peak_rss_mb"] < 2000

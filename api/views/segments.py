@@ -32,9 +32,9 @@ from api.serializers.segments import (
 from api.views.common import DETAIL_BACKENDS, ListOptions
 from contacts.models import Contact
 from segments.editing import SegmentInUse, delete_segment, save_segment
+from segments.explaining import explain_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.compiler import matching_contacts
-from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
 from segments.rules.validation import validate_rule
 from segments.static import NotStatic, add_static_members, remove_static_members
@@ -228,5 +228,6 @@ def contact_segments(request: Request, pk: int) -> Response:
         now, fields = timezone.now(), get_fields()
         for item, membership in zip(data, memberships, strict=True):
             rule = membership.segment.rule if membership.segment.is_rule_based else None
-            item["explanation"] = explain(rule, contact, now=now, fields=fields).to_dict() if rule else None
+            explained = explain_segment(membership.segment, contact, now=now, fields=fields) if rule else None
+            item["explanation"] = explained.to_dict() if explained else None
     return Response(data)

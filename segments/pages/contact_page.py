@@ -6,8 +6,8 @@ from datetime import datetime
 from django.db.models import Exists, OuterRef, QuerySet
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, LifecycleChange
+from segments.explaining import explain_segments
 from segments.models import Membership, SegmentKind
-from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
 from segments.rules.validation import InvalidRule
 
@@ -48,27 +48,17 @@ def memberships(contact: Contact) -> list[Membership]:
 def explain_memberships(contact: Contact, member_of: list[Membership], *, now: datetime) -> dict[int, list[str]]:
     """The conditions that hold, per rule-based membership, from one explainer pass.
 
-    The segments' rules are explained together as the children of one `any` group, so the
-    contact, its activities and memberships are read once however many segments it is in.
-    A membership whose rule no longer holds (data changed since the last refresh) says so.
+    The segments' rules are explained together (explain_segments), so the contact, its
+    activities and memberships are read once however many segments it is in, each segment with
+    the percent thresholds its refreshes used. A membership whose rule no longer holds (data
+    changed since the last refresh) says so.
     """
     ruled = [m for m in member_of if m.segment.is_rule_based and m.segment.rule]
     if not ruled:
         return {}
     fields = get_fields()
-    try:
-        root = explain({"any": [m.segment.rule for m in ruled]}, contact, now=now, fields=fields).root
-        nodes = root.children
-    except InvalidRule:
-        nodes = [_explain_one(m.segment.rule, contact, now=now, fields=fields) for m in ruled]
+    nodes = explain_segments([m.segment for m in ruled], contact, now=now, fields=fields)
     return {m.segment_id: _why(m.segment.rule, node, fields) for m, node in zip(ruled, nodes, strict=True)}
-
-
-def _explain_one(rule: dict, contact: Contact, *, now: datetime, fields: dict):
-    try:
-        return explain(rule, contact, now=now, fields=fields).root
-    except InvalidRule as error:
-        return error
 
 
 def _why(rule: dict, node, fields: dict) -> list[str]:

@@ -1,7 +1,8 @@
 """Compile a rule into one ORM filter over contacts: one SQL statement, PostgreSQL or SQLite.
 
-Public: `compile_rule(rule, *, now, fields=None) -> Q` and
-`matching_contacts(rule, *, now, fields=None) -> QuerySet[Contact]`.
+Public: `compile_rule(rule, *, now, fields=None, thresholds=None) -> Q`,
+`matching_contacts(rule, *, now, fields=None, thresholds=None) -> QuerySet[Contact]`, and for
+top/bottom_percent `threshold_key` and `percent_threshold` (see thresholds.py).
 
 Every condition compiles to an expression that is TRUE or FALSE, never NULL: a comparison is
 ANDed with "the value is set", so a condition on a missing value is false and `not` of it is
@@ -14,6 +15,10 @@ only hold with some activity and the condition must hold for every selected cont
 under `all`s only), it becomes `id IN (grouped activities HAVING ...)`, which PostgreSQL runs as
 a semi-join over the (kind, occurred_at) index; elsewhere (under `any`/`not`, or when zero
 activities qualify) it is a correlated EXISTS or COUNT/SUM subquery on (contact, kind, time).
+
+top/bottom_percent compare with a threshold: the one given in `thresholds` for that condition
+(stored by the segment's last full refresh, see thresholds.py), else measured live by an
+uncorrelated subquery in the same statement.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from django.db.models import (
     DateField,
     DateTimeField,
     Exists,
+    Expression,
     F,
     FloatField,
     OuterRef,
@@ -59,6 +65,8 @@ from segments.rules.registry import Field, get_fields, names_property
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
 
 _TEXT_LIKE = {"text", "choice"}
+PERCENT_OPS = ("top_percent", "bottom_percent")
+Thresholds = dict[str, float | None]
 
 
 def matching_contacts(
@@ -66,19 +74,29 @@ def matching_contacts(
     *,
     now: datetime,
     fields: dict[str, Field] | None = None,
-    contact_ids: Collection[int] | None = None,
+    contact_ids: Collection[int] | Expression | None = None,
+    thresholds: Thresholds | None = None,
 ) -> QuerySet[Contact]:
     """The contacts `rule` selects at `now`, as one lazy queryset.
 
-    With `contact_ids`, only those contacts are considered, and event conditions are compiled to
-    probe each one's activities (cheap for a few contacts) instead of grouping all activities.
+    With `contact_ids` (ids, or an expression giving ids), only those contacts are considered,
+    and event conditions are compiled to probe each one's activities (cheap for a few contacts)
+    instead of grouping all activities.
+    `thresholds`: stored top/bottom_percent thresholds by `threshold_key` (others are live).
     """
-    q = compile_rule(rule, now=now, fields=fields, few_contacts=contact_ids is not None)
+    q = compile_rule(rule, now=now, fields=fields, few_contacts=contact_ids is not None, thresholds=thresholds)
     contacts = Contact.objects.filter(q)
     return contacts if contact_ids is None else contacts.filter(pk__in=contact_ids)
 
 
-def compile_rule(rule: dict, *, now: datetime, fields: dict[str, Field] | None = None, few_contacts: bool = False) -> Q:
+def compile_rule(
+    rule: dict,
+    *,
+    now: datetime,
+    fields: dict[str, Field] | None = None,
+    few_contacts: bool = False,
+    thresholds: Thresholds | None = None,
+) -> Q:
     """`rule` as a Q over Contact; raises InvalidRule when validation finds errors.
 
     An `in_segment` slug naming no segment is not an error here: it matches nobody.
@@ -95,7 +113,7 @@ def compile_rule(rule: dict, *, now: datetime, fields: dict[str, Field] | None =
     if errors:
         raise InvalidRule(errors)
     segment_ids = dict(Segment.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
-    return _Compiler(fields, now, segment_ids).node(rule, required=not few_contacts)
+    return _Compiler(fields, now, segment_ids, thresholds or {}).node(rule, required=not few_contacts)
 
 
 def _number(value: int | float) -> Value:
@@ -107,9 +125,23 @@ def _cents(amount: int | float) -> int:
     return round(amount * 100)
 
 
+def threshold_key(path: str, op: str, value: object) -> str:
+    """How a percent condition's threshold is stored: by condition, wherever it sits in a rule."""
+    return f"{path} {op} {value}"
+
+
+def percent_threshold(field: Field, op: str, percent: float) -> PercentThreshold:
+    """A top/bottom_percent threshold measured live: one uncorrelated subquery over all contacts."""
+    expr = value_expression(field)
+    top = op == "top_percent"
+    return PercentThreshold(expr, set_condition(field, expr), percent, top=top, output_field=FloatField())
+
+
 class _Compiler:
-    def __init__(self, fields: dict[str, Field], now: datetime, segment_ids: dict[str, int]) -> None:
-        self.fields, self.now, self.segment_ids = fields, now, segment_ids
+    def __init__(
+        self, fields: dict[str, Field], now: datetime, segment_ids: dict[str, int], thresholds: Thresholds
+    ) -> None:
+        self.fields, self.now, self.segment_ids, self.thresholds = fields, now, segment_ids, thresholds
 
     def node(self, rule: dict, *, required: bool = True) -> Q:
         """`required`: every contact selected must satisfy this node (it sits under `all`s only)."""
@@ -161,9 +193,15 @@ class _Compiler:
         return ~match if op in ("neq", "not_in") else match
 
     def number_condition(self, field: Field, expr, op: str, value) -> Q:
-        if op in ("top_percent", "bottom_percent"):
+        if op in PERCENT_OPS:
+            key = threshold_key(field.path, op, value)
+            if key not in self.thresholds:
+                threshold = percent_threshold(field, op, value)
+            elif self.thresholds[key] is None:
+                return Q(Exact(Value(1), 0))  # no contact had a set value: nobody qualifies
+            else:
+                threshold = Value(float(self.thresholds[key]), output_field=FloatField())
             top = op == "top_percent"
-            threshold = PercentThreshold(expr, set_condition(field, expr), value, top=top, output_field=FloatField())
             return Q(GreaterThanOrEqual(expr, threshold) if top else LessThanOrEqual(expr, threshold))
         if op == "between":
             return Q(GreaterThanOrEqual(expr, _number(value[0]))) & Q(LessThanOrEqual(expr, _number(value[1])))

@@ -1,13 +1,15 @@
 """Explain a rule for one contact: the value of every node, and the contact's own values.
 
-Public: `explain(rule, contact, *, now, fields=None) -> Explanation`, `Explanation`, `Node`.
+Public: `explain(rule, contact, *, now, fields=None, thresholds=None) -> Explanation`,
+`Explanation`, `Node`.
 
 The explainer evaluates the rule in Python with the compiler's semantics (see compiler.py and
 DESIGN.md "Rule language"), so the two can check each other: a property test asserts they agree.
 It reads a bounded number of queries whatever the data: the field registry, the contact with its
 company/owner/metrics, the contact's activities of the kinds the rule names, its memberships of
 the segments the rule names, and one query per top/bottom_percent threshold (computed by the very
-SQL the compiler uses).
+SQL the compiler uses) unless `thresholds` holds it: explaining a saved segment passes the
+thresholds its last full refresh stored (`Segment.percent_thresholds`), as its refreshes use them.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import FloatField
 
 from contacts.models import Activity, Contact
 from segments.models import Membership
 from segments.rules.clock import bounds, relative_bounds
-from segments.rules.compiler import set_condition, value_expression
-from segments.rules.expressions import PercentThreshold, fold
+from segments.rules.compiler import Thresholds, percent_threshold, threshold_key
+from segments.rules.expressions import fold
 from segments.rules.registry import Field, get_fields
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
 
@@ -110,13 +111,23 @@ def _first_false(node: Node) -> Node:
     return node
 
 
-def explain(rule: dict, contact: Contact, *, now: datetime, fields: dict[str, Field] | None = None) -> Explanation:
-    """Evaluate `rule` for `contact` at `now`; raises InvalidRule when validation finds errors."""
+def explain(
+    rule: dict,
+    contact: Contact,
+    *,
+    now: datetime,
+    fields: dict[str, Field] | None = None,
+    thresholds: Thresholds | None = None,
+) -> Explanation:
+    """Evaluate `rule` for `contact` at `now`; raises InvalidRule when validation finds errors.
+
+    `thresholds`: stored top/bottom_percent thresholds by condition (others are measured live).
+    """
     fields = fields if fields is not None else get_fields()
     errors = validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)
     if errors:
         raise InvalidRule(errors)
-    return Explanation(_Evaluator(rule, contact, fields, now).node(rule, ""))
+    return Explanation(_Evaluator(rule, contact, fields, now, thresholds or {}).node(rule, ""))
 
 
 def _walk(rule: dict):
@@ -129,8 +140,10 @@ def _walk(rule: dict):
 
 
 class _Evaluator:
-    def __init__(self, rule: dict, contact: Contact, fields: dict[str, Field], now: datetime) -> None:
-        self.fields, self.now = fields, now
+    def __init__(
+        self, rule: dict, contact: Contact, fields: dict[str, Field], now: datetime, thresholds: Thresholds
+    ) -> None:
+        self.fields, self.now, self.thresholds = fields, now, thresholds
         nodes = list(_walk(rule))
         used = [fields[node["field"]] for node in nodes if "field" in node]
         relations = sorted({f.lookup.split("__")[0] for f in used if "__" in f.lookup})
@@ -251,10 +264,11 @@ class _Evaluator:
         return bool(wanted & held) == (op == "contains_any")
 
     def threshold(self, field: Field, op: str, percent) -> float | None:
-        expr = value_expression(field)
-        threshold = PercentThreshold(
-            expr, set_condition(field, expr), percent, top=op == "top_percent", output_field=FloatField()
-        )
+        key = threshold_key(field.path, op, percent)
+        if key in self.thresholds:
+            stored = self.thresholds[key]
+            return None if stored is None else float(stored)
+        threshold = percent_threshold(field, op, percent)
         found = Contact.objects.filter(pk=self.contact.pk).annotate(t=threshold).values_list("t", flat=True)
         value = found.first()
         return None if value is None else float(value)

@@ -1,0 +1,269 @@
+"""Re-evaluate many segments for a few contacts in a handful of statements (PostgreSQL).
+
+`refresh_contacts`' fast path. Segments are grouped into levels of the dependency graph (a
+segment comes one level after its parent and the segments its rule reads); each level is one
+statement: every segment's target among the given contacts (UNION ALL), one FULL JOIN diff
+against their stored memberships, then the history rows, the membership writes and the size
+updates and the daily rollup (segments/rollup.py) as data-modifying CTEs. A level reads the
+memberships the levels before it wrote.
+
+What made the per-segment path slow at 1M contacts was fixed cost, not work: planning and a round
+trip per segment, and compiling each rule through the ORM on every call (about half a
+millisecond of Python per segment). So each segment's scoped SQL is compiled once per process and
+reused while its rule, parent, stored thresholds and the field registry stay the same. Only the
+parameters that depend on `now` change between calls (event windows, relative dates): they are
+found by compiling at two instants a day and a bit apart and comparing, and are shifted to each
+call's `now`; a rule whose parameters do not shift that way is compiled on every call instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+
+import psycopg
+from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from segments.diffing import CHANGE, MEMBERSHIP
+from segments.graph import Graph
+from segments.models import ChangeKind, ChangeReason, Segment, SegmentDay
+from segments.rules.registry import Field
+from segments.targets import target_contacts
+
+SCOPE = "scoped_contacts"
+SEGMENT_TABLE = Segment._meta.db_table
+DAY_TABLE = SegmentDay._meta.db_table
+# Compiled statements kept per process (a few per active segment at most).
+CACHE_SIZE = 1024
+# The second instant a rule is compiled at, to tell `now`-dependent parameters from constants.
+_PROBE_SHIFT = timedelta(days=1, hours=1, minutes=1, seconds=1, microseconds=1)
+
+Param = Callable[[datetime], object]
+
+
+def levels(segment_ids: list[int], graph: Graph) -> list[list[int]]:
+    """`segment_ids` (in topological order) grouped so each one comes after all it depends on."""
+    depth: dict[int, int] = {}
+    for pk in segment_ids:
+        depth[pk] = 1 + max((depth[dep] for dep in graph.get(pk, ()) if dep in depth), default=-1)
+    grouped: list[list[int]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for pk in segment_ids:
+        grouped[depth[pk]].append(pk)
+    return grouped
+
+
+def apply_level(
+    segments: list[Segment],
+    contact_ids: list[int],
+    *,
+    now: datetime,
+    fields: dict[str, Field],
+    fields_key: int,
+    changed_at: datetime,
+) -> dict[int, tuple[int, int]]:
+    """One statement: refresh `segments` (no one depending on another) for these contacts.
+
+    Returns (added, removed) for each segment whose membership changed.
+    """
+    targets, params = [], [contact_ids]
+    for segment in segments:
+        sql, segment_params = scoped_sql(segment, now=now, fields=fields, fields_key=fields_key)
+        targets.append(f"SELECT %s::bigint AS segment_id, t.contact_id FROM ({sql}) AS t(contact_id)")
+        params += [segment.pk, *segment_params]
+    sql = f"""
+        WITH {SCOPE}(id) AS (SELECT unnest(%s::bigint[])),
+        target AS MATERIALIZED ({" UNION ALL ".join(targets)}),
+        refreshed(segment_id, parent_id, since, reason) AS (
+            SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[])),
+        current_members AS (
+            SELECT m.segment_id, m.contact_id FROM {MEMBERSHIP} m
+            WHERE m.segment_id IN (SELECT segment_id FROM refreshed) AND m.contact_id IN (SELECT id FROM {SCOPE})),
+        diff AS MATERIALIZED (
+            SELECT COALESCE(t.segment_id, c.segment_id) AS segment_id,
+                   COALESCE(t.contact_id, c.contact_id) AS contact_id, (t.contact_id IS NOT NULL) AS joined
+            FROM target t FULL JOIN current_members c ON c.segment_id = t.segment_id AND c.contact_id = t.contact_id
+            WHERE t.contact_id IS NULL OR c.contact_id IS NULL),
+        history AS (
+            INSERT INTO {CHANGE} (segment_id, contact_id, kind, reason, changed_at)
+            SELECT d.segment_id, d.contact_id, CASE WHEN d.joined THEN %s ELSE %s END, {_REASON}, %s
+            FROM diff d JOIN refreshed r ON r.segment_id = d.segment_id),
+        added AS (
+            INSERT INTO {MEMBERSHIP} (segment_id, contact_id, joined_at)
+            SELECT d.segment_id, d.contact_id, %s FROM diff d WHERE d.joined),
+        removed AS (
+            DELETE FROM {MEMBERSHIP} m USING diff d
+            WHERE m.segment_id = d.segment_id AND m.contact_id = d.contact_id AND NOT d.joined),
+        counts AS (
+            SELECT segment_id, count(*) FILTER (WHERE joined) AS added, count(*) FILTER (WHERE NOT joined) AS removed
+            FROM diff GROUP BY segment_id),
+        sizes AS (
+            UPDATE {SEGMENT_TABLE} s SET size = s.size + c.added - c.removed FROM counts c WHERE s.id = c.segment_id),
+        days AS (
+            INSERT INTO {DAY_TABLE} (segment_id, day, joins, leaves, size)
+            SELECT c.segment_id, %s, c.added, c.removed, s.size + c.added - c.removed
+            FROM counts c JOIN {SEGMENT_TABLE} s ON s.id = c.segment_id
+            ON CONFLICT (segment_id, day) DO UPDATE SET joins = {DAY_TABLE}.joins + excluded.joins,
+                leaves = {DAY_TABLE}.leaves + excluded.leaves, size = excluded.size)
+        SELECT segment_id, added, removed FROM counts"""
+    params += [
+        [s.pk for s in segments],
+        [s.parent_id for s in segments],
+        [s.last_refresh_started_at for s in segments],
+        [ChangeReason.RULE_EDITED if s.rule_edited_at is not None else None for s in segments],
+        ChangeKind.JOIN,
+        ChangeKind.LEAVE,
+        ChangeReason.PARENT,
+        ChangeReason.PARENT,
+        ChangeReason.RULE,
+        changed_at,
+        changed_at,
+        timezone.localdate(changed_at),  # the daily rollup (segments/rollup.py), as count_changes keeps it
+    ]
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return {segment_id: (added, removed) for segment_id, added, removed in cursor.fetchall()}
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """Binds parameters server-side and prepares every statement (psycopg keeps them per connection)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[no-untyped-def]
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Logs the statement as written: a prepared execution leaves psycopg no query text to show."""
+
+    def execute(self, sql, params=None):  # type: ignore[no-untyped-def]
+        with self.debug_sql(sql, params):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[CursorWrapper]:
+    """A cursor whose statements PostgreSQL plans once per connection and reuses the plan.
+
+    A level statement takes far longer to plan than to run for a few contacts. The project's
+    connections bind client-side and prepare nothing (Django's default, for transaction-mode
+    poolers older than PgBouncer 1.21), so this one cursor opts in while it runs; it is wrapped
+    like Django's own, so the statement is logged and counted. The caller sets
+    plan_cache_mode so that the generic plan is used from the second call on.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    threshold, raw.prepare_threshold = raw.prepare_threshold, 0  # None would refuse to prepare at all
+    cursor = _PreparingCursor(raw)
+    wrapped = _LoggedCursor(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+    try:
+        yield wrapped
+    finally:
+        cursor.close()
+        raw.prepare_threshold = threshold
+
+
+def use_generic_plans() -> None:
+    """For the rest of the transaction, prepared statements run a generic plan (see prepared_cursor)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+
+
+# Why a row changed, as the full refresh says it (diffing._reason_sql): the rule was edited; else
+# the parent's doing when the contact left the parent, or joined it after this segment's last
+# full refresh began; else the rule's.
+_REASON = f"""COALESCE(r.reason, CASE
+    WHEN r.parent_id IS NULL THEN NULL
+    WHEN d.joined AND EXISTS (
+        SELECT 1 FROM {MEMBERSHIP} p
+        WHERE p.segment_id = r.parent_id AND p.contact_id = d.contact_id AND p.joined_at > r.since) THEN %s
+    WHEN NOT d.joined AND NOT EXISTS (
+        SELECT 1 FROM {MEMBERSHIP} p WHERE p.segment_id = r.parent_id AND p.contact_id = d.contact_id) THEN %s
+    END, %s)"""
+
+
+# -- compiled statements ---------------------------------------------------------------------
+
+_cache: OrderedDict[tuple, tuple[str, list[Param]] | None] = OrderedDict()
+
+
+def fields_fingerprint(fields: dict[str, Field]) -> int:
+    return hash(frozenset(fields.items()))
+
+
+def scoped_sql(segment: Segment, *, now: datetime, fields: dict[str, Field], fields_key: int) -> tuple[str, list]:
+    """The segment's target among the contacts of the statement's scope CTE, as SQL and params.
+
+    Raises InvalidRule when the rule no longer validates.
+    """
+    key = (
+        segment.pk,
+        json.dumps(segment.rule, sort_keys=True),
+        segment.parent_id,
+        json.dumps(segment.percent_thresholds, sort_keys=True),
+        fields_key,
+    )
+    if key in _cache:
+        _cache.move_to_end(key)
+        template = _cache[key]
+        if template is not None:
+            sql, makers = template
+            return sql, [make(now) for make in makers]
+        return _compile(segment, now=now, fields=fields)
+    sql, params = _compile(segment, now=now, fields=fields)
+    probe = now + _PROBE_SHIFT
+    probe_sql, probe_params = _compile(segment, now=probe, fields=fields)
+    makers = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
+    _cache[key] = (sql, makers) if makers is not None else None
+    if len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    return sql, params
+
+
+def _compile(segment: Segment, *, now: datetime, fields: dict[str, Field]) -> tuple[str, list]:
+    scope = RawSQL(f"SELECT id FROM {SCOPE}", [])
+    target = target_contacts(segment, now=now, fields=fields, contact_ids=scope, thresholds=segment.percent_thresholds)
+    sql, params = target.order_by().values("pk").query.sql_with_params()
+    return sql, list(params)
+
+
+def _param_makers(params: list, now: datetime, probe_params: list, probe: datetime) -> list[Param] | None:
+    """For each parameter, how to make it for another `now`; None if some parameter cannot be."""
+    if len(params) != len(probe_params):
+        return None
+    makers = []
+    for value, probe_value in zip(params, probe_params, strict=True):
+        make = _shifted(value, now) if value != probe_value else _constant(value)
+        if make is None or make(probe) != probe_value:
+            return None
+        makers.append(make)
+    return makers
+
+
+def _constant(value: object) -> Param:
+    return lambda now: value
+
+
+def _shifted(value: object, origin: datetime) -> Param | None:
+    """`value` as a function of `now`, given it was made from `origin` (a moment, a local date, or
+    either as ISO text); None when it is none of these."""
+    if isinstance(value, str):
+        try:
+            parsed = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        shift = _shifted(parsed, origin)
+        return None if shift is None else (lambda now: shift(now).isoformat())
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            return None
+        offset, zone = value - origin, value.tzinfo
+        return lambda now: (now + offset).astimezone(zone)
+    if isinstance(value, date):
+        days = value - timezone.localdate(origin)
+        return lambda now: timezone.localdate(now) + days
+    return None
