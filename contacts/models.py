@@ -258,6 +258,8 @@ class Contact(models.Model):
             # Contact search lists by name: walking this index in order serves the first page of
             # a broad search without sorting every match, and its leading column a last-name prefix.
             models.Index(Lower("last_name"), Lower("first_name"), "id", name="contact_name_order_idx"),
+            # ... and a first-name prefix ("ada" finds Ada Lovelace).
+            models.Index(Lower("first_name"), name="contact_lower_first_name_idx"),
         ]
 
     def __init__(self, *args, **kwargs) -> None:

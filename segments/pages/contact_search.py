@@ -3,9 +3,9 @@
 Everyone's contacts are listed in name order. A one-word search across a million of them must not
 sort every match ("smi" finds tens of thousands), so each way a word can match is read in name
 order up to the end of the requested page, and only those few rows are sorted together
-(NameOrderSearch): a last-name prefix walks the name-order index from the prefix on; email and
-company matches are looked for among the first names of that order, and sorted on their own when
-they are not found there, which costs what they match, no more.
+(NameOrderSearch): a last-name prefix walks the name-order index from the prefix on; first-name,
+email and company matches are looked for among the first names of that order, and sorted on their
+own when they are not found there, which costs what they match, no more.
 """
 
 from dataclasses import dataclass
@@ -109,38 +109,39 @@ def word_filter(term: str) -> Q:
 class NameOrderSearch:
     """Contacts among `contacts` that one word finds through an index, sliced in name order.
 
-    Each way the word can match (a last-name prefix, an email prefix, a company whose name or
-    domain starts with it) gives its first rows in name order, as many as the slice needs; the
-    page is then cut from those few ids, sorted once more together. Slicing row 975 to 1,000
-    reads at most 1,001 ids per way, whatever the number of matches. First names have no index
-    of their own, so a first name only counts next to an indexed word ("ada lovelace", not "ada").
-    Without a `term` (one owner's contacts, the words already filters) `contacts` is the one way.
+    Each way the word can match (a last-name or first-name prefix, an email prefix, a company
+    whose name or domain starts with it) gives its first rows in name order, as many as the slice
+    needs; the page is then cut from those few ids, sorted once more together. Slicing row 975 to
+    1,000 reads at most 1,001 ids per way, whatever the number of matches. Without a `term` (one
+    owner's contacts, the words already filters) `contacts` is the one way.
     """
 
     contacts: QuerySet[Contact]
     term: str | None
 
-    def ways(self) -> list[QuerySet[Contact]]:
-        """The last-name way first (the name-order index walks its matches in order), then the others."""
+    def ways(self) -> tuple[QuerySet[Contact] | None, list[QuerySet[Contact]]]:
+        """The last-name way, which the name-order index walks in order (None when the word
+        cannot be a last name), and the other ways."""
         contacts, term = self.contacts.order_by(), self.term
         if term is None:
-            return [contacts]
+            return None, [contacts]
         if term.startswith("@"):
-            return [contacts.filter(company__domain__startswith=term[1:])]
+            return None, [contacts.filter(company__domain__startswith=term[1:])]
         by_email = contacts.filter(email__startswith=term)
         if "@" in term:
-            return [by_email]
+            return None, [by_email]
         companies = Company.objects.order_by().annotate(name_lower=Lower("name"))
         by_company = companies.filter(prefix("name_lower", term) | Q(domain__startswith=term)).values("pk")
         by_last_name = contacts.annotate(last_name_lower=Lower("last_name")).filter(prefix("last_name_lower", term))
-        return [by_last_name, by_email, contacts.filter(company__in=by_company)]
+        by_first_name = contacts.annotate(first_name_lower=Lower("first_name")).filter(prefix("first_name_lower", term))
+        return by_last_name, [by_first_name, by_email, contacts.filter(company__in=by_company)]
 
     def __getitem__(self, window: slice) -> list[Contact]:
         start, stop = window.start or 0, window.stop
-        ways = self.ways()
+        in_order, ways = self.ways()
         ids: set[int] = set()
-        if len(ways) == 3:
-            ids.update(ways.pop(0).order_by(*NAME_ORDER).values_list("pk", flat=True)[:stop])
+        if in_order is not None:
+            ids.update(in_order.order_by(*NAME_ORDER).values_list("pk", flat=True)[:stop])
         for way in ways:
             ids.update(self.first_ids(way, stop))
         return list(self.contacts.filter(pk__in=ids).order_by(*NAME_ORDER)[start:stop])

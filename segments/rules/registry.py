@@ -1,7 +1,7 @@
 """The field registry: every path a rule may name, its type, criterion layer and operators.
 
-Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_property(rule)`, `operators_for(type) -> tuple[str, ...]`,
-`METRIC_FIELDS`, `metric_field(name, type, layer) -> Field`, `TYPES`.
+Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_property(rule)`,
+`operators_for(type) -> tuple[str, ...]`, `METRIC_FIELDS`, `metric_field(name, type, layer) -> Field`, `TYPES`.
 
 The registry is the only door to SQL: the compiler and the explainer read a value only through a
 `Field`'s `lookup` (an ORM path from Contact) or its `property_key` (a key of Contact.properties).

@@ -48,10 +48,9 @@ class Command(BaseCommand):
         contact_id = Membership.objects.order_by("-id").values_list("contact_id", flat=True).first()
         contact_id = contact_id or Contact.objects.values_list("pk", flat=True).first()
         segment = Segment.objects.order_by("-size").first()
-        last_name, email = Contact.objects.filter(pk=contact_id).values_list("last_name", "email").first() or (
-            "smith",
-            "smith@example.com",
-        )
+        last_name, first_name, email = Contact.objects.filter(pk=contact_id).values_list(
+            "last_name", "first_name", "email"
+        ).first() or ("smith", "ada", "smith@example.com")
         self.stdout.write(
             f"contacts≈{self.estimate('contacts_contact'):,} activities≈{self.estimate('contacts_activity'):,} "
             f"memberships≈{self.estimate('segments_membership'):,} on {connection.vendor}"
@@ -66,6 +65,8 @@ class Command(BaseCommand):
             (f"contact search, anyone, {last_name!r}", sales, search, {"owner": "any", "q": last_name}),
             (f"contact search, anyone, {last_name[:3]!r}", sales, search, {"owner": "any", "q": last_name[:3]}),
             (f"contact search, anyone, {email[:2]!r}", sales, search, {"owner": "any", "q": email[:2]}),
+            (f"contact search, anyone, {first_name!r}", sales, search, {"owner": "any", "q": first_name}),
+            ("contact search, anyone, 'zz' (no match)", sales, search, {"owner": "any", "q": "zz"}),
             ("contact search, anyone, page 40", sales, search, {"owner": "any", "page": 40}),
             ("contact page", sales, reverse("contacts-detail", args=[contact_id]), {}),
             ("segments overview", staff, reverse("segments-overview"), {}),
