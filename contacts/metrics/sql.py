@@ -144,29 +144,12 @@ def _weight_case(model: ScoringModel, params: dict) -> str:
     return f"(CASE a.kind {' '.join(branches)} ELSE 0.0 END)"
 
 
-def _per_contact(d: Dialect, source: str, *, lists: dict[str, str], firsts: dict[str, str], where: str) -> str:
-    """One row per contact from `source` rows (which carry `rn`, 1 = strongest): JSON lists of
-    the `lists` expressions in `rn` order, and the `firsts` expressions of the rn = 1 row.
-
-    PostgreSQL: a GROUP BY with ordered aggregates. SQLite (no ORDER BY inside aggregates before
-    3.44): the same aggregates as window functions over the whole partition, keeping one row.
-    """
-    if d.postgres:
-        columns = [f"{d.json_array_agg}({value} ORDER BY rn) AS {name}" for name, value in lists.items()]
-        columns += [f"MIN(CASE WHEN rn = 1 THEN {value} END) AS {name}" for name, value in firsts.items()]
-        return f"SELECT contact_id, {', '.join(columns)} FROM {source} WHERE {where} GROUP BY contact_id"
-    frame = "PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
-    columns = [f"{d.json_array_agg}({value}) OVER w AS {name}" for name, value in lists.items()]
-    columns += [f"FIRST_VALUE({value}) OVER w AS {name}" for name, value in firsts.items()]
-    names = ", ".join([*lists, *firsts])
-    return f"""SELECT contact_id, {names} FROM (
-            SELECT contact_id, ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY rn) AS list_pos, {", ".join(columns)}
-            FROM {source} WHERE {where} WINDOW w AS ({frame})
-        ) lists WHERE list_pos = 1"""
-
-
 def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) -> str:
-    """CTEs ending in `base`: one row per contact (in scope) with every raw measure."""
+    """CTEs ending in `measures`: one row per contact (in scope) with every raw measure but the
+    topic and product lists, which `topic_lists` and `product_lists` hold (see `with_interest`).
+
+    The lists are window aggregates over each contact's strongest topics (products) in order,
+    read at the strongest one (rn = 1): one sort, no per-contact sort of an ordered aggregate."""
     weight = _weight_case(model, params)
     age = d.age_days("a.occurred_at")
     decay = f"POWER(0.5, {age} / %(half_life)s)"
@@ -208,24 +191,19 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         WHERE a.occurred_at <= %(as_of)s AND a.topic <> '' {act_scope}
         GROUP BY a.contact_id, LOWER(a.topic)
     ),
-    topic_ranked AS (
-        SELECT contact_id, topic,
-            {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share,
-            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
-        FROM topic_sums
-    ),
-    topic_json AS ({
-        _per_contact(
-            d,
-            "topic_ranked",
-            lists={"top_topics": f"{d.json_object}('topic', topic, 'share', share)", "topics": "topic"},
-            firsts={"top_topic": "topic", "top_topic_share": "share"},
-            where=f"rn <= {TOP_N}",
-        )
-    }),
-    topic_share_json AS (
-        SELECT contact_id, {d.json_object_agg}(topic, share) AS topic_shares
-        FROM topic_ranked WHERE rn <= {TOP_N} GROUP BY contact_id
+    topic_lists AS (
+        SELECT contact_id, ROW_NUMBER() OVER top AS rn,
+            {d.json_array_agg}({d.json_object}('topic', topic, 'share', share)) OVER top AS top_topics,
+            {d.json_array_agg}(topic) OVER top AS topics,
+            {d.json_object_agg}(topic, share) OVER top AS topic_shares,
+            topic AS top_topic, share AS top_topic_share
+        FROM (
+            SELECT contact_id, topic, weight,
+                {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share
+            FROM topic_sums
+        ) shares
+        WINDOW strongest AS (PARTITION BY contact_id ORDER BY weight DESC, topic),
+            top AS (strongest ROWS BETWEEN CURRENT ROW AND {TOP_N - 1} FOLLOWING)
     ),
     product_sums AS (
         SELECT a.contact_id, LOWER(a.product) AS product, SUM({weight} * {decay}) AS intent,
@@ -234,25 +212,20 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         WHERE a.occurred_at <= %(as_of)s AND a.product <> '' AND a.kind IN ({product_kinds}) {act_scope}
         GROUP BY a.contact_id, LOWER(a.product)
     ),
-    product_ranked AS (
-        SELECT contact_id, product, {d.round("intent", 2)} AS intent, strong,
-            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
-        FROM product_sums
+    product_lists AS (
+        SELECT contact_id, ROW_NUMBER() OVER top AS rn,
+            {d.json_array_agg}({d.json_object}('product', product, 'intent', rounded, 'strong', {strong})) OVER top
+                AS product_interest,
+            {d.json_array_agg}(product) OVER top AS products,
+            MAX(strong) OVER every AS any_strong,
+            {d.json_array_agg}(product) FILTER (WHERE strong = 1) OVER every AS strong_products,
+            product AS top_product, rounded AS top_product_intent
+        FROM (SELECT product_sums.*, {d.round("intent", 2)} AS rounded FROM product_sums) intents
+        WINDOW strongest AS (PARTITION BY contact_id ORDER BY intent DESC, product),
+            top AS (strongest ROWS BETWEEN CURRENT ROW AND {TOP_N - 1} FOLLOWING),
+            every AS (strongest ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
     ),
-    product_json AS ({
-        _per_contact(
-            d,
-            "product_ranked",
-            lists={
-                "product_interest": f"{d.json_object}('product', product, 'intent', intent, 'strong', {strong})",
-                "products": "product",
-            },
-            firsts={"top_product": "product", "top_product_intent": "intent"},
-            where=f"rn <= {TOP_N}",
-        )
-    }),
-    strong_json AS ({_per_contact(d, "product_ranked", lists={"items": "product"}, firsts={}, where="strong = 1")}),
-    base AS (
+    measures AS (
         SELECT c.id AS contact_id,
             CAST(%(as_of)s AS {"TIMESTAMP WITH TIME ZONE" if d.postgres else "TEXT"}) AS as_of,
             COALESCE(act.activity_count, 0) AS activity_count,
@@ -265,17 +238,6 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             CASE WHEN COALESCE(act.web_count, 0) >= %(web_active)s THEN 'active'
                  WHEN COALESCE(act.web_count, 0) >= %(web_engaged)s THEN 'engaged'
                  ELSE 'dormant' END AS web_activity_level,
-            COALESCE(tj.topics, {d.empty_list}) AS topics,
-            COALESCE(tj.top_topics, {d.empty_list}) AS top_topics,
-            COALESCE(tsj.topic_shares, {d.empty_object}) AS topic_shares,
-            COALESCE(tj.top_topic, '') AS top_topic,
-            tj.top_topic_share,
-            COALESCE(pj.products, {d.empty_list}) AS products,
-            COALESCE(pj.product_interest, {d.empty_list}) AS product_interest,
-            COALESCE(pj.top_product, '') AS top_product,
-            pj.top_product_intent,
-            CASE WHEN sj.items IS NULL THEN FALSE ELSE TRUE END AS strong_intent,
-            COALESCE(sj.items, {d.empty_list}) AS strong_intent_products,
             CASE WHEN act.counted_last IS NULL THEN NULL
                  ELSE {d.whole_days("%(as_of)s", "act.counted_last")} END AS recency_days,
             COALESCE(act.frequency, 0) AS frequency,
@@ -299,17 +261,14 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             c.product_adoption
         FROM contacts_contact c
         LEFT JOIN act ON act.contact_id = c.id
-        LEFT JOIN topic_json tj ON tj.contact_id = c.id
-        LEFT JOIN topic_share_json tsj ON tsj.contact_id = c.id
-        LEFT JOIN product_json pj ON pj.contact_id = c.id
-        LEFT JOIN strong_json sj ON sj.contact_id = c.id
         WHERE {contact_scope}
     )"""
 
 
 def scored_ctes(d: Dialect, source: str) -> str:
     """CTEs `scored` and `measured` over `source`, a relation with the raw measures and these counts:
-    n_all, score_le, score_gt, score_lt, past_gt, past_lt, n_rfv, r_le, f_le, v_le."""
+    n_all, score_le, score_lt, past_le, past_lt, n_rfv, r_le, f_le, v_le (`_le`: how many
+    are <= this one, `_lt`: how many are < it, so n_all - score_le are greater)."""
 
     def level(score: str, greater: str, smaller: str) -> str:
         return f"""CASE WHEN {score} <= 0 THEN 'disengaged'
@@ -328,9 +287,9 @@ def scored_ctes(d: Dialect, source: str) -> str:
     scored AS (
         SELECT src.*,
             100.0 * score_le / n_all AS engagement_percentile,
-            {level("engagement_score", "score_gt", "score_lt")} AS engagement_level,
+            {level("engagement_score", "(n_all - score_le)", "score_lt")} AS engagement_level,
             CASE WHEN recent_activity_count = 0 AND active_60_to_90_days_ago
-                  AND {level("past_engagement_score", "past_gt", "past_lt")} <> 'disengaged'
+                  AND {level("past_engagement_score", "(n_all - past_le)", "past_lt")} <> 'disengaged'
                  THEN TRUE ELSE FALSE END AS recently_disengaged,
             {score("r_le")} AS r_score,
             {score("f_le")} AS f_score,
@@ -353,44 +312,46 @@ def scored_ctes(d: Dialect, source: str) -> str:
     )"""
 
 
-RANK_KEYS = """
-    rank_keys AS (
-        SELECT contact_id, engagement_score, past_engagement_score, recency_days, frequency, monetary FROM {source}
-    )"""
-
+# One sort per rank key: "greater" counts are n_all minus the `_le` counts of the same sort.
 COUNTS = """
-    counts AS (
-        SELECT contact_id,
             COUNT(*) OVER () AS n_all,
             COUNT(*) OVER (ORDER BY engagement_score) AS score_le,
-            RANK() OVER (ORDER BY engagement_score DESC) - 1 AS score_gt,
             RANK() OVER (ORDER BY engagement_score) - 1 AS score_lt,
-            RANK() OVER (ORDER BY past_engagement_score DESC) - 1 AS past_gt,
+            COUNT(*) OVER (ORDER BY past_engagement_score) AS past_le,
             RANK() OVER (ORDER BY past_engagement_score) - 1 AS past_lt,
             COUNT(*) OVER (PARTITION BY recency_days IS NULL) AS n_rfv,
             COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY recency_days DESC) AS r_le,
             COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY frequency) AS f_le,
-            COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY monetary) AS v_le
-        FROM rank_keys
-    )"""
-COUNT_COLUMNS = "n_all, score_le, score_gt, score_lt, past_gt, past_lt, n_rfv, r_le, f_le, v_le"
+            COUNT(*) OVER (PARTITION BY recency_days IS NULL ORDER BY monetary) AS v_le"""
+COUNT_COLUMNS = "n_all, score_le, score_lt, past_le, past_lt, n_rfv, r_le, f_le, v_le"
 
 
-def window_counts() -> str:
-    """CTE `ranked` for a full run: `base` with its window counts (sorted on a narrow projection)."""
-    return f"""{RANK_KEYS.format(source="base")},
-    {COUNTS},
-    ranked AS (
-        SELECT base.*, {COUNT_COLUMNS} FROM base JOIN counts ON counts.contact_id = base.contact_id
-    )"""
+def with_interest(d: Dialect, source: str) -> str:
+    """SELECT every column of `source` (one row per contact) and the contact's topic and product lists."""
+    return f"""SELECT src.*,
+            COALESCE(tl.topics, {d.empty_list}) AS topics,
+            COALESCE(tl.top_topics, {d.empty_list}) AS top_topics,
+            COALESCE(tl.topic_shares, {d.empty_object}) AS topic_shares,
+            COALESCE(tl.top_topic, '') AS top_topic,
+            tl.top_topic_share,
+            COALESCE(pl.products, {d.empty_list}) AS products,
+            COALESCE(pl.product_interest, {d.empty_list}) AS product_interest,
+            COALESCE(pl.top_product, '') AS top_product,
+            pl.top_product_intent,
+            CASE WHEN pl.any_strong = 1 THEN TRUE ELSE FALSE END AS strong_intent,
+            COALESCE(pl.strong_products, {d.empty_list}) AS strong_intent_products
+        FROM {source} src
+        LEFT JOIN (SELECT * FROM topic_lists WHERE rn = 1) tl ON tl.contact_id = src.contact_id
+        LEFT JOIN (SELECT * FROM product_lists WHERE rn = 1) pl ON pl.contact_id = src.contact_id"""
 
 
 def stored_counts(d: Dialect) -> str:
     """CTE `ranked` for an incremental run: the touched contacts' stored rows with window counts
-    over every stored row. One pass over the narrow stored columns, whatever the number of
-    touched contacts; the other contacts' rows are read, not rewritten."""
-    return f"""{RANK_KEYS.format(source=TABLE)},
-    {COUNTS},
+    over every stored row; the other contacts' rows are read, not rewritten."""
+    return f"""
+    counts AS (
+        SELECT contact_id, {COUNTS} FROM {TABLE}
+    ),
     ranked AS (
         SELECT m.contact_id, m.engagement_score, m.past_engagement_score, m.recent_activity_count,
             m.active_60_to_90_days_ago,
@@ -409,14 +370,18 @@ def _upsert(columns: list[str]) -> str:
 
 
 def full_statement(d: Dialect, model: ScoringModel, params: dict) -> str:
-    """One statement: aggregate, rank and upsert the metrics of every contact."""
+    """One statement: aggregate, rank and upsert the metrics of every contact. The ranking sorts
+    the narrow `measures`; the topic and product lists join the ranked rows at the end."""
     columns = BASE_COLUMNS + RANKED_COLUMNS
     return f"""
     WITH {base_ctes(d, model, params, subset=False)},
-    {window_counts()},
-    {scored_ctes(d, "ranked")}
+    ranked AS (
+        SELECT measures.*, {COUNTS} FROM measures
+    ),
+    {scored_ctes(d, "ranked")},
+    complete AS ({with_interest(d, "measured")})
     INSERT INTO {TABLE} ({", ".join(columns)})
-    SELECT {", ".join(columns)} FROM measured WHERE TRUE
+    SELECT {", ".join(columns)} FROM complete WHERE TRUE
     {_upsert(columns)}"""
 
 
@@ -486,9 +451,8 @@ def bucket_counts(d: Dialect) -> str:
         SELECT t.*,
             s_gt.total AS n_all,
             s_gt.total - s_gt.below AS score_le,
-            s_gt.below AS score_gt,
             s_lt.below AS score_lt,
-            p_gt.below AS past_gt,
+            p_gt.total - p_gt.below AS past_le,
             p_lt.below AS past_lt,
             r_lt.total AS n_rfv,
             r_lt.total - r_lt.below AS r_le,
@@ -503,7 +467,8 @@ def subset_statements(d: Dialect, model: ScoringModel, params: dict) -> list[str
     """Two statements for the contacts in %(ids)s: upsert their raw measures, then rank them."""
     placeholders = [PLACEHOLDERS[column] for column in RANKED_COLUMNS]
     upsert = f"""
-    WITH {base_ctes(d, model, params, subset=True)}
+    WITH {base_ctes(d, model, params, subset=True)},
+    base AS ({with_interest(d, "measures")})
     INSERT INTO {TABLE} ({", ".join(BASE_COLUMNS + RANKED_COLUMNS)})
     SELECT {", ".join(BASE_COLUMNS + placeholders)} FROM base WHERE TRUE
     {_upsert(BASE_COLUMNS)}"""
