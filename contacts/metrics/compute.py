@@ -13,7 +13,17 @@ from django.utils import timezone
 
 from contacts.changes import metrics_changed
 from contacts.metrics.dialect import Dialect
-from contacts.metrics.sql import LAPSE_DAYS, PAST_DAYS, VELOCITY_DAYS, full_statement, subset_statements
+from contacts.metrics.replace import replace_rows
+from contacts.metrics.sql import (
+    BASE_COLUMNS,
+    LAPSE_DAYS,
+    PAST_DAYS,
+    RANKED_COLUMNS,
+    TABLE,
+    VELOCITY_DAYS,
+    full_select,
+    subset_statements,
+)
 from contacts.models import Activity, Contact, ContactMetrics, MetricsRun, ScoringModel
 
 WORK_MEM = "128MB"
@@ -71,7 +81,7 @@ def _params(model: ScoringModel, as_of: datetime) -> dict:
 def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | None = None) -> MetricsSummary:
     """Recompute metrics as of `as_of` (default now) for all contacts or `contact_ids`.
 
-    Idempotent: every contact in scope gets exactly one row, replaced in place. Activities dated
+    Idempotent: every contact in scope gets exactly one row, replaced. Activities dated
     after `as_of` are not counted; how many there were is reported. Listeners of
     contacts.changes.metrics_changed hear about it after commit.
     """
@@ -84,18 +94,19 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
     full = contact_ids is None
     ids = sorted({int(i) for i in contact_ids or []})
     with transaction.atomic():
-        if full:
-            statements = [full_statement(dialect, model, params)]
-        else:
-            params["ids"] = json.dumps(ids)
-            statements = subset_statements(dialect, model, params) if ids else []
         with connection.cursor() as cursor:
             if dialect.postgres:
                 # The ranking sorts and per-contact hash aggregates of a full run spill to disk
                 # at the default 4MB; this transaction alone gets more.
                 cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-            for statement in statements:
-                cursor.execute(statement, params)
+        if full:
+            select = full_select(dialect, model, params)
+            replace_rows(connection, table=TABLE, columns=BASE_COLUMNS + RANKED_COLUMNS, select=select, params=params)
+        elif ids:
+            params["ids"] = json.dumps(ids)
+            with connection.cursor() as cursor:
+                for statement in subset_statements(dialect, model, params):
+                    cursor.execute(statement, params)
         scope = ContactMetrics.objects.all() if full else ContactMetrics.objects.filter(contact_id__in=ids)
         activities = Activity.objects.all() if full else Activity.objects.filter(contact_id__in=ids)
         summary = MetricsSummary(

@@ -40,10 +40,11 @@ Formulas (the as-of time is `T`; every activity with occurred_at > T is ignored)
   0.4 * product_adoption + 0.4 * engagement_percentile + 0.2 * (100 * min(tenure_days, 365) / 365)
   - 10 * open_tickets.
 
-A full run is one INSERT ... ON CONFLICT statement over every contact. An incremental run (some
-contact ids, after ingest) upserts those contacts' raw measures (aggregating only their
-activities), then ranks them against every stored row; the other contacts' rows are read, not
-rewritten, so their percentiles and scores catch up at the next full run.
+A full run selects every contact's row (`full_select`) and replaces the stored rows with them
+(contacts/metrics/replace.py). An incremental run (some contact ids, after ingest) upserts those
+contacts' raw measures (aggregating only their activities), then ranks them against every stored
+row; the other contacts' rows are read, not rewritten, so their percentiles and scores catch up at
+the next full run.
 
 Incremental ranking on PostgreSQL (`bucket_counts`) needs no sort of the stored rows: every count
 is "how many stored values are strictly below v" for some rank key (negated for "above", e.g.
@@ -369,10 +370,9 @@ def _upsert(columns: list[str]) -> str:
     return f"ON CONFLICT (contact_id) DO UPDATE SET {updates}"
 
 
-def full_statement(d: Dialect, model: ScoringModel, params: dict) -> str:
-    """One statement: aggregate, rank and upsert the metrics of every contact. The ranking sorts
-    the narrow `measures`; the topic and product lists join the ranked rows at the end."""
-    columns = BASE_COLUMNS + RANKED_COLUMNS
+def full_select(d: Dialect, model: ScoringModel, params: dict) -> str:
+    """One SELECT of every contact's metrics (BASE_COLUMNS + RANKED_COLUMNS, in that order). The
+    ranking sorts the narrow `measures`; the topic and product lists join the ranked rows last."""
     return f"""
     WITH {base_ctes(d, model, params, subset=False)},
     ranked AS (
@@ -380,9 +380,7 @@ def full_statement(d: Dialect, model: ScoringModel, params: dict) -> str:
     ),
     {scored_ctes(d, "ranked")},
     complete AS ({with_interest(d, "measured")})
-    INSERT INTO {TABLE} ({", ".join(columns)})
-    SELECT {", ".join(columns)} FROM complete WHERE TRUE
-    {_upsert(columns)}"""
+    SELECT {", ".join(BASE_COLUMNS + RANKED_COLUMNS)} FROM complete"""
 
 
 # Rank keys counted by `bucket_counts`: name -> (column, sign, whether only RFV rows count).
