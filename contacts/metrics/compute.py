@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
@@ -24,6 +24,7 @@ from contacts.metrics.sql import (
     full_select,
     subset_statements,
 )
+from contacts.metrics.steps import Steps
 from contacts.models import Activity, Contact, ContactMetrics, MetricsRun, ScoringModel
 
 WORK_MEM = "128MB"
@@ -38,6 +39,7 @@ class MetricsSummary:
     duration_ms: int
     full: bool
     scoring_version: int | None
+    steps_ms: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
         scope = "all contacts" if self.full else "touched contacts"
@@ -93,6 +95,7 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
     params = _params(model, as_of)
     full = contact_ids is None
     ids = sorted({int(i) for i in contact_ids or []})
+    steps = Steps()
     with transaction.atomic():
         with connection.cursor() as cursor:
             if dialect.postgres:
@@ -101,22 +104,29 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
                 cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         if full:
             select = full_select(dialect, model, params)
-            replace_rows(connection, table=TABLE, columns=BASE_COLUMNS + RANKED_COLUMNS, select=select, params=params)
+            columns = BASE_COLUMNS + RANKED_COLUMNS
+            replace_rows(connection, table=TABLE, columns=columns, select=select, params=params, steps=steps)
         elif ids:
             params["ids"] = json.dumps(ids)
             with connection.cursor() as cursor:
-                for statement in subset_statements(dialect, model, params):
-                    cursor.execute(statement, params)
+                for name, statement in zip(["measure", "rank"], subset_statements(dialect, model, params), strict=True):
+                    with steps.timed(name):
+                        cursor.execute(statement, params)
         scope = ContactMetrics.objects.all() if full else ContactMetrics.objects.filter(contact_id__in=ids)
         activities = Activity.objects.all() if full else Activity.objects.filter(contact_id__in=ids)
+        with steps.timed("summary"):
+            contacts = Contact.objects.count() if full else Contact.objects.filter(id__in=ids).count()
+            counted = scope.aggregate(total=Sum("activity_count"))["total"] or 0
+            future = activities.filter(occurred_at__gt=as_of).count()
         summary = MetricsSummary(
             as_of=as_of,
-            contacts=Contact.objects.count() if full else Contact.objects.filter(id__in=ids).count(),
-            activities_counted=scope.aggregate(total=Sum("activity_count"))["total"] or 0,
-            future_activities_ignored=activities.filter(occurred_at__gt=as_of).count(),
+            contacts=contacts,
+            activities_counted=counted,
+            future_activities_ignored=future,
             duration_ms=round((time.monotonic() - started) * 1000),
             full=full,
             scoring_version=version.number if version else None,
+            steps_ms=steps.ms,
         )
         MetricsRun.objects.create(
             as_of=as_of,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from contacts.metrics.steps import Steps
+
 # Constraints backed by an index first (a foreign key may need one), then the plain indexes,
 # then the foreign keys. LIKE ... INCLUDING ALL already copies columns, defaults and CHECKs.
 DEFINITIONS = """
@@ -30,24 +32,30 @@ DEFINITIONS = """
     ORDER BY step"""
 
 
-def replace_rows(connection: BaseDatabaseWrapper, *, table: str, columns: list[str], select: str, params: dict) -> None:
+def replace_rows(
+    connection: BaseDatabaseWrapper, *, table: str, columns: list[str], select: str, params: dict, steps: Steps
+) -> None:
     """Make the rows of `select` (its columns in the order of `columns`) the only rows of `table`."""
     names = ", ".join(columns)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
-            cursor.execute(f"DELETE FROM {table}")
-            cursor.execute(f"INSERT INTO {table} ({names}) {select}", params)
+            with steps.timed("compute and insert"):
+                cursor.execute(f"DELETE FROM {table}")
+                cursor.execute(f"INSERT INTO {table} ({names}) {select}", params)
             return
         fresh = f"{table}_next"
-        cursor.execute(f"CREATE TABLE {fresh} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)")
-        cursor.execute(f"INSERT INTO {fresh} ({names}) {select}", params)
-        cursor.execute(DEFINITIONS, {"table": table})
-        definitions = [definition for definition, _ in cursor.fetchall()]
-        # DROP TABLE refuses a table with deferred foreign-key checks still pending (rows this
-        # transaction wrote before); run them now.
-        connection.check_constraints()
-        cursor.execute(f"DROP TABLE {table}")
-        cursor.execute(f"ALTER TABLE {fresh} RENAME TO {table}")
-        for definition in definitions:
-            cursor.execute(definition)
-        cursor.execute(f"ANALYZE {table}")
+        with steps.timed("compute and insert"):
+            cursor.execute(f"CREATE TABLE {fresh} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)")
+            cursor.execute(f"INSERT INTO {fresh} ({names}) {select}", params)
+        with steps.timed("swap, indexes and constraints"):
+            cursor.execute(DEFINITIONS, {"table": table})
+            definitions = [definition for definition, _ in cursor.fetchall()]
+            # DROP TABLE refuses a table with deferred foreign-key checks still pending (rows this
+            # transaction wrote before); run them now.
+            connection.check_constraints()
+            cursor.execute(f"DROP TABLE {table}")
+            cursor.execute(f"ALTER TABLE {fresh} RENAME TO {table}")
+            for definition in definitions:
+                cursor.execute(definition)
+        with steps.timed("analyze"):
+            cursor.execute(f"ANALYZE {table}")

@@ -1,8 +1,8 @@
 """python manage.py bench_metrics: time compute_metrics on generated data (PostgreSQL).
 
 Generates contacts and activities set-based with generate_series (one INSERT each), then times a
-full compute_metrics (first run inserts every row, second run updates them) and an incremental
-run for 100 contacts, printing durations and the process's peak RSS. With --incremental-only it
+full compute_metrics (twice: the second replaces the rows of the first) and an incremental run for
+100 contacts, printing durations, the time of each step and the process's peak RSS. With --incremental-only it
 skips the full runs and times only the incremental one against the metrics already stored. It deletes every contact in
 the database it runs against, so it only runs on a database whose name contains "bench"
 (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/crmseg_benchm).
@@ -17,7 +17,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models
 
-from contacts.metrics.compute import compute_metrics
+from contacts.metrics.compute import MetricsSummary, compute_metrics
 from contacts.models import Activity, ActivityKind, Contact, ContactMetrics
 
 TOPICS = ["cloud-migration", "cybersecurity", "data-platform", "finops", "devops", "ai", "compliance", ""]
@@ -114,7 +114,7 @@ class Command(BaseCommand):
         name = connection.settings_dict["NAME"]
         if "bench" not in name:
             raise CommandError(f"bench_metrics deletes all contacts; run it on a database named *bench*, not {name!r}.")
-        figures: dict[str, float | int] = {"contacts": contacts, "activities": activities}
+        figures: dict[str, object] = {"contacts": contacts, "activities": activities}
         have = (Contact.objects.count(), Activity.objects.count())
         if reuse and have == (contacts, activities):
             self.stdout.write(f"Reusing {contacts:,} contacts and {activities:,} activities.")
@@ -128,10 +128,12 @@ class Command(BaseCommand):
             figures[label] = round(time.monotonic() - started, 2)
             figures["future_activities_ignored"] = summary.future_activities_ignored
             self.stdout.write(f"{label}: {figures[label]} s  ({summary})")
+            self.report_steps(figures, label, summary)
         sample = list(Contact.objects.order_by("?").values_list("pk", flat=True)[:100])
         started = time.monotonic()
-        compute_metrics(contact_ids=sample)
+        summary = compute_metrics(contact_ids=sample)
         figures["incremental_100_s"] = round(time.monotonic() - started, 3)
+        self.report_steps(figures, "incremental_100_s", summary)
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         self.stdout.write(f"incremental_100_s: {figures['incremental_100_s']} s")
         self.stdout.write(f"peak RSS of this process: {figures['peak_rss_mb']} MB")
@@ -139,6 +141,11 @@ class Command(BaseCommand):
             with open(options["json"], "w") as handle:
                 handle.write(json_dumps(figures))
         self.stdout.write(json_dumps(figures))
+
+    def report_steps(self, figures: dict[str, object], label: str, summary: MetricsSummary) -> None:
+        steps = {name: ms / 1000 for name, ms in summary.steps_ms.items()}
+        figures[f"{label.removesuffix('_s')}_steps_s"] = steps
+        self.stdout.write("    " + ", ".join(f"{name}: {seconds:.2f} s" for name, seconds in steps.items()))
 
     def generate(self, contacts: int, activities: int) -> float:
         started = time.monotonic()
