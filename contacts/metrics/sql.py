@@ -145,12 +145,92 @@ def _weight_case(model: ScoringModel, params: dict) -> str:
     return f"(CASE a.kind {' '.join(branches)} ELSE 0.0 END)"
 
 
+def _windowed(
+    d: Dialect,
+    source: str,
+    *,
+    lists: dict[str, str],
+    objects: dict[str, tuple[str, str]],
+    firsts: dict[str, str],
+    where: str,
+) -> str:
+    """SQLite: the per-contact lists as window aggregates over each contact's `source` rows in `rn`
+    order, one row kept per contact (no ORDER BY inside aggregates before SQLite 3.44)."""
+    frame = "PARTITION BY contact_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+    columns = [f"{d.json_array_agg}({value}) OVER w AS {name}" for name, value in lists.items()]
+    columns += [f"{d.json_object_agg}({key}, {value}) OVER w AS {name}" for name, (key, value) in objects.items()]
+    columns += [f"FIRST_VALUE({value}) OVER w AS {name}" for name, value in firsts.items()]
+    names = ", ".join([*lists, *objects, *firsts])
+    return f"""SELECT contact_id, {names} FROM (
+            SELECT contact_id, ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY rn) AS list_pos, {", ".join(columns)}
+            FROM {source} WHERE {where} WINDOW w AS ({frame})
+        ) lists WHERE list_pos = 1"""
+
+
+def _top_per_contact(
+    d: Dialect,
+    source: str,
+    *,
+    columns: list[str],
+    lists: dict[str, str],
+    objects: dict[str, tuple[str, str]],
+    firsts: dict[str, str],
+) -> str:
+    """One row per contact from `source` (one row per contact and item, `rn` 1 = strongest) about
+    its TOP_N strongest items: each of `lists` as a JSON list in `rn` order, each of `objects` as
+    a JSON object of key: value, each of `firsts` for the strongest item. The expressions name
+    the `columns` of an item as {column}.
+
+    PostgreSQL turns the strongest items into columns (topic1, share1, topic2, ...) with one plain
+    GROUP BY over rows already in contact order, then builds the lists from them: no per-contact
+    sort, which an ordered aggregate (jsonb_agg(... ORDER BY rn)) costs on every contact."""
+    plain = {column: column for column in columns}
+    if not d.postgres:
+        return _windowed(
+            d,
+            source,
+            lists={name: value.format(**plain) for name, value in lists.items()},
+            objects={name: (key.format(**plain), value.format(**plain)) for name, (key, value) in objects.items()},
+            firsts={name: value.format(**plain) for name, value in firsts.items()},
+            where=f"rn <= {TOP_N}",
+        )
+
+    def at(expression: str, position: int) -> str:
+        return expression.format(**{column: f"{column}{position}" for column in columns})
+
+    positions = range(1, TOP_N + 1)
+    pivots = [f"MAX({column}) FILTER (WHERE rn = {i}) AS {column}{i}" for i in positions for column in columns]
+    pivots += [
+        f"jsonb_object_agg({key.format(**plain)}, {value.format(**plain)}) AS {name}"
+        for name, (key, value) in objects.items()
+    ]
+
+    def listed(value: str) -> str:
+        items = ", ".join(f"CASE WHEN n >= {i} THEN {at(value, i)} END" for i in positions)
+        return f"to_jsonb(ARRAY_REMOVE(ARRAY[{items}], NULL))"
+
+    built = [f"{listed(value)} AS {name}" for name, value in lists.items()]
+    built += [f"{at(value, 1)} AS {name}" for name, value in firsts.items()]
+    return f"""SELECT contact_id, {", ".join([*built, *objects])} FROM (
+            SELECT contact_id, COUNT(*) AS n, {", ".join(pivots)}
+            FROM {source} WHERE rn <= {TOP_N} GROUP BY contact_id
+        ) pivoted"""
+
+
+def _all_per_contact(d: Dialect, source: str, *, name: str, value: str, where: str) -> str:
+    """One row per contact with `source` rows passing `where` (few): `name`, the JSON list of their
+    `value` in `rn` order."""
+    if not d.postgres:
+        return _windowed(d, source, lists={name: value}, objects={}, firsts={}, where=where)
+    return (
+        f"SELECT contact_id, jsonb_agg({value} ORDER BY rn) AS {name} FROM {source} WHERE {where} GROUP BY contact_id"
+    )
+
+
 def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) -> str:
     """CTEs ending in `measures`: one row per contact (in scope) with every raw measure but the
-    topic and product lists, which `topic_lists` and `product_lists` hold (see `with_interest`).
-
-    The lists are window aggregates over each contact's strongest topics (products) in order,
-    read at the strongest one (rn = 1): one sort, no per-contact sort of an ordered aggregate."""
+    topic and product lists, which `topic_lists`, `product_lists` and `strong_lists` hold (see
+    `with_interest`)."""
     weight = _weight_case(model, params)
     age = d.age_days("a.occurred_at")
     decay = f"POWER(0.5, {age} / %(half_life)s)"
@@ -159,7 +239,7 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
     product_kinds = _in_list("pk", [str(k) for k in PRODUCT_KINDS], params)
     in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
     act_scope = f"AND {d.id_in('a.contact_id')}" if subset else ""
-    strong = d.json_bool("strong = 1")
+    strong = d.json_bool("{strong} = 1")  # a template over an item's columns, as the list expressions are
     contact_scope = d.id_in("c.id") if subset else "TRUE"
     return f"""
     act AS (
@@ -192,20 +272,22 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         WHERE a.occurred_at <= %(as_of)s AND a.topic <> '' {act_scope}
         GROUP BY a.contact_id, LOWER(a.topic)
     ),
-    topic_lists AS (
-        SELECT contact_id, ROW_NUMBER() OVER top AS rn,
-            {d.json_array_agg}({d.json_object}('topic', topic, 'share', share)) OVER top AS top_topics,
-            {d.json_array_agg}(topic) OVER top AS topics,
-            {d.json_object_agg}(topic, share) OVER top AS topic_shares,
-            topic AS top_topic, share AS top_topic_share
-        FROM (
-            SELECT contact_id, topic, weight,
-                {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share
-            FROM topic_sums
-        ) shares
-        WINDOW strongest AS (PARTITION BY contact_id ORDER BY weight DESC, topic),
-            top AS (strongest ROWS BETWEEN CURRENT ROW AND {TOP_N - 1} FOLLOWING)
+    topic_ranked AS (
+        SELECT contact_id, topic,
+            {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
+        FROM topic_sums
     ),
+    topic_lists AS ({
+        _top_per_contact(
+            d,
+            "topic_ranked",
+            columns=["topic", "share"],
+            lists={"top_topics": f"{d.json_object}('topic', {{topic}}, 'share', {{share}})", "topics": "{topic}"},
+            objects={"topic_shares": ("{topic}", "{share}")},
+            firsts={"top_topic": "{topic}", "top_topic_share": "{share}"},
+        )
+    }),
     product_sums AS (
         SELECT a.contact_id, LOWER(a.product) AS product, SUM({weight} * {decay}) AS intent,
             MAX(CASE WHEN a.kind = 'pricing_view' AND a.occurred_at >= %(strong_since)s THEN 1 ELSE 0 END) AS strong
@@ -213,19 +295,27 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         WHERE a.occurred_at <= %(as_of)s AND a.product <> '' AND a.kind IN ({product_kinds}) {act_scope}
         GROUP BY a.contact_id, LOWER(a.product)
     ),
-    product_lists AS (
-        SELECT contact_id, ROW_NUMBER() OVER top AS rn,
-            {d.json_array_agg}({d.json_object}('product', product, 'intent', rounded, 'strong', {strong})) OVER top
-                AS product_interest,
-            {d.json_array_agg}(product) OVER top AS products,
-            MAX(strong) OVER every AS any_strong,
-            {d.json_array_agg}(product) FILTER (WHERE strong = 1) OVER every AS strong_products,
-            product AS top_product, rounded AS top_product_intent
-        FROM (SELECT product_sums.*, {d.round("intent", 2)} AS rounded FROM product_sums) intents
-        WINDOW strongest AS (PARTITION BY contact_id ORDER BY intent DESC, product),
-            top AS (strongest ROWS BETWEEN CURRENT ROW AND {TOP_N - 1} FOLLOWING),
-            every AS (strongest ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
+    product_ranked AS (
+        SELECT contact_id, product, {d.round("intent", 2)} AS intent, strong,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
+        FROM product_sums
     ),
+    product_lists AS ({
+        _top_per_contact(
+            d,
+            "product_ranked",
+            columns=["product", "intent", "strong"],
+            lists={
+                "product_interest": (
+                    f"{d.json_object}('product', {{product}}, 'intent', {{intent}}, 'strong', {strong})"
+                ),
+                "products": "{product}",
+            },
+            objects={},
+            firsts={"top_product": "{product}", "top_product_intent": "{intent}"},
+        )
+    }),
+    strong_lists AS ({_all_per_contact(d, "product_ranked", name="items", value="product", where="strong = 1")}),
     measures AS (
         SELECT c.id AS contact_id,
             CAST(%(as_of)s AS {"TIMESTAMP WITH TIME ZONE" if d.postgres else "TEXT"}) AS as_of,
@@ -339,11 +429,12 @@ def with_interest(d: Dialect, source: str) -> str:
             COALESCE(pl.product_interest, {d.empty_list}) AS product_interest,
             COALESCE(pl.top_product, '') AS top_product,
             pl.top_product_intent,
-            CASE WHEN pl.any_strong = 1 THEN TRUE ELSE FALSE END AS strong_intent,
-            COALESCE(pl.strong_products, {d.empty_list}) AS strong_intent_products
+            CASE WHEN sl.items IS NULL THEN FALSE ELSE TRUE END AS strong_intent,
+            COALESCE(sl.items, {d.empty_list}) AS strong_intent_products
         FROM {source} src
-        LEFT JOIN (SELECT * FROM topic_lists WHERE rn = 1) tl ON tl.contact_id = src.contact_id
-        LEFT JOIN (SELECT * FROM product_lists WHERE rn = 1) pl ON pl.contact_id = src.contact_id"""
+        LEFT JOIN topic_lists tl ON tl.contact_id = src.contact_id
+        LEFT JOIN product_lists pl ON pl.contact_id = src.contact_id
+        LEFT JOIN strong_lists sl ON sl.contact_id = src.contact_id"""
 
 
 def stored_counts(d: Dialect) -> str:
