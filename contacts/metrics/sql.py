@@ -257,9 +257,9 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
                      THEN 1 ELSE 0 END) AS active_60_to_90,
             SUM(CASE WHEN a.occurred_at >= %(previous_since)s AND a.occurred_at < %(recent_since)s
                      THEN 1 ELSE 0 END) AS previous_count,
-            MAX(CASE WHEN a.kind IN ({rfv_kinds}) THEN a.occurred_at END) AS counted_last,
+            MAX(a.occurred_at) FILTER (WHERE a.kind IN ({rfv_kinds})) AS counted_last,
             SUM(CASE WHEN a.kind IN ({rfv_kinds}) {in_window} THEN 1 ELSE 0 END) AS frequency,
-            SUM(CASE WHEN a.kind = 'purchase' THEN COALESCE(a.value, 0) ELSE 0 END) AS monetary,
+            SUM(a.value) FILTER (WHERE a.kind = 'purchase') AS monetary,
             SUM(CASE WHEN a.kind = 'support_ticket_opened' THEN 1
                      WHEN a.kind = 'support_ticket_closed' THEN -1 ELSE 0 END) AS ticket_balance
         FROM contacts_activity a
