@@ -269,3 +269,17 @@ def test_the_api_history_and_the_admin_show_why_a_contact_joined(db, api_client,
 
     assert rows[0]["detail"]["conditions"][0]["text"] == "lead_score gte 50: true (80)"
     assert "lead_score gte 50: true (80)" in admin_list.text
+
+
+def test_the_segment_page_lists_the_latest_changes_with_why(db, ops_client):
+    contact = ContactFactory(lead_score=20, first_name="Rosa", last_name="Riser")
+    hot = _segment("hot", {"field": "lead_score", "op": "gte", "value": 50})
+    contact.lead_score = 80
+    contact.save()
+    refresh_contacts([contact.pk])
+
+    page = ops_client.get(reverse("segments-detail", args=[hot.pk])).text
+
+    assert "Latest joins and leaves" in page
+    assert "Rosa Riser" in page
+    assert "lead_score gte 50: true (80)" in page

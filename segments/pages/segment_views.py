@@ -10,7 +10,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from crmseg_site.access import staff_required
-from segments.models import RuleVersion, Segment
+from segments.history import detail_text
+from segments.models import MembershipChange, RuleVersion, Segment
 from segments.tasks import enqueue_refresh_segment
 
 from .charts import diverging_bars, line_chart
@@ -70,6 +71,15 @@ def rule_diffs(segment: Segment) -> list[dict]:
     return diffs
 
 
+LATEST_CHANGES = 10
+
+
+def latest_changes(segment: Segment) -> list[dict]:
+    """The last joins and leaves, each with its reason and the explainer's word when recorded."""
+    rows = MembershipChange.objects.filter(segment=segment).select_related("contact")[:LATEST_CHANGES]
+    return [{"change": change, "why": detail_text(change.detail)} for change in rows]
+
+
 @staff_required
 def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_object_or_404(Segment.objects.select_related("owner", "parent"), pk=segment_id)
@@ -98,6 +108,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "next_query": page_query(request.GET, key="page", number=number + 1),
         "previous_query": page_query(request.GET, key="page", number=number - 1),
         "diffs": rule_diffs(segment),
+        "latest_changes": latest_changes(segment),
         "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
     }
     return render(request, "segments/detail.html", ctx)
