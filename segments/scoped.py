@@ -19,6 +19,7 @@ call's `now`; a rule whose parameters do not shift that way is compiled on every
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -189,6 +190,7 @@ _REASON = f"""COALESCE(r.reason, CASE
 # -- compiled statements ---------------------------------------------------------------------
 
 _cache: OrderedDict[tuple, tuple[str, list[Param]] | None] = OrderedDict()
+_cache_lock = threading.Lock()  # web servers may refresh from several threads
 
 
 def fields_fingerprint(fields: dict[str, Field]) -> int:
@@ -207,9 +209,12 @@ def scoped_sql(segment: Segment, *, now: datetime, fields: dict[str, Field], fie
         json.dumps(segment.percent_thresholds, sort_keys=True),
         fields_key,
     )
-    if key in _cache:
-        _cache.move_to_end(key)
-        template = _cache[key]
+    with _cache_lock:
+        found = key in _cache
+        template = _cache[key] if found else None
+        if found:
+            _cache.move_to_end(key)
+    if found:
         if template is not None:
             sql, makers = template
             return sql, [make(now) for make in makers]
@@ -218,9 +223,10 @@ def scoped_sql(segment: Segment, *, now: datetime, fields: dict[str, Field], fie
     probe = now + _PROBE_SHIFT
     probe_sql, probe_params = _compile(segment, now=probe, fields=fields)
     makers = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
-    _cache[key] = (sql, makers) if makers is not None else None
-    if len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
+    with _cache_lock:
+        _cache[key] = (sql, makers) if makers is not None else None
+        if len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
     return sql, params
 
 
