@@ -36,6 +36,11 @@ class Dialect:
             return f"({later} - {earlier})"
         return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
+    @property
+    def fence(self) -> str:
+        """Ends a subquery that the planner must not merge into its parent."""
+        return "OFFSET 0" if self.postgres else "LIMIT -1 OFFSET 0"
+
     def as_date(self, param: str) -> str:
         return f"CAST({param} AS DATE)" if self.postgres else param
 

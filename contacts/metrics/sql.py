@@ -234,7 +234,6 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
     weight = _weight_case(model, params)
     age = d.age_days("a.occurred_at")
     decay = f"POWER(0.5, {age} / %(half_life)s)"
-    past_decay = f"POWER(0.5, ({age} - {PAST_DAYS}) / %(half_life)s)"
     rfv_kinds = _in_list("rfv", list(model.rfv_kinds), params)
     product_kinds = _in_list("pk", [str(k) for k in PRODUCT_KINDS], params)
     in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
@@ -246,8 +245,9 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         SELECT a.contact_id,
             COUNT(*) AS activity_count,
             MAX(a.occurred_at) AS last_activity_at,
-            SUM({weight} * {decay}) AS score,
-            SUM(CASE WHEN a.occurred_at <= %(past_at)s THEN {weight} * {past_decay} ELSE 0 END) AS past_score,
+            SUM(a.weight * POWER(0.5, a.age_days / %(half_life)s)) AS score,
+            SUM(CASE WHEN a.occurred_at <= %(past_at)s
+                     THEN a.weight * POWER(0.5, (a.age_days - {PAST_DAYS}) / %(half_life)s) ELSE 0 END) AS past_score,
             SUM(CASE WHEN a.occurred_at < %(email_since)s THEN 0
                      WHEN a.kind = 'email_open' THEN 1 WHEN a.kind = 'email_click' THEN 2 ELSE 0 END) AS email_points,
             SUM(CASE WHEN a.occurred_at >= %(web_since)s AND a.kind IN ('site_visit', 'page_view')
@@ -262,8 +262,14 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             SUM(a.value) FILTER (WHERE a.kind = 'purchase') AS monetary,
             SUM(CASE WHEN a.kind = 'support_ticket_opened' THEN 1
                      WHEN a.kind = 'support_ticket_closed' THEN -1 ELSE 0 END) AS ticket_balance
-        FROM contacts_activity a
-        WHERE a.occurred_at <= %(as_of)s {act_scope}
+        FROM (
+            -- Each activity's weight and age once, for both scores (a fence: not merged into
+            -- the aggregate, which would evaluate them for each use).
+            SELECT a.contact_id, a.kind, a.occurred_at, a.value, {weight} AS weight, {age} AS age_days
+            FROM contacts_activity a
+            WHERE a.occurred_at <= %(as_of)s {act_scope}
+            {d.fence}
+        ) a
         GROUP BY a.contact_id
     ),
     topic_sums AS (
