@@ -28,6 +28,7 @@ from contacts.metrics.steps import Steps
 from contacts.models import Activity, Contact, ContactMetrics, MetricsRun, ScoringModel
 
 WORK_MEM = "256MB"
+METRICS_LOCK_KEY = 0x5E6_0003 << 32  # beside the segment locks' namespaces (segments.locks)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
     with transaction.atomic():
         with connection.cursor() as cursor:
             if dialect.postgres:
+                # One metrics run at a time: a full run replaces the whole table, so an
+                # incremental run committed meanwhile would be lost with the old table, and a
+                # second full run would collide on the fresh table's name. (SQLite's write
+                # transactions are serialised already.)
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [METRICS_LOCK_KEY])
                 # The ranking sorts and per-contact hash aggregates of a full run spill to disk
                 # at the default 4MB; this transaction alone gets more. At 1M contacts the
                 # per-contact aggregate of activities needs ~450MB of hash table, which fits in
