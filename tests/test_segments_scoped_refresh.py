@@ -257,6 +257,41 @@ def test_a_full_refresh_with_a_small_diff_records_details_and_a_large_one_does_n
     ]
 
 
+def test_details_cost_the_same_queries_for_one_changed_contact_or_twenty(db):
+    # given a rule reading a property, an event and another segment, and contacts about to join
+    now = timezone.now()
+    _segment("base", {"field": "country", "op": "eq", "value": "US"})
+    rule = {
+        "all": [
+            {"field": "lead_score", "op": "gte", "value": 50},
+            {"event": {"kind": "email_click"}, "op": "performed", "within_days": 30},
+            {"in_segment": "base"},
+        ]
+    }
+    hot = _segment("hot", rule)
+    batches = {1: ContactFactory.create_batch(1, lead_score=10, country="US"),
+               20: ContactFactory.create_batch(20, lead_score=10, country="US")}  # fmt: skip
+    for contact in [*batches[1], *batches[20]]:
+        ActivityFactory(contact=contact, kind="email_click", occurred_at=now - timedelta(days=3))
+    refresh_all()
+    queries = {}
+
+    # when one contact, then twenty, cross the score and the segment is refreshed
+    for size, contacts in batches.items():
+        Contact.objects.filter(pk__in=[c.pk for c in contacts]).update(lead_score=80)
+        with CaptureQueriesContext(connection) as captured:
+            refresh_segment(hot.pk, now=now)
+        queries[size] = len(captured.captured_queries)
+
+    # then every join has its detail, and twenty cost no more queries than one
+    details = MembershipChange.objects.filter(segment=hot, kind="join").values_list("detail", flat=True)
+    assert len(details) == 21
+    assert all(
+        d["conditions"][1]["text"] == "event email_click performed within 30 days: true (count 1)" for d in details
+    )
+    assert queries[20] == queries[1]
+
+
 def test_the_api_history_and_the_admin_show_why_a_contact_joined(db, api_client, ops_client):
     contact = ContactFactory(lead_score=20)
     _segment("hot", {"field": "lead_score", "op": "gte", "value": 50})
