@@ -329,7 +329,13 @@ class Bench:
         """Per segment: our refresh vs the same diff written by hand as one FULL JOIN statement.
 
         Both run on the same state inside a transaction that is rolled back, best of --baseline-runs runs.
+        The membership tables are analysed first, as autovacuum would have done after the builds
+        before it: on a server running without autovacuum the planner would otherwise plan both
+        sides from no statistics at all (a child segment then probes the parent's members once per
+        contact: enterprise-pipeline-hot-cxo 202 vs 128 ms unanalysed, 134 vs 129 ms analysed).
         """
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {MEMBERSHIP}, {CHANGE}")
         now = timezone.now()
         rows = {}
         for segment_id in refresh_order():
