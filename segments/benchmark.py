@@ -92,19 +92,21 @@ def activity_columns(contacts: int) -> dict[str, str]:
     }
 
 
+def event(kind: str, op: str = "performed", value=None, within: int | None = None, **filters) -> dict:
+    """An event condition of a bench rule."""
+    rule = {"event": {"kind": kind, **filters}, "op": op}
+    if value is not None:
+        rule["value"] = value
+    if within is not None:
+        rule["within_days"] = within
+    return rule
+
+
 def bench_rules() -> list[dict]:
     """~30 segments: property-only, company join, custom property, event windows, nesting, sizes."""
 
     def seg(slug, rule, **fields):
         return {"slug": PREFIX + slug, "rule": rule, **fields}
-
-    def event(kind, op="performed", value=None, within=None, **filters):
-        rule = {"event": {"kind": kind, **filters}, "op": op}
-        if value is not None:
-            rule["value"] = value
-        if within is not None:
-            rule["within_days"] = within
-        return rule
 
     return [
         seg("mql", {"field": "lifecycle_stage", "op": "eq", "value": "mql"}),
@@ -145,14 +147,6 @@ def latency_rules() -> list[dict]:
 
     def seg(slug, rule, **fields):
         return {"slug": LATENCY_PREFIX + slug, "rule": rule, **fields}
-
-    def event(kind, op="performed", value=None, within=None, **filters):
-        rule = {"event": {"kind": kind, **filters}, "op": op}
-        if value is not None:
-            rule["value"] = value
-        if within is not None:
-            rule["within_days"] = within
-        return rule
 
     return [
         seg("sql", {"field": "lifecycle_stage", "op": "eq", "value": "sql"}),

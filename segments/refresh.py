@@ -24,7 +24,7 @@ from segments.history import record_details
 from segments.locks import lock_segment, lock_segments
 from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
 from segments.rollup import count_changes
-from segments.rules.registry import Field, get_fields, names_property
+from segments.rules.registry import Field, get_fields, names_field
 from segments.rules.thresholds import measure_thresholds
 from segments.rules.validation import referenced_slugs
 from segments.scoped import apply_level, fields_fingerprint, levels, use_generic_plans
@@ -98,7 +98,7 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
         reason = ChangeReason.RULE_EDITED
     else:
         reason = None
-    fields = get_fields(properties=names_property(segment.rule))  # no query for a rule without props.*
+    fields = get_fields(properties=names_field(segment.rule, "props."))  # no query for a rule without props.*
     thresholds = measure_thresholds(segment.rule, fields=fields)
     target = target_contacts(segment, now=now, fields=fields, thresholds=thresholds)
     diff = apply_target(segment, target, changed_at=started_at, reason=reason)
@@ -156,22 +156,10 @@ def refresh_all(*, now: datetime | None = None) -> list[RefreshResult]:
     return [refresh_segment(segment_id, now=now) for segment_id in refresh_order()]
 
 
-def reads_metrics(rule: object) -> bool:
-    """Whether a rule names a `metrics.*` field anywhere in its tree."""
-    if isinstance(rule, dict):
-        field = rule.get("field")
-        if isinstance(field, str) and field.startswith("metrics."):
-            return True
-        return any(reads_metrics(child) for child in rule.values())
-    if isinstance(rule, list):
-        return any(reads_metrics(child) for child in rule)
-    return False
-
-
 def metric_reader_ids() -> list[int]:
     """Active rule segments whose rules read `metrics.*` (a loop over segments, not contacts)."""
     rules = Segment.objects.active().rule_based().values_list("pk", "rule")
-    return [pk for pk, rule in rules if reads_metrics(rule)]
+    return [pk for pk, rule in rules if names_field(rule, "metrics.")]
 
 
 def refresh_metric_segments(*, now: datetime | None = None) -> list[RefreshResult]:

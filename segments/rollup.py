@@ -15,6 +15,9 @@ from segments.models import Segment, SegmentDay
 
 DAY = SegmentDay._meta.db_table
 SEGMENT = Segment._meta.db_table
+# How a day's row takes more changes: joins and leaves add up, the size is the latest.
+ADD_TO_DAY = f"""ON CONFLICT (segment_id, day) DO UPDATE SET joins = {DAY}.joins + excluded.joins,
+    leaves = {DAY}.leaves + excluded.leaves, size = excluded.size"""
 
 
 def count_changes(segment_id: int, *, changed_at: datetime, joins: int, leaves: int) -> None:
@@ -31,10 +34,7 @@ def count_changes(segment_id: int, *, changed_at: datetime, joins: int, leaves: 
         cursor.execute(
             f"""INSERT INTO {DAY} (segment_id, day, joins, leaves, size)
             SELECT id, %s, %s, %s, size FROM {SEGMENT} WHERE id = %s AND true
-            ON CONFLICT (segment_id, day) DO UPDATE SET
-                joins = {DAY}.joins + excluded.joins,
-                leaves = {DAY}.leaves + excluded.leaves,
-                size = excluded.size""",
+            {ADD_TO_DAY}""",
             [connection.ops.adapt_datefield_value(day), joins, leaves, segment_id],
         )
 

@@ -33,13 +33,13 @@ from django.utils import timezone
 
 from segments.diffing import CHANGE, MEMBERSHIP
 from segments.graph import Graph
-from segments.models import ChangeKind, ChangeReason, Segment, SegmentDay
+from segments.models import ChangeKind, ChangeReason, Segment
+from segments.rollup import ADD_TO_DAY, DAY
 from segments.rules.registry import Field
 from segments.targets import target_contacts
 
 SCOPE = "scoped_contacts"
 SEGMENT_TABLE = Segment._meta.db_table
-DAY_TABLE = SegmentDay._meta.db_table
 # Compiled statements kept per process (a few per active segment at most).
 CACHE_SIZE = 1024
 # The second instant a rule is compiled at, to tell `now`-dependent parameters from constants.
@@ -106,11 +106,10 @@ def apply_level(
         sizes AS (
             UPDATE {SEGMENT_TABLE} s SET size = s.size + c.added - c.removed FROM counts c WHERE s.id = c.segment_id),
         days AS (
-            INSERT INTO {DAY_TABLE} (segment_id, day, joins, leaves, size)
+            INSERT INTO {DAY} (segment_id, day, joins, leaves, size)
             SELECT c.segment_id, %s, c.added, c.removed, s.size + c.added - c.removed
             FROM counts c JOIN {SEGMENT_TABLE} s ON s.id = c.segment_id
-            ON CONFLICT (segment_id, day) DO UPDATE SET joins = {DAY_TABLE}.joins + excluded.joins,
-                leaves = {DAY_TABLE}.leaves + excluded.leaves, size = excluded.size)
+            {ADD_TO_DAY})
         SELECT segment_id, added, removed FROM counts"""
     params += [
         [s.pk for s in segments],

@@ -61,7 +61,7 @@ from contacts.models import Activity, Contact
 from segments.models import Membership, Segment
 from segments.rules.clock import bounds, relative_bounds
 from segments.rules.expressions import Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
-from segments.rules.registry import Field, get_fields, names_property
+from segments.rules.registry import Field, get_fields, names_field
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
 
 _TEXT_LIKE = {"text", "choice"}
@@ -103,7 +103,7 @@ def compile_rule(
     `few_contacts`: the Q will be evaluated for a handful of contacts (see matching_contacts).
     """
     slugs = referenced_slugs(rule)
-    full_registry = fields is not None or names_property(rule)
+    full_registry = fields is not None or names_field(rule, "props.")
     fields = fields if fields is not None else get_fields(properties=full_registry)
     errors = validate_rule(rule, segment_slugs=slugs, fields=fields)
     if errors and not full_registry:

@@ -1,6 +1,6 @@
 """The field registry: every path a rule may name, its type, criterion layer and operators.
 
-Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_property(rule)`,
+Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_field(rule, prefix)`,
 `operators_for(type) -> tuple[str, ...]`, `METRIC_FIELDS`, `metric_field(name, type, layer) -> Field`, `TYPES`.
 
 The registry is the only door to SQL: the compiler and the explainer read a value only through a
@@ -197,13 +197,13 @@ def get_fields(*, properties: bool = True) -> dict[str, Field]:
     return {field.path: field for field in fields}
 
 
-def names_property(rule: object) -> bool:
-    """Whether a rule names a `props.*` field anywhere in its tree (so needs the definitions)."""
+def names_field(rule: object, prefix: str) -> bool:
+    """Whether a rule names a field starting with `prefix` ("props.", "metrics.") anywhere in its tree."""
     if isinstance(rule, dict):
         field = rule.get("field")
-        if isinstance(field, str) and field.startswith("props."):
+        if isinstance(field, str) and field.startswith(prefix):
             return True
-        return any(names_property(child) for child in rule.values())
+        return any(names_field(child, prefix) for child in rule.values())
     if isinstance(rule, list):
-        return any(names_property(child) for child in rule)
+        return any(names_field(child, prefix) for child in rule)
     return False
