@@ -27,7 +27,8 @@ from segments.rollup import count_changes
 from segments.rules.registry import Field, get_fields, names_field
 from segments.rules.thresholds import measure_thresholds
 from segments.rules.validation import referenced_slugs
-from segments.scoped import apply_level, fields_fingerprint, levels, use_generic_plans
+from segments.scoped import apply_level, levels, use_generic_plans
+from segments.statements import fields_fingerprint
 from segments.targets import target_contacts
 
 logger = logging.getLogger(__name__)

@@ -10,20 +10,16 @@ memberships the levels before it wrote.
 What made the per-segment path slow at 1M contacts was fixed cost, not work: planning and a round
 trip per segment, and compiling each rule through the ORM on every call (about half a
 millisecond of Python per segment). So each segment's scoped SQL is compiled once per process and
-reused while its rule, parent, stored thresholds and the field registry stay the same. Only the
-parameters that depend on `now` change between calls (event windows, relative dates): they are
-found by compiling at two instants a day and a bit apart and comparing, and are shifted to each
-call's `now`; a rule whose parameters do not shift that way is compiled on every call instead.
+reused while its rule, parent, stored thresholds and the field registry stay the same, with the
+parameters that depend on `now` shifted to each call's (segments/statements.py).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 import psycopg
 from django.db import connection
@@ -36,16 +32,11 @@ from segments.graph import Graph
 from segments.models import ChangeKind, ChangeReason, Segment
 from segments.rollup import ADD_TO_DAY, DAY
 from segments.rules.registry import Field
+from segments.statements import compiled_sql
 from segments.targets import target_contacts
 
 SCOPE = "scoped_contacts"
 SEGMENT_TABLE = Segment._meta.db_table
-# Compiled statements kept per process (a few per active segment at most).
-CACHE_SIZE = 1024
-# The second instant a rule is compiled at, to tell `now`-dependent parameters from constants.
-_PROBE_SHIFT = timedelta(days=1, hours=1, minutes=1, seconds=1, microseconds=1)
-
-Param = Callable[[datetime], object]
 
 
 def levels(segment_ids: list[int], graph: Graph) -> list[list[int]]:
@@ -188,45 +179,22 @@ _REASON = f"""COALESCE(r.reason, CASE
 
 # -- compiled statements ---------------------------------------------------------------------
 
-_cache: OrderedDict[tuple, tuple[str, list[Param]] | None] = OrderedDict()
-_cache_lock = threading.Lock()  # web servers may refresh from several threads
-
-
-def fields_fingerprint(fields: dict[str, Field]) -> int:
-    return hash(frozenset(fields.items()))
-
 
 def scoped_sql(segment: Segment, *, now: datetime, fields: dict[str, Field], fields_key: int) -> tuple[str, list]:
-    """The segment's target among the contacts of the statement's scope CTE, as SQL and params.
+    """The segment's target among the contacts of the statement's scope CTE, as SQL and params
+    (compiled once per process, segments/statements.py).
 
     Raises InvalidRule when the rule no longer validates.
     """
     key = (
+        "scoped",
         segment.pk,
         json.dumps(segment.rule, sort_keys=True),
         segment.parent_id,
         json.dumps(segment.percent_thresholds, sort_keys=True),
         fields_key,
     )
-    with _cache_lock:
-        found = key in _cache
-        template = _cache[key] if found else None
-        if found:
-            _cache.move_to_end(key)
-    if found:
-        if template is not None:
-            sql, makers = template
-            return sql, [make(now) for make in makers]
-        return _compile(segment, now=now, fields=fields)
-    sql, params = _compile(segment, now=now, fields=fields)
-    probe = now + _PROBE_SHIFT
-    probe_sql, probe_params = _compile(segment, now=probe, fields=fields)
-    makers = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
-    with _cache_lock:
-        _cache[key] = (sql, makers) if makers is not None else None
-        if len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return sql, params
+    return compiled_sql(key, lambda at: _compile(segment, now=at, fields=fields), now=now)
 
 
 def _compile(segment: Segment, *, now: datetime, fields: dict[str, Field]) -> tuple[str, list]:
@@ -234,41 +202,3 @@ def _compile(segment: Segment, *, now: datetime, fields: dict[str, Field]) -> tu
     target = target_contacts(segment, now=now, fields=fields, contact_ids=scope, thresholds=segment.percent_thresholds)
     sql, params = target.order_by().values("pk").query.sql_with_params()
     return sql, list(params)
-
-
-def _param_makers(params: list, now: datetime, probe_params: list, probe: datetime) -> list[Param] | None:
-    """For each parameter, how to make it for another `now`; None if some parameter cannot be."""
-    if len(params) != len(probe_params):
-        return None
-    makers = []
-    for value, probe_value in zip(params, probe_params, strict=True):
-        make = _shifted(value, now) if value != probe_value else _constant(value)
-        if make is None or make(probe) != probe_value:
-            return None
-        makers.append(make)
-    return makers
-
-
-def _constant(value: object) -> Param:
-    return lambda now: value
-
-
-def _shifted(value: object, origin: datetime) -> Param | None:
-    """`value` as a function of `now`, given it was made from `origin` (a moment, a local date, or
-    either as ISO text); None when it is none of these."""
-    if isinstance(value, str):
-        try:
-            parsed = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        shift = _shifted(parsed, origin)
-        return None if shift is None else (lambda now: shift(now).isoformat())
-    if isinstance(value, datetime):
-        if timezone.is_naive(value):
-            return None
-        offset, zone = value - origin, value.tzinfo
-        return lambda now: (now + offset).astimezone(zone)
-    if isinstance(value, date):
-        days = value - timezone.localdate(origin)
-        return lambda now: timezone.localdate(now) + days
-    return None
