@@ -56,13 +56,14 @@ class DiffResult:
 
 def apply_target(
     segment: Segment,
-    target: QuerySet[Contact],
+    target: QuerySet[Contact] | tuple[str, list],
     *,
     changed_at: datetime,
     reason: str | None,
     scope: list[int] | None = None,
 ) -> DiffResult:
-    """Write the joins and leaves that turn the stored membership into `target`.
+    """Write the joins and leaves that turn the stored membership into `target` (a queryset, or
+    its SQL and params, see targets.target_sql).
 
     `reason` names the reason for every change (initial build, rule edited); None lets each row
     say whether its parent's membership caused it ('parent') or the rule did ('rule').
@@ -71,8 +72,12 @@ def apply_target(
     if scope is not None:
         if not scope:
             return DiffResult(added=0, removed=0, size=None)
+        assert not isinstance(target, tuple), "a scoped diff narrows a queryset"
         target = target.filter(pk__in=scope)
-    target_sql, target_params = target.order_by().values("pk").query.sql_with_params()
+    if isinstance(target, tuple):
+        target_sql, target_params = target
+    else:
+        target_sql, target_params = target.order_by().values("pk").query.sql_with_params()
     current_sql, current_params = _current_members_sql(segment, scope)
     reason_sql, reason_params = _reason_sql(segment, reason)
     stamp = connection.ops.adapt_datetimefield_value(changed_at)

@@ -28,6 +28,11 @@ DETAIL_CAP = 50
 _LEAVES = ("condition", "event", "in_segment")
 
 
+def wants_details(changes: int) -> bool:
+    """Whether a refresh that wrote this many changes records their details."""
+    return 0 < changes <= DETAIL_CAP
+
+
 def record_details(
     segments: dict[int, Segment], *, changed_at: datetime, now: datetime, fields: dict[str, Field]
 ) -> int:

@@ -14,22 +14,22 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import F
 from django.utils import timezone
 
-from segments.diffing import apply_target
+from segments.diffing import DiffResult, apply_target
 from segments.events import memberships_changed
 from segments.graph import Graph, dependants, dependency_graph, topological_order
-from segments.history import record_details
+from segments.history import record_details, wants_details
 from segments.locks import lock_segment, lock_segments
 from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
-from segments.rollup import count_changes
+from segments.rollup import ADD_TO_DAY, DAY, count_changes
 from segments.rules.registry import Field, get_fields, names_field
 from segments.rules.thresholds import measure_thresholds
 from segments.rules.validation import referenced_slugs
 from segments.scoped import apply_level, levels, use_generic_plans
 from segments.statements import fields_fingerprint
-from segments.targets import target_contacts
+from segments.targets import target_contacts, target_sql
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,12 @@ CONTACT_CHUNK = 2000
 SCOPED_REFRESH_FIELDS = (
     "slug", "kind", "status", "parent_id", "rule", "percent_thresholds", "last_refresh_started_at", "rule_edited_at"
 )  # fmt: skip
+# What refresh_segment reads of its segment under the lock: the same and its size, as one raw
+# query (compiling the ORM query cost more than running it, ~0.6 ms against ~0.2 ms).
+_READ_SEGMENT = "SELECT {} FROM {} WHERE id = %s".format(
+    ", ".join(Segment._meta.get_field(name).column for name in ("id", *SCOPED_REFRESH_FIELDS, "size")),
+    Segment._meta.db_table,
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ def refresh_segment(segment_id: int, *, now: datetime | None = None, skip_if_loc
         with transaction.atomic():
             if not lock_segment(segment_id, wait=not skip_if_locked):
                 return RefreshResult(segment_id, slug, "skipped", error="another refresh of this segment is running")
-            segment = Segment.objects.filter(pk=segment_id).first()
+            segment = next(iter(Segment.objects.raw(_READ_SEGMENT, [segment_id])), None)
             if segment is None:
                 return RefreshResult(segment_id, slug, "skipped", error="the segment no longer exists")
             slug = segment.slug
@@ -101,32 +107,15 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
         reason = None
     fields = get_fields(properties=names_field(segment.rule, "props."))  # no query for a rule without props.*
     thresholds = measure_thresholds(segment.rule, fields=fields)
-    target = target_contacts(segment, now=now, fields=fields, thresholds=thresholds)
+    target = target_sql(segment, now=now, fields=fields, thresholds=thresholds)  # compiled once per process
     diff = apply_target(segment, target, changed_at=started_at, reason=reason)
     if diff.added or diff.removed:
         memberships_changed([segment.pk])  # listeners (automations) run after this commits
+    if wants_details(diff.added + diff.removed):  # a larger diff is not even looked up
         segment.percent_thresholds = thresholds
-        record_details({segment.pk: segment}, changed_at=started_at, now=now, fields=fields)  # if few
+        record_details({segment.pk: segment}, changed_at=started_at, now=now, fields=fields)
     duration_ms = _elapsed_ms(clock)
-    stats = {
-        "size": diff.size,
-        "last_refresh_added": diff.added,
-        "last_refresh_removed": diff.removed,
-        "last_refresh_duration_ms": duration_ms,
-        "last_refresh_now": now,
-        "last_refresh_started_at": started_at,
-        "last_refreshed_at": timezone.now(),
-        "last_refresh_status": RefreshStatus.OK,
-        "last_refresh_error": "",
-        "percent_thresholds": thresholds,
-    }
-    if segment.rule_edited_at is not None:
-        # Cleared only if no edit arrived while this refresh ran (edits do not take the lock).
-        stats["rule_edited_at"] = Case(
-            When(rule_edited_at=segment.rule_edited_at, then=Value(None)), default=F("rule_edited_at")
-        )
-    Segment.objects.filter(pk=segment.pk).update(**stats)
-    count_changes(segment.pk, changed_at=started_at, joins=diff.added, leaves=diff.removed)
+    _record_refresh(segment, diff, now=now, started_at=started_at, thresholds=thresholds, duration_ms=duration_ms)
     return RefreshResult(
         segment.pk,
         segment.slug,
@@ -137,6 +126,48 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
         duration_ms=duration_ms,
         now=now,
     )
+
+
+# A full refresh's figures on its segment, as SQL written once (compiling the ORM update cost
+# ~0.4 ms of Python, more than running it). `rule_edited_at` is cleared only if it still holds the
+# value this refresh read under its lock: edits do not take the lock.
+_RECORD = f"""UPDATE {Segment._meta.db_table} SET size = %s, last_refresh_added = %s, last_refresh_removed = %s,
+    last_refresh_duration_ms = %s, last_refresh_now = %s, last_refresh_started_at = %s, last_refreshed_at = %s,
+    last_refresh_status = %s, last_refresh_error = '', percent_thresholds = %s,
+    rule_edited_at = CASE WHEN rule_edited_at = %s THEN NULL ELSE rule_edited_at END
+    WHERE id = %s"""
+
+
+def _record_refresh(
+    segment: Segment, diff: DiffResult, *, now: datetime, started_at: datetime, thresholds: dict, duration_ms: int
+) -> None:
+    """Record the refresh on its segment and, if it changed anything, in the day's rollup: one
+    statement on PostgreSQL (the rollup takes the size the update returns), else two."""
+    ops = connection.ops
+    params = [
+        diff.size,
+        diff.added,
+        diff.removed,
+        duration_ms,
+        ops.adapt_datetimefield_value(now),
+        ops.adapt_datetimefield_value(started_at),
+        ops.adapt_datetimefield_value(timezone.now()),
+        RefreshStatus.OK,
+        Segment._meta.get_field("percent_thresholds").get_db_prep_save(thresholds, connection),
+        ops.adapt_datetimefield_value(segment.rule_edited_at),
+        segment.pk,
+    ]
+    with connection.cursor() as cursor:
+        if (diff.added or diff.removed) and connection.vendor == "postgresql":
+            cursor.execute(
+                f"""WITH recorded AS ({_RECORD} RETURNING id, size)
+                INSERT INTO {DAY} (segment_id, day, joins, leaves, size)
+                SELECT id, %s, %s, %s, size FROM recorded {ADD_TO_DAY}""",
+                [*params, ops.adapt_datefield_value(timezone.localdate(started_at)), diff.added, diff.removed],
+            )
+            return
+        cursor.execute(_RECORD, params)
+    count_changes(segment.pk, changed_at=started_at, joins=diff.added, leaves=diff.removed)  # none: no query
 
 
 def _elapsed_ms(clock: float) -> int:

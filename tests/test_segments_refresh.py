@@ -1,4 +1,5 @@
 import random
+import time
 from datetime import timedelta
 
 import pytest
@@ -6,13 +7,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from contacts.models import PropertyDefinition
-from segments import events
+from contacts.models import Contact, PropertyDefinition
+from segments import events, refresh, rollup, targets
+from segments import history as history_module
 from segments.editing import save_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.refresh import refresh_all, refresh_contacts, refresh_order, refresh_segment
 from segments.static import NotStatic, add_static_members, remove_static_members
-from tests.factories import ContactFactory, PropertyDefinitionFactory, UserFactory
+from tests.factories import ActivityFactory, ContactFactory, PropertyDefinitionFactory, UserFactory
 from tests.segments_support import history, member_ids, membership_rows_written
 
 
@@ -373,3 +375,121 @@ def test_membership_changes_are_announced_after_commit(db, django_capture_on_com
 
     assert heard == [[hot.pk]]
     assert quiet.pk not in heard[0]
+
+
+# -- what a full refresh records, and what it costs ------------------------------------------
+
+
+def test_a_refresh_clears_the_rule_edit_mark_only_if_no_edit_came_meanwhile(db, monkeypatch):
+    ContactFactory(lead_score=80)
+    segment = _refreshed(_segment("hot", score_at_least(50)))
+    segment.rule = score_at_least(60)
+    save_segment(segment)
+    edited_at = Segment.objects.get(pk=segment.pk).rule_edited_at
+    assert edited_at is not None
+    later = edited_at + timedelta(seconds=5)
+    measure = refresh.measure_thresholds
+
+    def edit_while_refreshing(*args, **kwargs):
+        # an edit (which takes no segment lock) lands after the refresh read the segment
+        Segment.objects.filter(pk=segment.pk).update(rule_edited_at=later)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(refresh, "measure_thresholds", edit_while_refreshing)
+    assert refresh_segment(segment.pk).status == "ok"
+    assert Segment.objects.get(pk=segment.pk).rule_edited_at == later  # kept for the next refresh
+
+    monkeypatch.setattr(refresh, "measure_thresholds", measure)
+    assert refresh_segment(segment.pk).status == "ok"
+    assert Segment.objects.get(pk=segment.pk).rule_edited_at is None
+
+
+def test_the_recorded_duration_covers_the_wait_before_the_diff_and_the_details_after_it(db, monkeypatch):
+    contact = ContactFactory(lead_score=10)
+    segment = _refreshed(_segment("hot", score_at_least(50)))
+    contact.lead_score = 80
+    contact.save()
+    measure, record = refresh.measure_thresholds, refresh.record_details
+
+    def slow(work):
+        def run(*args, **kwargs):
+            time.sleep(0.05)
+            return work(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(refresh, "measure_thresholds", slow(measure))
+    result = refresh_segment(segment.pk)
+    segment.refresh_from_db()
+    assert result.duration_ms == segment.last_refresh_duration_ms >= 50
+    monkeypatch.setattr(refresh, "measure_thresholds", measure)
+
+    monkeypatch.setattr(refresh, "record_details", slow(record))
+    contact.lead_score = 20
+    contact.save()
+    result = refresh_segment(segment.pk)
+    segment.refresh_from_db()
+    assert result.duration_ms == segment.last_refresh_duration_ms >= 50
+    assert segment.last_refreshed_at >= segment.last_refresh_started_at + timedelta(milliseconds=50)
+    assert MembershipChange.objects.get(segment=segment, kind="leave").detail["result"] is False
+
+
+def test_a_refresh_with_many_changes_runs_no_more_statements_than_one_with_none(
+    db, monkeypatch, django_assert_num_queries
+):
+    ContactFactory.create_batch(3, lead_score=10)
+    segment = _refreshed(_segment("hot", score_at_least(50)))
+    monkeypatch.setattr(history_module, "DETAIL_CAP", 2)  # three changes: more than details are kept for
+    Contact.objects.update(lead_score=90)
+    # savepoint, lock, segment, diff, stats with the day's rollup, release; SQLite: the diff is three
+    # statements, then count, stats, rollup. Neither looks up history rows it will not describe.
+    statements = 6 if connection.vendor == "postgresql" else 10
+
+    with CaptureQueriesContext(connection) as queries, django_assert_num_queries(statements):
+        result = refresh_segment(segment.pk)
+
+    assert (result.added, result.removed, result.size) == (3, 0, 3)
+    assert not any(q["sql"].lstrip().upper().startswith("SELECT") and "MEMBERSHIPCHANGE" in q["sql"].upper()
+                   for q in queries.captured_queries)  # fmt: skip
+    segment.refresh_from_db()
+    assert (segment.size, segment.last_refresh_added, segment.last_refresh_removed) == (3, 3, 0)
+    assert (segment.last_refresh_status, segment.last_refresh_error) == ("ok", "")
+
+
+def test_a_failure_recording_the_figures_leaves_membership_and_history_as_they_were(db, monkeypatch):
+    contact = ContactFactory(lead_score=10)
+    segment = _refreshed(_segment("hot", score_at_least(50)))
+    before = (member_ids(segment), history(segment), Segment.objects.get(pk=segment.pk).size)
+    contact.lead_score = 80
+    contact.save()
+    broken = "ON CONFLICT (no_such_column) DO NOTHING"  # the daily rollup's upsert now fails
+    monkeypatch.setattr(refresh, "ADD_TO_DAY", broken)
+    monkeypatch.setattr(rollup, "ADD_TO_DAY", broken)
+
+    result = refresh_segment(segment.pk)
+
+    segment.refresh_from_db()
+    assert result.status == "failed"
+    assert (segment.last_refresh_status, segment.last_refresh_added) == ("failed", 0)
+    assert "no_such_column" in segment.last_refresh_error
+    assert (member_ids(segment), history(segment), segment.size) == before
+
+
+def test_a_full_refresh_reuses_its_compiled_statement_with_each_calls_now(db, monkeypatch):
+    now = timezone.now()
+    clicker = ContactFactory()
+    ActivityFactory(contact=clicker, kind="email_click", occurred_at=now - timedelta(days=10))
+    rule = {"event": {"kind": "email_click"}, "op": "performed", "within_days": 14}
+    segment = _segment("clickers", rule)
+    assert refresh_segment(segment.pk, now=now).added == 1
+    compiled = []
+    compile_target = targets._compile
+    monkeypatch.setattr(targets, "_compile", lambda *a, **k: compiled.append(1) or compile_target(*a, **k))
+
+    assert refresh_segment(segment.pk, now=now + timedelta(days=3)).removed == 0
+    assert refresh_segment(segment.pk, now=now + timedelta(days=5)).removed == 1  # the click is 15 days old
+
+    assert member_ids(segment) == set()
+    # PostgreSQL: the first refresh compiled the SQL. SQLite's parameters are naive text the cache
+    # cannot shift (segments/statements.py), so there each refresh compiles, as before.
+    assert compiled == ([] if connection.vendor == "postgresql" else [1, 1])
