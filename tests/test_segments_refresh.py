@@ -493,3 +493,21 @@ def test_a_full_refresh_reuses_its_compiled_statement_with_each_calls_now(db, mo
     # PostgreSQL: the first refresh compiled the SQL. SQLite's parameters are naive text the cache
     # cannot shift (segments/statements.py), so there each refresh compiles, as before.
     assert compiled == ([] if connection.vendor == "postgresql" else [1, 1])
+
+
+def test_a_refresh_with_one_change_describes_it_in_three_statements_of_its_own(db, django_assert_num_queries):
+    contact = ContactFactory(lead_score=10)
+    segment = _refreshed(_segment("hot", score_at_least(50)))
+    contact.lead_score = 80
+    contact.save()
+    # savepoint, lock, segment, diff (SQLite: three statements and a count), then the details: the
+    # history rows, the contact, the update; then the figures with the day's rollup (SQLite: two), release
+    statements = 9 if connection.vendor == "postgresql" else 13
+
+    with django_assert_num_queries(statements):
+        result = refresh_segment(segment.pk)
+
+    assert (result.added, result.removed) == (1, 0)
+    detail = MembershipChange.objects.get(segment=segment, contact=contact, kind="join").detail
+    assert detail["result"] is True
+    assert detail["conditions"][0]["text"] == "lead_score gte 50: true (80)"

@@ -148,9 +148,9 @@ def test_refresh_contacts_runs_one_statement_per_dependency_level_however_many_s
 
 def _detail_queries(captured: CaptureQueriesContext) -> int:
     """The explainer's queries and the detail update, present only when something changed."""
-    sql = [q["sql"] for q in captured.captured_queries]
-    start = next(i for i, s in enumerate(sql) if "segments_membershipchange" in s and s.lstrip().startswith("SELECT"))
-    update = next(i for i, s in enumerate(sql) if s.lstrip().startswith('UPDATE "segments_membershipchange"'))
+    sql = [q["sql"].lstrip().replace('"', "") for q in captured.captured_queries]
+    start = next(i for i, s in enumerate(sql) if "segments_membershipchange" in s and s.startswith("SELECT"))
+    update = next(i for i, s in enumerate(sql) if s.startswith("UPDATE segments_membershipchange"))
     return update - start + 1
 
 
