@@ -21,6 +21,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from contacts.models import Contact
+from segments.diffing import CHANGE
 from segments.explaining import explain_segments
 from segments.models import MembershipChange, Segment
 from segments.rules.explainer import Explanation, Node, load_facts
@@ -28,7 +29,6 @@ from segments.rules.registry import Field
 from segments.rules.validation import referenced_slugs, validate_rule
 
 DETAIL_CAP = 50
-CHANGE = MembershipChange._meta.db_table
 _LEAVES = ("condition", "event", "in_segment")
 
 
@@ -95,7 +95,7 @@ def _store(details: dict[int, dict]) -> None:
         return
     field = MembershipChange._meta.get_field("detail")
     value = " ".join(["WHEN %s THEN %s"] * len(details))
-    if connection.features.requires_casted_case_in_updates:  # PostgreSQL: the CASE is text until cast
+    if connection.features.requires_casted_case_in_updates:  # PostgreSQL: typed as the column, as bulk_update does
         value = f"CAST(CASE id {value} END AS {field.db_type(connection)})"
     else:
         value = f"CASE id {value} END"

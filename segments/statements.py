@@ -37,11 +37,9 @@ def fields_fingerprint(fields: dict[str, Field]) -> int:
     return hash(frozenset(fields.items()))
 
 
-def compiled_sql(key: tuple, compile: Compile, *, now: datetime, cacheable: bool = True) -> tuple[str, list]:
+def compiled_sql(key: tuple, compile: Compile, *, now: datetime) -> tuple[str, list]:
     """`compile(now)`, from the cache when `key` was compiled before; `key` must name everything
-    the SQL depends on except `now`. `cacheable=False` compiles without storing (nor reading)."""
-    if not cacheable:
-        return compile(now)
+    the SQL depends on except `now`."""
     with _cache_lock:
         found = key in _cache
         template = _cache[key] if found else None
