@@ -41,7 +41,12 @@ Formulas (the as-of time is `T`; every activity with occurred_at > T is ignored)
   - 10 * open_tickets.
 
 A full run selects every contact's row (`full_select`) and replaces the stored rows with them
-(contacts/metrics/replace.py). An incremental run (some contact ids, after ingest) upserts those
+(contacts/metrics/replace.py). On PostgreSQL, short topic and product vocabularies are summed in
+the per-contact aggregate (contacts/metrics/vocabulary.py), and a run that owns its transaction
+computes the raw measures in two halves at once (`part_select`), then ranks them together
+(`ranked_select`, contacts/metrics/parallel.py); the rows are the same as `full_select`'s.
+
+An incremental run (some contact ids, after ingest) upserts those
 contacts' raw measures (aggregating only their activities), then ranks them against every stored
 row; the other contacts' rows are read, not rewritten, so their percentiles and scores catch up at
 the next full run.
@@ -57,7 +62,9 @@ running sum read at bucket i gives it. SQLite (small installations) ranks with t
 
 from __future__ import annotations
 
+from contacts.metrics import vocabulary as pivot
 from contacts.metrics.dialect import Dialect
+from contacts.metrics.vocabulary import Vocabulary
 from contacts.models import ActivityKind, ScoringModel
 
 TOP_N = 5
@@ -227,25 +234,61 @@ def _all_per_contact(d: Dialect, source: str, *, name: str, value: str, where: s
     )
 
 
-def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) -> str:
+def product_kinds(params: dict) -> str:
+    return _in_list("pk", [str(k) for k in PRODUCT_KINDS], params)
+
+
+def base_ctes(
+    d: Dialect,
+    model: ScoringModel,
+    params: dict,
+    *,
+    subset: bool,
+    vocabulary: Vocabulary = pivot.NONE,
+    part: tuple[int, int] | None = None,
+) -> str:
     """CTEs ending in `measures`: one row per contact (in scope) with every raw measure but the
     topic and product lists, which `topic_lists`, `product_lists` and `strong_lists` hold (see
-    `with_interest`)."""
+    `with_interest`). The names of `vocabulary` are summed in `act` (contacts/metrics/vocabulary.py).
+    Scope: every contact, the contacts in %(ids)s (`subset`), or those whose id % parts = index
+    (`part` = (index, parts), contacts/metrics/parallel.py)."""
     weight = _weight_case(model, params)
     age = d.age_days("a.occurred_at")
     decay = f"POWER(0.5, {age} / %(half_life)s)"
     rfv_kinds = _in_list("rfv", list(model.rfv_kinds), params)
-    product_kinds = _in_list("pk", [str(k) for k in PRODUCT_KINDS], params)
+    in_product_kinds = product_kinds(params)
+    indexes = ""
+    if vocabulary.topics is not None:
+        indexes += f", {pivot.index_column(vocabulary.topics, 'a.topic', 'ts', params)} AS topic_ix"
+    if vocabulary.products is not None:
+        products = pivot.index_column(vocabulary.products, "a.product", "ps", params)
+        indexes += f", CASE WHEN a.kind IN ({in_product_kinds}) THEN {products} END AS product_ix"
+    per_term = "".join(f",\n            {column}" for column in pivot.act_columns(vocabulary))
     in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
     act_scope = f"AND {d.id_in('a.contact_id')}" if subset else ""
-    strong = d.json_bool("{strong} = 1")  # a template over an item's columns, as the list expressions are
     contact_scope = d.id_in("c.id") if subset else "TRUE"
+    if part is not None:
+        index, parts = part
+        act_scope, contact_scope = f"AND MOD(a.contact_id, {parts}) = {index}", f"MOD(c.id, {parts}) = {index}"
+    if vocabulary.topics is not None:
+        topics = f"topic_lists AS ({pivot.topic_lists(vocabulary.topics, params)})"
+    else:
+        topics = _general_topic_lists(d, decay=decay, act_scope=act_scope)
+    if vocabulary.products is not None:
+        products = f"""product_lists AS ({pivot.product_lists(vocabulary.products, params)}),
+    strong_lists AS (
+        SELECT contact_id, strong_items AS items FROM product_lists WHERE strong_items <> {d.empty_list}
+    )"""
+    else:
+        products = _general_product_lists(
+            d, weight=weight, decay=decay, act_scope=act_scope, product_kinds=in_product_kinds
+        )
     return f"""
     act AS (
         SELECT a.contact_id,
             COUNT(*) AS activity_count,
             MAX(a.occurred_at) AS last_activity_at,
-            SUM(a.weight * POWER(0.5, a.age_days / %(half_life)s)) AS score,
+            SUM(a.weight * a.decay) AS score,
             SUM(CASE WHEN a.occurred_at <= %(past_at)s
                      THEN a.weight * POWER(0.5, (a.age_days - {PAST_DAYS}) / %(half_life)s) ELSE 0 END) AS past_score,
             SUM(CASE WHEN a.occurred_at < %(email_since)s THEN 0
@@ -261,67 +304,20 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
             SUM(CASE WHEN a.kind IN ({rfv_kinds}) {in_window} THEN 1 ELSE 0 END) AS frequency,
             SUM(a.value) FILTER (WHERE a.kind = 'purchase') AS monetary,
             SUM(CASE WHEN a.kind = 'support_ticket_opened' THEN 1
-                     WHEN a.kind = 'support_ticket_closed' THEN -1 ELSE 0 END) AS ticket_balance
+                     WHEN a.kind = 'support_ticket_closed' THEN -1 ELSE 0 END) AS ticket_balance{per_term}
         FROM (
-            -- Each activity's weight and age once, for both scores (a fence: not merged into
+            -- Each activity's weight, age and decay once, for every sum (a fence: not merged into
             -- the aggregate, which would evaluate them for each use).
-            SELECT a.contact_id, a.kind, a.occurred_at, a.value, {weight} AS weight, {age} AS age_days
+            SELECT a.contact_id, a.kind, a.occurred_at, a.value, {weight} AS weight, {age} AS age_days,
+                {decay} AS decay{indexes}
             FROM contacts_activity a
             WHERE a.occurred_at <= %(as_of)s {act_scope}
             {d.fence}
         ) a
         GROUP BY a.contact_id
     ),
-    topic_sums AS (
-        SELECT a.contact_id, LOWER(a.topic) AS topic, SUM({decay}) AS weight
-        FROM contacts_activity a
-        WHERE a.occurred_at <= %(as_of)s AND a.topic <> '' {act_scope}
-        GROUP BY a.contact_id, LOWER(a.topic)
-    ),
-    topic_ranked AS (
-        SELECT contact_id, topic,
-            {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share,
-            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
-        FROM topic_sums
-    ),
-    topic_lists AS ({
-        _top_per_contact(
-            d,
-            "topic_ranked",
-            columns=["topic", "share"],
-            lists={"top_topics": f"{d.json_object}('topic', {{topic}}, 'share', {{share}})", "topics": "{topic}"},
-            objects={"topic_shares": ("{topic}", "{share}")},
-            firsts={"top_topic": "{topic}", "top_topic_share": "{share}"},
-        )
-    }),
-    product_sums AS (
-        SELECT a.contact_id, LOWER(a.product) AS product, SUM({weight} * {decay}) AS intent,
-            MAX(CASE WHEN a.kind = 'pricing_view' AND a.occurred_at >= %(strong_since)s THEN 1 ELSE 0 END) AS strong
-        FROM contacts_activity a
-        WHERE a.occurred_at <= %(as_of)s AND a.product <> '' AND a.kind IN ({product_kinds}) {act_scope}
-        GROUP BY a.contact_id, LOWER(a.product)
-    ),
-    product_ranked AS (
-        SELECT contact_id, product, {d.round("intent", 2)} AS intent, strong,
-            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
-        FROM product_sums
-    ),
-    product_lists AS ({
-        _top_per_contact(
-            d,
-            "product_ranked",
-            columns=["product", "intent", "strong"],
-            lists={
-                "product_interest": (
-                    f"{d.json_object}('product', {{product}}, 'intent', {{intent}}, 'strong', {strong})"
-                ),
-                "products": "{product}",
-            },
-            objects={},
-            firsts={"top_product": "{product}", "top_product_intent": "{intent}"},
-        )
-    }),
-    strong_lists AS ({_all_per_contact(d, "product_ranked", name="items", value="product", where="strong = 1")}),
+    {topics},
+    {products},
     measures AS (
         SELECT c.id AS contact_id,
             CAST(%(as_of)s AS {"TIMESTAMP WITH TIME ZONE" if d.postgres else "TEXT"}) AS as_of,
@@ -360,6 +356,67 @@ def base_ctes(d: Dialect, model: ScoringModel, params: dict, *, subset: bool) ->
         LEFT JOIN act ON act.contact_id = c.id
         WHERE {contact_scope}
     )"""
+
+
+def _general_topic_lists(d: Dialect, *, decay: str, act_scope: str) -> str:
+    """CTEs ending in `topic_lists`, grouping the activities by contact and topic."""
+    return f"""
+    topic_sums AS (
+        SELECT a.contact_id, LOWER(a.topic) AS topic, SUM({decay}) AS weight
+        FROM contacts_activity a
+        WHERE a.occurred_at <= %(as_of)s AND a.topic <> '' {act_scope}
+        GROUP BY a.contact_id, LOWER(a.topic)
+    ),
+    topic_ranked AS (
+        SELECT contact_id, topic,
+            {d.round("100.0 * weight / SUM(weight) OVER (PARTITION BY contact_id)", 1)} AS share,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
+        FROM topic_sums
+    ),
+    topic_lists AS ({
+        _top_per_contact(
+            d,
+            "topic_ranked",
+            columns=["topic", "share"],
+            lists={"top_topics": f"{d.json_object}('topic', {{topic}}, 'share', {{share}})", "topics": "{topic}"},
+            objects={"topic_shares": ("{topic}", "{share}")},
+            firsts={"top_topic": "{topic}", "top_topic_share": "{share}"},
+        )
+    })"""
+
+
+def _general_product_lists(d: Dialect, *, weight: str, decay: str, act_scope: str, product_kinds: str) -> str:
+    """CTEs ending in `product_lists` and `strong_lists`, grouping the activities by contact and product."""
+    strong = d.json_bool("{strong} = 1")  # a template over an item's columns, as the list expressions are
+    return f"""
+    product_sums AS (
+        SELECT a.contact_id, LOWER(a.product) AS product, SUM({weight} * {decay}) AS intent,
+            MAX(CASE WHEN a.kind = 'pricing_view' AND a.occurred_at >= %(strong_since)s THEN 1 ELSE 0 END) AS strong
+        FROM contacts_activity a
+        WHERE a.occurred_at <= %(as_of)s AND a.product <> '' AND a.kind IN ({product_kinds}) {act_scope}
+        GROUP BY a.contact_id, LOWER(a.product)
+    ),
+    product_ranked AS (
+        SELECT contact_id, product, {d.round("intent", 2)} AS intent, strong,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
+        FROM product_sums
+    ),
+    product_lists AS ({
+        _top_per_contact(
+            d,
+            "product_ranked",
+            columns=["product", "intent", "strong"],
+            lists={
+                "product_interest": (
+                    f"{d.json_object}('product', {{product}}, 'intent', {{intent}}, 'strong', {strong})"
+                ),
+                "products": "{product}",
+            },
+            objects={},
+            firsts={"top_product": "{product}", "top_product_intent": "{intent}"},
+        )
+    }),
+    strong_lists AS ({_all_per_contact(d, "product_ranked", name="items", value="product", where="strong = 1")})"""
 
 
 def scored_ctes(d: Dialect, source: str) -> str:
@@ -467,17 +524,39 @@ def _upsert(columns: list[str]) -> str:
     return f"ON CONFLICT (contact_id) DO UPDATE SET {updates}"
 
 
-def full_select(d: Dialect, model: ScoringModel, params: dict) -> str:
+def full_select(d: Dialect, model: ScoringModel, params: dict, vocabulary: Vocabulary = pivot.NONE) -> str:
     """One SELECT of every contact's metrics (BASE_COLUMNS + RANKED_COLUMNS, in that order). The
     ranking sorts the narrow `measures`; the topic and product lists join the ranked rows last."""
     return f"""
-    WITH {base_ctes(d, model, params, subset=False)},
+    WITH {base_ctes(d, model, params, subset=False, vocabulary=vocabulary)},
     ranked AS (
         SELECT measures.*, {COUNTS} FROM measures
     ),
     {scored_ctes(d, "ranked")},
     complete AS ({with_interest(d, "measured")})
     SELECT {", ".join(BASE_COLUMNS + RANKED_COLUMNS)} FROM complete"""
+
+
+def part_select(d: Dialect, model: ScoringModel, params: dict, vocabulary: Vocabulary, part: tuple[int, int]) -> str:
+    """One SELECT of the raw measures and lists (`with_interest`) of one part of the contacts."""
+    ctes = base_ctes(d, model, params, subset=False, vocabulary=vocabulary, part=part)
+    return f"WITH {ctes} {with_interest(d, 'measures')}"
+
+
+def ranked_select(source: str) -> str:
+    """One SELECT of every contact's metrics (as `full_select`) from `source`, the rows of
+    `part_select` for every part: the ranking sorts only the rank keys and joins the counts back."""
+    return f"""
+    WITH counts AS (
+        SELECT contact_id, {COUNTS}
+        FROM (SELECT contact_id, engagement_score, past_engagement_score, recency_days, frequency, monetary
+              FROM {source} AS src) keys
+    ),
+    ranked AS (
+        SELECT src.*, {COUNT_COLUMNS} FROM {source} AS src JOIN counts ON counts.contact_id = src.contact_id
+    ),
+    {scored_ctes(Dialect("postgresql"), "ranked")}
+    SELECT {", ".join(BASE_COLUMNS + RANKED_COLUMNS)} FROM measured"""
 
 
 # Rank keys counted by `bucket_counts`: name -> (column, sign, whether only RFV rows count).
