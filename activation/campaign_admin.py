@@ -1,6 +1,7 @@
 """Campaign admin: variants inline, and a preview of what one chosen contact would get and why."""
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -18,6 +19,7 @@ class CampaignVariantInline(admin.StackedInline):
     extra = 0
     fields = ["priority", "segment", "subject", "preheader", "content_blocks", "cta_text", "cta_url"]
     ordering = ["priority"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a bare host becomes https://
 
 
 def find_contact(query: str) -> Contact | None:
@@ -36,6 +38,7 @@ class CampaignAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["preview_link"]
     inlines = [CampaignVariantInline]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(variants_count=Count("variants"))
