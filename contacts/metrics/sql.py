@@ -64,10 +64,9 @@ from __future__ import annotations
 
 from contacts.metrics import vocabulary as pivot
 from contacts.metrics.dialect import Dialect
-from contacts.metrics.vocabulary import Vocabulary
+from contacts.metrics.vocabulary import TOP_N, Vocabulary
 from contacts.models import ActivityKind, ScoringModel
 
-TOP_N = 5
 PAST_DAYS = 60
 LAPSE_DAYS = 90
 VELOCITY_DAYS = 30

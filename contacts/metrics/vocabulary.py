@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from django.db.backends.utils import CursorWrapper
 
 PIVOT_LIMIT = 16
-TOP_N = 5
+TOP_N = 5  # topics and products listed per contact (both statements)
 
 
 @dataclass(frozen=True)
