@@ -129,7 +129,7 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
         if in_parts:
             with steps.timed("measure in parts"):
                 parallel.stage_parts(model, params, work_mem=WORK_MEM)
-            select = ranked_select(parallel.staged_source())
+            select = ranked_select(dialect, parallel.staged_source())
             with connection.cursor() as cursor:
                 # Staged rows meet their counts in a hash join; the planner's merge join sorted
                 # the 1M wide staged rows on disk first (1M/10M: ranking 12.9 s -> 10.3 s).

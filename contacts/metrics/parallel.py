@@ -7,7 +7,7 @@ staging table at the same time, one per core, both reading one snapshot: the fir
 it. The run's own transaction then ranks the staged rows together, writes them
 (contacts/metrics/replace.py) and drops the staging tables, all under the metrics lock.
 
-The rows are the same, bit for bit, as the single statement's (tests/test_metrics_parallel.py):
+The rows are the same, bit for bit, as the single statement's (tests/test_metrics_vocabulary.py):
 each session scans the activities from the table's first block (synchronize_seqscans off, as the
 single statement does) without parallel workers, so each contact's sums add the same terms in the
 same order; ranks count values, whatever order the rows come in.
@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from contacts.metrics.dialect import Dialect
 from contacts.metrics.sql import TABLE, part_select, product_kinds
-from contacts.metrics.vocabulary import Vocabulary, discover
+from contacts.metrics.vocabulary import discover
 from contacts.models import ScoringModel
 
 PARTS = 2
@@ -60,8 +60,8 @@ def _sessions(count: int) -> Iterator[list[BaseDatabaseWrapper]]:
             session.close()
 
 
-def stage_parts(model: ScoringModel, params: dict, *, work_mem: str) -> Vocabulary:
-    """Fill the staging tables, one part per session, and return the vocabulary they used."""
+def stage_parts(model: ScoringModel, params: dict, *, work_mem: str) -> None:
+    """Fill the staging tables, one part per session."""
     d = Dialect(connection.vendor)
     settings = [*SESSION_SETTINGS, f"work_mem = '{work_mem}'"]
     with _sessions(PARTS) as sessions:
@@ -107,4 +107,3 @@ def stage_parts(model: ScoringModel, params: dict, *, work_mem: str) -> Vocabula
             raise errors[0]
         for session in sessions:
             session.commit()
-    return vocabulary

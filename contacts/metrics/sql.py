@@ -264,11 +264,7 @@ def base_ctes(
         indexes += f", CASE WHEN a.kind IN ({in_product_kinds}) THEN {products} END AS product_ix"
     per_term = "".join(f",\n            {column}" for column in pivot.act_columns(vocabulary))
     in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
-    act_scope = f"AND {d.id_in('a.contact_id')}" if subset else ""
-    contact_scope = d.id_in("c.id") if subset else "TRUE"
-    if part is not None:
-        index, parts = part
-        act_scope, contact_scope = f"AND MOD(a.contact_id, {parts}) = {index}", f"MOD(c.id, {parts}) = {index}"
+    act_scope, contact_scope = _scope(d, subset=subset, part=part)
     if vocabulary.topics is not None:
         topics = f"topic_lists AS ({pivot.topic_lists(vocabulary.topics, params)})"
     else:
@@ -355,6 +351,16 @@ def base_ctes(
         LEFT JOIN act ON act.contact_id = c.id
         WHERE {contact_scope}
     )"""
+
+
+def _scope(d: Dialect, *, subset: bool, part: tuple[int, int] | None) -> tuple[str, str]:
+    """The condition added to the activities' WHERE and the contacts' WHERE for the run's scope."""
+    if part is not None:
+        index, parts = part
+        return f"AND MOD(a.contact_id, {parts}) = {index}", f"MOD(c.id, {parts}) = {index}"
+    if subset:
+        return f"AND {d.id_in('a.contact_id')}", d.id_in("c.id")
+    return "", "TRUE"
 
 
 def _general_topic_lists(d: Dialect, *, decay: str, act_scope: str) -> str:
@@ -542,7 +548,7 @@ def part_select(d: Dialect, model: ScoringModel, params: dict, vocabulary: Vocab
     return f"WITH {ctes} {with_interest(d, 'measures')}"
 
 
-def ranked_select(source: str) -> str:
+def ranked_select(d: Dialect, source: str) -> str:
     """One SELECT of every contact's metrics (as `full_select`) from `source`, the rows of
     `part_select` for every part: the ranking sorts only the rank keys and joins the counts back."""
     return f"""
@@ -554,7 +560,7 @@ def ranked_select(source: str) -> str:
     ranked AS (
         SELECT src.*, {COUNT_COLUMNS} FROM {source} AS src JOIN counts ON counts.contact_id = src.contact_id
     ),
-    {scored_ctes(Dialect("postgresql"), "ranked")}
+    {scored_ctes(d, "ranked")}
     SELECT {", ".join(BASE_COLUMNS + RANKED_COLUMNS)} FROM measured"""
 
 

@@ -47,10 +47,6 @@ class Vocabulary:
     topics: tuple[Term, ...] | None
     products: tuple[Term, ...] | None
 
-    @property
-    def pivots(self) -> bool:
-        return self.topics is not None or self.products is not None
-
 
 NONE = Vocabulary(topics=None, products=None)
 
