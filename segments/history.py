@@ -1,31 +1,41 @@
 """The explainer's word on membership changes: `MembershipChange.detail`, where cheap.
 
-After a refresh writes its changes, each changed contact is explained once (all the segments it
-joined or left in one explainer pass, with each segment's stored percent thresholds), and each
-history row gets the conditions that decided: for a join the conditions that now hold, for a leave
-those that no longer do, each with the contact's value, e.g. `lead_score gte 50: true (80)`.
-The explainer speaks about the rule now, so a leave caused by the parent may show a rule that
-still holds; the row's reason says which.
+A refresh that wrote a few changes (at most DETAIL_CAP) asks, once it has committed, for a task
+(`segments.tasks.describe_changes_task`) that fills their details: each changed contact is
+explained once (all the segments it joined or left in one explainer pass, with each segment's
+stored percent thresholds), and each history row gets the conditions that decided: for a join the
+conditions that now hold, for a leave those that no longer do, each with the contact's value,
+e.g. `lead_score gte 50: true (80)`. The explainer speaks about the rule now, so a leave caused
+by the parent may show a rule that still holds; the row's reason says which.
 
-The changed contacts' data is read once for all of them (three queries, `load_facts`), then each
-is explained in Python. Only refreshes that changed at most DETAIL_CAP rows record details:
-refresh_contacts of a few contacts, and full refreshes whose diff is small (the usual hourly
-sweep). A first build, a rule edit or a metrics run leaves detail empty.
+Why after commit, in a task of its own: explaining costs a few queries and some Python per
+changed contact, more than a small segment's whole refresh statement, and the refresh would hold
+its segment locks for it. The refresh commits membership and history (with their reasons) at
+once; the details follow within moments. The task explains with the data it then reads, at the
+refresh's `now`; should a contact have changed again so that the rule now says the opposite of
+the row (a join the rule no longer admits), that row gets no detail rather than a contradiction.
+Rows that already have a detail are left alone, so a retried task writes nothing twice.
+
+The changed contacts' data is read once for all of them (three queries, `load_facts`). Refreshes
+that changed more than DETAIL_CAP rows (usually a first build, a rule edit or a
+metrics run) ask for none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
+from django_q.tasks import async_task
 
 from contacts.models import Contact
 from segments.diffing import CHANGE
 from segments.explaining import explain_segments
-from segments.models import MembershipChange, Segment
+from segments.models import ChangeKind, ChangeReason, MembershipChange, Segment
 from segments.rules.explainer import Explanation, Node, load_facts
-from segments.rules.registry import Field
+from segments.rules.registry import get_fields
 from segments.rules.validation import referenced_slugs, validate_rule
 
 DETAIL_CAP = 50
@@ -33,39 +43,49 @@ _LEAVES = ("condition", "event", "in_segment")
 
 
 def wants_details(changes: int) -> bool:
-    """Whether a refresh that wrote this many changes records their details."""
+    """Whether a refresh that wrote this many changes asks for their details."""
     return 0 < changes <= DETAIL_CAP
 
 
-def record_details(
-    segments: dict[int, Segment], *, changed_at: datetime, now: datetime, fields: dict[str, Field]
-) -> int:
-    """Fill `detail` on the rows these segments wrote at `changed_at`, if at most DETAIL_CAP.
+def request_details(segment_ids: Iterable[int], *, changed_at: datetime, now: datetime) -> None:
+    """Once the current transaction commits, queue the task that describes the rows these
+    segments wrote at `changed_at` (one task per refresh; none if it rolls back)."""
+    ids = sorted(set(segment_ids))
+    if ids:
+        transaction.on_commit(
+            lambda: async_task("segments.tasks.describe_changes_task", ids, changed_at, now, group="segment-details")
+        )
 
-    Returns how many rows got a detail. Queries: the rows, three for the contacts' data, one update
-    (the first and the last as SQL written once: compiling them through the ORM cost ~1 ms of
-    Python a refresh, more than running them).
+
+def describe_changes(segment_ids: list[int], *, changed_at: datetime, now: datetime) -> int:
+    """Fill `detail` on the rows these segments wrote at `changed_at` that have none, if there are
+    at most DETAIL_CAP of them; returns how many got one.
+
+    Queries: the segments, the rows, three for the contacts' data, one update (the rows and the
+    update as SQL written once: compiling them through the ORM cost ~1 ms of Python a refresh).
     """
-    changes = _changes(list(segments), changed_at=changed_at)
+    changes = _changes(segment_ids, changed_at=changed_at)
     if not changes or len(changes) > DETAIL_CAP:
         return 0
+    segments = Segment.objects.only("rule", "percent_thresholds").in_bulk({change.segment_id for change in changes})
+    fields = get_fields()
     by_contact: dict[int, list[_Change]] = {}
     for change in changes:
-        by_contact.setdefault(change.contact_id, []).append(change)
-    involved = {change.segment_id for change in changes}
+        if change.segment_id in segments:
+            by_contact.setdefault(change.contact_id, []).append(change)
     # Rules that no longer validate get no detail (the explainer refuses them); the others' data
     # is read once for every changed contact.
-    rules = [segments[pk].rule for pk in sorted(involved)]
+    rules = [segment.rule for _, segment in sorted(segments.items())]
     readable = [rule for rule in rules if not validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)]
     facts = load_facts({"any": readable}, list(by_contact), now=now, fields=fields) if readable else {}
     described: dict[int, dict] = {}
     for contact_id, contact_changes in by_contact.items():
-        changed = [segments[change.segment_id] for change in contact_changes]
         if contact_id not in facts:  # deleted since the refresh, or only invalid rules
             continue
+        changed = [segments[change.segment_id] for change in contact_changes]
         explained = explain_segments(changed, Contact(pk=contact_id), now=now, fields=fields, facts=facts[contact_id])
         for change, node in zip(contact_changes, explained, strict=True):
-            if isinstance(node, Node):
+            if isinstance(node, Node) and _agrees(node, change):
                 described[change.pk] = describe(node)
     _store(described)
     return len(described)
@@ -75,15 +95,24 @@ class _Change(NamedTuple):
     pk: int
     segment_id: int
     contact_id: int
+    kind: str
+    reason: str
+
+
+def _agrees(node: Node, change: _Change) -> bool:
+    """The rule's answer fits the row: it holds for a join, and fails for a leave unless the
+    parent's leave caused it (then the rule may still hold)."""
+    return node.result == (change.kind == ChangeKind.JOIN) or change.reason == ChangeReason.PARENT
 
 
 def _changes(segment_ids: list[int], *, changed_at: datetime) -> list[_Change]:
-    """The rows these segments wrote at `changed_at` by contact, at most one more than DETAIL_CAP."""
+    """The undescribed rows these segments wrote at `changed_at` by contact, at most one more
+    than DETAIL_CAP."""
     placeholders = ", ".join(["%s"] * len(segment_ids))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT id, segment_id, contact_id FROM {CHANGE} WHERE segment_id IN ({placeholders})
-            AND changed_at = %s ORDER BY contact_id, segment_id LIMIT %s""",
+            f"""SELECT id, segment_id, contact_id, kind, reason FROM {CHANGE} WHERE segment_id IN ({placeholders})
+            AND changed_at = %s AND detail IS NULL ORDER BY contact_id, segment_id LIMIT %s""",
             [*segment_ids, connection.ops.adapt_datetimefield_value(changed_at), DETAIL_CAP + 1],
         )
         return [_Change(*row) for row in cursor.fetchall()]

@@ -20,7 +20,7 @@ from django.utils import timezone
 from segments.diffing import DiffResult, apply_target
 from segments.events import memberships_changed
 from segments.graph import Graph, dependants, dependency_graph, topological_order
-from segments.history import record_details, wants_details
+from segments.history import request_details, wants_details
 from segments.locks import lock_segment, lock_segments
 from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
 from segments.rollup import ADD_TO_DAY, DAY, count_changes
@@ -111,9 +111,8 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
     diff = apply_target(segment, target, changed_at=started_at, reason=reason)
     if diff.added or diff.removed:
         memberships_changed([segment.pk])  # listeners (automations) run after this commits
-    if wants_details(diff.added + diff.removed):  # a larger diff is not even looked up
-        segment.percent_thresholds = thresholds
-        record_details({segment.pk: segment}, changed_at=started_at, now=now, fields=fields)
+    if wants_details(diff.added + diff.removed):  # a task describes them after commit (history.py)
+        request_details([segment.pk], changed_at=started_at, now=now)
     duration_ms = _elapsed_ms(clock)
     _record_refresh(segment, diff, now=now, started_at=started_at, thresholds=thresholds, duration_ms=duration_ms)
     return RefreshResult(
@@ -223,9 +222,9 @@ def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None)
     per transaction). On PostgreSQL one statement per level of the dependency graph refreshes
     every segment of that level (segments/scoped.py); elsewhere one diff per segment. Percent
     conditions use the thresholds the segment's last full refresh stored (rules/thresholds.py).
-    Changes get the explainer's detail (segments/history.py). Should a segment fail, the chunk is
-    redone with a savepoint per segment, so the failure is recorded on that segment and the others
-    still apply. Returns the segments whose membership changed or that failed.
+    Changes get the explainer's detail from a task after commit (segments/history.py). Should a
+    segment fail, the chunk is redone with a savepoint per segment, so the failure is recorded on
+    that segment and the others still apply. Returns the segments whose membership changed or that failed.
     """
     now = now or timezone.now()
     ids = sorted({int(pk) for pk in contact_ids})
@@ -274,24 +273,17 @@ def _refresh_chunk(
         results = _refresh_levels(segments, contact_ids, graph=graph, now=now, fields=fields, changed_at=changed_at)
     else:
         results = [_refresh_some(s, contact_ids, now=now, fields=fields, changed_at=changed_at) for s in segments]
-    _after_changes(segments, results, changed_at=changed_at, now=now, fields=fields)
+    _after_changes(results, changed_at=changed_at, now=now)
     return results
 
 
-def _after_changes(
-    segments: list[Segment],
-    results: list[RefreshResult],
-    *,
-    changed_at: datetime,
-    now: datetime,
-    fields: dict[str, Field],
-) -> None:
-    """Announce the segments that changed and give their new history rows the explainer's detail."""
+def _after_changes(results: list[RefreshResult], *, changed_at: datetime, now: datetime) -> None:
+    """Announce the segments that changed; their new history rows get the explainer's detail from
+    a task once this commits (history.py)."""
     touched = {r.segment_id for r in results if r.added or r.removed}
     if touched:
         memberships_changed(touched)  # listeners (automations) run after this commits
-        described = {segment.pk: segment for segment in segments if segment.pk in touched}
-        record_details(described, changed_at=changed_at, now=now, fields=fields)
+        request_details(touched, changed_at=changed_at, now=now)
 
 
 def _refresh_levels(
@@ -336,7 +328,7 @@ def _refresh_some_isolated(
                 logger.exception("Refresh of segment %s for %d contacts failed", segment.pk, len(contact_ids))
                 failures[segment.pk] = error
                 results.append(RefreshResult(segment.pk, segment.slug, "failed", error=str(error)))
-        _after_changes(segments, results, changed_at=changed_at, now=now, fields=fields)
+        _after_changes(results, changed_at=changed_at, now=now)
     for segment_id, error in failures.items():
         Segment.objects.filter(pk=segment_id).update(
             last_refresh_status=RefreshStatus.FAILED, last_refresh_error=f"{type(error).__name__}: {error}"

@@ -6,7 +6,7 @@ Enqueueing always happens after commit: a worker must see the data that asked fo
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from segments import refresh
+from segments import history, refresh
 
 REFRESH_ALL_SCHEDULE = "segments: refresh all"
 RETRY_SKIPPED_AFTER = timedelta(minutes=1)
@@ -45,6 +45,11 @@ def refresh_all_task() -> list[dict]:
 
 def refresh_contacts_task(contact_ids: list[int]) -> list[dict]:
     return [result.as_dict() for result in refresh.refresh_contacts(contact_ids)]
+
+
+def describe_changes_task(segment_ids: list[int], changed_at: datetime, now: datetime) -> int:
+    """The explainer's detail on the history rows a refresh wrote at `changed_at` (history.py)."""
+    return history.describe_changes(segment_ids, changed_at=changed_at, now=now)
 
 
 def enqueue_refresh_segment(segment_id: int) -> None:

@@ -1,9 +1,13 @@
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from api.keys import create_api_key
+from tests.segments_support import run_queued
 
 
 @pytest.fixture
@@ -38,3 +42,17 @@ def api_client(db):
         return client
 
     return make
+
+
+@pytest.fixture
+def with_details(django_capture_on_commit_callbacks) -> Callable[[], AbstractContextManager[None]]:
+    """A block whose refreshes end as in a worker: the after-commit callbacks run (the test's
+    transaction never commits), then the detail tasks they queued (segments/history.py)."""
+
+    @contextmanager
+    def described() -> Iterator[None]:
+        with django_capture_on_commit_callbacks(execute=True):
+            yield
+        run_queued()
+
+    return described

@@ -1,4 +1,5 @@
-"""Helpers shared by the segment tests: who is in a segment, and how many rows a block wrote."""
+"""Helpers shared by the segment tests: who is in a segment, how many rows a block wrote, and the
+detail tasks a refresh queues."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection
+from django.utils.module_loading import import_string
+from django_q.models import OrmQ
 
 from segments.models import Membership, MembershipChange
+
+DESCRIBE = "segments.tasks.describe_changes_task"
 
 
 def member_ids(segment) -> set[int]:
@@ -48,3 +53,15 @@ def _written() -> int:
             return int(cursor.fetchone()[0])
     connection.ensure_connection()
     return connection.connection.total_changes
+
+
+def run_queued(func: str = DESCRIBE) -> list:
+    """Run the queued django-q tasks of `func` in this process and transaction, oldest first, as a
+    worker would, and take them off the queue; returns their results."""
+    results = []
+    for queued in OrmQ.objects.order_by("id"):
+        task = queued.task
+        if task["func"] == func:
+            queued.delete()
+            results.append(import_string(func)(*task["args"], **task["kwargs"]))
+    return results

@@ -14,7 +14,7 @@ from django_q.worker import worker
 from contacts import changes
 from contacts.changes import contacts_changed
 from segments.editing import save_segment
-from segments.models import Segment
+from segments.models import MembershipChange, Segment
 from segments.refresh import refresh_segment
 from segments.tasks import REFRESH_ALL_SCHEDULE, enqueue_refresh_contacts, ensure_schedules
 from tests.factories import ContactFactory
@@ -76,6 +76,14 @@ def test_a_contact_change_is_refreshed_by_a_worker_after_commit():
     assert history(segment) == [(contact.pk, "join", "rule")]
     done = Success.objects.get(func="segments.tasks.refresh_contacts_task")
     assert [(r["slug"], r["added"]) for r in done.result] == [("hot", 1)]
+    # the refresh committed, then queued the task that describes its change
+    assert [t.task["func"] for t in OrmQ.objects.all()] == ["segments.tasks.describe_changes_task"]
+    assert MembershipChange.objects.get(segment=segment).detail is None
+    _run_queued_tasks()
+
+    assert Success.objects.get(func="segments.tasks.describe_changes_task").result == 1
+    detail = MembershipChange.objects.get(segment=segment).detail
+    assert detail["conditions"][0]["text"] == "lead_score gte 50: true (75)"
     assert not OrmQ.objects.exists()
 
 
