@@ -22,12 +22,17 @@ def lock_segment(segment_id: int, *, wait: bool = True) -> bool:
     """Take the segment's lock for the rest of the current transaction; False if busy and not waiting."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-            cursor.execute(f"SELECT {function}(%s)", [lock_key(segment_id)])
+            cursor.execute(*lock_statement(segment_id, wait=wait))
             acquired = cursor.fetchone()[0]
             return acquired is not False
         cursor.execute("UPDATE segments_segment SET id = id WHERE id = %s", [segment_id])
         return True
+
+
+def lock_statement(segment_id: int, *, wait: bool = True) -> tuple[str, list]:
+    """PostgreSQL: the statement taking the segment's lock; it answers false if busy and not waiting."""
+    function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    return f"SELECT {function}(%s)", [lock_key(segment_id)]
 
 
 def lock_segments(segment_ids: list[int]) -> None:

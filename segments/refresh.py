@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -21,7 +21,7 @@ from segments.diffing import DiffResult, apply_target
 from segments.events import memberships_changed
 from segments.graph import Graph, dependants, dependency_graph, topological_order
 from segments.history import request_details, wants_details
-from segments.locks import lock_segment, lock_segments
+from segments.locks import lock_segment, lock_segments, lock_statement
 from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
 from segments.rollup import ADD_TO_DAY, DAY, count_changes
 from segments.rules.registry import Field, get_fields, names_field
@@ -41,9 +41,9 @@ SCOPED_REFRESH_FIELDS = (
 )  # fmt: skip
 # What refresh_segment reads of its segment under the lock: the same and its size, as one raw
 # query (compiling the ORM query cost more than running it, ~0.6 ms against ~0.2 ms).
+_READ_FIELDS = ("id", *SCOPED_REFRESH_FIELDS, "size")
 _READ_SEGMENT = "SELECT {} FROM {} WHERE id = %s".format(
-    ", ".join(Segment._meta.get_field(name).column for name in ("id", *SCOPED_REFRESH_FIELDS, "size")),
-    Segment._meta.db_table,
+    ", ".join(Segment._meta.get_field(name).column for name in _READ_FIELDS), Segment._meta.db_table
 )
 
 
@@ -74,9 +74,9 @@ def refresh_segment(segment_id: int, *, now: datetime | None = None, skip_if_loc
     slug = ""
     try:
         with transaction.atomic():
-            if not lock_segment(segment_id, wait=not skip_if_locked):
+            locked, segment = _lock_and_read(segment_id, wait=not skip_if_locked)
+            if not locked:
                 return RefreshResult(segment_id, slug, "skipped", error="another refresh of this segment is running")
-            segment = next(iter(Segment.objects.raw(_READ_SEGMENT, [segment_id])), None)
             if segment is None:
                 return RefreshResult(segment_id, slug, "skipped", error="the segment no longer exists")
             slug = segment.slug
@@ -95,6 +95,40 @@ def refresh_segment(segment_id: int, *, now: datetime | None = None, skip_if_loc
             last_refresh_now=now,
         )
         return RefreshResult(segment_id, slug, "failed", duration_ms=duration_ms, now=now, error=str(error))
+
+
+def _lock_and_read(segment_id: int, *, wait: bool) -> tuple[bool, Segment | None]:
+    """Take the segment's lock, then read the segment as whoever held the lock before left it.
+
+    On PostgreSQL the two statements go in one round trip (a refresh of a small segment paid
+    ~0.5 ms for the second); the read is still a statement of its own, so it takes its snapshot
+    after the lock was granted. Reading in the lock's own statement would not: its snapshot is
+    taken before it waits.
+    """
+    if connection.vendor != "postgresql":
+        if not lock_segment(segment_id, wait=wait):
+            return False, None
+        return True, next(iter(Segment.objects.raw(_READ_SEGMENT, [segment_id])), None)
+    lock_sql, lock_params = lock_statement(segment_id, wait=wait)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{lock_sql}; {_READ_SEGMENT}", [*lock_params, segment_id])
+        if cursor.fetchone()[0] is False:
+            return False, None
+        cursor.nextset()
+        row = cursor.fetchone()
+    if row is None:
+        return True, None
+    loaded = {
+        field.attname: _from_db(field, value)
+        for field, value in zip((Segment._meta.get_field(name) for name in _READ_FIELDS), row, strict=True)
+    }
+    ordered = [field.attname for field in Segment._meta.concrete_fields if field.attname in loaded]  # from_db's order
+    return True, Segment.from_db(connection.alias, ordered, [loaded[name] for name in ordered])
+
+
+def _from_db(field: models.Field, value: object) -> object:
+    """A value as the ORM would load it (JSON arrives as text and is decoded by its field)."""
+    return field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
 
 
 def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> RefreshResult:

@@ -6,6 +6,7 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
+from django.utils import timezone
 from django_q.models import Schedule
 
 from segments.editing import save_segment
@@ -118,3 +119,29 @@ def test_two_edits_that_together_close_a_cycle_cannot_both_pass_the_check():
     assert "This would make a dependency cycle: second -> first -> second" in str(errors[0])
     second.refresh_from_db()
     assert second.rule == rule
+
+
+def test_a_refresh_that_waited_for_the_lock_reads_the_segment_as_the_holder_left_it():
+    # given a built segment with a pending join, and a transaction holding its lock
+    segment, _ = _hot_segment_with_pending_changes()
+    results: list = []
+    thread = threading.Thread(target=_in_thread(results), args=(segment.pk,))
+
+    # when a refresh queues behind the lock and the holder marks the rule edited before it commits
+    with transaction.atomic():
+        lock_segment(segment.pk)
+        thread.start()
+        time.sleep(0.5)
+        Segment.objects.filter(pk=segment.pk).update(rule_edited_at=timezone.now())
+    thread.join(timeout=30)
+
+    # then the refresh saw the mark (its changes say so, and it cleared it), not the row before it
+    assert [(r.status, r.added, r.removed) for r in results] == [("ok", 3, 1)]
+    reasons = set(
+        MembershipChange.objects.filter(segment=segment)
+        .exclude(reason="initial_build")
+        .values_list("reason", flat=True)
+    )
+    assert reasons == {"rule_edited"}
+    segment.refresh_from_db()
+    assert segment.rule_edited_at is None
