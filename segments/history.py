@@ -61,7 +61,7 @@ def describe_changes(segment_ids: list[int], *, changed_at: datetime, now: datet
     """Fill `detail` on the rows these segments wrote at `changed_at` that have none, if there are
     at most DETAIL_CAP of them; returns how many got one.
 
-    Queries: the segments, the rows, three for the contacts' data, one update (the rows and the
+    Queries: the rows, their segments, three for the contacts' data, one update (the rows and the
     update as SQL written once: compiling them through the ORM cost ~1 ms of Python a refresh).
     """
     changes = _changes(segment_ids, changed_at=changed_at)
