@@ -249,6 +249,8 @@ class Bench:
                 if result.status != "ok":
                     raise RuntimeError(f"{result.slug} failed: {result.error}")
             phase["installed"] = len(installed)
+        if installed:
+            settle(Membership, MembershipChange)  # as after the cold build
 
     def store_missing_thresholds(self) -> None:
         """Refresh, as the sweep would, the segments whose percent thresholds were never stored
