@@ -22,6 +22,7 @@ from django_q.models import OrmQ
 from contacts.models import Activity, Company, Contact, PropertyDefinition
 from segments.diffing import CHANGE, MEMBERSHIP
 from segments.editing import save_segment
+from segments.history import DESCRIBE_TASK
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentReference
 from segments.refresh import refresh_all, refresh_contacts, refresh_order, refresh_segment, target_contacts
 from segments.rules.compiler import matching_contacts
@@ -29,7 +30,6 @@ from segments.rules.thresholds import percent_conditions
 from segments.tasks import describe_changes_task
 
 PREFIX = "bench-"
-DESCRIBE = "segments.tasks.describe_changes_task"
 # The 20 segments added for the refresh_contacts latency phase (50 active in all); their own prefix
 # keeps the other phases (preview counts) on the ~30-segment catalog.
 LATENCY_PREFIX = "bench50-"
@@ -300,7 +300,7 @@ class Bench:
         started = time.perf_counter()
         results = refresh_all()
         elapsed = time.perf_counter() - started
-        drop_queued(DESCRIBE)  # no worker runs here; the detail tasks are timed in the latency phase
+        drop_queued(DESCRIBE_TASK)  # no worker runs here; the detail tasks are timed in the latency phase
         if name == "cold_build":
             settle(Membership, MembershipChange)
         failed = [r for r in results if r.status != "ok"]
@@ -421,7 +421,7 @@ class Bench:
     def refresh_contacts_latency(self, rounds: int) -> dict:
         rng = random.Random(7)
         timings, details = [], []
-        drop_queued(DESCRIBE)  # queued by the builds before; only the rounds' own tasks are timed
+        drop_queued(DESCRIBE_TASK)  # queued by the builds before; only the rounds' own tasks are timed
         for _ in range(rounds):
             contact_id = rng.randint(1, self.contacts)
             # A different score every round, even when the same rounds run again on the same data.
@@ -431,7 +431,7 @@ class Bench:
             timings.append((time.perf_counter() - started) * 1000)
             # The detail task the refresh queued after its commit, run here as a worker would.
             for queued in OrmQ.objects.order_by("id"):
-                if queued.task.get("func") == DESCRIBE:
+                if queued.task.get("func") == DESCRIBE_TASK:
                     queued.delete()
                     started = time.perf_counter()
                     describe_changes_task(*queued.task["args"])

@@ -39,6 +39,8 @@ from segments.rules.registry import get_fields
 from segments.rules.validation import referenced_slugs, validate_rule
 
 DETAIL_CAP = 50
+# The task that describes a refresh's changes (segments/tasks.py), as django-q names it.
+DESCRIBE_TASK = "segments.tasks.describe_changes_task"
 _LEAVES = ("condition", "event", "in_segment")
 
 
@@ -52,9 +54,7 @@ def request_details(segment_ids: Iterable[int], *, changed_at: datetime, now: da
     segments wrote at `changed_at` (one task per refresh; none if it rolls back)."""
     ids = sorted(set(segment_ids))
     if ids:
-        transaction.on_commit(
-            lambda: async_task("segments.tasks.describe_changes_task", ids, changed_at, now, group="segment-details")
-        )
+        transaction.on_commit(lambda: async_task(DESCRIBE_TASK, ids, changed_at, now, group="segment-details"))
 
 
 def describe_changes(segment_ids: list[int], *, changed_at: datetime, now: datetime) -> int:

@@ -10,9 +10,8 @@ from django.db import connection
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 
+from segments.history import DESCRIBE_TASK
 from segments.models import Membership, MembershipChange
-
-DESCRIBE = "segments.tasks.describe_changes_task"
 
 
 def member_ids(segment) -> set[int]:
@@ -55,7 +54,7 @@ def _written() -> int:
     return connection.connection.total_changes
 
 
-def run_queued(func: str = DESCRIBE) -> list:
+def run_queued(func: str = DESCRIBE_TASK) -> list:
     """Run the queued django-q tasks of `func` in this process and transaction, oldest first, as a
     worker would, and take them off the queue; returns their results."""
     results = []

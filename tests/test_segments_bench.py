@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django_q.models import OrmQ
 
+from segments.history import DESCRIBE_TASK
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="bench_segments measures PostgreSQL")
@@ -32,7 +33,7 @@ def test_the_small_benchmark_runs_and_reports_every_figure(tmp_path):
     details = report["refresh_contacts_one_contact"]["details"]  # the tasks the refreshes queued, run and timed
     assert details["tasks"] > 0
     assert details["p95_ms"] >= details["p50_ms"] > 0
-    assert not [task for task in OrmQ.objects.all() if task.task["func"] == "segments.tasks.describe_changes_task"]
+    assert not [task for task in OrmQ.objects.all() if task.task["func"] == DESCRIBE_TASK]
     assert report["preview_count"]["max_ms"] > 0
     assert 0 < report["peak_rss_mb"] < 2000
     assert "bench-score-20" in out.getvalue()
