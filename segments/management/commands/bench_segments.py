@@ -15,6 +15,7 @@ command needs empty contact tables (as in a test database).
 from __future__ import annotations
 
 import json
+import logging
 from argparse import ArgumentTypeError
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class Command(BaseCommand):
         if sizes["contacts"] < 10:
             raise CommandError("--contacts must be at least 10.")
         self._check_database()
+        # Installing segments queues their builds (which the benchmark runs itself and drops):
+        # django-q's "Enqueued" line for each would break up the printed figures.
+        logging.getLogger("django-q").setLevel(logging.WARNING)
         output = Path(options["output"])
         output.parent.mkdir(parents=True, exist_ok=True)
         reuse = (options["reuse_data"] or options["only"]) and "bench" in connection.settings_dict["NAME"]
