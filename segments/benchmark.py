@@ -83,12 +83,19 @@ def contact_columns(companies: int) -> dict[str, str]:
     }
 
 
-def activity_columns(contacts: int) -> dict[str, str]:
-    # Activity is skewed: random()^2 puts most of it on a minority of contacts, as in real CRMs.
+def activity_columns(contacts: int, activities: int) -> dict[str, str]:
+    """Activity is skewed: random()^2 puts most of it on a minority of contacts, as in real CRMs.
+
+    The stream covers 540 days and is stored as it would have arrived: row g at the g-th step of
+    that span, up to six hours late. Scattering the times over the whole table instead made every
+    "within N days" condition read nearly every page of it: counting cloud-readers (page_view twice
+    in 90 days) read all 125,000 pages, 758-3,355 ms, against 250-608 ms in arrival order.
+    """
     return {
         "contact_id": f"1 + floor(power(random(), 2) * {contacts})::int",
         "kind": _pick(KINDS),
-        "occurred_at": "now() - random() * interval '540 days'",
+        "occurred_at": f"now() - interval '540 days' * (({activities} - g)::float8 / {activities}) "
+        "- random() * interval '6 hours'",
         "topic": _pick(TOPICS),
         "value": "CASE WHEN random() < 0.02 THEN round((random() * 5000)::numeric, 2) END",
     }
@@ -206,7 +213,7 @@ class Bench:
             cursor.execute("SELECT setseed(0.42)")
             self._insert(cursor, Company, COMPANY_COLUMNS, companies)
             self._insert(cursor, Contact, contact_columns(companies), self.contacts)
-            self._insert(cursor, Activity, activity_columns(self.contacts), self.activities)
+            self._insert(cursor, Activity, activity_columns(self.contacts, self.activities), self.activities)
             phase["companies"] = companies
         settle(Company, Contact, Activity)
         tier = {"label": "Tier", "type": "choice", "choices": ["gold", "silver", "bronze"], "layer": "value"}
