@@ -426,7 +426,7 @@ class Bench:
         return naive
 
     def refresh_contacts_latency(self, rounds: int) -> dict:
-        settle(*CHURNED)
+        analyze(*CHURNED)
         rng = random.Random(7)
         timings, details = [], []
         drop_queued(DESCRIBE_TASK)  # queued by the builds before; only the rounds' own tasks are timed
@@ -458,7 +458,7 @@ class Bench:
         return latency
 
     def preview_counts(self) -> dict:
-        settle(*CHURNED)
+        analyze(*CHURNED)
         now = timezone.now()
         timings = {}
         for segment in Segment.objects.filter(slug__startswith=PREFIX, parent__isnull=True).order_by("slug"):
@@ -466,7 +466,7 @@ class Bench:
             matching_contacts(segment.rule, now=now).count()
             timings[segment.slug] = round((time.perf_counter() - started) * 1000, 1)
         values = sorted(timings.values())
-        preview = {"segments": timings, "p50_ms": statistics.median(values), "max_ms": values[-1]}
+        preview = {"segments": timings, "p50_ms": round(statistics.median(values), 1), "max_ms": values[-1]}
         self.report["preview_count"] = preview
         slowest = ", ".join(f"{slug} {ms:,.0f} ms" for slug, ms in sorted(timings.items(), key=lambda i: -i[1])[:3])
         self.log(f"preview count   p50 {preview['p50_ms']} ms, max {preview['max_ms']} ms ({slowest})")
@@ -499,19 +499,30 @@ def settle(*models) -> None:
     """VACUUM ANALYZE freshly bulk-written tables, as autovacuum would soon after (this server may
     run without it). Without it the first statements to read each page after the bulk write set
     its hint bits and write it out again: the first 0%-churn sweep after a fresh build took 259 s
-    instead of ~25 s. Inside a caller's transaction, where VACUUM cannot run, ANALYZE alone.
-
-    The latency and preview phases settle what the churn phases wrote (CHURNED) first: after the
-    10% churn the planner otherwise still believes every contact page all-visible, and counts an
-    800,000-contact segment by an index-only scan with 888,776 heap fetches (1,046 ms) instead of
-    scanning the table (150 ms once analysed)."""
-    command = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
+    instead of ~25 s. Inside a caller's transaction, where VACUUM cannot run, ANALYZE alone."""
+    if connection.in_atomic_block:
+        analyze(*models)
+        return
     with connection.cursor() as cursor:
         for model in models:
-            cursor.execute(f"{command} {model._meta.db_table}")
+            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
-# What the churn phases and refreshes write between two settles.
+def analyze(*models) -> None:
+    """ANALYZE tables, as autovacuum does once a tenth of a table has changed (it vacuums at a fifth).
+
+    The latency and preview phases analyse what the churn phases wrote (CHURNED) first: after the
+    10% churn the planner otherwise still believes every contact page all-visible, and counts an
+    800,000-contact segment by an index-only scan with 888,776 heap fetches (1,046 ms) instead of
+    scanning the table (150 ms once analysed). ANALYZE reads a sample; a VACUUM here would also
+    push the pages those phases read out of the cache first.
+    """
+    with connection.cursor() as cursor:
+        for model in models:
+            cursor.execute(f"ANALYZE {model._meta.db_table}")
+
+
+# What the churn phases and refreshes write: analysed before the phases that time reads.
 CHURNED = (Contact, Activity, Membership, MembershipChange)
 
 
