@@ -68,7 +68,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if connection.vendor != "postgresql":
             raise CommandError("bench_segments needs PostgreSQL (DATABASE_URL=postgres://.../crmseg_bench).")
-        sizes = SMALL if options["small"] else {
+        sizes = dict(SMALL) if options["small"] else {
             "contacts": options["contacts"],
             "activities": options["activities"],
             "sample": options["sample"],
@@ -79,7 +79,15 @@ class Command(BaseCommand):
         self._check_database()
         # Installing segments queues their builds (which the benchmark runs itself and drops):
         # django-q's "Enqueued" line for each would break up the printed figures.
-        logging.getLogger("django-q").setLevel(logging.WARNING)
+        queue_log = logging.getLogger("django-q")
+        level = queue_log.level
+        queue_log.setLevel(logging.WARNING)
+        try:
+            self._bench(options, sizes)
+        finally:
+            queue_log.setLevel(level)
+
+    def _bench(self, options: dict, sizes: dict) -> None:
         output = Path(options["output"])
         output.parent.mkdir(parents=True, exist_ok=True)
         reuse = (options["reuse_data"] or options["only"]) and "bench" in connection.settings_dict["NAME"]
