@@ -500,12 +500,7 @@ def settle(*models) -> None:
     run without it). Without it the first statements to read each page after the bulk write set
     its hint bits and write it out again: the first 0%-churn sweep after a fresh build took 259 s
     instead of ~25 s. Inside a caller's transaction, where VACUUM cannot run, ANALYZE alone."""
-    if connection.in_atomic_block:
-        analyze(*models)
-        return
-    with connection.cursor() as cursor:
-        for model in models:
-            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+    _each_table("ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE", models)
 
 
 def analyze(*models) -> None:
@@ -517,9 +512,13 @@ def analyze(*models) -> None:
     scanning the table (150 ms once analysed). ANALYZE reads a sample; a VACUUM here would also
     push the pages those phases read out of the cache first.
     """
+    _each_table("ANALYZE", models)
+
+
+def _each_table(command: str, models) -> None:
     with connection.cursor() as cursor:
         for model in models:
-            cursor.execute(f"ANALYZE {model._meta.db_table}")
+            cursor.execute(f"{command} {model._meta.db_table}")
 
 
 # What the churn phases and refreshes write: analysed before the phases that time reads.
