@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from contacts.models import Activity, Company, Contact, PropertyDefinition
+from contacts.models import Activity, ActivityTally, Company, Contact, PropertyDefinition
 from segments.diffing import CHANGE, MEMBERSHIP
 from segments.editing import save_segment
 from segments.history import DESCRIBE_TASK
@@ -215,7 +215,7 @@ class Bench:
             self._insert(cursor, Contact, contact_columns(companies), self.contacts)
             self._insert(cursor, Activity, activity_columns(self.contacts, self.activities), self.activities)
             phase["companies"] = companies
-        settle(Company, Contact, Activity)
+        settle(Company, Contact, Activity, ActivityTally)
         tier = {"label": "Tier", "type": "choice", "choices": ["gold", "silver", "bronze"], "layer": "value"}
         PropertyDefinition.objects.get_or_create(key="tier", defaults=tier)
         nps = {"label": "NPS", "type": "number", "layer": "psychographic"}
@@ -522,7 +522,7 @@ def _each_table(command: str, models) -> None:
 
 
 # What the churn phases and refreshes write: analysed before the phases that time reads.
-CHURNED = (Contact, Activity, Membership, MembershipChange)
+CHURNED = (Contact, Activity, ActivityTally, Membership, MembershipChange)
 
 
 def drop_queued(func: str) -> int:

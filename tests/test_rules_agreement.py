@@ -173,6 +173,15 @@ def event_conditions(draw) -> dict:
     return rule
 
 
+# All-time counts of one kind: the compiler reads them from ActivityTally (kept by triggers), the
+# explainer from the activities themselves; MOMENT_OFFSETS puts some activities after NOW.
+tallied_conditions = st.builds(
+    lambda kind, op, value: {"event": {"kind": kind}, "op": op, "value": value},
+    st.sampled_from(KINDS),
+    st.sampled_from(["count_gte", "count_eq"]),
+    st.integers(1, 3),
+)
+
 leaves = st.one_of(
     text_conditions,
     choice_conditions,
@@ -183,10 +192,11 @@ leaves = st.one_of(
     presence(["city", "seniority", "lifetime_value", "renewal_date", "interests", "company.technologies"]),
     presence(["company.employee_count", "company.is_target_account", "props.tier", "props.trial_end", "props.tools"]),
     event_conditions(),
+    tallied_conditions,
     st.builds(lambda slug: {"in_segment": slug}, st.sampled_from([*SEGMENTS, "no-such-segment"])),
 )
-# Single conditions, weighted towards the ones with edges (windows, ranks), and whole rule trees.
-single_conditions = st.one_of(leaves, event_conditions(), event_conditions(), number_conditions)
+# Single conditions, weighted towards the ones with edges (windows, tallies, ranks), and whole rule trees.
+single_conditions = st.one_of(leaves, event_conditions(), event_conditions(), tallied_conditions, number_conditions)
 rules = st.recursive(
     leaves,
     lambda children: st.one_of(

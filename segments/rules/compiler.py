@@ -15,6 +15,9 @@ only hold with some activity and the condition must hold for every selected cont
 under `all`s only), it becomes `id IN (grouped activities HAVING ...)`, which PostgreSQL runs as
 a semi-join over the (kind, occurred_at) index; elsewhere (under `any`/`not`, or when zero
 activities qualify) it is a correlated EXISTS or COUNT/SUM subquery on (contact, kind, time).
+A required all-time count of one kind (`site_visit count_gte 5`, no window, no other filter)
+reads ActivityTally, the per-(contact, kind) count the database's triggers keep, instead of
+grouping every activity of that kind.
 
 top/bottom_percent compare with a threshold: the one given in `thresholds` for that condition
 (stored by the segment's last full refresh, see thresholds.py), else measured live by an
@@ -57,7 +60,7 @@ from django.db.models.lookups import (
     StartsWith,
 )
 
-from contacts.models import Activity, Contact
+from contacts.models import Activity, ActivityTally, Contact
 from segments.models import Membership, Segment
 from segments.rules.clock import bounds, relative_bounds
 from segments.rules.expressions import Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
@@ -255,6 +258,8 @@ class _Compiler:
     def event(self, rule: dict, *, required: bool) -> Q:
         activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=self.now)
         op, value = rule["op"], rule.get("value")
+        if required and _needs_activity(op, value) and _tallied(rule):
+            return Q(pk__in=_tallied_contacts(rule["event"]["kind"], op, value, now=self.now))
         if required and _needs_activity(op, value):
             # Set-based: one pass over the matching activities, grouped; PostgreSQL plans the
             # IN as a semi-join. Only where it cannot be negated or OR-ed (there the hashed
@@ -280,6 +285,27 @@ def _needs_activity(op: str, value) -> bool:
     if op in ("count_gte", "count_eq"):
         return value >= 2 or (op == "count_eq" and value == 1)
     return op == "sum_gte" and _cents(value) > 0
+
+
+def _tallied(rule: dict) -> bool:
+    """An all-time count of one kind of activity, which ActivityTally holds per contact."""
+    return rule["op"] in ("count_gte", "count_eq") and set(rule["event"]) == {"kind"} and not rule.get("within_days")
+
+
+def _tallied_contacts(kind: str, op: str, value: int, *, now: datetime) -> QuerySet:
+    """The contacts with `op value` activities of `kind` up to `now`, from the tally.
+
+    A tally row whose latest activity is no later than `now` counts exactly the activities up to
+    `now`. The rare contact with one later than `now` (a refresh at a past time, an activity
+    dated ahead) is counted from Activity instead.
+    """
+    tally = ActivityTally.objects.filter(kind=kind)
+    counted = tally.filter(last_at__lte=now, **{"n__gte" if op == "count_gte" else "n": value})
+    later = tally.filter(last_at__gt=now).values("contact_id")
+    recounted = _qualifying_contacts(
+        Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later), op, value
+    )
+    return counted.values("contact_id").union(recounted, all=True)
 
 
 def _value_cents():
