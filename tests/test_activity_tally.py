@@ -5,10 +5,12 @@ tally path (all-time count_gte / count_eq on one kind) is checked against the ac
 including a contact whose latest activity lies after the refresh's `now`.
 """
 
+import random
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.db.models import Count, Max
 
 from contacts.models import Activity, ActivityTally, Contact
@@ -158,3 +160,41 @@ def test_windowed_or_filtered_counts_do_not_read_the_tally(visitors):
         {"any": [{"event": {"kind": "site_visit"}, "op": "count_gte", "value": 2}, {"in_segment": "x"}]},
     ]:
         assert "contacts_activitytally" not in str(matching_contacts(rule, now=NOW).query)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_the_tally_exact_without_deadlocks():
+    """Each statement locks its tally rows in (contact, kind) order: writers of one statement per
+    transaction (bulk ingest, a delete) never deadlock on them, whatever order they list contacts in."""
+    people = ContactFactory.create_batch(12)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def write(seed: int) -> None:
+        chance = random.Random(seed)
+        try:
+            start.wait()
+            for _ in range(15):
+                ours = chance.sample(people, len(people))  # every writer touches every contact, in its own order
+                with transaction.atomic():  # one INSERT statement, as a bulk ingest request
+                    Activity.objects.bulk_create(
+                        Activity(contact=person, kind=chance.choice(["site_visit", "page_view"]), occurred_at=NOW)
+                        for person in ours
+                    )
+                doomed = list(Activity.objects.filter(contact__in=ours[:6]).values_list("pk", flat=True)[:8])
+                with transaction.atomic():  # one DELETE statement
+                    Activity.objects.filter(pk__in=doomed).delete()
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert Activity.objects.exists()
+    assert tally() == recount()

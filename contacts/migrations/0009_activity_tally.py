@@ -2,8 +2,8 @@
 
 The triggers sit in the database so that every write path keeps the tally exact: the ORM,
 bulk_create, COPY ingest, raw SQL, cascades and TRUNCATE. On PostgreSQL they are statement-level
-with transition tables (one grouped upsert per statement, in (contact, kind) order so concurrent
-writers lock rows in one order); on SQLite, row-level. A removed activity lowers `n` (a row at 0
+with transition tables (one grouped upsert per statement; rows are locked in (contact, kind)
+order by inserts and deletes alike, so concurrent writers do not deadlock on them); on SQLite, row-level. A removed activity lowers `n` (a row at 0
 goes) but never `last_at`, which stays an upper bound of the latest activity's time.
 
 The tally is filled from the activities already stored, with writers held off meanwhile.
@@ -23,6 +23,9 @@ PG_ADD = f"""
     SET n = tally.n + excluded.n, last_at = greatest(tally.last_at, excluded.last_at);
 """
 PG_REMOVE = f"""
+    PERFORM FROM {TALLY} AS tally JOIN (SELECT DISTINCT contact_id, kind FROM {{rows}}) AS gone
+    ON tally.contact_id = gone.contact_id AND tally.kind = gone.kind
+    ORDER BY tally.contact_id, tally.kind FOR UPDATE OF tally;
     UPDATE {TALLY} AS tally SET n = greatest(tally.n - gone.n, 0)
     FROM (SELECT contact_id, kind, count(*) AS n FROM {{rows}} GROUP BY contact_id, kind) AS gone
     WHERE tally.contact_id = gone.contact_id AND tally.kind = gone.kind;
