@@ -483,14 +483,13 @@ class Activity(models.Model):
 
 
 class ActivityTally(models.Model):
-    """How many activities of one kind a contact has, and when the latest of them happened.
+    """How many activities of one kind a contact has, over all time.
 
     Written only by database triggers on Activity (migration 0009), so that every write path
     counts: the ORM, bulk_create, COPY ingest, raw SQL, cascades. Event conditions counting a
     contact's activities of one kind over all time read it instead of grouping the activity
-    stream (segments.rules.compiler). A deleted activity lowers `n` but never `last_at`, so
-    `last_at` is an upper bound of the latest activity: where it lies after a refresh's `now`,
-    the compiler counts that contact's activities instead.
+    stream (segments.rules.compiler), and count from Activity only the contacts that have an
+    activity of that kind dated after the refresh's `now`.
     """
 
     pk = models.CompositePrimaryKey("contact", "kind")
@@ -498,16 +497,11 @@ class ActivityTally(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.DO_NOTHING, related_name="+", db_index=False)
     kind = models.CharField(max_length=32, choices=ActivityKind.choices)
     n = models.PositiveIntegerField()
-    last_at = models.DateTimeField()
 
     class Meta:
         verbose_name_plural = "activity tallies"
-        indexes = [
-            # count_gte / count_eq over all time: the contacts of a kind with at least / exactly n.
-            models.Index(fields=["kind", "n"], name="tally_kind_n_idx"),
-            # The few whose latest activity lies after a refresh's now, counted from Activity.
-            models.Index(fields=["kind", "last_at"], name="tally_kind_last_idx"),
-        ]
+        # count_gte / count_eq over all time: the contacts of a kind with at least / exactly n.
+        indexes = [models.Index(fields=["kind", "n"], name="tally_kind_n_idx")]
 
     def __str__(self) -> str:
         return f"{self.n} × {self.kind} by contact {self.contact_id}"

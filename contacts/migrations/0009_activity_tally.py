@@ -1,10 +1,10 @@
-"""ActivityTally: per contact and kind, how many activities and the latest time, kept by triggers.
+"""ActivityTally: per contact and kind, how many activities there are, kept by triggers.
 
 The triggers sit in the database so that every write path keeps the tally exact: the ORM,
 bulk_create, COPY ingest, raw SQL, cascades and TRUNCATE. On PostgreSQL they are statement-level
-with transition tables (one grouped upsert per statement; rows are locked in (contact, kind)
-order by inserts and deletes alike, so concurrent writers do not deadlock on them); on SQLite, row-level. A removed activity lowers `n` (a row at 0
-goes) but never `last_at`, which stays an upper bound of the latest activity's time.
+with transition tables: one grouped upsert per statement, and rows locked in (contact, kind)
+order by inserts and deletes alike, so that concurrent writers do not deadlock on them. On
+SQLite they are row-level. A row whose count falls to 0 goes.
 
 The tally is filled from the activities already stored, with writers held off meanwhile.
 """
@@ -14,13 +14,11 @@ from django.db import migrations, models
 
 ACTIVITY, TALLY = "contacts_activity", "contacts_activitytally"
 
-# PostgreSQL: {rows} is a transition table, or the changed rows of an UPDATE's two.
+# PostgreSQL: {rows} is a transition table, or the moved rows of an UPDATE's two.
 PG_ADD = f"""
-    INSERT INTO {TALLY} AS tally (contact_id, kind, n, last_at)
-    SELECT contact_id, kind, count(*), max(occurred_at) FROM {{rows}}
-    GROUP BY contact_id, kind ORDER BY contact_id, kind
-    ON CONFLICT (contact_id, kind) DO UPDATE
-    SET n = tally.n + excluded.n, last_at = greatest(tally.last_at, excluded.last_at);
+    INSERT INTO {TALLY} AS tally (contact_id, kind, n)
+    SELECT contact_id, kind, count(*) FROM {{rows}} GROUP BY contact_id, kind ORDER BY contact_id, kind
+    ON CONFLICT (contact_id, kind) DO UPDATE SET n = tally.n + excluded.n;
 """
 PG_REMOVE = f"""
     PERFORM FROM {TALLY} AS tally JOIN (SELECT DISTINCT contact_id, kind FROM {{rows}}) AS gone
@@ -32,11 +30,9 @@ PG_REMOVE = f"""
     DELETE FROM {TALLY} AS tally USING (SELECT DISTINCT contact_id, kind FROM {{rows}}) AS gone
     WHERE tally.contact_id = gone.contact_id AND tally.kind = gone.kind AND tally.n = 0;
 """
-# An UPDATE moves only the rows whose contact, kind or time changed.
-PG_MOVED = """(SELECT {side}.contact_id, {side}.kind, {side}.occurred_at
-    FROM old_rows JOIN new_rows ON new_rows.id = old_rows.id
-    WHERE (old_rows.contact_id, old_rows.kind, old_rows.occurred_at)
-    IS DISTINCT FROM (new_rows.contact_id, new_rows.kind, new_rows.occurred_at)) AS moved"""
+# An UPDATE moves only the rows whose contact or kind changed.
+PG_MOVED = """(SELECT {side}.contact_id, {side}.kind FROM old_rows JOIN new_rows ON new_rows.id = old_rows.id
+    WHERE (old_rows.contact_id, old_rows.kind) IS DISTINCT FROM (new_rows.contact_id, new_rows.kind)) AS moved"""
 PG_FUNCTIONS = {
     "add": PG_ADD.format(rows="new_rows"),
     "remove": PG_REMOVE.format(rows="old_rows"),
@@ -54,8 +50,8 @@ PG_TRIGGERS = {
 
 # SQLite: row-level, on NEW / OLD.
 SQLITE_ADD = f"""
-    INSERT INTO {TALLY} (contact_id, kind, n, last_at) VALUES (NEW.contact_id, NEW.kind, 1, NEW.occurred_at)
-    ON CONFLICT (contact_id, kind) DO UPDATE SET n = n + 1, last_at = max(last_at, excluded.last_at);
+    INSERT INTO {TALLY} (contact_id, kind, n) VALUES (NEW.contact_id, NEW.kind, 1)
+    ON CONFLICT (contact_id, kind) DO UPDATE SET n = n + 1;
 """
 SQLITE_REMOVE = f"""
     UPDATE {TALLY} SET n = max(n - 1, 0) WHERE contact_id = OLD.contact_id AND kind = OLD.kind;
@@ -64,32 +60,26 @@ SQLITE_REMOVE = f"""
 SQLITE_TRIGGERS = {
     "add": ("AFTER INSERT ON {table}", SQLITE_ADD),
     "remove": ("AFTER DELETE ON {table}", SQLITE_REMOVE),
-    "move": ("AFTER UPDATE OF contact_id, kind, occurred_at ON {table}", SQLITE_ADD + SQLITE_REMOVE),
+    "move": ("AFTER UPDATE OF contact_id, kind ON {table}", SQLITE_ADD + SQLITE_REMOVE),
 }
 
-FILL = f"""
-    INSERT INTO {TALLY} (contact_id, kind, n, last_at)
-    SELECT contact_id, kind, count(*), max(occurred_at) FROM {ACTIVITY} GROUP BY contact_id, kind
-"""
+FILL = f"INSERT INTO {TALLY} (contact_id, kind, n) SELECT contact_id, kind, count(*) FROM {ACTIVITY} GROUP BY 1, 2"
 
 
 def install_triggers(apps, schema_editor) -> None:
     execute = schema_editor.execute
-    if schema_editor.connection.vendor == "postgresql":
+    postgresql = schema_editor.connection.vendor == "postgresql"
+    if postgresql:
         execute(f"LOCK TABLE {ACTIVITY} IN SHARE MODE")  # no activity written until this commits
         for name, body in PG_FUNCTIONS.items():
             function = f"{TALLY}_{name}"
-            execute(
-                f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$"
-            )
-            execute(
-                f"CREATE TRIGGER {function} {PG_TRIGGERS[name].format(table=ACTIVITY)} EXECUTE FUNCTION {function}()"
-            )
+            execute(f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$")
+            execute(f"CREATE TRIGGER {function} {PG_TRIGGERS[name].format(table=ACTIVITY)} EXECUTE FUNCTION {function}()")
     else:
         for name, (when, body) in SQLITE_TRIGGERS.items():
             execute(f"CREATE TRIGGER {TALLY}_{name} {when.format(table=ACTIVITY)} BEGIN {body} END")
     execute(FILL)
-    if schema_editor.connection.vendor == "postgresql":
+    if postgresql:
         execute(f"ANALYZE {TALLY}")
 
 
@@ -104,9 +94,7 @@ def drop_triggers(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [
-        ("contacts", "0008_analyze_contact_name_indexes"),
-    ]
+    dependencies = [("contacts", "0008_analyze_contact_name_indexes")]
 
     operations = [
         migrations.CreateModel(
@@ -141,7 +129,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("n", models.PositiveIntegerField()),
-                ("last_at", models.DateTimeField()),
                 (
                     "contact",
                     models.ForeignKey(
@@ -154,10 +141,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name_plural": "activity tallies",
-                "indexes": [
-                    models.Index(fields=["kind", "n"], name="tally_kind_n_idx"),
-                    models.Index(fields=["kind", "last_at"], name="tally_kind_last_idx"),
-                ],
+                "indexes": [models.Index(fields=["kind", "n"], name="tally_kind_n_idx")],
             },
         ),
         migrations.RunPython(install_triggers, drop_triggers),

@@ -295,17 +295,17 @@ def _tallied(rule: dict) -> bool:
 def _tallied_contacts(kind: str, op: str, value: int, *, now: datetime) -> QuerySet:
     """The contacts with `op value` activities of `kind` up to `now`, from the tally.
 
-    A tally row whose latest activity is no later than `now` counts exactly the activities up to
-    `now`. The rare contact with one later than `now` (a refresh at a past time, an activity
-    dated ahead) is counted from Activity instead.
+    The tally counts all of a contact's activities of the kind; that is the count up to `now`
+    unless one is dated after `now` (a refresh at a past time, an activity dated ahead). The
+    few contacts with one are found by the (kind, occurred_at) index and counted from Activity.
     """
-    tally = ActivityTally.objects.filter(kind=kind)
-    counted = tally.filter(last_at__lte=now, **{"n__gte" if op == "count_gte" else "n": value})
-    later = tally.filter(last_at__gt=now).values("contact_id")
+    later = Activity.objects.filter(kind=kind, occurred_at__gt=now).values("contact_id")
+    counted = ActivityTally.objects.filter(kind=kind, **{"n__gte" if op == "count_gte" else "n": value})
+    counted = counted.exclude(contact_id__in=later).values("contact_id")
     recounted = _qualifying_contacts(
         Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later), op, value
     )
-    return counted.values("contact_id").union(recounted, all=True)
+    return counted.union(recounted, all=True)
 
 
 def _value_cents():
