@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -302,10 +303,12 @@ class Bench:
 
     # -- measurements -------------------------------------------------------------------------
 
-    def refresh_phase(self, name: str) -> dict:
+    def refresh_phase(self, name: str, *, now: datetime | None = None) -> dict:
+        """Refresh every segment at `now` (default: the sweep's start), timed, with what it wrote."""
         rows_before = self._history_rows()
+        now = now or timezone.now()
         started = time.perf_counter()
-        results = refresh_all()
+        results = refresh_all(now=now)
         elapsed = time.perf_counter() - started
         drop_queued(DESCRIBE_TASK)  # no worker runs here; the detail tasks are timed in the latency phase
         if name == "cold_build":
@@ -315,6 +318,7 @@ class Bench:
             raise RuntimeError(f"{name}: {failed[0].slug} failed: {failed[0].error}")
         changes = sum(r.added + r.removed for r in results)
         phase = {
+            "now": now.isoformat(),
             "seconds": round(elapsed, 3),
             "changes": changes,
             "rows_written": changes * 2,  # a membership row and a history row per change
