@@ -299,11 +299,13 @@ def _tallied_contacts(kind: str, op: str, value: int, *, now: datetime) -> Query
     unless one is dated after `now` (a refresh at a past time, an activity dated ahead). The
     few contacts with one are found by the (kind, occurred_at) index and counted from Activity.
     """
-    later = Activity.objects.filter(kind=kind, occurred_at__gt=now).values("contact_id")
+    later = Activity.objects.filter(kind=kind, occurred_at__gt=now)
     counted = ActivityTally.objects.filter(kind=kind, **{"n__gte" if op == "count_gte" else "n": value})
-    counted = counted.exclude(contact_id__in=later).values("contact_id")
+    # NOT EXISTS, not NOT IN: an anti-join whatever the size (many later activities, a refresh at a
+    # past time, would not fit NOT IN's hash, and PostgreSQL would rescan them for every row).
+    counted = counted.filter(~Exists(later.filter(contact=OuterRef("contact_id")))).values("contact_id")
     recounted = _qualifying_contacts(
-        Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later), op, value
+        Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later.values("contact_id")), op, value
     )
     return counted.union(recounted, all=True)
 
