@@ -472,8 +472,12 @@ class Activity(models.Model):
             models.Index(fields=["contact", "kind", "occurred_at"], name="activity_contact_kind_time_idx"),
             # Activity timeline on the contact page, newest first.
             models.Index(fields=["contact", "-occurred_at"], name="activity_contact_time_idx"),
-            # Window scans by kind across all contacts (metrics, rule counts by kind).
-            models.Index(fields=["kind", "occurred_at"], name="activity_kind_time_idx"),
+            # Window scans by kind across all contacts (metrics, rule counts and sums by kind),
+            # covering the contact and value so that they need no heap page: a year of purchases
+            # lies on ~50,000 pages of the stream, and on ~1,800 of this index.
+            models.Index(
+                fields=["kind", "occurred_at"], include=["contact", "value"], name="activity_kind_time_cover_idx"
+            ),
         ]
         # A BRIN index on occurred_at for whole-table window scans is added on PostgreSQL
         # only, in migration 0002 (SQLite has no BRIN).
