@@ -218,43 +218,57 @@ companies = st.lists(
     ),
     max_size=3,
 )
-activities = st.lists(
-    st.fixed_dictionaries(
-        {
-            "kind": st.sampled_from(KINDS),
-            "topic": st.sampled_from(["Cloud", "cloud", "security", ""]),
-            "product": st.sampled_from(["Vault", "vault", ""]),
-            "campaign": st.sampled_from(["Spring", ""]),
-            "url": st.sampled_from(["https://x.example/a?d=100%", "https://x.example/b_c", ""]),
-            "value": st.sampled_from([None, Decimal("10.10"), Decimal("-5.00"), Decimal("20.20")]),
-            "occurred_at": st.sampled_from(MOMENT_OFFSETS).map(lambda offset: NOW + offset),
-        }
-    ),
-    max_size=4,
-)
-contacts = st.lists(
-    st.fixed_dictionaries(
-        {
-            "company": st.one_of(st.none(), st.integers(0, 2)),
-            "city": st.sampled_from(TEXTS),
-            "seniority": st.sampled_from(["", "vp", "director"]),
-            "lifecycle_stage": st.sampled_from(["lead", "mql", "customer"]),
-            "lead_score": st.sampled_from([0, 10, 50, 50, 100]),
-            "lifetime_value": st.sampled_from([None, Decimal("0.10"), Decimal("10.00"), Decimal("50.50")]),
-            "renewal_date": st.one_of(st.none(), st.sampled_from(DAY_OFFSETS).map(lambda d: TODAY + timedelta(days=d))),
-            "lifecycle_changed_at": st.sampled_from(MOMENT_OFFSETS).map(lambda offset: NOW + offset),
-            "interests": st.lists(st.sampled_from(TAGS), max_size=3),
-            "do_not_contact": st.booleans(),
-            "properties": st.fixed_dictionaries(
-                {}, optional={key: st.sampled_from(values) for key, values in PROPERTY_VALUES.items()}
-            ),
-            "activities": activities,
-            "segments": st.sets(st.sampled_from(SEGMENTS)),
-        }
-    ),
-    min_size=1,
-    max_size=6,
-)
+
+
+def activity_lists(max_size: int) -> st.SearchStrategy:
+    return st.lists(
+        st.fixed_dictionaries(
+            {
+                "kind": st.sampled_from(KINDS),
+                "topic": st.sampled_from(["Cloud", "cloud", "security", ""]),
+                "product": st.sampled_from(["Vault", "vault", ""]),
+                "campaign": st.sampled_from(["Spring", ""]),
+                "url": st.sampled_from(["https://x.example/a?d=100%", "https://x.example/b_c", ""]),
+                "value": st.sampled_from([None, Decimal("10.10"), Decimal("-5.00"), Decimal("20.20")]),
+                "occurred_at": st.sampled_from(MOMENT_OFFSETS).map(lambda offset: NOW + offset),
+            }
+        ),
+        max_size=max_size,
+    )
+
+
+def contact_lists(activities: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(
+        st.fixed_dictionaries(
+            {
+                "company": st.one_of(st.none(), st.integers(0, 2)),
+                "city": st.sampled_from(TEXTS),
+                "seniority": st.sampled_from(["", "vp", "director"]),
+                "lifecycle_stage": st.sampled_from(["lead", "mql", "customer"]),
+                "lead_score": st.sampled_from([0, 10, 50, 50, 100]),
+                "lifetime_value": st.sampled_from([None, Decimal("0.10"), Decimal("10.00"), Decimal("50.50")]),
+                "renewal_date": st.one_of(
+                    st.none(), st.sampled_from(DAY_OFFSETS).map(lambda d: TODAY + timedelta(days=d))
+                ),
+                "lifecycle_changed_at": st.sampled_from(MOMENT_OFFSETS).map(lambda offset: NOW + offset),
+                "interests": st.lists(st.sampled_from(TAGS), max_size=3),
+                "do_not_contact": st.booleans(),
+                "properties": st.fixed_dictionaries(
+                    {}, optional={key: st.sampled_from(values) for key, values in PROPERTY_VALUES.items()}
+                ),
+                "activities": activities,
+                "segments": st.sets(st.sampled_from(SEGMENTS)),
+            }
+        ),
+        min_size=1,
+        max_size=6,
+    )
+
+
+contacts = contact_lists(activity_lists(4))
+# Many activities each, some after NOW: where an all-time count read from the tally must still
+# count only those up to NOW.
+busy_contacts = contact_lists(activity_lists(8))
 
 
 def build_world(company_rows: list[dict], contact_rows: list[dict]) -> list[Contact]:
@@ -319,3 +333,9 @@ def test_compiler_and_explainer_agree_on_single_conditions(db, rule, company_row
 @given(rule=rules, company_rows=companies, contact_rows=contacts, zone=zones)
 def test_compiler_and_explainer_agree_on_nested_rules(db, rule, company_rows, contact_rows, zone):
     assert_agreement(rule, company_rows, contact_rows, zone)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=suppressed)
+@given(rule=tallied_conditions, contact_rows=busy_contacts, zone=zones)
+def test_compiler_and_explainer_agree_on_tallied_counts_of_busy_contacts(db, rule, contact_rows, zone):
+    assert_agreement(rule, [], contact_rows, zone)
