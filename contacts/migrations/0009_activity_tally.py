@@ -84,13 +84,13 @@ def install_triggers(apps, schema_editor) -> None:
 
 
 def drop_triggers(apps, schema_editor) -> None:
-    postgresql = schema_editor.connection.vendor == "postgresql"
-    for name in PG_FUNCTIONS if postgresql else SQLITE_TRIGGERS:
-        if postgresql:
-            schema_editor.execute(f"DROP TRIGGER IF EXISTS {TALLY}_{name} ON {ACTIVITY}")
-            schema_editor.execute(f"DROP FUNCTION IF EXISTS {TALLY}_{name}()")
-        else:
+    if schema_editor.connection.vendor != "postgresql":
+        for name in SQLITE_TRIGGERS:
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {TALLY}_{name}")
+        return
+    for name in PG_FUNCTIONS:
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {TALLY}_{name} ON {ACTIVITY}")
+        schema_editor.execute(f"DROP FUNCTION IF EXISTS {TALLY}_{name}()")
 
 
 class Migration(migrations.Migration):

@@ -258,12 +258,13 @@ class _Compiler:
     def event(self, rule: dict, *, required: bool) -> Q:
         activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=self.now)
         op, value = rule["op"], rule.get("value")
-        if required and _needs_activity(op, value) and _tallied(rule):
-            return Q(pk__in=_tallied_contacts(rule["event"]["kind"], op, value, now=self.now))
         if required and _needs_activity(op, value):
-            # Set-based: one pass over the matching activities, grouped; PostgreSQL plans the
-            # IN as a semi-join. Only where it cannot be negated or OR-ed (there the hashed
-            # IN may not fit work_mem, and the correlated form below stays index-bounded).
+            # Set-based: one pass over the matching activities, grouped (or their tally);
+            # PostgreSQL plans the IN as a semi-join. Only where it cannot be negated or OR-ed
+            # (there the hashed IN may not fit work_mem, and the correlated form below stays
+            # index-bounded).
+            if _tallied(rule):
+                return Q(pk__in=_tallied_contacts(rule["event"]["kind"], op, value, now=self.now))
             return Q(pk__in=_qualifying_contacts(activities, op, value))
         correlated = activities.filter(contact=OuterRef("pk"))
         if op == "performed" or (op == "count_gte" and value == 1):
