@@ -164,7 +164,7 @@ class Command(BaseCommand):
         baseline = report["baseline"]["segments"]
         self.stdout.write("")
         header = f"{'segment':<40} {'size':>9} {'cold ms':>9} {'0% ms':>8} {'1% ms':>8} {'10% ms':>8}"
-        self.stdout.write(header + f" {'1% rows':>9} {'hand ms':>9} {'ratio':>6}")
+        self.stdout.write(header + f" {'1% rows':>9} {'diff ms':>9} {'ratio':>6} {'hand ms':>9} {'ratio':>6}")
         for slug, cold in phases["cold_build"]["segments"].items():
             one = phases["churn_1"]["segments"][slug]
             base = baseline.get(slug, {})
@@ -172,7 +172,8 @@ class Command(BaseCommand):
                 f"{slug:<40} {phases['churn_10']['segments'][slug]['size']:>9,} {cold['ms']:>9,} "
                 f"{phases['churn_0']['segments'][slug]['ms']:>8,} {one['ms']:>8,} "
                 f"{phases['churn_10']['segments'][slug]['ms']:>8,} {2 * (one['added'] + one['removed']):>9,} "
-                f"{base.get('baseline_ms', 0):>9,} {base.get('ratio') or 0:>6}"
+                f"{base.get('baseline_ms', 0):>9,} {base.get('ratio') or 0:>6} "
+                f"{base.get('refresh_baseline_ms', 0):>9,} {base.get('refresh_ratio') or 0:>6}"
             )
         self.stdout.write("")
         for name in ("cold_build", "churn_0", "repeat_0", "churn_1", "churn_10"):
