@@ -50,7 +50,7 @@ class Command(BaseCommand):
         parser.add_argument("--small", action="store_true", help="2,000 contacts and 20,000 activities (CI)")
         parser.add_argument("--sample", type=int, default=200, help="Contacts timed in the naive per-contact loop")
         parser.add_argument("--latency-rounds", type=int, default=200, help="refresh_contacts calls timed")
-        parser.add_argument("--baseline-runs", type=int, default=2, help="Runs per segment, best kept, for both sides")
+        parser.add_argument("--baseline-runs", type=int, default=2, help="Runs per segment, best kept, for each side")
         parser.add_argument(
             "--reuse-data",
             action="store_true",
