@@ -398,8 +398,9 @@ class Bench:
         summary: dict = {"segments": rows}
         for key, name in (("ratio", "diff"), ("refresh_ratio", "refresh")):
             ratios = [r[key] for r in rows.values() if r[key]]
-            summary[f"median_{key}"], summary[f"max_{key}"] = round(statistics.median(ratios), 3), max(ratios)
-            self.log(f"vs hand-written {name}: median ratio {statistics.median(ratios):.2f}, max {max(ratios):.2f}")
+            median, worst = round(statistics.median(ratios), 3), max(ratios)
+            summary[f"median_{key}"], summary[f"max_{key}"] = median, worst
+            self.log(f"vs hand-written {name}: median ratio {median:.2f}, max {worst:.2f}")
         self.report["baseline"] = summary
         self.checkpoint(self.report)
         return summary
