@@ -267,6 +267,9 @@ SEGMENT_REFRESH_ON_WRITE = envbool("SEGMENT_REFRESH_ON_WRITE", True)
 # just the touched contacts after writes through the project's own write paths.
 METRICS_NIGHTLY_HOUR = envint("METRICS_NIGHTLY_HOUR", 2, minimum=0)
 METRICS_RECOMPUTE_ON_WRITE = envbool("METRICS_RECOMPUTE_ON_WRITE", True)
+# An incremental metrics run for more than this share of the contacts runs as a full run instead,
+# which then costs less (contacts/metrics/compute.py; figures from bench_metrics --touched).
+METRICS_INCREMENTAL_MAX_PERCENT = envint("METRICS_INCREMENTAL_MAX_PERCENT", 5, minimum=0)
 
 # Activation (destinations and exports). Minimum audience sizes per destination kind; a
 # destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.

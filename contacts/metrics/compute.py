@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -34,6 +35,9 @@ from contacts.models import Activity, Contact, ContactMetrics, MetricsRun, Scori
 WORK_MEM = "384MB"
 COLUMNS = BASE_COLUMNS + RANKED_COLUMNS
 METRICS_LOCK_KEY = 0x5E6_0003 << 32  # beside the segment locks' namespaces (segments.locks)
+# Up to this many touched contacts a run stays incremental whatever their share: it is cheap at
+# any size of database (and a small database's full run is cheap too).
+INCREMENTAL_ALWAYS_UP_TO = 1_000
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,21 @@ def _params(model: ScoringModel, as_of: datetime) -> dict:
     }
 
 
+def _cheaper_in_full(touched: int) -> bool:
+    """Whether recomputing everyone costs less than recomputing `touched` contacts.
+
+    An incremental run reads every stored row once to rank the touched ones and aggregates their
+    activities through the contact index; past a share of the contacts (measured with
+    bench_metrics --touched, METRICS_INCREMENTAL_MAX_PERCENT) one full run is cheaper, and it ranks
+    everyone afresh besides."""
+    if touched <= INCREMENTAL_ALWAYS_UP_TO:
+        return False
+    return 100 * touched > settings.METRICS_INCREMENTAL_MAX_PERCENT * Contact.objects.count()
+
+
 def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | None = None) -> MetricsSummary:
-    """Recompute metrics as of `as_of` (default now) for all contacts or `contact_ids`.
+    """Recompute metrics as of `as_of` (default now) for all contacts or `contact_ids` (as a full run
+    when that is cheaper, see `_cheaper_in_full`).
 
     Idempotent: every contact in scope gets exactly one row, replaced. Activities dated
     after `as_of` are not counted; how many there were is reported. Listeners of
@@ -99,8 +116,8 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
     version = model.current_version
     dialect = Dialect(connection.vendor)
     params = _params(model, as_of)
-    full = contact_ids is None
     ids = sorted({int(i) for i in contact_ids or []})
+    full = contact_ids is None or _cheaper_in_full(len(ids))
     steps = Steps()
     # A full run on PostgreSQL that owns its transaction computes half of the contacts in each of
     # two more sessions, at once (contacts/metrics/parallel.py); inside a caller's transaction, one

@@ -580,7 +580,13 @@ BUCKET_KEYS = {
 def bucket_counts(d: Dialect) -> str:
     """CTE `ranked` for an incremental run on PostgreSQL: the touched contacts' stored rows with
     the same counts as `COUNTS` gives them over every stored row, from one unsorted scan of the
-    stored rows (method in the module docstring)."""
+    stored rows (method in the module docstring).
+
+    Bounded by design: each threshold array enters the scan once, as a parameter (a scalar
+    subquery, evaluated once), never as a column; a touched value's bucket is its DENSE_RANK among
+    the touched values, not a search of the array. Carrying the arrays on every touched row made
+    each join hash (touched rows x thresholds) bytes: 6,000 touched contacts wrote over 4 GB of
+    temporary files at 20,000 contacts (issue 24)."""
 
     def key(alias: str, column: str, sign: str, rfv: bool) -> str:
         value = f"{sign}{alias}.{column}"
@@ -592,13 +598,18 @@ def bucket_counts(d: Dialect) -> str:
         for name, spec in BUCKET_KEYS.items()
     )
     buckets = ", ".join(
-        f"COALESCE(WIDTH_BUCKET({key('m', *spec)}, th.{name}), -1) AS {name}" for name, spec in BUCKET_KEYS.items()
+        f"COALESCE(WIDTH_BUCKET({key('m', *spec)}, (SELECT {name} FROM thresholds)), -1) AS {name}"
+        for name, spec in BUCKET_KEYS.items()
+    )
+    positions = ", ".join(
+        f"CASE WHEN {key('t', *spec)} IS NOT NULL THEN DENSE_RANK() OVER (ORDER BY {key('t', *spec)}) END AS {name}"
+        for name, spec in BUCKET_KEYS.items()
     )
     sets = ", ".join(f"({name})" for name in BUCKET_KEYS)
     which = " ".join(f"WHEN {name} IS NOT NULL THEN '{name}'" for name in BUCKET_KEYS)
     joins = "\n        ".join(
         f"{'LEFT JOIN' if spec[2] else 'JOIN'} below {name} ON {name}.rank_key = '{name}'"
-        f" AND {name}.bucket = ARRAY_POSITION(th.{name}, {key('t', *spec)})"
+        f" AND {name}.bucket = pos.{name}"
         for name, spec in BUCKET_KEYS.items()
     )
     return f"""
@@ -613,9 +624,12 @@ def bucket_counts(d: Dialect) -> str:
     thresholds AS (
         SELECT {thresholds} FROM touched m
     ),
+    positions AS (
+        SELECT t.contact_id, {positions} FROM touched t
+    ),
     buckets AS (
         SELECT {", ".join(BUCKET_KEYS)}, COUNT(*) AS n
-        FROM (SELECT {buckets} FROM {TABLE} m CROSS JOIN thresholds th) keyed
+        FROM (SELECT {buckets} FROM {TABLE} m) keyed
         GROUP BY GROUPING SETS ({sets})
     ),
     below AS (
@@ -637,7 +651,7 @@ def bucket_counts(d: Dialect) -> str:
             r_lt.total - r_lt.below AS r_le,
             f_gt.total - f_gt.below AS f_le,
             v_gt.total - v_gt.below AS v_le
-        FROM touched t CROSS JOIN thresholds th
+        FROM touched t JOIN positions pos ON pos.contact_id = t.contact_id
         {joins}
     )"""
 
