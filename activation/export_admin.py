@@ -14,7 +14,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from activation.exports import start_run
-from activation.models import CSV_COLUMNS, Activation, Destination, ExportRun, RunStatus
+from activation.models import (
+    CSV_COLUMNS,
+    Activation,
+    Destination,
+    ExportRun,
+    RunStatus,
+    describe_user,
+    may_mark_internal,
+)
 from activation.tasks import enqueue_export
 
 
@@ -69,8 +77,24 @@ class DestinationAdmin(admin.ModelAdmin):
         ("CSV file", {"fields": ["csv_columns"]}),
         ("Google Customer Match", {"fields": ["remove_gmail_dots"]}),
         ("LinkedIn Matched Audience", {"fields": ["linkedin_plain_email"]}),
-        ("Webhook", {"fields": ["url", "secret", "batch_size", "is_internal"]}),
+        ("Webhook", {"fields": ["url", "secret", "batch_size", "is_internal", "internal_set_by", "internal_set_at"]}),
     ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Destination | None = None) -> list[str]:
+        # Letting a webhook reach our own network is a superuser's decision: others can neither
+        # set the switch nor move an internal destination to another URL or kind.
+        readonly = ["internal_set_by", "internal_set_at"]
+        if not may_mark_internal(request.user):
+            readonly.append("is_internal")
+            if obj is not None and obj.is_internal:
+                readonly += ["kind", "url"]
+        return readonly
+
+    def save_model(self, request: HttpRequest, obj: Destination, form, change: bool) -> None:
+        previous = Destination.objects.filter(pk=obj.pk).first() if change else None
+        if obj.opens_internal_network(previous=previous):
+            obj.record_internal_change(by=describe_user(request.user))
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="minimum audience")
     def min_audience(self, obj: Destination) -> int:

@@ -5,6 +5,8 @@ Automations, campaigns and personalization live beside these in their own module
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -15,6 +17,8 @@ from django_q.models import Schedule
 
 from activation.webhooks import check_url
 from segments.models import Segment, SegmentStatus
+
+audit_log = logging.getLogger("crmseg.audit")
 
 # Columns a CSV destination may choose, in the order of this list's keys when shown as help.
 CSV_COLUMNS = {
@@ -34,6 +38,15 @@ CSV_COLUMNS = {
     "lifecycle_stage": "Lifecycle stage",
     "lead_score": "Lead score",
 }
+
+
+def may_mark_internal(user) -> bool:
+    """Only superusers may let a webhook reach our own network (API keys: the activations:internal scope)."""
+    return bool(user.is_active and user.is_superuser)
+
+
+def describe_user(user) -> str:
+    return f"user {user.get_username()!r} (id {user.pk})"
 
 
 class DestinationKind(models.TextChoices):
@@ -76,8 +89,15 @@ class Destination(models.Model):
     is_internal = models.BooleanField(
         default=False,
         help_text="Webhook only: the endpoint is on our own network; allows loopback, private and link-local "
-        "addresses and plain http",
+        "addresses and plain http. Only a superuser (or an API key with activations:internal) may set it.",
     )
+    internal_set_by = models.CharField(
+        max_length=200,
+        blank=True,
+        editable=False,
+        help_text="Who last marked this destination internal or changed the URL of it while internal",
+    )
+    internal_set_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -96,6 +116,24 @@ class Destination(models.Model):
         if self.min_audience_size is not None:
             return self.min_audience_size
         return settings.ACTIVATION_MIN_AUDIENCE_SIZE[self.kind]
+
+    def opens_internal_network(self, *, previous: Destination | None) -> bool:
+        """Whether saving this over `previous` (None when new) lets webhooks reach our own network.
+
+        Marking a destination internal does, and so does pointing one that is internal at another
+        URL (or turning it into a webhook); these need the internal permission (may_mark_internal).
+        """
+        if not self.is_internal:
+            return False
+        if previous is None or not previous.is_internal:
+            return True
+        return previous.url != self.url or previous.kind != self.kind
+
+    def record_internal_change(self, *, by: str, now: datetime | None = None) -> None:
+        """Note who opened our network to this destination, before it is saved (and in the log)."""
+        self.internal_set_by = by[:200]
+        self.internal_set_at = now or timezone.now()
+        audit_log.warning("destination %r marked internal with URL %r by %s", self.name, self.url, by)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

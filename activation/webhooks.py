@@ -13,10 +13,12 @@ Every request is a JSON POST carrying:
 × 2^n between them, at most ``ACTIVATION_WEBHOOK_MAX_BACKOFF_SECONDS``). Other 4xx answers and
 redirects fail at once: repeating the same request cannot fix them.
 
-Hosts are resolved and refused when any address is loopback, private, link-local, multicast,
-reserved or unspecified, unless the destination is marked internal (which also allows http). The
-request then connects to the address that was checked (TLS still verifies the host name), so a
-second DNS answer cannot point it somewhere else (DNS rebinding).
+Hosts are resolved and refused when any address is not public by the ipaddress module's
+classification (loopback, private, link-local, multicast, reserved, unspecified, not global) or lies
+in EXTRA_NON_PUBLIC, unless the destination is marked internal (which also allows http; only a
+superuser or a key with the activations:internal scope may mark one). The check runs again before
+every delivery, and the request connects to the address that was checked (TLS still verifies the
+host name), so a later DNS answer cannot point it somewhere else (DNS rebinding).
 This module knows nothing of the models: it takes anything with url, secret and is_internal.
 """
 
@@ -81,22 +83,34 @@ def check_url(url: str, *, internal: bool) -> str | None:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if _is_non_public(address):
             raise ValidationError(
-                f"Webhook host {parts.hostname!r} resolves to {address}, a loopback, private or link-local "
-                "address; mark the destination internal if that is intended."
+                f"Webhook host {parts.hostname!r} resolves to {address}, a loopback, private, link-local or "
+                "otherwise non-public address; mark the destination internal if that is intended."
             )
     return infos[0][4][0]
+
+
+# Non-public ranges the ipaddress module's flags leave out (Python 3.11): carrier-grade NAT (cloud
+# metadata services live there, e.g. 100.100.100.200), 6to4 (which wraps any IPv4 address, private
+# ones included) and the deprecated IPv6 site-local range that some stacks still route.
+EXTRA_NON_PUBLIC = (
+    ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("2002::/16"),
+    ipaddress.ip_network("fec0::/10"),
+)
 
 
 def _is_non_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return (
-        address.is_loopback
+        not address.is_global
+        or address.is_loopback
         or address.is_private
         or address.is_link_local
         or address.is_multicast
         or address.is_reserved
         or address.is_unspecified
+        or any(address in network for network in EXTRA_NON_PUBLIC if network.version == address.version)
     )
 
 

@@ -21,10 +21,16 @@ class Scope(models.TextChoices):
     SEGMENTS_WRITE = "segments:write", "Create, edit and refresh segments; change static members"
     ACTIVATIONS_WRITE = "activations:write", "Manage destinations and activations"
     ACTIVATIONS_RUN = "activations:run", "Start activation runs and download their files"
+    ACTIVATIONS_INTERNAL = (
+        "activations:internal",
+        "Mark webhook destinations internal, letting them reach our own network (with activations:write)",
+    )
     PERSONALIZATION_READ = "personalization:read", "Read personalization for a contact"
 
 
 READ_SCOPES = frozenset({Scope.CONTACTS_READ, Scope.SEGMENTS_READ, Scope.PERSONALIZATION_READ})
+# What only superusers hold among signed-in people (API keys only when given it explicitly).
+SUPERUSER_SCOPES = frozenset({Scope.ACTIVATIONS_INTERNAL})
 
 
 def validate_scopes(value: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from api.models import READ_SCOPES, ApiKey, Scope
+from api.models import READ_SCOPES, SUPERUSER_SCOPES, ApiKey, Scope
 from contacts.roles import OPERATIONS, SALES
 
 
@@ -19,14 +19,14 @@ class MissingScope(exceptions.PermissionDenied):
 
 
 def user_scopes(user) -> frozenset[str]:
-    """Operations (and superusers) may do everything; Sales may read."""
+    """Superusers may do everything; Operations all but SUPERUSER_SCOPES; Sales may read."""
     if not user.is_active:
         return frozenset()
     if user.is_superuser:
         return frozenset(Scope.values)
     groups = set(user.groups.values_list("name", flat=True))
     if OPERATIONS in groups and user.is_staff:
-        return frozenset(Scope.values)
+        return frozenset(Scope.values) - SUPERUSER_SCOPES
     if SALES in groups or OPERATIONS in groups:
         return READ_SCOPES
     return frozenset()
@@ -67,6 +67,13 @@ def scoped(*, read: str | tuple[str, ...], write: str | tuple[str, ...] | None =
 
     ScopePermission.__name__ = f"Scope_{'_'.join(read_scopes + write_scopes)}"
     return ScopePermission
+
+
+def describe_caller(request: Request) -> str:
+    """Who made a request, for audit fields: the API key by name and public prefix, or the user."""
+    if isinstance(request.auth, ApiKey):
+        return f"API key {request.auth.name!r} (crmseg_{request.auth.prefix}_…)"
+    return f"user {request.user.get_username()!r} (id {request.user.pk})"
 
 
 def acting_user(request: Request):

@@ -78,7 +78,7 @@ def test_the_destination_list_shows_whether_a_secret_is_set_not_the_secret(ops):
     ("overrides", "message"),
     [
         ({"url": "http://93.184.216.34/hook", "secret": "k"}, "must use https (plain http only for internal"),
-        ({"url": "https://10.0.0.5/hook", "secret": "k"}, "resolves to 10.0.0.5, a loopback, private or link-local"),
+        ({"url": "https://10.0.0.5/hook", "secret": "k"}, "resolves to 10.0.0.5, a loopback, private, link-local"),
         ({"secret": ""}, "A webhook destination needs a signing secret."),
         ({"url": "", "secret": "k"}, "A webhook destination needs an HTTPS URL."),
         (

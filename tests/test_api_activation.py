@@ -24,7 +24,8 @@ def runner(api_client):
     return api_client("activations:run")
 
 
-def test_webhook_destination_secret_is_write_only(manager):
+def test_webhook_destination_secret_is_write_only(api_client):
+    manager = api_client("activations:write", "activations:internal")
     response = manager.post(
         "/api/v1/destinations/",
         {

@@ -8,6 +8,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from activation.models import Activation, Destination, ExportRun
+from api.models import Scope
+from api.permissions import describe_caller, require_scopes
 from segments.models import Segment
 
 
@@ -33,16 +35,26 @@ class DestinationSerializer(serializers.ModelSerializer):
         model = Destination
         fields = [
             "id", "name", "kind", "min_audience_size", "csv_columns", "remove_gmail_dots", "linkedin_plain_email",
-            "url", "secret", "has_secret", "batch_size", "is_internal", "created_at", "updated_at",
+            "url", "secret", "has_secret", "batch_size", "is_internal", "internal_set_by", "internal_set_at",
+            "created_at", "updated_at",
         ]  # fmt: skip
-        read_only_fields = ["created_at", "updated_at"]
+        read_only_fields = ["internal_set_by", "internal_set_at", "created_at", "updated_at"]
+        extra_kwargs = {"is_internal": {"help_text": "Setting it (or changing the URL while it is set) needs the "
+                                        "activations:internal scope; recorded in internal_set_by/_at"}}  # fmt: skip
 
     def get_has_secret(self, destination: Destination) -> bool:
         return bool(destination.secret)
 
     def validate(self, attrs: dict) -> dict:
         instance = Destination(**{**self._current(), **attrs})
+        request = self.context["request"]
+        opens_internal_network = instance.opens_internal_network(previous=self.instance)
+        if opens_internal_network:
+            require_scopes(request, Scope.ACTIVATIONS_INTERNAL)
         _clean(instance)
+        if opens_internal_network:
+            instance.record_internal_change(by=describe_caller(request))
+            attrs.update(internal_set_by=instance.internal_set_by, internal_set_at=instance.internal_set_at)
         return attrs
 
     def _current(self) -> dict:
