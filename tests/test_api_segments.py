@@ -12,7 +12,8 @@ from tests.factories import ContactFactory, SegmentFactory
 
 @pytest.fixture
 def reader(api_client):
-    return api_client("segments:read")
+    # Members, previews and rule checks on contact fields need contacts:read as well (test_api_scope_bypass.py).
+    return api_client("segments:read", "contacts:read")
 
 
 def test_list_and_retrieve_segments(reader):
@@ -153,7 +154,7 @@ def test_contact_segments_rejects_unknown_parameters(reader):
 
 @pytest.fixture
 def editor(api_client):
-    return api_client("segments:read", "segments:write")
+    return api_client("segments:read", "segments:write", "contacts:read")
 
 
 def test_create_segment_queues_refresh_and_reports_rule_errors_by_path(editor, django_capture_on_commit_callbacks):

@@ -300,7 +300,7 @@ def test_the_api_history_and_the_admin_show_why_a_contact_joined(db, with_detail
     with with_details():
         refresh_contacts([contact.pk])
 
-    rows = api_client("segments:read").get("/api/v1/segments/hot/history/").json()["results"]
+    rows = api_client("segments:read", "contacts:read").get("/api/v1/segments/hot/history/").json()["results"]
     admin_list = ops_client.get(reverse("admin:segments_membershipchange_changelist"))
 
     assert rows[0]["detail"]["conditions"][0]["text"] == "lead_score gte 50: true (80)"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from api.models import Scope
+from api.permissions import require_scopes
 from segments.models import Membership, MembershipChange, Segment
+from segments.rules.reads import reads_contact_data
 from segments.rules.validation import referenced_slugs, validate_rule
 
 
@@ -30,6 +33,9 @@ class SegmentSerializer(serializers.ModelSerializer):
         """Rule errors by JSON path from the body (`rule.all[1].op`); the rest is checked by save_segment."""
         kind = attrs.get("kind", self.instance.kind if self.instance else "dynamic")
         rule = attrs.get("rule", self.instance.rule if self.instance else None)
+        if "rule" in attrs and reads_contact_data(rule):
+            # Its size would answer questions about contact fields, as a preview's count would.
+            require_scopes(self.context["request"], Scope.CONTACTS_READ)
         if "rule" in attrs and rule and kind != "static":
             slug = attrs.get("slug", self.instance.slug if self.instance else "")
             known = set(Segment.objects.filter(slug__in=referenced_slugs(rule)).values_list("slug", flat=True))
@@ -83,7 +89,7 @@ class ContactSummarySerializer(serializers.Serializer):
 
 class PreviewSerializer(serializers.Serializer):
     count = serializers.IntegerField(help_text="Contacts the rule selects now")
-    sample = ContactSummarySerializer(many=True, help_text="Up to 10 of them, by id")
+    sample = ContactSummarySerializer(many=True, help_text="Up to 10 of them, by id (empty without contacts:read)")
 
 
 class MemberSerializer(serializers.ModelSerializer):
@@ -101,6 +107,14 @@ class MembershipChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = MembershipChange
         fields = ["id", "contact", "kind", "reason", "changed_at", "detail", "changed_by"]
+        extra_kwargs = {"detail": {"help_text": "The deciding conditions with the contact's values; null without "
+                                   "contacts:read"}}  # fmt: skip
+
+    def to_representation(self, instance: MembershipChange) -> dict:
+        data = super().to_representation(instance)
+        if not self.context.get("with_detail"):
+            data["detail"] = None
+        return data
 
 
 class ContactMembershipSerializer(serializers.ModelSerializer):

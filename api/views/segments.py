@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from api.errors import Conflict, InvalidParameter, UnknownParameter
 from api.filters import MembershipChangeFilter, SegmentFilter
 from api.models import ApiKey, QueuedTask, Scope
-from api.permissions import acting_user, scoped
+from api.permissions import acting_user, request_scopes, require_scopes, scoped
 from api.serializers.segments import (
     ContactMembershipSerializer,
     ContactSummarySerializer,
@@ -35,6 +35,7 @@ from segments.editing import SegmentInUse, delete_segment, save_segment
 from segments.explaining import explain_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.compiler import matching_contacts
+from segments.rules.reads import reads_contact_data
 from segments.rules.registry import get_fields
 from segments.rules.validation import validate_rule
 from segments.static import NotStatic, add_static_members, remove_static_members
@@ -56,9 +57,18 @@ def _segment(slug: str) -> Segment:
 
 
 def _rule_from_body(request: Request) -> object:
+    """The rule to check or preview; one with field or event conditions needs contacts:read too
+    (otherwise its count would answer questions about any contact field, one request at a time)."""
     if not isinstance(request.data, dict) or "rule" not in request.data:
         raise exceptions.ValidationError({"rule": ['Send {"rule": {...}}.']})
-    return request.data["rule"]
+    rule = request.data["rule"]
+    if reads_contact_data(rule):
+        require_scopes(request, Scope.CONTACTS_READ)
+    return rule
+
+
+def _may_read_contacts(request: Request) -> bool:
+    return Scope.CONTACTS_READ in request_scopes(request)
 
 
 class SegmentList(ListOptions, generics.ListCreateAPIView):
@@ -146,7 +156,9 @@ def remove_members(request: Request, slug: str) -> Response:
 @api_view(["POST"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_READ)])
 def validate_segment_rule(request: Request) -> Response:
-    """Every error in the rule, each with its JSON path inside the rule (`all[1].any[0].op`)."""
+    """Every error in the rule, each with its JSON path inside the rule (`all[1].any[0].op`).
+
+    A rule with field or event conditions needs `contacts:read` as well as `segments:read`."""
     errors = validate_rule(_rule_from_body(request))
     return Response({"valid": not errors, "errors": [e.as_dict() for e in errors]})
 
@@ -155,30 +167,33 @@ def validate_segment_rule(request: Request) -> Response:
 @api_view(["POST"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_READ)])
 def preview_segment_rule(request: Request) -> Response:
-    """How many contacts the rule selects now and 10 of them, without saving anything."""
+    """How many contacts the rule selects now and 10 of them, without saving anything.
+
+    A rule with field or event conditions needs `contacts:read` as well as `segments:read`; a rule
+    of `in_segment` conditions alone is counted for `segments:read`, its sample left empty unless
+    the caller also has `contacts:read`."""
     rule = _rule_from_body(request)
     errors = validate_rule(rule)
     if errors:
         raise rule_errors_as_validation(errors)
     contacts = matching_contacts(rule, now=timezone.now())
     sample = contacts.order_by("id").only("id", "email", "first_name", "last_name", "lifecycle_stage")
-    body = {
-        "count": contacts.count(),
-        "sample": ContactSummarySerializer(sample[:PREVIEW_SAMPLE], many=True).data,
-    }
+    shown = sample[:PREVIEW_SAMPLE] if _may_read_contacts(request) else []
+    body = {"count": contacts.count(), "sample": ContactSummarySerializer(shown, many=True).data}
     return Response(body)
 
 
 class SegmentMembers(ListOptions, generics.ListAPIView):
-    """Members by contact id. The cursor is a contact id, so pages neither skip nor repeat a contact
-    that stays a member while a refresh adds or removes others."""
+    """Members by contact id (their e-mails and names: `contacts:read` as well as `segments:read`).
+    The cursor is a contact id, so pages neither skip nor repeat a contact that stays a member
+    while a refresh adds or removes others."""
 
     queryset = Membership.objects.select_related("contact").only(
         "contact_id", "joined_at", "contact__email", "contact__first_name", "contact__last_name",
         "contact__lifecycle_stage",
     )  # fmt: skip
     serializer_class = MemberSerializer
-    permission_classes = [scoped(read=Scope.SEGMENTS_READ)]
+    permission_classes = [scoped(read=Scope.SEGMENTS_READ), scoped(read=Scope.CONTACTS_READ)]
     cursor_ordering = "contact_id"
 
     def get_queryset(self):
@@ -188,7 +203,8 @@ class SegmentMembers(ListOptions, generics.ListAPIView):
 
 
 class SegmentHistory(ListOptions, generics.ListAPIView):
-    """Joins and leaves, newest first; filter by kind, reason, contact and time."""
+    """Joins and leaves, newest first; filter by kind, reason, contact and time. `detail` (the
+    deciding conditions, with the contact's values) is null unless the caller has `contacts:read`."""
 
     queryset = MembershipChange.objects.all()
     serializer_class = MembershipChangeSerializer
@@ -201,10 +217,18 @@ class SegmentHistory(ListOptions, generics.ListAPIView):
             return super().get_queryset()
         return super().get_queryset().filter(segment=_segment(self.kwargs["slug"]))
 
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "with_detail": _may_read_contacts(self.request)}
+
 
 @extend_schema(
     parameters=[
-        OpenApiParameter("explain", OpenApiTypes.BOOL, description="Add the explainer's tree for each rule segment")
+        OpenApiParameter(
+            "explain",
+            OpenApiTypes.BOOL,
+            description="Add the explainer's tree for each rule segment (it shows the contact's values: needs "
+            "contacts:read)",
+        )
     ],
     responses={200: ContactMembershipSerializer(many=True)},
     summary="The segments a contact is in, with joined_at and optionally why",
@@ -219,12 +243,15 @@ def contact_segments(request: Request, pk: int) -> Response:
     raw = params.get("explain", "0").lower()
     if raw not in ("0", "1", "true", "false"):
         raise InvalidParameter("explain is 1 or 0.", field="explain")
+    explain = raw in ("1", "true")
+    if explain:
+        require_scopes(request, Scope.CONTACTS_READ)
     contact = generics.get_object_or_404(Contact, pk=pk)
     memberships = list(
         Membership.objects.filter(contact=contact).select_related("segment").order_by("segment__name", "segment_id")
     )
     data = ContactMembershipSerializer(memberships, many=True).data
-    if raw in ("1", "true"):
+    if explain:
         now, fields = timezone.now(), get_fields()
         for item, membership in zip(data, memberships, strict=True):
             rule = membership.segment.rule if membership.segment.is_rule_based else None
