@@ -239,3 +239,134 @@ class SegmentDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_id} {self.day}: +{self.joins} -{self.leaves} = {self.size}"
+
+
+# --- Segment analytics (segments/analytics/): rollups of outcomes credited at the time they happened ---
+
+
+class AnalyticsGrain(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week (ISO, from Monday)"
+    MONTH = "month", "Month"
+    QUARTER = "quarter", "Quarter"
+
+
+class SegmentStat(models.Model):
+    """What one segment's members did over one calendar period, credited by point-in-time membership.
+
+    `segment` null is the whole database (every contact from its creation), the baseline segments
+    are compared with. Written by segments/analytics/rollup.py; rates and intervals are derived on
+    reading (segments/analytics/measures.py).
+    """
+
+    segment = models.ForeignKey(Segment, null=True, on_delete=models.CASCADE, related_name="stats")
+    grain = models.CharField(max_length=8, choices=AnalyticsGrain.choices)
+    period_start = models.DateField()
+    members_start = models.PositiveIntegerField(help_text="Members at the end of the day before the period")
+    members_end = models.PositiveIntegerField(help_text="Members at the end of the period's last day")
+    members_during = models.PositiveIntegerField(
+        help_text="Members at the start (the day before's end) and contacts who joined during the period"
+    )
+    avg_members = models.FloatField(help_text="Mean over the period's days of (members at the day's start + end) / 2")
+    engaged = models.PositiveIntegerField(
+        help_text="Members with an open, click, visit, download or form while members"
+    )
+    opens = models.PositiveIntegerField()
+    clicks = models.PositiveIntegerField()
+    converted = models.PositiveIntegerField(help_text="Members who became customers or won a deal while members")
+    won_deals = models.PositiveIntegerField()
+    won_amount = models.DecimalField(max_digits=18, decimal_places=2)
+    purchases = models.PositiveIntegerField()
+    purchase_value = models.DecimalField(max_digits=18, decimal_places=2)
+    revenue_sq = models.FloatField(help_text="Sum over members of the square of each one's revenue (its spread)")
+    deals_created = models.PositiveIntegerField()
+    pipeline_created = models.DecimalField(max_digits=18, decimal_places=2)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["segment", "grain", "period_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment", "grain", "period_start"],
+                condition=models.Q(segment__isnull=False),
+                name="segment_stat_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["grain", "period_start"], condition=models.Q(segment__isnull=True), name="database_stat_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["grain", "period_start"], name="segment_stat_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id or 'database'} {self.grain} {self.period_start}"
+
+
+class SegmentResponse(models.Model):
+    """Members who responded through one channel (activity kind group) or campaign in a period."""
+
+    segment = models.ForeignKey(Segment, null=True, on_delete=models.CASCADE, related_name="responses")
+    grain = models.CharField(max_length=8, choices=AnalyticsGrain.choices)
+    period_start = models.DateField()
+    channel = models.CharField(max_length=16, blank=True, help_text="Channel, or blank on a campaign's row")
+    campaign = models.CharField(max_length=100, blank=True, help_text="Campaign, or blank on a channel's row")
+    responders = models.PositiveIntegerField(help_text="Members with at least one such activity while members")
+    activities = models.PositiveIntegerField()
+    converted = models.PositiveIntegerField(help_text="Responders who also converted in the period")
+
+    class Meta:
+        indexes = [models.Index(fields=["grain", "period_start", "segment"], name="segment_response_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id or 'database'} {self.grain} {self.period_start} {self.channel or self.campaign}"
+
+
+class SegmentStageStat(models.Model):
+    """Lifecycle progress of a segment's members in a period, by the stage reached."""
+
+    segment = models.ForeignKey(Segment, null=True, on_delete=models.CASCADE, related_name="stage_stats")
+    grain = models.CharField(max_length=8, choices=AnalyticsGrain.choices)
+    period_start = models.DateField()
+    stage = models.CharField(max_length=20)
+    reached = models.PositiveIntegerField(help_text="Members who moved to this stage while members")
+    converted = models.PositiveIntegerField(help_text="Members who moved to this stage or won a deal")
+    from_previous = models.PositiveIntegerField(help_text="Moves from the funnel's previous stage straight to this one")
+
+    class Meta:
+        indexes = [models.Index(fields=["grain", "period_start", "segment"], name="segment_stage_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id or 'database'} {self.grain} {self.period_start} {self.stage}"
+
+
+class SegmentChangeStat(models.Model):
+    """Joins and leaves of a segment in a period, by reason (from MembershipChange)."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="change_stats")
+    grain = models.CharField(max_length=8, choices=AnalyticsGrain.choices)
+    period_start = models.DateField()
+    kind = models.CharField(max_length=5, choices=ChangeKind.choices)
+    reason = models.CharField(max_length=20, choices=ChangeReason.choices)
+    n = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["grain", "period_start", "segment"], name="segment_change_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} {self.grain} {self.period_start} {self.kind} {self.reason}: {self.n}"
+
+
+class AnalyticsState(models.Model):
+    """Where the incremental analytics update left off (one row): the newest source rows it has seen."""
+
+    activity_created_at = models.DateTimeField(null=True, blank=True)
+    change_id = models.BigIntegerField(default=0)
+    lifecycle_id = models.BigIntegerField(default=0)
+    deal_id = models.BigIntegerField(default=0)
+    deals_checked_at = models.DateTimeField(null=True, blank=True)
+    computed_through = models.DateField(null=True, blank=True, help_text="Last day the rollups cover")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_seconds = models.FloatField(null=True, blank=True)
+    last_run_periods = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"analytics through {self.computed_through}"

@@ -1,0 +1,502 @@
+"""Segment analytics rolled up per calendar period, credited by membership at the time of each outcome.
+
+One run takes a list of periods and a list of segments and works in scratch tables of its
+connection, each filled by one set-based statement:
+
+- `analytics_iv`: membership intervals [start, end) from MembershipChange (join → leave; a rejoin
+  opens a new interval; a leave with no join before it started before history did), plus the
+  current members with no history at all, from their `joined_at`. The whole database is
+  segment 0: every contact from its creation.
+- `analytics_act`: activities that happened inside an interval, per segment, contact, day,
+  channel and campaign; `analytics_out`: lifecycle moves, won deals and created deals likewise.
+- `analytics_cal`: every day of every requested period.
+
+Sizes come from interval starts and ends per day; distinct counts (engaged, converted,
+responders) are counted per period from the per-contact-day rows, never summed across days.
+Stored periods are days, ISO weeks, months and quarters; any other range is computed on request.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from contacts.models import Activity, Contact, Deal, DealStage, LifecycleChange
+from segments.models import (
+    AnalyticsGrain,
+    Membership,
+    MembershipChange,
+    SegmentChangeStat,
+    SegmentResponse,
+    SegmentStageStat,
+    SegmentStat,
+)
+
+from . import dialect
+from .channels import CHANNELS, CONVERSION_STAGES, DEFAULT_STAGE, channel_case, engagement_in, previous_stage_case
+from .periods import Period
+
+DATABASE = 0  # the whole database's segment id in the scratch tables (stored as a null segment)
+RANGE = "range"  # the grain of a period that is no stored calendar period
+CAMPAIGN_GRAINS = (AnalyticsGrain.MONTH, AnalyticsGrain.QUARTER, RANGE)
+
+ACTIVITY = Activity._meta.db_table
+CONTACT = Contact._meta.db_table
+DEAL = Deal._meta.db_table
+LIFECYCLE = LifecycleChange._meta.db_table
+MEMBERSHIP = Membership._meta.db_table
+CHANGE = MembershipChange._meta.db_table
+
+SCRATCH = {
+    "analytics_iv": "segment_id integer, contact_id bigint, start_at timestamp{tz}, end_at timestamp{tz}",
+    "analytics_cal": "day date, grain varchar(8), period_start date, start_at timestamp{tz}",
+    "analytics_act": "segment_id integer, contact_id bigint, day date, channel varchar(16), campaign varchar(100), "
+    "n integer, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
+    "analytics_out": "segment_id integer, contact_id bigint, day date, what varchar(8), stage varchar(20), "
+    "from_previous integer, n integer, amount numeric",
+    "analytics_conv": "segment_id integer, contact_id bigint, grain varchar(8), period_start date",
+}
+
+
+def during(column: str) -> str:
+    """The condition that `column` (an instant) falls inside the joined interval `iv`."""
+    return f"(iv.start_at IS NULL OR {column} >= iv.start_at) AND (iv.end_at IS NULL OR {column} < iv.end_at)"
+
+
+@dataclass
+class Computed:
+    stats: list[SegmentStat] = field(default_factory=list)
+    responses: list[SegmentResponse] = field(default_factory=list)
+    stages: list[SegmentStageStat] = field(default_factory=list)
+    changes: list[SegmentChangeStat] = field(default_factory=list)
+
+
+def key_of(period: Period) -> tuple[str, date]:
+    return (period.grain or RANGE, period.first)
+
+
+def compute(periods: list[Period], *, segment_ids: Iterable[int], database: bool = True) -> Computed:
+    """The measures of each segment (and of the whole database) over each period, not stored."""
+    ids = sorted({int(pk) for pk in segment_ids})
+    periods = sorted(set(periods))
+    if not periods or (not ids and not database):
+        return Computed()
+    first, last = periods[0].first, max(p.last for p in periods)
+    start, end = dialect.instant(periods[0].start_at), dialect.instant(Period(first, last).end_at)
+    with transaction.atomic(), connection.cursor() as cursor:
+        _create_scratch(cursor)
+        _fill_intervals(cursor, ids, database=database, start=start, end=end)
+        _fill_calendar(cursor, periods)
+        _fill_activities(cursor, start=start, end=end)
+        _fill_outcomes(cursor, start=start, end=end)
+        computed = Computed()
+        computed.stats = _stats(cursor, periods, ids, database=database, start=start, end=end, first=first, last=last)
+        computed.responses = _responses(cursor)
+        computed.stages = _stages(cursor)
+        computed.changes = _changes(cursor, periods, ids, start=start, end=end)
+        _drop_scratch(cursor)
+    return computed
+
+
+def store(computed: Computed, periods: list[Period], *, segment_ids: Iterable[int], database: bool = True) -> None:
+    """Replace the stored rows of these periods and segments with `computed`, in one transaction."""
+    ids = sorted({int(pk) for pk in segment_ids})
+    by_grain: dict[str, list[date]] = defaultdict(list)
+    for period in periods:
+        if period.grain:
+            by_grain[period.grain].append(period.first)
+    with transaction.atomic():
+        for grain, starts in by_grain.items():
+            for model in (SegmentStat, SegmentResponse, SegmentStageStat, SegmentChangeStat):
+                rows = model.objects.filter(grain=grain, period_start__in=starts)
+                scope = rows.filter(segment_id__in=ids)
+                scope.delete()
+                if database and model is not SegmentChangeStat:
+                    rows.filter(segment__isnull=True).delete()
+        stored = {grain for grain in by_grain}
+        for model, rows in (
+            (SegmentStat, computed.stats),
+            (SegmentResponse, computed.responses),
+            (SegmentStageStat, computed.stages),
+            (SegmentChangeStat, computed.changes),
+        ):
+            model.objects.bulk_create([row for row in rows if row.grain in stored], batch_size=2000)
+
+
+def compute_and_store(periods: list[Period], *, segment_ids: Iterable[int], database: bool = True) -> Computed:
+    ids = list(segment_ids)
+    computed = compute(periods, segment_ids=ids, database=database)
+    store(computed, periods, segment_ids=ids, database=database)
+    return computed
+
+
+# --- scratch tables -------------------------------------------------------------------------------
+
+
+def _create_scratch(cursor) -> None:
+    tz = " with time zone" if connection.vendor == "postgresql" else ""
+    for name, columns in SCRATCH.items():
+        for statement in dialect.temporary_table(name, columns.format(tz=tz)):
+            cursor.execute(statement)
+
+
+def _drop_scratch(cursor) -> None:
+    for name in SCRATCH:
+        cursor.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _analyze(cursor, name: str) -> None:
+    if connection.vendor == "postgresql":
+        cursor.execute(dialect.analyze(name))
+
+
+def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end) -> None:
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(
+            f"""INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at)
+            SELECT segment_id, contact_id, start_at, end_at FROM (
+                SELECT segment_id, contact_id, changed_at AS start_at, next_at AS end_at
+                FROM (
+                    SELECT segment_id, contact_id, kind, changed_at,
+                        LAG(kind) OVER w AS previous_kind, LEAD(changed_at) OVER w AS next_at
+                    FROM {CHANGE} WHERE segment_id IN ({marks})
+                    WINDOW w AS (PARTITION BY segment_id, contact_id ORDER BY changed_at, id)
+                ) ordered WHERE kind = 'join'
+                UNION ALL
+                SELECT segment_id, contact_id, NULL, changed_at
+                FROM (
+                    SELECT segment_id, contact_id, kind, changed_at,
+                        LAG(kind) OVER (PARTITION BY segment_id, contact_id ORDER BY changed_at, id) AS previous_kind
+                    FROM {CHANGE} WHERE segment_id IN ({marks})
+                ) ordered WHERE kind = 'leave' AND previous_kind IS NULL
+                UNION ALL
+                SELECT m.segment_id, m.contact_id, m.joined_at, NULL
+                FROM {MEMBERSHIP} m
+                WHERE m.segment_id IN ({marks}) AND NOT EXISTS (
+                    SELECT 1 FROM {CHANGE} c WHERE c.segment_id = m.segment_id AND c.contact_id = m.contact_id
+                )
+            ) intervals
+            WHERE (start_at IS NULL OR start_at < %s) AND (end_at IS NULL OR end_at >= %s)
+                AND (start_at IS NULL OR end_at IS NULL OR start_at < end_at)""",
+            [*ids, *ids, *ids, end, start],
+        )
+    if database:
+        cursor.execute(
+            f"""INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at)
+            SELECT {DATABASE}, id, created_at, NULL FROM {CONTACT} WHERE created_at < %s""",
+            [end],
+        )
+    cursor.execute("CREATE INDEX analytics_iv_contact ON analytics_iv (contact_id)")
+    _analyze(cursor, "analytics_iv")
+
+
+def _fill_calendar(cursor, periods: list[Period]) -> None:
+    rows = [
+        (dialect.day_param(day), grain, dialect.day_param(first), dialect.instant(period.start_at))
+        for period in periods
+        for grain, first in [key_of(period)]
+        for day in period.day_list()
+    ]
+    cursor.executemany("INSERT INTO analytics_cal (day, grain, period_start, start_at) VALUES (%s, %s, %s, %s)", rows)
+    cursor.execute("CREATE INDEX analytics_cal_day ON analytics_cal (day)")
+    _analyze(cursor, "analytics_cal")
+
+
+def _fill_activities(cursor, *, start, end) -> None:
+    kinds = ", ".join(f"'{kind}'" for kinds in CHANNELS.values() for kind in kinds)
+    cursor.execute(
+        f"""INSERT INTO analytics_act
+            (segment_id, contact_id, day, channel, campaign, n, opens, clicks, engagements, purchases, purchase_value)
+        SELECT iv.segment_id, a.contact_id, {dialect.local_date("a.occurred_at")}, {channel_case("a.kind")},
+            a.campaign, COUNT(*),
+            SUM(CASE WHEN a.kind = 'email_open' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN a.kind = 'email_click' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN {engagement_in("a.kind")} THEN 1 ELSE 0 END),
+            SUM(CASE WHEN a.kind = 'purchase' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN a.kind = 'purchase' THEN COALESCE(a.value, 0) ELSE 0 END)
+        FROM {ACTIVITY} a JOIN analytics_iv iv ON iv.contact_id = a.contact_id AND {during("a.occurred_at")}
+        WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.kind IN ({kinds}, 'purchase')
+        GROUP BY 1, 2, 3, 4, 5""",
+        [start, end],
+    )
+    _analyze(cursor, "analytics_act")
+
+
+def _fill_outcomes(cursor, *, start, end) -> None:
+    cursor.execute(
+        f"""INSERT INTO analytics_out (segment_id, contact_id, day, what, stage, from_previous, n, amount)
+        SELECT iv.segment_id, l.contact_id, {dialect.local_date("l.changed_at")}, 'stage', l.to_stage,
+            SUM(CASE WHEN l.from_stage = {previous_stage_case("l.to_stage")} THEN 1 ELSE 0 END), COUNT(*), 0
+        FROM {LIFECYCLE} l JOIN analytics_iv iv ON iv.contact_id = l.contact_id AND {during("l.changed_at")}
+        WHERE l.changed_at >= %s AND l.changed_at < %s
+        GROUP BY 1, 2, 3, 4, 5""",
+        [start, end],
+    )
+    for what, column, condition in (
+        ("won", "closed_at", f"d.stage = '{DealStage.WON}'"),
+        ("created", "created_at", "1 = 1"),
+    ):
+        cursor.execute(
+            f"""INSERT INTO analytics_out (segment_id, contact_id, day, what, stage, from_previous, n, amount)
+            SELECT iv.segment_id, d.contact_id, {dialect.local_date(f"d.{column}")}, '{what}', '', 0,
+                COUNT(*), SUM(d.amount)
+            FROM {DEAL} d JOIN analytics_iv iv ON iv.contact_id = d.contact_id AND {during(f"d.{column}")}
+            WHERE {condition} AND d.{column} >= %s AND d.{column} < %s
+            GROUP BY 1, 2, 3""",
+            [start, end],
+        )
+    _analyze(cursor, "analytics_out")
+    converted = f"o.what = 'won' OR (o.what = 'stage' AND o.stage = '{DEFAULT_STAGE}')"
+    cursor.execute(
+        f"""INSERT INTO analytics_conv (segment_id, contact_id, grain, period_start)
+        SELECT DISTINCT o.segment_id, o.contact_id, c.grain, c.period_start
+        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day WHERE {converted}"""
+    )
+    cursor.execute("CREATE INDEX analytics_conv_contact ON analytics_conv (contact_id, segment_id)")
+    _analyze(cursor, "analytics_conv")
+
+
+# --- measures -------------------------------------------------------------------------------------
+
+
+def _segment(segment_id: int) -> int | None:
+    return None if segment_id == DATABASE else segment_id
+
+
+def _grouped(cursor, sql: str, params: list | None = None) -> dict[tuple, tuple]:
+    """Rows keyed by (grain, period_start, segment_id, ...): the leading columns of each row."""
+    cursor.execute(sql, params or [])
+    return {(row[0], dialect.as_date(row[1]), row[2]): row[3:] for row in cursor.fetchall()}
+
+
+def _day_sizes(cursor, ids: list[int], *, start, end, first: date, last: date) -> dict[int, dict[date, int]]:
+    """Each segment's member count at the end of every day first..last (and at first's start)."""
+    cursor.execute(
+        """SELECT segment_id, COUNT(*) FROM analytics_iv
+        WHERE (start_at IS NULL OR start_at < %s) AND (end_at IS NULL OR end_at >= %s) GROUP BY 1""",
+        [start, start],
+    )
+    base = dict(cursor.fetchall())
+    moves: dict[int, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    for column, sign in (("start_at", 1), ("end_at", -1)):
+        cursor.execute(
+            f"""SELECT segment_id, {dialect.local_date(column)}, COUNT(*) FROM analytics_iv
+            WHERE {column} >= %s AND {column} < %s GROUP BY 1, 2""",
+            [start, end],
+        )
+        for segment_id, day, count in cursor.fetchall():
+            moves[segment_id][dialect.as_date(day)] += sign * count
+    sizes: dict[int, dict[date, int]] = {}
+    for segment_id in ids:
+        running = base.get(segment_id, 0)
+        series = {first - timedelta(days=1): running}
+        day = first
+        while day <= last:
+            running += moves[segment_id].get(day, 0)
+            series[day] = running
+            day += timedelta(days=1)
+        sizes[segment_id] = series
+    return sizes
+
+
+def _stats(cursor, periods, ids, *, database: bool, start, end, first: date, last: date) -> list[SegmentStat]:
+    scope = [*ids, *([DATABASE] if database else [])]
+    sizes = _day_sizes(cursor, scope, start=start, end=end, first=first, last=last)
+    entrants = _entrants(cursor, start=start)
+    activity = _grouped(
+        cursor,
+        """SELECT c.grain, c.period_start, x.segment_id,
+            COUNT(DISTINCT CASE WHEN x.engagements > 0 THEN x.contact_id END),
+            SUM(x.opens), SUM(x.clicks), SUM(x.purchases), SUM(x.purchase_value)
+        FROM analytics_act x JOIN analytics_cal c ON c.day = x.day GROUP BY 1, 2, 3""",
+    )
+    outcomes = _grouped(
+        cursor,
+        f"""SELECT c.grain, c.period_start, o.segment_id,
+            COUNT(DISTINCT CASE WHEN o.what = 'won' OR (o.what = 'stage' AND o.stage = '{DEFAULT_STAGE}')
+                THEN o.contact_id END),
+            SUM(CASE WHEN o.what = 'won' THEN o.n ELSE 0 END),
+            SUM(CASE WHEN o.what = 'won' THEN o.amount ELSE 0 END),
+            SUM(CASE WHEN o.what = 'created' THEN o.n ELSE 0 END),
+            SUM(CASE WHEN o.what = 'created' THEN o.amount ELSE 0 END)
+        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day GROUP BY 1, 2, 3""",
+    )
+    spread = _grouped(
+        cursor,
+        """SELECT grain, period_start, segment_id, SUM(revenue * revenue) FROM (
+            SELECT c.grain, c.period_start, v.segment_id, v.contact_id, SUM(v.amount) AS revenue FROM (
+                SELECT segment_id, contact_id, day, purchase_value AS amount FROM analytics_act WHERE purchases > 0
+                UNION ALL
+                SELECT segment_id, contact_id, day, amount FROM analytics_out WHERE what = 'won'
+            ) v JOIN analytics_cal c ON c.day = v.day GROUP BY 1, 2, 3, 4
+        ) per_contact GROUP BY 1, 2, 3""",
+    )
+    now, stats = timezone.now(), []
+    for period in periods:
+        grain, period_start = key_of(period)
+        for segment_id in scope:
+            series = sizes[segment_id]
+            days = period.day_list()
+            ends = [series[day] for day in days]
+            starts = [series[day - timedelta(days=1)] for day in days]
+            engaged, opens, clicks, purchases, purchase_value = activity.get(
+                (grain, period_start, segment_id), (0, 0, 0, 0, 0)
+            )
+            converted, won, won_amount, created, pipeline = outcomes.get(
+                (grain, period_start, segment_id), (0, 0, 0, 0, 0)
+            )
+            (revenue_sq,) = spread.get((grain, period_start, segment_id), (0,))
+            (entered,) = entrants.get((grain, period_start, segment_id), (0,))
+            stats.append(
+                SegmentStat(
+                    segment_id=_segment(segment_id),
+                    grain=grain,
+                    period_start=period_start,
+                    members_start=starts[0],
+                    members_end=ends[-1],
+                    members_during=starts[0] + entered,
+                    avg_members=sum(s + e for s, e in zip(starts, ends, strict=True)) / (2 * len(days)),
+                    engaged=engaged,
+                    opens=opens or 0,
+                    clicks=clicks or 0,
+                    converted=converted,
+                    won_deals=won or 0,
+                    won_amount=Decimal(won_amount or 0),
+                    purchases=purchases or 0,
+                    purchase_value=Decimal(purchase_value or 0),
+                    revenue_sq=float(revenue_sq or 0),
+                    deals_created=created or 0,
+                    pipeline_created=Decimal(pipeline or 0),
+                    computed_at=now,
+                )
+            )
+    return stats
+
+
+def _entrants(cursor, *, start) -> dict[tuple, tuple]:
+    """Per period, the contacts who joined during it and were not members at its start: interval
+    starts in the period whose contact's previous interval ended before the period began."""
+    day = dialect.local_date("e.start_at")
+    return _grouped(
+        cursor,
+        f"""SELECT c.grain, c.period_start, e.segment_id, COUNT(*) FROM (
+            SELECT segment_id, start_at, LAG(end_at) OVER (
+                PARTITION BY segment_id, contact_id ORDER BY CASE WHEN start_at IS NULL THEN 0 ELSE 1 END, start_at
+            ) AS previous_end
+            FROM analytics_iv WHERE segment_id <> {DATABASE}
+        ) e JOIN analytics_cal c ON c.day = {day}
+        WHERE e.start_at >= %s AND (e.previous_end IS NULL OR e.previous_end < c.start_at)
+        GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT c.grain, c.period_start, e.segment_id, COUNT(*)
+        FROM analytics_iv e JOIN analytics_cal c ON c.day = {day}
+        WHERE e.segment_id = {DATABASE} AND e.start_at >= %s
+        GROUP BY 1, 2, 3""",
+        [start, start],
+    )
+
+
+def _responses(cursor) -> list[SegmentResponse]:
+    responses = []
+    grains = ", ".join(f"'{grain}'" for grain in CAMPAIGN_GRAINS)
+    for column, condition in (
+        ("channel", "x.channel IS NOT NULL"),
+        ("campaign", f"x.campaign <> '' AND c.grain IN ({grains})"),
+    ):
+        cursor.execute(
+            f"""SELECT c.grain, c.period_start, x.segment_id, x.{column},
+                COUNT(DISTINCT x.contact_id), SUM(x.n), COUNT(DISTINCT v.contact_id)
+            FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+            LEFT JOIN analytics_conv v ON v.contact_id = x.contact_id AND v.segment_id = x.segment_id
+                AND v.grain = c.grain AND v.period_start = c.period_start
+            WHERE {condition} GROUP BY 1, 2, 3, 4"""
+        )
+        for grain, period_start, segment_id, value, responders, activities, converted in cursor.fetchall():
+            responses.append(
+                SegmentResponse(
+                    segment_id=_segment(segment_id),
+                    grain=grain,
+                    period_start=dialect.as_date(period_start),
+                    channel=value if column == "channel" else "",
+                    campaign=value if column == "campaign" else "",
+                    responders=responders,
+                    activities=activities,
+                    converted=converted,
+                )
+            )
+    return responses
+
+
+def _stages(cursor) -> list[SegmentStageStat]:
+    stages = " UNION ALL ".join(f"SELECT '{stage}' AS stage" for stage in CONVERSION_STAGES)
+    reached = _grouped_by_stage(
+        cursor,
+        """SELECT c.grain, c.period_start, o.segment_id, o.stage, COUNT(DISTINCT o.contact_id), SUM(o.from_previous)
+        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day WHERE o.what = 'stage' GROUP BY 1, 2, 3, 4""",
+    )
+    converted = _grouped_by_stage(
+        cursor,
+        f"""SELECT c.grain, c.period_start, o.segment_id, s.stage, COUNT(DISTINCT o.contact_id)
+        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day
+        JOIN ({stages}) s ON o.what = 'won' OR (o.what = 'stage' AND o.stage = s.stage)
+        GROUP BY 1, 2, 3, 4""",
+    )
+    rows = []
+    for key in sorted(set(reached) | set(converted), key=str):
+        grain, period_start, segment_id, stage = key
+        if stage not in CONVERSION_STAGES:
+            continue
+        reached_n, from_previous = reached.get(key, (0, 0))
+        (converted_n,) = converted.get(key, (0,))
+        rows.append(
+            SegmentStageStat(
+                segment_id=_segment(segment_id),
+                grain=grain,
+                period_start=period_start,
+                stage=stage,
+                reached=reached_n,
+                converted=converted_n,
+                from_previous=from_previous or 0,
+            )
+        )
+    return rows
+
+
+def _grouped_by_stage(cursor, sql: str) -> dict[tuple, tuple]:
+    cursor.execute(sql)
+    return {(row[0], dialect.as_date(row[1]), row[2], row[3]): row[4:] for row in cursor.fetchall()}
+
+
+def _changes(cursor, periods: list[Period], ids: list[int], *, start, end) -> list[SegmentChangeStat]:
+    if not ids:
+        return []
+    marks = ", ".join(["%s"] * len(ids))
+    cursor.execute(
+        f"""SELECT segment_id, {dialect.local_date("changed_at")}, kind, reason, COUNT(*) FROM {CHANGE}
+        WHERE segment_id IN ({marks}) AND changed_at >= %s AND changed_at < %s GROUP BY 1, 2, 3, 4""",
+        [*ids, start, end],
+    )
+    by_day: dict[date, list[tuple]] = defaultdict(list)
+    for segment_id, day, kind, reason, count in cursor.fetchall():
+        by_day[dialect.as_date(day)].append((segment_id, kind, reason, count))
+    rows = []
+    for period in periods:
+        grain, period_start = key_of(period)
+        totals: dict[tuple, int] = defaultdict(int)
+        for day in period.day_list():
+            for segment_id, kind, reason, count in by_day.get(day, ()):
+                totals[(segment_id, kind, reason)] += count
+        rows += [
+            SegmentChangeStat(
+                segment_id=segment_id, grain=grain, period_start=period_start, kind=kind, reason=reason, n=n
+            )
+            for (segment_id, kind, reason), n in sorted(totals.items())
+        ]
+    return rows

@@ -1,0 +1,53 @@
+"""Reading periods for the analytics: calendar forms, ranges, and the inputs that are refused."""
+
+from datetime import date
+
+import pytest
+
+from segments.analytics.periods import PeriodError, last_full_quarter, parse_period, periods_between
+
+
+@pytest.mark.parametrize(
+    ("text", "first", "last", "grain"),
+    [
+        ("2026Q3", date(2026, 7, 1), date(2026, 9, 30), "quarter"),
+        ("2026-q1", date(2026, 1, 1), date(2026, 3, 31), "quarter"),
+        ("2026-02", date(2026, 2, 1), date(2026, 2, 28), "month"),
+        ("2026-W01", date(2025, 12, 29), date(2026, 1, 4), "week"),
+        ("2026-07-14", date(2026, 7, 14), date(2026, 7, 14), "day"),
+        ("2026-07-01..2026-09-30", date(2026, 7, 1), date(2026, 9, 30), "quarter"),
+        ("2026-07-03..2026-08-09", date(2026, 7, 3), date(2026, 8, 9), None),
+    ],
+)
+def test_it_reads_each_form(text, first, last, grain):
+    period = parse_period(text)
+    assert (period.first, period.last, period.grain) == (first, last, grain)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("2026-09-30..2026-07-01", "ends (2026-07-01) before it starts (2026-09-30)"),
+        ("2020-01-01..2026-01-01", "longer than the 3 years"),
+        ("2026Q5", "is not a period"),
+        ("2026-13", "is not a real date"),
+        ("last quarter", "is not a period"),
+    ],
+)
+def test_it_refuses_bad_periods_naming_the_parameter(text, says):
+    with pytest.raises(PeriodError) as raised:
+        parse_period(text, parameter="period")
+    assert raised.value.parameter == "period"
+    assert str(raised.value).startswith("period: ")
+    assert says in str(raised.value)
+
+
+def test_three_years_to_the_day_are_allowed():
+    assert parse_period("2024-01-01..2026-12-31").days == 1096
+
+
+def test_last_full_quarter_and_the_periods_between():
+    assert last_full_quarter(date(2026, 12, 6)).label == "2026Q3"
+    assert last_full_quarter(date(2026, 1, 1)).label == "2025Q4"
+    weeks = periods_between(date(2026, 7, 1), date(2026, 7, 31), "week")
+    assert [w.label for w in weeks] == ["2026-W27", "2026-W28", "2026-W29", "2026-W30", "2026-W31"]
