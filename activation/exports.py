@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -235,7 +236,7 @@ def _write_file(run: ExportRun, action: str, fmt: FileFormat, outcome: Outcome, 
     final.parent.mkdir(parents=True, exist_ok=True)
     cleanup.extend([temp, final])  # a failed run keeps neither: its files are meaningless
     written = 0
-    with open(temp, "wb") as handle:
+    with _private_file(temp) as handle:
         out = _HashingFile(handle)
         out.write(_csv_line(fmt.header))
         for contact in staged_contacts(run, action, fmt.fields):
@@ -252,6 +253,14 @@ def _write_file(run: ExportRun, action: str, fmt: FileFormat, outcome: Outcome, 
     os.replace(temp, final)
     outcome.files[action] = (relative, out.size, out.digest.hexdigest())
     return written
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """Open `path` for writing, readable and writable by the service user only (0600): the files
+    hold personal data, and whoever else has a shell on the host has no business reading them."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a leftover .part from a crashed run keeps its old mode otherwise
+    return os.fdopen(descriptor, "wb")
 
 
 def _csv_line(cells: list[str]) -> str:

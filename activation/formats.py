@@ -3,10 +3,17 @@
 A row function returns the cells for one contact or raises normalize.Unusable, in which case the
 exporter skips the whole contact (never half a row). Files are UTF-8 CSV without BOM, "\\n" line
 ends, minimal quoting.
+
+Files people open in a spreadsheet (CSV and direct-mail lists) have formula cells neutralised
+(see `neutralise`). Platform upload files (Google, Meta, LinkedIn) are written as each platform's
+spec says and are not: Google's and Meta's identifiers are SHA-256 hex digests (which never start
+with a formula character) beside Google's ISO country and zip, and LinkedIn matches on its
+template's values as given, where a quote mark would become part of the name or e-mail matched.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,8 +23,11 @@ from contacts.models import Contact
 
 Row = Callable[[Contact, Destination], list[str]]
 
-# LinkedIn's Matched Audiences contact template: column name -> longest value it accepts.
+# LinkedIn's Matched Audiences contact template: column name -> longest value it accepts. The header
+# must be the template's exactly ("changing or removing template headers will cause an error when you
+# upload"), googleaid (a Google advertising id, which we do not hold) included and left empty.
 LINKEDIN_LIMITS = {"email": 254, "firstname": 35, "lastname": 35, "jobtitle": 50, "employeecompany": 50, "country": 2}
+LINKEDIN_HEADER = [*LINKEDIN_LIMITS, "googleaid"]
 DIRECT_MAIL_REQUIRED = ("street_address", "postal_code", "city", "country")
 
 
@@ -67,6 +77,7 @@ def _linkedin(contact: Contact, destination: Destination) -> list[str]:
         normalize.truncate(contact.job_title, LINKEDIN_LIMITS["jobtitle"]),
         normalize.truncate(company, LINKEDIN_LIMITS["employeecompany"]),
         contact.country.strip().upper(),
+        "",  # googleaid
     ]
 
 
@@ -84,6 +95,29 @@ def _direct_mail(contact: Contact, destination: Destination) -> list[str]:
         contact.region.strip(),
         contact.country.strip().upper(),
     ]
+
+
+# OWASP's advice on CSV injection: a spreadsheet runs a cell starting with one of these as a formula
+# (=HYPERLINK(...) exfiltrates, +cmd|... runs a program through DDE).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+
+def neutralise(cell: str) -> str:
+    """The cell as text a spreadsheet will show rather than run: a leading quote before a formula
+    character. Plain numbers (-5, an E.164 phone +14155550123) run nothing and are left alone."""
+    if cell.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def for_spreadsheets(row: Row) -> Row:
+    """`row`, its cells neutralised: for files that people open in a spreadsheet."""
+
+    def neutralised_row(contact: Contact, destination: Destination) -> list[str]:
+        return [neutralise(cell) for cell in row(contact, destination)]
+
+    return neutralised_row
 
 
 def _csv_cell(contact: Contact, column: str) -> str:
@@ -124,14 +158,14 @@ FORMATS: dict[str, FileFormat] = {
         row=_meta,
     ),
     DestinationKind.LINKEDIN: FileFormat(
-        header=list(LINKEDIN_LIMITS),
+        header=LINKEDIN_HEADER,
         fields=(*_NAMES, "job_title", "country", "company__name"),
         row=_linkedin,
     ),
     DestinationKind.DIRECT_MAIL: FileFormat(
         header=["first_name", "last_name", "company", "street_address", "postal_code", "city", "region", "country"],
         fields=(*_NAMES, "street_address", "postal_code", "city", "region", "country", "company__name"),
-        row=_direct_mail,
+        row=for_spreadsheets(_direct_mail),
     ),
 }
 
@@ -142,7 +176,7 @@ def file_format(destination: Destination) -> FileFormat:
         return FileFormat(
             header=columns,
             fields=_csv_fields(columns),
-            row=lambda contact, _destination: [_csv_cell(contact, column) for column in columns],
+            row=for_spreadsheets(lambda contact, _destination: [_csv_cell(contact, column) for column in columns]),
         )
     return FORMATS[destination.kind]
 

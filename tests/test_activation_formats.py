@@ -1,4 +1,7 @@
+import csv
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -139,9 +142,9 @@ def test_linkedin_file_hashes_email_and_cuts_fields_to_linkedin_limits(media, pe
     assert (
         _file(media, run)
         == (
-            "email,firstname,lastname,jobtitle,employeecompany,country\n"
-            f'{h("jane.doe+ads@gmail.com")},Zoe\u0308,Van  der Berg,VP Marketing,"Acme, Inc.",US\n'
-            f"{h('juergen@example.de')},Jürgen,Groß-Müller,Head of Information Technology and Digital Transfo,,DE\n"
+            "email,firstname,lastname,jobtitle,employeecompany,country,googleaid\n"
+            f'{h("jane.doe+ads@gmail.com")},Zoe\u0308,Van  der Berg,VP Marketing,"Acme, Inc.",US,\n'
+            f"{h('juergen@example.de')},Jürgen,Groß-Müller,Head of Information Technology and Digital Transfo,,DE,\n"
         ).encode()
     )
 
@@ -193,3 +196,104 @@ def test_an_export_streams_in_a_fixed_number_of_queries(media, django_assert_max
 
     run.refresh_from_db()
     assert run.exported_count == 30
+
+
+def test_linkedin_file_header_is_the_template_header_exactly(media, people):
+    # LinkedIn: "changing or removing template headers will cause an error when you upload".
+    run = _export("linkedin_matched_audience", [people[0]])
+
+    header, row = _file(media, run).decode().splitlines()
+
+    assert header == "email,firstname,lastname,jobtitle,employeecompany,country,googleaid"
+    assert len(row.replace('"Acme, Inc."', "Acme").split(",")) == 7
+    assert row.endswith(",US,")  # no Google advertising id: an empty last column
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd"]
+
+
+@pytest.fixture
+def formula_people():
+    acme = CompanyFactory(name="=1+1", domain="evil.example")
+    return [
+        ContactFactory(
+            email=f"f{index}@example.com",
+            first_name=formula,
+            last_name="\tTab",
+            city="\rReturn",
+            street_address="@street",
+            postal_code="12345",
+            job_title="-",
+            lead_score=-5,
+            phone="+1 415 555 0123",
+            country="US",
+            company=acme,
+        )
+        for index, formula in enumerate(FORMULAS)
+    ]
+
+
+def _cells(media: Path, name: str) -> list[list[str]]:
+    with (media / name).open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def test_csv_files_neutralise_cells_a_spreadsheet_would_run(media, formula_people):
+    columns = ["email", "first_name", "last_name", "city", "company", "job_title", "phone", "lead_score"]
+
+    run = _export("csv", formula_people, csv_columns=columns)
+
+    header, *rows = _cells(media, run.file_path)
+    assert header == columns
+    assert [row[1] for row in rows] == ["'" + formula for formula in FORMULAS]
+    for row in rows:
+        assert row[2:6] == ["'\tTab", "'\rReturn", "'=1+1", "'-"]
+        assert row[6:] == ["+14155550123", "-5"]  # numbers carry no formula: left as they are
+        assert all(not cell or cell[0] not in "=+-@\t\r" or cell in ("+14155550123", "-5") for cell in row)
+
+
+def test_direct_mail_lists_neutralise_cells_a_spreadsheet_would_run(media, formula_people):
+    run = _export("direct_mail", formula_people)
+
+    _header, *rows = _cells(media, run.file_path)
+
+    assert [row[0] for row in rows] == ["'" + formula for formula in FORMULAS]
+    assert rows[0][1:6] == ["Tab", "'=1+1", "'@street", "12345", "Return"]  # blanks stripped first
+
+
+def test_removal_files_of_csv_destinations_are_neutralised_too(media, formula_people):
+    activation = ActivationFactory(
+        mode="delta", destination=DestinationFactory(kind="csv", csv_columns=["email", "first_name"])
+    )
+    Membership.objects.bulk_create(Membership(segment=activation.segment, contact=c) for c in formula_people)
+    execute_run(start_run(activation).pk)
+    Membership.objects.filter(segment=activation.segment).delete()
+
+    second = execute_run(start_run(activation).pk)
+
+    _header, *rows = _cells(media, second.removed_file_path)
+    assert sorted(row[1] for row in rows) == sorted("'" + formula for formula in FORMULAS)
+
+
+def test_platform_upload_files_keep_the_values_the_platform_matches(media, formula_people):
+    # LinkedIn matches on the template's values as given; a quote mark would become part of them.
+    run = _export("linkedin_matched_audience", formula_people[:1], linkedin_plain_email=True)
+
+    _header, row = _cells(media, run.file_path)
+
+    assert row[:5] == ["f0@example.com", FORMULAS[0][:35], "Tab", "-", "=1+1"]
+
+
+@pytest.mark.parametrize("kind", ["csv", "direct_mail", "google_customer_match", "linkedin_matched_audience"])
+def test_export_files_are_readable_by_the_service_user_only(media, people, kind):
+    extra = {"csv_columns": ["email"]} if kind == "csv" else {}
+    activation = ActivationFactory(mode="delta", destination=DestinationFactory(kind=kind, **extra))
+    Membership.objects.bulk_create(Membership(segment=activation.segment, contact=c) for c in people[:2])
+    activation.destination.min_audience_size = 1
+    activation.destination.save()
+
+    run = execute_run(start_run(activation).pk)
+
+    assert run.status == "succeeded", run.error
+    for name in (run.file_path, run.removed_file_path):
+        assert stat.S_IMODE(os.stat(media / name).st_mode) == 0o600, name
