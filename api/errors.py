@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -50,6 +52,11 @@ class PayloadTooLarge(ApiError):
     default_code = "payload_too_large"
 
 
+class TooDeep(ApiError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "too_deep"
+
+
 class Conflict(ApiError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
@@ -87,8 +94,20 @@ def _validation_body(exc: exceptions.ValidationError) -> dict:
     return error_body("invalid", message, field=first["path"], details={"errors": errors})
 
 
+def body_too_large(request) -> PayloadTooLarge:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    received = int(request.META.get("CONTENT_LENGTH") or 0)
+    return PayloadTooLarge(
+        f"The request body is {received:,} bytes; at most {limit:,} are accepted (DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        " Split the batch.",
+        details={"limit": limit, "received": received},
+    )
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, RequestDataTooBig):
+        exc = body_too_large(context["request"])
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")

@@ -11,7 +11,7 @@ from django_filters.fields import IsoDateTimeField
 from rest_framework.filters import BaseFilterBackend, SearchFilter
 from rest_framework.request import Request
 
-from api.errors import UnknownParameter
+from api.errors import InvalidParameter, UnknownParameter
 from contacts.models import (
     Activity,
     ActivityKind,
@@ -82,15 +82,22 @@ def known_parameters(view) -> set[str]:
     return names
 
 
+def check_query_params(request: Request, allowed: set[str]) -> None:
+    """Refuse a parameter not in `allowed` (a typo must not give an unfiltered list) and, since no
+    column can hold one, a value with a NUL character."""
+    for name, values in request.query_params.lists():
+        if name not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            raise UnknownParameter(f"Unknown query parameter {name!r}; allowed: {listed}.", field=name)
+        if any("\x00" in value for value in values):
+            raise InvalidParameter(f"{name} may not contain NUL characters.", field=name)
+
+
 class KnownParametersOnly(BaseFilterBackend):
     """First filter backend of every view: a typo in a filter name is a 400, not an unfiltered list."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view) -> QuerySet:
-        allowed = known_parameters(view)
-        for name in request.query_params:
-            if name not in allowed:
-                listed = ", ".join(sorted(allowed)) or "none"
-                raise UnknownParameter(f"Unknown query parameter {name!r}; allowed: {listed}.", field=name)
+        check_query_params(request, known_parameters(view))
         return queryset
 
 

@@ -24,7 +24,7 @@ urlpatterns = [
     path("segments/<slug:slug>/refresh/", segments.refresh_segment, name="segment-refresh"),
     path("segments/<slug:slug>/members/add/", segments.add_members, name="segment-members-add"),
     path("segments/<slug:slug>/members/remove/", segments.remove_members, name="segment-members-remove"),
-    path("tasks/<str:task_id>/", tasks.task_status, name="task"),
+    re_path(r"^tasks/(?P<task_id>[0-9a-f]{32})/$", tasks.task_status, name="task"),
     path("destinations/", activation.DestinationList.as_view(), name="destinations"),
     path("destinations/<int:pk>/", activation.DestinationDetail.as_view(), name="destination"),
     path("activations/", activation.ActivationList.as_view(), name="activations"),
@@ -34,5 +34,6 @@ urlpatterns = [
     path("export-runs/<int:pk>/", activation.ExportRunDetail.as_view(), name="export-run"),
     path("export-runs/<int:pk>/download/<str:which>/", activation.download_export, name="export-run-download"),
     path("personalization/", personalization.personalization, name="personalization"),
-    re_path(r"^(?P<path>.*)$", common.not_found, name="not-found"),
+    # (?s): a path with a newline (`segments/a%0Ab/`) is a JSON 404 too, not Django's HTML page.
+    re_path(r"^(?P<path>(?s:.*))$", common.not_found, name="not-found"),
 ]

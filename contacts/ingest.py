@@ -32,12 +32,14 @@ from contacts.models import (
     normalize_domain,
     normalize_email,
 )
+from crmseg_site.untrusted_json import nul_paths
 
 MAX_ROWS = 10_000
 BATCH_SIZE = 2_000
 DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
 
 RowErrors = dict[str, list[str]]
+NUL_MESSAGE = "Text may not contain NUL characters."
 
 # Fields a row may set directly; everything else about a contact is derived or managed here.
 CONTACT_FIELDS = [
@@ -148,8 +150,9 @@ def _validated_rows(
         if not isinstance(row, dict):
             failed[index] = {"": [f"Expected an object, got {type(row).__name__}."]}
             continue
-        errors: RowErrors = {}
-        values = clean(row, errors)
+        # A NUL character cannot be stored in any text or JSON column; name where it is and check no further.
+        errors: RowErrors = {path: [NUL_MESSAGE] for path in nul_paths(row) if path}
+        values = {} if errors else clean(row, errors)
         if key and not errors:
             if values[key] in first_row_for_key:
                 errors[key] = [f"Same {key} as rows[{first_row_for_key[values[key]]}]; send a {noun} once."]

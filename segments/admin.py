@@ -23,6 +23,7 @@ from django.utils.text import Truncator
 
 from contacts.models import Contact, normalize_email
 from contacts.paging import LargeTablePaginator
+from crmseg_site.untrusted_json import JSONFormField
 from segments.editing import check_segment, delete_segment, save_segment, segment_dependants
 from segments.history import detail_text
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentKind
@@ -33,7 +34,7 @@ from segments.tasks import enqueue_refresh_segment
 MAX_STATIC_TOKENS = 10_000
 
 
-class RuleField(forms.JSONField):
+class RuleField(JSONFormField):
     """The rule as indented JSON, so a person can read and edit it."""
 
     def prepare_value(self, value):

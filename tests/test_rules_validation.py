@@ -126,11 +126,11 @@ def test_a_property_definition_makes_its_field_valid_without_code(db):
         ),
         (
             {"field": "renewal_date", "op": "in_last_days", "value": 0},
-            "in_last_days takes a whole number of days, at least 1.",
+            "in_last_days takes a whole number of days from 1 to 36,500.",
         ),
         (
             {"field": "renewal_date", "op": "in_next_days", "value": 1.5},
-            "in_next_days takes a whole number of days, at least 1.",
+            "in_next_days takes a whole number of days from 1 to 36,500.",
         ),
         (
             {"field": "lead_score", "op": "top_percent", "value": 0},
@@ -212,12 +212,12 @@ def test_top_percent_accepts_the_whole_range(db):
         (
             {"event": {"kind": "purchase"}, "op": "performed", "within_days": 0},
             "within_days",
-            "within_days takes a whole number of days, at least 1 (leave it out for all time).",
+            "within_days takes a whole number of days from 1 to 36,500 (leave it out for all time).",
         ),
         (
             {"event": {"kind": "purchase"}, "op": "performed", "within_days": "30"},
             "within_days",
-            "within_days takes a whole number of days, at least 1 (leave it out for all time).",
+            "within_days takes a whole number of days from 1 to 36,500 (leave it out for all time).",
         ),
     ],
 )

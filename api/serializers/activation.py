@@ -10,6 +10,7 @@ from rest_framework import serializers
 from activation.models import Activation, Destination, ExportRun
 from api.models import Scope
 from api.permissions import describe_caller, require_scopes
+from api.serializers.strict import StrictInput
 from segments.models import Segment
 
 
@@ -21,7 +22,7 @@ def _clean(instance) -> None:
         raise serializers.ValidationError(detail) from None
 
 
-class DestinationSerializer(serializers.ModelSerializer):
+class DestinationSerializer(StrictInput, serializers.ModelSerializer):
     secret = serializers.CharField(
         write_only=True,
         required=False,
@@ -63,7 +64,7 @@ class DestinationSerializer(serializers.ModelSerializer):
         return {f.attname: getattr(self.instance, f.attname) for f in Destination._meta.concrete_fields}
 
 
-class ActivationSerializer(serializers.ModelSerializer):
+class ActivationSerializer(StrictInput, serializers.ModelSerializer):
     segment = serializers.SlugRelatedField(slug_field="slug", queryset=Segment.objects.all())
     suppression_segments = serializers.SlugRelatedField(
         slug_field="slug", queryset=Segment.objects.all(), many=True, required=False

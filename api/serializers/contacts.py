@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
+from api.serializers.strict import StrictInput
 from contacts.ingest import MAX_ROWS, validate_domain
 from contacts.models import Activity, Company, Contact, PropertyDefinition, normalize_email
 
@@ -29,7 +30,7 @@ class CountryField(serializers.CharField):
         return super().to_internal_value(data).upper()
 
 
-class CompanySerializer(serializers.ModelSerializer):
+class CompanySerializer(StrictInput, serializers.ModelSerializer):
     domain = DomainField(max_length=253, validators=[UniqueValidator(Company.objects.all())])
     country = CountryField(max_length=2, required=False, allow_blank=True)
 
@@ -46,7 +47,7 @@ class CompanySerializer(serializers.ModelSerializer):
         return value
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(StrictInput, serializers.ModelSerializer):
     email = NormalizedEmailField(max_length=254, validators=[UniqueValidator(Contact.objects.all())])
     country = CountryField(max_length=2, required=False, allow_blank=True)
     company_domain = serializers.SerializerMethodField(help_text="Domain of the contact's company, if any")
@@ -78,7 +79,7 @@ class ActivitySerializer(serializers.ModelSerializer):
                   "external_id", "created_at"]  # fmt: skip
 
 
-class PropertyDefinitionSerializer(serializers.ModelSerializer):
+class PropertyDefinitionSerializer(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = PropertyDefinition
         fields = ["id", "key", "label", "type", "choices", "layer", "source", "description", "created_at"]

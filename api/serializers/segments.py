@@ -6,12 +6,13 @@ from rest_framework import serializers
 
 from api.models import Scope
 from api.permissions import require_scopes
+from api.serializers.strict import StrictInput
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.reads import reads_contact_data
 from segments.rules.validation import referenced_slugs, validate_rule
 
 
-class SegmentSerializer(serializers.ModelSerializer):
+class SegmentSerializer(StrictInput, serializers.ModelSerializer):
     parent = serializers.SlugRelatedField(
         slug_field="slug", queryset=Segment.objects.all(), allow_null=True, required=False
     )
@@ -48,7 +49,7 @@ class SegmentSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class StaticMembersSerializer(serializers.Serializer):
+class StaticMembersSerializer(StrictInput, serializers.Serializer):
     contacts = serializers.ListField(
         child=serializers.IntegerField(min_value=1), max_length=10_000, help_text="Contact ids (at most 10,000)"
     )
@@ -64,7 +65,7 @@ class TaskQueuedSerializer(serializers.Serializer):
     status_url = serializers.URLField()
 
 
-class RuleSerializer(serializers.Serializer):
+class RuleSerializer(StrictInput, serializers.Serializer):
     rule = serializers.JSONField(help_text="A rule in the segment rule language")
 
 

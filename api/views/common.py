@@ -31,6 +31,9 @@ def bulk_rows(request: Request) -> list:
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list):
         raise exceptions.ValidationError({"rows": ['Send {"rows": [ ... ]}: a list of row objects.']})
+    if len(data) > 1:
+        unknown = sorted(str(key) for key in data if key != "rows")
+        raise exceptions.ValidationError({unknown[0]: [f"Unknown field {unknown[0]!r}; send only rows."]})
     if len(rows) > MAX_ROWS:
         raise PayloadTooLarge(
             f"Too many rows: {len(rows)} sent, at most {MAX_ROWS} per request; split the batch.",

@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from activation.personalization import ContactNotFound, personalize
-from api.errors import InvalidParameter, UnknownParameter
-from api.filters import BIGINT_MAX
+from api.errors import InvalidParameter
+from api.filters import BIGINT_MAX, check_query_params
 from api.models import Scope
 from api.permissions import scoped
 from api.serializers.personalization import PersonalizationSerializer
@@ -36,9 +36,7 @@ def _contact_id(raw: str) -> int:
 def personalization(request: Request) -> Response:
     """Give exactly one of `email` or `contact`."""
     params = request.query_params
-    for name in params:
-        if name not in ("email", "contact"):
-            raise UnknownParameter(f"Unknown query parameter {name!r}; allowed: contact, email.", field=name)
+    check_query_params(request, {"email", "contact"})
     if ("email" in params) == ("contact" in params):
         raise InvalidParameter("Give exactly one of ?email= or ?contact=.", field="email")
     try:

@@ -12,8 +12,8 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.errors import Conflict, InvalidParameter, UnknownParameter
-from api.filters import MembershipChangeFilter, SegmentFilter
+from api.errors import Conflict, InvalidParameter
+from api.filters import MembershipChangeFilter, SegmentFilter, check_query_params
 from api.models import ApiKey, QueuedTask, Scope
 from api.permissions import acting_user, request_scopes, require_scopes, scoped
 from api.serializers.segments import (
@@ -61,7 +61,9 @@ def _rule_from_body(request: Request) -> object:
     (otherwise its count would answer questions about any contact field, one request at a time)."""
     if not isinstance(request.data, dict) or "rule" not in request.data:
         raise exceptions.ValidationError({"rule": ['Send {"rule": {...}}.']})
-    rule = request.data["rule"]
+    serializer = RuleSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    rule = serializer.validated_data["rule"]
     if reads_contact_data(rule):
         require_scopes(request, Scope.CONTACTS_READ)
     return rule
@@ -237,9 +239,7 @@ class SegmentHistory(ListOptions, generics.ListAPIView):
 @permission_classes([scoped(read=Scope.SEGMENTS_READ)])
 def contact_segments(request: Request, pk: int) -> Response:
     params = request.query_params
-    for name in params:
-        if name != "explain":
-            raise UnknownParameter(f"Unknown query parameter {name!r}; allowed: explain.", field=name)
+    check_query_params(request, {"explain"})
     raw = params.get("explain", "0").lower()
     if raw not in ("0", "1", "true", "false"):
         raise InvalidParameter("explain is 1 or 0.", field="explain")

@@ -4,9 +4,10 @@ Both take the rule as it stands in the form (unsaved) and answer validation erro
 JSON paths, so the builder can show each one at the condition it belongs to.
 """
 
-import json
 import time
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import Contact, normalize_email
 from crmseg_site.access import staff_required
+from crmseg_site.untrusted_json import JsonTooDeep, loads
 from segments.models import Segment
 from segments.refresh import target_contacts
 from segments.rules.explainer import explain
@@ -26,16 +28,25 @@ from .why import reasons
 SAMPLE_SIZE = 10
 
 
-def _payload(request: HttpRequest) -> dict | None:
+def _payload(request: HttpRequest, usage: str) -> dict | JsonResponse:
+    """The body as a dict, or the error response to send instead."""
     try:
-        payload = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
+        payload = loads(request.body or b"{}")
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _bad_request(f"The request is larger than {limit:,} bytes.", code="too_large", status=413)
+    except JsonTooDeep as error:
+        # A path inside the rule, as the builder shows every other rule error.
+        return _bad_request(str(error), code="too_deep", path=error.path.removeprefix("rule."))
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        return _bad_request(f"Send a JSON object: {usage}.")
+    return payload
 
 
-def _bad_request(message: str) -> JsonResponse:
-    return JsonResponse({"ok": False, "errors": [{"path": "", "message": message, "code": "bad_request"}]}, status=400)
+def _bad_request(message: str, *, code: str = "bad_request", path: str = "", status: int = 400) -> JsonResponse:
+    return JsonResponse({"ok": False, "errors": [{"path": path, "message": message, "code": code}]}, status=status)
 
 
 def _invalid(rule: object, fields: dict) -> JsonResponse | None:
@@ -56,9 +67,9 @@ def _parent_id(raw: object) -> int | None:
 @require_POST
 @staff_required
 def rule_preview(request: HttpRequest) -> JsonResponse:
-    payload = _payload(request)
-    if payload is None:
-        return _bad_request('Send a JSON object: {"rule": {...}, "parent": <segment id or null>}.')
+    payload = _payload(request, '{"rule": {...}, "parent": <segment id or null>}')
+    if isinstance(payload, JsonResponse):
+        return payload
     fields = get_fields()
     rule = payload.get("rule")
     refused = _invalid(rule, fields)
@@ -94,7 +105,7 @@ def rule_preview(request: HttpRequest) -> JsonResponse:
 
 def find_contact(text: str) -> Contact | None:
     text = text.strip()
-    if not text:
+    if not text or "\x00" in text:
         return None
     query = Q(pk=int(text)) if text.isdigit() else Q(email=normalize_email(text))
     return Contact.objects.filter(query).first()
@@ -103,9 +114,9 @@ def find_contact(text: str) -> Contact | None:
 @require_POST
 @staff_required
 def rule_explain(request: HttpRequest) -> JsonResponse:
-    payload = _payload(request)
-    if payload is None:
-        return _bad_request('Send a JSON object: {"rule": {...}, "contact": "<email or id>"}.')
+    payload = _payload(request, '{"rule": {...}, "contact": "<email or id>"}')
+    if isinstance(payload, JsonResponse):
+        return payload
     fields = get_fields()
     rule = payload.get("rule")
     refused = _invalid(rule, fields)

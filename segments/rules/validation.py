@@ -24,6 +24,7 @@ EVENT_OPS = ("performed", "not_performed", "count_gte", "count_lte", "count_eq",
 EVENT_FILTERS = ("kind", "topic", "product", "campaign", "url_contains")
 MAX_DEPTH = 20
 MAX_NUMBER = 10**15  # beyond this a value could overflow SQLite's 64-bit integers or lose precision
+MAX_DAYS = 36_500  # a hundred years; `now - 10**9 days` is before year 1 and overflows every date type
 
 _NO_VALUE_OPS = {"is_set", "is_not_set", "is_true", "is_false"}
 _DAY_OPS = {"in_last_days", "in_next_days", "more_than_days_ago"}
@@ -57,14 +58,22 @@ class InvalidRule(ValueError):
 
 
 def referenced_slugs(rule: object) -> set[str]:
-    """Slugs of every segment the rule reads through `in_segment`, however deep."""
-    if isinstance(rule, list):
-        return set().union(*(referenced_slugs(item) for item in rule))
-    if not isinstance(rule, dict):
-        return set()
-    slugs = {rule["in_segment"]} if isinstance(rule.get("in_segment"), str) else set()
-    for key in ("all", "any", "not"):
-        slugs |= referenced_slugs(rule.get(key))
+    """Slugs of every segment the rule reads through `in_segment`, however deep.
+
+    It runs before validation (to look the slugs up), so it walks with a stack instead of
+    recursing: an unvalidated rule may nest deeper than the interpreter's stack.
+    """
+    slugs: set[str] = set()
+    pending = [rule]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+        elif isinstance(node, dict):
+            slug = node.get("in_segment")
+            if isinstance(slug, str) and "\x00" not in slug:
+                slugs.add(slug)
+            pending.extend(node[key] for key in ("all", "any", "not") if key in node)
     return slugs
 
 
@@ -100,8 +109,8 @@ def _is_number(value: object) -> bool:
     return math.isfinite(value) and abs(value) <= MAX_NUMBER
 
 
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _is_day_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_DAYS
 
 
 def _decimals(value: int | float | Decimal) -> int:
@@ -205,7 +214,7 @@ class _Checker:
         if not has_value:
             return f"{op} needs a value."
         if op in _DAY_OPS:
-            return None if _is_positive_int(value) else f"{op} takes a whole number of days, at least 1."
+            return None if _is_day_count(value) else f"{op} takes a whole number of days from 1 to {MAX_DAYS:,}."
         if op in _PERCENT_OPS:
             if not _is_number(value) or not 0 < value <= 100 or _decimals(value) > 2:
                 return f"{op} takes a percentage greater than 0 and at most 100 (up to 2 decimals)."
@@ -273,10 +282,10 @@ class _Checker:
             message = self.event_value_problem(op, node.get("value"))
             if message:
                 self.add(_join(path, "value"), message, "bad_value")
-        if "within_days" in node and not _is_positive_int(node["within_days"]):
+        if "within_days" in node and not _is_day_count(node["within_days"]):
             self.add(
                 _join(path, "within_days"),
-                "within_days takes a whole number of days, at least 1 (leave it out for all time).",
+                f"within_days takes a whole number of days from 1 to {MAX_DAYS:,} (leave it out for all time).",
                 "bad_value",
             )
 
@@ -311,7 +320,7 @@ class _Checker:
 
     def check_membership(self, node: dict, path: str) -> None:
         slug = node["in_segment"]
-        if not isinstance(slug, str) or not slug:
-            self.add(_join(path, "in_segment"), "in_segment takes a segment slug (text).", "bad_value")
+        if not isinstance(slug, str) or not slug or "\x00" in slug:
+            self.add(_join(path, "in_segment"), "in_segment takes a segment slug (text without NUL).", "bad_value")
         else:
             self.slug_paths.append((_join(path, "in_segment"), slug))

@@ -1,0 +1,135 @@
+"""JSON from outside (API bodies, the rule builder, admin forms): its depth is checked before
+anything recurses into it, and NUL characters, which PostgreSQL cannot store, are found by path.
+
+Python's JSON decoder and every walker of the result recurse once per level; a body nested a few
+hundred levels deep would exhaust the interpreter's stack somewhere and end as a 500. So the
+nesting is measured first, with regular expressions and a loop over the brackets alone, and a
+document deeper than MAX_JSON_DEPTH is refused, naming the path where it goes too deep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+MAX_JSON_DEPTH = 64  # a rule at the rule language's 20 groups needs at most 45 levels in a body
+NUL = "\x00"
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]')
+
+
+class JsonTooDeep(ValueError):
+    """The document nests more than MAX_JSON_DEPTH levels; `path` is the first value past the limit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        where = f" at {path}" if path else ""
+        super().__init__(
+            f"JSON nests deeper than {MAX_JSON_DEPTH} levels{where}; segment rules nest at most 20 groups."
+        )
+
+
+def join_path(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def check_depth(text: str) -> None:
+    """Raise JsonTooDeep if the JSON `text` nests deeper than MAX_JSON_DEPTH; never recurses."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return  # fewer openings than the limit: no need to look further (most single-object bodies)
+    depth = peak = 0
+    for bracket in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            peak = max(peak, depth)
+        else:
+            depth -= 1
+    if peak > MAX_JSON_DEPTH:
+        raise JsonTooDeep(_path_past_limit(text))
+
+
+def _path_past_limit(text: str) -> str:
+    """The path of the first container opened past the limit (only called when there is one)."""
+    stack: list[list] = []  # [opening bracket, current key or index]
+    last_string = ""
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[0] == '"':
+            last_string = token
+        elif token in "[{":
+            if len(stack) == MAX_JSON_DEPTH:
+                break
+            stack.append([token, 0 if token == "[" else ""])
+        elif not stack:
+            continue
+        elif token == ":":
+            stack[-1][1] = json.loads(last_string)
+        elif token == ",":
+            if stack[-1][0] == "[":
+                stack[-1][1] += 1
+        else:
+            stack.pop()
+    path = ""
+    for _bracket, key in stack:
+        path = join_path(path, key)
+    return path
+
+
+def loads(text: str | bytes) -> object:
+    """json.loads once the depth is known to be within MAX_JSON_DEPTH (JsonTooDeep otherwise)."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    check_depth(text)
+    return json.loads(text)
+
+
+def nul_paths(value: object, path: str = "") -> Iterator[str]:
+    """Paths of the texts in `value` that contain a NUL; a NUL in an object's key yields the object.
+
+    Walks with a stack, not recursion, so it is safe on any structure (within the depth limit or not).
+    """
+    stack = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                yield where
+        elif isinstance(item, dict):
+            if any(isinstance(key, str) and NUL in key for key in item):
+                yield where
+            stack.extend((join_path(where, str(key)), child) for key, child in reversed(item.items()))
+        elif isinstance(item, list | tuple):
+            stack.extend((join_path(where, index), child) for index, child in reversed(list(enumerate(item))))
+
+
+class JSONFormField(forms.JSONField):
+    """forms.JSONField that checks the depth before decoding and refuses NUL characters."""
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            try:
+                check_depth(value)
+            except JsonTooDeep as error:
+                raise ValidationError(str(error), code="too_deep") from None
+        converted = super().to_python(value)
+        found = next(nul_paths(converted), None)
+        if found is not None:
+            where = f" (at {found})" if found else ""
+            raise ValidationError(f"Text may not contain NUL characters{where}.", code="null_characters")
+        return converted
+
+    def bound_data(self, data, initial):
+        if isinstance(data, str):
+            try:
+                check_depth(data)
+            except JsonTooDeep:
+                return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
