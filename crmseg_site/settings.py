@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "contacts",
+    "predictions",
     "segments",
     "activation",
     "api",

@@ -24,6 +24,7 @@ from contacts.metrics.sql import (
     RANKED_COLUMNS,
     TABLE,
     VELOCITY_DAYS,
+    base_ctes,
     full_select,
     product_kinds,
     ranked_select,
@@ -100,6 +101,18 @@ def _cheaper_in_full(touched: int) -> bool:
     if touched <= INCREMENTAL_ALWAYS_UP_TO:
         return False
     return 100 * touched > settings.METRICS_INCREMENTAL_MAX_PERCENT * Contact.objects.count()
+
+
+def measure_ctes(*, as_of: datetime, contact_ids: list[int] | None = None) -> tuple[str, dict]:
+    """CTE definitions (no WITH) ending in `measures`: the raw measures of every contact (or of
+    `contact_ids`) as of `as_of`, exactly as `compute_metrics --as-of` computes them, and their
+    parameters; nothing is stored. Point-in-time features (predictions/features.py) read them."""
+    model = ScoringModel.objects.get_active()
+    params = _params(model, as_of)
+    if contact_ids is not None:
+        params["ids"] = json.dumps(sorted({int(i) for i in contact_ids}))
+    subset = contact_ids is not None
+    return base_ctes(Dialect(connection.vendor), model, params, subset=subset), params
 
 
 def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | None = None) -> MetricsSummary:

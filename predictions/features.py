@@ -1,0 +1,322 @@
+"""Point-in-time features: every contact as it was at a cutoff T, read set-based, then encoded.
+
+What a contact looked like at T:
+- its lifecycle stage from the stage history (the last change at or before T; before its first
+  change, the stage that change left; without any history, the stored stage) and whole days in it;
+- activity counts per kind over the 7, 30, 90 and 365 days up to T;
+- the behavioural measures `compute_metrics --as-of T` computes (contacts.metrics.compute.measure_ctes);
+- demographic, firmographic and technographic fields of the contact and its company, and every
+  declared custom property of number, bool, choice or tags type. These have no history and are
+  read as stored; the leakage check (predictions/leakage.py) flags any that behave as if written
+  after the outcome;
+- fields that have no history and move with the outcome (`VOLATILE`) only when the model opts in.
+
+Contacts created after T are not in the population. Activities dated after T are never read.
+The rows are fetched in chunks into numpy arrays (categories as integer codes), so a million
+contacts fit in a few hundred megabytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.db import connection, transaction
+
+from contacts.metrics.compute import measure_ctes
+from contacts.metrics.dialect import Dialect
+from contacts.models import ActivityKind, PropertyDefinition
+
+WINDOWS = (7, 30, 90, 365)
+CHUNK = 10_000
+
+MEASURES = [
+    "activity_count",
+    "engagement_score",
+    "past_engagement_score",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "recent_activity_count",
+    "previous_activity_count",
+    "velocity_ratio",
+    "open_tickets",
+]
+# Heavy-tailed counts and amounts enter the model as log(1 + x).
+LOGGED = {"activity_count", "frequency", "monetary", "recent_activity_count", "previous_activity_count"}
+LOGGED |= {"company.employee_count", "company.annual_revenue", "lifetime_value", "estimated_deal_size"}
+
+# Fields with no history that can change after the cutoff, often because of the outcome itself
+# (a customer gets a lifetime value and a customer_since date). Left out unless opted in.
+VOLATILE = {
+    "lead_score": "c.lead_score",
+    "lifetime_value": "c.lifetime_value",
+    "estimated_deal_size": "c.estimated_deal_size",
+    "product_adoption": "c.product_adoption",
+    "customer_since": None,  # as tenure in days at the cutoff (dialect-specific, below)
+    "renewal_date": None,  # as days from the cutoff to the renewal
+    "do_not_contact": "CASE WHEN c.do_not_contact THEN 1.0 ELSE 0.0 END",
+}
+VOLATILE_CATEGORIES = {"email_status": "c.email_status"}
+
+CONTACT_NUMBERS = {
+    "birth_year": "c.birth_year",
+    "company.employee_count": "co.employee_count",
+    "company.annual_revenue": "co.annual_revenue",
+    "company.is_target_account": "CASE WHEN co.is_target_account THEN 1.0 WHEN co.id IS NULL THEN NULL ELSE 0.0 END",
+    "company.is_competitor": "CASE WHEN co.is_competitor THEN 1.0 WHEN co.id IS NULL THEN NULL ELSE 0.0 END",
+}
+CATEGORIES = {
+    "lifecycle_stage": "COALESCE(sb.to_stage, sa.from_stage, c.lifecycle_stage)",
+    "job_function": "c.job_function",
+    "seniority": "c.seniority",
+    "gender": "c.gender",
+    "income_band": "c.income_band",
+    "education": "c.education",
+    "marital_status": "c.marital_status",
+    "country": "c.country",
+    "company.industry": "LOWER(co.industry)",
+}
+TAGS = {
+    "interests": "c.interests",
+    "values": 'c."values"',
+    "technologies": "c.technologies",
+    "company.technologies": "co.technologies",
+}
+
+
+def count_name(kind: str, days: int) -> str:
+    return f"{kind}_{days}d"
+
+
+COUNTS = [count_name(kind, days) for kind in ActivityKind.values for days in WINDOWS]
+
+
+@dataclass
+class RawFeatures:
+    """Per contact (in `contact_ids` order) the raw values: numbers as float32 with NaN for
+    missing, categories as codes into a vocabulary (-1 missing), tags as (row, code) pairs."""
+
+    as_of: datetime
+    contact_ids: np.ndarray
+    numbers: dict[str, np.ndarray] = field(default_factory=dict)
+    categories: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    tags: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.contact_ids)
+
+    def sources(self) -> list[str]:
+        return [*self.numbers, *self.categories, *self.tags]
+
+    def take(self, rows: np.ndarray) -> RawFeatures:
+        """The contacts at positions `rows` (sorted), as a RawFeatures of their own."""
+        rows = np.asarray(rows)
+        new_index = np.full(len(self), -1, dtype=np.int64)
+        new_index[rows] = np.arange(len(rows))
+        tags = {}
+        for name, (tag_rows, codes, vocabulary) in self.tags.items():
+            kept = new_index[tag_rows] >= 0
+            tags[name] = (new_index[tag_rows[kept]].astype(np.int32), codes[kept], vocabulary)
+        return RawFeatures(
+            as_of=self.as_of,
+            contact_ids=self.contact_ids[rows],
+            numbers={name: values[rows] for name, values in self.numbers.items()},
+            categories={name: (codes[rows], vocabulary) for name, (codes, vocabulary) in self.categories.items()},
+            tags=tags,
+        )
+
+
+def _properties() -> list[PropertyDefinition]:
+    return list(PropertyDefinition.objects.filter(type__in=["number", "bool", "choice", "tags"]).order_by("key"))
+
+
+def _select(
+    d: Dialect, *, volatile: list[str], contact_ids: list[int] | None, params: dict
+) -> tuple[str, list[str], list[str]]:
+    """The statement after the measures' CTEs, its number and its category column names (the
+    tags and the properties follow them)."""
+    as_of = "%(as_of)s"
+    numbers = {name: f"m.{name}" for name in MEASURES}
+    numbers["days_in_stage"] = (
+        f"CASE WHEN sb.changed_at IS NULL THEN {d.whole_days(as_of, 'c.created_at')}"
+        f" ELSE {d.whole_days(as_of, 'sb.changed_at')} END"
+    )
+    numbers.update({name: f"COALESCE(k.{name}, 0)" for name in COUNTS})
+    numbers.update(CONTACT_NUMBERS)
+    cutoff_date = d.as_date("%(as_of_date)s")
+    for name in volatile:
+        if name == "customer_since":
+            numbers[name] = (
+                f"CASE WHEN c.customer_since IS NULL OR c.customer_since > {cutoff_date} THEN NULL"
+                f" ELSE {d.date_days(cutoff_date, 'c.customer_since')} END"
+            )
+        elif name == "renewal_date":
+            numbers[name] = (
+                f"CASE WHEN c.renewal_date IS NULL THEN NULL ELSE {d.date_days('c.renewal_date', cutoff_date)} END"
+            )
+        elif name in VOLATILE:
+            numbers[name] = VOLATILE[name]
+    categories = dict(CATEGORIES)
+    categories.update({name: sql for name, sql in VOLATILE_CATEGORIES.items() if name in volatile})
+    params["since_365"] = params["as_of_365"]
+    for days in WINDOWS:
+        params[f"since_{days}"] = params[f"as_of_{days}"]
+    per_kind = ", ".join(f"COUNT(*) FILTER (WHERE a.occurred_at >= %(since_{days})s) AS n{days}" for days in WINDOWS)
+    pivot = ", ".join(
+        f"SUM(CASE WHEN kind = '{kind}' THEN n{days} ELSE 0 END) AS {count_name(kind, days)}"
+        for kind in ActivityKind.values
+        for days in WINDOWS
+    )
+    scope = f"AND {d.id_in('a.contact_id')}" if contact_ids is not None else ""
+    contact_scope = f"AND {d.id_in('c.id')}" if contact_ids is not None else ""
+    history_scope = f"AND {d.id_in('contact_id')}" if contact_ids is not None else ""
+    columns = [f"CAST({sql} AS DOUBLE PRECISION)" for sql in numbers.values()]
+    columns += list(categories.values()) + list(TAGS.values()) + ["c.properties"]
+    statement = f"""
+    stage_before AS (
+        SELECT contact_id, to_stage, changed_at,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY changed_at DESC, id DESC) AS rn
+        FROM contacts_lifecyclechange WHERE changed_at <= {as_of} {history_scope}
+    ),
+    stage_after AS (
+        SELECT contact_id, from_stage,
+            ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY changed_at, id) AS rn
+        FROM contacts_lifecyclechange WHERE changed_at > {as_of} {history_scope}
+    ),
+    kind_counts AS (
+        SELECT a.contact_id, a.kind, {per_kind}
+        FROM contacts_activity a
+        WHERE a.occurred_at <= {as_of} AND a.occurred_at >= %(since_365)s {scope}
+        GROUP BY a.contact_id, a.kind
+    ),
+    counts AS (
+        SELECT contact_id, {pivot} FROM kind_counts GROUP BY contact_id
+    )
+    SELECT c.id, {", ".join(columns)}
+    FROM contacts_contact c
+    JOIN measures m ON m.contact_id = c.id
+    LEFT JOIN stage_before sb ON sb.contact_id = c.id AND sb.rn = 1
+    LEFT JOIN stage_after sa ON sa.contact_id = c.id AND sa.rn = 1
+    LEFT JOIN counts k ON k.contact_id = c.id
+    LEFT JOIN contacts_company co ON co.id = c.company_id
+    WHERE c.created_at <= {as_of} {contact_scope}
+    ORDER BY c.id"""
+    return statement, list(numbers), list(categories)
+
+
+def read_features(*, as_of: datetime, volatile: list[str] = (), contact_ids: list[int] | None = None) -> RawFeatures:
+    """Every contact created by `as_of` (or those of `contact_ids`), as it was at `as_of`."""
+    d = Dialect(connection.vendor)
+    ctes, params = measure_ctes(as_of=as_of, contact_ids=contact_ids)
+    adapt = connection.ops.adapt_datetimefield_value
+    for days in WINDOWS:
+        params[f"as_of_{days}"] = adapt(as_of - timedelta(days=days))
+    body, number_names, category_names = _select(d, volatile=list(volatile), contact_ids=contact_ids, params=params)
+    statement = f"WITH {ctes}, {body}"
+    properties = _properties()
+    reader = _Reader(number_names, category_names, list(TAGS), properties)
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(statement, params)
+        while rows := cursor.fetchmany(CHUNK):
+            reader.add(rows)
+    return reader.result(as_of)
+
+
+class _Reader:
+    """Turns fetched rows into column arrays, chunk by chunk."""
+
+    def __init__(self, numbers: list[str], categories: list[str], tags: list[str], properties) -> None:
+        self.number_names, self.category_names, self.tag_names = numbers, categories, tags
+        self.properties = properties
+        self.ids: list[np.ndarray] = []
+        self.number_blocks: list[np.ndarray] = []
+        self.vocabularies: dict[str, dict[str, int]] = {}
+        self.codes: dict[str, list[np.ndarray]] = {}
+        self.tag_pairs: dict[str, tuple[list[int], list[int]]] = {}
+        self.prop_numbers: dict[str, list[np.ndarray]] = {}
+        self.count = 0
+        for name in categories + [f"props.{p.key}" for p in properties if p.type == "choice"]:
+            self.vocabularies[name], self.codes[name] = {}, []
+        for name in tags + [f"props.{p.key}" for p in properties if p.type == "tags"]:
+            self.vocabularies[name], self.tag_pairs[name] = {}, ([], [])
+        for p in properties:
+            if p.type in ("number", "bool"):
+                self.prop_numbers[f"props.{p.key}"] = []
+
+    def code(self, name: str, value: object) -> int:
+        if value is None or value == "":
+            return -1
+        vocabulary = self.vocabularies[name]
+        text = str(value)
+        if text not in vocabulary:
+            vocabulary[text] = len(vocabulary)
+        return vocabulary[text]
+
+    def add_tags(self, name: str, row: int, value: object) -> None:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, list):
+            return
+        rows, codes = self.tag_pairs[name]
+        for tag in {str(t).strip().lower() for t in value if isinstance(t, str | int) and str(t).strip()}:
+            rows.append(row)
+            codes.append(self.code(name, tag))
+
+    def add(self, rows: list[tuple]) -> None:
+        n_numbers = len(self.number_names)
+        n_categories = len(self.category_names)
+        self.ids.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+        self.number_blocks.append(np.array([row[1 : 1 + n_numbers] for row in rows], dtype=np.float32))
+        for offset, name in enumerate(self.category_names, start=1 + n_numbers):
+            self.codes[name].append(np.array([self.code(name, row[offset]) for row in rows], dtype=np.int32))
+        tag_start = 1 + n_numbers + n_categories
+        for position, row in enumerate(rows):
+            index = self.count + position
+            for offset, name in enumerate(self.tag_names, start=tag_start):
+                self.add_tags(name, index, row[offset])
+        self.add_properties([row[-1] for row in rows])
+        self.count += len(rows)
+
+    def add_properties(self, values: list[object]) -> None:
+        parsed = [json.loads(v) if isinstance(v, str) else v for v in values]
+        parsed = [v if isinstance(v, dict) else {} for v in parsed]
+        for p in self.properties:
+            name = f"props.{p.key}"
+            column = [props.get(p.key) for props in parsed]
+            if p.type == "number":
+                numbers = [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in column]
+                self.prop_numbers[name].append(np.array(numbers, dtype=np.float32))
+            elif p.type == "bool":
+                flags = [float(v) if isinstance(v, bool) else None for v in column]
+                self.prop_numbers[name].append(np.array(flags, dtype=np.float32))
+            elif p.type == "choice":
+                codes = [self.code(name, v) if isinstance(v, str) else -1 for v in column]
+                self.codes[name].append(np.array(codes, dtype=np.int32))
+            else:
+                for position, v in enumerate(column):
+                    self.add_tags(name, self.count + position, v)
+
+    def result(self, as_of: datetime) -> RawFeatures:
+        ids = np.concatenate(self.ids) if self.ids else np.zeros(0, dtype=np.int64)
+        width = len(self.number_names)
+        block = np.concatenate(self.number_blocks) if self.number_blocks else np.zeros((0, width), np.float32)
+        numbers = {name: np.ascontiguousarray(block[:, i]) for i, name in enumerate(self.number_names)}
+        del block
+        for name, parts in self.prop_numbers.items():
+            numbers[name] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+        def vocabulary_of(name: str) -> list[str]:
+            return sorted(self.vocabularies[name], key=self.vocabularies[name].get)
+
+        categories = {
+            name: (np.concatenate(parts) if parts else np.zeros(0, np.int32), vocabulary_of(name))
+            for name, parts in self.codes.items()
+        }
+        tags = {
+            name: (np.array(rows, dtype=np.int32), np.array(codes, dtype=np.int32), vocabulary_of(name))
+            for name, (rows, codes) in self.tag_pairs.items()
+        }
+        return RawFeatures(as_of=as_of, contact_ids=ids, numbers=numbers, categories=categories, tags=tags)

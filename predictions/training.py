@@ -1,0 +1,306 @@
+"""Train a propensity model: point-in-time features, outcomes, the leakage check, the fit, validation.
+
+Holdout by time (the default): features as of now - 2 horizons, outcomes in the horizon after
+it, for training; features as of now - 1 horizon and outcomes up to now for validation. The
+validated model is the one that scores (no refit on other data after validation). Random
+holdout: one cutoff (now - horizon; now for custom_field, which has no time axis), 25% of the
+contacts held out, stratified.
+
+Logistic regression: standardised; the inverse regularisation C chosen among SEARCH_CS by
+4-fold cross-validated log loss on at most SEARCH_ROWS training contacts, then fitted on all of
+them. Histogram gradient boosting: scikit-learn's defaults with early stopping. Both calibrated
+on 3-fold out-of-fold predictions (sigmoid for the logistic model, isotonic for boosting), one
+final fit on every training contact (CalibratedClassifierCV with ensemble=False).
+
+Refused (state `refused`, nothing stored) with fewer than MIN_CLASS_ROWS positives or negatives
+among the training contacts, or fewer than MIN_VALIDATION_ROWS of either in validation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from predictions import artifacts
+from predictions.encoding import encode, fit_encoder, label_of
+from predictions.evaluation import validation_report
+from predictions.features import RawFeatures, read_features
+from predictions.leakage import leakage_flags
+from predictions.models import (
+    AUC_TOLERANCE,
+    MIN_CLASS_ROWS,
+    Algorithm,
+    Holdout,
+    ModelVersion,
+    PropensityModel,
+    Target,
+    VersionState,
+)
+from predictions.targets import Window, in_population, label_values, outcomes, target_errors, windows
+
+SEED = 20261206
+SEARCH_ROWS = 100_000
+SEARCH_CS = np.logspace(-3, 1, 5)
+MIN_VALIDATION_ROWS = 20
+IMPORTANCE_ROWS = 20_000
+
+Progress = Callable[[str], None]
+
+
+class TrainingRefused(ValueError):
+    """The model cannot be trained as defined (too few outcomes, a bad definition)."""
+
+
+class TrainingBusy(RuntimeError):
+    """Another training of the same model is queued or running."""
+
+
+def queue_version(model: PropensityModel, *, user=None) -> ModelVersion:
+    """A new queued version of `model`; TrainingBusy if one is queued or running already."""
+    try:
+        with transaction.atomic():
+            number = (model.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+            return ModelVersion.objects.create(
+                model=model,
+                number=number,
+                target=model.target,
+                horizon_days=model.horizon_days,
+                algorithm=model.algorithm,
+                holdout=model.holdout,
+                requested_by=user,
+            )
+    except IntegrityError:
+        running = model.versions.filter(state__in=[VersionState.QUEUED, VersionState.RUNNING]).first()
+        what = f"version {running.number} is {running.state}" if running else "another training started"
+        raise TrainingBusy(f"Model {model.name!r} is already training ({what}); wait for it to finish.") from None
+
+
+@dataclass
+class Dataset:
+    raw: RawFeatures | None
+    y: np.ndarray
+    window: Window | None
+
+
+def _labelled(model: PropensityModel, window: Window) -> Dataset:
+    raw = read_features(as_of=window.cutoff, volatile=model.volatile_fields)
+    raw = raw.take(np.flatnonzero(in_population(model, raw)))
+    return Dataset(raw, outcomes(model, window, raw.contact_ids).astype(np.int8), window)
+
+
+def _custom_field_data(model: PropensityModel, now: datetime) -> Dataset:
+    positive, labelled = label_values(model)
+    raw = read_features(as_of=now, volatile=model.volatile_fields)
+    share = len(labelled) / max(len(raw), 1)
+    if share < 0.5:
+        raise TrainingRefused(
+            f"Label field {model.label_field!r} is set for only {len(labelled):,} of {len(raw):,} contacts "
+            f"({share:.0%}); at least half must have it. Fill it in or choose another field."
+        )
+    rows = np.flatnonzero(np.isin(raw.contact_ids, np.array(labelled, dtype=np.int64)))
+    raw = raw.take(rows)
+    y = np.isin(raw.contact_ids, np.array(positive, dtype=np.int64)).astype(np.int8)
+    return Dataset(raw, y, None)
+
+
+def _check_counts(y: np.ndarray, *, least: int, what: str, model: PropensityModel) -> None:
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives < least or negatives < least:
+        raise TrainingRefused(
+            f"Too few outcomes to train {model.name!r} ({model.target}, {model.horizon_days}-day horizon): "
+            f"{what} has {positives:,} positives and {negatives:,} negatives; at least {least} of each are needed. "
+            "Choose a longer horizon, a random holdout instead of a time holdout, or a broader target."
+        )
+
+
+def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tuple[Dataset, Dataset]:
+    """(training, validation) contacts with their outcomes."""
+    if model.target == Target.CUSTOM_FIELD or model.holdout == Holdout.RANDOM:
+        progress("reading features")
+        if model.target == Target.CUSTOM_FIELD:
+            data = _custom_field_data(model, now)
+        else:
+            data = _labelled(model, Window(now - timedelta(days=model.horizon_days), now))
+        _check_counts(data.y, least=MIN_CLASS_ROWS, what="the data", model=model)
+        train_rows, validation_rows = train_test_split(
+            np.arange(len(data.y)), test_size=0.25, stratify=data.y, random_state=SEED
+        )
+        train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
+        return (
+            Dataset(data.raw.take(train_rows), data.y[train_rows], data.window),
+            Dataset(data.raw.take(validation_rows), data.y[validation_rows], data.window),
+        )
+    train_window, validation_window = windows(model, now=now)
+    progress(f"reading features as of {train_window.cutoff:%Y-%m-%d}")
+    training = _labelled(model, train_window)
+    _check_counts(training.y, least=MIN_CLASS_ROWS, what="the training window", model=model)
+    progress(f"reading features as of {validation_window.cutoff:%Y-%m-%d}")
+    validation = _labelled(model, validation_window)
+    _check_counts(validation.y, least=MIN_VALIDATION_ROWS, what="the validation window", model=model)
+    return training, validation
+
+
+def fit(X: np.ndarray, y: np.ndarray, algorithm: str) -> tuple[CalibratedClassifierCV, dict]:
+    """The calibrated model and what was chosen while fitting it."""
+    folds = StratifiedKFold(3, shuffle=True, random_state=SEED)
+    if algorithm == Algorithm.LOGISTIC:
+        rows = np.arange(len(y))
+        if len(y) > SEARCH_ROWS:
+            rows, _ = train_test_split(rows, train_size=SEARCH_ROWS, stratify=y, random_state=SEED)
+        search = LogisticRegressionCV(
+            Cs=SEARCH_CS,
+            cv=StratifiedKFold(4, shuffle=True, random_state=SEED),
+            scoring="neg_log_loss",
+            l1_ratios=(0,),
+            use_legacy_attributes=False,
+            max_iter=500,
+        )
+        Pipeline([("scale", StandardScaler()), ("model", search)]).fit(X[rows], y[rows])
+        C = float(np.ravel(search.C_)[0])
+        base = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(C=C, max_iter=500))])
+        calibrated = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=False).fit(X, y)
+        return calibrated, {"C": C, "search_rows": len(rows)}
+    base = HistGradientBoostingClassifier(early_stopping=True, random_state=SEED)
+    calibrated = CalibratedClassifierCV(base, method="isotonic", cv=folds, ensemble=False).fit(X, y)
+    return calibrated, {"iterations": int(calibrated.calibrated_classifiers_[0].estimator.n_iter_)}
+
+
+def logistic_parts(fitted: CalibratedClassifierCV) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, scale, coefficients, intercept) of a fitted logistic model's standardised columns."""
+    pipeline = fitted.calibrated_classifiers_[0].estimator
+    scaler, model = pipeline.named_steps["scale"], pipeline.named_steps["model"]
+    return scaler.mean_, scaler.scale_, model.coef_[0], float(model.intercept_[0])
+
+
+def importance(fitted, columns: list[dict], algorithm: str, X: np.ndarray, y: np.ndarray) -> list[dict]:
+    """Global factor importance: |coefficient| per standard deviation (logistic), or the drop in
+    validation AUC when the column is shuffled (boosting, on at most IMPORTANCE_ROWS contacts)."""
+    if algorithm == Algorithm.LOGISTIC:
+        _mean, _scale, coefficients, _intercept = logistic_parts(fitted)
+        weights = [(float(abs(c)), 1 if c > 0 else -1) for c in coefficients]
+    else:
+        rows = np.arange(len(y))[:IMPORTANCE_ROWS]
+        result = permutation_importance(fitted, X[rows], y[rows], scoring="roc_auc", n_repeats=3, random_state=SEED)
+        weights = [(float(max(v, 0.0)), 0) for v in result.importances_mean]
+    ranked = sorted(range(len(columns)), key=lambda j: -weights[j][0])
+    return [
+        {
+            "column": columns[j]["name"],
+            "label": column_label(columns[j]),
+            "weight": weights[j][0],
+            "sign": weights[j][1],
+        }
+        for j in ranked
+    ]
+
+
+def column_label(column: dict) -> str:
+    label = label_of(column["source"])
+    if column["kind"] == "missing":
+        return f"{label} unknown"
+    if column["kind"] in ("onehot", "tag"):
+        return f"{label}: {column['value']}"
+    return label
+
+
+def _counts(training: Dataset, validation: Dataset) -> dict:
+    def of(data: Dataset) -> dict:
+        positives = int(data.y.sum())
+        return {"contacts": len(data.y), "positives": positives, "negatives": len(data.y) - positives}
+
+    return {"training": of(training), "validation": of(validation)}
+
+
+def train_version(version: ModelVersion, *, now: datetime | None = None, progress: Progress | None = None) -> None:
+    """Train `version` (queued), recording its state, figures and model on the row; activate it when
+    it validates at least as well as the active version (within AUC_TOLERANCE)."""
+    started = time.monotonic()
+    now = now or timezone.now()
+    model = version.model
+
+    def step(text: str) -> None:
+        ModelVersion.objects.filter(pk=version.pk).update(progress=text)
+        if progress:
+            progress(text)
+
+    ModelVersion.objects.filter(pk=version.pk).update(state=VersionState.RUNNING, started_at=timezone.now())
+    try:
+        errors = target_errors(model)
+        if errors:
+            raise TrainingRefused("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        training, validation = datasets(model, now=now, progress=step)
+        step("checking for leakage")
+        flags = leakage_flags(training.raw, training.y, seed=SEED)
+        columns = fit_encoder(training.raw, exclude={flag["feature"] for flag in flags})
+        step(f"fitting {model.algorithm} on {len(training.y):,} contacts and {len(columns)} columns")
+        X = encode(training.raw, columns)
+        fitted, chosen = fit(X, training.y, model.algorithm)
+        del X
+        training.raw = None  # the training matrix and features are freed before validation reads its own
+        step("validating")
+        X_validation = encode(validation.raw, columns)
+        probabilities = fitted.predict_proba(X_validation)[:, 1]
+        report = validation_report(validation.y, probabilities, seed=SEED)
+        report["chosen"] = chosen
+        ranked = importance(fitted, columns, model.algorithm, X_validation, validation.y)
+        data, signature = artifacts.dump(fitted)
+    except TrainingRefused as refusal:
+        _finish(version, started, state=VersionState.REFUSED, message=str(refusal))
+        raise
+    except Exception as error:
+        _finish(version, started, state=VersionState.FAILED, message=f"{type(error).__name__}: {error}")
+        raise
+    version.features = {"columns": columns, "volatile": list(model.volatile_fields)}
+    version.counts = _counts(training, validation)
+    version.metrics = report
+    version.leakage = flags
+    version.importance = ranked
+    version.artifact, version.artifact_signature = data, signature
+    version.train_cutoff = training.window.cutoff if training.window else now
+    version.validation_cutoff = validation.window.cutoff if validation.window else now
+    version.save()
+    _promote(version, started)
+
+
+def _promote(version: ModelVersion, started: float) -> None:
+    with transaction.atomic():
+        active = ModelVersion.objects.select_for_update().filter(model=version.model, is_active=True).first()
+        auc = version.metrics["auc"]
+        if active and auc < active.metrics.get("auc", 0) - AUC_TOLERANCE:
+            message = (
+                f"Validation AUC {auc:.3f} is worse than the active version {active.number}'s "
+                f"{active.metrics['auc']:.3f} by more than {AUC_TOLERANCE}: kept for review, not activated."
+            )
+            _finish(version, started, state=VersionState.REVIEW, message=message)
+            return
+        if active:
+            ModelVersion.objects.filter(pk=active.pk).update(is_active=False, state=VersionState.RETIRED)
+        _finish(version, started, state=VersionState.ACTIVE, message="", is_active=True)
+
+
+def _finish(version: ModelVersion, started: float, *, state: str, message: str, is_active: bool = False) -> None:
+    version.state, version.message, version.is_active = state, message, is_active
+    version.finished_at = timezone.now()
+    version.duration_ms = round((time.monotonic() - started) * 1000)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        state=state,
+        message=message,
+        is_active=is_active,
+        finished_at=version.finished_at,
+        duration_ms=version.duration_ms,
+    )

@@ -1,0 +1,202 @@
+"""Propensity models: point-in-time features, outcomes, training, refusal, the leakage check, validation."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from contacts.metrics.compute import compute_metrics
+from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange, PropertyDefinition
+from predictions.features import read_features
+from predictions.models import ModelVersion, PropensityModel, VersionState
+from predictions.training import TrainingBusy, TrainingRefused, queue_version, train_version
+from tests.predictions_support import HORIZON, NOW, plant_convert
+
+pytestmark = pytest.mark.django_db
+T = NOW - HORIZON
+
+
+def _contact_changing_after_the_cutoff() -> Contact:
+    created = T - timedelta(days=200)
+    contact = Contact.objects.create(email="moves@example.com", lifecycle_stage="lead", seniority="vp")
+    Contact.objects.filter(pk=contact.pk).update(created_at=created)
+    LifecycleChange.objects.filter(contact=contact).update(changed_at=created)
+    for stage, at in (("mql", T - timedelta(days=10)), ("customer", T + timedelta(days=5))):
+        LifecycleChange.objects.create(contact=contact, from_stage="x", to_stage=stage, changed_at=at)
+    Contact.objects.filter(pk=contact.pk).update(
+        lifecycle_stage="customer", lifecycle_changed_at=T + timedelta(days=5), seniority="vp"
+    )
+    for days in (3, 20, 100, -1, -30):  # negative: after the cutoff
+        Activity.objects.create(contact=contact, kind="pricing_view", occurred_at=T - timedelta(days=days))
+    Activity.objects.create(contact=contact, kind="purchase", occurred_at=T + timedelta(days=6), value=900)
+    return contact
+
+
+def test_features_are_the_contacts_values_at_the_cutoff():
+    contact = _contact_changing_after_the_cutoff()
+    later = Contact.objects.create(email="later@example.com")
+    Contact.objects.filter(pk=later.pk).update(created_at=T + timedelta(days=1))
+
+    raw = read_features(as_of=T)
+
+    assert list(raw.contact_ids) == [contact.pk]  # created after the cutoff: not in the population
+    codes, vocabulary = raw.categories["lifecycle_stage"]
+    assert vocabulary[codes[0]] == "mql"  # customer only 5 days after the cutoff
+    assert raw.numbers["days_in_stage"][0] == 10
+    assert [raw.numbers[f"pricing_view_{d}d"][0] for d in (7, 30, 90, 365)] == [1, 2, 2, 3]
+    assert raw.numbers["purchase_365d"][0] == 0
+    assert raw.numbers["monetary"][0] == 0
+    # The behavioural measures are those compute_metrics --as-of computes for the cutoff.
+    compute_metrics(as_of=T)
+    stored = ContactMetrics.objects.get(contact=contact)
+    assert raw.numbers["activity_count"][0] == stored.activity_count == 3
+    assert raw.numbers["engagement_score"][0] == pytest.approx(stored.engagement_score, rel=1e-6)
+    assert raw.numbers["recent_activity_count"][0] == stored.recent_activity_count
+
+
+def test_features_for_selected_contacts_match_the_full_read():
+    contact = _contact_changing_after_the_cutoff()
+    other = Contact.objects.create(email="other@example.com")
+    Contact.objects.filter(pk=other.pk).update(created_at=T - timedelta(days=30))
+
+    everyone = read_features(as_of=T)
+    one = read_features(as_of=T, contact_ids=[contact.pk])
+
+    row = list(everyone.contact_ids).index(contact.pk)
+    assert list(one.contact_ids) == [contact.pk]
+    for name, values in one.numbers.items():
+        assert values[0] == pytest.approx(everyone.numbers[name][row], nan_ok=True), name
+
+
+def test_a_planted_signal_is_learned_and_a_planted_leak_is_flagged():
+    plant_convert(1000, leak=True)
+    model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
+    version = queue_version(model)
+
+    train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.ACTIVE
+    assert version.is_active
+    report = version.metrics
+    assert report["auc"] > 0.7
+    assert 0.5 < report["auc_low"] <= report["auc"] <= report["auc_high"]
+    assert version.counts["training"]["positives"] >= 100
+    assert [flag["feature"] for flag in version.leakage] == ["props.final_contract_value"]
+    assert all(column["source"] != "props.final_contract_value" for column in version.features["columns"])
+    # The signal (pricing views; activity counts move with them) leads the global importance.
+    assert any(factor["column"].startswith("pricing_view_") for factor in version.importance[:5])
+    assert not any(factor["column"].startswith("seniority") for factor in version.importance[:5])
+    assert version.train_cutoff == NOW - 2 * HORIZON
+    assert version.validation_cutoff == NOW - HORIZON
+    assert report["lift"][0]["lift"] > 1.5
+    assert report["band"] in ("fair", "good", "excellent")
+
+
+def test_boosting_also_learns_the_signal():
+    plant_convert(1000)
+    model = PropensityModel.objects.create(name="convert_gb", target="convert", algorithm="boosting", holdout="random")
+    version = queue_version(model)
+
+    train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.ACTIVE
+    assert version.metrics["auc"] > 0.7
+
+
+def test_fewer_than_100_positives_is_refused_with_the_counts():
+    plant_convert(300, hot_rate=0.15, cold_rate=0.02)
+    model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
+    version = queue_version(model)
+
+    with pytest.raises(TrainingRefused) as refusal:
+        train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.REFUSED
+    assert not version.is_active
+    assert not version.artifact
+    message = str(refusal.value)
+    assert "positives" in message
+    assert "at least 100 of each" in message
+    assert "longer horizon" in message
+    assert message == version.message
+    trained = Contact.objects.filter(lifecycle_changes__to_stage="customer")
+    window = trained.filter(
+        lifecycle_changes__changed_at__gt=NOW - 2 * HORIZON, lifecycle_changes__changed_at__lte=NOW - HORIZON
+    )
+    assert f"has {window.count():,} positives" in message
+
+
+def test_a_second_training_of_the_same_model_is_refused_while_one_is_queued():
+    model = PropensityModel.objects.create(name="convert", target="convert")
+    queue_version(model)
+
+    with pytest.raises(TrainingBusy, match="already training"):
+        queue_version(model)
+    assert ModelVersion.objects.filter(model=model).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"target": "upsell"}, "target", "Unknown target 'upsell'"),
+        ({"horizon_days": 45}, "horizon_days", "Horizon 45 days is not allowed; choose one of 30, 60, 90, 180, 365"),
+        ({"target": "custom_field", "label_field": "props.nope"}, "label_field", "No custom property 'props.nope'"),
+        ({"volatile_fields": ["lead_score", "shoe_size"]}, "volatile_fields", "Unknown field(s) shoe_size"),
+    ],
+)
+def test_a_bad_definition_is_refused_naming_the_field(changes, field, message):
+    model = PropensityModel.objects.create(name="bad", **{"target": "convert", "horizon_days": 90, **changes})
+    version = queue_version(model)
+
+    with pytest.raises(TrainingRefused, match=field):
+        train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.REFUSED
+    assert message in version.message
+
+
+def test_a_custom_label_rule_with_an_error_names_its_json_path():
+    model = PropensityModel.objects.create(
+        name="custom",
+        target="custom_rule",
+        label_rule={"all": [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}, {"field": "nope"}]},
+    )
+    version = queue_version(model)
+
+    with pytest.raises(TrainingRefused, match=r"all\[1\]"):
+        train_version(version, now=NOW)
+
+
+def test_a_label_field_missing_for_most_contacts_is_refused():
+    plant_convert(200)
+    PropertyDefinition.objects.create(key="won", label="Won", type="bool", layer="value")
+    first = Contact.objects.order_by("pk")[:20]
+    for contact in first:
+        contact.properties = {"won": True}
+    Contact.objects.bulk_update(first, ["properties"])
+    model = PropensityModel.objects.create(name="custom", target="custom_field", label_field="props.won")
+
+    with pytest.raises(TrainingRefused, match=r"set for only 20 of 200 contacts \(10%\)"):
+        train_version(queue_version(model), now=NOW)
+
+
+def test_a_custom_rule_target_is_evaluated_at_the_end_of_the_horizon():
+    plant_convert(1000)
+    model = PropensityModel.objects.create(
+        name="customers",
+        target="custom_rule",
+        holdout="random",
+        label_rule={"field": "lifecycle_stage", "op": "eq", "value": "customer"},
+    )
+    version = queue_version(model)
+
+    train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.ACTIVE
+    assert version.metrics["auc"] > 0.6
+    assert np.isclose(version.metrics["base_rate"], version.metrics["positives"] / version.metrics["contacts"])
