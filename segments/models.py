@@ -358,7 +358,7 @@ class SegmentChangeStat(models.Model):
 class AnalyticsState(models.Model):
     """Where the incremental analytics update left off (one row): the newest source rows it has seen."""
 
-    activity_created_at = models.DateTimeField(null=True, blank=True)
+    activity_id = models.BigIntegerField(default=0)
     change_id = models.BigIntegerField(default=0)
     lifecycle_id = models.BigIntegerField(default=0)
     deal_id = models.BigIntegerField(default=0)

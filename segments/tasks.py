@@ -15,6 +15,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from segments import history, refresh
+from segments.analytics import updates
 
 REFRESH_ALL_SCHEDULE = "segments: refresh all"
 RETRY_SKIPPED_AFTER = timedelta(minutes=1)
@@ -69,6 +70,11 @@ def enqueue_refresh_contacts(contact_ids: Iterable[int]) -> None:
     ids = sorted({int(pk) for pk in contact_ids})
     if ids:
         async_task("segments.tasks.refresh_contacts_task", ids, group="segment-refresh")
+
+
+def update_analytics_task() -> dict:
+    """The nightly analytics update (segments/analytics/updates.py): periods with new source rows."""
+    return updates.update_analytics()
 
 
 def refresh_metric_segments_task() -> list[dict]:

@@ -2,14 +2,20 @@
 
 from django.core.management.base import BaseCommand
 
+from segments.analytics.updates import ensure_schedule as ensure_analytics_schedule
 from segments.tasks import ensure_schedules
 
 
 class Command(BaseCommand):
-    help = "Create or update the django-q2 Schedule that refreshes every segment (SEGMENT_REFRESH_INTERVAL_MINUTES)."
+    help = (
+        "Create or update the django-q2 Schedules: the sweep refreshing every segment "
+        "(SEGMENT_REFRESH_INTERVAL_MINUTES) and the nightly analytics update."
+    )
 
     def handle(self, *args, **options) -> None:
         schedule = ensure_schedules()
         self.stdout.write(
             f"{schedule.name}: every {schedule.minutes} minute(s), next run {schedule.next_run:%Y-%m-%d %H:%M}"
         )
+        nightly = ensure_analytics_schedule()
+        self.stdout.write(f"{nightly.name}: daily, next run {nightly.next_run:%Y-%m-%d %H:%M}")
