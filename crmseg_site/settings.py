@@ -60,6 +60,12 @@ def database_from_url(name: str, default: str) -> dict:
         if not dbname:
             raise ImproperlyConfigured(f"{name}={raw!r} names no database (postgres://user@host:5432/NAME)")
         options = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        # A backend notices within this many seconds that its client died (a killed worker) and
+        # stops its statement, which releases the segment's lock: a dead refresh shows at once.
+        check_seconds = envint("DATABASE_CLIENT_CHECK_SECONDS", 5, minimum=0)
+        if check_seconds:
+            check = f"-c client_connection_check_interval={check_seconds * 1000}"
+            options["options"] = f"{options['options']} {check}" if options.get("options") else check
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": dbname,
@@ -259,6 +265,25 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# Runs that show (segments/liveness.py): a full segment refresh, an export run and a claimed batch
+# of automation runs record on their row when they started and which worker runs them, and renew a
+# heartbeat every RUN_HEARTBEAT_SECONDS while they run. A run whose database session is gone
+# (PostgreSQL), or whose heartbeat is older than RUN_DEAD_AFTER_SECONDS while its process is gone,
+# is failed with the reason by a watchdog task every RUN_WATCH_MINUTES and retried after
+# RUN_RETRY_BACKOFF_SECONDS, doubling up to RUN_RETRY_MAX_BACKOFF_SECONDS, RUN_RETRY_MAX_ATTEMPTS
+# times in a row. A claimed automation batch whose heartbeat is older than AUTOMATION_CLAIM_LEASE_SECONDS
+# is claimed again by another worker.
+RUN_HEARTBEAT_SECONDS = envint("RUN_HEARTBEAT_SECONDS", 10, minimum=1)
+RUN_DEAD_AFTER_SECONDS = envint("RUN_DEAD_AFTER_SECONDS", 45, minimum=2)
+RUN_WATCH_MINUTES = envint("RUN_WATCH_MINUTES", 1, minimum=1)
+RUN_RETRY_BACKOFF_SECONDS = envint("RUN_RETRY_BACKOFF_SECONDS", 60, minimum=0)
+RUN_RETRY_MAX_BACKOFF_SECONDS = envint("RUN_RETRY_MAX_BACKOFF_SECONDS", 1800, minimum=0)
+RUN_RETRY_MAX_ATTEMPTS = envint("RUN_RETRY_MAX_ATTEMPTS", 5, minimum=0)
+AUTOMATION_CLAIM_LEASE_SECONDS = envint("AUTOMATION_CLAIM_LEASE_SECONDS", 60, minimum=2)
+for _name in ("RUN_DEAD_AFTER_SECONDS", "AUTOMATION_CLAIM_LEASE_SECONDS"):
+    if globals()[_name] <= RUN_HEARTBEAT_SECONDS:
+        raise ImproperlyConfigured(f"{_name} must be greater than RUN_HEARTBEAT_SECONDS={RUN_HEARTBEAT_SECONDS}")
 
 # Segment freshness: how often the scheduled sweep refreshes every segment (minutes).
 SEGMENT_REFRESH_INTERVAL_MINUTES = envint("SEGMENT_REFRESH_INTERVAL_MINUTES", 60, minimum=1)

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.text import Truncator
@@ -26,7 +27,7 @@ from contacts.paging import LargeTablePaginator
 from crmseg_site.untrusted_json import JSONFormField
 from segments.editing import check_segment, delete_segment, save_segment, segment_dependants
 from segments.history import detail_text
-from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentKind
+from segments.models import Membership, MembershipChange, RefreshStatus, RuleVersion, Segment, SegmentKind
 from segments.rule_builder import RuleBuilderWidget
 from segments.static import add_static_members, remove_static_members
 from segments.tasks import enqueue_refresh_segment
@@ -70,9 +71,11 @@ class RefreshStatusFilter(admin.SimpleListFilter):
     parameter_name = "refresh"
 
     def lookups(self, request, model_admin):
-        return [("failed", "Failed"), ("ok", "OK"), ("never", "Never refreshed")]
+        return [("running", "Running now"), ("failed", "Failed"), ("ok", "OK"), ("never", "Never refreshed")]
 
     def queryset(self, request, queryset):
+        if self.value() == "running":
+            return queryset.filter(refresh_running_since__isnull=False)
         return queryset.filter(last_refresh_status=self.value()) if self.value() else queryset
 
 
@@ -87,7 +90,7 @@ class SegmentAdmin(admin.ModelAdmin):
         "status",
         "owner",
         "size",
-        "last_refresh_status",
+        "refresh_state",
         "last_refreshed_at",
         "last_refresh_duration_ms",
         "refresh_error",
@@ -109,6 +112,11 @@ class SegmentAdmin(admin.ModelAdmin):
         "last_refresh_duration_ms",
         "last_refresh_added",
         "last_refresh_removed",
+        "refresh_running_since",
+        "refresh_heartbeat_at",
+        "refresh_worker",
+        "refresh_failures",
+        "refresh_retry_at",
         "rule_edited_at",
         "created_at",
         "updated_at",
@@ -127,12 +135,29 @@ class SegmentAdmin(admin.ModelAdmin):
                     ("last_refreshed_at", "last_refresh_duration_ms"),
                     ("last_refresh_added", "last_refresh_removed"),
                     "last_refresh_now",
+                    ("refresh_running_since", "refresh_heartbeat_at", "refresh_worker"),
+                    ("refresh_failures", "refresh_retry_at"),
                     "rule_edited_at",
                     ("created_at", "updated_at"),
                 ]
             },
         ),
     ]
+
+    @admin.display(description="last refresh", ordering="last_refresh_status")
+    def refresh_state(self, segment: Segment) -> str:
+        """OK / failed / never, or the refresh running now; a failed one says when it is tried again."""
+        if segment.refresh_running_since is not None:
+            since = timezone.localtime(segment.refresh_running_since)
+            return format_html("running since {} on {}", f"{since:%H:%M:%S}", segment.refresh_worker)
+        state = segment.get_last_refresh_status_display()
+        if segment.last_refresh_status == RefreshStatus.FAILED:
+            retry = segment.refresh_retry_at
+            after = f"retry at {timezone.localtime(retry):%H:%M:%S}" if retry else "no more automatic retries"
+            return format_html(
+                '<span style="color: #ba2121">{}</span> ({} in a row; {})', state, segment.refresh_failures, after
+            )
+        return state
 
     @admin.display(description="error")
     def refresh_error(self, segment: Segment) -> str:

@@ -96,6 +96,29 @@ class Segment(models.Model):
         blank=True,
         help_text="Wall-clock start of the last successful full refresh; unset until the first build",
     )
+    # The full refresh running now, if any (segments/watchdog.py): written by refreshes only.
+    refresh_running_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Start of the full refresh running now; empty when none is"
+    )
+    refresh_heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The running refresh's last sign of life (renewed every RUN_HEARTBEAT_SECONDS)",
+    )
+    refresh_worker = models.CharField(
+        max_length=200, blank=True, editable=False, help_text="host:pid of the worker running (or that last ran) it"
+    )
+    refresh_session = models.CharField(
+        max_length=100,
+        blank=True,
+        editable=False,
+        help_text="PostgreSQL: that worker's database session (pid@start); gone means the worker died",
+    )
+    refresh_failures = models.PositiveIntegerField(default=0, editable=False, help_text="Failed refreshes in a row")
+    refresh_retry_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the failed refresh is tried again (with back-off)"
+    )
     percent_thresholds = models.JSONField(
         default=dict,
         blank=True,
@@ -131,6 +154,10 @@ class Segment(models.Model):
     @property
     def is_rule_based(self) -> bool:
         return self.kind != SegmentKind.STATIC
+
+    @property
+    def refresh_running(self) -> bool:
+        return self.refresh_running_since is not None
 
 
 class SegmentReference(models.Model):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from segments.diffing import DiffResult, apply_target
 from segments.events import memberships_changed
 from segments.graph import Graph, dependants, dependency_graph, topological_order
 from segments.history import request_details, wants_details
+from segments.liveness import heartbeat
 from segments.locks import lock_segment, lock_segments, lock_statement
 from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
 from segments.rollup import ADD_TO_DAY, DAY, count_changes
@@ -30,6 +32,7 @@ from segments.rules.validation import referenced_slugs
 from segments.scoped import apply_level, levels, use_generic_plans
 from segments.statements import fields_fingerprint
 from segments.targets import target_contacts, target_sql
+from segments.watchdog import beat, mark_running, record_failure, unmark
 
 logger = logging.getLogger(__name__)
 
@@ -66,35 +69,54 @@ class RefreshResult:
 def refresh_segment(segment_id: int, *, now: datetime | None = None, skip_if_locked: bool = False) -> RefreshResult:
     """Refresh one segment in one transaction; a failure leaves membership as it was and is recorded.
 
-    With `skip_if_locked`, a refresh that finds another one running returns status "skipped"
-    instead of waiting for it (PostgreSQL; SQLite always waits).
+    While it runs, the segment shows it (running since, worker, heartbeat: segments/watchdog.py);
+    a failure is retried with back-off. With `skip_if_locked`, a refresh that finds another one
+    running returns status "skipped" instead of waiting for it (PostgreSQL; SQLite always waits).
     """
     now = now or timezone.now()
     clock = time.monotonic()
+    since = mark_running(segment_id)
     slug = ""
     try:
-        with transaction.atomic():
+        with _beating(segment_id, since), transaction.atomic():
             locked, segment = _lock_and_read(segment_id, wait=not skip_if_locked)
             if not locked:
-                return RefreshResult(segment_id, slug, "skipped", error="another refresh of this segment is running")
-            if segment is None:
-                return RefreshResult(segment_id, slug, "skipped", error="the segment no longer exists")
-            slug = segment.slug
-            if segment.status != SegmentStatus.ACTIVE or not segment.is_rule_based:
+                result = RefreshResult(segment_id, slug, "skipped", error="another refresh of this segment is running")
+            elif segment is None:
+                result = RefreshResult(segment_id, slug, "skipped", error="the segment no longer exists")
+            elif segment.status != SegmentStatus.ACTIVE or not segment.is_rule_based:
+                slug = segment.slug
                 reason = f"{segment.get_kind_display().lower()} segment, {segment.get_status_display().lower()}"
-                return RefreshResult(segment_id, slug, "skipped", size=segment.size, error=f"not refreshed: {reason}")
-            return _refresh_locked(segment, now=now, clock=clock)
+                error = f"not refreshed: {reason}"
+                result = RefreshResult(segment_id, slug, "skipped", size=segment.size, error=error)
+            else:
+                slug = segment.slug
+                return _refresh_locked(segment, now=now, clock=clock, since=since)
     except Exception as error:
         logger.exception("Refresh of segment %s failed", segment_id)
         duration_ms = _elapsed_ms(clock)
-        Segment.objects.filter(pk=segment_id).update(
-            last_refresh_status=RefreshStatus.FAILED,
-            last_refresh_error=f"{type(error).__name__}: {error}",
+        record_failure(
+            segment_id,
+            since=since,
+            error=f"{type(error).__name__}: {error}",
             last_refreshed_at=timezone.now(),
             last_refresh_duration_ms=duration_ms,
             last_refresh_now=now,
         )
         return RefreshResult(segment_id, slug, "failed", duration_ms=duration_ms, now=now, error=str(error))
+    if since is not None:
+        unmark(segment_id, since)
+    return result
+
+
+@contextmanager
+def _beating(segment_id: int, since: datetime | None) -> Iterator[None]:
+    """The refresh's heartbeat while it runs (only a refresh that marked the segment has one)."""
+    if since is None:
+        yield
+        return
+    with heartbeat(lambda at: beat(segment_id, since, at)):
+        yield
 
 
 def _lock_and_read(segment_id: int, *, wait: bool) -> tuple[bool, Segment | None]:
@@ -131,7 +153,7 @@ def _from_db(field: models.Field, value: object) -> object:
     return field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
 
 
-def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> RefreshResult:
+def _refresh_locked(segment: Segment, *, now: datetime, clock: float, since: datetime | None) -> RefreshResult:
     started_at = timezone.now()
     if segment.last_refresh_started_at is None:
         reason = ChangeReason.INITIAL_BUILD
@@ -148,7 +170,9 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
     if wants_details(diff.added + diff.removed):  # a task describes them after commit (history.py)
         request_details([segment.pk], changed_at=started_at, now=now)
     duration_ms = _elapsed_ms(clock)
-    _record_refresh(segment, diff, now=now, started_at=started_at, thresholds=thresholds, duration_ms=duration_ms)
+    _record_refresh(
+        segment, diff, now=now, started_at=started_at, thresholds=thresholds, duration_ms=duration_ms, since=since
+    )
     return RefreshResult(
         segment.pk,
         segment.slug,
@@ -163,16 +187,26 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float) -> Refresh
 
 # A full refresh's figures on its segment, as SQL written once (compiling the ORM update cost
 # ~0.4 ms of Python, more than running it). `rule_edited_at` is cleared only if it still holds the
-# value this refresh read under its lock: edits do not take the lock.
+# value this refresh read under its lock: edits do not take the lock. The running mark is cleared
+# only if it is this refresh's own (segments/watchdog.py); a success ends any retrying.
 _RECORD = f"""UPDATE {Segment._meta.db_table} SET size = %s, last_refresh_added = %s, last_refresh_removed = %s,
     last_refresh_duration_ms = %s, last_refresh_now = %s, last_refresh_started_at = %s, last_refreshed_at = %s,
     last_refresh_status = %s, last_refresh_error = '', percent_thresholds = %s,
-    rule_edited_at = CASE WHEN rule_edited_at = %s THEN NULL ELSE rule_edited_at END
+    rule_edited_at = CASE WHEN rule_edited_at = %s THEN NULL ELSE rule_edited_at END,
+    refresh_running_since = CASE WHEN refresh_running_since = %s THEN NULL ELSE refresh_running_since END,
+    refresh_failures = 0, refresh_retry_at = NULL
     WHERE id = %s"""
 
 
 def _record_refresh(
-    segment: Segment, diff: DiffResult, *, now: datetime, started_at: datetime, thresholds: dict, duration_ms: int
+    segment: Segment,
+    diff: DiffResult,
+    *,
+    now: datetime,
+    started_at: datetime,
+    thresholds: dict,
+    duration_ms: int,
+    since: datetime | None,
 ) -> None:
     """Record the refresh on its segment and, if it changed anything, in the day's rollup: one
     statement on PostgreSQL (the rollup takes the size the update returns), else two."""
@@ -188,6 +222,7 @@ def _record_refresh(
         RefreshStatus.OK,
         Segment._meta.get_field("percent_thresholds").get_db_prep_save(thresholds, connection),
         ops.adapt_datetimefield_value(segment.rule_edited_at),
+        ops.adapt_datetimefield_value(since),
         segment.pk,
     ]
     with connection.cursor() as cursor:
@@ -364,9 +399,7 @@ def _refresh_some_isolated(
                 results.append(RefreshResult(segment.pk, segment.slug, "failed", error=str(error)))
         _after_changes(results, changed_at=changed_at, now=now)
     for segment_id, error in failures.items():
-        Segment.objects.filter(pk=segment_id).update(
-            last_refresh_status=RefreshStatus.FAILED, last_refresh_error=f"{type(error).__name__}: {error}"
-        )
+        record_failure(segment_id, since=None, error=f"{type(error).__name__}: {error}")
     return results
 
 

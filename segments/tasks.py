@@ -14,10 +14,11 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from segments import history, refresh
+from segments import history, refresh, watchdog
 from segments.analytics import updates
 
 REFRESH_ALL_SCHEDULE = "segments: refresh all"
+WATCH_SCHEDULE = "runs: fail dead runs and retry failed ones"
 RETRY_SKIPPED_AFTER = timedelta(minutes=1)
 
 
@@ -46,6 +47,11 @@ def refresh_all_task() -> list[dict]:
 
 def refresh_contacts_task(contact_ids: list[int]) -> list[dict]:
     return [result.as_dict() for result in refresh.refresh_contacts(contact_ids)]
+
+
+def watch_runs_task() -> dict:
+    """Every RUN_WATCH_MINUTES: dead refreshes (and export runs) failed with the reason, retries queued."""
+    return watchdog.watch()
 
 
 def describe_changes_task(segment_ids: list[int], changed_at: datetime, now: datetime) -> int:
@@ -95,11 +101,21 @@ def enqueue_after_metrics(contact_ids: list[int] | None) -> None:
 
 def ensure_schedules() -> Schedule:
     """Create or update the recurring sweep; idempotent (`manage.py ensure_schedules`, run by `make run`)."""
-    minutes = settings.SEGMENT_REFRESH_INTERVAL_MINUTES
+    return _ensure_schedule(
+        REFRESH_ALL_SCHEDULE, "segments.tasks.refresh_all_task", settings.SEGMENT_REFRESH_INTERVAL_MINUTES
+    )
+
+
+def ensure_watch_schedule() -> Schedule:
+    """Create or update the watchdog of runs (RUN_WATCH_MINUTES); idempotent (`manage.py ensure_schedules`)."""
+    return _ensure_schedule(WATCH_SCHEDULE, "segments.tasks.watch_runs_task", settings.RUN_WATCH_MINUTES)
+
+
+def _ensure_schedule(name: str, func: str, minutes: int) -> Schedule:
     schedule, created = Schedule.objects.get_or_create(
-        name=REFRESH_ALL_SCHEDULE,
+        name=name,
         defaults={
-            "func": "segments.tasks.refresh_all_task",
+            "func": func,
             "schedule_type": Schedule.MINUTES,
             "minutes": minutes,
             "repeats": -1,

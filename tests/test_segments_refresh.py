@@ -93,9 +93,10 @@ def test_a_refresh_with_nothing_changed_writes_no_membership_or_history_rows(db,
     ContactFactory.create_batch(5, lead_score=70)
     segment = _refreshed(_segment("hot", score_at_least(50)))
     before = (Membership.objects.count(), MembershipChange.objects.count())
-    # savepoint, lock and segment (PostgreSQL: sent as one), diff (SQLite: + count), stats, release;
-    # a rule naming no props.* field reads no property definitions
-    statements = 5 if connection.vendor == "postgresql" else 7
+    # the running mark (committed first, so others see it), savepoint, lock and segment (PostgreSQL:
+    # sent as one), diff (SQLite: + count), stats, release; a rule naming no props.* field reads no
+    # property definitions
+    statements = 6 if connection.vendor == "postgresql" else 8
 
     with (
         membership_rows_written() as rows,
@@ -107,8 +108,8 @@ def test_a_refresh_with_nothing_changed_writes_no_membership_or_history_rows(db,
     assert (result.added, result.removed, result.size) == (0, 0, 5)
     assert (Membership.objects.count(), MembershipChange.objects.count()) == before
     # PostgreSQL: no membership/history row inserted, updated or deleted in this transaction.
-    # SQLite: the only rows changed on the connection are the segment row (lock touch, stats).
-    assert rows.written == (0 if connection.vendor == "postgresql" else 2)
+    # SQLite: the only rows changed on the connection are the segment row (mark, lock touch, stats).
+    assert rows.written == (0 if connection.vendor == "postgresql" else 3)
     sql = [q["sql"].lstrip().upper() for q in queries.captured_queries]
     assert not any(s.startswith(("INSERT INTO SEGMENTS_MEMBERSHIP ", "DELETE")) for s in sql)
 
@@ -430,10 +431,10 @@ def test_a_refresh_with_many_changes_runs_no_more_statements_than_one_with_none(
     segment = _refreshed(_segment("hot", score_at_least(50)))
     monkeypatch.setattr(history_module, "DETAIL_CAP", 2)  # three changes: more than details are kept for
     Contact.objects.update(lead_score=90)
-    # savepoint, lock with the segment, diff, stats with the day's rollup, release; SQLite: lock and
-    # segment apart, the diff is three statements, then count, stats, rollup. Neither looks up
-    # history rows it will not describe.
-    statements = 5 if connection.vendor == "postgresql" else 10
+    # the running mark, savepoint, lock with the segment, diff, stats with the day's rollup, release;
+    # SQLite: lock and segment apart, the diff is three statements, then count, stats, rollup.
+    # Neither looks up history rows it will not describe.
+    statements = 6 if connection.vendor == "postgresql" else 11
 
     with CaptureQueriesContext(connection) as queries, django_assert_num_queries(statements):
         result = refresh_segment(segment.pk)
@@ -492,10 +493,10 @@ def test_a_refresh_with_one_change_leaves_its_detail_to_a_task_after_commit(
     segment = _refreshed(_segment("hot", score_at_least(50)))
     contact.lead_score = 80
     contact.save()
-    # savepoint, lock with the segment, diff, stats with the day's rollup, release (SQLite: lock and
-    # segment apart, the diff is three statements and a count, then stats and rollup): no more than
-    # a refresh that describes nothing
-    statements = 5 if connection.vendor == "postgresql" else 10
+    # the running mark, savepoint, lock with the segment, diff, stats with the day's rollup, release
+    # (SQLite: lock and segment apart, the diff is three statements and a count, then stats and
+    # rollup): no more than a refresh that describes nothing
+    statements = 6 if connection.vendor == "postgresql" else 11
 
     with with_details():
         with django_assert_num_queries(statements):

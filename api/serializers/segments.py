@@ -22,11 +22,14 @@ class SegmentSerializer(StrictInput, serializers.ModelSerializer):
         fields = [
             "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "category",
             "status", "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added",
-            "last_refresh_removed", "last_refresh_status", "last_refresh_error", "created_at", "updated_at",
+            "last_refresh_removed", "last_refresh_status", "last_refresh_error", "refresh_running_since",
+            "refresh_heartbeat_at", "refresh_worker", "refresh_failures", "refresh_retry_at", "created_at",
+            "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added", "last_refresh_removed",
-            "last_refresh_status", "last_refresh_error", "created_at", "updated_at",
+            "last_refresh_status", "last_refresh_error", "refresh_running_since", "refresh_heartbeat_at",
+            "refresh_worker", "refresh_failures", "refresh_retry_at", "created_at", "updated_at",
         ]  # fmt: skip
         extra_kwargs = {"rule": {"help_text": "Rule in the segment rule language (dynamic and suppression segments)"}}
 

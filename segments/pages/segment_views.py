@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from crmseg_site.access import staff_required
 from segments.history import detail_text
-from segments.models import MembershipChange, RuleVersion, Segment
+from segments.models import MembershipChange, RefreshStatus, RuleVersion, Segment
 from segments.tasks import enqueue_refresh_segment
 
 from .charts import diverging_bars, line_chart
@@ -110,6 +110,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "diffs": rule_diffs(segment),
         "latest_changes": latest_changes(segment),
         "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
+        "refresh_note": refresh_note(segment),
     }
     return render(request, "segments/detail.html", ctx)
 
@@ -118,6 +119,12 @@ def refresh_state(segment: Segment) -> dict:
     return {
         "status": segment.last_refresh_status,
         "status_label": segment.get_last_refresh_status_display(),
+        "running_since": segment.refresh_running_since.isoformat() if segment.refresh_running_since else None,
+        "heartbeat_at": segment.refresh_heartbeat_at.isoformat() if segment.refresh_running_since else None,
+        "worker": segment.refresh_worker,
+        "failures": segment.refresh_failures,
+        "retry_at": segment.refresh_retry_at.isoformat() if segment.refresh_retry_at else None,
+        "note": refresh_note(segment),
         "refreshed_at": segment.last_refreshed_at.isoformat() if segment.last_refreshed_at else None,
         "size": segment.size,
         "duration_ms": segment.last_refresh_duration_ms,
@@ -125,6 +132,19 @@ def refresh_state(segment: Segment) -> dict:
         "removed": segment.last_refresh_removed,
         "error": segment.last_refresh_error,
     }
+
+
+def refresh_note(segment: Segment) -> str:
+    """The refresh running now, or what happens after a failure, in a sentence ('' when neither)."""
+    if segment.refresh_running_since is not None:
+        since, beat = (timezone.localtime(t) for t in (segment.refresh_running_since, segment.refresh_heartbeat_at))
+        return f"Running since {since:%H:%M:%S} on {segment.refresh_worker}; last heartbeat {beat:%H:%M:%S}."
+    if segment.last_refresh_status != RefreshStatus.FAILED:
+        return ""
+    times = "once" if segment.refresh_failures == 1 else f"{segment.refresh_failures} times in a row"
+    if segment.refresh_retry_at is not None:
+        return f"Failed {times}; tried again at {timezone.localtime(segment.refresh_retry_at):%H:%M:%S}."
+    return f"Failed {times}; no more automatic retries, the next scheduled sweep tries again."
 
 
 @require_POST

@@ -18,6 +18,9 @@
     var error = field("error");
     error.hidden = !state.error;
     error.querySelector("span").textContent = state.error || "";
+    var note = field("note");
+    note.hidden = !state.note;
+    note.textContent = state.note || "";
   }
 
   function poll(requestedAt, started, attempt) {
@@ -36,7 +39,9 @@
           if (state.status !== "failed") setTimeout(function () { window.location.reload(); }, 800);
           return;
         }
-        progress.textContent = "Waiting for a worker to refresh this segment… " + seconds + " s";
+        progress.textContent = state.running_since
+          ? "Refreshing on " + state.worker + "… " + seconds + " s"
+          : "Waiting for a worker to refresh this segment… " + seconds + " s";
         setTimeout(function () { poll(requestedAt, started, attempt + 1); }, Math.min(500 + attempt * 250, 3000));
       })
       .catch(function () {
