@@ -79,6 +79,11 @@ def test_a_worker_killed_mid_refresh_shows_failed_and_the_retry_completes(fast):
             what="the worker to mark the refresh running",
         )
         wait_for(lambda: _waiting_for_a_lock(), what="the worker to wait for the membership row")
+        # its heartbeat goes on while it waits (every RUN_HEARTBEAT_SECONDS, here 1)
+        wait_for(
+            lambda: Segment.objects.filter(pk=segment.pk, refresh_heartbeat_at__gt=running.refresh_running_since),
+            what="a heartbeat",
+        )
         # the segment shows the refresh running, and which worker runs it
         assert running.refresh_worker.rpartition(":")[2].isdigit()
         assert running.last_refresh_status == "ok"
