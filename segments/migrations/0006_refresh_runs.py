@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('segments', '0004_percent_thresholds'),
+        ('segments', '0005_segment_analytics'),
     ]
 
     operations = [
