@@ -3,12 +3,14 @@ seconds, and it is retried with back-off, exactly once however many watchdogs lo
 
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
 from django_q.tasks import async_task
 
 from contacts.models import Contact
@@ -16,7 +18,7 @@ from segments.editing import save_segment
 from segments.liveness import worker_name
 from segments.models import Membership, Segment
 from segments.refresh import refresh_segment
-from segments.tasks import refresh_segment_task
+from segments.tasks import WATCH_SCHEDULE, refresh_segment_task
 from segments.watchdog import mark_running, watch_refreshes
 from tests.factories import ContactFactory
 from tests.processes import kill, python, qcluster, raw_postgres, wait_for
@@ -287,3 +289,12 @@ def test_the_page_the_api_and_the_admin_show_a_running_then_dead_refresh(db, fas
     assert (body["last_refresh_status"], body["refresh_running_since"], body["refresh_failures"]) == ("failed", None, 1)
     assert body["refresh_retry_at"] is not None
     assert "1 in a row; retry at" in client.get(reverse("admin:segments_segment_changelist")).content.decode()
+
+
+def test_ensure_schedules_creates_the_watchdog_every_run_watch_minutes(db, settings):
+    settings.RUN_WATCH_MINUTES = 2
+    call_command("ensure_schedules", stdout=StringIO())
+    call_command("ensure_schedules", stdout=StringIO())
+
+    schedule = Schedule.objects.get(name=WATCH_SCHEDULE)
+    assert (schedule.func, schedule.minutes, schedule.repeats) == ("segments.tasks.watch_runs_task", 2, -1)

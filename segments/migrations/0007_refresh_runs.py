@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('segments', '0005_segment_analytics'),
+        ('segments', '0006_analytics_state_activity_id'),
     ]
 
     operations = [
