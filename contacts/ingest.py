@@ -31,6 +31,7 @@ from contacts.models import (
     PropertyDefinition,
     normalize_domain,
     normalize_email,
+    year_problem,
 )
 from crmseg_site.untrusted_json import nul_paths
 
@@ -407,6 +408,9 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
         values["occurred_at"] = aware.astimezone(UTC)
     except (TypeError, ValueError, OverflowError):
         errors["occurred_at"] = [f"{occurred!r} is not an ISO-8601 date-time (e.g. 2026-05-01T12:00:00Z)."]
+    else:
+        if problem := year_problem(parsed):
+            errors["occurred_at"] = [problem]
     for name, limit in ACTIVITY_TEXT_LIMITS.items():
         value = row.get(name)
         if value is None:
@@ -443,21 +447,29 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
         errors["contact"] = ["Expected a contact id (integer)."]
     elif contact is None and not (isinstance(email, str) and email.strip()):
         errors["contact"] = ["Give the contact's id (contact) or email (email)."]
+    if email is not None and not isinstance(email, str):
+        errors["email"] = ["Expected an email address (text)."]
     return values
 
 
 def _resolve_contacts(rows: list, good: dict[int, dict], result: ActivityIngestResult) -> None:
     ids = {r["contact"] for i, r in ((i, rows[i]) for i in good) if r.get("contact") is not None}
     emails = {normalize_email(rows[i]["email"]) for i in good if rows[i].get("contact") is None}
-    known_ids = {pk for pk, _ in lookup_pairs(Contact, "id", "id", ids)}
+    email_by_id = dict(lookup_pairs(Contact, "id", "email", ids))
     by_email = dict(lookup_pairs(Contact, "email", "id", emails))
     for index in list(good):
         row = rows[index]
         if row.get("contact") is not None:
-            if row["contact"] in known_ids:
-                good[index]["contact_id"] = row["contact"]
-            else:
+            if row["contact"] not in email_by_id:
                 result.failed[index] = {"contact": [f"No contact with id {row['contact']}."]}
+            elif row.get("email") and normalize_email(row["email"]) != email_by_id[row["contact"]]:
+                # Which of the two is right cannot be told; the stored address is not disclosed.
+                message = (
+                    f"{row['email']!r} is not the e-mail of contact {row['contact']}; send one or make them agree."
+                )
+                result.failed[index] = {"email": [message]}
+            else:
+                good[index]["contact_id"] = row["contact"]
         elif (contact_id := by_email.get(normalize_email(row["email"]))) is not None:
             good[index]["contact_id"] = contact_id
         else:

@@ -44,6 +44,23 @@ def validate_country(value: str) -> None:
         )
 
 
+# Dates no CRM record has: a typo (0026 for 2026) or a sentinel (9999-12-31) would sort first or
+# last for ever and overflow date arithmetic (now - occurred_at) in metrics and rules.
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+
+
+def year_problem(value: date | datetime) -> str | None:
+    """Why `value` is not a date a CRM record can have, or None."""
+    if FIRST_YEAR <= value.year <= LAST_YEAR:
+        return None
+    return f"{value.isoformat()} is out of range: dates must fall between {FIRST_YEAR} and {LAST_YEAR}."
+
+
+def validate_plausible_year(value: date | datetime | None) -> None:
+    if value is not None and (problem := year_problem(value)):
+        raise ValidationError(problem, code="implausible_year")
+
+
 def validate_tag_list(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
         raise ValidationError('Enter a list of text tags, e.g. ["aws", "kubernetes"].', code="invalid_tags")
@@ -230,8 +247,8 @@ class Contact(models.Model):
     lifetime_value = models.DecimalField(
         max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
     )
-    customer_since = models.DateField(null=True, blank=True)
-    renewal_date = models.DateField(null=True, blank=True)
+    customer_since = models.DateField(null=True, blank=True, validators=[validate_plausible_year])
+    renewal_date = models.DateField(null=True, blank=True, validators=[validate_plausible_year])
     product_adoption = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MaxValueValidator(100)], help_text="Share of licensed features in use, 0–100"
     )
@@ -419,11 +436,13 @@ class PropertyDefinition(models.Model):
             if not isinstance(value, str):
                 return f"expected a date as YYYY-MM-DD, got {type(value).__name__}."
             try:
-                date.fromisoformat(value)
+                parsed = date.fromisoformat(value)
             except ValueError:
                 return f"{value!r} is not a date (use YYYY-MM-DD)."
             if len(value) != 10:
                 return f"{value!r} is not a date (use YYYY-MM-DD)."
+            if problem := year_problem(parsed):
+                return problem
         if self.type == PropertyType.CHOICE and value not in self.choices:
             return f"{value!r} is not one of {', '.join(map(repr, self.choices))}."
         if self.type == PropertyType.TAGS and (
@@ -453,7 +472,7 @@ class ActivityKind(models.TextChoices):
 class Activity(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="activities")
     kind = models.CharField(max_length=32, choices=ActivityKind.choices)
-    occurred_at = models.DateTimeField()
+    occurred_at = models.DateTimeField(validators=[validate_plausible_year])
     topic = models.CharField(max_length=100, blank=True)
     product = models.CharField(max_length=100, blank=True)
     url = models.URLField(max_length=500, blank=True)
