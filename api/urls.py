@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api.views import activation, common, contacts, personalization, segments, tasks
+from api.views import activation, analytics, common, contacts, personalization, segments, tasks
 
 app_name = "api"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("activities/", contacts.ActivityList.as_view(), name="activities"),
     path("activities/bulk/", contacts.activities_bulk, name="activities-bulk"),
     path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
+    path("analytics/segments/", analytics.segment_comparison, name="analytics-segments"),
+    path("analytics/overlap/", analytics.segment_overlap, name="analytics-overlap"),
     path("segments/", segments.SegmentList.as_view(), name="segments"),
     path("segments/validate/", segments.validate_segment_rule, name="segments-validate"),
     path("segments/preview/", segments.preview_segment_rule, name="segments-preview"),

@@ -247,6 +247,22 @@ class RuleVersion(models.Model):
         return f"{self.segment} rule changed {self.changed_at:%Y-%m-%d %H:%M}"
 
 
+class RefreshFailure(models.Model):
+    """A failed refresh, kept so the segment page can mark it on the size chart (the segment itself
+    only holds its last refresh's status)."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="failure_log")
+    failed_at = models.DateTimeField(default=timezone.now)
+    error = models.TextField()
+
+    class Meta:
+        ordering = ["-failed_at"]
+        indexes = [models.Index(fields=["segment", "failed_at"], name="refresh_failure_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment_id} failed at {self.failed_at:%Y-%m-%d %H:%M}"
+
+
 class SegmentDay(models.Model):
     """Joins, leaves and end-of-day size of one segment on one day (project time zone).
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from segments.liveness import SESSION_OF, current_session_sql, death, live_sessions, retry_delay, worker_name
-from segments.models import RefreshStatus, Segment
+from segments.models import RefreshFailure, RefreshStatus, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def record_failure(segment_id: int, *, since: datetime | None, error: str, **fie
             refresh_retry_at=timezone.now() + delay if delay is not None else None,
             **fields,
         )
+        RefreshFailure.objects.create(segment_id=segment_id, error=error)  # the segment page marks it
     return True
 
 

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from segments.analytics.periods import PeriodError, last_full_quarter, parse_period, periods_between
+from segments.analytics.periods import BadParameter, last_full_quarter, parse_period, periods_between
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_it_reads_each_form(text, first, last, grain):
     ],
 )
 def test_it_refuses_bad_periods_naming_the_parameter(text, says):
-    with pytest.raises(PeriodError) as raised:
+    with pytest.raises(BadParameter) as raised:
         parse_period(text, parameter="period")
     assert raised.value.parameter == "period"
     assert str(raised.value).startswith("period: ")

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from django.db.models import Q
+
 from segments.models import Segment, SegmentChangeStat, SegmentResponse, SegmentStageStat, SegmentStat
 
 from . import rollup
 from .channels import CHANNELS, CONVERSION_STAGES, DEFAULT_STAGE, FUNNEL
-from .periods import Period, PeriodError, period_of, periods_between
+from .periods import BadParameter, Period, period_of, periods_between
 from .wilson import EMPTY, Estimate, mean_with_interval, wilson
 
 
@@ -95,7 +97,7 @@ def trials(avg_members: float, successes: int) -> int:
 
 def check_stage(stage: str, *, parameter: str = "stage") -> str:
     if stage not in CONVERSION_STAGES:
-        raise PeriodError(
+        raise BadParameter(
             f"{parameter}: {stage!r} is not a stage conversion can be measured to; use one of "
             f"{', '.join(CONVERSION_STAGES)}.",
             parameter=parameter,
@@ -105,7 +107,7 @@ def check_stage(stage: str, *, parameter: str = "stage") -> str:
 
 def check_channel(channel: str, *, parameter: str = "channel") -> str:
     if channel not in CHANNELS:
-        raise PeriodError(
+        raise BadParameter(
             f"{parameter}: {channel!r} is not a channel; use one of {', '.join(CHANNELS)}.", parameter=parameter
         )
     return channel
@@ -169,13 +171,12 @@ def _read(period: Period, segment_ids: list[int], *, database: bool, stage: str,
     """The stored rows of one calendar period, or the same rows computed now for any other range."""
     if period.grain:
         scope = {"grain": period.grain, "period_start": period.first}
-        stats = list(SegmentStat.objects.filter(**scope, segment_id__in=segment_ids)) + (
-            list(SegmentStat.objects.filter(**scope, segment__isnull=True)) if database else []
-        )
+        scope_q = Q(segment_id__in=segment_ids) | Q(segment__isnull=True) if database else Q(segment_id__in=segment_ids)
+        stats = list(SegmentStat.objects.filter(scope_q, **scope))
         if len(stats) == len(segment_ids) + database:
-            stages = list(SegmentStageStat.objects.filter(**scope))
+            stages = list(SegmentStageStat.objects.filter(scope_q, **scope))
             changes = list(SegmentChangeStat.objects.filter(**scope, segment_id__in=segment_ids))
-            responses = list(SegmentResponse.objects.filter(**scope)) if with_responses else []
+            responses = list(SegmentResponse.objects.filter(scope_q, **scope, campaign="")) if with_responses else []
             return _Rows(stats, stages, changes, responses)
     computed = rollup.compute([period], segment_ids=segment_ids, database=database)
     return _Rows(computed.stats, computed.stages, computed.changes, computed.responses)

@@ -17,7 +17,7 @@ from segments.models import AnalyticsGrain
 MAX_DAYS = 3 * 366 + 1  # "at most three years": 2024-01-01..2026-12-31 is allowed, a day more is not
 
 
-class PeriodError(ValueError):
+class BadParameter(ValueError):
     """A period that cannot be read; `parameter` names the input it came from."""
 
     def __init__(self, message: str, *, parameter: str) -> None:
@@ -115,7 +115,7 @@ FORMS = "2026Q3, 2026-07, 2026-W27, 2026-07-14 or 2026-07-01..2026-09-30"
 
 
 def parse_period(text: str, *, parameter: str = "period") -> Period:
-    """A period from its written form; a PeriodError naming `parameter` says what was wrong."""
+    """A period from its written form; a BadParameter naming `parameter` says what was wrong."""
     text = (text or "").strip()
     try:
         if match := QUARTER.match(text):
@@ -129,21 +129,21 @@ def parse_period(text: str, *, parameter: str = "period") -> Period:
         if len(text) == 10:
             return period_of(date.fromisoformat(text), AnalyticsGrain.DAY)
     except ValueError as error:
-        if isinstance(error, PeriodError):
+        if isinstance(error, BadParameter):
             raise
-        raise PeriodError(
+        raise BadParameter(
             f"{parameter}: {text!r} is not a real date or period ({error}).", parameter=parameter
         ) from None
-    raise PeriodError(f"{parameter}: {text!r} is not a period; write {FORMS}.", parameter=parameter)
+    raise BadParameter(f"{parameter}: {text!r} is not a period; write {FORMS}.", parameter=parameter)
 
 
 def checked_range(first: date, last: date, *, parameter: str = "period") -> Period:
     """A range of whole days; refused when it ends before it starts or spans more than three years."""
     if last < first:
-        raise PeriodError(f"{parameter}: the period ends ({last}) before it starts ({first}).", parameter=parameter)
+        raise BadParameter(f"{parameter}: the period ends ({last}) before it starts ({first}).", parameter=parameter)
     period = Period(first, last)
     if period.days > MAX_DAYS:
-        raise PeriodError(
+        raise BadParameter(
             f"{parameter}: {period.days} days is longer than the 3 years ({MAX_DAYS} days) analytics read at once.",
             parameter=parameter,
         )
