@@ -10,7 +10,8 @@ from django.urls import reverse
 from segments.analytics import rollup
 from segments.analytics.overlap import overlap
 from segments.analytics.periods import parse_period
-from segments.models import Membership
+from segments.models import Membership, RuleVersion
+from segments.watchdog import record_failure
 from tests.analytics_support import build_world
 from tests.factories import ContactFactory, SegmentFactory
 
@@ -182,3 +183,13 @@ def test_the_segment_analytics_page(client, ops_user, django_assert_max_num_quer
 def test_sales_reps_cannot_open_the_analytics_pages(client, sales_user):
     client.force_login(sales_user)
     assert client.get(reverse("segments-analytics")).status_code == 403
+
+
+def test_the_size_chart_marks_rule_edits_and_failed_refreshes(client, ops_user):
+    world = stored()
+    RuleVersion.objects.create(segment=world.segment, old_rule=None, new_rule={"all": []})
+    record_failure(world.segment.pk, since=None, error="OperationalError: the database went away")
+    client.force_login(ops_user)
+    html = client.get(reverse("segments-analytics-detail", args=[world.segment.pk])).content.decode()
+    assert 'class="mark mark-rule"' in html
+    assert "refresh failed: OperationalError: the database went away" in html
