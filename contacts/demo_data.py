@@ -26,6 +26,7 @@ from django.utils import timezone
 from contacts.models import (
     Activity,
     ActivityKind,
+    ActivityTally,
     Company,
     Contact,
     Deal,
@@ -41,6 +42,7 @@ from contacts.models import (
     Seniority,
 )
 from contacts.roles import SALES
+from contacts.table_statistics import analyze
 
 BATCH = 2000
 ACTIVITY_BATCH = 5000
@@ -601,6 +603,8 @@ def seed_demo(*, contacts: int, seed: int | None = None, now: datetime | None = 
         activities = insert_activities(plans, now=now)
         deals = [d for p in plans for d in p.deals]
         Deal.objects.bulk_create(deals, batch_size=BATCH)
+    # No first refresh or page on these rows should be planned blind (see contacts/table_statistics.py).
+    analyze(Company, Contact, LifecycleChange, Activity, ActivityTally, Deal)
     return Seeded(
         companies=len(companies),
         contacts=len(people),

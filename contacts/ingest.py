@@ -24,6 +24,7 @@ from contacts.copy_insert import copy_insert
 from contacts.models import (
     Activity,
     ActivityKind,
+    ActivityTally,
     Company,
     Contact,
     LifecycleChange,
@@ -33,6 +34,7 @@ from contacts.models import (
     normalize_email,
     year_problem,
 )
+from contacts.table_statistics import analyze_if_stale
 from crmseg_site.untrusted_json import nul_paths
 
 MAX_ROWS = 10_000
@@ -276,6 +278,7 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
         bucket = result.updated if email in existing else result.created
         bucket.append(RowOutcome(index=index, id=ids[email], key=email))
     result.changed_contact_ids = set(ids.values())
+    _analyze_after_commit(Contact, written=len(good))
     return result
 
 
@@ -374,6 +377,7 @@ def upsert_companies(rows: list) -> UpsertResult:
     for index, values in good.items():
         bucket = result.updated if values["domain"] in existing else result.created
         bucket.append(RowOutcome(index=index, id=ids[values["domain"]], key=values["domain"]))
+    _analyze_after_commit(Company, written=len(good))
     return result
 
 
@@ -487,7 +491,14 @@ def ingest_activities(rows: list) -> ActivityIngestResult:
         _insert_activities_postgresql(list(good.values()), result)
     else:
         _insert_activities_portable(list(good.values()), result)
+    _analyze_after_commit(Activity, ActivityTally, written=result.created)
     return result
+
+
+def _analyze_after_commit(*models: type[models.Model], written: int) -> None:
+    """Refresh the planner's statistics of a table that just took many rows (see table_statistics),
+    once they are committed, so that the refreshes they queue are not planned blind."""
+    transaction.on_commit(lambda: analyze_if_stale(*models, written=written))
 
 
 ACTIVITY_COLUMNS = ["contact_id", "kind", "occurred_at", "topic", "product", "url", "campaign", "value",

@@ -1,8 +1,9 @@
 """ActivityTally: kept exact by database triggers on every write path, and read by all-time counts.
 
 The tally is checked against a recount of Activity after each kind of write. The compiler's
-tally path (all-time count_gte / count_eq on one kind) is checked against the activity stream,
-including a contact whose latest activity lies after the refresh's `now`.
+tally path (every all-time count of one kind, wherever it sits in a rule) is checked against the
+activity stream, including a contact whose latest activity lies after the refresh's `now` and one
+without any.
 """
 
 import random
@@ -106,11 +107,11 @@ def test_raw_sql_and_truncate_keep_the_tally_on_postgresql(pair):
     assert tally() == {}
 
 
-# The compiler's tally path: all-time count_gte / count_eq of one kind, required.
+# The compiler's tally path: all-time counts of one kind.
 
 
 @pytest.fixture
-def visitors(pair) -> tuple[Contact, Contact, Contact]:
+def visitors(pair) -> tuple[Contact, ...]:
     a, b = pair
     for days in (1, 2, 3, 4):
         visit(a, days)
@@ -121,7 +122,8 @@ def visitors(pair) -> tuple[Contact, Contact, Contact]:
     c = ContactFactory(first_name="c")
     for days in (10, 20, 30, 40):
         visit(c, days)
-    return a, b, c
+    d = ContactFactory(first_name="d")  # never visited
+    return a, b, c, d
 
 
 @pytest.mark.parametrize(
@@ -133,10 +135,34 @@ def visitors(pair) -> tuple[Contact, Contact, Contact]:
         ({"op": "count_eq", "value": 4}, {"a", "c"}),
         ({"op": "count_eq", "value": 2}, {"b"}),
         ({"op": "count_eq", "value": 5}, set()),
+        # Conditions that hold without activity: the tally gives those they fail for.
+        ({"op": "count_lte", "value": 4}, {"a", "b", "c", "d"}),  # a's fifth visit is after now
+        ({"op": "count_lte", "value": 3}, {"b", "d"}),
+        ({"op": "count_eq", "value": 0}, {"d"}),
+        ({"op": "count_gte", "value": 0}, {"a", "b", "c", "d"}),
+        ({"op": "not_performed"}, {"d"}),
+        ({"op": "performed"}, {"a", "b", "c"}),
     ],
 )
 def test_all_time_counts_read_from_the_tally_agree_with_the_activity_stream(visitors, rule, expected):
     rule = {"event": {"kind": "site_visit"}, **rule}
+    contacts = matching_contacts(rule, now=NOW)
+    assert "contacts_activitytally" in str(contacts.query)
+    assert set(contacts.values_list("first_name", flat=True)) == expected
+    for contact in visitors:
+        assert explain(rule, contact, now=NOW).result == (contact.first_name in expected)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"not": {"event": {"kind": "site_visit"}, "op": "count_gte", "value": 4}}, {"b", "d"}),
+        ({"not": {"event": {"kind": "site_visit"}, "op": "count_lte", "value": 3}}, {"a", "c"}),
+        ({"any": [{"event": {"kind": "site_visit"}, "op": "count_eq", "value": 2}, {"in_segment": "x"}]}, {"b"}),
+        ({"any": [{"event": {"kind": "site_visit"}, "op": "not_performed"}, {"in_segment": "x"}]}, {"d"}),
+    ],
+)
+def test_tallied_counts_under_not_and_any_read_the_tally_too(visitors, rule, expected):
     contacts = matching_contacts(rule, now=NOW)
     assert "contacts_activitytally" in str(contacts.query)
     assert set(contacts.values_list("first_name", flat=True)) == expected
@@ -154,7 +180,7 @@ def test_windowed_or_filtered_counts_do_not_read_the_tally(visitors):
     for rule in [
         {"event": {"kind": "site_visit"}, "op": "count_gte", "value": 2, "within_days": 30},
         {"event": {"kind": "site_visit", "topic": "cloud"}, "op": "count_gte", "value": 2},
-        {"any": [{"event": {"kind": "site_visit"}, "op": "count_gte", "value": 2}, {"in_segment": "x"}]},
+        {"event": {"kind": "purchase"}, "op": "sum_gte", "value": 2},
     ]:
         assert "contacts_activitytally" not in str(matching_contacts(rule, now=NOW).query)
 

@@ -175,11 +175,24 @@ def event_conditions(draw) -> dict:
 
 # All-time counts of one kind: the compiler reads them from ActivityTally (kept by triggers), the
 # explainer from the activities themselves; MOMENT_OFFSETS puts some activities after NOW.
-tallied_conditions = st.builds(
-    lambda kind, op, value: {"event": {"kind": kind}, "op": op, "value": value},
-    st.sampled_from(KINDS),
-    st.sampled_from(["count_gte", "count_eq"]),
-    st.integers(1, 3),
+tallied_conditions = st.one_of(
+    st.builds(
+        lambda kind, op, value: {"event": {"kind": kind}, "op": op, "value": value},
+        st.sampled_from(KINDS),
+        st.sampled_from(["count_gte", "count_eq", "count_lte"]),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        lambda kind, op: {"event": {"kind": kind}, "op": op},
+        st.sampled_from(KINDS),
+        st.sampled_from(["performed", "not_performed"]),
+    ),
+)
+# An event condition or its `not`: each compiles to EXISTS or NOT EXISTS over a grouped set.
+negatable_events = st.builds(
+    lambda rule, negated: {"not": rule} if negated else rule,
+    st.one_of(event_conditions(), tallied_conditions),
+    st.booleans(),
 )
 
 leaves = st.one_of(
@@ -266,6 +279,8 @@ def contact_lists(activities: st.SearchStrategy) -> st.SearchStrategy:
 
 
 contacts = contact_lists(activity_lists(4))
+# Half of the contacts without any activity: those a grouped set never holds.
+sparse_contacts = contact_lists(st.one_of(st.just([]), activity_lists(4)))
 # Many activities each, some after NOW: where an all-time count read from the tally must still
 # count only those up to NOW.
 busy_contacts = contact_lists(activity_lists(8))
@@ -338,4 +353,10 @@ def test_compiler_and_explainer_agree_on_nested_rules(db, rule, company_rows, co
 @settings(max_examples=80, deadline=None, suppress_health_check=suppressed)
 @given(rule=tallied_conditions, contact_rows=busy_contacts, zone=zones)
 def test_compiler_and_explainer_agree_on_tallied_counts_of_busy_contacts(db, rule, contact_rows, zone):
+    assert_agreement(rule, [], contact_rows, zone)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=suppressed)
+@given(rule=negatable_events, contact_rows=sparse_contacts, zone=zones)
+def test_compiler_and_explainer_agree_on_event_conditions_and_their_negation(db, rule, contact_rows, zone):
     assert_agreement(rule, [], contact_rows, zone)

@@ -45,38 +45,44 @@ def clickers(db):
     ContactFactory(first_name="c")
 
 
-@pytest.mark.parametrize(
-    ("rule", "expected"),
-    [
-        (clicks("performed", topic="CLOUD-migration", within_days=30), {"a"}),
-        (clicks("performed", topic="cloud-migration"), {"a"}),
-        (clicks("performed"), {"a", "b"}),
-        (clicks("not_performed", topic="cloud-migration", within_days=30), {"b", "c"}),
-        (clicks("count_gte", 3, topic="cloud-migration", within_days=30), {"a"}),
-        (clicks("count_gte", 4, topic="cloud-migration", within_days=30), set()),
-        (clicks("count_gte", 4, topic="cloud-migration"), {"a"}),
-        (clicks("count_gte", 5, topic="cloud-migration"), set()),
-        (clicks("count_gte", 1), {"a", "b"}),
-        (clicks("count_gte", 0), {"a", "b", "c"}),
-        (clicks("count_eq", 3, topic="cloud-migration", within_days=30), {"a"}),
-        (clicks("count_eq", 0, topic="cloud-migration", within_days=30), {"b", "c"}),
-        (clicks("count_eq", 1, within_days=1), {"b"}),
-        (clicks("count_eq", 2, within_days=1), {"a"}),
-        (clicks("count_lte", 1, topic="cloud-migration"), {"b", "c"}),
-        (clicks("count_lte", 0), {"c"}),
-        (clicks("count_lte", 4), {"a", "b", "c"}),
-        ({"not": clicks("count_gte", 3, topic="cloud-migration", within_days=30)}, {"b", "c"}),
-        ({"not": clicks("count_lte", 1, topic="cloud-migration")}, {"a"}),
-        # Under any/not the counts are correlated subqueries; at the top, a grouped IN: same answers.
-        ({"any": [clicks("count_gte", 3, topic="cloud-migration", within_days=30), clicks("count_gte", 9)]}, {"a"}),
-        ({"any": [clicks("count_eq", 1, within_days=1), clicks("count_gte", 9)]}, {"b"}),
-        ({"all": [clicks("count_eq", 1, within_days=1), clicks("count_gte", 1)]}, {"b"}),
-        ({"event": {"kind": "page_view", "topic": "Cloud-Migration"}, "op": "performed"}, {"b"}),
-    ],
-)
+CLICK_CASES = [
+    (clicks("performed", topic="CLOUD-migration", within_days=30), {"a"}),
+    (clicks("performed", topic="cloud-migration"), {"a"}),
+    (clicks("performed"), {"a", "b"}),
+    (clicks("not_performed", topic="cloud-migration", within_days=30), {"b", "c"}),
+    (clicks("count_gte", 3, topic="cloud-migration", within_days=30), {"a"}),
+    (clicks("count_gte", 4, topic="cloud-migration", within_days=30), set()),
+    (clicks("count_gte", 4, topic="cloud-migration"), {"a"}),
+    (clicks("count_gte", 5, topic="cloud-migration"), set()),
+    (clicks("count_gte", 1), {"a", "b"}),
+    (clicks("count_gte", 0), {"a", "b", "c"}),
+    (clicks("count_eq", 3, topic="cloud-migration", within_days=30), {"a"}),
+    (clicks("count_eq", 0, topic="cloud-migration", within_days=30), {"b", "c"}),
+    (clicks("count_eq", 1, within_days=1), {"b"}),
+    (clicks("count_eq", 2, within_days=1), {"a"}),
+    (clicks("count_lte", 1, topic="cloud-migration"), {"b", "c"}),
+    (clicks("count_lte", 0), {"c"}),
+    (clicks("count_lte", 4), {"a", "b", "c"}),
+    ({"not": clicks("count_gte", 3, topic="cloud-migration", within_days=30)}, {"b", "c"}),
+    ({"not": clicks("count_lte", 1, topic="cloud-migration")}, {"a"}),
+    # Under any/not as at the top, EXISTS or NOT EXISTS over the grouped set: the same answers.
+    ({"any": [clicks("count_gte", 3, topic="cloud-migration", within_days=30), clicks("count_gte", 9)]}, {"a"}),
+    ({"any": [clicks("count_eq", 1, within_days=1), clicks("count_gte", 9)]}, {"b"}),
+    ({"all": [clicks("count_eq", 1, within_days=1), clicks("count_gte", 1)]}, {"b"}),
+    ({"event": {"kind": "page_view", "topic": "Cloud-Migration"}, "op": "performed"}, {"b"}),
+]
+
+
+@pytest.mark.parametrize(("rule", "expected"), CLICK_CASES)
 def test_event_counts_include_both_window_ends_and_never_the_future(clickers, rule, expected):
     assert names(rule) == expected
     assert scoped_names(rule) == expected
+
+
+@pytest.mark.parametrize(("rule", "expected"), CLICK_CASES)
+def test_not_of_an_event_condition_selects_every_other_contact(clickers, rule, expected):
+    assert names({"not": rule}) == {"a", "b", "c"} - expected
+    assert scoped_names({"not": rule}) == {"a", "b", "c"} - expected
 
 
 @pytest.fixture
@@ -98,28 +104,34 @@ def shoppers(db):
     ContactFactory(first_name="c")
 
 
-@pytest.mark.parametrize(
-    ("rule", "expected"),
-    [
-        ({"event": {"kind": "purchase", "product": "VAULT"}, "op": "count_eq", "value": 3}, {"a"}),
-        ({"event": {"kind": "purchase", "campaign": "spring-sale"}, "op": "performed"}, {"a"}),
-        ({"event": {"kind": "purchase", "url_contains": "=100%"}, "op": "performed"}, {"a"}),
-        ({"event": {"kind": "purchase", "url_contains": "1%0"}, "op": "performed"}, set()),
-        ({"event": {"kind": "purchase", "url_contains": "DISCOUNT_"}, "op": "performed"}, set()),
-        ({"event": {"kind": "purchase", "url_contains": "SHOP.example"}, "op": "performed"}, {"a"}),
-        ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.3}, {"a"}),
-        ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.31}, set()),
-        ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 10.1, "within_days": 1}, {"a"}),
-        ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 10.11, "within_days": 1}, set()),
-        ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 0}, {"a", "c"}),
-        ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": -50}, {"a", "b", "c"}),
-        ({"not": {"event": {"kind": "purchase"}, "op": "sum_gte", "value": 1}}, {"b", "c"}),
-        ({"any": [{"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.3}, {"in_segment": "none"}]}, {"a"}),
-    ],
-)
+SHOPPING_CASES = [
+    ({"event": {"kind": "purchase", "product": "VAULT"}, "op": "count_eq", "value": 3}, {"a"}),
+    ({"event": {"kind": "purchase", "campaign": "spring-sale"}, "op": "performed"}, {"a"}),
+    ({"event": {"kind": "purchase", "url_contains": "=100%"}, "op": "performed"}, {"a"}),
+    ({"event": {"kind": "purchase", "url_contains": "1%0"}, "op": "performed"}, set()),
+    ({"event": {"kind": "purchase", "url_contains": "DISCOUNT_"}, "op": "performed"}, set()),
+    ({"event": {"kind": "purchase", "url_contains": "SHOP.example"}, "op": "performed"}, {"a"}),
+    ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.3}, {"a"}),
+    ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.31}, set()),
+    ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 10.1, "within_days": 1}, {"a"}),
+    ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 10.11, "within_days": 1}, set()),
+    ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": 0}, {"a", "c"}),
+    ({"event": {"kind": "purchase"}, "op": "sum_gte", "value": -50}, {"a", "b", "c"}),
+    ({"not": {"event": {"kind": "purchase"}, "op": "sum_gte", "value": 1}}, {"b", "c"}),
+    ({"any": [{"event": {"kind": "purchase"}, "op": "sum_gte", "value": 30.3}, {"in_segment": "none"}]}, {"a"}),
+]
+
+
+@pytest.mark.parametrize(("rule", "expected"), SHOPPING_CASES)
 def test_event_filters_ignore_case_and_sums_treat_no_activity_as_zero(shoppers, rule, expected):
     assert names(rule) == expected
     assert scoped_names(rule) == expected
+
+
+@pytest.mark.parametrize(("rule", "expected"), SHOPPING_CASES)
+def test_not_of_a_filtered_event_condition_selects_every_other_contact(shoppers, rule, expected):
+    assert names({"not": rule}) == {"a", "b", "c"} - expected
+    assert scoped_names({"not": rule}) == {"a", "b", "c"} - expected
 
 
 def test_an_event_rule_is_one_statement(clickers, django_assert_num_queries):

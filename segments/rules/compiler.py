@@ -10,14 +10,18 @@ true (two-valued logic, as the design asks). Text is compared folded (`expressio
 choices compare exactly (their values are validated against the closed list); numbers compare
 as the rule wrote them (an int exactly, a float as double precision).
 
-Event conditions read Activity rows of the filters' kind up to `now`. Where a count or sum can
-only hold with some activity and the condition must hold for every selected contact (it sits
-under `all`s only), it becomes `id IN (grouped activities HAVING ...)`, which PostgreSQL runs as
-a semi-join over the (kind, occurred_at) index; elsewhere (under `any`/`not`, or when zero
-activities qualify) it is a correlated EXISTS or COUNT/SUM subquery on (contact, kind, time).
-A required all-time count of one kind (`site_visit count_gte 5`, no window, no other filter)
-reads ActivityTally, the per-(contact, kind) count the database's triggers keep, instead of
-grouping every activity of that kind.
+Event conditions read Activity rows of the filters' kind up to `now`, grouped by contact: the
+grouped set (`event_contacts`) keeps the contacts whose count or sum passes the condition, or,
+for a condition that holds for a contact without activity (`not_performed`, `count_lte`,
+`count_eq 0`, a `sum_gte` of 0 or less), the contacts whose count or sum fails it. The
+condition is then EXISTS or NOT EXISTS over that set (`AmongContacts`), which PostgreSQL plans
+as a semi-join or an anti-join, the set computed once, with or without statistics. `not` is
+pushed down to the conditions (De Morgan) so that each one sits directly under AND/OR, where
+the planner can make it a join. An all-time count of one kind (`site_visit count_gte 5`, no
+window, no other filter) reads ActivityTally, the per-(contact, kind) count the database's
+triggers keep, instead of grouping every activity of that kind. For a few given contacts
+(`matching_contacts(contact_ids=...)`) each condition instead probes each contact's activities
+on (contact, kind, time).
 
 top/bottom_percent compare with a threshold: the one given in `thresholds` for that condition
 (stored by the segment's last full refresh, see thresholds.py), else measured live by an
@@ -27,9 +31,10 @@ uncorrelated subquery in the same statement.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
-from operator import and_, or_
+from operator import and_, eq, ge, le, or_
 
 from django.db.models import (
     Count,
@@ -42,7 +47,6 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
 )
@@ -63,7 +67,7 @@ from django.db.models.lookups import (
 from contacts.models import Activity, ActivityTally, Contact
 from segments.models import Membership, Segment
 from segments.rules.clock import bounds, relative_bounds
-from segments.rules.expressions import Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
+from segments.rules.expressions import AmongContacts, Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
 from segments.rules.registry import Field, get_fields, names_field
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
 
@@ -116,7 +120,7 @@ def compile_rule(
     if errors:
         raise InvalidRule(errors)
     segment_ids = dict(Segment.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
-    return _Compiler(fields, now, segment_ids, thresholds or {}).node(rule, required=not few_contacts)
+    return _Compiler(fields, now, segment_ids, thresholds or {}, few_contacts=few_contacts).node(rule)
 
 
 def _number(value: int | float) -> Value:
@@ -142,27 +146,40 @@ def percent_threshold(field: Field, op: str, percent: float) -> PercentThreshold
 
 class _Compiler:
     def __init__(
-        self, fields: dict[str, Field], now: datetime, segment_ids: dict[str, int], thresholds: Thresholds
+        self,
+        fields: dict[str, Field],
+        now: datetime,
+        segment_ids: dict[str, int],
+        thresholds: Thresholds,
+        *,
+        few_contacts: bool,
     ) -> None:
         self.fields, self.now, self.segment_ids, self.thresholds = fields, now, segment_ids, thresholds
+        self.few_contacts = few_contacts
 
-    def node(self, rule: dict, *, required: bool = True) -> Q:
-        """`required`: every contact selected must satisfy this node (it sits under `all`s only)."""
-        if "all" in rule:
-            return reduce(and_, (self.node(child, required=required) for child in rule["all"]))
-        if "any" in rule:
-            return reduce(or_, (self.node(child, required=False) for child in rule["any"]))
+    def node(self, rule: dict, *, negated: bool = False) -> Q:
+        """`rule`, or with `negated` its negation, pushed down to the conditions (De Morgan).
+
+        PostgreSQL turns an EXISTS or NOT EXISTS into a join only where it sits in an AND (a NOT
+        around a group would keep it a subplan run per contact), and it pulls subqueries up before
+        it simplifies NOTs, so the compiler does it.
+        """
+        if "all" in rule or "any" in rule:
+            children = [self.node(child, negated=negated) for child in rule.get("all", rule.get("any"))]
+            return reduce(and_ if ("all" in rule) != negated else or_, children)
         if "not" in rule:
-            return ~self.node(rule["not"], required=False)
+            return self.node(rule["not"], negated=not negated)
         if "event" in rule:
-            return self.event(rule, required=required)
+            return self.event(rule, negated=negated)
         if "in_segment" in rule:
             # By id, not through a join on the slug: the planner then knows how many members
             # that segment has (its statistics), and joins them in the right order.
             segment_id = self.segment_ids.get(rule["in_segment"])  # None (no such segment): nobody
-            return Q(Exists(Membership.objects.filter(contact=OuterRef("pk"), segment_id=segment_id)))
+            member = Q(Exists(Membership.objects.filter(contact=OuterRef("pk"), segment_id=segment_id)))
+            return ~member if negated else member
         field = self.fields[rule["field"]]
-        return self.condition(field, rule["op"], rule.get("value"))
+        condition = self.condition(field, rule["op"], rule.get("value"))
+        return ~condition if negated else condition
 
     # Property conditions
 
@@ -255,58 +272,86 @@ class _Compiler:
 
     # Event conditions
 
-    def event(self, rule: dict, *, required: bool) -> Q:
-        activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=self.now)
-        op, value = rule["op"], rule.get("value")
-        if required and _needs_activity(op, value):
-            # Set-based: one pass over the matching activities, grouped (or their tally);
-            # PostgreSQL plans the IN as a semi-join. Only where it cannot be negated or OR-ed
-            # (there the hashed IN may not fit work_mem, and the correlated form below stays
-            # index-bounded).
-            if _tallied(rule):
-                return Q(pk__in=_tallied_contacts(rule["event"]["kind"], op, value, now=self.now))
-            return Q(pk__in=_qualifying_contacts(activities, op, value))
-        correlated = activities.filter(contact=OuterRef("pk"))
-        if op == "performed" or (op == "count_gte" and value == 1):
-            return Q(Exists(correlated))
-        if op == "not_performed" or (op in ("count_lte", "count_eq") and value == 0):
-            return ~Q(Exists(correlated))
-        per_contact = correlated.order_by().values("contact")
-        if op == "sum_gte":
-            cents = per_contact.annotate(total=Sum(_value_cents())).values("total")
-            total = Coalesce(Subquery(cents), 0, output_field=FloatField())
-            return Q(GreaterThanOrEqual(total, Value(_cents(value))))
-        count = Coalesce(Subquery(per_contact.annotate(n=Count("pk")).values("n")), 0)
-        lookup = {"count_gte": GreaterThanOrEqual, "count_lte": LessThanOrEqual, "count_eq": Exact}[op]
-        return Q(lookup(count, Value(value)))
+    def event(self, rule: dict, *, negated: bool) -> Q:
+        """EXISTS over the contacts `event_contacts` gives, or NOT EXISTS: see the module doc."""
+        if self.few_contacts:
+            test, own = event_contacts(rule, now=self.now, contact=OuterRef("pk"))
+            among = Q(Exists(own))
+        else:
+            test, contacts = event_contacts(rule, now=self.now)
+            among = Q(AmongContacts(contacts))
+        return ~among if test.holds_without_activity != negated else among
 
 
-def _needs_activity(op: str, value) -> bool:
-    """The condition can only hold for a contact with at least one matching activity."""
-    if op in ("count_gte", "count_eq"):
-        return value >= 2 or (op == "count_eq" and value == 1)
-    return op == "sum_gte" and _cents(value) > 0
+@dataclass(frozen=True)
+class _CountTest:
+    """An event condition as a test of its contacts' activities: `aggregate` (`n`, the count, or
+    `cents`, the sum of value in cents) compared by `lookup` with `operand`."""
+
+    aggregate: str
+    lookup: str
+    operand: int
+
+    @property
+    def holds_without_activity(self) -> bool:
+        """True for a contact with no matching activity (a count of 0, an empty sum of 0)."""
+        return {"gte": ge, "lte": le, "exact": eq}[self.lookup](0, self.operand)
+
+    def kept(self) -> Q:
+        """The test a contact in the grouped set passes: the condition, or where it holds without
+        activity, its negation (such contacts are never in a grouped set, so they are left out)."""
+        passes = Q(**{f"{self.aggregate}__{self.lookup}": self.operand})
+        return ~passes if self.holds_without_activity else passes
+
+
+def _count_test(op: str, value) -> _CountTest:
+    if op == "performed":
+        return _CountTest("n", "gte", 1)
+    if op == "not_performed":
+        return _CountTest("n", "lte", 0)
+    if op == "sum_gte":
+        return _CountTest("cents", "gte", _cents(value))
+    return _CountTest("n", {"count_gte": "gte", "count_lte": "lte", "count_eq": "exact"}[op], value)
+
+
+def event_contacts(rule: dict, *, now: datetime, contact: OuterRef | None = None) -> tuple[_CountTest, QuerySet]:
+    """The grouped set of an event condition: its test, and the ids (a `member` column) of the
+    contacts with matching activities that pass `test.kept()`. The condition holds for a contact
+    in the set, or, where `test.holds_without_activity`, for a contact not in it.
+
+    With `contact`, only that contact's activities are grouped (a correlated subquery that
+    probes them on (contact, kind, time)).
+    """
+    test = _count_test(rule["op"], rule.get("value"))
+    if _tallied(rule) and contact is None:
+        return test, _tallied_contacts(rule["event"]["kind"], test, now=now)
+    activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=now)
+    if contact is not None:
+        activities = activities.filter(contact=contact)
+    return test, _grouped(activities, test)
 
 
 def _tallied(rule: dict) -> bool:
     """An all-time count of one kind of activity, which ActivityTally holds per contact."""
-    return rule["op"] in ("count_gte", "count_eq") and set(rule["event"]) == {"kind"} and not rule.get("within_days")
+    counts = rule["op"] != "sum_gte"
+    return counts and set(rule["event"]) == {"kind"} and not rule.get("within_days")
 
 
-def _tallied_contacts(kind: str, op: str, value: int, *, now: datetime) -> QuerySet:
-    """The contacts with `op value` activities of `kind` up to `now`, from the tally.
+def _tallied_contacts(kind: str, test: _CountTest, *, now: datetime) -> QuerySet:
+    """The contacts whose count of `kind` activities up to `now` passes `test.kept()`, from the
+    tally, one row each.
 
     The tally counts all of a contact's activities of the kind; that is the count up to `now`
     unless one is dated after `now` (a refresh at a past time, an activity dated ahead). The
     few contacts with one are found by the (kind, occurred_at) index and counted from Activity.
     """
     later = Activity.objects.filter(kind=kind, occurred_at__gt=now)
-    counted = ActivityTally.objects.filter(kind=kind, **{"n__gte" if op == "count_gte" else "n": value})
+    counted = ActivityTally.objects.filter(test.kept(), kind=kind)
     # NOT EXISTS, not NOT IN: an anti-join whatever the size (many later activities, a refresh at a
     # past time, would not fit NOT IN's hash, and PostgreSQL would rescan them for every row).
-    counted = counted.filter(~Exists(later.filter(contact=OuterRef("contact_id")))).values("contact_id")
-    recounted = _qualifying_contacts(
-        Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later.values("contact_id")), op, value
+    counted = counted.filter(~Exists(later.filter(contact=OuterRef("contact_id")))).values(member=F("contact"))
+    recounted = _grouped(
+        Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later.values("contact_id")), test
     )
     return counted.union(recounted, all=True)
 
@@ -315,13 +360,14 @@ def _value_cents():
     return Round(F("value") * 100)
 
 
-def _qualifying_contacts(activities: QuerySet[Activity], op: str, value) -> QuerySet[Activity]:
-    grouped = activities.order_by().values("contact")
-    if op == "sum_gte":
-        return grouped.annotate(total=Sum(_value_cents())).filter(total__gte=_cents(value)).values("contact")
-    having = {"count_gte": "n__gte", "count_eq": "n"}[op]
-    # count(*), not count(id): the (kind, occurred_at) index covers contact_id, not id.
-    return grouped.annotate(n=Count("*")).filter(**{having: value}).values("contact")
+def _grouped(activities: QuerySet[Activity], test: _CountTest) -> QuerySet[Activity]:
+    """The contacts of `activities` that pass `test.kept()`, one row each."""
+    # An empty sum (every value missing) is 0, as the design says. count(*), not count(id): the
+    # (kind, occurred_at) index covers contact_id, not id.
+    cents = Coalesce(Sum(_value_cents()), 0, output_field=FloatField())
+    aggregate = cents if test.aggregate == "cents" else Count("*")
+    grouped = activities.order_by().values(member=F("contact")).annotate(**{test.aggregate: aggregate})
+    return grouped.filter(test.kept()).values("member")
 
 
 def matching_activities(filters: dict, *, within_days: int | None, now: datetime) -> QuerySet[Activity]:

@@ -1,6 +1,6 @@
 """SQL building blocks the compiler needs beyond the stock ORM, each for PostgreSQL and SQLite.
 
-Public: `Fold`, `PropertyValue`, `TagList`, `HasTag`, `PercentThreshold`, `fold`.
+Public: `Fold`, `PropertyValue`, `TagList`, `HasTag`, `PercentThreshold`, `AmongContacts`, `fold`.
 
 - `Fold`: lower-case text for case-insensitive comparison. SQLite's own LOWER() only knows
   ASCII, so on SQLite it calls a function registered on the connection that uses Python's
@@ -12,6 +12,8 @@ Public: `Fold`, `PropertyValue`, `TagList`, `HasTag`, `PercentThreshold`, `fold`
   the lower-cased list's `?|` (the same answer, one expression per row).
 - `PercentThreshold`: the value a contact needs to be in the top (or bottom) P% of contacts with a
   set value: one uncorrelated subquery, ORDER BY value LIMIT 1 OFFSET ceil(P% of n) - 1.
+- `AmongContacts`: the contact is one of a set of contact ids (e.g. grouped activities), as
+  EXISTS over the set as a derived table; negated, PostgreSQL plans it as an anti-join.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from django.db.models import (
     Func,
     JSONField,
     Q,
+    QuerySet,
+    Subquery,
 )
 from django.db.utils import NotSupportedError
 
@@ -180,3 +184,33 @@ class PercentThreshold(Expression):
             f"FROM ({count_sql}) AS population"
         )
         return f"({values_sql} LIMIT 1 OFFSET ({offset}))", (*values_params, *count_params)
+
+
+class AmongContacts(Subquery):
+    """The contact's id is among `contacts`, a queryset selecting contact ids as `member`.
+
+    `EXISTS (SELECT 1 FROM (<contacts>) AS among WHERE among.member = <the contact's id>)`.
+    PostgreSQL turns EXISTS into a semi-join and NOT EXISTS into an anti-join (where they sit in
+    ANDs): the set is computed once, whatever statistics the planner has, since a derived table
+    that groups cannot be probed contact by contact. `NOT (id IN (...))` would stay a subplan,
+    hashed only while the set fits work_mem and else rescanned for every contact.
+    """
+
+    template = "EXISTS (SELECT 1 FROM (%(subquery)s) AS among WHERE among.member = %(contact)s)"
+    output_field = BooleanField()
+    empty_result_set_value = False
+
+    def __init__(self, contacts: QuerySet) -> None:
+        super().__init__(contacts)
+        self.contact = F("pk")  # the outer query's contact, once resolved
+
+    def get_source_expressions(self) -> list:
+        return [self.query, self.contact]
+
+    def set_source_expressions(self, exprs) -> None:
+        self.query, self.contact = exprs
+
+    def as_sql(self, compiler, connection, template=None, **extra_context):
+        contact, contact_params = compiler.compile(self.contact)
+        sql, params = super().as_sql(compiler, connection, template, contact=contact, **extra_context)
+        return sql, (*params, *contact_params)

@@ -33,6 +33,7 @@ from api.keys import create_api_key
 from api.models import Scope
 from contacts.ingest import MAX_ROWS
 from contacts.models import ActivityKind, Contact
+from contacts.table_statistics import analyze
 
 KINDS = ActivityKind.values
 
@@ -125,6 +126,7 @@ class Command(BaseCommand):
             ],
             batch_size=5000,
         )
+        analyze(Contact)
         return list(Contact.objects.values_list("id", flat=True))
 
     def _start_server(self, port: int) -> subprocess.Popen:
