@@ -7,7 +7,11 @@ class ActivationConfig(AppConfig):
 
     def ready(self) -> None:
         from activation.automations import memberships_changed
+        from activation.run_watch import watch_exports
         from segments.events import add_listener
+        from segments.watchdog import add_watcher
 
         # Segment refreshes and member edits announce their MembershipChange rows: automations run.
         add_listener(memberships_changed)
+        # The watchdog of runs also fails dead export runs and retries failed ones.
+        add_watcher(watch_exports)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpRequest
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from activation.exports import start_run
@@ -152,7 +153,7 @@ class ExportRunAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "activation",
-        "status",
+        "state",
         "mode",
         "created_at",
         "finished_at",
@@ -173,6 +174,17 @@ class ExportRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="status", ordering="status")
+    def state(self, run: ExportRun) -> str:
+        """The status; a running run says since when and on which worker, a failed one when it is tried again."""
+        if run.status == RunStatus.RUNNING and run.started_at:
+            since = timezone.localtime(run.started_at)
+            return format_html("running since {} on {}", f"{since:%H:%M:%S}", run.worker)
+        if run.status == RunStatus.FAILED:
+            after = f"retry at {timezone.localtime(run.retry_at):%H:%M:%S}" if run.retry_at else "not retried"
+            return format_html('<span style="color: #ba2121">failed</span> ({})', after)
+        return run.get_status_display()
 
     def has_change_permission(self, request: HttpRequest, obj: ExportRun | None = None) -> bool:
         return False

@@ -25,7 +25,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,7 +47,9 @@ from activation.models import (
     MemberAction,
     RunStatus,
 )
+from activation.run_watch import beat, claim_fields, fail_dead_runs, retry_at
 from contacts.models import Contact
+from segments.liveness import heartbeat
 from segments.models import SegmentStatus
 
 logger = logging.getLogger(__name__)
@@ -82,16 +83,17 @@ def start_run(activation: Activation, *, requested_by=None) -> ExportRun:
 def execute_run(run_id: int, *, sleep: Callable[[float], None] = time.sleep) -> ExportRun:
     """Run (or re-run, after a failure) one export. Safe to call twice: a finished run is left alone."""
     run = ExportRun.objects.select_related("activation__segment", "activation__destination").get(pk=run_id)
-    _fail_stale_runs(run.activation_id)
+    fail_dead_runs(now=timezone.now(), activation_id=run.activation_id)  # a dead worker's run blocks no more
     if not _claim(run):
         return _refuse_busy(run)
     run.refresh_from_db()
     cleanup: list[Path] = []
     try:
-        _check(run.activation)
-        _stage(run)
-        outcome = _deliver(run, cleanup=cleanup, sleep=sleep)
-        _finish(run, outcome)
+        with heartbeat(lambda at: beat(run.pk, run.attempts, at)):  # the watchdog sees it alive (run_watch.py)
+            _check(run.activation)
+            _stage(run)
+            outcome = _deliver(run, cleanup=cleanup, sleep=sleep)
+            _finish(run, outcome)
     except Exception as exc:
         _fail(run, exc, cleanup=cleanup)
     run.refresh_from_db()
@@ -103,7 +105,11 @@ def _claim(run: ExportRun) -> bool:
     try:
         with transaction.atomic():
             claimed = claimable.update(
-                status=RunStatus.RUNNING, started_at=timezone.now(), finished_at=None, attempts=F("attempts") + 1
+                status=RunStatus.RUNNING,
+                started_at=timezone.now(),
+                finished_at=None,
+                attempts=F("attempts") + 1,
+                **claim_fields(),
             )
     except IntegrityError:
         return False  # another run of this activation is running
@@ -121,14 +127,6 @@ def _refuse_busy(run: ExportRun) -> ExportRun:
         )
     run.refresh_from_db()
     return run
-
-
-def _fail_stale_runs(activation_id: int) -> None:
-    # django-q2 stops a task after Q_CLUSTER["timeout"]; a run "running" for longer lost its worker.
-    cutoff = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"])
-    ExportRun.objects.filter(activation_id=activation_id, status=RunStatus.RUNNING, started_at__lt=cutoff).update(
-        status=RunStatus.FAILED, finished_at=timezone.now(), error="The worker running this export stopped."
-    )
 
 
 def _check(activation: Activation) -> None:
@@ -367,10 +365,16 @@ def _insert_snapshot(run: ExportRun, source: QuerySet, *, now) -> None:
 def _fail(run: ExportRun, exc: Exception, *, cleanup: list[Path]) -> None:
     for path in cleanup:
         path.unlink(missing_ok=True)
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()  # e.g. terminated: the next query opens a new one to record the failure
+    retry = None
     if isinstance(exc, RunRefused | webhooks.WebhookError):
-        message = str(exc)
+        message = str(exc)  # for the operator to act on; a webhook has had its own retries
     else:
         logger.exception("Export run %s failed", run.pk)
         message = f"{type(exc).__name__}: {exc}"
+        retry = retry_at(run.attempts, now=timezone.now())
     ExportRunMember.objects.filter(run=run).delete()
-    ExportRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(), error=message)
+    ExportRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=run.attempts).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), error=message, retry_at=retry
+    )

@@ -263,6 +263,16 @@ class ExportRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # While running (activation/run_watch.py): who runs it and its last sign of life; after a
+    # failure the watchdog may try it again at retry_at.
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running (or that ran) it")
+    session = models.CharField(
+        max_length=100, blank=True, help_text="PostgreSQL: that worker's database session (pid@start)"
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The running run's last sign of life (every RUN_HEARTBEAT_SECONDS)"
+    )
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="When the failed run is tried again")
 
     members_count = models.PositiveIntegerField(default=0, help_text="Members of the segment")
     suppressed_count = models.PositiveIntegerField(

@@ -9,6 +9,7 @@ from django_q.tasks import async_task
 from activation import formats
 from activation.exports import execute_run, start_run
 from activation.models import ExportedMember, ExportRun, ExportRunMember
+from activation.run_watch import claim_fields
 from activation.tasks import run_activation
 from segments.models import Membership
 from tests.factories import ActivationFactory, ContactFactory, DestinationFactory
@@ -175,11 +176,11 @@ def test_the_minimum_audience_size_comes_from_settings_per_kind(settings):
 
 
 def test_two_runs_of_one_activation_never_overlap(media):
-    # given a run of this activation already running
+    # given a run of this activation already running (claimed by a live worker: this process)
     activation = ActivationFactory()
     _join(activation.segment, ContactFactory())
     busy = start_run(activation)
-    ExportRun.objects.filter(pk=busy.pk).update(status="running", started_at=timezone.now())
+    ExportRun.objects.filter(pk=busy.pk).update(status="running", started_at=timezone.now(), **claim_fields())
 
     # when a second run starts
     second = execute_run(start_run(activation).pk)
@@ -196,14 +197,17 @@ def test_a_run_abandoned_by_a_dead_worker_is_failed_and_does_not_block(media, se
     activation = ActivationFactory()
     _join(activation.segment, ContactFactory())
     stale = start_run(activation)
-    long_ago = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 60)
-    ExportRun.objects.filter(pk=stale.pk).update(status="running", started_at=long_ago)
+    long_ago = timezone.now() - timedelta(seconds=settings.RUN_DEAD_AFTER_SECONDS + 60)
+    ExportRun.objects.filter(pk=stale.pk).update(
+        status="running", started_at=long_ago, heartbeat_at=long_ago, worker="gone-host:1", attempts=1
+    )
 
     run = execute_run(start_run(activation).pk)
 
     assert run.status == "succeeded"
     stale.refresh_from_db()
-    assert (stale.status, stale.error) == ("failed", "The worker running this export stopped.")
+    assert stale.status == "failed"
+    assert "did not finish: the worker gone-host:1 stopped: no heartbeat since" in stale.error
 
 
 def test_a_segment_archived_after_setup_is_not_exported(media):
