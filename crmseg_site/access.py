@@ -8,9 +8,11 @@ for everyone; writes happen in the admin, which only staff may enter.
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 
 View = Callable[..., HttpResponse]
@@ -55,6 +57,29 @@ def staff_required(view: View) -> View:
         return refused or view(request, *args, **kwargs)
 
     return wrapper
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The address a login attempt came from, for throttling: REMOTE_ADDR, or behind
+    LOGIN_PROXY_COUNT reverse proxies the address the outermost one saw. Each proxy appends what it
+    saw to X-Forwarded-For, so that one is the N-th from the right; entries further left come from
+    the client and prove nothing."""
+    remote = request.META.get("REMOTE_ADDR")
+    count = settings.LOGIN_PROXY_COUNT
+    if not count:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    return forwarded[-count] if len(forwarded) >= count else remote
+
+
+def locked_out(request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """What a locked-out login gets (django-axes calls it): 429 and a page saying what happened,
+    for how long, and who can lift it sooner."""
+    ctx = {
+        "failure_limit": settings.AXES_FAILURE_LIMIT,
+        "minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    }
+    return render(request, "registration/locked_out.html", ctx, status=429)
 
 
 class AdminAccessMiddleware:

@@ -7,6 +7,7 @@ ImproperlyConfigured naming the variable, instead of silently falling back.
 import os
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -154,6 +155,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
     "contacts",
     "predictions",
     "segments",
@@ -170,6 +172,8 @@ MIDDLEWARE = [
     "crmseg_site.access.AdminAccessMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "crmseg_site.urls"
@@ -199,6 +203,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes, AccessAttempt rows in the database, so every web process agrees):
+# after LOGIN_FAILURE_LIMIT wrong passwords for one account, or from one address, that account or
+# address is locked for LOGIN_LOCKOUT_MINUTES after its last failure, on /login/ and the admin
+# alike. A success does not wipe the count (it would let anyone with an account clear an address).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "crmseg_site.access.locked_out"
+# Behind N reverse proxies the client's address is the N-th from the right in X-Forwarded-For.
+LOGIN_PROXY_COUNT = envint("LOGIN_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "crmseg_site.access.client_address"
+AXES_VERBOSE = False  # no banner on every command; lock-outs are still logged as warnings
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -337,6 +355,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# /api/schema/ and /api/docs/: open to everyone in development, else signed-in users and API keys.
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", DEBUG)
 SPECTACULAR_SETTINGS = {
     "TITLE": "crmseg API",
     "DESCRIPTION": "Contacts, companies, activities, segments, activations and personalization. "

@@ -41,7 +41,7 @@ def test_api_conforms_to_its_schema(live_server, transactional_db, settings):
         ActivityFactory(contact=contact, external_id=f"seed-{contact.pk}")
     PropertyDefinitionFactory(key="plan", type="text")
     headers = {"Authorization": f"Bearer {plain}"}
-    schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/")
+    schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/", headers=headers)
 
     failures, operations = [], 0
     for result in schema.get_all_operations():
