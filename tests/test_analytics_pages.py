@@ -6,6 +6,7 @@ from html import unescape
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from segments.analytics import rollup
 from segments.analytics.overlap import overlap
@@ -190,6 +191,8 @@ def test_the_size_chart_marks_rule_edits_and_failed_refreshes(client, ops_user):
     RuleVersion.objects.create(segment=world.segment, old_rule=None, new_rule={"all": []})
     record_failure(world.segment.pk, since=None, error="OperationalError: the database went away")
     client.force_login(ops_user)
-    html = client.get(reverse("segments-analytics-detail", args=[world.segment.pk])).content.decode()
+    this_month = f"{timezone.localdate():%Y-%m}"  # the edit and the failure happen today
+    url = reverse("segments-analytics-detail", args=[world.segment.pk])
+    html = client.get(url, {"period": this_month}).content.decode()
     assert 'class="mark mark-rule"' in html
     assert "refresh failed: OperationalError: the database went away" in html

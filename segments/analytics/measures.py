@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db.models import Q
+from django.utils import timezone
 
-from segments.models import Segment, SegmentChangeStat, SegmentResponse, SegmentStageStat, SegmentStat
+from segments.models import AnalyticsGrain, Segment, SegmentChangeStat, SegmentResponse, SegmentStageStat, SegmentStat
 
 from . import rollup
 from .channels import CHANNELS, CONVERSION_STAGES, DEFAULT_STAGE, FUNNEL
@@ -298,3 +299,24 @@ def measure_series(segment: Segment | None, grain: str, first: date, last: date)
         )
         for stat in stats
     ]
+
+
+SIZE_DAYS = 92
+
+
+def day_sizes(segment: Segment, period: Period) -> tuple[list[date], list[int]]:
+    """Members at the end of each day over the period's last 92 days (up to today), from the
+    stored day rows in one query; a day not rolled up yet repeats the day before."""
+    last = min(period.last, timezone.localdate())
+    first = max(period.first, last - timedelta(days=SIZE_DAYS - 1))
+    stored = dict(
+        SegmentStat.objects.filter(
+            segment=segment, grain=AnalyticsGrain.DAY, period_start__gte=first, period_start__lte=last
+        ).values_list("period_start", "members_end")
+    )
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    sizes, running = [], 0
+    for day in days:
+        running = stored.get(day, running)
+        sizes.append(running)
+    return days, sizes

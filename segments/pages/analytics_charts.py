@@ -20,9 +20,11 @@ from .charts import nice_ticks
 COLOURS = {"high": "#1a7f4b", "low": "#c0392b", "": "#2f5bd3"}
 
 
-def _svg(width: int, height: int, parts: list[str], label: str) -> SafeString:
+def _svg(width: int, height: int, parts: list[str], label: str, *, grow: bool = True) -> SafeString:
+    """The chart; `grow=False` keeps it at most its drawn size (a small heat map is not blown up)."""
+    style = "" if grow else f' style="max-width: {width}px"'
     return mark_safe(
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}"{style}>'
         f"<title>{escape(label)}</title>{''.join(parts)}</svg>"
     )
 
@@ -263,4 +265,4 @@ def heat_map(names: list[str], jaccard: list[list[float | None]], shared: list[l
             f'<text x="{lx + 20}" y="{top + step * 18 + 11}">{value:.1f}</text>'
         )
     parts.append(f'<text x="{lx}" y="{top - 10}">Jaccard index</text>')
-    return _svg(width, height, parts, label)
+    return _svg(width, height, parts, label, grow=False)

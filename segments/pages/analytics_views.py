@@ -14,13 +14,18 @@ from django.utils import timezone
 from crmseg_site.access import staff_required
 from segments.analytics import overlap as overlaps
 from segments.analytics.channels import CHANNEL_LABELS, CHANNELS, CONVERSION_STAGES, FUNNEL
-from segments.analytics.measures import campaign_response, compare_segments, measure_series, segment_measures
+from segments.analytics.measures import (
+    campaign_response,
+    compare_segments,
+    day_sizes,
+    measure_series,
+    segment_measures,
+)
 from segments.analytics.periods import BadParameter, last_full_quarter, local_midnight
 from segments.analytics.reports import SORTS, comparison_csv_rows, read_period, read_sort, read_stage, sorted_rows
 from segments.models import AnalyticsGrain, RefreshFailure, RuleVersion, Segment, SegmentChangeStat
 
 from .analytics_charts import Mark, Row, forest, heat_map, series, size_with_marks
-from .segment_page import segment_history
 
 HEADLINES = [
     ("engagement", "Engagement rate", "%", "Share of members with an open, click, visit, download or form"),
@@ -165,7 +170,7 @@ def segment_analytics(request: HttpRequest, segment_id: int) -> HttpResponse:
         }
         for name, title, unit, _ in HEADLINES
     ]
-    size = segment_history(segment, now=timezone.now(), span=90)
+    size_days, size_values = day_sizes(segment, period)
     ctx.update(
         {
             "period": period,
@@ -176,10 +181,12 @@ def segment_analytics(request: HttpRequest, segment_id: int) -> HttpResponse:
             "baseline": baseline,
             "series_charts": series_charts,
             "history": history,
+            "size_days": len(size_days),
+            "size_last": size_days[-1],
             "size_chart": size_with_marks(
-                size.days,
-                size.sizes,
-                _marks(segment, size.days[0], size.days[-1]),
+                size_days,
+                size_values,
+                _marks(segment, size_days[0], size_days[-1]),
                 label=f"Members of {segment.name} per day, with rule edits, imports and failed refreshes",
             ),
             "reasons": sorted(set(measures.joins) | set(measures.leaves)),
