@@ -11,9 +11,14 @@ The steps of execute_run():
 3. deliver: stream the staged contacts with .iterator(chunk_size) (a server-side cursor on
    PostgreSQL), write a file under MEDIA_ROOT to "<name>.part" and rename it when complete, or post
    signed webhook batches. Contacts that cannot be normalised are skipped, counted and reported.
+   Each row a file gives a destination leaves its removal row (activation.formats) on the staged
+   add; the removal file writes the removal rows the snapshot kept, never reading Contact, so a
+   contact deleted or erased since, or changed since, is removed as the destination received it.
+   Every delta run writes a removal file, and a full run that removes someone does too.
 4. finish: in one transaction, apply the staged adds/removes to ExportedMember (the base of the
-   next delta) and mark the run succeeded. On any failure the temporary file is removed, the run is
-   failed with the error, and the snapshot is untouched, so running it again is safe.
+   next delta, with the removal rows) and mark the run succeeded. On any failure the temporary file
+   is removed, the run is failed with the error, and the snapshot is untouched, so running it again
+   is safe.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from activation import normalize, webhooks
@@ -151,7 +156,7 @@ def _stage(run: ExportRun) -> None:
         )
         still_there = audience(activation).filter(pk=OuterRef("contact_id"))
         gone = ExportedMember.objects.filter(activation=activation).filter(~Exists(still_there))
-        removed = _insert_members(run, MemberAction.REMOVE, gone.values(cid=F("contact_id")))
+        removed = _insert_members(run, MemberAction.REMOVE, gone.values(cid=F("contact_id"), kept=F("removal")))
         audience_size = staged_adds if run.mode == ActivationMode.FULL else target.count()
         added = staged_adds if run.mode == ActivationMode.DELTA else new_ones.count()
         members_count = members(activation).count()
@@ -171,12 +176,15 @@ def _stage(run: ExportRun) -> None:
 
 
 def _insert_members(run: ExportRun, action: str, source: QuerySet) -> int:
-    """INSERT ... SELECT: no contact id travels through Python."""
+    """INSERT ... SELECT of `source`'s `cid` (and `kept`, the removal rows, when it has them): no
+    contact id travels through Python."""
     sql, params = source.query.sql_with_params()
     table = connection.ops.quote_name(ExportRunMember._meta.db_table)
+    kept = "staged.kept" if "kept" in source.query.annotations else "NULL"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (run_id, contact_id, action) SELECT %s, staged.cid, %s FROM ({sql}) staged",
+            f"INSERT INTO {table} (run_id, contact_id, action, removal) "
+            f"SELECT %s, staged.cid, %s, {kept} FROM ({sql}) staged",
             [run.pk, action, *params],
         )
         return cursor.rowcount
@@ -184,9 +192,13 @@ def _insert_members(run: ExportRun, action: str, source: QuerySet) -> int:
 
 def staged_contacts(run: ExportRun, action: str, fields: tuple[str, ...]) -> Iterator[Contact]:
     """The staged contacts of one action, in id order, streamed in chunks (bounded memory)."""
-    staged = ExportRunMember.objects.filter(run=run, action=action).values("contact_id")
+    return _contacts(ExportRunMember.objects.filter(run=run, action=action), fields)
+
+
+def _contacts(staged: QuerySet[ExportRunMember], fields: tuple[str, ...]) -> Iterator[Contact]:
     # Contact.__init__ reads lifecycle_stage (to notice stage changes on save): load it, or each row costs a query.
-    contacts = Contact.objects.filter(pk__in=staged).only("lifecycle_stage", *fields).order_by("pk")
+    contacts = Contact.objects.filter(pk__in=staged.values("contact_id"))
+    contacts = contacts.only("lifecycle_stage", *fields).order_by("pk")
     if any("__" in name for name in fields):
         contacts = contacts.select_related("company")
     return contacts.iterator(chunk_size=settings.ACTIVATION_EXPORT_CHUNK_SIZE)
@@ -199,10 +211,50 @@ def _deliver(run: ExportRun, *, cleanup: list[Path], sleep: Callable[[float], No
         _send_webhook(run, outcome, sleep=sleep)
         return outcome
     fmt = file_format(destination)
-    outcome.exported = _write_file(run, MemberAction.ADD, fmt, outcome, cleanup=cleanup)
-    if run.mode == ActivationMode.DELTA:
-        _write_file(run, MemberAction.REMOVE, fmt, outcome, cleanup=cleanup)
+    outcome.exported = _write_file(run, MemberAction.ADD, _added_rows(run, fmt, outcome), fmt, outcome, cleanup=cleanup)
+    removals = ExportRunMember.objects.filter(run=run, action=MemberAction.REMOVE)
+    if run.mode == ActivationMode.DELTA or removals.exists():
+        _write_file(run, MemberAction.REMOVE, _removal_rows(run, fmt), fmt, outcome, cleanup=cleanup)
     return outcome
+
+
+def _added_rows(run: ExportRun, fmt: FileFormat, outcome: Outcome) -> Iterator[list[str]]:
+    """The rows of the staged adds; each one's removal row is kept on its staged add as it goes."""
+    removals: list[ExportRunMember] = []
+    for contact in staged_contacts(run, MemberAction.ADD, fmt.fields):
+        try:
+            cells = fmt.row(contact, run.activation.destination)
+        except normalize.Unusable as exc:
+            outcome.skip(contact.pk, contact.email, str(exc))
+            continue
+        removals.append(
+            ExportRunMember(run=run, action=MemberAction.ADD, contact_id=contact.pk, removal=fmt.removal(cells))
+        )
+        if len(removals) >= settings.ACTIVATION_EXPORT_CHUNK_SIZE:
+            _keep_removals(removals)
+            removals = []
+        yield cells
+    _keep_removals(removals)
+
+
+def _keep_removals(staged: list[ExportRunMember]) -> None:
+    """Write the removal rows onto their staged adds (one upsert per chunk)."""
+    ExportRunMember.objects.bulk_create(
+        staged, update_conflicts=True, unique_fields=["run", "action", "contact_id"], update_fields=["removal"]
+    )
+
+
+def _removal_rows(run: ExportRun, fmt: FileFormat) -> Iterator[list[str]]:
+    """The removal rows the snapshot kept for the staged removes, in contact order. A snapshot row
+    from before removal rows were kept has none: it is made from the contact, if it still exists."""
+    staged = ExportRunMember.objects.filter(run=run, action=MemberAction.REMOVE).order_by("contact_id")
+    chunk = settings.ACTIVATION_EXPORT_CHUNK_SIZE
+    yield from staged.filter(removal__isnull=False).values_list("removal", flat=True).iterator(chunk_size=chunk)
+    for contact in _contacts(staged.filter(removal__isnull=True), fmt.fields):
+        try:
+            yield fmt.removal(fmt.row(contact, run.activation.destination))
+        except normalize.Unusable:
+            continue  # never sent: nothing to remove
 
 
 class _HashingFile:
@@ -227,7 +279,9 @@ def export_path(run: ExportRun, action: str) -> str:
     return f"{EXPORT_DIR}/activation-{run.activation_id}/run-{run.pk}-{kind}{suffix}.csv"
 
 
-def _write_file(run: ExportRun, action: str, fmt: FileFormat, outcome: Outcome, *, cleanup: list[Path]) -> int:
+def _write_file(
+    run: ExportRun, action: str, rows: Iterator[list[str]], fmt: FileFormat, outcome: Outcome, *, cleanup: list[Path]
+) -> int:
     relative = export_path(run, action)
     final = Path(settings.MEDIA_ROOT) / relative
     temp = final.with_name(final.name + ".part")
@@ -237,13 +291,7 @@ def _write_file(run: ExportRun, action: str, fmt: FileFormat, outcome: Outcome, 
     with _private_file(temp) as handle:
         out = _HashingFile(handle)
         out.write(_csv_line(fmt.header))
-        for contact in staged_contacts(run, action, fmt.fields):
-            try:
-                cells = fmt.row(contact, run.activation.destination)
-            except normalize.Unusable as exc:
-                if action == MemberAction.ADD:
-                    outcome.skip(contact.pk, contact.email, str(exc))
-                continue
+        for cells in rows:
             out.write(_csv_line(cells))
             written += 1
         handle.flush()
@@ -332,7 +380,13 @@ def _finish(run: ExportRun, outcome: Outcome) -> None:
         ).delete()
         in_snapshot = ExportedMember.objects.filter(activation_id=run.activation_id, contact_id=OuterRef("contact_id"))
         fresh = staged.filter(action=MemberAction.ADD).filter(~Exists(in_snapshot))
-        _insert_snapshot(run, fresh.values(cid=F("contact_id")), now=now)
+        _insert_snapshot(run, fresh.values(cid=F("contact_id"), kept=F("removal")), now=now)
+        if run.mode == ActivationMode.FULL:
+            # A full run sent every member again: the snapshot keeps the rows sent last.
+            sent = staged.filter(action=MemberAction.ADD, contact_id=OuterRef("contact_id"), removal__isnull=False)
+            ExportedMember.objects.filter(activation_id=run.activation_id).filter(Exists(sent)).update(
+                removal=Subquery(sent.values("removal")[:1])
+            )
         staged.delete()
         added_path, added_size, added_sha = outcome.files.get(MemberAction.ADD, ("", None, ""))
         removed_path, removed_size, removed_sha = outcome.files.get(MemberAction.REMOVE, ("", None, ""))
@@ -357,7 +411,8 @@ def _insert_snapshot(run: ExportRun, source: QuerySet, *, now) -> None:
     table = connection.ops.quote_name(ExportedMember._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (activation_id, contact_id, exported_at) SELECT %s, fresh.cid, %s FROM ({sql}) fresh",
+            f"INSERT INTO {table} (activation_id, contact_id, exported_at, removal) "
+            f"SELECT %s, fresh.cid, %s, fresh.kept FROM ({sql}) fresh",
             [run.activation_id, now, *params],
         )
 

@@ -36,6 +36,15 @@ class FileFormat:
     header: list[str]
     fields: tuple[str, ...]  # what the row reads, for .only(); "company__name" pulls the company in
     row: Row
+    # The columns of a sent row that its removal row keeps (the others are left empty); None keeps all.
+    removal_columns: frozenset[str] | None = None
+
+    def removal(self, cells: list[str]) -> list[str]:
+        """The removal row for a contact the destination received as `cells`: what the destination
+        matches a removal on, kept with the export snapshot until the removal is sent."""
+        if self.removal_columns is None:
+            return list(cells)
+        return [cell if name in self.removal_columns else "" for name, cell in zip(self.header, cells, strict=True)]
 
 
 def _google(contact: Contact, destination: Destination) -> list[str]:
@@ -145,6 +154,8 @@ def _csv_fields(columns: list[str]) -> tuple[str, ...]:
 
 
 _NAMES = ("id", "email", "first_name", "last_name")
+# A CSV file's columns that identify a person; a removal row keeps these (all columns when none is chosen).
+CSV_IDENTIFIERS = frozenset({"id", "email", "phone"})
 
 FORMATS: dict[str, FileFormat] = {
     DestinationKind.GOOGLE: FileFormat(
@@ -161,6 +172,8 @@ FORMATS: dict[str, FileFormat] = {
         header=LINKEDIN_HEADER,
         fields=(*_NAMES, "job_title", "country", "company__name"),
         row=_linkedin,
+        # LinkedIn matches an uploaded contact on its email first; every row we send has one.
+        removal_columns=frozenset({"email", "country"}),
     ),
     DestinationKind.DIRECT_MAIL: FileFormat(
         header=["first_name", "last_name", "company", "street_address", "postal_code", "city", "region", "country"],
@@ -177,6 +190,7 @@ def file_format(destination: Destination) -> FileFormat:
             header=columns,
             fields=_csv_fields(columns),
             row=for_spreadsheets(lambda contact, _destination: [_csv_cell(contact, column) for column in columns]),
+            removal_columns=(CSV_IDENTIFIERS & set(columns)) or None,
         )
     return FORMATS[destination.kind]
 

@@ -287,7 +287,9 @@ class ExportRun(models.Model):
     file_size = models.BigIntegerField(null=True, blank=True)
     file_sha256 = models.CharField(max_length=64, blank=True)
     removed_file_path = models.CharField(
-        max_length=300, blank=True, help_text="Delta runs of file destinations: the members to remove"
+        max_length=300,
+        blank=True,
+        help_text="File destinations: the members to remove (every delta run; full runs that remove someone)",
     )
     removed_file_size = models.BigIntegerField(null=True, blank=True)
     removed_file_sha256 = models.CharField(max_length=64, blank=True)
@@ -329,11 +331,14 @@ class ExportRunMember(models.Model):
 
     Filled set-based (INSERT ... SELECT) from activation.audience.audience(); emptied when the run ends.
     contact_id is a plain integer: a contact deleted since the last run must still be sent as a removal.
+    `removal`: for an add, the removal row of what the file gave the destination (filled as the file is
+    written, then kept in the snapshot); for a remove, the snapshot's row, which the removal file writes.
     """
 
     run = models.ForeignKey(ExportRun, on_delete=models.CASCADE, related_name="+")
     contact_id = models.BigIntegerField()
     action = models.CharField(max_length=6, choices=MemberAction.choices)
+    removal = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -345,11 +350,19 @@ class ExportRunMember(models.Model):
 
 
 class ExportedMember(models.Model):
-    """What the last successful run of an activation left at the destination (the base of the next delta)."""
+    """What the last successful run of an activation left at the destination (the base of the next delta).
+
+    A file destination's row also keeps `removal`: the cells its removal file needs for this contact
+    (activation.formats, per kind: the hashed identifiers as uploaded), so the contact can be
+    removed after it changed or was deleted or erased; kept only while the destination has it.
+    """
 
     activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="+")
     contact_id = models.BigIntegerField()
     exported_at = models.DateTimeField()
+    removal = models.JSONField(
+        null=True, blank=True, help_text="File destinations: the removal row for this contact, as sent"
+    )
 
     class Meta:
         constraints = [

@@ -1,0 +1,260 @@
+"""Deleted and erased contacts leave every destination; an erasure removes their personal data (issue 24).
+
+A contact is followed from an export to every destination kind, through its deletion or erasure,
+to the removal rows each destination gets next: the removal file of Meta, Google, LinkedIn, CSV and
+direct-mail destinations (what the destination received, read from the snapshot: the contact row
+is gone) and a leave event for a webhook.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.urls import reverse
+
+from activation.automation_models import AutomationRun, Enrolment, Notification
+from activation.exports import execute_run, start_run
+from activation.models import ExportedMember, ExportRun
+from contacts.erasure import erase_contacts
+from contacts.metrics.compute import compute_metrics
+from contacts.models import Activity, Contact, ContactMetrics, Deal, LifecycleChange
+from segments.models import Membership, MembershipChange
+from tests.factories import (
+    ActivationFactory,
+    ActivityFactory,
+    AutomationFactory,
+    ContactFactory,
+    DealFactory,
+    DestinationFactory,
+    NurtureSequenceFactory,
+    SegmentFactory,
+)
+from tests.segments_support import run_queued
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "s3cret-for-tests"
+FILE_KINDS = ["meta_custom_audience", "google_customer_match", "linkedin_matched_audience", "csv", "direct_mail"]
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    settings.ACTIVATION_WEBHOOK_MAX_ATTEMPTS = 1
+    return tmp_path
+
+
+def _person(**fields):
+    values = {
+        "first_name": "Grace",
+        "last_name": "Hopper",
+        "phone": "+1 415 555 0123",
+        "job_title": "Rear Admiral",
+        "street_address": "1 Navy Way",
+        "postal_code": "20350",
+        "city": "Arlington",
+        "region": "Virginia",
+        "country": "US",
+    }
+    return ContactFactory(**{**values, **fields})
+
+
+@pytest.fixture
+def destinations(httpserver):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    made = {kind: DestinationFactory(kind=kind, csv_columns=["email", "first_name", "phone"]) for kind in FILE_KINDS}
+    made["webhook"] = DestinationFactory(
+        kind="webhook", url=httpserver.url_for("/hook"), secret=SECRET, is_internal=True
+    )
+    return made
+
+
+def _activate(destinations, *, mode="delta", contacts=()):
+    segment = SegmentFactory(kind="static", rule=None)
+    Membership.objects.bulk_create(Membership(segment=segment, contact=contact) for contact in contacts)
+    return {kind: ActivationFactory(segment=segment, destination=d, mode=mode) for kind, d in destinations.items()}
+
+
+def _rows(media: Path, name: str) -> list[list[str]]:
+    return [line.split(",") for line in (media / name).read_text().splitlines()[1:]]
+
+
+def _export_all(activations) -> dict[str, ExportRun]:
+    runs = {kind: execute_run(start_run(activation).pk) for kind, activation in activations.items()}
+    for kind, run in runs.items():
+        assert run.status == "succeeded", (kind, run.error)
+    return runs
+
+
+def _sent_row(media, run, contact_position=0):
+    return _rows(media, run.file_path)[contact_position]
+
+
+def _removal_expectations(media, first_runs) -> dict[str, list[str]]:
+    """What each file destination's removal row must be, from the rows it received in `first_runs`."""
+    meta, google, linkedin, csv, mail = (_sent_row(media, first_runs[kind]) for kind in FILE_KINDS)
+    return {
+        # the hashed identifiers exactly as uploaded
+        "meta_custom_audience": meta,
+        "google_customer_match": google,
+        # LinkedIn matches removals on the (hashed) email: names, title and company are left out
+        "linkedin_matched_audience": [linkedin[0], *[""] * 4, linkedin[5], *linkedin[6:]],
+        # CSV: the identifying columns (email, phone); the name is left out
+        "csv": [csv[0], "", csv[2]],
+        # a mailing list is keyed by name and address
+        "direct_mail": mail,
+    }
+
+
+def _webhook_leaves(httpserver) -> list[list[dict]]:
+    bodies = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    return [body["members"] for body in bodies if body["action"] == "remove"]
+
+
+@pytest.mark.parametrize("mode", ["delta", "full"])
+def test_a_deleted_contact_is_written_to_the_removal_rows_of_every_destination_kind(
+    media, destinations, httpserver, mode
+):
+    # given: two contacts exported to every kind of destination
+    grace, alan = _person(), _person(email="alan@example.com", first_name="Alan", last_name="Turing")
+    activations = _activate(destinations, mode=mode, contacts=[grace, alan])
+    first = _export_all(activations)
+    expected = _removal_expectations(media, first)
+    httpserver.clear_log()
+
+    # when: Grace is deleted (the admin's or the API's delete) and every activation runs again
+    grace_id = grace.pk
+    grace.delete()
+    second = _export_all(activations)
+
+    # then: each file destination gets her removal row, the webhook a leave event
+    for kind in FILE_KINDS:
+        assert second[kind].removed_count == 1, kind
+        assert _rows(media, second[kind].removed_file_path) == [expected[kind]], kind
+    assert _webhook_leaves(httpserver) == [[{"id": grace_id}]]
+    # and the snapshot forgets her once the removal went out
+    assert not ExportedMember.objects.filter(contact_id=grace_id).exists()
+    assert ExportedMember.objects.filter(contact_id=alan.pk).count() == len(activations)
+
+
+def test_the_removal_row_is_what_the_destination_received_even_after_the_contact_changed(media, destinations):
+    grace = _person()
+    activations = _activate({"meta": destinations["meta_custom_audience"]}, contacts=[grace])
+    first = _export_all(activations)
+    sent = _sent_row(media, first["meta"])
+
+    grace.email = "grace.hopper@navy.example"
+    grace.phone = ""
+    grace.save()
+    Membership.objects.filter(contact=grace).delete()
+    second = _export_all(activations)
+
+    assert _rows(media, second["meta"].removed_file_path) == [sent]
+
+
+def test_erasing_a_contact_removes_personal_data_and_queues_removals_to_every_destination(
+    media, destinations, httpserver, ops_user, django_capture_on_commit_callbacks
+):
+    # given: a contact exported everywhere, with activity, metrics, history, automation, deals, an
+    # admin log entry and a skipped-row report naming her
+    grace, alan = _person(), _person(email="alan@example.com")
+    activations = _activate(destinations, contacts=[grace, alan])
+    first = _export_all(activations)
+    expected = _removal_expectations(media, first)
+    httpserver.clear_log()
+    ActivityFactory.create_batch(3, contact=grace, topic="cobol")
+    compute_metrics()
+    segment = activations["csv"].segment
+    change = MembershipChange.objects.create(segment=segment, contact=grace, kind="join", reason="manual")
+    automation = AutomationFactory(trigger_segment=segment)
+    AutomationRun.objects.create(automation=automation, change=change, contact=grace)
+    Enrolment.objects.create(sequence=NurtureSequenceFactory(), contact=grace)
+    Notification.objects.create(recipient=ops_user, contact=grace, message=f"{grace} joined {segment}")
+    deal = DealFactory(contact=grace, amount=1200)
+    grace.lifecycle_stage = "customer"
+    grace.save()
+    LogEntry.objects.log_action(
+        user_id=ops_user.pk,
+        content_type_id=ContentType.objects.get_for_model(Contact).pk,
+        object_id=grace.pk,
+        object_repr=str(grace),
+        action_flag=CHANGE,
+        change_message="Changed phone.",
+    )
+    report = {"skipped": [{"contact_id": grace.pk, "email": grace.email, "reason": "phone 'x' is invalid"}]}
+    ExportRun.objects.filter(pk=first["csv"].pk).update(report={**report, "skipped_total": 1}, skipped_count=1)
+    grace_id, email = grace.pk, grace.email
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure = erase_contacts([grace_id], by=ops_user)
+
+    # then: nothing personal is left about her
+    assert erasure.erased == [grace_id]
+    assert not Contact.objects.filter(pk=grace_id).exists()
+    for model in (Activity, ContactMetrics, LifecycleChange, Membership, MembershipChange, AutomationRun, Enrolment):
+        assert not model.objects.filter(contact_id=grace_id).exists(), model.__name__
+    assert not Notification.objects.filter(message__contains="Grace").exists()
+    deal.refresh_from_db()
+    assert (deal.contact_id, deal.amount) == (None, 1200)
+    entries = LogEntry.objects.filter(object_id=str(grace_id), content_type__model="contact")
+    assert all(email not in entry.object_repr and "Grace" not in entry.object_repr for entry in entries)
+    assert entries.filter(change_message__contains="Erased").exists()
+    assert ExportRun.objects.get(pk=first["csv"].pk).report == {"skipped": [], "skipped_total": 0}
+    # and a removal run is queued for every activation that sent her somewhere
+    queued = ExportRun.objects.filter(status="queued")
+    assert sorted(queued.values_list("activation_id", flat=True)) == sorted(a.pk for a in activations.values())
+    assert sorted(erasure.queued_runs) == sorted(queued.values_list("pk", flat=True))
+
+    # when the workers run them
+    run_queued("activation.tasks.run_export")
+
+    # then: every destination got her removal row, and no snapshot remembers her
+    for kind in FILE_KINDS:
+        run = ExportRun.objects.get(activation=activations[kind], pk__in=erasure.queued_runs)
+        assert run.status == "succeeded", run.error
+        assert _rows(media, run.removed_file_path) == [expected[kind]], kind
+    assert _webhook_leaves(httpserver) == [[{"id": grace_id}]]
+    assert not ExportedMember.objects.filter(contact_id=grace_id).exists()
+
+
+def test_operations_erase_contacts_from_the_admin_after_confirming(client, ops_user, sales_user):
+    grace, alan = _person(), _person(email="alan@example.com")
+    url = reverse("admin:contacts_contact_changelist")
+    client.force_login(ops_user)
+
+    asked = client.post(url, {"action": "erase_contacts", "_selected_action": [grace.pk]})
+    assert asked.status_code == 200
+    assert b"cannot be undone" in asked.content
+    assert Contact.objects.filter(pk=grace.pk).exists()
+
+    done = client.post(url, {"action": "erase_contacts", "_selected_action": [grace.pk], "confirm": "yes"})
+    assert done.status_code == 302
+    assert list(Contact.objects.values_list("pk", flat=True)) == [alan.pk]
+
+    client.force_login(sales_user)
+    refused = client.post(url, {"action": "erase_contacts", "_selected_action": [alan.pk], "confirm": "yes"})
+    assert refused.status_code in (302, 403)
+    assert Contact.objects.filter(pk=alan.pk).exists()
+
+
+def test_the_api_erases_a_contact_with_the_erase_scope_only(api_client, destinations):
+    grace = _person()
+    activation = _activate({"meta": destinations["meta_custom_audience"]}, contacts=[grace])["meta"]
+    _export_all({"meta": activation})
+    url = f"/api/v1/contacts/{grace.pk}/erase/"
+
+    refused = api_client("contacts:write", "contacts:read").post(url)
+    assert refused.status_code == 403
+    assert "contacts:erase" in refused.json()["error"]["message"]
+
+    response = api_client("contacts:erase").post(url)
+    assert response.status_code == 200, response.content
+    run = ExportRun.objects.get(status="queued")
+    assert response.json() == {"erased": grace.pk, "queued_runs": [run.pk]}
+    assert not Contact.objects.filter(pk=grace.pk).exists()
+
+    missing = api_client("contacts:erase").post(url)
+    assert missing.status_code == 404
