@@ -7,7 +7,9 @@ class ActivationConfig(AppConfig):
 
     def ready(self) -> None:
         from activation.automations import memberships_changed
+        from activation.erasure import erase_from_activation
         from activation.run_watch import watch_exports
+        from contacts.erasure import add_eraser
         from segments.events import add_listener
         from segments.watchdog import add_watcher
 
@@ -15,3 +17,5 @@ class ActivationConfig(AppConfig):
         add_listener(memberships_changed)
         # The watchdog of runs also fails dead export runs and retries failed ones.
         add_watcher(watch_exports)
+        # An erased contact leaves export reports and every destination that received it.
+        add_eraser(erase_from_activation)

@@ -16,6 +16,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 class Scope(models.TextChoices):
     CONTACTS_READ = "contacts:read", "Read contacts, companies, activities and property definitions"
     CONTACTS_WRITE = "contacts:write", "Create, update and delete contacts, companies and property definitions"
+    CONTACTS_ERASE = "contacts:erase", "Erase contacts: their personal data everywhere, and from every destination"
     ACTIVITIES_WRITE = "activities:write", "Ingest activities"
     SEGMENTS_READ = "segments:read", "Read segments, members and history"
     SEGMENTS_WRITE = "segments:write", "Create, edit and refresh segments; change static members"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("contacts/bulk-upsert/", contacts.contacts_bulk_upsert, name="contacts-bulk-upsert"),
     path("contacts/<int:pk>/", contacts.ContactDetail.as_view(), name="contact"),
     path("contacts/<int:pk>/segments/", segments.contact_segments, name="contact-segments"),
+    path("contacts/<int:pk>/erase/", contacts.erase_contact, name="contact-erase"),
     path("companies/", contacts.CompanyList.as_view(), name="companies"),
     path("companies/bulk-upsert/", contacts.companies_bulk_upsert, name="companies-bulk-upsert"),
     path("companies/<int:pk>/", contacts.CompanyDetail.as_view(), name="company"),

@@ -16,11 +16,13 @@ from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from contacts.changes import contacts_changed
+from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,
     Company,
@@ -182,6 +184,7 @@ class ContactAdmin(ContactsChangedAdmin):
     ]
     search_fields = ["=email", "^last_name", "^first_name", "=company__domain"]
     search_help_text = "Exact email, first or last name starts with, or exact company domain"
+    actions = ["erase_selected"]
     autocomplete_fields = ["company", "owner"]
     readonly_fields = ["lifecycle_changed_at", "all_activities", "created_at", "updated_at"]
     inlines = [LifecycleChangeInline, RecentActivityInline]
@@ -231,6 +234,22 @@ class ContactAdmin(ContactsChangedAdmin):
 
     def contact_ids(self, queryset):
         return queryset.values_list("pk", flat=True)
+
+    @admin.action(
+        description="Erase selected contacts (personal data, and from every destination)", permissions=["delete"]
+    )
+    def erase_selected(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
+        """Ask first (it cannot be undone), then contacts.erasure.erase_contacts."""
+        if request.POST.get("confirm") != "yes":
+            context = {**self.admin_site.each_context(request), "opts": self.model._meta, "contacts": queryset}
+            return TemplateResponse(request, "admin/contacts/contact/erase_confirmation.html", context)
+        erasure = erase_contacts(queryset.values_list("pk", flat=True), by=request.user)
+        runs = len(erasure.queued_runs)
+        self.message_user(
+            request,
+            f"Erased {len(erasure.erased)} contact(s); {runs} export run(s) queued to remove them from destinations.",
+        )
+        return None
 
 
 class ActivityAdmin(ContactsChangedAdmin):

@@ -19,7 +19,7 @@ from activation.exports import execute_run, start_run
 from activation.models import ExportedMember, ExportRun
 from contacts.erasure import erase_contacts
 from contacts.metrics.compute import compute_metrics
-from contacts.models import Activity, Contact, ContactMetrics, Deal, LifecycleChange
+from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange
 from segments.models import Membership, MembershipChange
 from tests.factories import (
     ActivationFactory,
@@ -172,13 +172,14 @@ def test_erasing_a_contact_removes_personal_data_and_queues_removals_to_every_de
     AutomationRun.objects.create(automation=automation, change=change, contact=grace)
     Enrolment.objects.create(sequence=NurtureSequenceFactory(), contact=grace)
     Notification.objects.create(recipient=ops_user, contact=grace, message=f"{grace} joined {segment}")
-    deal = DealFactory(contact=grace, amount=1200)
+    deal = DealFactory(contact=grace, amount=1200, name="Renewal for Grace Hopper")
+    other_deal = DealFactory(contact=grace, amount=300, name="Vault add-on")
     grace.lifecycle_stage = "customer"
     grace.save()
-    LogEntry.objects.log_action(
-        user_id=ops_user.pk,
-        content_type_id=ContentType.objects.get_for_model(Contact).pk,
-        object_id=grace.pk,
+    LogEntry.objects.create(
+        user=ops_user,
+        content_type=ContentType.objects.get_for_model(Contact),
+        object_id=str(grace.pk),
         object_repr=str(grace),
         action_flag=CHANGE,
         change_message="Changed phone.",
@@ -198,11 +199,13 @@ def test_erasing_a_contact_removes_personal_data_and_queues_removals_to_every_de
         assert not model.objects.filter(contact_id=grace_id).exists(), model.__name__
     assert not Notification.objects.filter(message__contains="Grace").exists()
     deal.refresh_from_db()
-    assert (deal.contact_id, deal.amount) == (None, 1200)
+    other_deal.refresh_from_db()
+    assert (deal.contact_id, deal.amount, deal.name) == (None, 1200, f"Deal {deal.pk} (contact erased)")
+    assert (other_deal.contact_id, other_deal.name) == (None, "Vault add-on")
     entries = LogEntry.objects.filter(object_id=str(grace_id), content_type__model="contact")
     assert all(email not in entry.object_repr and "Grace" not in entry.object_repr for entry in entries)
     assert entries.filter(change_message__contains="Erased").exists()
-    assert ExportRun.objects.get(pk=first["csv"].pk).report == {"skipped": [], "skipped_total": 0}
+    assert ExportRun.objects.get(pk=first["csv"].pk).report == {"skipped": [], "skipped_total": 1}
     # and a removal run is queued for every activation that sent her somewhere
     queued = ExportRun.objects.filter(status="queued")
     assert sorted(queued.values_list("activation_id", flat=True)) == sorted(a.pk for a in activations.values())
@@ -225,17 +228,17 @@ def test_operations_erase_contacts_from_the_admin_after_confirming(client, ops_u
     url = reverse("admin:contacts_contact_changelist")
     client.force_login(ops_user)
 
-    asked = client.post(url, {"action": "erase_contacts", "_selected_action": [grace.pk]})
+    asked = client.post(url, {"action": "erase_selected", "_selected_action": [grace.pk]})
     assert asked.status_code == 200
     assert b"cannot be undone" in asked.content
     assert Contact.objects.filter(pk=grace.pk).exists()
 
-    done = client.post(url, {"action": "erase_contacts", "_selected_action": [grace.pk], "confirm": "yes"})
+    done = client.post(url, {"action": "erase_selected", "_selected_action": [grace.pk], "confirm": "yes"})
     assert done.status_code == 302
     assert list(Contact.objects.values_list("pk", flat=True)) == [alan.pk]
 
     client.force_login(sales_user)
-    refused = client.post(url, {"action": "erase_contacts", "_selected_action": [alan.pk], "confirm": "yes"})
+    refused = client.post(url, {"action": "erase_selected", "_selected_action": [alan.pk], "confirm": "yes"})
     assert refused.status_code in (302, 403)
     assert Contact.objects.filter(pk=alan.pk).exists()
 

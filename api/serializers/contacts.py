@@ -135,6 +135,14 @@ class RowOutcomeSerializer(serializers.Serializer):
     key = serializers.CharField(help_text="The email or domain the row was matched by")
 
 
+class ErasureSerializer(serializers.Serializer):
+    erased = serializers.IntegerField(help_text="The id of the contact erased")
+    queued_runs = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Export runs queued to send the contact's removal to every destination that received it",
+    )
+
+
 class UpsertResultSerializer(serializers.Serializer):
     created = RowOutcomeSerializer(many=True)
     updated = RowOutcomeSerializer(many=True)

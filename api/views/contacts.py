@@ -6,12 +6,13 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.filters import ActivityFilter, CompanyFilter, ContactFilter, PropertyDefinitionFilter
 from api.models import Scope
-from api.permissions import scoped
+from api.permissions import acting_user, scoped
 from api.serializers.contacts import (
     ActivityIngestResultSerializer,
     ActivityRowsSerializer,
@@ -20,11 +21,13 @@ from api.serializers.contacts import (
     CompanySerializer,
     ContactRowsSerializer,
     ContactSerializer,
+    ErasureSerializer,
     PropertyDefinitionSerializer,
     UpsertResultSerializer,
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions, bulk_rows, row_failures
 from contacts.changes import contacts_changed
+from contacts.erasure import erase_contacts
 from contacts.ingest import UpsertResult, ingest_activities, upsert_companies, upsert_contacts
 from contacts.models import Activity, Company, Contact, PropertyDefinition
 
@@ -62,6 +65,23 @@ class ContactDetail(generics.RetrieveUpdateDestroyAPIView):
         with transaction.atomic():
             contacts_changed([instance.pk])
             instance.delete()
+
+
+@extend_schema(
+    request=None,
+    responses={200: ErasureSerializer},
+    summary="Erase a contact: its personal data everywhere, and its removal queued to every destination",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_ERASE)])
+def erase_contact(request: Request, pk: int) -> Response:
+    """Deletes the contact with its activities, metrics and histories, drops it from export reports
+    and the admin history, and queues an export run of every activation whose destination received
+    it, which sends its removal (removal file or webhook leave event). It cannot be undone."""
+    erasure = erase_contacts([pk], by=acting_user(request))
+    if not erasure.erased:
+        raise NotFound(f"No contact with id {pk}.")
+    return Response({"erased": pk, "queued_runs": erasure.queued_runs})
 
 
 class CompanyList(ListOptions, generics.ListCreateAPIView):
