@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('activation', '0003_process_automations_schedule'),
+        ('activation', '0004_destination_internal_audit'),
     ]
 
     operations = [
