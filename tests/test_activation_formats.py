@@ -262,8 +262,9 @@ def test_direct_mail_lists_neutralise_cells_a_spreadsheet_would_run(media, formu
 
 
 def test_removal_files_of_csv_destinations_are_neutralised_too(media, formula_people):
+    # Without an identifying column (id, email, phone) a CSV removal row keeps every column.
     activation = ActivationFactory(
-        mode="delta", destination=DestinationFactory(kind="csv", csv_columns=["email", "first_name"])
+        mode="delta", destination=DestinationFactory(kind="csv", csv_columns=["first_name", "company"])
     )
     Membership.objects.bulk_create(Membership(segment=activation.segment, contact=c) for c in formula_people)
     execute_run(start_run(activation).pk)
@@ -272,7 +273,8 @@ def test_removal_files_of_csv_destinations_are_neutralised_too(media, formula_pe
     second = execute_run(start_run(activation).pk)
 
     _header, *rows = _cells(media, second.removed_file_path)
-    assert sorted(row[1] for row in rows) == sorted("'" + formula for formula in FORMULAS)
+    assert sorted(row[0] for row in rows) == sorted("'" + formula for formula in FORMULAS)
+    assert {row[1] for row in rows} == {"'=1+1"}
 
 
 def test_platform_upload_files_keep_the_values_the_platform_matches(media, formula_people):
