@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('activation', '0004_destination_internal_audit'),
+        ('activation', '0005_export_run_liveness'),
     ]
 
     operations = [
