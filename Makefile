@@ -25,7 +25,6 @@ run: export DEBUG ?= 1
 run: migrate
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py load_catalog --first-run --refresh
-	$(PY) manage.py ensure_schedules
 	@echo "crmseg: admin on http://127.0.0.1:8000/admin/  (Ctrl-C stops web server and worker)"
 	@$$(command -v setsid) $(PY) manage.py qcluster & worker=$$!; \
 	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \

@@ -28,7 +28,6 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from activation.automation_models import (
@@ -83,15 +82,6 @@ def memberships_changed(segment_ids: list[int]) -> None:
     """segments.events listener (called after commit): process the new changes soon."""
     if Automation.objects.enabled().filter(trigger_segment_id__in=segment_ids).exists():
         async_task(TASK, task_name="process automations")
-
-
-def ensure_schedule() -> Schedule:
-    """Create or repair the every-minute schedule; calling it again changes nothing."""
-    schedule, _ = Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={"func": TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
-    )
-    return schedule
 
 
 def process_pending(*, batch_size: int = BATCH_SIZE, max_batches: int = 50, now: datetime | None = None) -> Outcome:

@@ -18,11 +18,3 @@ class ContactsConfig(AppConfig):
         from contacts.tasks import enqueue_contact_metrics
 
         add_listener(enqueue_contact_metrics)
-        post_migrate.connect(_ensure_nightly_schedule, sender=self, dispatch_uid="contacts.metrics_schedule")
-
-
-def _ensure_nightly_schedule(**kwargs) -> None:
-    """Keep the nightly compute_metrics Schedule present and in its configured form after migrate."""
-    from contacts.tasks import ensure_nightly_schedule
-
-    ensure_nightly_schedule()

@@ -161,6 +161,7 @@ INSTALLED_APPS = [
     "segments",
     "activation",
     "api",
+    "crmseg_site",
 ]
 
 MIDDLEWARE = [

@@ -97,32 +97,3 @@ def enqueue_after_metrics(contact_ids: list[int] | None) -> None:
         async_task("segments.tasks.refresh_metric_segments_task", group="segment-refresh")
     else:
         enqueue_refresh_contacts(contact_ids)
-
-
-def ensure_schedules() -> Schedule:
-    """Create or update the recurring sweep; idempotent (`manage.py ensure_schedules`, run by `make run`)."""
-    return _ensure_schedule(
-        REFRESH_ALL_SCHEDULE, "segments.tasks.refresh_all_task", settings.SEGMENT_REFRESH_INTERVAL_MINUTES
-    )
-
-
-def ensure_watch_schedule() -> Schedule:
-    """Create or update the watchdog of runs (RUN_WATCH_MINUTES); idempotent (`manage.py ensure_schedules`)."""
-    return _ensure_schedule(WATCH_SCHEDULE, "segments.tasks.watch_runs_task", settings.RUN_WATCH_MINUTES)
-
-
-def _ensure_schedule(name: str, func: str, minutes: int) -> Schedule:
-    schedule, created = Schedule.objects.get_or_create(
-        name=name,
-        defaults={
-            "func": func,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": minutes,
-            "repeats": -1,
-            "next_run": timezone.now() + timedelta(minutes=minutes),
-        },
-    )
-    if not created and (schedule.minutes, schedule.schedule_type) != (minutes, Schedule.MINUTES):
-        schedule.schedule_type, schedule.minutes = Schedule.MINUTES, minutes
-        schedule.save(update_fields=["schedule_type", "minutes"])
-    return schedule

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import Schedule
 
-from activation.automations import claim_runs, enqueue_processing, ensure_schedule, process_pending
+from activation.automations import claim_runs, enqueue_processing, process_pending
 from activation.models import (
     Automation,
     AutomationAction,
@@ -23,6 +23,7 @@ from activation.models import (
     Notification,
 )
 from contacts.models import Contact
+from crmseg_site.schedules import ensure_schedules
 from segments.events import memberships_changed
 from segments.models import Membership, MembershipChange
 from segments.refresh import refresh_segment
@@ -308,8 +309,8 @@ def test_a_claimed_run_is_not_claimed_again_until_its_lease_runs_out():
 
 @pytest.mark.django_db
 def test_schedule_is_ensured_once():
-    ensure_schedule()
-    ensure_schedule()
+    ensure_schedules()
+    ensure_schedules()
 
     schedule = Schedule.objects.get(func="activation.automations.process_automations")
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == ("I", 1, -1)

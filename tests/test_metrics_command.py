@@ -5,7 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 
 from contacts import changes, tasks
 from contacts.models import ContactMetrics, MetricsRun
@@ -45,23 +45,6 @@ def test_tasks_compute_everyone_or_the_given_contacts():
 
     runs = list(MetricsRun.objects.order_by("id").values_list("full", "contacts"))
     assert runs == [(True, 2), (False, 1)]
-
-
-def test_nightly_schedule_is_ensured_once():
-    assert Schedule.objects.filter(name=tasks.NIGHTLY_SCHEDULE).exists()  # by migrate
-    Schedule.objects.filter(name=tasks.NIGHTLY_SCHEDULE).update(func="old.path")
-
-    tasks.ensure_nightly_schedule()
-    tasks.ensure_nightly_schedule()
-
-    schedule = Schedule.objects.get(name=tasks.NIGHTLY_SCHEDULE)
-    assert (schedule.func, schedule.schedule_type, schedule.repeats) == (tasks.NIGHTLY_FUNC, Schedule.DAILY, -1)
-
-
-def test_next_nightly_run_is_the_next_configured_hour(settings):
-    settings.METRICS_NIGHTLY_HOUR = 2
-    assert tasks.next_nightly_run(now=datetime(2026, 6, 1, 1, 0, tzinfo=UTC)) == datetime(2026, 6, 1, 2, tzinfo=UTC)
-    assert tasks.next_nightly_run(now=datetime(2026, 6, 1, 2, 0, tzinfo=UTC)) == datetime(2026, 6, 2, 2, tzinfo=UTC)
 
 
 def test_changed_contacts_enqueue_a_metrics_recompute_after_commit(django_capture_on_commit_callbacks):

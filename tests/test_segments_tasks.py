@@ -13,10 +13,11 @@ from django_q.worker import worker
 
 from contacts import changes
 from contacts.changes import contacts_changed
+from crmseg_site.schedules import ensure_schedules
 from segments.editing import save_segment
 from segments.models import MembershipChange, Segment
 from segments.refresh import refresh_segment
-from segments.tasks import REFRESH_ALL_SCHEDULE, enqueue_refresh_contacts, ensure_schedules
+from segments.tasks import REFRESH_ALL_SCHEDULE, enqueue_refresh_contacts
 from tests.factories import ContactFactory
 from tests.segments_support import history, member_ids
 

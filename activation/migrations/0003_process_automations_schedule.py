@@ -1,6 +1,6 @@
 # Ensures the every-minute django-q2 schedule that runs automations (idempotent: update_or_create
 # by name), so a fresh `migrate` is all a deployment needs. Same values as
-# activation.automations.ensure_schedule(), which the admin and tests can call again.
+# the automations job in crmseg_site/schedules.py, which every migrate applies at its end.
 from django.db import migrations
 
 NAME = "activation: process automations"

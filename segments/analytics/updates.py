@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
-from django_q.models import Schedule
 
 from contacts.models import Activity, Deal, LifecycleChange
 from segments.models import AnalyticsGrain, AnalyticsState, MembershipChange, Segment, SegmentStatus
@@ -159,25 +158,3 @@ def _dirty_days(state: AnalyticsState, marks: dict, *, today: date) -> set[date]
     for start in [*moved, min(first_new, today)]:
         days |= {start + timedelta(days=n) for n in range((today - start).days + 1)}
     return {day for day in days if day <= today}
-
-
-def ensure_schedule() -> Schedule:
-    """The nightly update (django-q2), created or corrected; `manage.py ensure_schedules` runs it."""
-    now = timezone.localtime()
-    hour, minute = NIGHTLY_AT
-    next_run = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if next_run <= now:
-        next_run += timedelta(days=1)
-    schedule, created = Schedule.objects.get_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": "segments.tasks.update_analytics_task",
-            "schedule_type": Schedule.DAILY,
-            "repeats": -1,
-            "next_run": next_run,
-        },
-    )
-    if not created and schedule.schedule_type != Schedule.DAILY:
-        schedule.schedule_type = Schedule.DAILY
-        schedule.save(update_fields=["schedule_type"])
-    return schedule

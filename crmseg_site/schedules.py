@@ -1,0 +1,92 @@
+"""Every recurring background job (a django-q2 Schedule), in one table, kept in step by `migrate`.
+
+`migrate` ends with post_migrate, and `ensure_schedules` answers it (crmseg_site/apps.py): each
+job in `recurring()` is created when missing and brought back to its configured form (task,
+interval, time of day) when it differs, so a deployment needs nothing beyond `migrate` and a
+changed setting (SEGMENT_REFRESH_INTERVAL_MINUTES, say) takes effect at the next one. A job's
+next run is kept unless its interval or time of day changed: a deploy neither postpones nor
+repeats a nightly job. `manage.py ensure_schedules` does the same and prints the schedules.
+
+To add a recurring job, add a line to `recurring()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.models import Schedule
+
+from activation.automations import SCHEDULE_NAME as AUTOMATIONS
+from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
+from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
+from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
+from segments.tasks import REFRESH_ALL_SCHEDULE, WATCH_SCHEDULE
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """A job run every `minutes`, or every day at `daily_at` (local time)."""
+
+    name: str
+    func: str
+    minutes: int | None = None
+    daily_at: time | None = None
+
+    def form(self) -> dict:
+        """The Schedule fields this job sets (its next run aside)."""
+        kind = Schedule.MINUTES if self.minutes else Schedule.DAILY
+        return {"func": self.func, "schedule_type": kind, "minutes": self.minutes, "repeats": -1}
+
+    def next_run(self, now: datetime) -> datetime:
+        if self.daily_at is None:
+            return now + timedelta(minutes=self.minutes or 0)
+        local = timezone.localtime(now)
+        at = timezone.make_aware(datetime.combine(local.date(), self.daily_at))
+        return (
+            at if at > now else timezone.make_aware(datetime.combine(local.date() + timedelta(days=1), self.daily_at))
+        )
+
+    def keeps(self, schedule: Schedule) -> bool:
+        """The stored schedule's next run still fits this job (same kind, interval and time of day)."""
+        same_form = all(getattr(schedule, key) == value for key, value in self.form().items())
+        if self.daily_at is None or schedule.next_run is None:
+            return same_form and schedule.next_run is not None
+        return same_form and timezone.localtime(schedule.next_run).time() == self.daily_at
+
+
+def recurring() -> list[Recurring]:
+    """Every recurring job, as the settings configure it now."""
+    return [
+        Recurring(
+            REFRESH_ALL_SCHEDULE, "segments.tasks.refresh_all_task", minutes=settings.SEGMENT_REFRESH_INTERVAL_MINUTES
+        ),
+        Recurring(WATCH_SCHEDULE, "segments.tasks.watch_runs_task", minutes=settings.RUN_WATCH_MINUTES),
+        Recurring(AUTOMATIONS, "activation.automations.process_automations", minutes=1),
+        Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),
+        Recurring(ANALYTICS_NIGHTLY, "segments.tasks.update_analytics_task", daily_at=time(*ANALYTICS_AT)),
+    ]
+
+
+def ensure_schedules() -> list[Schedule]:
+    """Create or correct every job of `recurring()`; running it again changes nothing."""
+    now = timezone.now()
+    schedules = []
+    for job in recurring():
+        schedule, created = Schedule.objects.get_or_create(
+            name=job.name, defaults={**job.form(), "next_run": job.next_run(now)}
+        )
+        if not created and not job.keeps(schedule):
+            for key, value in job.form().items():
+                setattr(schedule, key, value)
+            schedule.next_run = job.next_run(now)
+            schedule.save(update_fields=[*job.form(), "next_run"])
+        schedules.append(schedule)
+    return schedules
+
+
+def ensure_schedules_after_migrate(**kwargs) -> None:
+    """post_migrate receiver (sent for django_q, whose Schedule table exists by then)."""
+    ensure_schedules()
