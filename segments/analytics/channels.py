@@ -32,12 +32,6 @@ def _in(kinds: tuple[str, ...]) -> str:
     return ", ".join(f"'{kind}'" for kind in kinds)
 
 
-def channel_case(column: str) -> str:
-    """SQL naming the channel of an activity kind (NULL for kinds outside every channel)."""
-    whens = " ".join(f"WHEN {column} IN ({_in(kinds)}) THEN '{name}'" for name, kinds in CHANNELS.items())
-    return f"CASE {whens} END"
-
-
 def engagement_in(column: str) -> str:
     return f"{column} IN ({_in(ENGAGEMENT_KINDS)})"
 

@@ -7,12 +7,13 @@ connection, each filled by one set-based statement:
   opens a new interval; a leave with no join before it started before history did), plus the
   current members with no history at all, from their `joined_at`. The whole database is
   segment 0: every contact from its creation.
-- `analytics_act`: activities that happened inside an interval, per segment, contact, day,
-  channel and campaign; `analytics_out`: lifecycle moves, won deals and created deals likewise.
+- `analytics_act`: activities that happened inside an interval, per segment, contact, day and
+  campaign, counted by channel; `analytics_out`: lifecycle moves, won deals and created deals likewise;
+  `analytics_pc` and `analytics_pco`: both again per period and member.
 - `analytics_cal`: every day of every requested period.
 
 Sizes come from interval starts and ends per day; distinct counts (engaged, converted,
-responders) are counted per period from the per-contact-day rows, never summed across days.
+responders) are rows of the per-period member tables, never sums of daily counts.
 Stored periods are days, ISO weeks, months and quarters; any other range is computed on request.
 """
 
@@ -39,9 +40,10 @@ from segments.models import (
 )
 
 from . import dialect
-from .channels import CHANNELS, CONVERSION_STAGES, DEFAULT_STAGE, channel_case, engagement_in, previous_stage_case
+from .channels import CHANNELS, CONVERSION_STAGES, DEFAULT_STAGE, engagement_in, previous_stage_case
 from .periods import Period
 
+WORK_MEM = "128MB"  # PostgreSQL, for the rollup's transaction only
 DATABASE = 0  # the whole database's segment id in the scratch tables (stored as a null segment)
 RANGE = "range"  # the grain of a period that is no stored calendar period
 CAMPAIGN_GRAINS = (AnalyticsGrain.MONTH, AnalyticsGrain.QUARTER, RANGE)
@@ -53,14 +55,20 @@ LIFECYCLE = LifecycleChange._meta.db_table
 MEMBERSHIP = Membership._meta.db_table
 CHANGE = MembershipChange._meta.db_table
 
+CHANNEL_COLUMNS = ", ".join(f"n_{name} integer" for name in CHANNELS)
 SCRATCH = {
     "analytics_iv": "segment_id integer, contact_id bigint, start_at timestamp{tz}, end_at timestamp{tz}",
     "analytics_cal": "day date, grain varchar(8), period_start date, start_at timestamp{tz}",
-    "analytics_act": "segment_id integer, contact_id bigint, day date, channel varchar(16), campaign varchar(100), "
-    "n integer, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
+    # per segment, member, day and campaign: counts by channel and the engagement measures
+    "analytics_act": "segment_id integer, contact_id bigint, day date, campaign varchar(100), n integer, "
+    f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
     "analytics_out": "segment_id integer, contact_id bigint, day date, what varchar(8), stage varchar(20), "
     "from_previous integer, n integer, amount numeric",
-    "analytics_conv": "segment_id integer, contact_id bigint, grain varchar(8), period_start date",
+    # the same per period and member: what every count over a period is read from, without DISTINCT
+    "analytics_pc": "grain varchar(8), period_start date, segment_id integer, contact_id bigint, "
+    f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
+    "analytics_pco": "grain varchar(8), period_start date, segment_id integer, contact_id bigint, converted integer, "
+    "won integer, won_amount numeric, created integer, created_amount numeric",
 }
 
 
@@ -90,6 +98,9 @@ def compute(periods: list[Period], *, segment_ids: Iterable[int], database: bool
     first, last = periods[0].first, max(p.last for p in periods)
     start, end = dialect.instant(periods[0].start_at), dialect.instant(Period(first, last).end_at)
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The groupings below sort or hash millions of rows at 1M contacts: let them do it in memory.
+            cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         _create_scratch(cursor)
         _fill_intervals(cursor, ids, database=database, start=start, end=end)
         _fill_calendar(cursor, periods)
@@ -209,13 +220,24 @@ def _fill_calendar(cursor, periods: list[Period]) -> None:
     _analyze(cursor, "analytics_cal")
 
 
+def _channel_sums(column: str) -> str:
+    return ", ".join(
+        f"SUM(CASE WHEN {column} IN ({', '.join(repr(str(k)) for k in kinds)}) THEN 1 ELSE 0 END)"
+        for kinds in CHANNELS.values()
+    )
+
+
+MEASURES = ("opens", "clicks", "engagements", "purchases", "purchase_value")
+CHANNEL_NAMES = ", ".join(f"n_{name}" for name in CHANNELS)
+
+
 def _fill_activities(cursor, *, start, end) -> None:
     kinds = ", ".join(f"'{kind}'" for kinds in CHANNELS.values() for kind in kinds)
     cursor.execute(
         f"""INSERT INTO analytics_act
-            (segment_id, contact_id, day, channel, campaign, n, opens, clicks, engagements, purchases, purchase_value)
-        SELECT iv.segment_id, a.contact_id, {dialect.local_date("a.occurred_at")}, {channel_case("a.kind")},
-            a.campaign, COUNT(*),
+            (segment_id, contact_id, day, campaign, n, {CHANNEL_NAMES}, {", ".join(MEASURES)})
+        SELECT iv.segment_id, a.contact_id, {dialect.local_date("a.occurred_at")}, a.campaign, COUNT(*),
+            {_channel_sums("a.kind")},
             SUM(CASE WHEN a.kind = 'email_open' THEN 1 ELSE 0 END),
             SUM(CASE WHEN a.kind = 'email_click' THEN 1 ELSE 0 END),
             SUM(CASE WHEN {engagement_in("a.kind")} THEN 1 ELSE 0 END),
@@ -223,10 +245,19 @@ def _fill_activities(cursor, *, start, end) -> None:
             SUM(CASE WHEN a.kind = 'purchase' THEN COALESCE(a.value, 0) ELSE 0 END)
         FROM {ACTIVITY} a JOIN analytics_iv iv ON iv.contact_id = a.contact_id AND {during("a.occurred_at")}
         WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.kind IN ({kinds}, 'purchase')
-        GROUP BY 1, 2, 3, 4, 5""",
+        GROUP BY 1, 2, 3, 4""",
         [start, end],
     )
     _analyze(cursor, "analytics_act")
+    sums = ", ".join(f"SUM(x.{column})" for column in [*(f"n_{name}" for name in CHANNELS), *MEASURES])
+    cursor.execute(
+        f"""INSERT INTO analytics_pc
+            (grain, period_start, segment_id, contact_id, {CHANNEL_NAMES}, {", ".join(MEASURES)})
+        SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {sums}
+        FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+        GROUP BY 1, 2, 3, 4"""
+    )
+    _analyze(cursor, "analytics_pc")
 
 
 def _fill_outcomes(cursor, *, start, end) -> None:
@@ -255,12 +286,18 @@ def _fill_outcomes(cursor, *, start, end) -> None:
     _analyze(cursor, "analytics_out")
     converted = f"o.what = 'won' OR (o.what = 'stage' AND o.stage = '{DEFAULT_STAGE}')"
     cursor.execute(
-        f"""INSERT INTO analytics_conv (segment_id, contact_id, grain, period_start)
-        SELECT DISTINCT o.segment_id, o.contact_id, c.grain, c.period_start
-        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day WHERE {converted}"""
+        f"""INSERT INTO analytics_pco
+            (grain, period_start, segment_id, contact_id, converted, won, won_amount, created, created_amount)
+        SELECT c.grain, c.period_start, o.segment_id, o.contact_id,
+            MAX(CASE WHEN {converted} THEN 1 ELSE 0 END),
+            SUM(CASE WHEN o.what = 'won' THEN o.n ELSE 0 END),
+            SUM(CASE WHEN o.what = 'won' THEN o.amount ELSE 0 END),
+            SUM(CASE WHEN o.what = 'created' THEN o.n ELSE 0 END),
+            SUM(CASE WHEN o.what = 'created' THEN o.amount ELSE 0 END)
+        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day
+        GROUP BY 1, 2, 3, 4"""
     )
-    cursor.execute("CREATE INDEX analytics_conv_contact ON analytics_conv (contact_id, segment_id)")
-    _analyze(cursor, "analytics_conv")
+    _analyze(cursor, "analytics_pco")
 
 
 # --- measures -------------------------------------------------------------------------------------
@@ -312,30 +349,25 @@ def _stats(cursor, periods, ids, *, database: bool, start, end, first: date, las
     entrants = _entrants(cursor, start=start)
     activity = _grouped(
         cursor,
-        """SELECT c.grain, c.period_start, x.segment_id,
-            COUNT(DISTINCT CASE WHEN x.engagements > 0 THEN x.contact_id END),
-            SUM(x.opens), SUM(x.clicks), SUM(x.purchases), SUM(x.purchase_value)
-        FROM analytics_act x JOIN analytics_cal c ON c.day = x.day GROUP BY 1, 2, 3""",
+        """SELECT grain, period_start, segment_id, SUM(CASE WHEN engagements > 0 THEN 1 ELSE 0 END),
+            SUM(opens), SUM(clicks), SUM(purchases), SUM(purchase_value)
+        FROM analytics_pc GROUP BY 1, 2, 3""",
     )
     outcomes = _grouped(
         cursor,
-        f"""SELECT c.grain, c.period_start, o.segment_id,
-            COUNT(DISTINCT CASE WHEN o.what = 'won' OR (o.what = 'stage' AND o.stage = '{DEFAULT_STAGE}')
-                THEN o.contact_id END),
-            SUM(CASE WHEN o.what = 'won' THEN o.n ELSE 0 END),
-            SUM(CASE WHEN o.what = 'won' THEN o.amount ELSE 0 END),
-            SUM(CASE WHEN o.what = 'created' THEN o.n ELSE 0 END),
-            SUM(CASE WHEN o.what = 'created' THEN o.amount ELSE 0 END)
-        FROM analytics_out o JOIN analytics_cal c ON c.day = o.day GROUP BY 1, 2, 3""",
+        """SELECT grain, period_start, segment_id, SUM(converted), SUM(won), SUM(won_amount), SUM(created),
+            SUM(created_amount)
+        FROM analytics_pco GROUP BY 1, 2, 3""",
     )
     spread = _grouped(
         cursor,
         """SELECT grain, period_start, segment_id, SUM(revenue * revenue) FROM (
-            SELECT c.grain, c.period_start, v.segment_id, v.contact_id, SUM(v.amount) AS revenue FROM (
-                SELECT segment_id, contact_id, day, purchase_value AS amount FROM analytics_act WHERE purchases > 0
+            SELECT grain, period_start, segment_id, contact_id, SUM(amount) AS revenue FROM (
+                SELECT grain, period_start, segment_id, contact_id, purchase_value AS amount
+                FROM analytics_pc WHERE purchases > 0
                 UNION ALL
-                SELECT segment_id, contact_id, day, amount FROM analytics_out WHERE what = 'won'
-            ) v JOIN analytics_cal c ON c.day = v.day GROUP BY 1, 2, 3, 4
+                SELECT grain, period_start, segment_id, contact_id, won_amount FROM analytics_pco WHERE won > 0
+            ) v GROUP BY 1, 2, 3, 4
         ) per_contact GROUP BY 1, 2, 3""",
     )
     now, stats = timezone.now(), []
@@ -404,33 +436,60 @@ def _entrants(cursor, *, start) -> dict[tuple, tuple]:
 
 
 def _responses(cursor) -> list[SegmentResponse]:
+    """Responders, activities and converted responders per channel (one pass over the per-member
+    period rows) and per campaign (month, quarter and range only)."""
+    columns = ", ".join(
+        f"SUM(CASE WHEN p.n_{name} > 0 THEN 1 ELSE 0 END), SUM(p.n_{name}), "
+        f"SUM(CASE WHEN p.n_{name} > 0 AND o.converted = 1 THEN 1 ELSE 0 END)"
+        for name in CHANNELS
+    )
+    cursor.execute(
+        f"""SELECT p.grain, p.period_start, p.segment_id, {columns}
+        FROM analytics_pc p LEFT JOIN analytics_pco o ON o.grain = p.grain AND o.period_start = p.period_start
+            AND o.segment_id = p.segment_id AND o.contact_id = p.contact_id
+        GROUP BY 1, 2, 3"""
+    )
     responses = []
-    grains = ", ".join(f"'{grain}'" for grain in CAMPAIGN_GRAINS)
-    for column, condition in (
-        ("channel", "x.channel IS NOT NULL"),
-        ("campaign", f"x.campaign <> '' AND c.grain IN ({grains})"),
-    ):
-        cursor.execute(
-            f"""SELECT c.grain, c.period_start, x.segment_id, x.{column},
-                COUNT(DISTINCT x.contact_id), SUM(x.n), COUNT(DISTINCT v.contact_id)
-            FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
-            LEFT JOIN analytics_conv v ON v.contact_id = x.contact_id AND v.segment_id = x.segment_id
-                AND v.grain = c.grain AND v.period_start = c.period_start
-            WHERE {condition} GROUP BY 1, 2, 3, 4"""
-        )
-        for grain, period_start, segment_id, value, responders, activities, converted in cursor.fetchall():
-            responses.append(
-                SegmentResponse(
-                    segment_id=_segment(segment_id),
-                    grain=grain,
-                    period_start=dialect.as_date(period_start),
-                    channel=value if column == "channel" else "",
-                    campaign=value if column == "campaign" else "",
-                    responders=responders,
-                    activities=activities,
-                    converted=converted,
+    for grain, period_start, segment_id, *figures in cursor.fetchall():
+        for index, name in enumerate(CHANNELS):
+            responders, activities, converted = figures[3 * index : 3 * index + 3]
+            if responders:
+                responses.append(
+                    SegmentResponse(
+                        segment_id=_segment(segment_id),
+                        grain=grain,
+                        period_start=dialect.as_date(period_start),
+                        channel=name,
+                        responders=responders,
+                        activities=activities,
+                        converted=converted or 0,
+                    )
                 )
+    grains = ", ".join(f"'{grain}'" for grain in CAMPAIGN_GRAINS)
+    cursor.execute(
+        f"""SELECT t.grain, t.period_start, t.segment_id, t.campaign, COUNT(*), SUM(t.n),
+            SUM(CASE WHEN o.converted = 1 THEN 1 ELSE 0 END)
+        FROM (
+            SELECT c.grain, c.period_start, x.segment_id, x.contact_id, x.campaign, SUM(x.n) AS n
+            FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+            WHERE x.campaign <> '' AND c.grain IN ({grains})
+            GROUP BY 1, 2, 3, 4, 5
+        ) t LEFT JOIN analytics_pco o ON o.grain = t.grain AND o.period_start = t.period_start
+            AND o.segment_id = t.segment_id AND o.contact_id = t.contact_id
+        GROUP BY 1, 2, 3, 4"""
+    )
+    for grain, period_start, segment_id, campaign, responders, activities, converted in cursor.fetchall():
+        responses.append(
+            SegmentResponse(
+                segment_id=_segment(segment_id),
+                grain=grain,
+                period_start=dialect.as_date(period_start),
+                campaign=campaign,
+                responders=responders,
+                activities=activities,
+                converted=converted or 0,
             )
+        )
     return responses
 
 
