@@ -84,7 +84,18 @@ class ErrorFilter(admin.SimpleListFilter):
 
 @admin.register(AutomationRun)
 class AutomationRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "automation", "contact", "status", "attempts", "last_error", "next_attempt_at", "finished_at"]
+    list_display = [
+        "id",
+        "automation",
+        "contact",
+        "status",
+        "attempts",
+        "claimed_by",
+        "heartbeat_at",
+        "last_error",
+        "next_attempt_at",
+        "finished_at",
+    ]
     list_filter = ["status", ErrorFilter, "automation"]
     list_select_related = ["automation", "contact"]
     search_fields = ["contact__email", "automation__name", "last_error"]

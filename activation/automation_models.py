@@ -19,8 +19,6 @@ from contacts.models import Contact
 from segments.models import ChangeKind, MembershipChange, Segment, SegmentStatus
 
 MAX_ATTEMPTS = 5
-# A run claimed longer ago than this is taken to belong to a dead worker and may be claimed again.
-CLAIM_LEASE = timedelta(minutes=15)
 
 
 class NurtureSequence(models.Model):
@@ -188,13 +186,21 @@ class AutomationRunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+def claim_lease() -> timedelta:
+    return timedelta(seconds=settings.AUTOMATION_CLAIM_LEASE_SECONDS)
+
+
 class AutomationRunQuerySet(models.QuerySet):
     def claimable(self, *, now: datetime) -> AutomationRunQuerySet:
-        """Runs a worker may take: new, failed and due for a retry, or held by a worker that died."""
+        """Runs a worker may take: new, failed and due for a retry, or held by a worker that died.
+
+        A worker renews the heartbeat of the runs it holds while it works on them (activation/automations.py);
+        runs whose heartbeat is older than AUTOMATION_CLAIM_LEASE_SECONDS lost their worker.
+        """
         return self.filter(
             Q(status=AutomationRunStatus.PENDING)
             | Q(status=AutomationRunStatus.FAILED, attempts__lt=MAX_ATTEMPTS, next_attempt_at__lte=now)
-            | Q(status=AutomationRunStatus.RUNNING, claimed_at__lt=now - CLAIM_LEASE)
+            | Q(status=AutomationRunStatus.RUNNING, heartbeat_at__lt=now - claim_lease())
         )
 
     def retry(self) -> int:
@@ -214,6 +220,10 @@ class AutomationRun(models.Model):
     )
     claim_token = models.CharField(max_length=32, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that claimed it")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Renewed by the claiming worker while it works (every RUN_HEARTBEAT_SECONDS)"
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -5,7 +5,10 @@ process_pending() is the whole cycle and is safe to call from any number of work
 1. discover: one INSERT … SELECT … ON CONFLICT DO NOTHING adds a pending AutomationRun for every
    new trigger change of every enabled automation (the unique pair makes it idempotent);
 2. claim: a worker takes a batch with a conditional UPDATE that stamps its token on rows still
-   claimable (PostgreSQL first picks them with FOR UPDATE SKIP LOCKED so workers split the queue);
+   claimable (PostgreSQL first picks them with FOR UPDATE SKIP LOCKED so workers split the queue),
+   and renews their heartbeat while it works on them; runs whose heartbeat is older than
+   AUTOMATION_CLAIM_LEASE_SECONDS lost their worker (killed) and are claimed again by another, the
+   reason kept in their last error;
 3. process: per automation, suppressed contacts are skipped, then each action is applied to the
    whole batch set-based, in a transaction that also records the action on the runs, checked
    against the token. A retry skips the actions already recorded, so no write here is applied
@@ -42,6 +45,7 @@ from activation.automation_models import (
 )
 from activation.webhooks import post_json
 from contacts.models import Contact
+from segments.liveness import heartbeat, worker_name
 from segments.models import ChangeKind, Membership, MembershipChange, Segment, SegmentKind, SegmentStatus
 
 logger = logging.getLogger(__name__)
@@ -92,7 +96,9 @@ def process_pending(*, batch_size: int = BATCH_SIZE, max_batches: int = 50, now:
         if not runs:
             break
         outcome.claimed += len(runs)
-        process_claimed(runs, outcome=outcome)
+        token = runs[0].claim_token
+        with heartbeat(lambda at, token=token: renew_claim(token, now=at)):
+            process_claimed(runs, outcome=outcome)
     return outcome
 
 
@@ -105,8 +111,8 @@ def discover_runs(*, now: datetime | None = None) -> int:
     sql = f"""
         INSERT INTO {run.db_table}
             (automation_id, change_id, contact_id, status, attempts, done_actions,
-             claim_token, last_error, skip_reason, created_at)
-        SELECT a.id, c.id, c.contact_id, %s, 0, %s, '', '', '', %s
+             claim_token, claimed_by, last_error, skip_reason, created_at)
+        SELECT a.id, c.id, c.contact_id, %s, 0, %s, '', '', '', '', %s
         FROM {automation} a
         JOIN {change} c
           ON c.segment_id = a.trigger_segment_id AND c.kind = a.trigger AND c.id > a.starts_after_change
@@ -131,16 +137,43 @@ def claim_runs(*, limit: int, now: datetime | None = None) -> list[AutomationRun
             AutomationRun.objects.claimable(now=now)
             .select_for_update(skip_locked=True)
             .order_by("id")
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "status", "claimed_by", "heartbeat_at")[:limit]
         )
-        ids = list(candidates)
-        if not ids:
+        rows = list(candidates)
+        if not rows:
             return []
         # Conditional update: a row another worker claimed in the meantime no longer matches.
-        AutomationRun.objects.claimable(now=now).filter(pk__in=ids).update(
-            status=AutomationRunStatus.RUNNING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1
+        AutomationRun.objects.claimable(now=now).filter(pk__in=[row[0] for row in rows]).update(
+            status=AutomationRunStatus.RUNNING,
+            claim_token=token,
+            claimed_at=now,
+            claimed_by=worker_name(),
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
         )
+        _note_lost_claims([row for row in rows if row[1] == AutomationRunStatus.RUNNING], token=token)
     return list(AutomationRun.objects.filter(claim_token=token, status=AutomationRunStatus.RUNNING).order_by("id"))
+
+
+def _note_lost_claims(rows: list[tuple], *, token: str) -> None:
+    """Runs taken over from a worker that stopped renewing its claim say so in their last error."""
+    by_worker: dict[tuple[str, datetime | None], list[int]] = defaultdict(list)
+    for pk, _, worker, heartbeat_at in rows:
+        by_worker[worker, heartbeat_at].append(pk)
+    for (worker, heartbeat_at), ids in by_worker.items():
+        since = f"{timezone.localtime(heartbeat_at):%Y-%m-%d %H:%M:%S}" if heartbeat_at else "ever"
+        AutomationRun.objects.filter(pk__in=ids, claim_token=token).update(
+            last_error=f"Claimed again: the worker {worker or 'that claimed it'} stopped (no heartbeat since {since})."
+        )
+
+
+def renew_claim(token: str, *, now: datetime) -> None:
+    """Heartbeat of the runs this worker holds (from the heartbeat thread; rows a transaction holds are
+    skipped, never waited for: they are being written by this worker and renewed on the next beat)."""
+    with transaction.atomic():
+        held_now = AutomationRun.objects.filter(claim_token=token, status=AutomationRunStatus.RUNNING)
+        ids = list(held_now.select_for_update(skip_locked=True, no_key=True).values_list("pk", flat=True))
+        AutomationRun.objects.filter(pk__in=ids).update(heartbeat_at=now)
 
 
 def process_claimed(runs: Sequence[AutomationRun], *, outcome: Outcome) -> None:
