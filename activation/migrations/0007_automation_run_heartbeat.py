@@ -13,7 +13,7 @@ def heartbeat_from_claim(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('activation', '0005_export_run_liveness'),
+        ('activation', '0006_export_removal_rows'),
     ]
 
     operations = [
