@@ -11,8 +11,8 @@ The steps of execute_run():
 3. deliver: stream the staged contacts with .iterator(chunk_size) (a server-side cursor on
    PostgreSQL), write a file under MEDIA_ROOT to "<name>.part" and rename it when complete, or post
    signed webhook batches. Contacts that cannot be normalised are skipped, counted and reported.
-   Each row a file gives a destination leaves its removal row (activation.formats) on the staged
-   add; the removal file writes the removal rows the snapshot kept, never reading Contact, so a
+   Each row a file gives a destination leaves its removal row (activation.formats) in a staged
+   `sent` row; the removal file writes the removal rows the snapshot kept, never reading Contact, so a
    contact deleted or erased since, or changed since, is removed as the destination received it.
    Every delta run writes a removal file, and a full run that removes someone does too.
 4. finish: in one transaction, apply the staged adds/removes to ExportedMember (the base of the
@@ -38,6 +38,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from activation import normalize, webhooks
 from activation.audience import audience, members
@@ -219,29 +220,36 @@ def _deliver(run: ExportRun, *, cleanup: list[Path], sleep: Callable[[float], No
 
 
 def _added_rows(run: ExportRun, fmt: FileFormat, outcome: Outcome) -> Iterator[list[str]]:
-    """The rows of the staged adds; each one's removal row is kept on its staged add as it goes."""
-    removals: list[ExportRunMember] = []
+    """The rows of the staged adds; each one's removal row is staged (`sent`) as it goes."""
+    removals: list[tuple[int, list[str]]] = []
     for contact in staged_contacts(run, MemberAction.ADD, fmt.fields):
         try:
             cells = fmt.row(contact, run.activation.destination)
         except normalize.Unusable as exc:
             outcome.skip(contact.pk, contact.email, str(exc))
             continue
-        removals.append(
-            ExportRunMember(run=run, action=MemberAction.ADD, contact_id=contact.pk, removal=fmt.removal(cells))
-        )
+        removals.append((contact.pk, fmt.removal(cells)))
         if len(removals) >= settings.ACTIVATION_EXPORT_CHUNK_SIZE:
-            _keep_removals(removals)
+            _stage_sent(run, removals)
             removals = []
         yield cells
-    _keep_removals(removals)
+    _stage_sent(run, removals)
 
 
-def _keep_removals(staged: list[ExportRunMember]) -> None:
-    """Write the removal rows onto their staged adds (one upsert per chunk)."""
-    ExportRunMember.objects.bulk_create(
-        staged, update_conflicts=True, unique_fields=["run", "action", "contact_id"], update_fields=["removal"]
-    )
+def _stage_sent(run: ExportRun, removals: list[tuple[int, list[str]]]) -> None:
+    """Stage one chunk of (contact id, removal row) as `sent` rows: a COPY on PostgreSQL (a third of
+    the export's time went into bulk_create's statements at 100k members), bulk_create elsewhere."""
+    if connection.vendor != "postgresql":
+        rows = [ExportRunMember(run=run, action=MemberAction.SENT, contact_id=pk, removal=row) for pk, row in removals]
+        ExportRunMember.objects.bulk_create(rows)
+        return
+    table = connection.ops.quote_name(ExportRunMember._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} (run_id, action, contact_id, removal) FROM STDIN") as copy,
+    ):
+        for pk, row in removals:
+            copy.write_row((run.pk, MemberAction.SENT, pk, Jsonb(row)))
 
 
 def _removal_rows(run: ExportRun, fmt: FileFormat) -> Iterator[list[str]]:
@@ -380,13 +388,12 @@ def _finish(run: ExportRun, outcome: Outcome) -> None:
         ).delete()
         in_snapshot = ExportedMember.objects.filter(activation_id=run.activation_id, contact_id=OuterRef("contact_id"))
         fresh = staged.filter(action=MemberAction.ADD).filter(~Exists(in_snapshot))
-        _insert_snapshot(run, fresh.values(cid=F("contact_id"), kept=F("removal")), now=now)
+        sent = staged.filter(action=MemberAction.SENT, contact_id=OuterRef("contact_id")).values("removal")[:1]
+        _insert_snapshot(run, fresh.values(cid=F("contact_id"), kept=Subquery(sent)), now=now)
         if run.mode == ActivationMode.FULL:
             # A full run sent every member again: the snapshot keeps the rows sent last.
-            sent = staged.filter(action=MemberAction.ADD, contact_id=OuterRef("contact_id"), removal__isnull=False)
-            ExportedMember.objects.filter(activation_id=run.activation_id).filter(Exists(sent)).update(
-                removal=Subquery(sent.values("removal")[:1])
-            )
+            resent = ExportedMember.objects.filter(activation_id=run.activation_id).filter(Exists(sent))
+            resent.update(removal=Subquery(sent))
         staged.delete()
         added_path, added_size, added_sha = outcome.files.get(MemberAction.ADD, ("", None, ""))
         removed_path, removed_size, removed_sha = outcome.files.get(MemberAction.REMOVE, ("", None, ""))

@@ -324,6 +324,7 @@ class ExportRun(models.Model):
 class MemberAction(models.TextChoices):
     ADD = "add", "Add"
     REMOVE = "remove", "Remove"
+    SENT = "sent", "Sent (the removal row of an add the file gave the destination)"
 
 
 class ExportRunMember(models.Model):
@@ -331,8 +332,9 @@ class ExportRunMember(models.Model):
 
     Filled set-based (INSERT ... SELECT) from activation.audience.audience(); emptied when the run ends.
     contact_id is a plain integer: a contact deleted since the last run must still be sent as a removal.
-    `removal`: for an add, the removal row of what the file gave the destination (filled as the file is
-    written, then kept in the snapshot); for a remove, the snapshot's row, which the removal file writes.
+    `removal`: for a remove, the snapshot's removal row, which the removal file writes; for a `sent`
+    row (one per add a file gave the destination, written as the file is), the removal row of what it
+    gave, which the snapshot then keeps.
     """
 
     run = models.ForeignKey(ExportRun, on_delete=models.CASCADE, related_name="+")
