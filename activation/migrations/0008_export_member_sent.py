@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('activation', '0006_export_removal_rows'),
+        ('activation', '0007_automation_run_heartbeat'),
     ]
 
     operations = [
