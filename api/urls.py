@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from api.views import activation, analytics, common, contacts, personalization, segments, tasks
+from api.views import activation, analytics, common, contacts, personalization, predictions, segments, tasks
 
 app_name = "api"
 
@@ -10,6 +10,9 @@ urlpatterns = [
     path("contacts/<int:pk>/", contacts.ContactDetail.as_view(), name="contact"),
     path("contacts/<int:pk>/segments/", segments.contact_segments, name="contact-segments"),
     path("contacts/<int:pk>/erase/", contacts.erase_contact, name="contact-erase"),
+    path("contacts/<int:pk>/scores/", predictions.contact_scores_view, name="contact-scores"),
+    path("models/", predictions.model_list, name="models"),
+    path("models/<slug:name>/", predictions.model_detail, name="model"),
     path("companies/", contacts.CompanyList.as_view(), name="companies"),
     path("companies/bulk-upsert/", contacts.companies_bulk_upsert, name="companies-bulk-upsert"),
     path("companies/<int:pk>/", contacts.CompanyDetail.as_view(), name="company"),

@@ -1,7 +1,7 @@
 """The two roles crmseg ships with, kept in step with the models by `sync_roles`.
 
 - Operations build and govern segments in the admin: every permission on the contacts,
-  segments and activation apps (models added later included), plus viewing users so they can
+  predictions, segments and activation apps (models added later included), plus viewing users so they can
   pick contact owners.
 - Sales read contact context: view-only on contacts, their companies, lifecycle history,
   activities and deals. Sales users are not staff, so the admin stays closed to them.
@@ -18,7 +18,7 @@ from django.db.models import Q
 OPERATIONS = "Operations"
 SALES = "Sales"
 
-OPERATIONS_APPS = ("contacts", "segments", "activation")
+OPERATIONS_APPS = ("contacts", "predictions", "segments", "activation")
 OPERATIONS_EXTRA = (("auth", "view_user"),)
 SALES_VIEWS = (
     ("contacts", "view_contact"),

@@ -312,6 +312,10 @@ SEGMENT_REFRESH_ON_WRITE = envbool("SEGMENT_REFRESH_ON_WRITE", True)
 # just the touched contacts after writes through the project's own write paths.
 METRICS_NIGHTLY_HOUR = envint("METRICS_NIGHTLY_HOUR", 2, minimum=0)
 METRICS_RECOMPUTE_ON_WRITE = envbool("METRICS_RECOMPUTE_ON_WRITE", True)
+# Propensity models (predictions/): the daily scoring (and retraining of models due) at this hour,
+# and re-scoring of contacts touched by writes.
+PREDICTIONS_DAILY_HOUR = envint("PREDICTIONS_DAILY_HOUR", 3, minimum=0)
+PREDICTIONS_SCORE_ON_WRITE = envbool("PREDICTIONS_SCORE_ON_WRITE", True)
 # An incremental metrics run for more than this share of the contacts runs as a full run instead,
 # which then costs less (contacts/metrics/compute.py; figures from bench_metrics --touched).
 METRICS_INCREMENTAL_MAX_PERCENT = envint("METRICS_INCREMENTAL_MAX_PERCENT", 5, minimum=0)

@@ -15,6 +15,7 @@ SALT = "predictions.artifact"
 ALLOWED_TYPES = {
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",  # the folds calibration used, kept on the model
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 }
 

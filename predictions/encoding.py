@@ -133,12 +133,12 @@ def describe(column: dict, raw: RawFeatures, row: int) -> tuple[str, str]:
         value = None if values is None or np.isnan(values[row]) else float(values[row])
         if value is None:
             return label, "unknown"
-        return label, f"{value:g}" if value != int(value) else f"{int(value):,}"
+        return label, f"{int(value):,}" if value == int(value) else f"{value:,.2f}"
     if kind == "onehot":
         codes, vocabulary = raw.categories.get(source, (np.array([-1]), []))
         code = int(codes[row]) if len(codes) > row else -1
         actual = vocabulary[code] if code >= 0 else "unknown"
-        return f"{label}: {column['value']}", actual
+        return (label, actual) if actual == column["value"] else (f"{label} is not {column['value']}", actual)
     rows, codes, vocabulary = raw.tags.get(source, (np.zeros(0, np.int32), np.zeros(0, np.int32), []))
     has = any(vocabulary[c] == column["value"] for c in codes[rows == row])
-    return f"{label} include {column['value']}", "yes" if has else "no"
+    return (f"{label} include", column["value"]) if has else (f"{label} do not include", column["value"])

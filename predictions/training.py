@@ -59,6 +59,17 @@ MIN_VALIDATION_ROWS = 20
 IMPORTANCE_ROWS = 20_000
 
 Progress = Callable[[str], None]
+TRAINED_FIELDS = (
+    "features",
+    "counts",
+    "metrics",
+    "leakage",
+    "importance",
+    "artifact",
+    "artifact_signature",
+    "train_cutoff",
+    "validation_cutoff",
+)
 
 
 class TrainingRefused(ValueError):
@@ -273,7 +284,8 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
     version.artifact, version.artifact_signature = data, signature
     version.train_cutoff = training.window.cutoff if training.window else now
     version.validation_cutoff = validation.window.cutoff if validation.window else now
-    version.save()
+    # Only what training produced: the state, progress and times are written by their own updates.
+    version.save(update_fields=[*TRAINED_FIELDS])
     _promote(version, started)
 
 

@@ -26,7 +26,7 @@ from segments.liveness import heartbeat
 from segments.locks import lock_segment, lock_segments, lock_statement
 from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
 from segments.rollup import ADD_TO_DAY, DAY, count_changes
-from segments.rules.registry import Field, get_fields, names_field
+from segments.rules.registry import Field, get_fields, names_field, reads_rows
 from segments.rules.thresholds import measure_thresholds
 from segments.rules.validation import referenced_slugs
 from segments.scoped import apply_level, levels, use_generic_plans
@@ -161,7 +161,7 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float, since: dat
         reason = ChangeReason.RULE_EDITED
     else:
         reason = None
-    fields = get_fields(properties=names_field(segment.rule, "props."))  # no query for a rule without props.*
+    fields = get_fields(properties=reads_rows(segment.rule))  # no query for a rule without props.* or scores
     thresholds = measure_thresholds(segment.rule, fields=fields)
     target = target_sql(segment, now=now, fields=fields, thresholds=thresholds)  # compiled once per process
     diff = apply_target(segment, target, changed_at=started_at, reason=reason)

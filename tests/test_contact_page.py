@@ -208,8 +208,9 @@ def test_query_count_does_not_grow_with_the_contacts_data(client, sales_user, dj
 
     add_data(4)
     # session, user, 2 permission, contact+company+owner+metrics, history, deals, tickets, memberships,
-    # activity page; the explainer: property definitions, the contact, its activities, its memberships
-    expected = 14
+    # activity page, propensity scores; the explainer: property definitions, propensity models, the
+    # contact, its activities, its memberships
+    expected = 16
     with django_assert_num_queries(expected):
         page(client, contact)
     add_data(8)

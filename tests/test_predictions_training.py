@@ -9,6 +9,7 @@ from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange, PropertyDefinition
 from predictions.features import read_features
 from predictions.models import ModelVersion, PropensityModel, VersionState
+from predictions.scoring import usable_version
 from predictions.training import TrainingBusy, TrainingRefused, queue_version, train_version
 from tests.predictions_support import HORIZON, NOW, plant_convert
 
@@ -103,6 +104,7 @@ def test_boosting_also_learns_the_signal():
     version.refresh_from_db()
     assert version.state == VersionState.ACTIVE
     assert version.metrics["auc"] > 0.7
+    assert usable_version(model)[0] == version  # the stored boosting model loads
 
 
 def test_fewer_than_100_positives_is_refused_with_the_counts():

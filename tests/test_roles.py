@@ -12,16 +12,17 @@ def _codenames(group_name: str) -> set[str]:
     return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
 
 
-def test_operations_holds_every_permission_of_contacts_segments_and_activation(db):
+def test_operations_holds_every_permission_of_contacts_predictions_segments_and_activation(db):
     expected = {
         f"{p.content_type.app_label}.{p.codename}"
         for p in Permission.objects.filter(
-            content_type__app_label__in=["contacts", "segments", "activation"]
+            content_type__app_label__in=["contacts", "predictions", "segments", "activation"]
         ).select_related("content_type")
     }
 
     assert expected
     assert "segments.change_segment" in expected
+    assert "predictions.change_propensitymodel" in expected
     assert expected | {"auth.view_user"} == _codenames("Operations")
 
 

@@ -41,11 +41,11 @@ def test_preview_queries_do_not_grow_with_the_samples(client, ops_user, django_a
     rule = {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
     ContactFactory(lifecycle_stage="mql", first_name="Ada", last_name="Lovelace")
     client.force_login(ops_user)
-    # session, user, property definitions, the count, the samples
-    with django_assert_num_queries(5):
+    # session, user, property definitions, propensity models, the count, the samples
+    with django_assert_num_queries(6):
         _, one = post(client, "segments-rule-preview", {"rule": rule})
     ContactFactory.create_batch(11, lifecycle_stage="mql")
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         _, many = post(client, "segments-rule-preview", {"rule": rule})
     assert one["samples"][0]["name"] == "Ada Lovelace"
     assert len(many["samples"]) == 10

@@ -86,6 +86,12 @@ def test_operators_per_type_follow_the_design(type, operators):
     assert operators_for("datetime") == operators_for("date")
 
 
-def test_get_fields_costs_one_query(db, django_assert_num_queries):
-    with django_assert_num_queries(1):
+def test_get_fields_costs_two_queries(db, django_assert_num_queries):
+    # The property definitions and the propensity models (whose scores are metrics.propensity_*).
+    with django_assert_num_queries(2):
         get_fields()
+
+
+def test_get_fields_without_properties_costs_no_query(db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        get_fields(properties=False)

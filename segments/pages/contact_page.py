@@ -6,6 +6,7 @@ from datetime import datetime
 from django.db.models import Exists, OuterRef, QuerySet
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, LifecycleChange
+from predictions.explain import contact_scores
 from segments.explaining import explain_segments
 from segments.models import Membership, SegmentKind
 from segments.rules.registry import get_fields
@@ -101,5 +102,6 @@ def contact_facts(contact: Contact, *, activity_page_number: int, now: datetime)
         "memberships": member_of,
         "suppressions": suppression_flags(member_of),
         "activities": activity_page(contact, number=activity_page_number),
+        "propensities": contact_scores(contact.pk),
         "now": now,
     }

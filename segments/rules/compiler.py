@@ -65,10 +65,11 @@ from django.db.models.lookups import (
 )
 
 from contacts.models import Activity, ActivityTally, Contact
+from predictions.models import PropensityScore
 from segments.models import Membership, Segment
 from segments.rules.clock import bounds, relative_bounds
 from segments.rules.expressions import AmongContacts, Fold, HasTag, PercentThreshold, PropertyValue, TagList, fold
-from segments.rules.registry import Field, get_fields, names_field
+from segments.rules.registry import Field, get_fields, reads_rows
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
 
 _TEXT_LIKE = {"text", "choice"}
@@ -110,7 +111,7 @@ def compile_rule(
     `few_contacts`: the Q will be evaluated for a handful of contacts (see matching_contacts).
     """
     slugs = referenced_slugs(rule)
-    full_registry = fields is not None or names_field(rule, "props.")
+    full_registry = fields is not None or reads_rows(rule)
     fields = fields if fields is not None else get_fields(properties=full_registry)
     errors = validate_rule(rule, segment_slugs=slugs, fields=fields)
     if errors and not full_registry:
@@ -385,6 +386,10 @@ def matching_activities(filters: dict, *, within_days: int | None, now: datetime
 
 def value_expression(field: Field):
     """The SQL expression for a field's value, read from a Contact row."""
+    if field.score:
+        model_id, column = field.score
+        scores = PropensityScore.objects.filter(model_id=model_id, contact_id=OuterRef("pk"))
+        return Subquery(scores.values(column)[:1])
     if field.property_key:
         return PropertyValue(field.property_key, field.type)
     if field.type == "tags":

@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.core.exceptions import ObjectDoesNotExist
 
 from contacts.models import Activity, Contact
+from predictions.models import PropensityScore
 from segments.models import Membership
 from segments.rules.clock import bounds, relative_bounds
 from segments.rules.compiler import Thresholds, percent_threshold, threshold_key
@@ -118,6 +119,7 @@ class ContactFacts:
     contact: Contact
     activities: list[dict]
     member_of: set[str]
+    scores: dict[tuple[int, str], object] = field(default_factory=dict)
 
 
 def explain(
@@ -157,7 +159,25 @@ def load_facts(
         memberships = Membership.objects.filter(contact_id__in=list(contacts), segment__slug__in=slugs)
         for contact_id, slug in memberships.values_list("contact_id", "segment__slug"):
             member_of[contact_id].add(slug)
-    return {pk: ContactFacts(contact, activities[pk], member_of[pk]) for pk, contact in contacts.items()}
+    scores = _scores(list(contacts), nodes, fields)
+    return {
+        pk: ContactFacts(contact, activities[pk], member_of[pk], scores.get(pk, {})) for pk, contact in contacts.items()
+    }
+
+
+def _scores(contact_ids: list[int], nodes: list[dict], fields: dict[str, Field]) -> dict[int, dict]:
+    """The propensity scores the rule reads, by contact and (model id, column): one query, or none."""
+    model_ids = {fields[node["field"]].score[0] for node in nodes if "field" in node and fields[node["field"]].score}
+    if not model_ids:
+        return {}
+    found: dict[int, dict] = {}
+    rows = PropensityScore.objects.filter(contact_id__in=contact_ids, model_id__in=model_ids)
+    for row in rows.values("contact_id", "model_id", *SCORE_COLUMNS):
+        found.setdefault(row["contact_id"], {}).update({(row["model_id"], c): row[c] for c in SCORE_COLUMNS})
+    return found
+
+
+SCORE_COLUMNS = ("probability", "percentile", "tier")
 
 
 ACTIVITY_VALUES = ("kind", "occurred_at", "topic", "product", "campaign", "url", "value")
@@ -202,8 +222,10 @@ class _Evaluator:
         self.fields, self.now, self.thresholds = fields, now, thresholds
         if facts is not None:
             self.contact, self.activities, self.member_of = facts.contact, facts.activities, facts.member_of
+            self.scores = facts.scores
             return
         nodes = list(_walk(rule))
+        self.scores = _scores([contact.pk], nodes, fields).get(contact.pk, {})
         self.contact = Contact.objects.select_related(*_relations(nodes, fields)).get(pk=contact.pk)
         self.activities = list(
             _activities(Activity.objects.filter(contact=self.contact), nodes, now=now).values(*ACTIVITY_VALUES)
@@ -239,6 +261,8 @@ class _Evaluator:
     # Values
 
     def value(self, field: Field) -> object:
+        if field.score:
+            return self.scores.get(field.score)
         if field.property_key:
             properties = self.contact.properties if isinstance(self.contact.properties, dict) else {}
             return _typed_property(properties.get(field.property_key), field.type)

@@ -1,12 +1,14 @@
 """The field registry: every path a rule may name, its type, criterion layer and operators.
 
-Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_field(rule, prefix)`,
+Public: `Field`, `get_fields(*, properties=True) -> dict[str, Field]`, `names_field(rule, prefix)`, `reads_rows(rule)`,
 `operators_for(type) -> tuple[str, ...]`, `METRIC_FIELDS`, `metric_field(name, type, layer) -> Field`, `TYPES`.
 
 The registry is the only door to SQL: the compiler and the explainer read a value only through a
 `Field`'s `lookup` (an ORM path from Contact) or its `property_key` (a key of Contact.properties).
 `props.<key>` fields come from PropertyDefinition rows read at call time, so declaring a
-definition makes it usable in rules without code. `metrics.*` fields come from `METRIC_FIELDS`:
+definition makes it usable in rules without code; so do the `metrics.propensity_<name>` fields
+(probability, `_percentile`, `_tier`) of every propensity model (predictions.models), read through
+a Field's `score` (model id, PropensityScore column). `metrics.*` fields come from `METRIC_FIELDS`:
 appending `metric_field("x", "number", Layer.BEHAVIORAL)` is all it takes.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from contacts.models import Company, Contact, Layer, PropertyDefinition
+from predictions.models import PropensityModel, Tier
 
 TYPES = ("text", "number", "bool", "date", "datetime", "choice", "tags")
 
@@ -40,6 +43,7 @@ class Field:
     lookup: str
     choices: tuple[str, ...] = ()
     property_key: str | None = None
+    score: tuple[int, str] | None = None  # (propensity model id, PropensityScore column)
 
     @property
     def operators(self) -> tuple[str, ...]:
@@ -182,17 +186,55 @@ def _property_field(definition: PropertyDefinition) -> Field:
 
 
 METRIC_FIELDS += [metric_field(*spec) for spec in _METRIC_FIELDS]
+PROPENSITY_PREFIX = "metrics.propensity_"
+
+
+def _propensity_fields() -> list[Field]:
+    """Each propensity model's probability, percentile and tier (a contact it has not scored has none)."""
+    fields = []
+    layer = Layer.BEHAVIORAL
+    for model_id, name in PropensityModel.objects.order_by("name").values_list("id", "name"):
+        path = f"{PROPENSITY_PREFIX}{name}"
+        fields += [
+            Field(path, f"Propensity to {name}: probability", "number", layer, "", score=(model_id, "probability")),
+            Field(
+                f"{path}_percentile",
+                f"Propensity to {name}: percentile",
+                "number",
+                Layer.BEHAVIORAL,
+                "",
+                score=(model_id, "percentile"),
+            ),
+            Field(
+                f"{path}_tier",
+                f"Propensity to {name}: tier",
+                "choice",
+                Layer.BEHAVIORAL,
+                "",
+                choices=tuple(Tier.values),
+                score=(model_id, "tier"),
+            ),
+        ]
+    return fields
+
+
+def reads_rows(rule: object) -> bool:
+    """Whether the rule names a field the registry reads from the database (props.*, propensity scores)."""
+    return names_field(rule, "props.") or names_field(rule, PROPENSITY_PREFIX)
 
 
 def get_fields(*, properties: bool = True) -> dict[str, Field]:
-    """Every field a rule may name, by path (one query, for the PropertyDefinitions).
+    """Every field a rule may name, by path (two queries: PropertyDefinitions and propensity models).
 
-    `properties=False` leaves the `props.*` fields out and runs no query, for a rule naming none.
+    `properties=False` leaves the `props.*` and propensity fields out and runs no query, for a rule
+    naming none (`reads_rows`).
     """
     fields = [*_model_fields(), *_OWNER_FIELDS]
     if properties:
         fields += [_property_field(d) for d in PropertyDefinition.objects.order_by("key")]
     fields += METRIC_FIELDS
+    if properties:
+        fields += _propensity_fields()
     return {field.path: field for field in fields}
 
 

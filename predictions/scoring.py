@@ -1,0 +1,174 @@
+"""Score contacts with a model's active version and store what rules read.
+
+Per contact in the model's population now: the calibrated probability, its percentile (100 x the
+share of scored contacts whose probability is at most this one) and a tier by percentile quartile
+(above 75: very high, above 50: high, above 25: medium, else low). Contacts outside the
+population (customers, for `convert`) have no score, so every condition on it is false for them.
+
+A full run replaces the model's scores (PostgreSQL: DELETE, then COPY; SQLite: bulk inserts) in
+one transaction; a run for some contacts (after writes) replaces theirs and ranks them against
+the stored scores. Segments reading `metrics.*` hear of it through contacts.changes.metrics_changed.
+
+The version that scores is the active one; if its stored model is refused on load (changed since
+training), it is marked failed and the newest earlier version that loads takes its place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from contacts.changes import metrics_changed
+from predictions import artifacts
+from predictions.encoding import encode
+from predictions.features import read_features
+from predictions.models import ModelVersion, PropensityModel, PropensityScore, Tier, VersionState
+from predictions.targets import in_population
+
+CHUNK_ROWS = 100_000
+COLUMNS = ["model_id", "contact_id", "version_id", "probability", "percentile", "tier", "scored_at"]
+
+
+class NoUsableVersion(LookupError):
+    """The model has no trained version whose stored model loads."""
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    model: str
+    version: int
+    contacts: int
+    duration_ms: int
+    fallback_from: int | None = None
+
+
+def tier_of(percentile: float) -> str:
+    if percentile > 75:
+        return Tier.VERY_HIGH
+    if percentile > 50:
+        return Tier.HIGH
+    if percentile > 25:
+        return Tier.MEDIUM
+    return Tier.LOW
+
+
+def usable_version(model: PropensityModel) -> tuple[ModelVersion, object, int | None]:
+    """(version, fitted model, number of the active version refused on load or None)."""
+    refused = None
+    active = model.versions.filter(is_active=True).first()
+    candidates = [active] if active else []
+    candidates += list(
+        model.versions.filter(state=VersionState.RETIRED, artifact__isnull=False).exclude(artifact_signature="")
+    )
+    for version in candidates:
+        try:
+            return version, artifacts.load(version.artifact, version.artifact_signature), refused
+        except artifacts.ArtifactRefused as refusal:
+            if version.is_active:
+                refused = version.number
+                _refuse(version, str(refusal))
+    raise NoUsableVersion(f"Model {model.name!r} has no trained version that loads; train it first.")
+
+
+def _refuse(version: ModelVersion, reason: str) -> None:
+    """The active version's model no longer loads: retire it, activate the newest one that does."""
+    ModelVersion.objects.filter(pk=version.pk).update(
+        is_active=False, state=VersionState.FAILED, message=f"Refused on load: {reason}"
+    )
+
+
+def probabilities(fitted, columns: list[dict], raw) -> np.ndarray:
+    """Calibrated probabilities for every contact of `raw`, encoded a chunk at a time."""
+    out = np.empty(len(raw), dtype=np.float64)
+    for start in range(0, len(raw), CHUNK_ROWS):
+        rows = np.arange(start, min(start + CHUNK_ROWS, len(raw)))
+        out[rows] = fitted.predict_proba(encode(raw.take(rows), columns))[:, 1]
+    return out
+
+
+def score_model(
+    model: PropensityModel, *, now: datetime | None = None, contact_ids: list[int] | None = None
+) -> ScoreSummary:
+    started = time.monotonic()
+    now = now or timezone.now()
+    version, fitted, refused = usable_version(model)
+    if refused is not None:
+        with transaction.atomic():
+            ModelVersion.objects.filter(pk=version.pk).update(is_active=True, state=VersionState.ACTIVE)
+        version.is_active = True
+    columns = version.features["columns"]
+    raw = read_features(as_of=now, volatile=version.features.get("volatile", []), contact_ids=contact_ids)
+    raw = raw.take(np.flatnonzero(in_population(model, raw)))
+    p = probabilities(fitted, columns, raw)
+    with transaction.atomic():
+        if contact_ids is None:
+            ranks = np.searchsorted(np.sort(p), p, side="right")
+            percentiles = 100.0 * ranks / max(len(p), 1)
+            PropensityScore.objects.filter(model=model).delete()
+            _insert(model, version, raw.contact_ids, p, percentiles, now)
+        else:
+            PropensityScore.objects.filter(model=model, contact_id__in=contact_ids).delete()
+            _insert(model, version, raw.contact_ids, p, np.zeros(len(p)), now)
+            _rank(model, list(map(int, raw.contact_ids)))
+        count = len(p) if contact_ids is None else model.scores.count()
+        ModelVersion.objects.filter(pk=version.pk).update(scored_at=now, scored_contacts=count)
+        metrics_changed(None if contact_ids is None else list(contact_ids))
+    return ScoreSummary(
+        model=model.name,
+        version=version.number,
+        contacts=len(p),
+        duration_ms=round((time.monotonic() - started) * 1000),
+        fallback_from=refused,
+    )
+
+
+def _rows(model, version, contact_ids, p, percentiles, now):
+    for contact_id, probability, percentile in zip(contact_ids.tolist(), p.tolist(), percentiles.tolist(), strict=True):
+        yield (model.pk, contact_id, version.pk, probability, percentile, tier_of(percentile), now)
+
+
+def _insert(model, version, contact_ids: np.ndarray, p: np.ndarray, percentiles: np.ndarray, now: datetime) -> None:
+    rows = _rows(model, version, contact_ids, p, percentiles, now)
+    if connection.vendor == "postgresql":
+        statement = f"COPY {PropensityScore._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    batch = []
+    for row in rows:
+        batch.append(PropensityScore(**dict(zip(COLUMNS, row, strict=True))))
+        if len(batch) == 5_000:
+            PropensityScore.objects.bulk_create(batch)
+            batch = []
+    PropensityScore.objects.bulk_create(batch)
+
+
+def _rank(model: PropensityModel, contact_ids: list[int]) -> None:
+    """Percentile and tier of these contacts' fresh scores among all of the model's stored scores."""
+    scores = model.scores.filter(contact_id__in=contact_ids)
+    total = model.scores.count()
+    at_most = (
+        PropensityScore.objects.filter(model=model, probability__lte=OuterRef("probability"))
+        .order_by()
+        .values("model")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    updated = []
+    for score in scores.annotate(at_most=Subquery(at_most)):
+        score.percentile = 100.0 * score.at_most / max(total, 1)
+        score.tier = tier_of(score.percentile)
+        updated.append(score)
+    PropensityScore.objects.bulk_update(updated, ["percentile", "tier"])
+
+
+def scored_models() -> list[PropensityModel]:
+    """Models with an active version (the daily scoring runs them)."""
+    return list(PropensityModel.objects.filter(Q(versions__is_active=True)).distinct())

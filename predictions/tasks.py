@@ -1,0 +1,107 @@
+"""Background work on propensity models (django-q2): training, scoring, the daily run.
+
+Tasks take ids and record their state on the ModelVersion row (state, progress, message,
+timestamps), which the model page shows. One training per model at a time: `queue_version`
+refuses a second while one is queued or running (a partial unique constraint).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from predictions.models import ModelVersion, PropensityModel, VersionState
+from predictions.scoring import NoUsableVersion, score_model, scored_models
+from predictions.training import TrainingBusy, TrainingRefused, queue_version, train_version
+
+DAILY_SCHEDULE = "predictions: score daily, retrain when due"
+DAILY_FUNC = "predictions.tasks.daily_task"
+
+
+def enqueue_training(model: PropensityModel, *, user=None) -> ModelVersion:
+    """Queue a training of `model` (TrainingBusy if one is queued or running) for a worker."""
+    version = queue_version(model, user=user)
+    transaction.on_commit(lambda: async_task("predictions.tasks.train_task", version.pk, group="predictions"))
+    return version
+
+
+def train_task(version_id: int) -> str:
+    """Train a queued version; when it becomes the active one, score every contact with it."""
+    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    try:
+        train_version(version)
+    except TrainingRefused as refusal:
+        return f"refused: {refusal}"
+    version.refresh_from_db()
+    if version.state != VersionState.ACTIVE:
+        return f"{version}: {version.get_state_display()}"
+    ModelVersion.objects.filter(pk=version.pk).update(progress="scoring contacts")
+    summary = score_model(version.model)
+    ModelVersion.objects.filter(pk=version.pk).update(progress="done")
+    return f"{version}: active, AUC {version.metrics['auc']:.3f}, {summary.contacts} contacts scored"
+
+
+def score_task(model_id: int, contact_ids: list[int] | None = None) -> str:
+    model = PropensityModel.objects.get(pk=model_id)
+    try:
+        summary = score_model(model, contact_ids=contact_ids)
+    except NoUsableVersion as missing:
+        return str(missing)
+    return f"{model.name} v{summary.version}: {summary.contacts} contacts scored in {summary.duration_ms} ms"
+
+
+def score_contacts_task(contact_ids: list[int]) -> str:
+    """Re-score contacts touched by writes with every active model."""
+    done = [score_task(model.pk, contact_ids) for model in scored_models()]
+    return "; ".join(done) or "no active model"
+
+
+def enqueue_contact_scores(contact_ids: list[int]) -> None:
+    """contacts.changes listener (after commit)."""
+    if settings.PREDICTIONS_SCORE_ON_WRITE and contact_ids and scored_models():
+        async_task("predictions.tasks.score_contacts_task", list(contact_ids), group="predictions")
+
+
+def models_due(*, now: datetime | None = None) -> list[PropensityModel]:
+    """Models whose active version was trained longer than their retrain_days ago."""
+    now = now or timezone.now()
+    due = []
+    for model in PropensityModel.objects.all():
+        active = model.active_version
+        if active and active.finished_at and active.finished_at < now - timedelta(days=model.retrain_days):
+            due.append(model)
+    return due
+
+
+def daily_task() -> str:
+    """Score every active model's contacts; queue the retraining of models that are due."""
+    lines = [score_task(model.pk) for model in scored_models()]
+    for model in models_due():
+        try:
+            enqueue_training(model)
+            lines.append(f"{model.name}: retraining queued")
+        except TrainingBusy as error:
+            lines.append(f"{model.name}: {error}")
+    return "; ".join(lines) or "no active model"
+
+
+def next_daily_run(*, now: datetime | None = None) -> datetime:
+    now = timezone.localtime(now or timezone.now())
+    at = timezone.make_aware(datetime.combine(now.date(), time(settings.PREDICTIONS_DAILY_HOUR)))
+    return at if at > now else at + timedelta(days=1)
+
+
+def ensure_daily_schedule() -> Schedule:
+    schedule, created = Schedule.objects.get_or_create(
+        name=DAILY_SCHEDULE,
+        defaults={"func": DAILY_FUNC, "schedule_type": "D", "repeats": -1, "next_run": next_daily_run()},
+    )
+    if not created and (schedule.func, schedule.schedule_type, schedule.repeats) != (DAILY_FUNC, "D", -1):
+        schedule.func, schedule.schedule_type, schedule.repeats = DAILY_FUNC, "D", -1
+        schedule.save(update_fields=["func", "schedule_type", "repeats"])
+    return schedule

@@ -1,0 +1,176 @@
+"""Propensity models from the outside: commands, django-q2 tasks, the admin model page, the
+contact page's factors and the API."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import Schedule
+
+from contacts.models import Contact
+from predictions.models import ModelVersion, PropensityModel, PropensityScore, VersionState
+from predictions.scoring import score_model
+from predictions.tasks import DAILY_SCHEDULE, enqueue_training, models_due
+from predictions.training import TrainingBusy, queue_version, train_version
+from tests.predictions_support import NOW, plant_convert
+from tests.segments_support import run_queued
+
+pytestmark = pytest.mark.django_db
+NOW_ISO = NOW.isoformat()
+
+
+@pytest.fixture
+def trained():
+    plant_convert(1000, leak=True)
+    model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
+    train_version(queue_version(model), now=NOW)
+    score_model(model, now=NOW)
+    return model
+
+
+def test_train_model_defines_trains_and_prints_the_validation():
+    plant_convert(1000)
+    out = StringIO()
+
+    call_command("train_model", "convert", "--target", "convert", "--horizon", "90", "--now", NOW_ISO, stdout=out)
+
+    text = out.getvalue()
+    version = ModelVersion.objects.get(model__name="convert")
+    assert version.is_active
+    assert f"AUC:           {version.metrics['auc']:.3f} (95% bootstrap interval" in text
+    assert "model:         convert v1 (Active)" in text
+    assert "precision:     top 1% " in text
+    assert "... reading features as of 2025-12-03" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "No model named 'nope' (known: none yet); define one with --target."),
+        (["convert", "--target", "convert", "--horizon", "45"], "horizon_days: Horizon 45 days is not allowed"),
+        (["convert", "--target", "upsell"], "target: Unknown target 'upsell'"),
+        (["convert", "--target", "convert", "--now", "yesterday"], "--now 'yesterday' is not an ISO datetime"),
+    ],
+)
+def test_train_model_refuses_bad_input(args, message):
+    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call_command("train_model", *args)
+    assert not ModelVersion.objects.exists()
+
+
+def test_train_model_refuses_too_few_outcomes_with_the_counts():
+    plant_convert(250, hot_rate=0.1, cold_rate=0.02)
+
+    with pytest.raises(CommandError, match=r"the training window has \d+ positives and [\d,]+ negatives"):
+        call_command("train_model", "convert", "--target", "convert", "--now", NOW_ISO)
+    assert ModelVersion.objects.get().state == VersionState.REFUSED
+
+
+def test_score_contacts_prints_what_it_scored(trained):
+    out = StringIO()
+    call_command("score_contacts", "convert", "--now", NOW_ISO, stdout=out)
+    assert f"contacts:  {PropensityScore.objects.count()}" in out.getvalue()
+    with pytest.raises(CommandError, match="No model named 'churn'"):
+        call_command("score_contacts", "churn")
+
+
+def test_the_training_task_records_its_state_and_scores(django_capture_on_commit_callbacks, monkeypatch):
+    plant_convert(1000, now=timezone.now())  # the task trains as of now
+    model = PropensityModel.objects.create(name="convert", target="convert", holdout="random")
+    with django_capture_on_commit_callbacks(execute=True):
+        version = enqueue_training(model)
+    assert version.state == VersionState.QUEUED
+    with pytest.raises(TrainingBusy, match="version 1 is queued"):
+        enqueue_training(model)
+
+    results = run_queued("predictions.tasks.train_task")
+
+    version.refresh_from_db()
+    assert results[0].startswith("convert v1: active, AUC ")
+    assert version.state == VersionState.ACTIVE
+    assert version.progress == "done"
+    assert version.started_at <= version.finished_at
+    assert version.scored_contacts == PropensityScore.objects.filter(model=model).count() > 0
+
+
+def test_the_daily_schedule_exists_and_models_come_due(trained):
+    assert Schedule.objects.filter(name=DAILY_SCHEDULE, func="predictions.tasks.daily_task").exists()
+    version = trained.active_version
+    assert models_due(now=version.finished_at) == []
+    assert models_due(now=version.finished_at + timedelta(days=31)) == [trained]
+
+
+def test_the_model_page_shows_validation_charts_and_leaks(client, ops_user, trained):
+    client.force_login(ops_user)
+
+    response = client.get(reverse("admin:predictions_propensitymodel_report", args=[trained.pk]))
+
+    html = response.content.decode()
+    metrics = trained.active_version.metrics
+    assert response.status_code == 200
+    assert f"{metrics['auc']:.3f}" in html
+    assert 'aria-label="Lift by decile"' in html
+    assert 'aria-label="Calibration curve"' in html
+    assert "props.final_contract_value" in html
+    assert "metrics.propensity_convert_tier" in html
+    assert "Top 20% likely to convert" in html or "top 20% likely to convert" in html
+
+
+def test_the_model_page_queues_a_training_once(client, ops_user, trained):
+    client.force_login(ops_user)
+    url = reverse("admin:predictions_propensitymodel_report", args=[trained.pk])
+
+    client.post(url, {"action": "train"})
+    response = client.post(url, {"action": "train"}, follow=True)
+
+    assert trained.versions.filter(state=VersionState.QUEUED).count() == 1
+    assert "already training" in response.content.decode()
+
+
+def test_sales_cannot_open_the_model_page(client, sales_user, trained):
+    client.force_login(sales_user)
+    response = client.get(reverse("admin:predictions_propensitymodel_report", args=[trained.pk]))
+    assert response.status_code in (302, 403)
+
+
+def test_the_contact_page_shows_the_score_and_its_factors(client, sales_user, trained):
+    score = PropensityScore.objects.filter(model=trained).order_by("-probability").first()
+    client.force_login(sales_user)
+
+    response = client.get(reverse("contacts-detail", args=[score.contact_id]))
+
+    html = response.content.decode()
+    assert "Likely to convert: Very high" in html
+    assert "pricing page views in last 365 days: <strong>" in html
+    assert "seniority" in html
+    assert "Factors lowering the convert score" in html or "Factors raising the convert score" in html
+
+
+def test_the_api_lists_models_and_reads_a_contacts_factors(api_client, trained):
+    segments = api_client("segments:read")
+    listed = segments.get("/api/v1/models/").json()["results"]
+    assert [m["name"] for m in listed] == ["convert"]
+    assert listed[0]["active_version"]["metrics"]["auc"] == trained.active_version.metrics["auc"]
+
+    detail = segments.get("/api/v1/models/convert/").json()
+    assert detail["active_version"]["leakage"][0]["feature"] == "props.final_contract_value"
+    assert len(detail["active_version"]["metrics"]["lift"]) == 10
+    assert segments.get("/api/v1/models/nope/").status_code == 404
+
+    score = PropensityScore.objects.filter(model=trained).order_by("-probability").first()
+    contacts = api_client("contacts:read")
+    body = contacts.get(f"/api/v1/contacts/{score.contact_id}/scores/").json()
+    assert body["scores"][0]["probability"] == score.probability
+    assert body["scores"][0]["tier"] == "very_high"
+    assert body["scores"][0]["up"][0]["direction"] == "+"
+    assert segments.get(f"/api/v1/contacts/{score.contact_id}/scores/").status_code == 403
+    assert contacts.get("/api/v1/contacts/999999/scores/").status_code == 404
+
+
+def test_a_contact_outside_every_model_has_no_scores(api_client, trained):
+    customer = Contact.objects.filter(lifecycle_stage="customer").first()
+    body = api_client("contacts:read").get(f"/api/v1/contacts/{customer.pk}/scores/").json()
+    assert body["scores"] == []
