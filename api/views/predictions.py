@@ -64,7 +64,11 @@ def _model(model: PropensityModel, *, full: bool) -> dict:
     return data
 
 
-@extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Propensity models with their active version's validation")
+@extend_schema(
+    operation_id="models_list",
+    responses={200: OpenApiTypes.OBJECT},
+    summary="Propensity models with their active version's validation",
+)
 @api_view(["GET"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ)])
 def model_list(request: Request) -> Response:
