@@ -7,11 +7,13 @@ is gone) and a leave event for a webhook.
 """
 
 import json
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
 from django.urls import reverse
 
 from activation.automation_models import AutomationRun, Enrolment, Notification
@@ -261,3 +263,39 @@ def test_the_api_erases_a_contact_with_the_erase_scope_only(api_client, destinat
 
     missing = api_client("contacts:erase").post(url)
     assert missing.status_code == 404
+
+
+def test_snapshot_rows_kept_before_removal_rows_were_get_them_from_keep_removal_rows(media, destinations):
+    # given: a snapshot written before removal rows were kept
+    grace, alan = _person(), _person(email="alan@example.com")
+    activations = _activate(destinations, contacts=[grace, alan])
+    first = _export_all(activations)
+    expected = _removal_expectations(media, first)
+    ExportedMember.objects.update(removal=None)
+
+    # when the upgrade command runs, then Grace is deleted
+    out = StringIO()
+    call_command("keep_removal_rows", stdout=out)
+    grace.delete()
+    second = _export_all(activations)
+
+    # then every file destination still gets her removal row
+    assert f"{2 * len(FILE_KINDS)} removal rows kept in all." in out.getvalue()
+    for kind in FILE_KINDS:
+        assert _rows(media, second[kind].removed_file_path) == [expected[kind]], kind
+
+
+def test_erasing_a_contact_whose_snapshot_row_has_no_removal_row_still_removes_it(
+    media, destinations, django_capture_on_commit_callbacks
+):
+    grace = _person()
+    activations = _activate({"meta": destinations["meta_custom_audience"]}, contacts=[grace])
+    first = _export_all(activations)
+    ExportedMember.objects.update(removal=None)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure = erase_contacts([grace.pk])
+    run_queued("activation.tasks.run_export")
+
+    run = ExportRun.objects.get(pk__in=erasure.queued_runs)
+    assert _rows(media, run.removed_file_path) == [_sent_row(media, first["meta"])]
