@@ -70,7 +70,8 @@ class DestinationForm(forms.ModelForm):
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
     form = DestinationForm
-    list_display = ["name", "kind", "min_audience", "has_secret", "is_internal", "updated_at"]
+    # Internal destinations show who marked them (blank for ones marked before that was recorded).
+    list_display = ["name", "kind", "min_audience", "has_secret", "is_internal", "internal_set_by", "updated_at"]
     list_filter = ["kind", "is_internal"]
     search_fields = ["name", "url"]
     fieldsets = [
