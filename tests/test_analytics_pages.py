@@ -61,6 +61,7 @@ def test_the_comparison_page_reads_a_constant_number_of_queries(client, ops_user
         ({"period": "2020-01-01..2026-01-01"}, "period", "longer than the 3 years"),
         ({"stage": "prospect"}, "stage", "'prospect' is not a stage"),
         ({"sort": "colour"}, "sort", "'colour' is not a column"),
+        ({"channel": "fax"}, "channel", "'fax' is not a channel"),
     ],
 )
 def test_bad_input_gets_the_form_back_naming_the_parameter(client, ops_user, params, parameter, says):
@@ -100,6 +101,8 @@ def test_the_api_compares_a_quarter(api_client):
     assert row["engagement_rate"]["value"] == pytest.approx(0.8)
     assert row["channels"]["email"]["responders"] == 3
     assert body["baseline"]["members_end"] == 6
+    only_web = api_client("segments:read").get("/api/v1/analytics/segments/", {"period": "2026Q3", "channel": "web"})
+    assert list(only_web.json()["segments"][0]["channels"]) == ["web"]
 
 
 @pytest.mark.parametrize(
@@ -108,6 +111,7 @@ def test_the_api_compares_a_quarter(api_client):
         ({"period": "2026-09-30..2026-07-01"}, "period"),
         ({"period": "2022-01-01..2026-06-30"}, "period"),
         ({"stage": "prospect"}, "stage"),
+        ({"channel": "fax"}, "channel"),
         ({"colour": "blue"}, "colour"),
     ],
 )

@@ -14,7 +14,7 @@ from api.permissions import scoped
 from segments.analytics.measures import compare_segments
 from segments.analytics.overlap import MAX_SEGMENTS, check_count, overlap
 from segments.analytics.periods import BadParameter
-from segments.analytics.reports import comparison_dict, read_period, read_sort, read_stage
+from segments.analytics.reports import comparison_dict, read_channel, read_period, read_sort, read_stage
 from segments.models import Segment
 
 AnalyticsAccess = scoped(read=Scope.SEGMENTS_READ)
@@ -43,6 +43,9 @@ def _known_only(request: Request, allowed: set[str]) -> None:
             "evangelist; a won deal always counts",
         ),
         OpenApiParameter("sort", str, description="name, size, growth, engagement, conversion or revenue; - descends"),
+        OpenApiParameter(
+            "channel", str, description="Only this channel's response: email, web, content, events, sales"
+        ),
     ],
     responses=OpenApiTypes.OBJECT,
 )
@@ -52,14 +55,15 @@ def segment_comparison(request: Request) -> Response:
     """Size, growth, engagement rate, conversion rate and revenue per contact of every active
     segment with 95% intervals, each rate flagged high or low only when its interval excludes the
     database's value; outcomes count for a segment only while the contact was a member."""
-    _known_only(request, {"period", "stage", "sort"})
+    _known_only(request, {"period", "stage", "sort", "channel"})
     try:
         period = read_period(request.query_params.get("period"))
         stage = read_stage(request.query_params.get("stage"))
         sort = read_sort(request.query_params.get("sort"))
+        channel = read_channel(request.query_params.get("channel"))
     except BadParameter as error:
         raise InvalidParameter(str(error), field=error.parameter) from None
-    return Response(comparison_dict(compare_segments(period, stage=stage), sort=sort))
+    return Response(comparison_dict(compare_segments(period, stage=stage), sort=sort, channel=channel))
 
 
 @extend_schema(

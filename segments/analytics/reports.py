@@ -7,7 +7,7 @@ from datetime import date
 from django.utils import timezone
 
 from .channels import CHANNELS, DEFAULT_STAGE
-from .measures import Comparison, Measures, check_stage
+from .measures import Comparison, Measures, check_channel, check_stage
 from .periods import BadParameter, Period, last_full_quarter, parse_period
 from .wilson import Estimate
 
@@ -32,6 +32,11 @@ def read_stage(text: str | None) -> str:
     return check_stage(text.strip().lower()) if text and text.strip() else DEFAULT_STAGE
 
 
+def read_channel(text: str | None) -> str | None:
+    """The `channel` parameter: one channel to show, or None for all of them."""
+    return check_channel(text.strip().lower()) if text and text.strip() else None
+
+
 def read_sort(text: str | None) -> str:
     key = (text or "").strip()
     if key.lstrip("-") not in SORTS and key:
@@ -53,7 +58,7 @@ def estimate_dict(estimate: Estimate, *, digits: int = 6) -> dict:
     return {"value": rounded(estimate.value), "low": rounded(estimate.low), "high": rounded(estimate.high)}
 
 
-def measures_dict(m: Measures) -> dict:
+def measures_dict(m: Measures, *, channel: str | None = None) -> dict:
     return {
         "segment": m.segment.slug if m.segment else None,
         "name": m.name,
@@ -86,19 +91,20 @@ def measures_dict(m: Measures) -> dict:
                 "flag": r.flag or None,
             }
             for name, r in sorted(m.channels.items(), key=lambda item: list(CHANNELS).index(item[0]))
+            if channel in (None, name)
         },
         "flags": m.flags,
         "verdict": m.verdict or None,
     }
 
 
-def comparison_dict(comparison: Comparison, *, sort: str = "") -> dict:
+def comparison_dict(comparison: Comparison, *, sort: str = "", channel: str | None = None) -> dict:
     period = comparison.period
     return {
         "period": {"label": period.label, "first": period.first.isoformat(), "last": period.last.isoformat()},
         "stage": comparison.stage,
-        "baseline": measures_dict(comparison.baseline),
-        "segments": [measures_dict(m) for m in sorted_rows(comparison, sort)],
+        "baseline": measures_dict(comparison.baseline, channel=channel),
+        "segments": [measures_dict(m, channel=channel) for m in sorted_rows(comparison, sort)],
     }
 
 

@@ -22,7 +22,15 @@ from segments.analytics.measures import (
     segment_measures,
 )
 from segments.analytics.periods import BadParameter, last_full_quarter, local_midnight
-from segments.analytics.reports import SORTS, comparison_csv_rows, read_period, read_sort, read_stage, sorted_rows
+from segments.analytics.reports import (
+    SORTS,
+    comparison_csv_rows,
+    read_channel,
+    read_period,
+    read_sort,
+    read_stage,
+    sorted_rows,
+)
 from segments.models import AnalyticsGrain, RefreshFailure, RuleVersion, Segment, SegmentChangeStat
 
 from .analytics_charts import Mark, Row, forest, heat_map, series, size_with_marks
@@ -40,6 +48,7 @@ def _form_error(request: HttpRequest, template: str, error: BadParameter, ctx: d
 
 
 def _inputs(request: HttpRequest):
+    read_channel(request.GET.get("channel"))  # refused here when unknown; the matrix shows it alone
     return (
         read_period(request.GET.get("period")),
         read_stage(request.GET.get("stage")),
@@ -89,7 +98,11 @@ def comparison_page(request: HttpRequest) -> HttpResponse:
             "sort": sort,
             "sorts": list(SORTS),
             "charts": charts,
-            "channels": [(key, CHANNEL_LABELS[key]) for key in CHANNELS],
+            "channels": [
+                (key, CHANNEL_LABELS[key])
+                for key in CHANNELS
+                if read_channel(request.GET.get("channel")) in (None, key)
+            ],
             "query": request.GET.urlencode(),
         }
     )
