@@ -170,23 +170,21 @@ def _analyze(cursor, name: str) -> None:
 def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end) -> None:
     if ids:
         marks = ", ".join(["%s"] * len(ids))
+        # One pass of the window over the history (changes from `end` on cannot shape the span).
         cursor.execute(
-            f"""INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at)
+            f"""WITH ordered AS (
+                SELECT segment_id, contact_id, kind, changed_at,
+                    LAG(kind) OVER w AS previous_kind, LEAD(changed_at) OVER w AS next_at
+                FROM {CHANGE} WHERE segment_id IN ({marks}) AND changed_at < %s
+                WINDOW w AS (PARTITION BY segment_id, contact_id ORDER BY changed_at, id)
+            )
+            INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at)
             SELECT segment_id, contact_id, start_at, end_at FROM (
                 SELECT segment_id, contact_id, changed_at AS start_at, next_at AS end_at
-                FROM (
-                    SELECT segment_id, contact_id, kind, changed_at,
-                        LAG(kind) OVER w AS previous_kind, LEAD(changed_at) OVER w AS next_at
-                    FROM {CHANGE} WHERE segment_id IN ({marks})
-                    WINDOW w AS (PARTITION BY segment_id, contact_id ORDER BY changed_at, id)
-                ) ordered WHERE kind = 'join'
+                FROM ordered WHERE kind = 'join'
                 UNION ALL
                 SELECT segment_id, contact_id, NULL, changed_at
-                FROM (
-                    SELECT segment_id, contact_id, kind, changed_at,
-                        LAG(kind) OVER (PARTITION BY segment_id, contact_id ORDER BY changed_at, id) AS previous_kind
-                    FROM {CHANGE} WHERE segment_id IN ({marks})
-                ) ordered WHERE kind = 'leave' AND previous_kind IS NULL
+                FROM ordered WHERE kind = 'leave' AND previous_kind IS NULL
                 UNION ALL
                 SELECT m.segment_id, m.contact_id, m.joined_at, NULL
                 FROM {MEMBERSHIP} m
@@ -196,7 +194,7 @@ def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end) -> No
             ) intervals
             WHERE (start_at IS NULL OR start_at < %s) AND (end_at IS NULL OR end_at >= %s)
                 AND (start_at IS NULL OR end_at IS NULL OR start_at < end_at)""",
-            [*ids, *ids, *ids, end, start],
+            [*ids, end, *ids, end, start],
         )
     if database:
         cursor.execute(
