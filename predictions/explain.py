@@ -81,48 +81,66 @@ def contact_scores(contact_id: int) -> list[ContactScore]:
     explained = []
     for score in stored:
         try:
-            explained.append(explain_contact(score.model, contact_id, stored=score))
+            explained.append(explain_contacts(score.model, [contact_id])[contact_id])
         except NoUsableVersion:
             continue
     return explained
 
 
-def explain_contact(
-    model: PropensityModel, contact_id: int, *, top: int = TOP_FACTORS, stored: PropensityScore | None = None
-) -> ContactScore:
+def explain_contact(model: PropensityModel, contact_id: int, *, top: int = TOP_FACTORS) -> ContactScore:
     """The contact's stored score of `model` and the factors behind it."""
+    return explain_contacts(model, [contact_id], top=top)[contact_id]
+
+
+def explain_contacts(
+    model: PropensityModel, contact_ids: list[int], *, top: int = TOP_FACTORS
+) -> dict[int, ContactScore]:
+    """Stored scores and factors of several contacts (a page of segment members): their features
+    are read together, once per time their scores were computed."""
     version, fitted, _refused = usable_version(model)
-    if stored is None:
-        stored = PropensityScore.objects.filter(model=model, contact_id=contact_id).first()
-    result = ContactScore(
-        model=model.name,
-        version=version.number,
-        probability=stored.probability if stored else None,
-        percentile=stored.percentile if stored else None,
-        tier=stored.tier if stored else None,
-        scored_at=stored.scored_at if stored else None,
-    )
-    as_of = stored.scored_at if stored else timezone.now()
-    raw = read_features(as_of=as_of, volatile=version.features.get("volatile", []), contact_ids=[contact_id])
-    if not len(raw) or not in_population(model, raw)[0]:
-        result.note = f"Not scored: the contact is outside the {model.name} model's population."
-        return result
+    stored = {s.contact_id: s for s in PropensityScore.objects.filter(model=model, contact_id__in=contact_ids)}
+    results: dict[int, ContactScore] = {}
+    moments: dict[datetime, list[int]] = {}
+    now = timezone.now()
+    for contact_id in contact_ids:
+        score = stored.get(contact_id)
+        results[contact_id] = ContactScore(
+            model=model.name,
+            version=version.number,
+            probability=score.probability if score else None,
+            percentile=score.percentile if score else None,
+            tier=score.tier if score else None,
+            scored_at=score.scored_at if score else None,
+            note=f"Not scored: the contact is outside the {model.name} model's population.",
+        )
+        moments.setdefault(score.scored_at if score else now, []).append(contact_id)
+    for as_of, ids in moments.items():
+        raw = read_features(as_of=as_of, volatile=version.features.get("volatile", []), contact_ids=ids)
+        inside = in_population(model, raw)
+        rows = encode(raw, version.features["columns"])
+        for position, contact_id in enumerate(raw.contact_ids.tolist()):
+            if inside[position]:
+                _explain_row(results[contact_id], version, fitted, raw, rows, position, top=top)
+    return results
+
+
+def _explain_row(result: ContactScore, version, fitted, raw, rows: np.ndarray, position: int, *, top: int) -> None:
+    result.note = ""
     columns = version.features["columns"]
-    row = encode(raw, columns)
+    row = rows[position : position + 1]
+    if result.probability is None:
+        result.probability = float(fitted.predict_proba(row)[0, 1])
     if version.algorithm != Algorithm.LOGISTIC:
         result.note = "Gradient boosting: per-contact factors are not available; the model's main factors are shown."
         result.up = [Factor(item["label"], "", item["weight"]) for item in version.importance[:top]]
-        return result
+        return
     parts, intercept = contributions(fitted, row[0])
     result.decision, result.intercept = float(intercept + parts.sum()), intercept
-    if stored is None:
-        result.probability = float(fitted.predict_proba(row)[0, 1])
     order = np.argsort(-np.abs(parts), kind="stable")
 
     def factor(j: int) -> Factor:
-        label, value = describe(columns[j], raw, 0)
+        label, value = describe(columns[j], raw, position)
         return Factor(label, value, float(parts[j]))
 
     result.up = [factor(j) for j in order if parts[j] > 0][:top]
     result.down = [factor(j) for j in order if parts[j] < 0][:top]
-    return result

@@ -256,7 +256,12 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
             raise TrainingRefused("; ".join(f"{field}: {message}" for field, message in errors.items()))
         training, validation = datasets(model, now=now, progress=step)
         step("checking for leakage")
-        flags = leakage_flags(training.raw, training.y, seed=SEED)
+        eventually = training.y
+        if training.window is not None and training.window.end < now:
+            # The outcome at any time from the training cutoff up to now: a field filled in only
+            # once the outcome happened is set for these contacts, whichever horizon it fell in.
+            eventually = outcomes(model, Window(training.window.cutoff, now), training.raw.contact_ids)
+        flags = leakage_flags(training.raw, training.y, eventually=eventually, seed=SEED)
         columns = fit_encoder(training.raw, exclude={flag["feature"] for flag in flags})
         step(f"fitting {model.algorithm} on {len(training.y):,} contacts and {len(columns)} columns")
         X = encode(training.raw, columns)

@@ -15,6 +15,8 @@ from predictions.models import ModelVersion, PropensityModel, PropensityScore, V
 from predictions.scoring import score_model
 from predictions.tasks import DAILY_SCHEDULE, enqueue_training, models_due
 from predictions.training import TrainingBusy, queue_version, train_version
+from segments.refresh import refresh_segment
+from tests.factories import SegmentFactory
 from tests.predictions_support import NOW, plant_convert
 from tests.segments_support import run_queued
 
@@ -174,3 +176,22 @@ def test_a_contact_outside_every_model_has_no_scores(api_client, trained):
     customer = Contact.objects.filter(lifecycle_stage="customer").first()
     body = api_client("contacts:read").get(f"/api/v1/contacts/{customer.pk}/scores/").json()
     assert body["scores"] == []
+
+
+def test_segment_members_and_the_explain_api_show_the_score_behind_a_score_rule(client, ops_user, api_client, trained):
+    segment = SegmentFactory(
+        slug="likely-converters", rule={"field": "metrics.propensity_convert", "op": "top_percent", "value": 20}
+    )
+    refresh_segment(segment.pk)
+    member = segment.memberships.order_by("contact_id").first()
+    client.force_login(ops_user)
+
+    html = client.get(reverse("segments-detail", args=[segment.pk])).content.decode()
+
+    assert '<th scope="col">Likely to convert</th>' in html
+    assert "Very high · " in html
+    body = api_client("segments:read", "contacts:read").get(f"/api/v1/contacts/{member.contact_id}/segments/?explain=1")
+    item = next(i for i in body.json() if i["slug"] == "likely-converters")
+    assert item["explanation"]["result"] is True
+    assert item["propensity"][0]["model"] == "convert"
+    assert item["propensity"][0]["up"]

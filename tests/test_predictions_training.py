@@ -202,3 +202,21 @@ def test_a_custom_rule_target_is_evaluated_at_the_end_of_the_horizon():
     assert version.state == VersionState.ACTIVE
     assert version.metrics["auc"] > 0.6
     assert np.isclose(version.metrics["base_rate"], version.metrics["positives"] / version.metrics["contacts"])
+
+
+def test_a_field_filled_only_once_the_outcome_happened_is_flagged_even_when_sparse():
+    plant_convert(1000)
+    PropertyDefinition.objects.create(key="nps", label="NPS", type="number", layer="value")
+    customers = list(Contact.objects.filter(lifecycle_stage="customer").order_by("pk"))
+    asked = [c for i, c in enumerate(customers) if i % 5 < 3]  # 60% of customers answered the survey
+    for contact in asked:
+        contact.properties = {"nps": 8}
+    Contact.objects.bulk_update(asked, ["properties"])
+    model = PropensityModel.objects.create(name="convert", target="convert")
+    version = queue_version(model)
+
+    train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    flag = next(flag for flag in version.leakage if flag["feature"] == "props.nps")
+    assert "100% of the contacts it is set for had the outcome by now" in flag["reason"]

@@ -131,7 +131,12 @@ class ContactMembershipSerializer(serializers.ModelSerializer):
         help_text="With ?explain=1: the explainer's result, reasons and tree for the segment's own rule"
         " (null for static segments)",
     )
+    propensity = serializers.JSONField(
+        required=False,
+        help_text="With ?explain=1, for a rule reading metrics.propensity_*: the contact's score of each model it"
+        " reads and the factors behind it",
+    )
 
     class Meta:
         model = Membership
-        fields = ["slug", "name", "kind", "joined_at", "explanation"]
+        fields = ["slug", "name", "kind", "joined_at", "explanation", "propensity"]

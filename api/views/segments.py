@@ -31,12 +31,13 @@ from api.serializers.segments import (
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions
 from contacts.models import Contact
+from predictions.explain import contact_scores
 from segments.editing import SegmentInUse, delete_segment, save_segment
 from segments.explaining import explain_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.compiler import matching_contacts
 from segments.rules.reads import reads_contact_data
-from segments.rules.registry import get_fields
+from segments.rules.registry import get_fields, propensity_models_named
 from segments.rules.validation import validate_rule
 from segments.static import NotStatic, add_static_members, remove_static_members
 
@@ -253,8 +254,11 @@ def contact_segments(request: Request, pk: int) -> Response:
     data = ContactMembershipSerializer(memberships, many=True).data
     if explain:
         now, fields = timezone.now(), get_fields()
+        scores = {score.model: score.to_dict() for score in contact_scores(contact.pk)}
         for item, membership in zip(data, memberships, strict=True):
             rule = membership.segment.rule if membership.segment.is_rule_based else None
             explained = explain_segment(membership.segment, contact, now=now, fields=fields) if rule else None
             item["explanation"] = explained.to_dict() if explained else None
+            # A rule reading a propensity score: the score and the factors behind it.
+            item["propensity"] = [scores[name] for name in propensity_models_named(rule) if name in scores]
     return Response(data)

@@ -10,8 +10,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from crmseg_site.access import staff_required
+from predictions.explain import explain_contacts
+from predictions.models import PropensityModel
+from predictions.scoring import NoUsableVersion
 from segments.history import detail_text
 from segments.models import MembershipChange, RefreshStatus, RuleVersion, Segment
+from segments.rules.registry import propensity_models_named
 from segments.tasks import enqueue_refresh_segment
 
 from .charts import diverging_bars, line_chart
@@ -90,6 +94,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     member_filter = members(segment, request.GET)
     number = page_number(request.GET)
     page = fetch_page(member_filter.qs, number=number, size=MEMBERS_PAGE_SIZE) if member_filter.is_valid() else None
+    scored_by = member_likelihood(segment, page.rows if page else [])
     ctx = {
         "section": "segments",
         "segment": segment,
@@ -111,8 +116,25 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "latest_changes": latest_changes(segment),
         "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
         "refresh_note": refresh_note(segment),
+        "scored_by": scored_by,
     }
     return render(request, "segments/detail.html", ctx)
+
+
+def member_likelihood(segment: Segment, rows: list) -> str | None:
+    """For a segment whose rule reads a propensity score: each member row's score and main factor
+    (`row.likelihood`), read for the whole page at once. Returns the model's name, or None."""
+    named = propensity_models_named(segment.rule)
+    model = PropensityModel.objects.filter(name__in=named[:1]).first()
+    if model is None or not rows:
+        return None
+    try:
+        explained = explain_contacts(model, [row.contact_id for row in rows], top=1)
+    except NoUsableVersion:
+        return None
+    for row in rows:
+        row.likelihood = explained.get(row.contact_id)
+    return model.name
 
 
 def refresh_state(segment: Segment) -> dict:

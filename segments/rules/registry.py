@@ -218,6 +218,24 @@ def _propensity_fields() -> list[Field]:
     return fields
 
 
+def propensity_models_named(rule: object) -> list[str]:
+    """Names of the propensity models whose score fields the rule reads, in order of appearance."""
+    names: list[str] = []
+    if isinstance(rule, dict):
+        field = rule.get("field")
+        if isinstance(field, str) and field.startswith(PROPENSITY_PREFIX):
+            name = field.removeprefix(PROPENSITY_PREFIX).removesuffix("_percentile").removesuffix("_tier")
+            names.append(name)
+        children = rule.values()
+    elif isinstance(rule, list):
+        children = rule
+    else:
+        return names
+    for child in children:
+        names += [name for name in propensity_models_named(child) if name not in names]
+    return list(dict.fromkeys(names))
+
+
 def reads_rows(rule: object) -> bool:
     """Whether the rule names a field the registry reads from the database (props.*, propensity scores)."""
     return names_field(rule, "props.") or names_field(rule, PROPENSITY_PREFIX)
