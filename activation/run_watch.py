@@ -14,13 +14,12 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models.expressions import RawSQL
+from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from activation.models import ExportRun, ExportRunMember, RunStatus
-from segments.liveness import CURRENT_SESSION, death, live_sessions, retry_delay, worker_name
+from segments.liveness import current_session, death, live_sessions, retry_delay, worker_name
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +28,7 @@ RUN_TASK = "activation.tasks.run_export"
 
 def claim_fields() -> dict[str, object]:
     """What a claim writes beside the status: this worker, its session, a first heartbeat."""
-    session = RawSQL(CURRENT_SESSION, []) if connection.vendor == "postgresql" else ""
-    return {"worker": worker_name(), "session": session, "heartbeat_at": timezone.now(), "retry_at": None}
+    return {"worker": worker_name(), "session": current_session(), "heartbeat_at": timezone.now(), "retry_at": None}
 
 
 def beat(run_id: int, attempt: int, now: datetime) -> None:

@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -46,9 +47,23 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def current_session_sql() -> str:
-    """SQL for this connection's session (PostgreSQL), or '' elsewhere, to write on a run's row."""
-    return CURRENT_SESSION if connection.vendor == "postgresql" else "''"
+def current_session() -> str:
+    """This connection's database session (PostgreSQL; '' elsewhere), to write on a run's row.
+
+    Read once per connection: pg_stat_activity took ~5 ms on a busy server, a refresh's whole budget.
+    """
+    if connection.vendor != "postgresql":
+        return ""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw not in _SESSIONS:
+        with connection.cursor() as cursor:
+            cursor.execute(CURRENT_SESSION.join(["SELECT ", ""]))
+            _SESSIONS[raw] = cursor.fetchone()[0]
+    return _SESSIONS[raw]
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def live_sessions() -> set[str] | None:

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from segments.liveness import SESSION_OF, current_session_sql, death, live_sessions, retry_delay, worker_name
+from segments.liveness import SESSION_OF, current_session, death, live_sessions, retry_delay, worker_name
 from segments.models import RefreshFailure, RefreshStatus, Segment
 
 logger = logging.getLogger(__name__)
@@ -38,25 +38,41 @@ def add_watcher(watcher: Watcher) -> None:
         _watchers.append(watcher)
 
 
+_MARK = f"""UPDATE {SEGMENT} SET refresh_running_since = %s, refresh_heartbeat_at = %s, refresh_worker = %s,
+    refresh_session = %s WHERE id = %s"""
+# PostgreSQL: a mark left by a refresh whose session is gone may be taken over.
+_MARKED_BY_THE_DEAD = f""" AND NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity a WHERE {SESSION_OF.format(alias="a")} = {SEGMENT}.refresh_session)"""
+
+
 def mark_running(segment_id: int) -> datetime | None:
     """Record that this worker starts a full refresh of the segment; returns the mark.
 
     None when another refresh marked it and is still alive (on PostgreSQL its session is open):
-    this one then waits for that one's lock or skips, and leaves its mark alone.
+    this one then waits for that one's lock or skips, and leaves its mark alone. SQLite: no other
+    refresh can be running while this statement writes (it holds the database's write lock).
     """
     since = timezone.now()
-    ops = connection.ops
-    condition = ""
-    if connection.vendor == "postgresql":
-        alive = SESSION_OF.format(alias="a")
-        condition = f""" AND (refresh_running_since IS NULL OR NOT EXISTS (
-            SELECT 1 FROM pg_stat_activity a WHERE {alive} = {SEGMENT}.refresh_session))"""
+    when = connection.ops.adapt_datetimefield_value(since)
+    params = [when, when, worker_name(), current_session(), segment_id]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_MARK, params)
+            return since if cursor.rowcount == 1 else None
+    if not transaction.get_autocommit():  # inside the caller's transaction: marked when it commits
+        return _mark_unless_alive(params, since)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A hint, not data: its commit need not wait for the disk (waiting doubled a small
+        # refresh's time on a busy disk); the refresh's own commit flushes it anyway.
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        return _mark_unless_alive(params, since)
+
+
+def _mark_unless_alive(params: list, since: datetime) -> datetime | None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""UPDATE {SEGMENT} SET refresh_running_since = %s, refresh_heartbeat_at = %s, refresh_worker = %s,
-            refresh_session = {current_session_sql()} WHERE id = %s{condition}""",
-            [ops.adapt_datetimefield_value(since), ops.adapt_datetimefield_value(since), worker_name(), segment_id],
-        )
+        cursor.execute(_MARK + " AND refresh_running_since IS NULL", params)
+        if cursor.rowcount == 0:
+            cursor.execute(_MARK + _MARKED_BY_THE_DEAD, params)
         return since if cursor.rowcount == 1 else None
 
 
