@@ -40,6 +40,12 @@ def add_watcher(watcher: Watcher) -> None:
 
 _MARK = f"""UPDATE {SEGMENT} SET refresh_running_since = %s, refresh_heartbeat_at = %s, refresh_worker = %s,
     refresh_session = %s WHERE id = %s"""
+# PostgreSQL, a statement on its own: the mark is a hint, not data, so its commit need not wait for
+# the disk (waiting doubled a small refresh's time on a busy server; the refresh's own commit
+# flushes it anyway). set_config(..., true) lasts for this statement's transaction only.
+_MARK_ON_ITS_OWN = _MARK.replace(
+    "WHERE", "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed WHERE", 1
+)
 # PostgreSQL: a mark left by a refresh whose session is gone may be taken over.
 _MARKED_BY_THE_DEAD = f""" AND NOT EXISTS (
     SELECT 1 FROM pg_stat_activity a WHERE {SESSION_OF.format(alias="a")} = {SEGMENT}.refresh_session)"""
@@ -55,24 +61,15 @@ def mark_running(segment_id: int) -> datetime | None:
     since = timezone.now()
     when = connection.ops.adapt_datetimefield_value(since)
     params = [when, when, worker_name(), current_session(), segment_id]
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
             cursor.execute(_MARK, params)
             return since if cursor.rowcount == 1 else None
-    if not transaction.get_autocommit():  # inside the caller's transaction: marked when it commits
-        return _mark_unless_alive(params, since)
-    with transaction.atomic(), connection.cursor() as cursor:
-        # A hint, not data: its commit need not wait for the disk (waiting doubled a small
-        # refresh's time on a busy disk); the refresh's own commit flushes it anyway.
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        return _mark_unless_alive(params, since)
-
-
-def _mark_unless_alive(params: list, since: datetime) -> datetime | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_MARK + " AND refresh_running_since IS NULL", params)
+        # Inside a caller's transaction the mark shows when that commits, as durable as the rest.
+        mark = _MARK_ON_ITS_OWN if transaction.get_autocommit() else _MARK
+        cursor.execute(mark + " AND refresh_running_since IS NULL", params)
         if cursor.rowcount == 0:
-            cursor.execute(_MARK + _MARKED_BY_THE_DEAD, params)
+            cursor.execute(mark + _MARKED_BY_THE_DEAD, params)
         return since if cursor.rowcount == 1 else None
 
 
