@@ -294,7 +294,7 @@ CACHES = {
 # times in a row. A claimed automation batch whose heartbeat is older than AUTOMATION_CLAIM_LEASE_SECONDS
 # is claimed again by another worker.
 RUN_HEARTBEAT_SECONDS = envint("RUN_HEARTBEAT_SECONDS", 10, minimum=1)
-RUN_DEAD_AFTER_SECONDS = envint("RUN_DEAD_AFTER_SECONDS", 45, minimum=2)
+RUN_DEAD_AFTER_SECONDS = envint("RUN_DEAD_AFTER_SECONDS", 30, minimum=2)
 RUN_WATCH_MINUTES = envint("RUN_WATCH_MINUTES", 1, minimum=1)
 RUN_RETRY_BACKOFF_SECONDS = envint("RUN_RETRY_BACKOFF_SECONDS", 60, minimum=0)
 RUN_RETRY_MAX_BACKOFF_SECONDS = envint("RUN_RETRY_MAX_BACKOFF_SECONDS", 1800, minimum=0)
