@@ -299,6 +299,12 @@ class _CountTest:
         """True for a contact with no matching activity (a count of 0, an empty sum of 0)."""
         return {"gte": ge, "lte": le, "exact": eq}[self.lookup](0, self.operand)
 
+    @property
+    def presence_only(self) -> bool:
+        """Passing depends only on whether a contact has a matching activity (performed,
+        not_performed, count_gte 1, count_lte 0, count_eq 0)."""
+        return self.aggregate == "n" and (self.lookup, self.operand) in {("gte", 1), ("lte", 0), ("exact", 0)}
+
     def kept(self) -> Q:
         """The test a contact in the grouped set passes: the condition, or where it holds without
         activity, its negation (such contacts are never in a grouped set, so they are left out)."""
@@ -322,7 +328,7 @@ def event_contacts(rule: dict, *, now: datetime, contact: OuterRef | None = None
     in the set, or, where `test.holds_without_activity`, for a contact not in it.
 
     With `contact`, only that contact's activities are grouped (a correlated subquery that
-    probes them on (contact, kind, time)).
+    probes them on (contact, kind, time)), or, where only their presence matters, not even grouped.
     """
     test = _count_test(rule["op"], rule.get("value"))
     if _tallied(rule) and contact is None:
@@ -330,6 +336,8 @@ def event_contacts(rule: dict, *, now: datetime, contact: OuterRef | None = None
     activities = matching_activities(rule["event"], within_days=rule.get("within_days"), now=now)
     if contact is not None:
         activities = activities.filter(contact=contact)
+        if test.presence_only:
+            return test, activities
     return test, _grouped(activities, test)
 
 
