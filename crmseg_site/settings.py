@@ -316,6 +316,9 @@ METRICS_RECOMPUTE_ON_WRITE = envbool("METRICS_RECOMPUTE_ON_WRITE", True)
 # and re-scoring of contacts touched by writes.
 PREDICTIONS_DAILY_HOUR = envint("PREDICTIONS_DAILY_HOUR", 3, minimum=0)
 PREDICTIONS_SCORE_ON_WRITE = envbool("PREDICTIONS_SCORE_ON_WRITE", True)
+# A training task may run this long; a version still "running" past it belongs to a worker that
+# stopped, and no longer blocks the next training of its model.
+PREDICTIONS_TRAIN_TIMEOUT_SECONDS = envint("PREDICTIONS_TRAIN_TIMEOUT_SECONDS", 3600, minimum=60)
 # An incremental metrics run for more than this share of the contacts runs as a full run instead,
 # which then costs less (contacts/metrics/compute.py; figures from bench_metrics --touched).
 METRICS_INCREMENTAL_MAX_PERCENT = envint("METRICS_INCREMENTAL_MAX_PERCENT", 5, minimum=0)

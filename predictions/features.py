@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.db import connection, transaction
 
-from contacts.metrics.compute import measure_ctes
+from contacts.metrics.compute import WORK_MEM, measure_ctes
 from contacts.metrics.dialect import Dialect
 from contacts.models import ActivityKind, PropertyDefinition
 
@@ -218,10 +218,18 @@ def read_features(*, as_of: datetime, volatile: list[str] = (), contact_ids: lis
     statement = f"WITH {ctes}, {body}"
     properties = _properties()
     reader = _Reader(number_names, category_names, list(TAGS), properties)
-    with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(statement, params)
-        while rows := cursor.fetchmany(CHUNK):
-            reader.add(rows)
+    with transaction.atomic():
+        if d.postgres:
+            # The rows are read through a server-side cursor, which PostgreSQL plans for the first
+            # 10% of its rows (nested loops, index walks) unless told all of them will be read; the
+            # per-contact aggregates get the memory compute_metrics gives its own.
+            with connection.cursor() as session:
+                session.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+                session.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(statement, params)
+            while rows := cursor.fetchmany(CHUNK):
+                reader.add(rows)
     return reader.result(as_of)
 
 

@@ -26,7 +26,10 @@ DAILY_FUNC = "predictions.tasks.daily_task"
 def enqueue_training(model: PropensityModel, *, user=None) -> ModelVersion:
     """Queue a training of `model` (TrainingBusy if one is queued or running) for a worker."""
     version = queue_version(model, user=user)
-    transaction.on_commit(lambda: async_task("predictions.tasks.train_task", version.pk, group="predictions"))
+    timeout = settings.PREDICTIONS_TRAIN_TIMEOUT_SECONDS
+    transaction.on_commit(
+        lambda: async_task("predictions.tasks.train_task", version.pk, group="predictions", timeout=timeout)
+    )
     return version
 
 

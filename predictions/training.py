@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -81,7 +82,14 @@ class TrainingBusy(RuntimeError):
 
 
 def queue_version(model: PropensityModel, *, user=None) -> ModelVersion:
-    """A new queued version of `model`; TrainingBusy if one is queued or running already."""
+    """A new queued version of `model`; TrainingBusy if one is queued or running already.
+
+    A version running for longer than PREDICTIONS_TRAIN_TIMEOUT_SECONDS lost its worker (killed,
+    timed out): it is marked failed first, so it does not block the model forever."""
+    stale = timezone.now() - timedelta(seconds=settings.PREDICTIONS_TRAIN_TIMEOUT_SECONDS)
+    model.versions.filter(state=VersionState.RUNNING, started_at__lt=stale).update(
+        state=VersionState.FAILED, message="Stopped without finishing: the worker ended or timed out.", progress=""
+    )
     try:
         with transaction.atomic():
             number = (model.versions.aggregate(top=Max("number"))["top"] or 0) + 1
@@ -239,7 +247,8 @@ def _counts(training: Dataset, validation: Dataset) -> dict:
 
 def train_version(version: ModelVersion, *, now: datetime | None = None, progress: Progress | None = None) -> None:
     """Train `version` (queued), recording its state, figures and model on the row; activate it when
-    it validates at least as well as the active version (within AUC_TOLERANCE)."""
+    it validates at least as well as the active version (within AUC_TOLERANCE). A version that is
+    no longer queued (another worker took it) is left alone."""
     started = time.monotonic()
     now = now or timezone.now()
     model = version.model
@@ -249,7 +258,12 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
         if progress:
             progress(text)
 
-    ModelVersion.objects.filter(pk=version.pk).update(state=VersionState.RUNNING, started_at=timezone.now())
+    # Claim the version: a task delivered twice (a broker retry) trains it once.
+    claimed = ModelVersion.objects.filter(pk=version.pk, state=VersionState.QUEUED).update(
+        state=VersionState.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return
     try:
         errors = target_errors(model)
         if errors:

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange, PropertyDefinition
@@ -220,3 +221,32 @@ def test_a_field_filled_only_once_the_outcome_happened_is_flagged_even_when_spar
     version.refresh_from_db()
     flag = next(flag for flag in version.leakage if flag["feature"] == "props.nps")
     assert "100% of the contacts it is set for had the outcome by now" in flag["reason"]
+
+
+def test_a_training_whose_worker_stopped_does_not_block_the_model(settings):
+    model = PropensityModel.objects.create(name="convert", target="convert")
+    stuck = queue_version(model)
+    ModelVersion.objects.filter(pk=stuck.pk).update(state="running", started_at=timezone.now())
+
+    with pytest.raises(TrainingBusy):
+        queue_version(model)  # running for less than the timeout
+    settings.PREDICTIONS_TRAIN_TIMEOUT_SECONDS = 60
+    ModelVersion.objects.filter(pk=stuck.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    fresh = queue_version(model)
+
+    stuck.refresh_from_db()
+    assert stuck.state == VersionState.FAILED
+    assert "worker ended or timed out" in stuck.message
+    assert fresh.number == 2
+
+
+def test_a_version_already_taken_by_a_worker_is_not_trained_again():
+    model = PropensityModel.objects.create(name="convert", target="convert")
+    version = queue_version(model)
+    ModelVersion.objects.filter(pk=version.pk).update(state="running", started_at=timezone.now())
+
+    train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.RUNNING
+    assert version.metrics == {}
