@@ -137,7 +137,8 @@ class Destination(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.kind == DestinationKind.CSV:
+        if self.kind == DestinationKind.CSV or self.csv_columns:
+            # Other kinds ignore the columns, but they are still checked: none is stored that could not be used.
             errors.update(_csv_column_errors(self.csv_columns))
         if self.kind == DestinationKind.WEBHOOK:
             if not self.url:
@@ -159,7 +160,7 @@ def _csv_column_errors(columns: object) -> dict[str, str]:
     if not isinstance(columns, list) or not columns:
         return {"csv_columns": 'Choose at least one CSV column, e.g. ["email", "first_name"].'}
     for index, column in enumerate(columns):
-        if column not in CSV_COLUMNS:
+        if not isinstance(column, str) or column not in CSV_COLUMNS:
             allowed = ", ".join(CSV_COLUMNS)
             return {"csv_columns": f"Unknown CSV column {column!r} at position {index + 1} (allowed: {allowed})."}
     if len(set(columns)) != len(columns):

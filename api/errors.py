@@ -38,7 +38,10 @@ class UnknownParameter(ApiError):
 
 
 class InvalidCursor(ApiError):
-    status_code = status.HTTP_400_BAD_REQUEST
+    """404: a cursor names a page of a list, and no page has one this API did not issue. (Any text
+    is a well-formed cursor, so the schema cannot tell a client which ones exist.)"""
+
+    status_code = status.HTTP_404_NOT_FOUND
     default_code = "invalid_cursor"
 
 
@@ -60,6 +63,10 @@ class TooDeep(ApiError):
 class Conflict(ApiError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+# Validation codes that depend on stored data, not on the request: answered 409, not 400.
+STATE_CODES = {"unique", "does_not_exist"}
 
 
 def join_path(prefix: str, key: str | int) -> str:
@@ -122,6 +129,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         )
     if isinstance(exc, exceptions.ValidationError):
         response.data = _validation_body(exc)
+        if {e["code"] for e in response.data["error"]["details"]["errors"]} <= STATE_CODES:
+            # Well-formed input that clashes with what is stored: retrying after the clash is
+            # resolved (the other object renamed, the referenced one created) succeeds.
+            response.status_code = status.HTTP_409_CONFLICT
+            response.data["error"]["code"] = "conflict"
     elif isinstance(exc, ApiError):
         response.data = error_body(exc.default_code, str(exc.detail), field=exc.field, details=exc.details)
     elif isinstance(exc, exceptions.Throttled):

@@ -8,6 +8,7 @@ import django_filters
 from django import forms
 from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
+from drf_spectacular.drainage import set_override
 from rest_framework.filters import BaseFilterBackend, SearchFilter
 from rest_framework.request import Request
 
@@ -46,6 +47,31 @@ class IntFilter(django_filters.NumberFilter):
 
     def __init__(self, *args, min_value: int = -INT_MAX - 1, max_value: int = INT_MAX, **kwargs) -> None:
         super().__init__(*args, min_value=min_value, max_value=max_value, **kwargs)
+        # The bounds in the OpenAPI schema too, so clients (and schemathesis) know them.
+        set_override(self, "field", {"type": "integer", "minimum": min_value, "maximum": max_value})
+
+
+class StrictNullBooleanField(forms.NullBooleanField):
+    """true/false (or 1/0): anything else is an error, not the same as leaving the filter out
+    (NullBooleanField's select widget reads an unknown value as "not given")."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if str(value).lower() in ("true", "1"):
+            return True
+        if str(value).lower() in ("false", "0"):
+            return False
+        raise forms.ValidationError("Enter true or false.", code="invalid")
+
+    def validate(self, value) -> None:
+        pass
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictNullBooleanField
 
 
 def IdFilter(field_name: str) -> IntFilter:
@@ -111,7 +137,7 @@ class ContactFilter(django_filters.FilterSet):
     company = IdFilter("company_id")
     company_domain = django_filters.CharFilter(method="filter_company_domain")
     owner = IdFilter("owner_id")
-    do_not_contact = django_filters.BooleanFilter()
+    do_not_contact = BooleanFilter()
     lead_score_min = IntFilter(field_name="lead_score", lookup_expr="gte")
     lead_score_max = IntFilter(field_name="lead_score", lookup_expr="lte")
     created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -138,8 +164,8 @@ class CompanyFilter(django_filters.FilterSet):
     domain = django_filters.CharFilter(method="filter_domain")
     industry = django_filters.CharFilter(lookup_expr="iexact")
     country = django_filters.CharFilter(lookup_expr="iexact")
-    is_target_account = django_filters.BooleanFilter()
-    is_competitor = django_filters.BooleanFilter()
+    is_target_account = BooleanFilter()
+    is_competitor = BooleanFilter()
     employee_count_min = IntFilter(field_name="employee_count", lookup_expr="gte")
     employee_count_max = IntFilter(field_name="employee_count", lookup_expr="lte")
     updated_after = DateTimeFilter(field_name="updated_at", lookup_expr="gte")
@@ -165,6 +191,17 @@ class ActivityFilter(django_filters.FilterSet):
     class Meta:
         model = Activity
         fields = []
+
+
+class DocumentedSearchFilter(SearchFilter):
+    """`search` in the schema only where the view searches (DRF documents it on every list view)."""
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        if not getattr(view, "search_fields", None):
+            return []
+        parameters = super().get_schema_operation_parameters(view)
+        parameters[0]["description"] = getattr(view, "search_description", parameters[0]["description"])
+        return parameters
 
 
 class PropertyDefinitionFilter(django_filters.FilterSet):

@@ -37,9 +37,18 @@ class IdCursorPagination(CursorPagination):
             raise InvalidParameter(f"page_size may be at most {self.max_page_size}.", field="page_size")
         return size
 
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        cursor, size = super().get_schema_operation_parameters(view)
+        cursor["description"] = "The `next` or `previous` link's cursor, passed back unchanged (empty: the first page)"
+        size["description"] = f"Results per page, 1 to {self.max_page_size} (default {self.page_size})"
+        size["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size, "default": self.page_size}
+        return [cursor, size]
+
     def decode_cursor(self, request: Request):
+        if request.query_params.get(self.cursor_query_param) == "":
+            return None  # `?cursor=` is the first page, as no cursor is
         invalid = InvalidCursor(
-            "Invalid cursor: pass back the `next` or `previous` link of a page unchanged.", field="cursor"
+            "No page has this cursor: pass back the `next` or `previous` link of a page unchanged.", field="cursor"
         )
         try:
             cursor = super().decode_cursor(request)

@@ -93,14 +93,14 @@ def test_activation_crud_by_segment_slug(manager):
     assert manager.delete(f"/api/v1/activations/{activation.pk}/").status_code == 204
 
 
-def test_activation_with_unknown_segment_names_it(manager):
+def test_activation_with_unknown_segment_is_a_conflict_naming_it(manager):
     response = manager.post(
         "/api/v1/activations/",
         {"name": "x", "segment": "nope", "destination": DestinationFactory().pk},
         format="json",
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["error"]["field"] == "segment"
 
 

@@ -133,13 +133,22 @@ def test_create_contact_normalises_email_records_stage_and_announces_change(
     assert changed == [[contact.pk]]
 
 
-def test_create_contact_with_existing_email_in_other_case_is_400(writer):
+def test_create_contact_with_existing_email_in_other_case_is_a_409_conflict(writer):
     ContactFactory(email="grace@example.com")
 
     response = writer.post("/api/v1/contacts/", {"email": "GRACE@example.com"}, format="json")
 
+    assert response.status_code == 409
+    assert (response.json()["error"]["code"], response.json()["error"]["field"]) == ("conflict", "email")
+
+
+def test_a_taken_email_beside_a_bad_field_is_400_naming_both(writer):
+    ContactFactory(email="grace@example.com")
+
+    response = writer.post("/api/v1/contacts/", {"email": "grace@example.com", "phone": "12"}, format="json")
+
     assert response.status_code == 400
-    assert response.json()["error"]["field"] == "email"
+    assert {e["path"] for e in response.json()["error"]["details"]["errors"]} == {"email", "phone"}
 
 
 def test_create_contact_with_undeclared_property_names_it(writer):

@@ -57,15 +57,15 @@ def test_bad_filter_value_is_400_naming_it(reader):
 
 
 @pytest.mark.parametrize("cursor", ["garbage!", "cD1hYmM=", "bz0tMQ=="])  # not base64; p=abc; o=-1
-def test_bad_cursor_is_400(reader, cursor):
+def test_a_cursor_no_page_has_is_404(reader, cursor):
     ContactFactory()
 
     response = reader.get("/api/v1/contacts/", {"cursor": cursor})
 
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert response.json()["error"] == {
         "code": "invalid_cursor",
-        "message": "Invalid cursor: pass back the `next` or `previous` link of a page unchanged.",
+        "message": "No page has this cursor: pass back the `next` or `previous` link of a page unchanged.",
         "field": "cursor",
         "details": None,
     }
@@ -102,7 +102,7 @@ def test_huge_id_filter_is_not_a_server_error(reader):
     assert reader.get("/api/v1/contacts/99999999999999999999999/").status_code == 404
 
 
-def test_schema_generates_without_warnings(tmp_path):
+def test_schema_generates_without_warnings(tmp_path, db):
     target = tmp_path / "schema.yaml"
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))

@@ -63,8 +63,8 @@ def test_preview_of_a_bad_rule_is_400_with_json_paths(reader):
     )
 
     assert response.status_code == 400
-    assert response.json()["error"]["field"] == "rule"
-    assert response.json()["error"]["message"].startswith("rule: rule.any[0].value")
+    assert response.json()["error"]["field"] == "rule.any[0].value"
+    assert response.json()["error"]["message"].startswith("rule.any[0].value: ")
 
 
 def test_members_page_by_contact_id_and_stay_stable_while_members_change(reader):

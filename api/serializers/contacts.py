@@ -85,6 +85,11 @@ class PropertyDefinitionSerializer(StrictInput, serializers.ModelSerializer):
         fields = ["id", "key", "label", "type", "choices", "layer", "source", "description", "created_at"]
         read_only_fields = ["created_at"]
 
+    def validate_choices(self, choices: object) -> list:
+        if not isinstance(choices, list) or not all(isinstance(choice, str) for choice in choices):
+            raise serializers.ValidationError('Expected a list of texts, e.g. ["gold", "silver"].')
+        return choices
+
     def validate(self, attrs: dict) -> dict:
         definition = PropertyDefinition(**attrs)
         try:
@@ -95,9 +100,8 @@ class PropertyDefinitionSerializer(StrictInput, serializers.ModelSerializer):
 
 
 def _rows_field(help_text: str) -> serializers.ListField:
-    return serializers.ListField(
-        child=serializers.DictField(), max_length=MAX_ROWS, allow_empty=False, help_text=help_text
-    )
+    # Any item: each row is checked on its own and a bad one is listed in `failed`, the others stored.
+    return serializers.ListField(child=serializers.JSONField(), max_length=MAX_ROWS, help_text=help_text)
 
 
 class ContactRowsSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ class ErrorBodySerializer(serializers.Serializer):
     code = serializers.CharField(
         help_text="Machine code: invalid, parse_error, unknown_parameter, invalid_parameter, invalid_cursor,"
         " not_authenticated, authentication_failed, permission_denied, missing_scope, not_found,"
-        " method_not_allowed, unsupported_media_type, payload_too_large, conflict, throttled"
+        " method_not_allowed, unsupported_media_type, payload_too_large, too_deep, conflict, throttled"
     )
     message = serializers.CharField(help_text="What went wrong and where, for a person")
     field = serializers.CharField(allow_null=True, help_text="Query parameter, field or JSON path concerned")

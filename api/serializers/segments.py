@@ -70,6 +70,15 @@ class TaskQueuedSerializer(serializers.Serializer):
 
 class RuleSerializer(StrictInput, serializers.Serializer):
     rule = serializers.JSONField(help_text="A rule in the segment rule language")
+    nul_checked_by = frozenset({"rule"})  # the rule's validation names the JSON path of a NUL
+
+    def validate_rule(self, rule: object) -> dict:
+        if not isinstance(rule, dict):
+            raise serializers.ValidationError(
+                'Expected a rule object: {"all": [...]}, {"any": [...]}, {"not": {...}}, a condition or'
+                ' {"in_segment": "<slug>"}.'
+            )
+        return rule
 
 
 class RuleErrorSerializer(serializers.Serializer):

@@ -6,15 +6,14 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
-from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 
 from api.errors import PayloadTooLarge
-from api.filters import KnownParametersOnly
+from api.filters import DocumentedSearchFilter, KnownParametersOnly
 from api.pagination import IdCursorPagination
 from contacts.ingest import MAX_ROWS
 
-LIST_BACKENDS = [KnownParametersOnly, DjangoFilterBackend, SearchFilter]
+LIST_BACKENDS = [KnownParametersOnly, DjangoFilterBackend, DocumentedSearchFilter]
 DETAIL_BACKENDS = [KnownParametersOnly]
 
 

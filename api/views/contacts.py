@@ -43,6 +43,7 @@ class ContactList(ListOptions, generics.ListCreateAPIView):
     permission_classes = [ContactsAccess]
     filterset_class = ContactFilter
     search_fields = ["^email", "first_name", "last_name"]
+    search_description = "Start of the email, or part of the first or last name (case-insensitive)"
 
     def perform_create(self, serializer: ContactSerializer) -> None:
         with transaction.atomic():
@@ -92,6 +93,7 @@ class CompanyList(ListOptions, generics.ListCreateAPIView):
     permission_classes = [ContactsAccess]
     filterset_class = CompanyFilter
     search_fields = ["name", "^domain"]
+    search_description = "Part of the name, or start of the domain (case-insensitive)"
 
 
 class CompanyDetail(generics.RetrieveUpdateDestroyAPIView):
@@ -128,6 +130,8 @@ class PropertyDefinitionList(ListOptions, generics.ListCreateAPIView):
     serializer_class = PropertyDefinitionSerializer
     permission_classes = [ContactsAccess]
     filterset_class = PropertyDefinitionFilter
+    search_fields = ["key", "label"]
+    search_description = "Part of the key or label (case-insensitive)"
 
 
 def _upsert_response(result: UpsertResult) -> Response:

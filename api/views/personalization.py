@@ -26,7 +26,9 @@ def _contact_id(raw: str) -> int:
 @extend_schema(
     parameters=[
         OpenApiParameter("email", OpenApiTypes.STR, description="The contact's email (case-insensitive)"),
-        OpenApiParameter("contact", OpenApiTypes.INT, description="The contact's id"),
+        OpenApiParameter(
+            "contact", {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}, description="The contact's id"
+        ),
     ],
     responses={200: PersonalizationSerializer},
     summary="What to show one contact: segments, interests and content per active campaign",
