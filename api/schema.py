@@ -105,7 +105,14 @@ FIELD_SCHEMAS: dict[str, dict[str, dict]] = {
 
 
 _AMOUNT = {"pattern": r"^(\d{1,12}(\.\d{1,2})?)?$", "description": 'An amount of at least 0 as text, e.g. "1200.50"'}
-FIELD_SCHEMAS["Contact"] |= {"estimated_deal_size": _AMOUNT, "lifetime_value": _AMOUNT}
+# Dates a CRM record can have (contacts.models.validate_plausible_year): years 1900 to 2100.
+_PLAUSIBLE_DATE = {"pattern": "^(19[0-9]{2}|20[0-9]{2}|2100)-", "description": "A date in the years 1900 to 2100"}
+FIELD_SCHEMAS["Contact"] |= {
+    "estimated_deal_size": _AMOUNT,
+    "lifetime_value": _AMOUNT,
+    "customer_since": _PLAUSIBLE_DATE,
+    "renewal_date": _PLAUSIBLE_DATE,
+}
 FIELD_SCHEMAS["Company"] |= {"annual_revenue": _AMOUNT}
 NO_NUL = "^[^\\u0000]*$"  # PostgreSQL cannot store a NUL character; the server refuses one by name
 # A required text is trimmed and then may not be blank: it needs one character that is not a space.

@@ -7,8 +7,8 @@ from tests.factories import ContactFactory, PropertyDefinitionFactory, SegmentFa
 
 
 @pytest.fixture
-def schema(client, db):
-    return client.get("/api/schema/?format=json").json()
+def schema(api_client):
+    return api_client("contacts:read").get("/api/schema/?format=json").json()
 
 
 @pytest.fixture
@@ -76,10 +76,10 @@ def test_the_schema_documents_bounds_conflicts_and_closed_bodies(schema):
     assert "required for dynamic and suppression" in rule["description"]
 
 
-def test_declared_custom_properties_are_in_the_schema(client, db):
+def test_declared_custom_properties_are_in_the_schema(api_client):
     PropertyDefinitionFactory(key="tier", type="choice", choices=["gold", "silver"])
 
-    schema = client.get("/api/schema/?format=json").json()
+    schema = api_client("contacts:read").get("/api/schema/?format=json").json()
 
     properties = schema["components"]["schemas"]["ContactRequest"]["properties"]["properties"]
     assert properties["properties"]["tier"]["enum"] == ["gold", "silver", None]

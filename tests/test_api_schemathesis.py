@@ -39,7 +39,7 @@ def test_api_conforms_to_its_schema(live_server, transactional_db, settings, tmp
         f"{live_server.url}/api/schema/", "--url", live_server.url,
         "-H", f"Authorization: Bearer {plain}",
         "--phases", "examples,fuzzing,stateful", "--max-examples", "5", "--seed", "24", "--workers", "1",
-        "--generation-database", "none",
+        "--generation-database", "none", "--wait-for-schema", "120", "--request-timeout", "60",
         "--no-color", "--report", "json", "--report-json-path", str(report),
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
