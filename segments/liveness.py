@@ -67,12 +67,20 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def live_sessions() -> set[str] | None:
-    """Every database session now open (PostgreSQL); None where the database cannot say."""
+    """Every database session now open (PostgreSQL); None where the database cannot say.
+
+    It cannot when our role may not see other roles' sessions (their start time reads NULL
+    without pg_read_all_stats): a worker of another role would look dead. Then the heartbeat decides.
+    """
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {SESSION_OF.format(alias='a')} FROM pg_stat_activity a")
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            f"""SELECT {SESSION_OF.format(alias="a")} FROM pg_stat_activity a
+            WHERE a.backend_type = 'client backend' AND a.datname = current_database()"""
+        )
+        sessions = {row[0] for row in cursor.fetchall()}
+    return None if None in sessions else sessions
 
 
 def process_alive(worker: str) -> bool | None:

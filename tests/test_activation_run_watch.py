@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -177,3 +178,28 @@ def test_a_refused_run_is_not_retried(db, fast):
     assert run.status == "failed"
     assert "archived" in run.error
     assert run.retry_at is None
+
+
+def test_the_admin_and_the_api_show_who_runs_an_export_and_when_a_failed_one_is_retried(
+    db, fast, client, superuser, api_client
+):
+    fast.RUN_RETRY_BACKOFF_SECONDS = 60
+    activation = _activation_of("a@example.com")
+    run = start_run(activation)
+    long_ago = timezone.now() - timedelta(minutes=5)
+    ExportRun.objects.filter(pk=run.pk).update(
+        status="running", started_at=long_ago, heartbeat_at=long_ago, worker="gone-host:1", attempts=1
+    )
+    client.force_login(superuser)
+    api = api_client("activations:run")
+
+    assert "running since" in client.get(reverse("admin:activation_exportrun_changelist")).text
+    assert api.get(f"/api/v1/export-runs/{run.pk}/").json()["worker"] == "gone-host:1"
+
+    watch_exports(timezone.now())
+
+    body = api.get(f"/api/v1/export-runs/{run.pk}/").json()
+    assert body["status"] == "failed"
+    assert "did not finish: the worker gone-host:1 stopped: no heartbeat since" in body["error"]
+    assert body["retry_at"] is not None
+    assert "failed</span> (retry at " in client.get(reverse("admin:activation_exportrun_changelist")).text

@@ -15,7 +15,7 @@ from django_q.tasks import async_task
 
 from contacts.models import Contact
 from segments.editing import save_segment
-from segments.liveness import worker_name
+from segments.liveness import death, worker_name
 from segments.models import Membership, Segment
 from segments.refresh import refresh_segment
 from segments.tasks import WATCH_SCHEDULE, refresh_segment_task
@@ -298,3 +298,20 @@ def test_ensure_schedules_creates_the_watchdog_every_run_watch_minutes(db, setti
 
     schedule = Schedule.objects.get(name=WATCH_SCHEDULE)
     assert (schedule.func, schedule.minutes, schedule.repeats) == ("segments.tasks.watch_runs_task", 2, -1)
+
+
+def test_death_reads_the_session_where_the_database_can_say_and_else_the_heartbeat_and_process(settings):
+    settings.RUN_DEAD_AFTER_SECONDS = 30
+    now = timezone.now()
+    stale, fresh = now - timedelta(seconds=31), now - timedelta(seconds=5)
+    me, gone = worker_name(), "other-host:42"
+
+    # PostgreSQL: an open session is alive whatever its heartbeat; a closed one is dead at once
+    assert death(worker=gone, session="7@1.5", heartbeat_at=stale, now=now, sessions={"7@1.5"}) is None
+    reason = death(worker=gone, session="7@1.5", heartbeat_at=fresh, now=now, sessions={"8@1.5"})
+    assert reason == "the worker other-host:42 stopped: its database session (backend 7) ended"
+    # no word from the database (SQLite, or sessions it hides): the heartbeat, then the process
+    assert death(worker=gone, session="", heartbeat_at=fresh, now=now, sessions=None) is None
+    assert death(worker=me, session="", heartbeat_at=stale, now=now, sessions=None) is None  # this process lives
+    reason = death(worker=gone, session="7@1.5", heartbeat_at=stale, now=now, sessions=None)
+    assert reason.startswith("the worker other-host:42 stopped: no heartbeat since ")
