@@ -4,7 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate clean
+.PHONY: run test install lint migrate manage clean
+
+# Where `make run` serves: `make run PORT=8001`, `make run HOST=0.0.0.0` (then add the host name
+# people use to ALLOWED_HOSTS).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -15,8 +20,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# Development settings for migrate, run and manage: DEBUG=1 and the key kept in var/dev-secret-key
+# (unless DEBUG or SECRET_KEY are set in the environment).
+migrate: export DEBUG ?= 1
 migrate: $(STAMP)
 	$(PY) manage.py migrate --no-input
+
+# Any manage.py command with the settings `make run` uses: `make manage ARGS="create_api_key web"`.
+manage: export DEBUG ?= 1
+manage: $(STAMP)
+	$(PY) manage.py $(ARGS)
 
 # Embedded mode: SQLite under var/, ORM broker, runserver + qcluster until Ctrl-C.
 # qcluster runs in its own session so that only its main process gets a signal (the TERM from the
@@ -25,9 +38,9 @@ run: export DEBUG ?= 1
 run: migrate
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py load_catalog --first-run --refresh
-	@echo "crmseg: admin on http://127.0.0.1:8000/admin/  (Ctrl-C stops web server and worker)"
+	@echo "crmseg: admin on http://$(HOST):$(PORT)/admin/  (Ctrl-C stops web server and worker)"
 	@$$(command -v setsid) $(PY) manage.py qcluster & worker=$$!; \
-	  $(PY) manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \
+	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload & web=$$!; \
 	  trap 'kill -TERM $$worker $$web 2>/dev/null; wait' INT TERM EXIT; \
 	  wait
 
