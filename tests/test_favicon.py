@@ -11,7 +11,8 @@ def test_favicon_ico_redirects_to_the_static_icon_that_exists(client):
     assert response.status_code == 301
     assert response["Location"] == "/static/crmseg/favicon.svg"
     found = finders.find("crmseg/favicon.svg")
-    assert found and Path(found).read_text().lstrip().startswith("<svg")
+    assert found
+    assert Path(found).read_text().lstrip().startswith("<svg")
 
 
 def test_pages_link_the_same_icon(client):
