@@ -57,7 +57,8 @@ CHANGE = MembershipChange._meta.db_table
 
 CHANNEL_COLUMNS = ", ".join(f"n_{name} integer" for name in CHANNELS)
 SCRATCH = {
-    "analytics_iv": "segment_id integer, contact_id bigint, start_at timestamp{tz}, end_at timestamp{tz}",
+    "analytics_iv": "segment_id integer, contact_id bigint, start_at timestamp{tz}, end_at timestamp{tz}, "
+    "previous_end timestamp{tz}",
     "analytics_cal": "day date, grain varchar(8), period_start date, start_at timestamp{tz}",
     # per segment, member, day and campaign: counts by channel and the engagement measures
     "analytics_act": "segment_id integer, contact_id bigint, day date, campaign varchar(100), n integer, "
@@ -91,27 +92,49 @@ def key_of(period: Period) -> tuple[str, date]:
 
 def compute(periods: list[Period], *, segment_ids: Iterable[int], database: bool = True) -> Computed:
     """The measures of each segment (and of the whole database) over each period, not stored."""
+    results: list[Computed] = []
+    compute_groups([periods], segment_ids=segment_ids, database=database, each=lambda _periods, c: results.append(c))
+    return results[0] if results else Computed()
+
+
+def compute_groups(groups: list[list[Period]], *, segment_ids: Iterable[int], database: bool = True, each) -> None:
+    """Compute each group of periods in turn, calling `each(periods, computed)` after each, with the
+    membership intervals built once for all of them (the window over the history is the costly part)."""
     ids = sorted({int(pk) for pk in segment_ids})
-    periods = sorted(set(periods))
-    if not periods or (not ids and not database):
-        return Computed()
-    first, last = periods[0].first, max(p.last for p in periods)
-    start, end = dialect.instant(periods[0].start_at), dialect.instant(Period(first, last).end_at)
+    groups = [sorted(set(periods)) for periods in groups if periods]
+    if not groups or (not ids and not database):
+        return
+    first = min(periods[0].first for periods in groups)
+    last = max(p.last for periods in groups for p in periods)
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The groupings below sort or hash millions of rows at 1M contacts: let them do it in memory.
             cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         _create_scratch(cursor)
-        _fill_intervals(cursor, ids, database=database, start=start, end=end)
-        _fill_calendar(cursor, periods)
-        _fill_activities(cursor, start=start, end=end)
-        _fill_outcomes(cursor, start=start, end=end)
-        computed = Computed()
-        computed.stats = _stats(cursor, periods, ids, database=database, start=start, end=end, first=first, last=last)
-        computed.responses = _responses(cursor)
-        computed.stages = _stages(cursor)
-        computed.changes = _changes(cursor, periods, ids, start=start, end=end)
+        _fill_intervals(
+            cursor,
+            ids,
+            database=database,
+            start=dialect.instant(Period(first, last).start_at),
+            end=dialect.instant(Period(first, last).end_at),
+        )
+        for periods in groups:
+            each(periods, _compute_group(cursor, periods, ids, database=database))
         _drop_scratch(cursor)
+
+
+def _compute_group(cursor, periods: list[Period], ids: list[int], *, database: bool) -> Computed:
+    _create_scratch(cursor, [name for name in SCRATCH if name != "analytics_iv"])  # afresh, with no index
+    first, last = periods[0].first, max(p.last for p in periods)
+    start, end = dialect.instant(periods[0].start_at), dialect.instant(Period(first, last).end_at)
+    _fill_calendar(cursor, periods)
+    _fill_activities(cursor, start=start, end=end)
+    _fill_outcomes(cursor, start=start, end=end)
+    computed = Computed()
+    computed.stats = _stats(cursor, periods, ids, database=database, start=start, end=end, first=first, last=last)
+    computed.responses = _responses(cursor)
+    computed.stages = _stages(cursor)
+    computed.changes = _changes(cursor, periods, ids, start=start, end=end)
     return computed
 
 
@@ -140,6 +163,17 @@ def store(computed: Computed, periods: list[Period], *, segment_ids: Iterable[in
             model.objects.bulk_create([row for row in rows if row.grain in stored], batch_size=2000)
 
 
+def compute_and_store_groups(groups: list[list[Period]], *, segment_ids: Iterable[int], database: bool = True) -> None:
+    """Compute and store each group of periods; the intervals are built once for all groups."""
+    ids = list(segment_ids)
+    compute_groups(
+        groups,
+        segment_ids=ids,
+        database=database,
+        each=lambda periods, computed: store(computed, periods, segment_ids=ids, database=database),
+    )
+
+
 def compute_and_store(periods: list[Period], *, segment_ids: Iterable[int], database: bool = True) -> Computed:
     ids = list(segment_ids)
     computed = compute(periods, segment_ids=ids, database=database)
@@ -150,10 +184,10 @@ def compute_and_store(periods: list[Period], *, segment_ids: Iterable[int], data
 # --- scratch tables -------------------------------------------------------------------------------
 
 
-def _create_scratch(cursor) -> None:
+def _create_scratch(cursor, names: Iterable[str] = SCRATCH) -> None:
     tz = " with time zone" if connection.vendor == "postgresql" else ""
-    for name, columns in SCRATCH.items():
-        for statement in dialect.temporary_table(name, columns.format(tz=tz)):
+    for name in names:
+        for statement in dialect.temporary_table(name, SCRATCH[name].format(tz=tz)):
             cursor.execute(statement)
 
 
@@ -174,19 +208,20 @@ def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end) -> No
         cursor.execute(
             f"""WITH ordered AS (
                 SELECT segment_id, contact_id, kind, changed_at,
-                    LAG(kind) OVER w AS previous_kind, LEAD(changed_at) OVER w AS next_at
+                    LAG(kind) OVER w AS previous_kind, LAG(changed_at) OVER w AS previous_at,
+                    LEAD(changed_at) OVER w AS next_at
                 FROM {CHANGE} WHERE segment_id IN ({marks}) AND changed_at < %s
                 WINDOW w AS (PARTITION BY segment_id, contact_id ORDER BY changed_at, id)
             )
-            INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at)
-            SELECT segment_id, contact_id, start_at, end_at FROM (
-                SELECT segment_id, contact_id, changed_at AS start_at, next_at AS end_at
+            INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at, previous_end)
+            SELECT segment_id, contact_id, start_at, end_at, previous_end FROM (
+                SELECT segment_id, contact_id, changed_at AS start_at, next_at AS end_at, previous_at AS previous_end
                 FROM ordered WHERE kind = 'join'
                 UNION ALL
-                SELECT segment_id, contact_id, NULL, changed_at
+                SELECT segment_id, contact_id, NULL, changed_at, NULL
                 FROM ordered WHERE kind = 'leave' AND previous_kind IS NULL
                 UNION ALL
-                SELECT m.segment_id, m.contact_id, m.joined_at, NULL
+                SELECT m.segment_id, m.contact_id, m.joined_at, NULL, NULL
                 FROM {MEMBERSHIP} m
                 WHERE m.segment_id IN ({marks}) AND NOT EXISTS (
                     SELECT 1 FROM {CHANGE} c WHERE c.segment_id = m.segment_id AND c.contact_id = m.contact_id
@@ -412,24 +447,15 @@ def _stats(cursor, periods, ids, *, database: bool, start, end, first: date, las
 
 def _entrants(cursor, *, start) -> dict[tuple, tuple]:
     """Per period, the contacts who joined during it and were not members at its start: interval
-    starts in the period whose contact's previous interval ended before the period began."""
-    day = dialect.local_date("e.start_at")
+    starts in the period whose contact's previous interval (of that segment) ended before it began.
+    (A join's previous interval ends at the change just before it, kept as `previous_end`.)"""
     return _grouped(
         cursor,
-        f"""SELECT c.grain, c.period_start, e.segment_id, COUNT(*) FROM (
-            SELECT segment_id, start_at, LAG(end_at) OVER (
-                PARTITION BY segment_id, contact_id ORDER BY CASE WHEN start_at IS NULL THEN 0 ELSE 1 END, start_at
-            ) AS previous_end
-            FROM analytics_iv WHERE segment_id <> {DATABASE}
-        ) e JOIN analytics_cal c ON c.day = {day}
+        f"""SELECT c.grain, c.period_start, e.segment_id, COUNT(*)
+        FROM analytics_iv e JOIN analytics_cal c ON c.day = {dialect.local_date("e.start_at")}
         WHERE e.start_at >= %s AND (e.previous_end IS NULL OR e.previous_end < c.start_at)
-        GROUP BY 1, 2, 3
-        UNION ALL
-        SELECT c.grain, c.period_start, e.segment_id, COUNT(*)
-        FROM analytics_iv e JOIN analytics_cal c ON c.day = {day}
-        WHERE e.segment_id = {DATABASE} AND e.start_at >= %s
         GROUP BY 1, 2, 3""",
-        [start, start],
+        [start],
     )
 
 

@@ -51,11 +51,9 @@ def periods_for(days: set[date]) -> dict[Period, list[Period]]:
 def recompute_days(days: set[date], *, segment_ids: list[int] | None = None) -> int:
     """Recompute and store every period holding one of `days`; returns how many periods."""
     ids = analysed_segment_ids() if segment_ids is None else segment_ids
-    count = 0
-    for periods in periods_for(days).values():
-        rollup.compute_and_store(periods, segment_ids=ids)
-        count += len(periods)
-    return count
+    groups = list(periods_for(days).values())
+    rollup.compute_and_store_groups(groups, segment_ids=ids)
+    return sum(len(periods) for periods in groups)
 
 
 def backfill(since: date, *, until: date | None = None) -> int:
