@@ -162,6 +162,7 @@ INSTALLED_APPS = [
     "activation",
     "api",
     "crmseg_site",
+    "devtools",
 ]
 
 MIDDLEWARE = [
