@@ -44,6 +44,7 @@ from activation.automation_models import (
     Notification,
 )
 from activation.webhooks import post_json
+from contacts import writes
 from contacts.models import Contact
 from segments.liveness import heartbeat, worker_name
 from segments.models import ChangeKind, Membership, MembershipChange, Segment, SegmentKind, SegmentStatus
@@ -273,12 +274,15 @@ def fail(runs: list[AutomationRun], *, token: str, error: str) -> None:
 
 
 def adjust_score(automation: Automation, action: AutomationAction, runs: list[AutomationRun]) -> None:
-    """lead_score += delta once per run; a contact with two runs in the batch moves twice."""
+    """lead_score += delta once per run; a contact with two runs in the batch moves twice.
+
+    Written through contacts.writes, so segments reading lead_score follow after commit."""
     by_times: dict[int, list[int]] = defaultdict(list)
     for contact_id, times in Counter(r.contact_id for r in runs).items():
         by_times[times].append(contact_id)
     for times, contact_ids in by_times.items():
-        Contact.objects.filter(pk__in=contact_ids).update(lead_score=F("lead_score") + action.score_delta * times)
+        contacts = Contact.objects.filter(pk__in=contact_ids)
+        writes.update(contacts, lead_score=F("lead_score") + action.score_delta * times)
 
 
 def enrol(automation: Automation, action: AutomationAction, runs: list[AutomationRun]) -> None:

@@ -5,8 +5,8 @@ Change lists select their foreign keys in the same query, never count the unfilt
 of COUNT(*) on a big unfiltered table), and search with exact or prefix matches that indexes serve.
 Foreign keys are picked by autocomplete or raw id, never from a <select> of every row.
 
-Saves made here change contact data, so they announce the affected contacts with
-`contacts_changed` (segments refresh them after commit).
+Saves and deletes of contacts, companies, activities and deals made here go through
+`contacts.writes`, which announces the contacts they change (segments refresh them after commit).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from contacts.changes import contacts_changed
+from contacts import writes
 from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,
@@ -71,37 +71,24 @@ class ContactEmployeeBandFilter(EmployeeBandFilter):
     field_path = "company__employee_count"
 
 
-class ContactsChangedAdmin(admin.ModelAdmin):
-    """Announces the contacts behind every save and delete made through the admin."""
+class ContactDataAdmin(admin.ModelAdmin):
+    """Saves and deletes through contacts.writes, which announces the contacts they change."""
 
     paginator = LargeTablePaginator
     show_full_result_count = False
     list_per_page = 50
-    # True where an edit can move the row to another contact, whose segments then change too.
-    contact_can_change = False
-
-    def contact_ids(self, queryset: QuerySet) -> QuerySet:
-        """The ids of the contacts whose data these rows are part of."""
-        raise NotImplementedError
 
     def save_model(self, request, obj, form, change) -> None:
-        rows = self.model._default_manager.filter(pk=obj.pk)
-        before = list(self.contact_ids(rows)) if change and self.contact_can_change else []
-        super().save_model(request, obj, form, change)
-        contacts_changed([*before, *self.contact_ids(rows)])
+        writes.save(obj)
 
     def delete_model(self, request, obj) -> None:
-        ids = list(self.contact_ids(self.model._default_manager.filter(pk=obj.pk)))
-        super().delete_model(request, obj)
-        contacts_changed(ids)
+        writes.delete(obj)
 
     def delete_queryset(self, request, queryset) -> None:
-        ids = list(self.contact_ids(queryset))
-        super().delete_queryset(request, queryset)
-        contacts_changed(ids)
+        writes.delete(queryset)
 
 
-class CompanyAdmin(ContactsChangedAdmin):
+class CompanyAdmin(ContactDataAdmin):
     list_display = ["name", "domain", "industry", "employee_count", "country", "contact_count", "is_target_account"]
     list_filter = [EmployeeBandFilter, "industry", "is_target_account", "is_competitor"]
     search_fields = ["^name", "=domain"]
@@ -119,9 +106,6 @@ class CompanyAdmin(ContactsChangedAdmin):
     @admin.display(description="contacts")
     def contact_count(self, company: Company) -> int:
         return company.contact_count or 0
-
-    def contact_ids(self, queryset):
-        return Contact.objects.filter(company__in=queryset.values("pk")).values_list("pk", flat=True)
 
 
 class LifecycleChangeInline(admin.TabularInline):
@@ -160,7 +144,7 @@ class RecentActivityInline(admin.TabularInline):
         return False
 
 
-class ContactAdmin(ContactsChangedAdmin):
+class ContactAdmin(ContactDataAdmin):
     list_display = [
         "email",
         "full_name",
@@ -232,9 +216,6 @@ class ContactAdmin(ContactsChangedAdmin):
         url = reverse("admin:contacts_activity_changelist") + "?" + urlencode({"contact__id__exact": contact.pk})
         return format_html('<a href="{}">{} activities →</a>', url, contact.activities.count())
 
-    def contact_ids(self, queryset):
-        return queryset.values_list("pk", flat=True)
-
     @admin.action(
         description="Erase selected contacts (personal data, and from every destination)", permissions=["delete"]
     )
@@ -252,7 +233,7 @@ class ContactAdmin(ContactsChangedAdmin):
         return None
 
 
-class ActivityAdmin(ContactsChangedAdmin):
+class ActivityAdmin(ContactDataAdmin):
     list_display = ["occurred_at", "kind", "contact", "topic", "product", "campaign", "value"]
     list_select_related = ["contact"]
     list_filter = ["kind", ("occurred_at", admin.DateFieldListFilter)]
@@ -263,13 +244,8 @@ class ActivityAdmin(ContactsChangedAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     ordering = ["-occurred_at", "-id"]
 
-    contact_can_change = True
 
-    def contact_ids(self, queryset):
-        return queryset.values_list("contact_id", flat=True).distinct()
-
-
-class DealAdmin(ContactsChangedAdmin):
+class DealAdmin(ContactDataAdmin):
     list_display = ["name", "contact", "company", "amount", "stage", "created_at", "closed_at"]
     list_select_related = ["contact", "company"]
     list_filter = ["stage", ("created_at", admin.DateFieldListFilter)]
@@ -277,11 +253,6 @@ class DealAdmin(ContactsChangedAdmin):
     search_help_text = "Name starts with, exact contact email or exact company domain"
     autocomplete_fields = ["contact", "company"]
     ordering = ["-created_at"]
-
-    contact_can_change = True
-
-    def contact_ids(self, queryset):
-        return queryset.exclude(contact=None).values_list("contact_id", flat=True).distinct()
 
 
 class LifecycleChangeAdmin(admin.ModelAdmin):

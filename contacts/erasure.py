@@ -13,7 +13,8 @@
 - the contact is deleted, and with it, by their foreign keys, its activities (and so the activity
   tallies), metrics, lifecycle history, segment memberships and their history (the explainer's
   answers included), automation runs, nurture enrolments and notifications;
-- segments are told the contacts changed (`contacts_changed`), so their sizes follow.
+- the deletes and renames go through `contacts.writes`, which tells segments the contacts changed,
+  so their sizes follow.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.db import transaction
 from django.db.models import CharField, F, Value
 from django.db.models.functions import Concat
 
-from contacts.changes import contacts_changed
+from contacts import writes
 from contacts.models import Contact, Deal
 
 
@@ -63,15 +64,14 @@ def erase_contacts(contact_ids: Iterable[int], *, by=None) -> Erasure:
         for pk, *identifying in found:
             _scrub_deal_names(pk, [value for value in identifying if len(value) > 1])
         _scrub_admin_history(erasure, by=by)
-        contacts_changed(erasure.erased)
-        Contact.objects.filter(pk__in=erasure.erased).delete()
+        writes.delete(Contact.objects.filter(pk__in=erasure.erased))
     return erasure
 
 
 def _scrub_deal_names(contact_id: int, identifying: list[str]) -> None:
     for deal in Deal.objects.filter(contact_id=contact_id).only("name"):
         if any(value.lower() in deal.name.lower() for value in identifying):
-            Deal.objects.filter(pk=deal.pk).update(name=f"Deal {deal.pk} (contact erased)")
+            writes.update(Deal.objects.filter(pk=deal.pk), name=f"Deal {deal.pk} (contact erased)")
 
 
 def _scrub_admin_history(erasure: Erasure, *, by) -> None:

@@ -3,7 +3,6 @@ from multiprocessing import Event, Queue, Value
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
 from django_q.brokers import get_broker
 from django_q.models import OrmQ, Schedule, Success, Task
 from django_q.monitor import monitor
@@ -11,8 +10,7 @@ from django_q.pusher import pusher
 from django_q.tasks import async_task
 from django_q.worker import worker
 
-from contacts import changes
-from contacts.changes import contacts_changed
+from contacts import changes, writes
 from crmseg_site.schedules import ensure_schedules
 from segments.editing import save_segment
 from segments.models import MembershipChange, Segment
@@ -65,10 +63,8 @@ def test_a_contact_change_is_refreshed_by_a_worker_after_commit():
     assert refresh_segment(segment.pk).status == "ok"
     OrmQ.objects.all().delete()
 
-    with transaction.atomic():
-        contact.lead_score = 75
-        contact.save()
-        contacts_changed([contact.pk, contact.pk])
+    contact.lead_score = 75
+    writes.save(contact)
     queued = [(t.task["func"], t.task["args"]) for t in OrmQ.objects.all() if t.task["func"].startswith("segments.")]
     _run_queued_tasks()
 

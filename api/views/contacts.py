@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.decorators import api_view, permission_classes
@@ -26,9 +25,9 @@ from api.serializers.contacts import (
     UpsertResultSerializer,
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions, bulk_rows, row_failures
-from contacts.changes import contacts_changed
+from contacts import writes
 from contacts.erasure import erase_contacts
-from contacts.ingest import UpsertResult, ingest_activities, upsert_companies, upsert_contacts
+from contacts.ingest import UpsertResult
 from contacts.models import Activity, Company, Contact, PropertyDefinition
 
 ContactsAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.CONTACTS_WRITE)
@@ -45,11 +44,6 @@ class ContactList(ListOptions, generics.ListCreateAPIView):
     search_fields = ["^email", "first_name", "last_name"]
     search_description = "Start of the email, or part of the first or last name (case-insensitive)"
 
-    def perform_create(self, serializer: ContactSerializer) -> None:
-        with transaction.atomic():
-            contact = serializer.save()
-            contacts_changed([contact.pk])
-
 
 class ContactDetail(generics.RetrieveUpdateDestroyAPIView):
     queryset = Contact.objects.select_related("company")
@@ -57,15 +51,8 @@ class ContactDetail(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [ContactsAccess]
     filter_backends = DETAIL_BACKENDS
 
-    def perform_update(self, serializer: ContactSerializer) -> None:
-        with transaction.atomic():
-            contact = serializer.save()
-            contacts_changed([contact.pk])
-
     def perform_destroy(self, instance: Contact) -> None:
-        with transaction.atomic():
-            contacts_changed([instance.pk])
-            instance.delete()
+        writes.delete(instance)
 
 
 @extend_schema(
@@ -102,15 +89,8 @@ class CompanyDetail(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [ContactsAccess]
     filter_backends = DETAIL_BACKENDS
 
-    def perform_update(self, serializer: CompanySerializer) -> None:
-        with transaction.atomic():
-            company = serializer.save()
-            contacts_changed(company.contacts.values_list("id", flat=True))
-
     def perform_destroy(self, instance: Company) -> None:
-        with transaction.atomic():
-            contacts_changed(instance.contacts.values_list("id", flat=True))
-            instance.delete()
+        writes.delete(instance)
 
 
 class ActivityList(ListOptions, generics.ListAPIView):
@@ -153,9 +133,7 @@ def _upsert_response(result: UpsertResult) -> Response:
 def contacts_bulk_upsert(request: Request) -> Response:
     """Each row is checked on its own: good rows are stored together (all or nothing), bad rows are listed."""
     rows = bulk_rows(request)
-    with transaction.atomic():
-        result = upsert_contacts(rows)
-        contacts_changed(result.changed_contact_ids)
+    result = writes.upsert_contacts(rows)
     return _upsert_response(result)
 
 
@@ -168,9 +146,7 @@ def contacts_bulk_upsert(request: Request) -> Response:
 @permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
 def companies_bulk_upsert(request: Request) -> Response:
     rows = bulk_rows(request)
-    with transaction.atomic():
-        result = upsert_companies(rows)
-        contacts_changed(result.changed_contact_ids)
+    result = writes.upsert_companies(rows)
     return _upsert_response(result)
 
 
@@ -183,8 +159,6 @@ def companies_bulk_upsert(request: Request) -> Response:
 @permission_classes([scoped(read=Scope.ACTIVITIES_WRITE)])
 def activities_bulk(request: Request) -> Response:
     rows = bulk_rows(request)
-    with transaction.atomic():
-        result = ingest_activities(rows)
-        contacts_changed(result.changed_contact_ids)
+    result = writes.ingest_activities(rows)
     body = {"created": result.created, "duplicates": result.duplicates, "failed": row_failures(result.failed)}
     return Response(body)

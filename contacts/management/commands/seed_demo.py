@@ -2,8 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from contacts.changes import contacts_changed
-from contacts.demo_data import seed_demo
+from contacts import writes
 from contacts.models import Contact
 
 
@@ -27,9 +26,7 @@ class Command(BaseCommand):
                 "Pass --force to add demo data beside them (nothing is deleted)."
             )
         self.stdout.write(f"Seeding {contacts} demo contacts...")
-        seeded = seed_demo(contacts=contacts, seed=seed)
-        # One announcement for everything written (readers such as segments refresh these contacts).
-        contacts_changed(seeded.contact_ids)
+        seeded = writes.seed_demo(contacts=contacts, seed=seed)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Created {seeded.companies} companies, {seeded.contacts} contacts, {seeded.activities} activities, "
