@@ -1,6 +1,16 @@
 from django.urls import path, re_path
 
-from api.views import activation, analytics, common, contacts, personalization, predictions, segments, tasks
+from api.views import (
+    activation,
+    analytics,
+    common,
+    contacts,
+    governance,
+    personalization,
+    predictions,
+    segments,
+    tasks,
+)
 
 app_name = "api"
 
@@ -27,6 +37,7 @@ urlpatterns = [
     path("segments/<slug:slug>/", segments.SegmentDetail.as_view(), name="segment"),
     path("segments/<slug:slug>/members/", segments.SegmentMembers.as_view(), name="segment-members"),
     path("segments/<slug:slug>/history/", segments.SegmentHistory.as_view(), name="segment-history"),
+    path("segments/<slug:slug>/reviews/", governance.SegmentReviews.as_view(), name="segment-reviews"),
     path("segments/<slug:slug>/refresh/", segments.refresh_segment, name="segment-refresh"),
     path("segments/<slug:slug>/members/add/", segments.add_members, name="segment-members-add"),
     path("segments/<slug:slug>/members/remove/", segments.remove_members, name="segment-members-remove"),

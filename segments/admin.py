@@ -24,24 +24,22 @@ from django.utils.text import Truncator
 
 from contacts.models import Contact, normalize_email
 from contacts.paging import LargeTablePaginator
-from crmseg_site.untrusted_json import JSONFormField
-from segments.editing import check_segment, delete_segment, save_segment, segment_dependants
+from segments.editing import (
+    BOOKKEEPING_FIELDS,
+    DEFINITION_FIELDS,
+    check_segment,
+    delete_segment,
+    save_segment,
+    segment_dependants,
+)
+from segments.governance import admin as governance_admin  # noqa: F401 (registers its models)
 from segments.history import detail_text
 from segments.models import Membership, MembershipChange, RefreshStatus, RuleVersion, Segment, SegmentKind
-from segments.rule_builder import RuleBuilderWidget
+from segments.rule_builder import RuleBuilderWidget, RuleField
 from segments.static import add_static_members, remove_static_members
 from segments.tasks import enqueue_refresh_segment
 
 MAX_STATIC_TOKENS = 10_000
-
-
-class RuleField(JSONFormField):
-    """The rule as indented JSON, so a person can read and edit it."""
-
-    def prepare_value(self, value):
-        if isinstance(value, forms.fields.InvalidJSONInput):
-            return value
-        return json.dumps(value, indent=2, ensure_ascii=False) if value is not None else ""
 
 
 class SegmentForm(forms.ModelForm):
@@ -54,7 +52,7 @@ class SegmentForm(forms.ModelForm):
 
     class Meta:
         model = Segment
-        fields = ["name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "category", "status"]
+        fields = [name for name in DEFINITION_FIELDS if name not in BOOKKEEPING_FIELDS]
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -99,7 +97,7 @@ class SegmentAdmin(admin.ModelAdmin):
     list_select_related = ["owner", "parent"]
     search_fields = ["name", "slug", "description"]
     autocomplete_fields = ["parent"]
-    raw_id_fields = ["owner"]
+    raw_id_fields = ["owner", "backup_owner"]
     prepopulated_fields = {"slug": ["name"]}
     actions = ["refresh_now", "edit_static_members"]
     readonly_fields = [
@@ -122,7 +120,22 @@ class SegmentAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "description", "kind", "is_global", "category", "status", "owner"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "slug",
+                    "description",
+                    "kind",
+                    "is_global",
+                    "category",
+                    "status",
+                    "owner",
+                    "backup_owner",
+                ]
+            },
+        ),
         ("Definition", {"fields": ["parent", "rule"]}),
         (
             "Membership and last refresh",
@@ -173,6 +186,8 @@ class SegmentAdmin(admin.ModelAdmin):
         url = reverse("admin:segments_membership_changelist") + "?" + urlencode({"segment__id__exact": segment.pk})
         page = reverse("segments-detail", args=[segment.pk])
         links = format_html('<a href="{}">{} members</a> · <a href="{}">segment page</a>', url, segment.size, page)
+        review = reverse("admin:segments_review_add") + "?" + urlencode({"segment": segment.pk})
+        links = format_html('{} · <a href="{}">record a review</a>', links, review)
         if segment.kind == SegmentKind.STATIC:
             edit = reverse("admin:segments_segment_static_members", args=[segment.pk])
             links = format_html('{} · <a href="{}">add or remove members</a>', links, edit)

@@ -29,11 +29,14 @@ DEFINITION_FIELDS = [
     "parent",
     "rule",
     "owner",
+    "backup_owner",
     "category",
     "status",
     "rule_edited_at",
     "updated_at",
 ]
+# Written by save_segment itself, never taken from a form.
+BOOKKEEPING_FIELDS = ("rule_edited_at", "updated_at")
 NEW_NODE = 0  # stands for a segment not saved yet in the dependency graph
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -74,6 +75,14 @@ class Segment(models.Model):
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_segments"
+    )
+    backup_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backed_up_segments",
+        help_text="Stands in for the owner: gets review reminders when the owner is inactive",
     )
     category = models.CharField(max_length=20, choices=SegmentCategory.choices, default=SegmentCategory.OTHER)
     status = models.CharField(max_length=20, choices=SegmentStatus.choices, default=SegmentStatus.ACTIVE)
@@ -413,3 +422,128 @@ class AnalyticsState(models.Model):
 
     def __str__(self) -> str:
         return f"analytics through {self.computed_through}"
+
+
+# --- Governance (segments/governance/): review cadences and the reviews themselves ---
+
+
+class ReviewKind(models.TextChoices):
+    METRICS = "metrics", "Metrics review"
+    BOUNDARIES = "boundaries", "Boundary adjustment"
+    STRATEGY = "strategy", "Strategy reassessment"
+
+
+class CadenceUnit(models.TextChoices):
+    DAYS = "days", "days"
+    MONTHS = "months", "months"
+
+
+MAX_CADENCE = {CadenceUnit.DAYS: 1096, CadenceUnit.MONTHS: 36}  # three years at most
+
+
+class ReviewPolicy(models.Model):
+    """How often one kind of review is due: a default for a category, or an override for one segment.
+
+    A segment's cadence for a kind is its own row, else its category's, else the strategy's default
+    (segments/governance/cadence.py). A policy can be switched off for a segment, with a reason.
+    """
+
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.CASCADE, related_name="policies")
+    category = models.CharField(max_length=20, choices=SegmentCategory.choices, blank=True)
+    kind = models.CharField(max_length=20, choices=ReviewKind.choices)
+    every = models.IntegerField(default=1, help_text="How many days or months between two reviews of this kind")
+    unit = models.CharField(max_length=10, choices=CadenceUnit.choices, default=CadenceUnit.MONTHS)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True, help_text="Why reviews of this kind are off")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "review policies"
+        ordering = ["category", "segment", "kind"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(segment__isnull=True) & ~models.Q(category=""))
+                | (models.Q(segment__isnull=False) & models.Q(category="")),
+                name="review_policy_segment_or_category",
+            ),
+            models.UniqueConstraint(
+                fields=["segment", "kind"], condition=models.Q(segment__isnull=False), name="review_policy_segment_kind"
+            ),
+            models.UniqueConstraint(
+                fields=["category", "kind"],
+                condition=models.Q(segment__isnull=True),
+                name="review_policy_category_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.segment.name if self.segment_id else self.get_category_display()
+        cadence = f"every {self.every} {self.unit}" if self.enabled else "off"
+        return f"{scope}: {self.get_kind_display()} {cadence}"
+
+    def clean(self) -> None:
+        """Refuse a cadence that could never come due, a scope that is not one of the two, and a
+        switched-off policy without its reason; each message names its field."""
+        errors: dict[str, str] = {}
+        limit = MAX_CADENCE.get(self.unit)  # an unknown unit is refused by the field's choices
+        if limit is not None and (not isinstance(self.every, int) or not 1 <= self.every <= limit):
+            errors["every"] = f"A cadence is 1 to {limit} {self.unit}; got {self.every}."
+        if (self.segment_id is None) == (not self.category):
+            errors["category"] = (
+                "A policy is either a category's default or one segment's override: set one of the two."
+            )
+        if not self.enabled and not self.disabled_reason.strip():
+            errors["disabled_reason"] = "Say why reviews of this kind are switched off."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ReviewDecision(models.TextChoices):
+    KEEP = "keep", "Keep as is"
+    ADJUST = "adjust", "Adjust the rule"
+    MERGE = "merge", "Merge into another segment"
+    RETIRE = "retire", "Retire (archive)"
+
+
+class Review(models.Model):
+    """A completed review: who looked at the segment, when, what they decided and the figures they saw.
+
+    Written once by segments/governance/reviews.py and never changed (save refuses an update).
+    """
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="reviews")
+    kind = models.CharField(max_length=20, choices=ReviewKind.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="segment_reviews"
+    )
+    recorded_by = models.CharField(max_length=200, help_text="The person or API key that recorded the review")
+    reviewed_at = models.DateTimeField(default=timezone.now)
+    decision = models.CharField(max_length=10, choices=ReviewDecision.choices)
+    notes = models.TextField(blank=True)
+    snapshot = models.JSONField(default=dict, help_text="The segment's figures at review time")
+    rule_version = models.ForeignKey(
+        RuleVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="adjust: the rule it made",
+    )
+    merged_into = models.ForeignKey(
+        Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_reviews"
+    )
+
+    class Meta:
+        ordering = ["-reviewed_at", "-id"]
+        indexes = [models.Index(fields=["segment", "kind", "reviewed_at"], name="review_segment_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.segment} {self.get_kind_display()} {self.reviewed_at:%Y-%m-%d}: {self.decision}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("A review is immutable once recorded; record a new one instead.")
+        super().save(*args, **kwargs)

@@ -5,12 +5,15 @@ static script rule-builder.js draws the tree of groups and conditions from it an
 change back. What the builder offers comes from the field registry through `builder_catalog()`.
 """
 
+import json
+
 from django import forms
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from contacts.models import ActivityKind, Layer
+from crmseg_site.untrusted_json import JSONFormField
 from segments.models import Segment, SegmentStatus
 from segments.rules.registry import TYPES, get_fields, operators_for
 from segments.rules.validation import EVENT_OPS
@@ -68,3 +71,12 @@ class RuleBuilderWidget(forms.Textarea):
         # The project's template engine (templates/ at the root), not the form renderer's, which
         # only looks inside apps.
         return mark_safe(render_to_string(template_name, context))
+
+
+class RuleField(JSONFormField):
+    """The rule as indented JSON, so a person can read and edit it."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False) if value is not None else ""

@@ -20,8 +20,8 @@ class SegmentSerializer(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = Segment
         fields = [
-            "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "category",
-            "status", "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added",
+            "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "backup_owner",
+            "category", "status", "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added",
             "last_refresh_removed", "last_refresh_status", "last_refresh_error", "refresh_running_since",
             "refresh_heartbeat_at", "refresh_worker", "refresh_failures", "refresh_retry_at", "created_at",
             "updated_at",

@@ -31,6 +31,7 @@ from .segment_page import (
 )
 
 MEMBERS_PAGE_SIZE = 25
+REVIEWS_SHOWN = 10
 OVERVIEW_SORTS = {
     "name": lambda node: node.segment.name.lower(),
     "size": lambda node: node.segment.size,
@@ -117,6 +118,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
         "refresh_note": refresh_note(segment),
         "scored_by": scored_by,
+        "reviews": segment.reviews.select_related("reviewer")[:REVIEWS_SHOWN],
     }
     return render(request, "segments/detail.html", ctx)
 

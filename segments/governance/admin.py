@@ -1,0 +1,129 @@
+"""Governance in the admin: review policies, the review log (read-only) and the review form.
+
+Registered from segments/admin.py. A review is recorded through `reviews.record_review`, which
+checks it, freezes the snapshot and carries out the decision in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from segments.models import Review, ReviewDecision, ReviewKind, ReviewPolicy, Segment, SegmentStatus
+from segments.rule_builder import RuleBuilderWidget, RuleField
+
+from .reviews import record_review
+from .snapshot import take_snapshot
+
+
+@admin.register(ReviewPolicy)
+class ReviewPolicyAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "category", "segment", "kind", "every", "unit", "enabled", "disabled_reason"]
+    list_filter = ["kind", "category", "enabled"]
+    list_select_related = ["segment"]
+    autocomplete_fields = ["segment"]
+    fields = ["category", "segment", "kind", "every", "unit", "enabled", "disabled_reason"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.changed_by = request.user
+        obj.changed_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+
+class ReviewForm(forms.Form):
+    segment = forms.ModelChoiceField(queryset=Segment.objects.exclude(status=SegmentStatus.ARCHIVED))
+    kind = forms.ChoiceField(choices=ReviewKind.choices)
+    decision = forms.ChoiceField(choices=ReviewDecision.choices)
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), required=False)
+    rule = RuleField(
+        required=False,
+        widget=RuleBuilderWidget(),
+        help_text="Adjust only: the new rule (validated like any edit; the review links the rule version it makes).",
+    )
+    merged_into = forms.ModelChoiceField(
+        queryset=Segment.objects.filter(status=SegmentStatus.ACTIVE),
+        required=False,
+        label="Merge into",
+        help_text="Merge only: the segment that survives.",
+    )
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    """Reviews are immutable: listed and shown, recorded through the review form, never edited."""
+
+    list_display = ["reviewed_at", "segment", "kind", "decision", "reviewer", "recorded_by"]
+    list_filter = ["kind", "decision"]
+    list_select_related = ["segment", "reviewer"]
+    search_fields = ["segment__name", "segment__slug", "notes"]
+    date_hierarchy = "reviewed_at"
+    readonly_fields = [
+        "segment",
+        "kind",
+        "decision",
+        "reviewer",
+        "recorded_by",
+        "reviewed_at",
+        "notes",
+        "rule_version",
+        "merged_into",
+        "snapshot_json",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="snapshot at review time")
+    def snapshot_json(self, review: Review) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(review.snapshot, indent=2, ensure_ascii=False))
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        initial = {}
+        segment = Segment.objects.filter(pk=request.GET.get("segment") or 0).first()
+        if segment is not None:
+            initial = {"segment": segment, "rule": segment.rule, "kind": request.GET.get("kind", ReviewKind.METRICS)}
+        form = ReviewForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                review = record_review(
+                    data["segment"],
+                    kind=data["kind"],
+                    decision=data["decision"],
+                    reviewer=request.user,
+                    recorded_by=f"user {request.user.get_username()!r} (id {request.user.pk})",
+                    notes=data["notes"],
+                    new_rule=data["rule"] if data["decision"] == ReviewDecision.ADJUST else None,
+                    merge_into=data["merged_into"],
+                )
+            except ValidationError as error:
+                for field, problems in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, problems)
+            else:
+                message = f"Recorded the {review.get_kind_display().lower()} of {review.segment}: {review.decision}."
+                self.message_user(request, message, messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:segments_review_change", args=[review.pk]))
+        chosen = form.cleaned_data.get("segment") if form.is_bound and hasattr(form, "cleaned_data") else segment
+        ctx = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "segment": chosen,
+            "snapshot": take_snapshot(chosen, now=timezone.now()) if chosen else None,
+            "title": f"Review {chosen}" if chosen else "Record a review",
+        }
+        return TemplateResponse(request, "admin/segments/review_form.html", ctx)
