@@ -11,7 +11,8 @@ Saves and deletes of contacts, companies, activities and deals made here go thro
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.forms import BaseInlineFormSet
@@ -29,12 +30,14 @@ from contacts.models import (
     Contact,
     ContactMetrics,
     Deal,
+    JobTitleRule,
     LifecycleChange,
     MetricsRun,
     PropertyDefinition,
     ScoringModel,
     ScoringModelVersion,
 )
+from contacts.normalize import Normalized, merged_originals, normalize_company, normalize_contact
 from contacts.paging import LargeTablePaginator
 
 RECENT_ACTIVITIES = 20
@@ -79,6 +82,8 @@ class ContactDataAdmin(admin.ModelAdmin):
     list_per_page = 50
 
     def save_model(self, request, obj, form, change) -> None:
+        for suggestion in getattr(form, "suggestions", {}).values():
+            self.message_user(request, suggestion, level=messages.WARNING)
         writes.save(obj)
 
     def delete_model(self, request, obj) -> None:
@@ -88,12 +93,60 @@ class ContactDataAdmin(admin.ModelAdmin):
         writes.delete(queryset)
 
 
+class NormalizingForm(forms.ModelForm):
+    """Normalises what was typed (contacts.normalize) before the model's checks, keeping the
+    originals on the record; suggestions (a mistyped mail domain) are shown after saving."""
+
+    suggestions: dict[str, str]
+
+    def normalize(self, typed: dict) -> Normalized:
+        raise NotImplementedError
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        typed = {name: cleaned[name] for name in self.changed_data if isinstance(cleaned.get(name), str)}
+        result = self.normalize(typed)
+        for name, errors in result.errors.items():
+            self.add_error(name, errors)
+        cleaned.update({name: value for name, value in result.values.items() if name not in result.errors})
+        self.instance.original_values = merged_originals(self.instance.original_values, typed, result.originals)
+        self.suggestions = result.suggestions
+        return cleaned
+
+
+class CompanyForm(NormalizingForm):
+    # Longer than the stored forms: a website URL or a country name is accepted and normalised.
+    domain = forms.CharField(max_length=500, help_text="Domain or website, e.g. acme.com or https://www.acme.com/")
+    country = forms.CharField(max_length=100, required=False, help_text="ISO code or name, e.g. DE or Germany")
+
+    def normalize(self, typed: dict) -> Normalized:
+        return normalize_company(typed)
+
+
+class ContactForm(NormalizingForm):
+    phone = forms.CharField(max_length=50, required=False, help_text="Any format; stored as E.164 (+14155550123)")
+    country = forms.CharField(max_length=100, required=False, help_text="ISO code or name, e.g. DE or Germany")
+
+    def normalize(self, typed: dict) -> Normalized:
+        if "job_title" in typed:
+            # A changed title re-derives function and seniority unless they were set by hand here.
+            for name in ("job_function", "seniority"):
+                typed[name] = "" if name not in self.changed_data else self.cleaned_data.get(name, "")
+        stored_country = "" if self.instance.pk is None else self.instance.country
+        result = normalize_contact(typed, titles=JobTitleRule.objects.title_map(), stored_country=stored_country)
+        for name in ("job_function", "seniority"):
+            if name not in self.changed_data and not result.values.get(name, True):
+                del result.values[name]  # nothing derived: the stored value stays
+        return result
+
+
 class CompanyAdmin(ContactDataAdmin):
+    form = CompanyForm
     list_display = ["name", "domain", "industry", "employee_count", "country", "contact_count", "is_target_account"]
     list_filter = [EmployeeBandFilter, "industry", "is_target_account", "is_competitor"]
     search_fields = ["^name", "=domain"]
     search_help_text = "Name starts with, or exact domain"
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "original_values"]
     ordering = ["name"]
 
     def get_queryset(self, request):
@@ -145,6 +198,7 @@ class RecentActivityInline(admin.TabularInline):
 
 
 class ContactAdmin(ContactDataAdmin):
+    form = ContactForm
     list_display = [
         "email",
         "full_name",
@@ -170,7 +224,7 @@ class ContactAdmin(ContactDataAdmin):
     search_help_text = "Exact email, first or last name starts with, or exact company domain"
     actions = ["erase_selected"]
     autocomplete_fields = ["company", "owner"]
-    readonly_fields = ["lifecycle_changed_at", "all_activities", "created_at", "updated_at"]
+    readonly_fields = ["lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values"]
     inlines = [LifecycleChangeInline, RecentActivityInline]
     fieldsets = [
         (None, {"fields": ["email", ("first_name", "last_name"), "phone", "company", "owner"]}),
@@ -202,7 +256,7 @@ class ContactAdmin(ContactDataAdmin):
         ),
         ("Interests and tools", {"fields": ["interests", "values", "technologies"]}),
         ("Custom properties", {"fields": ["properties"]}),
-        ("Record", {"fields": ["created_at", "updated_at"]}),
+        ("Record", {"fields": ["created_at", "updated_at", "original_values"]}),
     ]
 
     @admin.display(description="name")
@@ -274,6 +328,15 @@ class LifecycleChangeAdmin(admin.ModelAdmin):
         return False
 
 
+class JobTitleRuleAdmin(admin.ModelAdmin):
+    """The job title -> function / seniority mapping that normalisation applies to new titles."""
+
+    list_display = ["keyword", "job_function", "seniority"]
+    list_editable = ["job_function", "seniority"]
+    list_filter = ["job_function", "seniority"]
+    search_fields = ["keyword"]
+
+
 class PropertyDefinitionAdmin(admin.ModelAdmin):
     list_display = ["key", "label", "type", "layer", "source"]
     list_filter = ["type", "layer", "source"]
@@ -286,6 +349,7 @@ admin.site.register(Activity, ActivityAdmin)
 admin.site.register(Deal, DealAdmin)
 admin.site.register(LifecycleChange, LifecycleChangeAdmin)
 admin.site.register(PropertyDefinition, PropertyDefinitionAdmin)
+admin.site.register(JobTitleRule, JobTitleRuleAdmin)
 
 
 # --- Scoring model (editable by operations, versioned) and derived metrics (read-only) ----------

@@ -20,6 +20,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from psycopg import sql
 
+from contacts import normalize
 from contacts.copy_insert import copy_insert
 from contacts.models import (
     Activity,
@@ -27,10 +28,10 @@ from contacts.models import (
     ActivityTally,
     Company,
     Contact,
+    JobTitleRule,
     LifecycleChange,
     LifecycleStage,
     PropertyDefinition,
-    normalize_domain,
     normalize_email,
     year_problem,
 )
@@ -48,10 +49,13 @@ NUL_MESSAGE = "Text may not contain NUL characters."
 CONTACT_FIELDS = [
     f.name
     for f in Contact._meta.concrete_fields
-    if f.name not in {"id", "email", "company", "owner", "lifecycle_changed_at", "created_at", "updated_at"}
+    if f.name
+    not in {"id", "email", "company", "owner", "lifecycle_changed_at", "created_at", "updated_at", "original_values"}
 ]
 COMPANY_FIELDS = [
-    f.name for f in Company._meta.concrete_fields if f.name not in {"id", "domain", "created_at", "updated_at"}
+    f.name
+    for f in Company._meta.concrete_fields
+    if f.name not in {"id", "domain", "created_at", "updated_at", "original_values"}
 ]
 ACTIVITY_TEXT_LIMITS = {"topic": 100, "product": 100, "campaign": 100, "external_id": 200}
 ACTIVITY_FIELDS = {"contact", "email", "kind", "occurred_at", "url", "value", *ACTIVITY_TEXT_LIMITS}
@@ -72,6 +76,8 @@ class UpsertResult:
     updated: list[RowOutcome] = field(default_factory=list)
     failed: dict[int, RowErrors] = field(default_factory=dict)
     changed_contact_ids: set[int] = field(default_factory=set)
+    # Accepted rows with a value that may be a typo ({row index: {field: "Did you mean ...?"}}).
+    suggestions: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +92,7 @@ def validate_domain(value: object) -> str:
     """Normalise a company domain (`https://www.Acme.com/x` -> `acme.com`) or raise ValidationError."""
     if not isinstance(value, str):
         raise ValidationError(f"Expected a domain name as text, got {type(value).__name__}.")
-    domain = normalize_domain(value)
+    domain = normalize.domain(value)
     if not DOMAIN.match(domain):
         raise ValidationError(f"{value!r} is not a domain name (e.g. acme.com).")
     return domain
@@ -141,9 +147,14 @@ def _clean_fields(row: dict, allowed: Iterable[str], model: type[models.Model], 
 
 
 def _validated_rows(
-    rows: list, clean: Callable[[dict, RowErrors], dict], failed: dict[int, RowErrors], *, key: str = "", noun: str = ""
+    rows: list,
+    clean: Callable[[int, dict, RowErrors], dict],
+    failed: dict[int, RowErrors],
+    *,
+    key: str = "",
+    noun: str = "",
 ) -> dict[int, dict]:
-    """{row index: cleaned values} of the rows `clean(row, errors)` accepts; the others go to `failed`.
+    """{row index: cleaned values} of the rows `clean(index, row, errors)` accepts; the others go to `failed`.
 
     With `key`, a row repeating an earlier row's key is refused, naming the earlier row.
     """
@@ -155,7 +166,7 @@ def _validated_rows(
             continue
         # A NUL character cannot be stored in any text or JSON column; name where it is and check no further.
         errors: RowErrors = {path: [NUL_MESSAGE] for path in nul_paths(row) if path}
-        values = {} if errors else clean(row, errors)
+        values = {} if errors else clean(index, row, errors)
         if key and not errors:
             if values[key] in first_row_for_key:
                 errors[key] = [f"Same {key} as rows[{first_row_for_key[values[key]]}]; send a {noun} once."]
@@ -237,9 +248,17 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
     now = now or timezone.now()
     result = UpsertResult()
     definitions = {d.key: d for d in PropertyDefinition.objects.all()}
-    good = _validated_rows(
-        rows, lambda row, errors: _clean_contact(row, errors, definitions), result.failed, key="email", noun="contact"
-    )
+    titles = JobTitleRule.objects.title_map()
+    countries = _stored_countries(rows)
+    originals: dict[int, dict] = {}
+
+    def clean(index: int, row: dict, errors: RowErrors) -> dict:
+        values, originals[index], suggestions = _clean_contact(row, errors, definitions, titles, countries)
+        if suggestions:
+            result.suggestions[index] = suggestions
+        return values
+
+    good = _validated_rows(rows, clean, result.failed, key="email", noun="contact")
     _check_owners(good, result)
     if not good:
         return result
@@ -252,14 +271,16 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
         }
         company_ids = ensure_companies(company_names)
         existing = {
-            email: (pk, stage, changed_at, since, props)
-            for email, pk, stage, changed_at, since, props in Contact.objects.filter(
+            email: (pk, stage, changed_at, since, props, typed)
+            for email, pk, stage, changed_at, since, props, typed in Contact.objects.filter(
                 email__in=[v["email"] for v in good.values()]
-            ).values_list("email", "id", "lifecycle_stage", "lifecycle_changed_at", "customer_since", "properties")
+            ).values_list(*STORED_CONTACT_COLUMNS)
         }
         objs, stage_changes = [], []
-        for values in good.values():
-            row, fields, change = _contact_from_row(values, existing.get(values["email"]), company_ids, now=now)
+        for index, values in good.items():
+            row, fields, change = _contact_from_row(
+                values, existing.get(values["email"]), company_ids, originals=originals.get(index, {}), now=now
+            )
             objs.append((row, fields))
             if change:
                 stage_changes.append((values["email"], *change))
@@ -282,17 +303,44 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
     return result
 
 
+# What an upsert reads of a stored contact to merge a row into it.
+STORED_CONTACT_COLUMNS = [
+    "email", "id", "lifecycle_stage", "lifecycle_changed_at", "customer_since", "properties", "original_values"
+]  # fmt: skip
 CONTACT_KEYS = {"email", "company_domain", "company_name", "owner", *CONTACT_FIELDS}
 
 
-def _clean_contact(row: dict, errors: RowErrors, definitions: dict[str, PropertyDefinition]) -> dict:
+def _stored_countries(rows: list) -> dict[str, str]:
+    """{email: stored country} of the contacts whose row gives a phone but no country: the phone's
+    default region is the contact's country."""
+    emails = {
+        normalize_email(row["email"])
+        for row in rows
+        if isinstance(row, dict) and row.get("phone") and not row.get("country") and isinstance(row.get("email"), str)
+    }
+    return {email: country for email, country in lookup_pairs(Contact, "email", "country", emails) if country}
+
+
+def _clean_contact(
+    row: dict,
+    errors: RowErrors,
+    definitions: dict[str, PropertyDefinition],
+    titles: normalize.TitleMap,
+    countries: dict[str, str],
+) -> tuple[dict, dict, dict[str, str]]:
+    """(cleaned values, originals of the values normalisation changed, suggestions)."""
     _unknown_keys(row, CONTACT_KEYS, errors)
-    values = _clean_fields(row, CONTACT_FIELDS, Contact, errors)
     raw_email = row.get("email")
+    stored_country = countries.get(normalize_email(raw_email), "") if isinstance(raw_email, str) else ""
+    normalized = normalize.normalize_contact(row, titles=titles, stored_country=stored_country)
+    errors.update(normalized.errors)
+    row = normalized.values
+    values = _clean_fields(row, [f for f in CONTACT_FIELDS if f not in normalized.errors], Contact, errors)
     try:
         if not isinstance(raw_email, str) or not raw_email.strip():
             raise ValidationError("Required: each row is matched by its email.")
-        values["email"] = _clean_field(Contact, "email", normalize_email(raw_email))
+        if "email" not in normalized.errors:
+            values["email"] = _clean_field(Contact, "email", row["email"])
     except ValidationError as error:
         errors["email"] = error.messages
     if "properties" in values:
@@ -310,7 +358,7 @@ def _clean_contact(row: dict, errors: RowErrors, definitions: dict[str, Property
         if row["owner"] is not None and (isinstance(row["owner"], bool) or not isinstance(row["owner"], int)):
             errors["owner"] = ["Expected a user id (integer) or null."]
         values["owner"] = row["owner"]
-    return values
+    return values, normalized.originals, normalized.suggestions
 
 
 def _check_owners(good: dict[int, dict], result: UpsertResult) -> None:
@@ -322,12 +370,14 @@ def _check_owners(good: dict[int, dict], result: UpsertResult) -> None:
 
 
 def _contact_from_row(
-    values: dict, stored: tuple | None, company_ids: dict[str, int], *, now: datetime
+    values: dict, stored: tuple | None, company_ids: dict[str, int], *, originals: dict, now: datetime
 ) -> tuple[dict, set[str], tuple[str | None, str] | None]:
     """Build the row to write (by column), the columns it sets, and (old stage, new stage) if it moves."""
     values = dict(values)
     domain = values.pop("company_domain", "missing")
     fields = set(values) - {"email", "owner"}
+    values["original_values"] = normalize.merged_originals(stored and stored[-1], set(values), originals)
+    fields.add("original_values")
     if domain != "missing":
         values["company_id"] = company_ids.get(domain) if domain else None
         fields.add("company_id")
@@ -340,7 +390,7 @@ def _contact_from_row(
         values.setdefault("lifecycle_changed_at", now)
         change = (None, stage)
     else:
-        _pk, old_stage, changed_at, since, props = stored
+        _pk, old_stage, changed_at, since, props, _typed = stored
         values["lifecycle_changed_at"] = changed_at
         values.setdefault("customer_since", since)
         if "properties" in values:
@@ -358,16 +408,27 @@ def _contact_from_row(
 def upsert_companies(rows: list) -> UpsertResult:
     """Create or update companies matched by normalised domain."""
     result = UpsertResult()
-    good = _validated_rows(rows, _clean_company, result.failed, key="domain", noun="company")
+    originals: dict[int, dict] = {}
+
+    def clean(index: int, row: dict, errors: RowErrors) -> dict:
+        values, originals[index] = _clean_company(row, errors)
+        return values
+
+    good = _validated_rows(rows, clean, result.failed, key="domain", noun="company")
     if not good:
         return result
     with transaction.atomic():
         domains = [values["domain"] for values in good.values()]
-        existing = dict(Company.objects.filter(domain__in=domains).values_list("domain", "id"))
+        existing = {
+            domain: typed
+            for domain, typed in Company.objects.filter(domain__in=domains).values_list("domain", "original_values")
+        }
         objs = []
-        for values in good.values():
+        for index, values in good.items():
+            typed = normalize.merged_originals(existing.get(values["domain"]), set(values), originals[index])
             # A new company without a name is named after its domain; a stored one keeps its name.
-            objs.append(({"name": values["domain"]} | values, set(values) - {"domain"}))
+            row = {"name": values["domain"]} | values | {"original_values": typed}
+            objs.append((row, set(values) - {"domain"} | {"original_values"}))
         _bulk_upsert(Company, objs, key="domain", now=timezone.now())
         ids = dict(Company.objects.filter(domain__in=domains).values_list("domain", "id"))
         updated_ids = [ids[d] for d in existing]
@@ -384,14 +445,21 @@ def upsert_companies(rows: list) -> UpsertResult:
 COMPANY_KEYS = {"domain", *COMPANY_FIELDS}
 
 
-def _clean_company(row: dict, errors: RowErrors) -> dict:
+def _clean_company(row: dict, errors: RowErrors) -> tuple[dict, dict]:
+    """(cleaned values, originals of the values normalisation changed)."""
     _unknown_keys(row, COMPANY_KEYS, errors)
-    values = _clean_fields(row, COMPANY_FIELDS, Company, errors)
+    normalized = normalize.normalize_company({k: v for k, v in row.items() if k != "domain"})
+    errors.update(normalized.errors)
+    fields = [f for f in COMPANY_FIELDS if f not in normalized.errors]
+    values = _clean_fields(normalized.values, fields, Company, errors)
     try:
         values["domain"] = validate_domain(row.get("domain"))
     except ValidationError as error:
         errors["domain"] = error.messages
-    return values
+    else:
+        if values["domain"] != row["domain"]:
+            normalized.originals["domain"] = row["domain"]
+    return values, normalized.originals
 
 
 def _clean_activity(row: dict, errors: RowErrors) -> dict:
@@ -485,7 +553,7 @@ def _resolve_contacts(rows: list, good: dict[int, dict], result: ActivityIngestR
 def ingest_activities(rows: list) -> ActivityIngestResult:
     """Insert activities; a row whose external_id is already stored (or repeated) counts as a duplicate."""
     result = ActivityIngestResult()
-    good = _validated_rows(rows, _clean_activity, result.failed)
+    good = _validated_rows(rows, lambda _index, row, errors: _clean_activity(row, errors), result.failed)
     _resolve_contacts(rows, good, result)
     if connection.vendor == "postgresql":
         _insert_activities_postgresql(list(good.values()), result)

@@ -13,13 +13,11 @@ from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from contacts.normalize import TitleMap, TitleRule, normalize_email
+
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
 PROPERTY_KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-def normalize_email(value: str) -> str:
-    return (value or "").strip().lower()
 
 
 def normalize_domain(value: str) -> str:
@@ -91,6 +89,9 @@ class Company(models.Model):
     region = models.CharField(max_length=100, blank=True)
     city = models.CharField(max_length=100, blank=True)
     technologies = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
+    original_values = models.JSONField(
+        default=dict, blank=True, help_text="What was typed where normalisation changed it, by field"
+    )
     is_target_account = models.BooleanField(default=False)
     is_competitor = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -257,6 +258,9 @@ class Contact(models.Model):
     properties = models.JSONField(
         default=dict, blank=True, help_text="Custom properties declared by PropertyDefinitions"
     )
+    original_values = models.JSONField(
+        default=dict, blank=True, help_text="What was typed where normalisation changed it, by field"
+    )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -326,6 +330,37 @@ class Contact(models.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+class JobTitleRuleQuerySet(models.QuerySet):
+    def title_map(self) -> TitleMap:
+        return TitleMap(TitleRule(*row) for row in self.values_list("keyword", "job_function", "seniority"))
+
+
+class JobTitleRule(models.Model):
+    """One keyword of the job title -> function / seniority mapping (contacts.normalize.TitleMap).
+
+    Migration 0012 loads sensible defaults; operations edit them in the admin.
+    """
+
+    keyword = models.CharField(
+        max_length=100, unique=True, help_text="Whole words of a title, lower case without accents, e.g. 'head of'"
+    )
+    job_function = models.CharField(max_length=20, choices=JobFunction.choices, blank=True)
+    seniority = models.CharField(max_length=20, choices=Seniority.choices, blank=True)
+
+    objects = JobTitleRuleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["keyword"]
+
+    def __str__(self) -> str:
+        return self.keyword
+
+    def clean(self) -> None:
+        self.keyword = " ".join(self.keyword.lower().split())
+        if not self.job_function and not self.seniority:
+            raise ValidationError("A rule sets a job function, a seniority or both.")
 
 
 class LifecycleChange(models.Model):
@@ -904,3 +939,4 @@ class MetricsRun(models.Model):
     def __str__(self) -> str:
         scope = "all contacts" if self.full else f"{self.contacts} contacts"
         return f"metrics as of {self.as_of:%Y-%m-%d %H:%M} ({scope})"
+

@@ -13,6 +13,7 @@ written; the contact of an activity or a deal, both the one it had and the one i
     save(obj)                    one new or changed row, through its model's save() (a contact records
                                  its stage change and normalises its email; a company its domain)
     update(queryset, **values)   one UPDATE of many rows; values may be expressions (F("lead_score") + 5)
+    bulk_update(objs, fields)    many rows, each with its own values (normalize_contacts)
     delete(target)               a row or a queryset, with what cascades from it
     upsert_contacts(rows), upsert_companies(rows), ingest_activities(rows)
                                  bulk rows checked one by one, the good ones stored set-based, all or
@@ -73,6 +74,25 @@ def update(queryset: QuerySet[Any], **values: Any) -> int:
         if moved_to is not None:
             ids.add(moved_to.pk if isinstance(moved_to, Contact) else int(moved_to))
         count = queryset.update(**values)
+        contacts_changed(ids)
+    return count
+
+
+def bulk_update(objs: list[Row], fields: Iterable[str], *, batch_size: int = 2000) -> int:
+    """UPDATE `fields` of these rows, each with its own values (Django's bulk_update); returns how many.
+
+    For the normalize_contacts job, whose e-mails are already in normal form (contacts.normalize).
+    A contact's stage is refused: its change is recorded by save().
+    """
+    fields = list(fields)
+    if not objs:
+        return 0
+    model = _check_model(type(objs[0]))
+    if model is Contact and "lifecycle_stage" in fields:
+        raise ValueError("Contact.lifecycle_stage is written with contacts.writes.save(), which records its change.")
+    with transaction.atomic():
+        ids = _contact_ids(model._default_manager.filter(pk__in=[obj.pk for obj in objs]))
+        count = model._default_manager.bulk_update(objs, fields, batch_size=batch_size)
         contacts_changed(ids)
     return count
 

@@ -8,14 +8,40 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from api.serializers.strict import StrictInput
-from contacts import writes
+from contacts import normalize, writes
 from contacts.ingest import MAX_ROWS, validate_domain
-from contacts.models import Activity, Company, Contact, PropertyDefinition, normalize_email
+from contacts.models import Activity, Company, Contact, JobTitleRule, PropertyDefinition, normalize_email
+from contacts.normalize import merged_originals, normalize_company, normalize_contact
 
 
 class NormalizedEmailField(serializers.EmailField):
     def to_internal_value(self, data):
         return normalize_email(super().to_internal_value(data))
+
+
+def _normalized(serializer: serializers.ModelSerializer, attrs: dict, normalize) -> dict:
+    """`attrs` with its text normalised (contacts.normalize) and what was sent kept on the record
+    where it differs (fields normalised earlier, by their own validators, included)."""
+    typed = {name: value for name, value in attrs.items() if isinstance(value, str)}
+    result = normalize(typed)
+    if result.errors:
+        raise serializers.ValidationError(result.errors)
+    sent = serializer.initial_data
+    originals = {
+        name: sent[name]
+        for name, value in result.values.items()
+        if isinstance(sent.get(name), str) and sent[name] != value
+    }
+    stored = serializer.instance.original_values if serializer.instance else {}
+    return {**attrs, **result.values, "original_values": merged_originals(stored, typed, originals)}
+
+
+def _field_check(check, value: str, **kwargs) -> str:
+    """A normalisation run as a field's own validation, so its error is listed with the other fields'."""
+    try:
+        return check(value, **kwargs)
+    except DjangoValidationError as error:
+        raise serializers.ValidationError(error.messages) from None
 
 
 class DomainField(serializers.CharField):
@@ -27,8 +53,7 @@ class DomainField(serializers.CharField):
 
 
 class CountryField(serializers.CharField):
-    def to_internal_value(self, data):
-        return super().to_internal_value(data).upper()
+    """An ISO 3166-1 alpha-2 code, alpha-3 code or country name (stored as the alpha-2 code)."""
 
 
 class WrittenThroughContactsWrites(serializers.ModelSerializer):
@@ -45,7 +70,7 @@ class WrittenThroughContactsWrites(serializers.ModelSerializer):
 
 class CompanySerializer(StrictInput, WrittenThroughContactsWrites):
     domain = DomainField(max_length=253, validators=[UniqueValidator(Company.objects.all())])
-    country = CountryField(max_length=2, required=False, allow_blank=True)
+    country = CountryField(max_length=100, required=False, allow_blank=True)
 
     class Meta:
         model = Company
@@ -56,27 +81,50 @@ class CompanySerializer(StrictInput, WrittenThroughContactsWrites):
         read_only_fields = ["created_at", "updated_at"]
 
     def validate_country(self, value: str) -> str:
-        Company._meta.get_field("country").run_validators(value)
-        return value
+        return _field_check(normalize.country, value)
+
+    def validate(self, attrs: dict) -> dict:
+        return _normalized(self, super().validate(attrs), normalize_company)
 
 
 class ContactSerializer(StrictInput, WrittenThroughContactsWrites):
     email = NormalizedEmailField(max_length=254, validators=[UniqueValidator(Contact.objects.all())])
-    country = CountryField(max_length=2, required=False, allow_blank=True)
+    country = CountryField(max_length=100, required=False, allow_blank=True)
+    phone = serializers.CharField(
+        max_length=50, required=False, allow_blank=True, help_text="Any format; stored as E.164 (+14155550123)"
+    )
     company_domain = serializers.SerializerMethodField(help_text="Domain of the contact's company, if any")
 
     class Meta:
         model = Contact
         fields = "__all__"
-        read_only_fields = ["lifecycle_changed_at", "created_at", "updated_at"]
+        read_only_fields = ["lifecycle_changed_at", "created_at", "updated_at", "original_values"]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_company_domain(self, contact: Contact) -> str | None:
         return contact.company.domain if contact.company_id else None
 
     def validate_country(self, value: str) -> str:
-        Contact._meta.get_field("country").run_validators(value)
-        return value
+        return _field_check(normalize.country, value)
+
+    def validate_phone(self, value: str) -> str:
+        sent = self.initial_data.get("country")
+        try:
+            region = normalize.country(sent) if isinstance(sent, str) else ""
+        except DjangoValidationError:
+            region = ""  # validate_country names the country
+        if not region and self.instance:
+            region = self.instance.country
+        return _field_check(normalize.phone, value, region=region)
+
+    def validate(self, attrs: dict) -> dict:
+        stored_country = self.instance.country if self.instance else ""
+        titles = JobTitleRule.objects.title_map() if "job_title" in attrs else None
+
+        def normalize(typed: dict):
+            return normalize_contact(typed, titles=titles, stored_country=stored_country)
+
+        return _normalized(self, super().validate(attrs), normalize)
 
     def validate_properties(self, value: object) -> dict:
         errors = PropertyDefinition.objects.validate_properties(value)
