@@ -17,17 +17,25 @@ from crmseg_site.untrusted_json import JSONFormField
 from segments.models import Segment, SegmentStatus
 from segments.rules.registry import TYPES, get_fields, operators_for
 from segments.rules.validation import EVENT_OPS
+from segments.rules.wording import operator_controls
 
 
 def builder_catalog() -> dict:
-    """Fields grouped by layer (in the layers' order), operators per type, event kinds, segments."""
+    """Fields grouped by layer (in the layers' order), operators per type and their words (the wording
+    table's, segments/rules/wording.py), event kinds, segments."""
     fields = get_fields().values()
     layers = [
         {
             "layer": layer.value,
             "label": layer.label,
             "fields": [
-                {"path": f.path, "label": f.label, "type": f.type, "choices": list(f.choices)}
+                {
+                    "path": f.path,
+                    "label": f.label,
+                    "type": f.type,
+                    "choices": list(f.choices),
+                    "choice_labels": [f.choice_label(choice) for choice in f.choices],
+                }
                 for f in fields
                 if f.layer == layer.value
             ],
@@ -37,6 +45,7 @@ def builder_catalog() -> dict:
     return {
         "layers": [group for group in layers if group["fields"]],
         "operators": {type: list(operators_for(type)) for type in TYPES},
+        "operator_words": operator_controls(),
         "event_kinds": [[value, label] for value, label in ActivityKind.choices],
         "event_ops": list(EVENT_OPS),
         "segments": [

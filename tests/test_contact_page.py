@@ -134,11 +134,14 @@ def test_it_says_why_the_contact_is_in_each_segment(client, sales_user):
     client.force_login(sales_user)
     response = page(client, contact)
     why = {m.segment.name: m.why for m in response.context["memberships"]}
-    assert why["Hot leads"] == ["Lead score at least 50 (80)", "Pricing page view in the last 7 days (1 found)"]
+    assert why["Hot leads"] == [
+        "Lead score is at least 50: 80",
+        "Pricing page view at least once in the last 7 days: 1 found",
+    ]
     assert why["Customers"] == ["No longer matches (the next refresh will remove the contact)"]
     assert why["Trade show list"] == []
     html = response.content.decode()
-    assert "Lead score at least 50 (80)" in html
+    assert "Lead score is at least 50: 80" in html
     assert "Added by hand" in html
 
 

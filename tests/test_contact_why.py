@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from contacts.models import ActivityKind
 from segments.models import Membership
-from segments.pages.why import reasons
 from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, SegmentFactory
@@ -16,8 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def why(rule: dict, contact) -> list[str]:
-    fields = get_fields()
-    return reasons(rule, explain(rule, contact, now=timezone.now(), fields=fields).root, fields)
+    return explain(rule, contact, now=timezone.now(), fields=get_fields()).reasons()
 
 
 def test_it_names_only_the_conditions_that_hold_in_an_any_group():
@@ -30,8 +28,8 @@ def test_it_names_only_the_conditions_that_hold_in_an_any_group():
         ]
     }
     assert why(rule, contact) == [
-        "Lifecycle stage is one of mql, sql (sql)",
-        "Company employee count at least 1,000 (1,200)",
+        "Lifecycle stage is one of Marketing qualified lead or Sales qualified lead: Sales qualified lead",
+        "Company employee count is at least 1,000: 1,200",
     ]
 
 
@@ -55,10 +53,10 @@ def test_it_words_not_membership_and_events():
         ]
     }
     assert why(rule, contact) == [
-        "not: Do not contact is yes (no)",
-        "member of customers",
-        "Email click at least 3 times about security in the last 30 days (3 found)",
-        "No support ticket opened ever (0 found)",
+        "Not: Do not contact is yes: no",
+        "Member of customers: yes",
+        "Email click about “security” at least 3 times in the last 30 days: 3 found",
+        "No support ticket opened (all time): 0 found",
     ]
 
 

@@ -107,7 +107,7 @@ def test_explain_gives_every_condition_with_the_contacts_values(client, ops_user
         ("any[0]", True, 70),
         ("any[1]", False, "lead"),
     ]
-    assert answer["reasons"] == ["Lead score at least 50 (70)"]
+    assert answer["reasons"] == ["Lead score is at least 50: 70"]
     _, by_id = post(client, "segments-rule-explain", {"rule": rule, "contact": str(contact.pk)})
     assert by_id["contact"]["email"] == "ada@example.com"
 

@@ -53,24 +53,25 @@ def test_the_tree_holds_every_node_with_the_contacts_values(lead):
     assert explanation.result is True
     tree = explanation.to_dict()["tree"]
     assert [child["text"] for child in tree["children"]] == [
-        "company.employee_count gte 250: true (1,200)",
-        "any of: true",
-        "not: true",
-        "lead_score top_percent 50: true (value 80, threshold 80.0)",
+        "Company employee count is at least 250: 1,200",
+        "Any of these holds",
+        "Not",
+        "Lead score is in the top 50%: 80, threshold 80",
     ]
     any_node = tree["children"][1]
     assert [(c["path"], c["result"], c["value"]) for c in any_node["children"]] == [
         ("all[1].any[0]", False, "lead"),
         ("all[1].any[1]", True, {"count": 3}),
     ]
-    assert any_node["children"][1]["label"] == ("event email_click (topic=cloud-migration) count_gte 3 within 30 days")
+    clicks = "Email click about “cloud-migration” at least 3 times in the last 30 days"
+    assert any_node["children"][1]["label"] == clicks
     assert tree["children"][2]["children"][0] == {
         "path": "all[2].not",
         "kind": "in_segment",
-        "label": "in_segment active-customers",
+        "label": "Member of active-customers",
         "result": False,
         "value": "not a member",
-        "text": "in_segment active-customers: false (not a member)",
+        "text": "Member of active-customers: no",
         "children": [],
     }
 
@@ -78,12 +79,12 @@ def test_the_tree_holds_every_node_with_the_contacts_values(lead):
 def test_reasons_list_the_conditions_that_hold(lead):
     explanation = explain(RULE, lead, now=NOW)
     assert explanation.reasons() == [
-        "company.employee_count gte 250: true (1,200)",
-        "event email_click (topic=cloud-migration) count_gte 3 within 30 days: true (count 3)",
-        "not (in_segment active-customers: false (not a member))",
-        "lead_score top_percent 50: true (value 80, threshold 80.0)",
+        "Company employee count is at least 250: 1,200",
+        "Email click about “cloud-migration” at least 3 times in the last 30 days: 3 found",
+        "Not: Member of active-customers: no",
+        "Lead score is in the top 50%: 80, threshold 80",
     ]
-    assert explanation.summary().startswith("Matches: company.employee_count gte 250: true (1,200); event")
+    assert explanation.summary().startswith("Matches: Company employee count is at least 250: 1,200; Email click")
 
 
 def test_a_contact_that_stopped_matching_is_told_which_condition_failed(lead):
@@ -91,7 +92,7 @@ def test_a_contact_that_stopped_matching_is_told_which_condition_failed(lead):
     explanation = explain(RULE, lead, now=NOW)
     assert explanation.result is False
     assert explanation.reasons() == []
-    assert explanation.summary() == "Does not match: not: false"
+    assert explanation.summary() == "Does not match: excluded because Member of active-customers: yes"
     assert explanation.to_dict()["tree"]["children"][2]["children"][0]["value"] == "member"
 
 
@@ -105,10 +106,10 @@ def test_missing_values_are_shown_and_make_conditions_false(db):
     }
     explanation = explain(rule, contact, now=NOW)
     assert [str(child) for child in explanation.root.children] == [
-        "company.employee_count lt 10: false (no value)",
-        "not: true",
+        "Company employee count is less than 10: no value",
+        "Not",
     ]
-    assert explanation.reasons() == ["not (lifetime_value gte 1: false (no value))"]
+    assert explanation.reasons() == ["Not: Lifetime value is at least 1: no value"]
 
 
 def test_sum_conditions_show_the_sum(db):

@@ -66,11 +66,37 @@ def test_a_wrong_operator_lists_the_allowed_ones(db):
     )
 
 
-def test_an_unknown_field_suggests_the_closest_and_lists_known_fields(db):
+def test_an_unknown_field_suggests_the_three_closest_not_every_field(db):
     message = only_message({"field": "company.employe_count", "op": "gte", "value": 3})
-    assert message.startswith("unknown field 'company.employe_count'. Did you mean 'company.employee_count'?")
-    assert "lifecycle_stage" in message
-    assert "props." not in message
+    assert message.startswith(
+        "unknown field 'company.employe_count'. Did you mean 'company.employee_count' (Company employee count), "
+    )
+    assert message.count("'company.") == 4  # the field given and three suggestions
+    assert "lifecycle_stage" not in message
+
+
+def test_an_unknown_field_is_matched_by_its_label_too(db):
+    message = only_message({"field": "lead score", "op": "gte", "value": 3})
+    assert message.startswith("unknown field 'lead score'. Did you mean 'lead_score' (Lead score)")
+
+
+def test_an_unknown_field_like_no_other_says_where_to_look(db):
+    message = only_message({"field": "zzzqqq", "op": "gte", "value": 3})
+    assert message == "unknown field 'zzzqqq'. No field has a similar name; the rule builder lists them all."
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"field": "lead_score", "op": "gte", "value": ""},
+        {"field": "lead_score", "op": "between", "value": ["", 5]},
+        {"field": "lead_score", "op": "top_percent", "value": ""},
+        {"field": "created_at", "op": "in_last_days", "value": ""},
+        {"event": {"kind": "email_open"}, "op": "count_gte", "value": ""},
+    ],
+)
+def test_an_empty_number_asks_for_a_number(db, rule):
+    assert only_message(rule) == "enter a number."
 
 
 def test_a_property_definition_makes_its_field_valid_without_code(db):

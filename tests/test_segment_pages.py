@@ -98,8 +98,13 @@ def test_it_shows_tree_uses_and_rule_history(client, ops_user):
     assert ("Child segment", child.name) in uses
     assert ("Rule reads it (in_segment)", reader.name) in uses
     assert RuleVersion.objects.filter(segment=segment).count() == 2
-    assert '<span class="del">-  &quot;value&quot;: 50</span>' in html
-    assert '<span class="add">+  &quot;value&quot;: 60</span>' in html
+    assert "Lead score is at least 60" in [line.text for line in response.context["rule_lines"]]
+    edit = response.context["diffs"][0]["rows"]
+    assert [(row.before.text, row.after.text, row.change) for row in edit] == [
+        ("Lead score is at least 50", "Lead score is at least 60", "changed")
+    ]
+    assert '<td><span style="padding-left: 0px">Lead score is at least 50</span></td>' in html
+    assert "&quot;value&quot;" not in html.split('id="rule-words"')[1].split("</ul>")[0]
     assert SegmentReference.objects.filter(to_segment=segment).exists()
 
 

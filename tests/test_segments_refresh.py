@@ -506,7 +506,7 @@ def test_a_refresh_with_one_change_leaves_its_detail_to_a_task_after_commit(
 
     change.refresh_from_db()
     assert change.detail["result"] is True
-    assert change.detail["conditions"][0]["text"] == "lead_score gte 50: true (80)"
+    assert change.detail["conditions"][0]["text"] == "Lead score is at least 50: 80"
 
 
 def test_a_failed_refresh_queues_no_details(db, monkeypatch, django_capture_on_commit_callbacks):
@@ -542,7 +542,7 @@ def test_a_detail_the_data_no_longer_supports_is_left_out_and_none_is_written_tw
     # then the join it no longer explains gets no detail, and describing again writes nothing
     details = dict(MembershipChange.objects.filter(segment=segment).values_list("contact_id", "detail"))
     assert details[riser.pk] is None
-    assert details[steady.pk]["conditions"][0]["text"] == "lead_score gte 50: true (80)"
+    assert details[steady.pk]["conditions"][0]["text"] == "Lead score is at least 50: 80"
     assert history_module.describe_changes([segment.pk], changed_at=_changed_at(segment), now=timezone.now()) == 0
 
 

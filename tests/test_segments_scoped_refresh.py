@@ -198,9 +198,9 @@ def test_a_contact_joining_because_its_score_rose_has_a_detail_naming_the_condit
     assert (change.kind, change.reason) == ("join", "rule")
     assert change.detail["result"] is True
     by_path = {c["path"]: c for c in change.detail["conditions"]}
-    assert by_path["all[0]"]["label"] == "lead_score gte 50"
+    assert by_path["all[0]"]["label"] == "Lead score is at least 50"
     assert (by_path["all[0]"]["value"], by_path["all[0]"]["result"]) == (80, True)
-    assert by_path["all[0]"]["text"] == "lead_score gte 50: true (80)"
+    assert by_path["all[0]"]["text"] == "Lead score is at least 50: 80"
 
 
 def test_a_leave_names_the_condition_that_no_longer_holds(db, with_details):
@@ -217,7 +217,7 @@ def test_a_leave_names_the_condition_that_no_longer_holds(db, with_details):
 
     change = MembershipChange.objects.get(segment=hot, contact=contact, kind="leave")
     assert change.detail["result"] is False
-    assert [c["text"] for c in change.detail["conditions"]] == ["country eq US: false (DE)"]
+    assert [c["text"] for c in change.detail["conditions"]] == ["Country is “US”: DE"]
 
 
 def test_details_of_several_segments_come_from_their_own_rules_and_thresholds(db, with_details):
@@ -232,7 +232,7 @@ def test_details_of_several_segments_come_from_their_own_rules_and_thresholds(db
         refresh_contacts([riser.pk])
 
     details = {c.segment_id: c.detail for c in MembershipChange.objects.filter(contact=riser)}
-    assert details[top.pk]["conditions"][0]["text"] == "lead_score top_percent 20: true (value 95, threshold 90.0)"
+    assert details[top.pk]["conditions"][0]["text"] == "Lead score is in the top 20%: 95, threshold 90"
     assert details[hot.pk]["conditions"][0]["path"] == ""
 
 
@@ -286,9 +286,7 @@ def test_details_cost_the_same_queries_for_one_changed_contact_or_twenty(db, dja
     # then every join has its detail, and twenty cost no more queries than one
     details = MembershipChange.objects.filter(segment=hot, kind="join").values_list("detail", flat=True)
     assert len(details) == 21
-    assert all(
-        d["conditions"][1]["text"] == "event email_click performed within 30 days: true (count 1)" for d in details
-    )
+    assert all(d["conditions"][1]["text"] == "Email click at least once in the last 30 days: 1 found" for d in details)
     assert queries[20] == queries[1]
 
 
@@ -303,8 +301,8 @@ def test_the_api_history_and_the_admin_show_why_a_contact_joined(db, with_detail
     rows = api_client("segments:read", "contacts:read").get("/api/v1/segments/hot/history/").json()["results"]
     admin_list = ops_client.get(reverse("admin:segments_membershipchange_changelist"))
 
-    assert rows[0]["detail"]["conditions"][0]["text"] == "lead_score gte 50: true (80)"
-    assert "lead_score gte 50: true (80)" in admin_list.text
+    assert rows[0]["detail"]["conditions"][0]["text"] == "Lead score is at least 50: 80"
+    assert "Lead score is at least 50: 80" in admin_list.text
 
 
 def test_the_segment_page_lists_the_latest_changes_with_why(db, with_details, ops_client):
@@ -319,4 +317,4 @@ def test_the_segment_page_lists_the_latest_changes_with_why(db, with_details, op
 
     assert "Latest joins and leaves" in page
     assert "Rosa Riser" in page
-    assert "lead_score gte 50: true (80)" in page
+    assert "Lead score is at least 50: 80" in page

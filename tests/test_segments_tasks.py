@@ -80,7 +80,7 @@ def test_a_contact_change_is_refreshed_by_a_worker_after_commit():
 
     assert Success.objects.get(func="segments.tasks.describe_changes_task").result == 1
     detail = MembershipChange.objects.get(segment=segment).detail
-    assert detail["conditions"][0]["text"] == "lead_score gte 50: true (75)"
+    assert detail["conditions"][0]["text"] == "Lead score is at least 50: 75"
     assert not OrmQ.objects.exists()
 
 

@@ -13,7 +13,6 @@ from segments.rules.registry import get_fields
 from segments.rules.validation import InvalidRule
 
 from .paging import Page, fetch_page
-from .why import reasons
 
 ACTIVITY_PAGE_SIZE = 20
 
@@ -59,14 +58,14 @@ def explain_memberships(contact: Contact, member_of: list[Membership], *, now: d
         return {}
     fields = get_fields()
     nodes = explain_segments([m.segment for m in ruled], contact, now=now, fields=fields)
-    return {m.segment_id: _why(m.segment.rule, node, fields) for m, node in zip(ruled, nodes, strict=True)}
+    return {m.segment_id: _why(node) for m, node in zip(ruled, nodes, strict=True)}
 
 
-def _why(rule: dict, node, fields: dict) -> list[str]:
+def _why(node) -> list[str]:
     if isinstance(node, InvalidRule):
         return [f"The rule is invalid: {node}"]
     if node.result:
-        return reasons(rule, node, fields)
+        return node.reasons()
     return ["No longer matches (the next refresh will remove the contact)"]
 
 

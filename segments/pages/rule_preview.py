@@ -23,8 +23,6 @@ from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
 from segments.rules.validation import validate_rule
 
-from .why import reasons
-
 SAMPLE_SIZE = 10
 
 
@@ -132,7 +130,7 @@ def rule_explain(request: HttpRequest) -> JsonResponse:
             "ok": True,
             "contact": {"id": contact.pk, "email": contact.email, "name": contact.full_name},
             "result": explanation.result,
-            "reasons": reasons(rule, explanation.root, fields),
+            "reasons": explanation.reasons(),
             "tree": explanation.root.to_dict(),
         }
     )

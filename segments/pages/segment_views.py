@@ -1,6 +1,5 @@
 """Operations pages for segments: overview tree, segment page, refresh now with a status poll."""
 
-import difflib
 import json
 from datetime import UTC, datetime
 
@@ -15,7 +14,8 @@ from predictions.models import PropensityModel
 from predictions.scoring import NoUsableVersion
 from segments.history import detail_text
 from segments.models import MembershipChange, RefreshStatus, RuleVersion, Segment
-from segments.rules.registry import propensity_models_named
+from segments.rules.registry import get_fields, propensity_models_named
+from segments.rules.wording import compare_rules, rule_lines, segment_names
 from segments.tasks import enqueue_refresh_segment
 
 from .charts import diverging_bars, line_chart
@@ -65,15 +65,14 @@ def segment_overview(request: HttpRequest) -> HttpResponse:
     return render(request, "segments/overview.html", ctx)
 
 
-def rule_diffs(segment: Segment) -> list[dict]:
-    versions = RuleVersion.objects.filter(segment=segment).select_related("changed_by")[:10]
-    diffs = []
-    for version in versions:
-        old = json.dumps(version.old_rule, indent=2, sort_keys=True).splitlines() if version.old_rule else []
-        new = json.dumps(version.new_rule, indent=2, sort_keys=True).splitlines() if version.new_rule else []
-        lines = list(difflib.unified_diff(old, new, "before", "after", lineterm="", n=2))[2:]
-        diffs.append({"version": version, "lines": lines})
-    return diffs
+def rule_diffs(segment: Segment, *, fields: dict) -> list[dict]:
+    """The last ten rule versions, each as its rule before and after in words, side by side."""
+    versions = list(RuleVersion.objects.filter(segment=segment).select_related("changed_by")[:10])
+    names = segment_names(*(rule for v in versions for rule in (v.old_rule, v.new_rule)))
+    return [
+        {"version": v, "rows": compare_rules(v.old_rule, v.new_rule, fields=fields, segment_names=names)}
+        for v in versions
+    ]
 
 
 LATEST_CHANGES = 10
@@ -96,6 +95,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     number = page_number(request.GET)
     page = fetch_page(member_filter.qs, number=number, size=MEMBERS_PAGE_SIZE) if member_filter.is_valid() else None
     scored_by = member_likelihood(segment, page.rows if page else [])
+    fields = get_fields()
     ctx = {
         "section": "segments",
         "segment": segment,
@@ -113,8 +113,11 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "page": page,
         "next_query": page_query(request.GET, key="page", number=number + 1),
         "previous_query": page_query(request.GET, key="page", number=number - 1),
-        "diffs": rule_diffs(segment),
+        "diffs": rule_diffs(segment, fields=fields),
         "latest_changes": latest_changes(segment),
+        "rule_lines": rule_lines(segment.rule, fields=fields, segment_names=segment_names(segment.rule))
+        if segment.rule is not None
+        else [],
         "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
         "refresh_note": refresh_note(segment),
         "scored_by": scored_by,

@@ -28,6 +28,7 @@ from segments.rules.compiler import Thresholds, percent_threshold, threshold_key
 from segments.rules.expressions import fold
 from segments.rules.registry import Field, get_fields
 from segments.rules.validation import InvalidRule, referenced_slugs, validate_rule
+from segments.rules.wording import condition_text, observed_text
 
 _TEXT_OPS = {
     "eq": lambda v, x: v == x,
@@ -54,10 +55,13 @@ class Node:
     result: bool
     value: object = None
     children: list[Node] = field(default_factory=list)
+    field: Field | None = None
 
     def __str__(self) -> str:
-        shown = "" if self.kind in ("all", "any", "not") else f" ({_text(self.value)})"
-        return f"{self.label}: {'true' if self.result else 'false'}{shown}"
+        """A leaf in words with what the contact has ("Lead score is at least 50: 80"); a group's heading."""
+        if self.kind in ("all", "any", "not"):
+            return self.label
+        return f"{self.label}: {observed_text(self.kind, self.value, field=self.field)}"
 
     def to_dict(self) -> dict:
         return {
@@ -75,7 +79,7 @@ class Node:
         if not self.result:
             return []
         if self.kind == "not":
-            return [f"not ({self.children[0]})"]
+            return [f"Not: {self.children[0]}"]
         if self.kind in ("all", "any"):
             return [reason for child in self.children for reason in child.reasons()]
         return [str(self)]
@@ -95,7 +99,10 @@ class Explanation:
     def summary(self) -> str:
         if self.result:
             return "Matches: " + "; ".join(self.reasons())
-        return "Does not match: " + str(self.root if self.root.kind not in ("all", "any") else _first_false(self.root))
+        failing = _first_false(self.root)
+        if failing.kind == "not":
+            return f"Does not match: excluded because {failing.children[0]}"
+        return f"Does not match: {failing}"
 
     def to_dict(self) -> dict:
         return {
@@ -107,6 +114,7 @@ class Explanation:
 
 
 def _first_false(node: Node) -> Node:
+    """The first failing condition (or `not`) that makes a false node false."""
     while node.kind in ("all", "any") and not node.result:
         node = next(child for child in node.children if not child.result)
     return node
@@ -241,22 +249,23 @@ class _Evaluator:
             if key in rule:
                 children = [self.node(child, f"{_join(path, key)}[{i}]") for i, child in enumerate(rule[key])]
                 result = all(c.result for c in children) if key == "all" else any(c.result for c in children)
-                return Node(path, key, f"{key} of", result, children=children)
+                label = "All of these hold" if key == "all" else "Any of these holds"
+                return Node(path, key, label, result, children=children)
         if "not" in rule:
             child = self.node(rule["not"], _join(path, "not"))
-            return Node(path, "not", "not", not child.result, children=[child])
+            return Node(path, "not", "Not", not child.result, children=[child])
         if "event" in rule:
             return self.event(rule, path)
         if "in_segment" in rule:
             slug = rule["in_segment"]
             member = slug in self.member_of
-            return Node(path, "in_segment", f"in_segment {slug}", member, "member" if member else "not a member")
+            label = condition_text(rule, fields=self.fields)
+            return Node(path, "in_segment", label, member, "member" if member else "not a member")
         field = self.fields[rule["field"]]
         op, value = rule["op"], rule.get("value")
         actual = self.value(field)
-        label = " ".join(part for part in (field.path, op, _rule_value_text(op, value)) if part)
         result, shown = self.condition(field, op, value, actual)
-        return Node(path, "condition", label, result, shown)
+        return Node(path, "condition", condition_text(rule, fields=self.fields), result, shown, field=field)
 
     # Values
 
@@ -362,7 +371,7 @@ class _Evaluator:
             "sum_gte": cents >= round((value or 0) * 100),
         }[op]
         shown = {"count": count, "sum": Decimal(cents) / 100} if op == "sum_gte" else {"count": count}
-        return Node(path, "event", _event_label(rule), result, shown)
+        return Node(path, "event", condition_text(rule, fields=self.fields), result, shown)
 
 
 def _activity_matches(activity: dict, filters: dict, *, since: datetime | None, now: datetime) -> bool:
@@ -398,27 +407,6 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _rule_value_text(op: str, value) -> str:
-    if value is None:
-        return ""
-    if op == "between":
-        return f"{value[0]} and {value[1]}"
-    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def _event_label(rule: dict) -> str:
-    filters = rule["event"]
-    extra = ", ".join(
-        f"{key}={filters[key]}" for key in ("topic", "product", "campaign", "url_contains") if key in filters
-    )
-    parts = [f"event {filters['kind']}" + (f" ({extra})" if extra else ""), rule["op"]]
-    if rule.get("value") is not None:
-        parts.append(str(rule["value"]))
-    if "within_days" in rule:
-        parts.append(f"within {rule['within_days']} days")
-    return " ".join(parts)
-
-
 def _jsonable(value: object) -> object:
     if isinstance(value, Decimal):
         return str(value)
@@ -429,15 +417,3 @@ def _jsonable(value: object) -> object:
     if isinstance(value, list):
         return [_jsonable(item) for item in value]
     return value
-
-
-def _text(value: object) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{key} {_text(item)}" for key, item in value.items())
-    if value is None or value == "":
-        return "no value"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    if isinstance(value, int | Decimal | float) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(_jsonable(value))

@@ -44,10 +44,17 @@ class Field:
     choices: tuple[str, ...] = ()
     property_key: str | None = None
     score: tuple[int, str] | None = None  # (propensity model id, PropensityScore column)
+    choice_labels: tuple[str, ...] = ()  # beside `choices`, in the same order (empty: the values are the labels)
 
     @property
     def operators(self) -> tuple[str, ...]:
         return operators_for(self.type)
+
+    def choice_label(self, value: str) -> str:
+        """The label people read for a choice value ("Marketing qualified lead" for `mql`)."""
+        if value in self.choices and self.choice_labels:
+            return self.choice_labels[self.choices.index(value)]
+        return value
 
 
 def operators_for(type: str) -> tuple[str, ...]:
@@ -159,11 +166,12 @@ def _model_field(model, name: str, type: str, layer: str, *, prefix: str = "") -
     model_field = model._meta.get_field(name)
     label = str(model_field.verbose_name)
     choices = tuple(value for value, _ in model_field.choices or ())
+    labels = tuple(str(label) for _, label in model_field.choices or ())
     path = f"{prefix}.{name}" if prefix else name
     lookup = f"{prefix}__{name}" if prefix else name
-    if prefix:
+    if prefix in ("company", "owner"):  # metrics read as the contact's own: "Engagement score"
         label = f"{prefix.capitalize()} {label}"
-    return Field(path, label[:1].upper() + label[1:], type, str(layer), lookup, choices)
+    return Field(path, label[:1].upper() + label[1:], type, str(layer), lookup, choices, choice_labels=labels)
 
 
 def metric_field(name: str, type: str, layer: str) -> Field:
@@ -213,6 +221,7 @@ def _propensity_fields() -> list[Field]:
                 "",
                 choices=tuple(Tier.values),
                 score=(model_id, "tier"),
+                choice_labels=tuple(str(label) for label in Tier.labels),
             ),
         ]
     return fields

@@ -186,13 +186,7 @@ class _Checker:
         name = node["field"]
         field = self.fields.get(name) if isinstance(name, str) else None
         if field is None:
-            close = difflib.get_close_matches(str(name), self.fields, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            self.add(
-                _join(path, "field"),
-                f"unknown field {name!r}.{hint} Known fields: {', '.join(self.fields)}.",
-                "unknown_field",
-            )
+            self.add(_join(path, "field"), f"unknown field {name!r}. {self.nearest_fields(name)}", "unknown_field")
             return
         op = node.get("op")
         if op not in field.operators:
@@ -207,12 +201,25 @@ class _Checker:
         if message:
             self.add(_join(path, "value"), message, "bad_value")
 
+    def nearest_fields(self, name: object) -> str:
+        """The three known fields closest to `name` by path or label, as a hint."""
+        by_words = {field.label.lower(): path for path, field in self.fields.items()}
+        candidates = {**{path: path for path in self.fields}, **by_words}
+        close = difflib.get_close_matches(str(name).lower(), candidates, n=6, cutoff=0.5)
+        paths = list(dict.fromkeys(candidates[match] for match in close))[:3]
+        if not paths:
+            return "No field has a similar name; the rule builder lists them all."
+        named = [f"{path!r} ({self.fields[path].label})" for path in paths]
+        return f"Did you mean {named[0] if len(named) == 1 else ', '.join(named[:-1]) + ' or ' + named[-1]}?"
+
     def value_problem(self, field: Field, op: str, value: object, *, has_value: bool) -> str | None:
         """Why `value` does not fit `op` on `field`, or None."""
         if op in _NO_VALUE_OPS:
             return f"{op} takes no value." if value is not None else None
         if not has_value:
             return f"{op} needs a value."
+        if value in ("", None) and (field.type == "number" or op in _DAY_OPS | _PERCENT_OPS):
+            return "enter a number."
         if op in _DAY_OPS:
             return None if _is_day_count(value) else f"{op} takes a whole number of days from 1 to {MAX_DAYS:,}."
         if op in _PERCENT_OPS:
@@ -243,6 +250,8 @@ class _Checker:
             if value not in field.choices:
                 return f"{value!r} is not one of {_choices_text(field.choices)}."
         elif field.type == "number":
+            if value in ("", None):
+                return "enter a number."
             if not _is_number(value):
                 return f"expected a number between -{MAX_NUMBER:,} and {MAX_NUMBER:,}, got {value!r}."
         elif field.type in ("date", "datetime"):
@@ -310,6 +319,8 @@ class _Checker:
     def event_value_problem(self, op: str, value: object) -> str | None:
         if op in ("performed", "not_performed"):
             return f"{op} takes no value." if value is not None else None
+        if value in ("", None):
+            return "enter a number."
         if op == "sum_gte":
             if not _is_number(value) or _decimals(value) > 2:
                 return "sum_gte takes an amount (a number with up to 2 decimals)."

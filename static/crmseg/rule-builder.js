@@ -7,17 +7,6 @@
 (function () {
   "use strict";
 
-  var OP_LABELS = {
-    eq: "is", neq: "is not", "in": "is one of", not_in: "is none of", contains: "contains",
-    starts_with: "starts with", ends_with: "ends with", gt: ">", gte: "≥", lt: "<", lte: "≤",
-    between: "between", top_percent: "in top %", bottom_percent: "in bottom %", is_true: "is yes",
-    is_false: "is no", before: "before", after: "after", in_last_days: "in the last … days",
-    in_next_days: "in the next … days", more_than_days_ago: "more than … days ago",
-    contains_any: "includes any of", contains_all: "includes all of", contains_none: "includes none of",
-    is_set: "is set", is_not_set: "is not set",
-    performed: "performed", not_performed: "not performed", count_gte: "at least … times",
-    count_lte: "at most … times", count_eq: "exactly … times", sum_gte: "value sum ≥"
-  };
   var NO_VALUE = ["is_set", "is_not_set", "is_true", "is_false"];
   var DAY_OPS = ["in_last_days", "in_next_days", "more_than_days_ago"];
   var PERCENT_OPS = ["top_percent", "bottom_percent"];
@@ -49,6 +38,7 @@
     this.root = root;
     this.textarea = document.getElementById(root.dataset.textarea);
     this.catalog = JSON.parse(document.getElementById(root.dataset.textarea + "-catalog").textContent);
+    this.words = this.catalog.operator_words;  // the server's wording table (segments/rules/wording.py)
     this.fields = {};
     var self = this;
     this.catalog.layers.forEach(function (group) {
@@ -312,7 +302,7 @@
     row.appendChild(this.fieldPicker(path, node.field, function (choice, picker) { self.switchKind(choice, replace, path, picker); }));
     var ops = field ? this.catalog.operators[field.type] : [node.op];
     var opSelect = el("select", { "aria-label": "Operator", "data-rb-path": path, "data-rb-role": "op" });
-    ops.forEach(function (op) { opSelect.appendChild(option(op, OP_LABELS[op] || op, op === node.op)); });
+    ops.forEach(function (op) { opSelect.appendChild(option(op, self.words[op] || op, op === node.op)); });
     if (ops.indexOf(node.op) < 0) opSelect.insertBefore(option(node.op, (node.op || "") + " (not allowed)", true), opSelect.firstChild);
     opSelect.addEventListener("change", function () {
       var before = node.op;
@@ -373,7 +363,7 @@
       if (field && field.choices.length) {
         var multi = el("select", Object.assign(attrs("value", "Values (choose one or more)"), { multiple: "multiple", size: String(Math.min(5, field.choices.length)) }));
         var chosen = Array.isArray(node.value) ? node.value : [];
-        field.choices.forEach(function (choice) { multi.appendChild(option(choice, choice, chosen.indexOf(choice) >= 0)); });
+        field.choices.forEach(function (choice, i) { multi.appendChild(option(choice, field.choice_labels[i], chosen.indexOf(choice) >= 0)); });
         multi.addEventListener("change", function () {
           node.value = Array.prototype.filter.call(multi.options, function (o) { return o.selected; }).map(function (o) { return o.value; });
           self.changed();
@@ -390,7 +380,7 @@
     }
     if (type === "choice" && field.choices.length) {
       var single = el("select", attrs("value", "Value"));
-      field.choices.forEach(function (choice) { single.appendChild(option(choice, choice, choice === node.value)); });
+      field.choices.forEach(function (choice, i) { single.appendChild(option(choice, field.choice_labels[i], choice === node.value)); });
       if (field.choices.indexOf(node.value) < 0) single.insertBefore(option(node.value || "", (node.value || "") + " (not a choice)", true), single.firstChild);
       single.addEventListener("change", function () { node.value = single.value; self.changed(); });
       return single;
@@ -416,7 +406,7 @@
     kind.addEventListener("change", function () { filters.kind = kind.value; self.changed(); });
     row.appendChild(kind);
     var op = el("select", { "aria-label": "Event operator", "data-rb-path": path, "data-rb-role": "op" });
-    this.catalog.event_ops.forEach(function (name) { op.appendChild(option(name, OP_LABELS[name] || name, name === node.op)); });
+    this.catalog.event_ops.forEach(function (name) { op.appendChild(option(name, self.words[name] || name, name === node.op)); });
     op.addEventListener("change", function () {
       node.op = op.value;
       if (EVENT_VALUE_OPS.indexOf(node.op) >= 0) { if (typeof node.value !== "number") node.value = 1; }
