@@ -114,7 +114,9 @@ def test_sales_rep_reads_a_contact_page_and_is_refused_the_admin(page, live_serv
     memberships = page.locator("#memberships")
     cloud_row = memberships.locator("[data-segment=cloud-migration-buyers]")
     expect(cloud_row).to_contain_text("Cloud migration buyers")
-    expect(cloud_row.locator(".why")).to_contain_text("Lifecycle stage is one of mql, sql (sql)")
+    expect(cloud_row.locator(".why")).to_contain_text(
+        "Lifecycle stage is one of Marketing qualified lead or Sales qualified lead: Sales qualified lead"
+    )
     expect(page.locator("[data-suppression]")).to_contain_text("Do not include in upsell: Open support ticket")
     expect(page.get_by_role("heading", name="Open support tickets")).to_be_visible()
     expect(page.get_by_text("Platform expansion 2027")).to_be_visible()
