@@ -1,22 +1,31 @@
 """The dependency graph of segments: a segment depends on its parent and on the segments its rule
-reads with `in_segment`. Refreshes follow it in topological order; saves keep it acyclic."""
+reads with `in_segment`. Refreshes follow it in topological order (and refresh_contacts level by
+level); saves keep it acyclic."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from segments.models import Segment, SegmentReference
+from segments.models import Segment
+from segments.rules.validation import referenced_slugs
 
 Graph = dict[int, set[int]]
 
 
-def dependency_graph() -> Graph:
-    """segment id -> ids of the segments it depends on, for every segment (two queries)."""
-    graph: Graph = {pk: set() for pk in Segment.objects.values_list("pk", flat=True)}
-    for pk, parent_id in Segment.objects.filter(parent__isnull=False).values_list("pk", "parent_id"):
-        graph[pk].add(parent_id)
-    for from_id, to_id in SegmentReference.objects.values_list("from_segment_id", "to_segment_id"):
-        graph[from_id].add(to_id)
+def dependency_graph(segments: Iterable[Segment] | None = None) -> Graph:
+    """segment id -> ids of the segments it depends on, read from parents and rules.
+
+    Of every segment (one query), or among just `segments` (their slug, parent and rule loaded; no
+    query): a segment outside them is read as stored, so it needs no place in the order.
+    """
+    read = list(Segment.objects.only("slug", "parent_id", "rule") if segments is None else segments)
+    by_slug = {segment.slug: segment.pk for segment in read}
+    ids = set(by_slug.values())
+    graph: Graph = {}
+    for segment in read:
+        graph[segment.pk] = {by_slug[slug] for slug in referenced_slugs(segment.rule) if slug in by_slug}
+        if segment.parent_id in ids:
+            graph[segment.pk].add(segment.parent_id)
     return graph
 
 
@@ -82,3 +91,15 @@ def find_cycle(graph: Graph, start: int) -> list[int] | None:
         return None
 
     return walk(start)
+
+
+def levels(segment_ids: list[int], graph: Graph) -> list[list[int]]:
+    """`segment_ids` (in topological order) grouped so that each comes one level after all it
+    depends on among them: the segments of one level can be refreshed together."""
+    depth: dict[int, int] = {}
+    for pk in segment_ids:
+        depth[pk] = 1 + max((depth[dep] for dep in graph.get(pk, ()) if dep in depth), default=-1)
+    grouped: list[list[int]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for pk in segment_ids:
+        grouped[depth[pk]].append(pk)
+    return grouped

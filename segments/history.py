@@ -31,7 +31,6 @@ from django.db import connection, transaction
 from django_q.tasks import async_task
 
 from contacts.models import Contact
-from segments.diffing import CHANGE
 from segments.explaining import explain_segments
 from segments.models import ChangeKind, ChangeReason, MembershipChange, Segment
 from segments.rules.explainer import Explanation, Node, load_facts
@@ -39,6 +38,7 @@ from segments.rules.registry import get_fields
 from segments.rules.validation import referenced_slugs, validate_rule
 
 DETAIL_CAP = 50
+_CHANGE = MembershipChange._meta.db_table
 # The task that describes a refresh's changes (segments/tasks.py), as django-q names it.
 DESCRIBE_TASK = "segments.tasks.describe_changes_task"
 _LEAVES = ("condition", "event", "in_segment")
@@ -111,7 +111,7 @@ def _changes(segment_ids: list[int], *, changed_at: datetime) -> list[_Change]:
     placeholders = ", ".join(["%s"] * len(segment_ids))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT id, segment_id, contact_id, kind, reason FROM {CHANGE} WHERE segment_id IN ({placeholders})
+            f"""SELECT id, segment_id, contact_id, kind, reason FROM {_CHANGE} WHERE segment_id IN ({placeholders})
             AND changed_at = %s AND detail IS NULL ORDER BY contact_id, segment_id LIMIT %s""",
             [*segment_ids, connection.ops.adapt_datetimefield_value(changed_at), DETAIL_CAP + 1],
         )
@@ -131,7 +131,7 @@ def _store(details: dict[int, dict]) -> None:
     params = [part for pk, detail in details.items() for part in (pk, field.get_db_prep_save(detail, connection))]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {CHANGE} SET detail = {value} WHERE id IN ({', '.join(['%s'] * len(details))})",
+            f"UPDATE {_CHANGE} SET detail = {value} WHERE id IN ({', '.join(['%s'] * len(details))})",
             [*params, *details],
         )
 

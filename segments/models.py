@@ -275,7 +275,7 @@ class RefreshFailure(models.Model):
 class SegmentDay(models.Model):
     """Joins, leaves and end-of-day size of one segment on one day (project time zone).
 
-    A rollup of MembershipChange kept by every writer of changes (segments/rollup.py), so the
+    A rollup of MembershipChange kept by the membership writer (segments/membership.py), so the
     segment page and the overview chart 60 days without grouping the change log on every view.
     """
 

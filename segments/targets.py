@@ -1,20 +1,45 @@
 """Who should be in a segment: its rule's matches within its parent's members, as one queryset
-(`target_contacts`), or as the SQL of one (`target_sql`, compiled once per process)."""
+(`target_contacts`), or as the SQL of one compiled once per process: of the whole segment
+(`target_sql`, the full refresh) or among the contacts of a refresh of some contacts
+(`scoped_target_sql`, refresh_contacts).
+
+Compiling a rule through the ORM costs about a millisecond of Python, the whole of a small
+segment's refresh statement. So a segment's target SQL is kept per process and reused while
+everything it was compiled from (rule, parent, thresholds, field registry, the segments it reads)
+stays the same. Only the parameters that depend on `now` change between calls (event windows,
+relative dates): they are found by compiling at two instants a day and a bit apart and
+comparing, and are shifted to each call's `now`; a rule whose parameters do not shift that way is
+compiled on every call instead.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
-from datetime import datetime
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from datetime import date, datetime, timedelta
 
 from django.db.models import Expression, QuerySet
+from django.utils import timezone
 
 from contacts.models import Contact
+from segments.membership import scoped_contact_ids
 from segments.models import Membership, Segment
 from segments.rules.compiler import Thresholds, matching_contacts
 from segments.rules.registry import Field
 from segments.rules.validation import referenced_slugs
-from segments.statements import compiled_sql, fields_fingerprint
+
+# Compiled statements kept per process (a few per active segment at most).
+CACHE_SIZE = 1024
+# The second instant a rule is compiled at, to tell `now`-dependent parameters from constants.
+_PROBE_SHIFT = timedelta(days=1, hours=1, minutes=1, seconds=1, microseconds=1)
+
+Param = Callable[[datetime], object]
+Compile = Callable[[datetime], tuple[str, list]]
+
+_cache: OrderedDict[tuple, tuple[str, list[Param]] | None] = OrderedDict()
+_cache_lock = threading.Lock()  # web servers may refresh from several threads
 
 
 def target_contacts(
@@ -41,8 +66,8 @@ def target_sql(
     segment: Segment, *, now: datetime, fields: dict[str, Field], thresholds: Thresholds
 ) -> tuple[str, list]:
     """`target_contacts` of the whole segment as SQL and params, compiled once per process for the
-    rule, parent, thresholds, field registry and the ids of the segments the rule reads
-    (segments/statements.py). Raises InvalidRule like `target_contacts`.
+    rule, parent, thresholds, field registry and the ids of the segments the rule reads. Raises
+    InvalidRule like `target_contacts`.
     """
     slugs = referenced_slugs(segment.rule)
     # An in_segment slug compiles to that segment's id (and to nobody when none has it), so the ids
@@ -54,13 +79,107 @@ def target_sql(
         json.dumps(segment.rule, sort_keys=True),
         segment.parent_id,
         json.dumps(thresholds, sort_keys=True),
-        fields_fingerprint(fields),
+        _fingerprint(fields),
         tuple(read),
     )
-    return compiled_sql(key, lambda at: _compile(segment, now=at, fields=fields, thresholds=thresholds), now=now)
+    return _compiled(key, lambda at: _compile(segment, now=at, fields=fields, thresholds=thresholds), now=now)
 
 
-def _compile(segment: Segment, *, now: datetime, fields: dict[str, Field], thresholds: Thresholds) -> tuple[str, list]:
-    target = target_contacts(segment, now=now, fields=fields, thresholds=thresholds)
+def scoped_target_sql(segment: Segment, *, now: datetime, fields: dict[str, Field]) -> tuple[str, list]:
+    """`target_contacts` among the contacts of a membership write for some contacts
+    (membership.scoped_contact_ids), with the thresholds the segment's last full refresh stored,
+    as SQL and params compiled once per process. Raises InvalidRule like `target_contacts`.
+
+    The ids of the segments the rule reads are not part of the key: a segment another one reads
+    can be neither deleted nor renamed (segments/editing.py).
+    """
+    key = (
+        "scoped",
+        segment.pk,
+        json.dumps(segment.rule, sort_keys=True),
+        segment.parent_id,
+        json.dumps(segment.percent_thresholds, sort_keys=True),
+        _fingerprint(fields),
+    )
+    thresholds = segment.percent_thresholds
+    return _compiled(
+        key, lambda at: _compile(segment, now=at, fields=fields, thresholds=thresholds, scoped=True), now=now
+    )
+
+
+def _compile(
+    segment: Segment, *, now: datetime, fields: dict[str, Field], thresholds: Thresholds, scoped: bool = False
+) -> tuple[str, list]:
+    contact_ids = scoped_contact_ids() if scoped else None
+    target = target_contacts(segment, now=now, fields=fields, contact_ids=contact_ids, thresholds=thresholds)
     sql, params = target.order_by().values("pk").query.sql_with_params()
     return sql, list(params)
+
+
+# -- the cache of compiled statements ---------------------------------------------------------
+
+
+def _fingerprint(fields: dict[str, Field]) -> int:
+    return hash(frozenset(fields.items()))
+
+
+def _compiled(key: tuple, compile: Compile, *, now: datetime) -> tuple[str, list]:
+    """`compile(now)`, from the cache when `key` was compiled before; `key` must name everything
+    the SQL depends on except `now`."""
+    with _cache_lock:
+        found = key in _cache
+        template = _cache[key] if found else None
+        if found:
+            _cache.move_to_end(key)
+    if found:
+        if template is not None:
+            sql, makers = template
+            return sql, [make(now) for make in makers]
+        return compile(now)
+    sql, params = compile(now)
+    probe = now + _PROBE_SHIFT
+    probe_sql, probe_params = compile(probe)
+    makers = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
+    with _cache_lock:
+        _cache[key] = (sql, makers) if makers is not None else None
+        if len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return sql, params
+
+
+def _param_makers(params: list, now: datetime, probe_params: list, probe: datetime) -> list[Param] | None:
+    """For each parameter, how to make it for another `now`; None if some parameter cannot be."""
+    if len(params) != len(probe_params):
+        return None
+    makers = []
+    for value, probe_value in zip(params, probe_params, strict=True):
+        make = _shifted(value, now) if value != probe_value else _constant(value)
+        if make is None or make(probe) != probe_value:
+            return None
+        makers.append(make)
+    return makers
+
+
+def _constant(value: object) -> Param:
+    return lambda now: value
+
+
+def _shifted(value: object, origin: datetime) -> Param | None:
+    """`value` as a function of `now`, given it was made from `origin` (a moment, a local date, or
+    either as ISO text); None when it is none of these."""
+    if isinstance(value, str):
+        try:
+            parsed = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        shift = _shifted(parsed, origin)
+        return None if shift is None else (lambda now: shift(now).isoformat())
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            return None
+        offset, zone = value - origin, value.tzinfo
+        return lambda now: (now + offset).astimezone(zone)
+    if isinstance(value, date):
+        days = value - timezone.localdate(origin)
+        return lambda now: timezone.localdate(now) + days
+    return None

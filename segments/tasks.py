@@ -29,7 +29,7 @@ def refresh_segment_task(segment_id: int) -> list[dict]:
     queues itself again a minute later, so an edit made while a refresh was running still lands.
     """
     results = refresh.refresh_with_dependants(segment_id, skip_if_locked=True)
-    if results[0].status == "skipped" and "another refresh" in results[0].error:
+    if results[0].skip_reason == refresh.SkipReason.LOCKED:
         Schedule.objects.create(
             name=f"segments: retry refresh {segment_id} {timezone.now():%H%M%S%f}",
             func="segments.tasks.refresh_segment_task",

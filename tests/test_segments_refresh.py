@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact, PropertyDefinition
-from segments import events, refresh, rollup, targets
+from segments import events, refresh, targets
 from segments import history as history_module
 from segments.editing import save_segment
 from segments.models import Membership, MembershipChange, Segment
@@ -93,10 +93,10 @@ def test_a_refresh_with_nothing_changed_writes_no_membership_or_history_rows(db,
     ContactFactory.create_batch(5, lead_score=70)
     segment = _refreshed(_segment("hot", score_at_least(50)))
     before = (Membership.objects.count(), MembershipChange.objects.count())
-    # the running mark (committed first, so others see it), savepoint, lock and segment (PostgreSQL:
-    # sent as one), diff (SQLite: + count), stats, release; a rule naming no props.* field reads no
-    # property definitions
-    statements = 6 if connection.vendor == "postgresql" else 8
+    # the running mark (committed first, so others see it), savepoint, lock, segment, the membership
+    # write (SQLite: the last history id, the empty history insert, the size), stats, release; a
+    # rule naming no props.* field reads no property definitions
+    statements = 7 if connection.vendor == "postgresql" else 9
 
     with (
         membership_rows_written() as rows,
@@ -108,8 +108,8 @@ def test_a_refresh_with_nothing_changed_writes_no_membership_or_history_rows(db,
     assert (result.added, result.removed, result.size) == (0, 0, 5)
     assert (Membership.objects.count(), MembershipChange.objects.count()) == before
     # PostgreSQL: no membership/history row inserted, updated or deleted in this transaction.
-    # SQLite: the only rows changed on the connection are the segment row (mark, lock touch, stats).
-    assert rows.written == (0 if connection.vendor == "postgresql" else 3)
+    # SQLite: the only rows changed on the connection are the segment row (mark, lock touch, size, stats).
+    assert rows.written == (0 if connection.vendor == "postgresql" else 4)
     sql = [q["sql"].lstrip().upper() for q in queries.captured_queries]
     assert not any(s.startswith(("INSERT INTO SEGMENTS_MEMBERSHIP ", "DELETE")) for s in sql)
 
@@ -322,7 +322,7 @@ def test_refresh_contacts_runs_the_same_number_of_queries_for_one_contact_or_fif
     for contact in contacts:
         contact.lead_score = 45
         contact.save()
-    refresh_contacts([contacts[0].pk])  # the first call in a process compiles the rules (segments/scoped.py)
+    refresh_contacts([contacts[0].pk])  # the first call in a process compiles the rules (segments/targets.py)
 
     with CaptureQueriesContext(connection) as one:
         refresh_contacts([contacts[0].pk])
@@ -431,20 +431,23 @@ def test_a_refresh_with_many_changes_runs_no_more_statements_than_one_with_none(
     segment = _refreshed(_segment("hot", score_at_least(50)))
     monkeypatch.setattr(history_module, "DETAIL_CAP", 2)  # three changes: more than details are kept for
     Contact.objects.update(lead_score=90)
-    # the running mark, savepoint, lock with the segment, diff, stats with the day's rollup, release;
-    # SQLite: lock and segment apart, the diff is three statements, then count, stats, rollup.
-    # Neither looks up history rows it will not describe.
-    statements = 6 if connection.vendor == "postgresql" else 11
+    # the running mark, savepoint, lock, segment, the membership write with size and the day's
+    # rollup, stats, release; SQLite: the write is six statements (the last history id, history,
+    # joins, leaves, size, rollup). Neither looks up history rows it will not describe.
+    statements = 7 if connection.vendor == "postgresql" else 12
 
     with CaptureQueriesContext(connection) as queries, django_assert_num_queries(statements):
         result = refresh_segment(segment.pk)
 
     assert (result.added, result.removed, result.size) == (3, 0, 3)
-    assert not any(q["sql"].lstrip().upper().startswith("SELECT") and "MEMBERSHIPCHANGE" in q["sql"].upper()
-                   for q in queries.captured_queries)  # fmt: skip
+    assert not any("DETAIL IS NULL" in q["sql"].upper() for q in queries.captured_queries)  # history.py's look-up
     segment.refresh_from_db()
     assert (segment.size, segment.last_refresh_added, segment.last_refresh_removed) == (3, 3, 0)
     assert (segment.last_refresh_status, segment.last_refresh_error) == ("ok", "")
+
+
+def _fail_recording(*args, **kwargs):
+    raise RuntimeError("the disk is full")
 
 
 def test_a_failure_recording_the_figures_leaves_membership_and_history_as_they_were(db, monkeypatch):
@@ -453,16 +456,14 @@ def test_a_failure_recording_the_figures_leaves_membership_and_history_as_they_w
     before = (member_ids(segment), history(segment), Segment.objects.get(pk=segment.pk).size)
     contact.lead_score = 80
     contact.save()
-    broken = "ON CONFLICT (no_such_column) DO NOTHING"  # the daily rollup's upsert now fails
-    monkeypatch.setattr(refresh, "ADD_TO_DAY", broken)
-    monkeypatch.setattr(rollup, "ADD_TO_DAY", broken)
+    monkeypatch.setattr(refresh, "_record_refresh", _fail_recording)  # after the membership was written
 
     result = refresh_segment(segment.pk)
 
     segment.refresh_from_db()
     assert result.status == "failed"
     assert (segment.last_refresh_status, segment.last_refresh_added) == ("failed", 0)
-    assert "no_such_column" in segment.last_refresh_error
+    assert segment.last_refresh_error == "RuntimeError: the disk is full"
     assert (member_ids(segment), history(segment), segment.size) == before
 
 
@@ -482,7 +483,7 @@ def test_a_full_refresh_reuses_its_compiled_statement_with_each_calls_now(db, mo
 
     assert member_ids(segment) == set()
     # PostgreSQL: the first refresh compiled the SQL. SQLite's parameters are naive text the cache
-    # cannot shift (segments/statements.py), so there each refresh compiles, as before.
+    # cannot shift (segments/targets.py), so there each refresh compiles, as before.
     assert compiled == ([] if connection.vendor == "postgresql" else [1, 1])
 
 
@@ -493,10 +494,9 @@ def test_a_refresh_with_one_change_leaves_its_detail_to_a_task_after_commit(
     segment = _refreshed(_segment("hot", score_at_least(50)))
     contact.lead_score = 80
     contact.save()
-    # the running mark, savepoint, lock with the segment, diff, stats with the day's rollup, release
-    # (SQLite: lock and segment apart, the diff is three statements and a count, then stats and
-    # rollup): no more than a refresh that describes nothing
-    statements = 6 if connection.vendor == "postgresql" else 11
+    # the running mark, savepoint, lock, segment, the membership write with size and the day's
+    # rollup (SQLite: six statements), stats, release: no more than a refresh that describes nothing
+    statements = 7 if connection.vendor == "postgresql" else 12
 
     with with_details():
         with django_assert_num_queries(statements):
@@ -514,9 +514,7 @@ def test_a_failed_refresh_queues_no_details(db, monkeypatch, django_capture_on_c
     segment = _refreshed(_segment("hot", score_at_least(50)))
     contact.lead_score = 80
     contact.save()
-    broken = "ON CONFLICT (no_such_column) DO NOTHING"  # the daily rollup's upsert now fails
-    monkeypatch.setattr(refresh, "ADD_TO_DAY", broken)
-    monkeypatch.setattr(rollup, "ADD_TO_DAY", broken)
+    monkeypatch.setattr(refresh, "_record_refresh", _fail_recording)  # after the membership was written
 
     with django_capture_on_commit_callbacks(execute=True):
         assert refresh_segment(segment.pk).status == "failed"

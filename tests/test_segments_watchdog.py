@@ -32,12 +32,12 @@ HOT = {"field": "lead_score", "op": "gte", "value": 50}
 HANGING_REFRESH = """
 import sys, time
 from segments import refresh
-applied = refresh.apply_target
+applied = refresh.write_members
 def apply_and_hang(*args, **kwargs):
-    diff = applied(*args, **kwargs)
+    written = applied(*args, **kwargs)
     print("applied", flush=True)
     time.sleep(300)
-refresh.apply_target = apply_and_hang
+refresh.write_members = apply_and_hang
 refresh.refresh_segment(int(sys.argv[1]))
 """
 

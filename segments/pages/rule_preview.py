@@ -18,10 +18,10 @@ from contacts.models import Contact, normalize_email
 from crmseg_site.access import staff_required
 from crmseg_site.untrusted_json import JsonTooDeep, loads
 from segments.models import Segment
-from segments.refresh import target_contacts
 from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
 from segments.rules.validation import validate_rule
+from segments.targets import target_contacts
 
 SAMPLE_SIZE = 10
 

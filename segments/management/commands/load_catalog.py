@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from segments.catalog import load_catalog
 from segments.models import Segment
-from segments.refresh import refresh_all
+from segments.refresh import Outcome, refresh_all
 
 
 class Command(BaseCommand):
@@ -41,7 +41,7 @@ class Command(BaseCommand):
             )
             return
         results = refresh_all()
-        failed = [result for result in results if result.status == "failed"]
+        failed = [result for result in results if result.status == Outcome.FAILED]
         self.stdout.write(
             f"{len(created)} segment(s) created, {len(kept)} already there; "
             f"{len(results) - len(failed)} built, {len(failed)} failed."

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from contacts.models import parse_iso_datetime
 from segments.models import Segment
-from segments.refresh import refresh_order, refresh_segment
+from segments.refresh import Outcome, refresh_order, refresh_segment
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         failed = 0
         for segment_id in order:
             result = refresh_segment(segment_id, now=moment)
-            failed += result.status == "failed"
+            failed += result.status == Outcome.FAILED
             self.stdout.write(
                 f"{result.slug:<40} {result.status:<8} {result.size:>10} {result.added:>9} "
                 f"{result.removed:>9} {result.duration_ms:>8}"
