@@ -376,6 +376,24 @@ class ExportedMember(models.Model):
         return f"contact {self.contact_id} at activation {self.activation_id}"
 
 
+class ExportFileScrub(models.Model):
+    """Erased persons' rows to take out of an activation's export files on disk (activation/file_scrub.py).
+
+    Written by the erasure's transaction, done by a task after it commits, then deleted: the rows
+    (the removal rows the snapshot kept) outlive the erasure by seconds. The files of runs before
+    `before_run` (the removal run the erasure queued) are rewritten; that run's removal file and
+    any later one are what must reach the destination, and keep the rows.
+    """
+
+    activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="+")
+    before_run = models.BigIntegerField(help_text="Files of this activation's runs with a smaller id are rewritten")
+    rows = models.JSONField(help_text="The erased persons' removal rows, as the snapshot kept them")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"scrub of activation {self.activation_id}'s files before run {self.before_run}"
+
+
 # Automations and campaign content live in modules of their own; importing them here registers them.
 from activation.automation_models import (  # noqa: E402, F401
     Automation,

@@ -6,7 +6,8 @@
   an eraser it registered at start-up (`add_eraser`, as `contacts.changes` listeners are): activation
   drops the contacts from export reports and queues a run of every activation whose destination
   received them, which sends their removal rows (kept with the export snapshot, without the
-  contact row) and then forgets them;
+  contact row) and then forgets them, and rewrites the export files kept on disk without their
+  rows;
 - deals keep their amount and stage without the contact, and lose a name that names the person;
 - the admin's history (LogEntry) keeps who changed what and when, no longer the person's name or
   email, and gains one entry saying who erased the contact;

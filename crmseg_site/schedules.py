@@ -20,6 +20,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from activation.automations import SCHEDULE_NAME as AUTOMATIONS
+from activation.file_scrub import SCHEDULE_NAME as FILE_SCRUB
 from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
 from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
 from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
@@ -65,6 +66,8 @@ def recurring() -> list[Recurring]:
         ),
         Recurring(WATCH_SCHEDULE, "segments.tasks.watch_runs_task", minutes=settings.RUN_WATCH_MINUTES),
         Recurring(AUTOMATIONS, "activation.automations.process_automations", minutes=1),
+        # Picks up an erasure's file scrub whose task failed (one query when none is pending).
+        Recurring(FILE_SCRUB, "activation.file_scrub.scrub_export_files", minutes=15),
         Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),
         Recurring(ANALYTICS_NIGHTLY, "segments.tasks.update_analytics_task", daily_at=time(*ANALYTICS_AT)),
     ]

@@ -6,6 +6,7 @@ direct-mail destinations (what the destination received, read from the snapshot:
 is gone) and a leave event for a webhook.
 """
 
+import hashlib
 import json
 from io import StringIO
 from pathlib import Path
@@ -18,7 +19,8 @@ from django.urls import reverse
 
 from activation.automation_models import AutomationRun, Enrolment, Notification
 from activation.exports import execute_run, start_run
-from activation.models import ExportedMember, ExportRun
+from activation.file_scrub import scrub_file
+from activation.models import ExportedMember, ExportFileScrub, ExportRun
 from contacts.erasure import erase_contacts
 from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange
@@ -299,3 +301,106 @@ def test_erasing_a_contact_whose_snapshot_row_has_no_removal_row_still_removes_i
 
     run = ExportRun.objects.get(pk__in=erasure.queued_runs)
     assert _rows(media, run.removed_file_path) == [_sent_row(media, first["meta"])]
+
+
+def _lines(media: Path, name: str) -> list[str]:
+    return (media / name).read_text().splitlines(keepends=True)
+
+
+def _files_of(activations) -> dict[str, list[str]]:
+    """Every export file the activations' runs keep, relative path -> its lines."""
+    runs = ExportRun.objects.filter(activation__in=activations.values())
+    return {name: [] for run in runs for name in (run.file_path, run.removed_file_path) if name}
+
+
+@pytest.mark.parametrize("mode", ["delta", "full"])
+def test_erasing_a_contact_rewrites_every_export_file_kept_without_her_rows(
+    media, destinations, mode, django_capture_on_commit_callbacks
+):
+    # given: Grace, Alan and Ada exported to every file destination; Grace and Ada leave (a removal
+    # file names both) while Bob joins; then Grace comes back
+    files = {kind: destinations[kind] for kind in FILE_KINDS}
+    grace, alan = _person(), _person(email="alan@example.com", first_name="Alan", last_name="Turing")
+    ada = _person(email="ada@example.com", first_name="Ada", last_name="Lovelace", phone="+1 415 555 0199")
+    activations = _activate(files, mode=mode, contacts=[grace, alan, ada])
+    first = _export_all(activations)
+    segment = activations["csv"].segment
+    Membership.objects.filter(contact__in=[grace, ada]).delete()
+    Membership.objects.create(segment=segment, contact=_person(email="bob@example.com", first_name="Bob"))
+    _export_all(activations)
+    Membership.objects.create(segment=segment, contact=grace)
+    _export_all(activations)
+    expected = _removal_expectations(media, first)
+    sent = {kind: ",".join(_sent_row(media, first[kind])) + "\n" for kind in FILE_KINDS}
+    removal = {kind: ",".join(expected[kind]) + "\n" for kind in FILE_KINDS}
+    before = {name: _lines(media, name) for name in _files_of(activations)}
+    hers = {*sent.values(), *removal.values()}
+    with_grace = {name for name, lines in before.items() if hers.intersection(lines)}
+    assert len(with_grace) == 3 * len(FILE_KINDS)  # she is there to be erased
+
+    # when Grace is erased and the workers run what it queued
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure = erase_contacts([grace.pk])
+    run_queued("activation.tasks.run_export")
+    assert run_queued("activation.file_scrub.scrub_export_files") == [{"files": len(with_grace), "rows": 15}]
+
+    # then: every file crmseg keeps is what it was without her lines, the erasure run's removal
+    # file (meant for the platform) aside
+    for kind, activation in activations.items():
+        erasure_run = ExportRun.objects.get(activation=activation, pk__in=erasure.queued_runs)
+        assert _lines(media, erasure_run.removed_file_path)[1:] == [removal[kind]], kind
+        for name, lines in before.items():
+            if name.startswith(f"exports/activation-{activation.pk}/"):
+                kept = [line for line in lines if line not in (sent[kind], removal[kind])]
+                assert _lines(media, name) == kept, name
+                assert kept[0] == lines[0]  # a file left with no rows keeps its header
+    assert not ExportFileScrub.objects.exists()
+    # and each run's stored size and hash are the file's, the files readable by the service user only
+    for run in ExportRun.objects.filter(activation__in=activations.values()):
+        for name, size, sha in (
+            (run.file_path, run.file_size, run.file_sha256),
+            (run.removed_file_path, run.removed_file_size, run.removed_file_sha256),
+        ):
+            if name:
+                data = (media / name).read_bytes()
+                assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest()), name
+                assert (media / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_scrub_matches_quoted_and_guarded_cells_and_never_a_row_without_identifiers(tmp_path):
+    path = tmp_path / "run.csv"
+    path.write_text('email,first_name,phone\ngrace@example.com,"\'=Hopper, G",+14155550123\nalan@example.com,Alan,\n')
+    assert scrub_file(path, [["", "", ""]]) is None
+    assert scrub_file(path, [["nobody@example.com", "", ""]]) is None
+
+    size, sha, removed = scrub_file(path, [["grace@example.com", "'=Hopper, G", ""]])
+
+    assert path.read_text() == "email,first_name,phone\nalan@example.com,Alan,\n"
+    assert (size, sha, removed) == (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest(), 1)
+
+
+def test_files_of_an_activation_the_contact_had_left_lose_her_rows_too(
+    media, destinations, django_capture_on_commit_callbacks
+):
+    # given: Grace exported everywhere, then out of the segment (recorded in its history) and removed
+    files = {kind: destinations[kind] for kind in FILE_KINDS}
+    grace, alan = _person(), _person(email="alan@example.com", first_name="Alan", last_name="Turing")
+    activations = _activate(files, contacts=[grace, alan])
+    first = _export_all(activations)
+    segment = activations["csv"].segment
+    Membership.objects.filter(contact=grace).delete()
+    MembershipChange.objects.create(segment=segment, contact=grace, kind="leave", reason="manual")
+    second = _export_all(activations)
+    assert not ExportedMember.objects.filter(contact_id=grace.pk).exists()
+    alan_lines = {kind: _lines(media, first[kind].file_path)[2] for kind in FILE_KINDS}
+
+    # when she is erased: no removal run is needed, but her lines are still on disk
+    with django_capture_on_commit_callbacks(execute=True):
+        erasure = erase_contacts([grace.pk])
+    assert erasure.queued_runs == []
+    run_queued("activation.file_scrub.scrub_export_files")
+
+    # then both runs' files hold only their headers and Alan
+    for kind in FILE_KINDS:
+        assert _lines(media, first[kind].file_path)[1:] == [alan_lines[kind]], kind
+        assert _lines(media, second[kind].removed_file_path)[1:] == [], kind
