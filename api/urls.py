@@ -31,6 +31,7 @@ urlpatterns = [
     path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
     path("analytics/segments/", analytics.segment_comparison, name="analytics-segments"),
     path("analytics/overlap/", analytics.segment_overlap, name="analytics-overlap"),
+    path("governance/", governance.governance, name="governance"),
     path("segments/", segments.SegmentList.as_view(), name="segments"),
     path("segments/validate/", segments.validate_segment_rule, name="segments-validate"),
     path("segments/preview/", segments.preview_segment_rule, name="segments-preview"),

@@ -24,6 +24,7 @@ from activation.file_scrub import SCHEDULE_NAME as FILE_SCRUB
 from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
 from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
 from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
+from segments.governance.tasks import DAILY_SCHEDULE as GOVERNANCE_DAILY
 from segments.tasks import REFRESH_ALL_SCHEDULE, WATCH_SCHEDULE
 
 
@@ -70,6 +71,11 @@ def recurring() -> list[Recurring]:
         Recurring(FILE_SCRUB, "activation.file_scrub.scrub_export_files", minutes=15),
         Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),
         Recurring(ANALYTICS_NIGHTLY, "segments.tasks.update_analytics_task", daily_at=time(*ANALYTICS_AT)),
+        Recurring(
+            GOVERNANCE_DAILY,
+            "segments.governance.tasks.daily_governance",
+            daily_at=time(settings.GOVERNANCE_DAILY_HOUR),
+        ),
     ]
 
 

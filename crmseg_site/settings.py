@@ -325,6 +325,20 @@ PREDICTIONS_TRAIN_TIMEOUT_SECONDS = envint("PREDICTIONS_TRAIN_TIMEOUT_SECONDS", 
 # which then costs less (contacts/metrics/compute.py; figures from bench_metrics --touched).
 METRICS_INCREMENTAL_MAX_PERCENT = envint("METRICS_INCREMENTAL_MAX_PERCENT", 5, minimum=0)
 
+# Segment governance (segments/governance/): the daily job's hour (project time zone) and the
+# thresholds of its reminders and health flags.
+GOVERNANCE_DAILY_HOUR = envint("GOVERNANCE_DAILY_HOUR", 6, minimum=0)
+GOVERNANCE_REMIND_AHEAD_DAYS = envint("GOVERNANCE_REMIND_AHEAD_DAYS", 7, minimum=0)
+GOVERNANCE_ESCALATE_AFTER_DAYS = envint("GOVERNANCE_ESCALATE_AFTER_DAYS", 14, minimum=1)
+GOVERNANCE_EMPTY_DAYS = envint("GOVERNANCE_EMPTY_DAYS", 30, minimum=1)
+GOVERNANCE_SWING_DAYS = envint("GOVERNANCE_SWING_DAYS", 7, minimum=1)
+GOVERNANCE_SWING_PERCENT = envint("GOVERNANCE_SWING_PERCENT", 50, minimum=1)
+GOVERNANCE_UNUSED_DAYS = envint("GOVERNANCE_UNUSED_DAYS", 90, minimum=1)
+GOVERNANCE_FILL_PERCENT = envint("GOVERNANCE_FILL_PERCENT", 20, minimum=1)
+GOVERNANCE_DUPLICATE_PERCENT = envint("GOVERNANCE_DUPLICATE_PERCENT", 90, minimum=1)
+GOVERNANCE_PRIMARY_MIN = envint("GOVERNANCE_PRIMARY_MIN", 8, minimum=0)
+GOVERNANCE_PRIMARY_MAX = envint("GOVERNANCE_PRIMARY_MAX", 12, minimum=1)
+
 # Activation (destinations and exports). Minimum audience sizes per destination kind; a
 # destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.
 ACTIVATION_MIN_AUDIENCE_SIZE = {

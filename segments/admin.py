@@ -32,7 +32,7 @@ from segments.editing import (
     save_segment,
     segment_dependants,
 )
-from segments.governance import admin as governance_admin  # noqa: F401 (registers its models)
+from segments.governance import admin as governance_admin
 from segments.history import detail_text
 from segments.models import Membership, MembershipChange, RefreshStatus, RuleVersion, Segment, SegmentKind
 from segments.rule_builder import RuleBuilderWidget, RuleField
@@ -99,7 +99,7 @@ class SegmentAdmin(admin.ModelAdmin):
     autocomplete_fields = ["parent"]
     raw_id_fields = ["owner", "backup_owner"]
     prepopulated_fields = {"slug": ["name"]}
-    actions = ["refresh_now", "edit_static_members"]
+    actions = ["refresh_now", "edit_static_members", governance_admin.reassign_owner]
     readonly_fields = [
         "size",
         "members_link",
@@ -245,7 +245,12 @@ class SegmentAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.static_members_view)
-        return [path("<int:segment_id>/members/", view, name="segments_segment_static_members"), *super().get_urls()]
+        governance = self.admin_site.admin_view(governance_admin.governance_page)
+        return [
+            path("<int:segment_id>/members/", view, name="segments_segment_static_members"),
+            path("governance/", governance, name="segments_governance"),
+            *super().get_urls(),
+        ]
 
     def static_members_view(self, request: HttpRequest, segment_id: int) -> HttpResponse:
         segment = get_object_or_404(Segment, pk=segment_id, kind=SegmentKind.STATIC)

@@ -142,6 +142,13 @@ class Segment(models.Model):
         help_text="Set when the rule or parent changes; the next full refresh records its changes as 'rule edited'",
     )
 
+    last_api_read_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Last read of the segment or its members through the API (kept to the hour)",
+    )
+
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -547,3 +554,19 @@ class Review(models.Model):
         if self.pk is not None:
             raise ValueError("A review is immutable once recorded; record a new one instead.")
         super().save(*args, **kwargs)
+
+
+class SegmentHealth(models.Model):
+    """The flags the daily governance job found costly to compute (membership overlap, property
+    fill rates, size history, usage), each with its evidence; the review and owner flags are read
+    live on the governance page (segments/governance/health.py)."""
+
+    segment = models.OneToOneField(Segment, on_delete=models.CASCADE, related_name="health")
+    flags = models.JSONField(default=list, help_text='[{"code": ..., "label": ..., "evidence": ...}]')
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "segment health"
+
+    def __str__(self) -> str:
+        return f"{self.segment_id}: {len(self.flags)} flag(s) at {self.checked_at:%Y-%m-%d %H:%M}"

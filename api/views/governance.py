@@ -1,19 +1,24 @@
-"""Governance: a segment's reviews (list, record)."""
+"""Governance: a segment's reviews (list, record) and the governance report of every segment."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, status
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.errors import InvalidParameter
+from api.filters import check_query_params
 from api.models import Scope
 from api.permissions import acting_user, describe_caller, scoped
 from api.serializers.governance import ReviewInputSerializer, ReviewSerializer
 from api.views.common import ListOptions
+from segments.governance.report import SORTS, BadFilter, governance_report, read_filters
 from segments.governance.reviews import record_review
-from segments.models import Review, Segment
+from segments.models import Review, Segment, SegmentCategory, SegmentStatus
 
 
 class SegmentReviews(ListOptions, generics.ListAPIView):
@@ -56,3 +61,44 @@ class SegmentReviews(ListOptions, generics.ListAPIView):
         except DjangoValidationError as error:
             raise exceptions.ValidationError(error.message_dict) from None
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    summary="Every segment with owners, reviews per kind, next due date and health flags",
+    parameters=[
+        OpenApiParameter("mine", OpenApiTypes.BOOL, description="Only segments the caller owns or backs up"),
+        OpenApiParameter("overdue", OpenApiTypes.BOOL, description="Only segments with a review overdue"),
+        OpenApiParameter("unhealthy", OpenApiTypes.BOOL, description="Only segments with a health flag"),
+        OpenApiParameter("category", str, enum=SegmentCategory.values),
+        OpenApiParameter("status", str, enum=SegmentStatus.values),
+        OpenApiParameter("owner", int, description="Only segments this user (id) owns or backs up"),
+        OpenApiParameter(
+            "sort", str, enum=[*SORTS, *(f"-{name}" for name in SORTS)], description="- descends (default name)"
+        ),
+    ],
+    responses=OpenApiTypes.OBJECT,
+)
+@api_view(["GET"])
+@permission_classes([scoped(read=Scope.SEGMENTS_READ)])
+def governance(request: Request) -> Response:
+    """The governance report: the same rows as the admin's governance page, and the sprawl check
+    (active primary segments against the strategy's range)."""
+    check_query_params(request, {"mine", "overdue", "unhealthy", "category", "status", "owner", "sort"})
+    try:
+        filters = read_filters(request.query_params)
+    except BadFilter as error:
+        raise InvalidParameter(str(error), field=error.parameter) from None
+    report = governance_report(filters, user=acting_user(request))
+    sprawl = report.sprawl
+    return Response(
+        {
+            "sprawl": {
+                "primary": sprawl.primary,
+                "minimum": sprawl.minimum,
+                "maximum": sprawl.maximum,
+                "verdict": sprawl.verdict,
+            },
+            "total": report.total,
+            "segments": [row.as_dict() for row in report.rows],
+        }
+    )

@@ -34,6 +34,7 @@ from contacts.models import Contact
 from predictions.explain import contact_scores
 from segments.editing import SegmentInUse, delete_segment, save_segment
 from segments.explaining import explain_segment
+from segments.governance.usage import record_api_read
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.compiler import matching_contacts
 from segments.rules.reads import reads_contact_data
@@ -101,6 +102,11 @@ class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [SegmentsAccess]
     filter_backends = DETAIL_BACKENDS
     lookup_field = "slug"
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        response = super().retrieve(request, *args, **kwargs)
+        record_api_read(response.data["id"])  # governance: an API read counts as use
+        return response
 
     def perform_update(self, serializer: SegmentSerializer) -> None:
         segment = serializer.instance
@@ -205,7 +211,9 @@ class SegmentMembers(ListOptions, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return super().get_queryset()
-        return super().get_queryset().filter(segment=_segment(self.kwargs["slug"]))
+        segment = _segment(self.kwargs["slug"])
+        record_api_read(segment.pk)  # governance: an API read counts as use
+        return super().get_queryset().filter(segment=segment)
 
 
 class SegmentHistory(ListOptions, generics.ListAPIView):

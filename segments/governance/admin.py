@@ -6,10 +6,13 @@ checks it, freezes the snapshot and carries out the decision in one transaction.
 
 from __future__ import annotations
 
+import csv
 import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -17,9 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from segments.models import Review, ReviewDecision, ReviewKind, ReviewPolicy, Segment, SegmentStatus
+from segments.models import Review, ReviewDecision, ReviewKind, ReviewPolicy, Segment, SegmentCategory, SegmentStatus
 from segments.rule_builder import RuleBuilderWidget, RuleField
 
+from .report import BadFilter, csv_rows, governance_report, read_filters
 from .reviews import record_review
 from .snapshot import take_snapshot
 
@@ -127,3 +131,70 @@ class ReviewAdmin(admin.ModelAdmin):
             "title": f"Review {chosen}" if chosen else "Record a review",
         }
         return TemplateResponse(request, "admin/segments/review_form.html", ctx)
+
+
+def governance_page(request: HttpRequest) -> HttpResponse:
+    """Every segment with owner, category, status, reviews per kind, next due, overdue and health
+    flags; filters, sort, CSV (`?format=csv`). Admin-wrapped (staff only) in segments/admin.py."""
+    try:
+        filters = read_filters(request.GET)
+    except BadFilter as error:
+        messages.error(request, str(error))
+        return HttpResponseRedirect(reverse("admin:segments_governance"))
+    report = governance_report(filters, user=request.user)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="segment-governance-{timezone.localdate()}.csv"'
+        csv.writer(response).writerows(csv_rows(report))
+        return response
+    query = request.GET.copy()
+    query.pop("sort", None)
+    ctx = {
+        **admin.site.each_context(request),
+        "title": "Segment governance",
+        "opts": Segment._meta,
+        "report": report,
+        "filters": filters,
+        "kinds": list(ReviewKind),
+        "categories": SegmentCategory.choices,
+        "owners": get_user_model().objects.filter(owned_segments__isnull=False).distinct().order_by("username"),
+        "base_query": query.urlencode(),
+        "csv_query": _with(request.GET, format="csv"),
+    }
+    return TemplateResponse(request, "admin/segments/governance.html", ctx)
+
+
+def _with(params, **changes) -> str:
+    query = params.copy()
+    for key, value in changes.items():
+        query[key] = value
+    return query.urlencode()
+
+
+class ReassignForm(forms.Form):
+    owner = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username"),
+        label="New owner",
+    )
+    role = forms.ChoiceField(choices=[("owner", "as owner"), ("backup_owner", "as backup owner")], initial="owner")
+
+
+@admin.action(description="Reassign owner… (e.g. when someone leaves)")
+def reassign_owner(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:
+    """Give the selected segments a new owner (or backup owner) in one update, after a form."""
+    form = ReassignForm(request.POST if "apply" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        role, user = form.cleaned_data["role"], form.cleaned_data["owner"]
+        changed = queryset.update(**{role: user}, updated_at=timezone.now())
+        label = "owner" if role == "owner" else "backup owner"
+        modeladmin.message_user(request, f"{user.get_username()} is now the {label} of {changed} segment(s).")
+        return None
+    ctx = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Reassign owner",
+        "opts": Segment._meta,
+        "form": form,
+        "segments": list(queryset.select_related("owner")),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/segments/reassign_owner.html", ctx)

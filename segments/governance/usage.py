@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import Count, ForeignObjectRel
+from django.db.models import Count, ForeignObjectRel, Q
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from segments.models import Segment
 
@@ -82,3 +84,14 @@ def _with_segment(queryset, name: str):
     pairs = list(queryset.order_by("pk").values_list("pk", name))
     objects = queryset.model._default_manager.in_bulk({pk for pk, _ in pairs})
     return [(objects[pk], segment_id) for pk, segment_id in pairs if pk in objects]
+
+
+# An API read is recorded at most once an hour per segment: a conditional UPDATE that finds
+# nothing to do when the stored time is recent, so a busy integration costs one cheap statement.
+API_READ_RESOLUTION = timedelta(hours=1)
+
+
+def record_api_read(segment_id: int, *, now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    stale = Q(last_api_read_at__isnull=True) | Q(last_api_read_at__lt=now - API_READ_RESOLUTION)
+    Segment.objects.filter(stale, pk=segment_id).update(last_api_read_at=now)
