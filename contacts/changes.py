@@ -48,3 +48,24 @@ def metrics_changed(contact_ids: list[int] | None) -> None:
         return
     for listener in _metrics_listeners:
         transaction.on_commit(lambda listener=listener: listener(ids))
+
+
+ImportListener = Callable[[int, str, list[int]], int | None]
+_import_listeners: list[ImportListener] = []
+
+
+def add_import_listener(listener: ImportListener) -> None:
+    if listener not in _import_listeners:
+        _import_listeners.append(listener)
+
+
+def contacts_imported(import_id: int, name: str, contact_ids: list[int]) -> int | None:
+    """Tell listeners, in the importing transaction, that a file import stored these contacts.
+
+    Segments keeps them in the static segment `name` (created by the first call for an import) and
+    returns its id, which the import records. Called once per batch.
+    """
+    result = None
+    for listener in _import_listeners:
+        result = listener(import_id, name, contact_ids) or result
+    return result

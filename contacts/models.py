@@ -940,3 +940,87 @@ class MetricsRun(models.Model):
         scope = "all contacts" if self.full else f"{self.contacts} contacts"
         return f"metrics as of {self.as_of:%Y-%m-%d %H:%M} ({scope})"
 
+
+# --- Imports from files (contacts/imports.py) -----------------------------------------------------
+
+
+class ImportKind(models.TextChoices):
+    CONTACTS = "contacts", "Contacts (matched by e-mail)"
+    COMPANIES = "companies", "Companies (matched by domain)"
+    ACTIVITIES = "activities", "Activities (matched by external id)"
+
+
+class ImportMapping(models.Model):
+    """A saved column mapping ({file column: target field}), offered again for files like it."""
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=ImportKind.choices)
+    columns = models.JSONField(default=dict, help_text='{"E-mail address": "email", "Notes": ""} ("" ignores it)')
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["kind", "name"], name="import_mapping_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class ImportStatus(models.TextChoices):
+    MAPPING = "mapping", "Waiting for its mapping"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    CANCELLING = "cancelling", "Cancelling"
+    CANCELLED = "cancelled", "Cancelled"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """One uploaded file and its run: who, when, the file's checksum, the mapping used, the counts."""
+
+    kind = models.CharField(max_length=20, choices=ImportKind.choices)
+    file_name = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=500, help_text="The uploaded file under IMPORT_DIR")
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the file")
+    size = models.PositiveBigIntegerField()
+    file_format = models.CharField(max_length=10)  # csv or xlsx
+    encoding = models.CharField(max_length=20, blank=True)
+    delimiter = models.CharField(max_length=1, blank=True)
+    headers = models.JSONField(default=list)
+    mapping = models.JSONField(default=dict, help_text="{file column: target field}; empty target: ignored")
+    status = models.CharField(max_length=20, choices=ImportStatus.choices, default=ImportStatus.MAPPING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="Last progress update")
+    rows_done = models.PositiveIntegerField(default=0)
+    progress = models.FloatField(default=0, help_text="Share of the file read, 0-1")
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True)
+    segment_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text='The static segment "Imported <name> <date>" of its contacts'
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.get_kind_display()}, {self.created_at:%Y-%m-%d %H:%M})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (ImportStatus.DONE, ImportStatus.CANCELLED, ImportStatus.FAILED)
+
+    @property
+    def segment_name(self) -> str:
+        return f"Imported {self.file_name} {self.created_at:%Y-%m-%d}"

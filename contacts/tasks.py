@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django_q.tasks import async_task
 
+from contacts import imports
 from contacts.metrics.compute import compute_metrics
 
 NIGHTLY_SCHEDULE = "contacts: compute metrics nightly"
@@ -28,3 +29,8 @@ def enqueue_contact_metrics(contact_ids: list[int]) -> None:
     """contacts.changes listener: runs after commit, so the task sees the new activities."""
     if settings.METRICS_RECOMPUTE_ON_WRITE and contact_ids:
         async_task("contacts.tasks.compute_contact_metrics", list(contact_ids), group="contact-metrics")
+
+
+def run_import(import_id: int) -> str:
+    """Run a queued file import (contacts.imports); a redelivered task finds it claimed and stops."""
+    return imports.run_import(import_id)

@@ -358,6 +358,12 @@ ACTIVATION_WEBHOOK_MAX_ATTEMPTS = envint("ACTIVATION_WEBHOOK_MAX_ATTEMPTS", 5, m
 ACTIVATION_WEBHOOK_BACKOFF_SECONDS = envint("ACTIVATION_WEBHOOK_BACKOFF_MS", 1000, minimum=0) / 1000
 ACTIVATION_WEBHOOK_MAX_BACKOFF_SECONDS = envint("ACTIVATION_WEBHOOK_MAX_BACKOFF_MS", 60000, minimum=0) / 1000
 
+# File imports (contacts/imports.py): uploads are kept under IMPORT_DIR with their error files;
+# larger files are refused before anything is stored. Uploads stream to disk (file uploads are
+# not held in memory past FILE_UPLOAD_MAX_MEMORY_SIZE, Django's default 2.5 MB).
+IMPORT_DIR = Path(os.environ.get("IMPORT_DIR", BASE_DIR / "var" / "imports"))
+IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 1024 * 1024 * 1024, minimum=1024)
+
 # Integration API (api/): JSON only, API keys first (a request without credentials gets 401),
 # then the session for signed-in staff and sales users.
 API_THROTTLE_RATE = os.environ.get("API_THROTTLE_RATE", "600/min")

@@ -6,14 +6,17 @@ class SegmentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from contacts.changes import add_listener, add_metrics_listener
+        from contacts.changes import add_import_listener, add_listener, add_metrics_listener
         from predictions.targets import set_rule_support
         from segments.outcomes import label_rule_errors, label_rule_members
+        from segments.static import add_imported_contacts
         from segments.tasks import enqueue_after_metrics, enqueue_refresh_contacts
 
         # Contact, company and activity writes re-evaluate just those contacts, after commit.
         add_listener(enqueue_refresh_contacts)
         # Recomputed metrics re-evaluate the segments that read them.
         add_metrics_listener(enqueue_after_metrics)
+        # A file import's contacts form a static segment, written in the import's own transactions.
+        add_import_listener(add_imported_contacts)
         # Propensity models with a custom target read their outcome from a rule.
         set_rule_support(validate=label_rule_errors, matching_ids=label_rule_members)

@@ -33,3 +33,14 @@ def remove_static_members(segment: Segment, contact_ids: Iterable[int], *, user:
 def _check_static(segment: Segment) -> None:
     if segment.kind != SegmentKind.STATIC:
         raise NotStatic(f"{segment.name} is a {segment.get_kind_display().lower()} segment; its rule decides members.")
+
+
+def add_imported_contacts(import_id: int, name: str, contact_ids: list[int]) -> int:
+    """contacts.changes import listener: keep a file import's contacts in its own static segment
+    ("Imported <file> <date>", made by the import's first batch); returns the segment's id."""
+    segment, _ = Segment.objects.get_or_create(
+        slug=f"imported-{import_id}",
+        defaults={"name": name[:200], "kind": SegmentKind.STATIC, "description": "Contacts of a file import"},
+    )
+    add_static_members(segment, contact_ids)
+    return segment.pk

@@ -1,0 +1,121 @@
+"""bench_import: time a contact CSV import of N rows x 20 columns, its peak RSS and its progress interval.
+
+    make manage ARGS="bench_import --rows 1000000"
+
+Writes the file (streamed) under IMPORT_DIR, records the import as a real upload would, then runs the
+import task in this process while a second thread reads the job row every 0.2 s, as the progress
+page does, and notes the longest time between two progress updates. The contacts it creates keep
+their addresses (bench-<run>-<n>@bench.example) so that a second run with the same --run is a
+re-import (all unchanged).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.management.base import BaseCommand
+from django.db import connection
+
+from contacts import imports
+from contacts.models import ImportJob
+
+HEADER = ["Email", "First name", "Last name", "Phone", "Job title", "Country", "City", "Region", "Postal code",
+          "Street address", "Lifecycle stage", "Lead score", "Estimated deal size", "Lifetime value",
+          "Customer since", "Renewal date", "Language", "Gender", "Company", "Website"]  # fmt: skip
+TITLES = ["VP Marketing", "Software Engineer", "Head of IT", "CFO", "Account Executive", "Product Manager", "Intern"]
+COUNTRIES = [("Germany", "030 1234567"), ("USA", "(415) 555-0123"), ("UK", "020 7946 0958"), ("FR", "01 23 45 67 89")]
+STAGES = ["subscriber", "lead", "mql", "sql", "opportunity", "customer"]
+
+
+def write_file(path: Path, rows: int, run: str, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(";".join(HEADER) + "\n")
+        for n in range(rows):
+            country, phone = COUNTRIES[n % len(COUNTRIES)]
+            company = n % 20_000
+            fields = [
+                f"bench-{run}-{n}@bench.example", "ada", f"Lovelace{n % 997}", phone, TITLES[n % len(TITLES)], country,
+                "Berlin", "Berlin", f"{10000 + n % 89999}", f"Street {n % 300}", STAGES[n % len(STAGES)],
+                str(rng.randint(0, 100)), f"{rng.randint(1, 900) * 100}", f"{rng.randint(0, 500) * 100}",
+                "2023-05-01" if n % 6 == 5 else "", "2027-01-31" if n % 6 == 5 else "", "en", "",
+                f"Company {company}", f"https://www.company-{company}.example/",
+            ]  # fmt: skip
+            out.write(";".join(fields) + "\n")
+
+
+class Command(BaseCommand):
+    help = "Benchmark a contact CSV import: rows/s, peak RSS and the longest gap between progress updates."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--rows", type=int, default=100_000)
+        parser.add_argument("--run", default="1", help="Names the contacts; the same run again re-imports them")
+
+    def handle(self, *args, rows: int, run: str, **options) -> None:
+        directory = Path(settings.IMPORT_DIR)
+        directory.mkdir(parents=True, exist_ok=True)
+        source = directory / f"bench-{run}-{rows}.csv"
+        started = time.monotonic()
+        write_file(source, rows, run)
+        self.stdout.write(f"file: {source.stat().st_size / 1e6:.0f} MB, {rows:,} rows x {len(HEADER)} columns, "
+                          f"written in {time.monotonic() - started:.0f} s")  # fmt: skip
+        with open(source, "rb") as handle:
+            upload = File(handle, name=source.name)
+            upload.size = source.stat().st_size
+            job = imports.start_import(upload, kind="contacts", user=None)
+        imports.queue_import(job)  # outside a transaction: queued at once; this process runs it below
+        gaps = _watch(job.pk)
+        started = time.monotonic()
+        message = imports.run_import(job.pk)
+        seconds = time.monotonic() - started
+        gaps.stop.set()
+        gaps.thread.join()
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.stdout.write(message)
+        self.stdout.write(f"import: {seconds:.1f} s, {rows / seconds:,.0f} rows/s")
+        self.stdout.write(f"peak RSS: {peak_mb:.0f} MB")
+        self.stdout.write(f"longest gap between progress updates: {gaps.longest:.1f} s ({gaps.updates} updates seen)")
+        self.stdout.write(f"database: {connection.vendor}; load average: {' '.join(f'{x:.1f}' for x in _load())}")
+        source.unlink(missing_ok=True)
+
+
+class _Gaps:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.longest = 0.0
+        self.updates = 0
+        self.thread: threading.Thread
+
+
+def _watch(job_id: int) -> _Gaps:
+    gaps = _Gaps()
+
+    def poll() -> None:
+        last_seen, last_change = None, None
+        try:
+            while not gaps.stop.is_set():
+                stamp = ImportJob.objects.filter(pk=job_id).values_list("progress_at", flat=True).first()
+                now = time.monotonic()
+                if stamp != last_seen:
+                    if last_change is not None:
+                        gaps.longest = max(gaps.longest, now - last_change)
+                    last_seen, last_change = stamp, now
+                    gaps.updates += 1
+                gaps.stop.wait(0.2)
+        finally:
+            connection.close()
+
+    gaps.thread = threading.Thread(target=poll, daemon=True)
+    gaps.thread.start()
+    return gaps
+
+
+def _load() -> tuple[float, float, float]:
+    return os.getloadavg()
