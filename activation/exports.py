@@ -67,6 +67,10 @@ class RunRefused(Exception):
     """The run cannot go ahead for a reason the operator can act on; the message says which."""
 
 
+class RunSuperseded(Exception):
+    """This attempt was failed by the watchdog while it ran; the run row belongs to the next one."""
+
+
 @dataclass
 class Outcome:
     exported: int = 0
@@ -397,7 +401,7 @@ def _finish(run: ExportRun, outcome: Outcome) -> None:
         staged.delete()
         added_path, added_size, added_sha = outcome.files.get(MemberAction.ADD, ("", None, ""))
         removed_path, removed_size, removed_sha = outcome.files.get(MemberAction.REMOVE, ("", None, ""))
-        ExportRun.objects.filter(pk=run.pk).update(
+        finished = ExportRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=run.attempts).update(
             status=RunStatus.SUCCEEDED,
             finished_at=now,
             error="",
@@ -411,6 +415,10 @@ def _finish(run: ExportRun, outcome: Outcome) -> None:
             removed_file_size=removed_size,
             removed_file_sha256=removed_sha,
         )
+        if not finished:
+            # The watchdog failed this attempt meanwhile (its heartbeat looked dead) and a retry may
+            # be running: nothing of this attempt is kept, the run stays as the watchdog left it.
+            raise RunSuperseded(f"Attempt {run.attempts} of export run {run.pk} was failed by the watchdog.")
 
 
 def _insert_snapshot(run: ExportRun, source: QuerySet, *, now) -> None:
@@ -425,6 +433,11 @@ def _insert_snapshot(run: ExportRun, source: QuerySet, *, now) -> None:
 
 
 def _fail(run: ExportRun, exc: Exception, *, cleanup: list[Path]) -> None:
+    if isinstance(exc, RunSuperseded):
+        # The watchdog already failed this attempt (and cleaned up after it); a retry may own the
+        # run's staged rows and file names by now, so this attempt touches nothing more.
+        logger.warning("%s", exc)
+        return
     for path in cleanup:
         path.unlink(missing_ok=True)
     if connection.connection is not None and not connection.is_usable():

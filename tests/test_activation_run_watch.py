@@ -12,7 +12,7 @@ from django_q.models import OrmQ
 
 from activation import formats
 from activation.exports import execute_run, start_run
-from activation.models import ExportRun, ExportRunMember
+from activation.models import ExportedMember, ExportRun, ExportRunMember
 from activation.run_watch import watch_exports
 from activation.tasks import run_export
 from segments.models import Membership
@@ -203,3 +203,27 @@ def test_the_admin_and_the_api_show_who_runs_an_export_and_when_a_failed_one_is_
     assert "did not finish: the worker gone-host:1 stopped: no heartbeat since" in body["error"]
     assert body["retry_at"] is not None
     assert "failed</span> (retry at " in client.get(reverse("admin:activation_exportrun_changelist")).text
+
+
+def test_an_attempt_the_watchdog_failed_while_it_ran_keeps_nothing_when_it_finishes(db, fast, monkeypatch):
+    # Its heartbeat looked dead (a stalled host, say), the watchdog failed the attempt, and then the
+    # attempt finished after all: the run stays failed as the watchdog left it, with nothing of this
+    # attempt in the snapshot, so the retry sends the members again.
+    activation = _activation_of("a@example.com", "b@example.com")
+    run = start_run(activation)
+    write_cell = formats._csv_cell
+
+    def watchdog_fails_the_attempt(contact, column):
+        ExportRun.objects.filter(pk=run.pk, status="running").update(status="failed", error="the watchdog said so")
+        return write_cell(contact, column)
+
+    monkeypatch.setattr(formats, "_csv_cell", watchdog_fails_the_attempt)
+
+    run = execute_run(run.pk)
+
+    assert (run.status, run.error, run.attempts) == ("failed", "the watchdog said so", 1)
+    assert not ExportedMember.objects.filter(activation=activation).exists()
+    monkeypatch.setattr(formats, "_csv_cell", write_cell)
+    run = execute_run(run.pk)  # the retry
+    assert (run.status, run.exported_count, run.attempts) == ("succeeded", 2, 2)
+    assert ExportedMember.objects.filter(activation=activation).count() == 2
