@@ -25,17 +25,29 @@ from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
 from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
 from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
 from segments.governance.tasks import DAILY_SCHEDULE as GOVERNANCE_DAILY
-from segments.tasks import REFRESH_ALL_SCHEDULE, WATCH_SCHEDULE
+from segments.tasks import REFRESH_ALL_SCHEDULE, WATCH_HALF_SCHEDULE, WATCH_SCHEDULE
 
 
 @dataclass(frozen=True)
 class Recurring:
-    """A job run every `minutes`, or every day at `daily_at` (local time)."""
+    """A job run every `minutes`, or every day at `daily_at` (local time).
+
+    `half_past` names another job of the same interval that this one runs half an interval after:
+    together they run the task twice per interval. django-q's scheduler looks for due schedules every
+    30 s, so a job every minute runs 60–90 s apart; two half a minute apart run at most ~30 s late.
+    """
 
     name: str
     func: str
     minutes: int | None = None
     daily_at: time | None = None
+    half_past: str | None = None
+
+    def in_phase(self, schedule: Schedule, partner: Schedule) -> bool:
+        """This job's stored next run is half an interval off its partner's (to the second)."""
+        interval = timedelta(minutes=self.minutes or 0).total_seconds()
+        offset = (schedule.next_run - partner.next_run).total_seconds() % interval
+        return abs(offset - interval / 2) < 1
 
     def form(self) -> dict:
         """The Schedule fields this job sets (its next run aside)."""
@@ -66,6 +78,12 @@ def recurring() -> list[Recurring]:
             REFRESH_ALL_SCHEDULE, "segments.tasks.refresh_all_task", minutes=settings.SEGMENT_REFRESH_INTERVAL_MINUTES
         ),
         Recurring(WATCH_SCHEDULE, "segments.tasks.watch_runs_task", minutes=settings.RUN_WATCH_MINUTES),
+        Recurring(
+            WATCH_HALF_SCHEDULE,
+            "segments.tasks.watch_runs_task",
+            minutes=settings.RUN_WATCH_MINUTES,
+            half_past=WATCH_SCHEDULE,
+        ),
         Recurring(AUTOMATIONS, "activation.automations.process_automations", minutes=1),
         # Picks up an erasure's file scrub whose task failed (one query when none is pending).
         Recurring(FILE_SCRUB, "activation.file_scrub.scrub_export_files", minutes=15),
@@ -82,18 +100,20 @@ def recurring() -> list[Recurring]:
 def ensure_schedules() -> list[Schedule]:
     """Create or correct every job of `recurring()`; running it again changes nothing."""
     now = timezone.now()
-    schedules = []
+    schedules: dict[str, Schedule] = {}
     for job in recurring():
-        schedule, created = Schedule.objects.get_or_create(
-            name=job.name, defaults={**job.form(), "next_run": job.next_run(now)}
-        )
-        if not created and not job.keeps(schedule):
+        partner = schedules.get(job.half_past or "")
+        next_run = job.next_run(now)
+        if partner is not None:
+            next_run = partner.next_run + timedelta(minutes=(job.minutes or 0) / 2)
+        schedule, created = Schedule.objects.get_or_create(name=job.name, defaults={**job.form(), "next_run": next_run})
+        if not created and not (job.keeps(schedule) and (partner is None or job.in_phase(schedule, partner))):
             for key, value in job.form().items():
                 setattr(schedule, key, value)
-            schedule.next_run = job.next_run(now)
+            schedule.next_run = next_run
             schedule.save(update_fields=[*job.form(), "next_run"])
-        schedules.append(schedule)
-    return schedules
+        schedules[job.name] = schedule
+    return list(schedules.values())
 
 
 def ensure_schedules_after_migrate(**kwargs) -> None:

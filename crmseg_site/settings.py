@@ -291,7 +291,7 @@ CACHES = {
 # of automation runs record on their row when they started and which worker runs them, and renew a
 # heartbeat every RUN_HEARTBEAT_SECONDS while they run. A run whose database session is gone
 # (PostgreSQL), or whose heartbeat is older than RUN_DEAD_AFTER_SECONDS while its process is gone,
-# is failed with the reason by a watchdog task every RUN_WATCH_MINUTES and retried after
+# is failed with the reason by a watchdog task (twice every RUN_WATCH_MINUTES) and retried after
 # RUN_RETRY_BACKOFF_SECONDS, doubling up to RUN_RETRY_MAX_BACKOFF_SECONDS, RUN_RETRY_MAX_ATTEMPTS
 # times in a row. A claimed automation batch whose heartbeat is older than AUTOMATION_CLAIM_LEASE_SECONDS
 # is claimed again by another worker.

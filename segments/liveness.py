@@ -13,7 +13,7 @@ every RUN_HEARTBEAT_SECONDS (`heartbeat()`). A run is dead (`death()`) when:
   is gone. The heartbeat alone would not do: a SQLite refresh holds the database's only write lock,
   so its own heartbeat cannot be written until it commits.
 
-The watchdog (segments/watchdog.py, every RUN_WATCH_MINUTES) fails dead runs with the reason and
+The watchdog (segments/watchdog.py, twice every RUN_WATCH_MINUTES) fails dead runs with the reason and
 retries them after `retry_delay()`.
 """
 

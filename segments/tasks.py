@@ -19,6 +19,7 @@ from segments.analytics import updates
 
 REFRESH_ALL_SCHEDULE = "segments: refresh all"
 WATCH_SCHEDULE = "runs: fail dead runs and retry failed ones"
+WATCH_HALF_SCHEDULE = "runs: fail dead runs and retry failed ones (half an interval later)"
 RETRY_SKIPPED_AFTER = timedelta(minutes=1)
 
 
@@ -50,7 +51,7 @@ def refresh_contacts_task(contact_ids: list[int]) -> list[dict]:
 
 
 def watch_runs_task() -> dict:
-    """Every RUN_WATCH_MINUTES: dead refreshes (and export runs) failed with the reason, retries queued."""
+    """Twice every RUN_WATCH_MINUTES: dead refreshes (and export runs) failed with the reason, retries queued."""
     return watchdog.watch()
 
 

@@ -7,8 +7,9 @@ result (segments/refresh.py). Every transition is a conditional UPDATE on the ma
 time, so a run failed at once by its own worker and by the watchdog is counted once, and two
 watchdogs queue one retry.
 
-`watch()` is the task every RUN_WATCH_MINUTES: it does the segments' runs and then those of every
-registered watcher (activation adds its export runs), as `segments` knows nothing of activation.
+`watch()` is the task run twice every RUN_WATCH_MINUTES (crmseg_site/schedules.py): it does the
+segments' runs and then those of every registered watcher (activation adds its export runs), as
+`segments` knows nothing of activation.
 """
 
 from __future__ import annotations

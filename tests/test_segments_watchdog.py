@@ -18,7 +18,7 @@ from segments.editing import save_segment
 from segments.liveness import death, worker_name
 from segments.models import Membership, Segment
 from segments.refresh import refresh_segment
-from segments.tasks import WATCH_SCHEDULE, refresh_segment_task
+from segments.tasks import WATCH_HALF_SCHEDULE, WATCH_SCHEDULE, refresh_segment_task
 from segments.watchdog import mark_running, watch_refreshes
 from tests.factories import ContactFactory
 from tests.processes import kill, python, qcluster, raw_postgres, wait_for
@@ -298,6 +298,30 @@ def test_ensure_schedules_creates_the_watchdog_every_run_watch_minutes(db, setti
 
     schedule = Schedule.objects.get(name=WATCH_SCHEDULE)
     assert (schedule.func, schedule.minutes, schedule.repeats) == ("segments.tasks.watch_runs_task", 2, -1)
+    # and again half an interval later: the two together look every minute
+    half = Schedule.objects.get(name=WATCH_HALF_SCHEDULE)
+    assert (half.func, half.minutes, half.repeats) == ("segments.tasks.watch_runs_task", 2, -1)
+    assert half.next_run - schedule.next_run == timedelta(minutes=1)
+
+
+def test_the_two_watchdog_schedules_are_put_back_half_an_interval_apart_when_they_drift(db, settings):
+    # Two watchdogs every minute, 30 s apart: a dead run is seen within ~30 s of django-q's
+    # scheduler looking (it looks every 30 s), where one every minute left it up to 90 s.
+    call_command("ensure_schedules", stdout=StringIO())
+    first = Schedule.objects.get(name=WATCH_SCHEDULE)
+    Schedule.objects.filter(name=WATCH_HALF_SCHEDULE).update(next_run=first.next_run + timedelta(seconds=3))
+
+    call_command("ensure_schedules", stdout=StringIO())
+
+    half = Schedule.objects.get(name=WATCH_HALF_SCHEDULE)
+    assert half.next_run - Schedule.objects.get(name=WATCH_SCHEDULE).next_run == timedelta(seconds=30)
+    # in phase, a later run keeps both next runs: a deploy neither postpones nor repeats a look
+    first.refresh_from_db()
+    Schedule.objects.filter(pk=first.pk).update(next_run=first.next_run + timedelta(minutes=3))
+    Schedule.objects.filter(pk=half.pk).update(next_run=half.next_run + timedelta(minutes=5))
+    call_command("ensure_schedules", stdout=StringIO())
+    assert Schedule.objects.get(pk=first.pk).next_run == first.next_run + timedelta(minutes=3)
+    assert Schedule.objects.get(pk=half.pk).next_run == half.next_run + timedelta(minutes=5)
 
 
 def test_death_reads_the_session_where_the_database_can_say_and_else_the_heartbeat_and_process(settings):
