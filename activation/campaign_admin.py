@@ -12,14 +12,18 @@ from django.utils.html import format_html
 from activation.campaigns import explain_choice
 from activation.models import Campaign, CampaignVariant
 from contacts.models import Contact, normalize_email
+from crmseg_site.untrusted_json import UntrustedJSONAdmin
 
 
-class CampaignVariantInline(admin.StackedInline):
+class CampaignVariantInline(UntrustedJSONAdmin, admin.StackedInline):
     model = CampaignVariant
     extra = 0
     fields = ["priority", "segment", "subject", "preheader", "content_blocks", "cta_text", "cta_url"]
     ordering = ["priority"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a bare host becomes https://
+    formfield_overrides = {  # a bare host becomes https://
+        **UntrustedJSONAdmin.formfield_overrides,
+        models.URLField: {"assume_scheme": "https"},
+    }
 
 
 def find_contact(query: str) -> Contact | None:
@@ -31,14 +35,14 @@ def find_contact(query: str) -> Contact | None:
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     list_display = ["name", "slug", "active", "subject", "variant_count", "preview_link"]
     list_filter = ["active"]
     search_fields = ["name", "slug", "subject"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["preview_link"]
     inlines = [CampaignVariantInline]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {**UntrustedJSONAdmin.formfield_overrides, models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(variants_count=Count("variants"))

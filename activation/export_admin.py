@@ -25,6 +25,7 @@ from activation.models import (
     may_mark_internal,
 )
 from activation.tasks import enqueue_export
+from crmseg_site.untrusted_json import UntrustedJSONAdmin
 
 
 class DestinationForm(forms.ModelForm):
@@ -68,7 +69,7 @@ class DestinationForm(forms.ModelForm):
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     form = DestinationForm
     # Internal destinations show who marked them (blank for ones marked before that was recorded).
     list_display = ["name", "kind", "min_audience", "has_secret", "is_internal", "internal_set_by", "updated_at"]

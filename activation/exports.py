@@ -140,8 +140,11 @@ def _refuse_busy(run: ExportRun) -> ExportRun:
 
 
 def _check(activation: Activation) -> None:
-    if activation.segment.status == SegmentStatus.ARCHIVED:
-        raise RunRefused(f"Segment {activation.segment.name!r} is archived; archived segments are not exported.")
+    if _archived(activation) and not _erased_in_snapshot(activation).exists():
+        raise RunRefused(
+            f"Segment {activation.segment.name!r} is archived; archived segments are not exported "
+            "(only the removals of erased contacts are still sent)."
+        )
     try:
         activation.destination.full_clean()
     except ValidationError as exc:
@@ -149,18 +152,32 @@ def _check(activation: Activation) -> None:
         raise RunRefused(f"Destination {activation.destination.name!r} is not usable: {problems}") from None
 
 
+def _archived(activation: Activation) -> bool:
+    return activation.segment.status == SegmentStatus.ARCHIVED
+
+
+def _erased_in_snapshot(activation: Activation) -> QuerySet[ExportedMember]:
+    """Snapshot rows of contacts that no longer exist: the destination still has them."""
+    exists = Contact.objects.filter(pk=OuterRef("contact_id"))
+    return ExportedMember.objects.filter(activation=activation).filter(~Exists(exists))
+
+
 def _stage(run: ExportRun) -> None:
+    """Stage the run's adds and removes. An archived segment's run adds no one and removes only the
+    erased contacts: the audience is left as it was, but deletions still reach the destination."""
     activation = run.activation
-    target = audience(activation).order_by()
+    archived = _archived(activation)
+    target = Contact.objects.none() if archived else audience(activation).order_by()
     in_snapshot = ExportedMember.objects.filter(activation=activation, contact_id=OuterRef("pk"))
     with transaction.atomic():
         ExportRunMember.objects.filter(run=run).delete()
         new_ones = target.filter(~Exists(in_snapshot))
-        staged_adds = _insert_members(
-            run, MemberAction.ADD, (target if run.mode == ActivationMode.FULL else new_ones).values(cid=F("pk"))
-        )
+        adds = target if run.mode == ActivationMode.FULL else new_ones
+        staged_adds = 0 if archived else _insert_members(run, MemberAction.ADD, adds.values(cid=F("pk")))
         still_there = audience(activation).filter(pk=OuterRef("contact_id"))
         gone = ExportedMember.objects.filter(activation=activation).filter(~Exists(still_there))
+        if archived:
+            gone = _erased_in_snapshot(activation)
         removed = _insert_members(run, MemberAction.REMOVE, gone.values(cid=F("contact_id"), kept=F("removal")))
         audience_size = staged_adds if run.mode == ActivationMode.FULL else target.count()
         added = staged_adds if run.mode == ActivationMode.DELTA else new_ones.count()
@@ -172,7 +189,7 @@ def _stage(run: ExportRun) -> None:
             removed_count=removed,
         )
     minimum = activation.destination.effective_min_audience_size()
-    if audience_size < minimum:
+    if audience_size < minimum and not archived:
         raise RunRefused(
             f"Audience of {audience_size} members is below the minimum of {minimum} for "
             f"{activation.destination.get_kind_display()} (destination {activation.destination.name!r}); "
@@ -216,7 +233,9 @@ def _deliver(run: ExportRun, *, cleanup: list[Path], sleep: Callable[[float], No
         _send_webhook(run, outcome, sleep=sleep)
         return outcome
     fmt = file_format(destination)
-    outcome.exported = _write_file(run, MemberAction.ADD, _added_rows(run, fmt, outcome), fmt, outcome, cleanup=cleanup)
+    if not _archived(run.activation):
+        adds = _added_rows(run, fmt, outcome)
+        outcome.exported = _write_file(run, MemberAction.ADD, adds, fmt, outcome, cleanup=cleanup)
     removals = ExportRunMember.objects.filter(run=run, action=MemberAction.REMOVE)
     if run.mode == ActivationMode.DELTA or removals.exists():
         _write_file(run, MemberAction.REMOVE, _removal_rows(run, fmt), fmt, outcome, cleanup=cleanup)

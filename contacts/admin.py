@@ -39,6 +39,7 @@ from contacts.models import (
 )
 from contacts.normalize import Normalized, merged_originals, normalize_company, normalize_contact
 from contacts.paging import LargeTablePaginator
+from crmseg_site.untrusted_json import UntrustedJSONAdmin
 
 RECENT_ACTIVITIES = 20
 
@@ -140,7 +141,7 @@ class ContactForm(NormalizingForm):
         return result
 
 
-class CompanyAdmin(ContactDataAdmin):
+class CompanyAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     form = CompanyForm
     list_display = ["name", "domain", "industry", "employee_count", "country", "contact_count", "is_target_account"]
     list_filter = [EmployeeBandFilter, "industry", "is_target_account", "is_competitor"]
@@ -197,7 +198,7 @@ class RecentActivityInline(admin.TabularInline):
         return False
 
 
-class ContactAdmin(ContactDataAdmin):
+class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     form = ContactForm
     list_display = [
         "email",
@@ -337,7 +338,7 @@ class JobTitleRuleAdmin(admin.ModelAdmin):
     search_fields = ["keyword"]
 
 
-class PropertyDefinitionAdmin(admin.ModelAdmin):
+class PropertyDefinitionAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     list_display = ["key", "label", "type", "layer", "source"]
     list_filter = ["type", "layer", "source"]
     search_fields = ["key", "label"]
@@ -371,7 +372,7 @@ class ScoringModelVersionInline(admin.TabularInline):
 
 
 @admin.register(ScoringModel)
-class ScoringModelAdmin(admin.ModelAdmin):
+class ScoringModelAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     """Every save records a version (who, when, all settings); activation is an action so the
     one-active constraint is never met by a stray checkbox."""
 
@@ -426,7 +427,7 @@ class ScoringModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ContactMetrics)
-class ContactMetricsAdmin(admin.ModelAdmin):
+class ContactMetricsAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     """Derived by compute_metrics: viewable, never edited by hand."""
 
     paginator = LargeTablePaginator

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import models
 
 MAX_JSON_DEPTH = 64  # a rule at the rule language's 20 groups needs at most 45 levels in a body
 NUL = "\x00"
@@ -133,3 +134,11 @@ class JSONFormField(forms.JSONField):
             except JsonTooDeep:
                 return forms.fields.InvalidJSONInput(data)
         return super().bound_data(data, initial)
+
+
+class UntrustedJSONAdmin:
+    """Mixed into every ModelAdmin and inline that edits a JSON field (before admin.ModelAdmin):
+    its form fields check the depth before decoding and refuse NUL characters, so a pasted document
+    nested a thousand levels deep, or a NUL in a tag, is a form error instead of a 500."""
+
+    formfield_overrides = {models.JSONField: {"form_class": JSONFormField}}

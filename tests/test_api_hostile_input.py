@@ -5,10 +5,14 @@ the limit and URLs with control characters."""
 import json
 
 import pytest
+from django import forms
+from django.apps import apps
+from django.contrib import admin
 from django.test import override_settings
 from django.urls import reverse
 
 from contacts.models import Activity, Company, Contact
+from crmseg_site.untrusted_json import JSONFormField
 from segments.models import Segment
 from segments.rules.validation import MAX_DAYS, referenced_slugs, validate_rule
 from tests.factories import ContactFactory, PropertyDefinitionFactory, SegmentFactory
@@ -109,6 +113,47 @@ def test_the_admin_segment_form_refuses_a_deep_rule(client, superuser):
     assert response.status_code == 200
     assert "nests deeper than 64 levels" in response.content.decode()
     assert not Segment.objects.filter(slug="deep").exists()
+
+
+def _plain_json_fields(form_class) -> list[str]:
+    return [
+        name
+        for name, field in form_class.base_fields.items()
+        if isinstance(field, forms.JSONField) and not isinstance(field, JSONFormField)
+    ]
+
+
+def test_every_admin_form_reads_json_with_the_depth_and_nul_checks(superuser, rf):
+    # Company technologies, contact properties, destination columns, campaign content blocks...:
+    # Django's own JSON form field recursed into a deep paste (a 500) and stored a NUL (another).
+    request = rf.get("/")
+    request.user = superuser
+    plain = {}
+    for model in apps.get_models():
+        if not admin.site.is_registered(model) or model._meta.app_label == "django_q":
+            continue
+        model_admin = admin.site.get_model_admin(model)
+        plain[model.__name__] = _plain_json_fields(model_admin.get_form(request))
+        for inline in model_admin.get_inline_instances(request):
+            plain[f"{model.__name__} {type(inline).__name__}"] = _plain_json_fields(inline.get_formset(request).form)
+    assert "Company" in plain
+    assert "Campaign CampaignVariantInline" in plain
+    assert {name: fields for name, fields in plain.items() if fields} == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(nested(1000, group="all"), "nests deeper than 64 levels"), ('["cloud", "a\\u0000b"]', "NUL characters")],
+)
+def test_the_admin_company_form_refuses_deep_json_and_nul_as_form_errors(client, superuser, value, message):
+    client.force_login(superuser)
+    data = {"name": "Acme", "domain": "acme.com", "technologies": value, "properties": "{}"}
+
+    response = client.post(reverse("admin:contacts_company_add"), data)
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Company.objects.exists()
 
 
 # Day counts -----------------------------------------------------------------------------------
@@ -384,3 +429,28 @@ def test_a_field_the_endpoint_does_not_take_is_refused_by_name(api_client, url, 
     assert_error(response, 400, field)
     assert not Contact.objects.exists()
     assert not Segment.objects.exists()
+
+
+# Text lengths as the schema documents them -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/v1/companies/", {"domain": "acme.com", "name": " " + "a" * 199 + "  "}, "name"),
+        ("/api/v1/contacts/", {"email": "a@example.com", "first_name": "b" * 99 + " " * 3}, "first_name"),
+    ],
+)
+def test_text_over_the_documented_max_length_is_refused_even_when_spaces_make_the_difference(
+    api_client, url, body, field
+):
+    # The schema says maxLength; DRF counted after trimming, so a name of 202 characters passed.
+    client = api_client("contacts:read", "contacts:write")
+    limit = {"name": 200, "first_name": 100}[field]
+    assert len(body[field]) > limit >= len(body[field].strip())
+
+    error = assert_error(client.post(url, body, format="json"), 400, field)
+
+    assert "no more than" in error["message"]
+    assert not Company.objects.exists()
+    assert not Contact.objects.exists()

@@ -404,3 +404,36 @@ def test_files_of_an_activation_the_contact_had_left_lose_her_rows_too(
     for kind in FILE_KINDS:
         assert _lines(media, first[kind].file_path)[1:] == [alan_lines[kind]], kind
         assert _lines(media, second[kind].removed_file_path)[1:] == [], kind
+
+
+@pytest.mark.parametrize("mode", ["delta", "full"])
+def test_an_archived_segments_destinations_still_get_the_removals_of_erased_contacts(
+    media, destinations, httpserver, mode
+):
+    # given: two contacts exported to every kind of destination, then the segment archived
+    grace, alan = _person(), _person(email="alan@example.com", first_name="Alan", last_name="Turing")
+    activations = _activate(destinations, mode=mode, contacts=[grace, alan])
+    expected = _removal_expectations(media, _export_all(activations))
+    segment = activations["csv"].segment
+    segment.status = "archived"
+    segment.save()
+    httpserver.clear_log()
+    # an archived segment is not exported...
+    refused = execute_run(start_run(activations["csv"]).pk)
+    assert (refused.status, refused.exported_count) == ("failed", 0)
+    assert "archived" in refused.error
+
+    # when: Grace is erased; the runs the erasure queued go out
+    grace_id = grace.pk
+    erasure = erase_contacts([grace_id])
+    runs = {kind: execute_run(run_id) for kind, run_id in zip(activations, erasure.queued_runs, strict=True)}
+
+    # then: ...but her removal reaches every destination, nobody is added, Alan stays where he is
+    for kind, run in runs.items():
+        assert (run.status, run.exported_count, run.removed_count) == ("succeeded", 0, 1), (kind, run.error)
+        assert not run.file_path, kind
+    for kind in FILE_KINDS:
+        assert _rows(media, runs[kind].removed_file_path) == [expected[kind]], kind
+    assert _webhook_leaves(httpserver) == [[{"id": grace_id}]]
+    assert not ExportedMember.objects.filter(contact_id=grace_id).exists()
+    assert ExportedMember.objects.filter(contact_id=alan.pk).count() == len(activations)

@@ -59,6 +59,15 @@ def type_problem(field: serializers.Field, value: object) -> str | None:
     return None
 
 
+def length_problem(field: serializers.Field, value: object) -> str | None:
+    """Text longer than the field's documented maxLength, counted as sent: DRF counts after trimming
+    surrounding spaces, so 199 letters and two spaces passed where the schema says at most 200."""
+    limit = getattr(field, "max_length", None)
+    if isinstance(field, serializers.CharField) and limit and isinstance(value, str) and len(value) > limit:
+        return f"Ensure this field has no more than {limit} characters (surrounding spaces count); it has {len(value)}."
+    return None
+
+
 class StrictInput:
     """Mixed into every serializer that reads a request body (before serializers.Serializer).
 
@@ -73,7 +82,7 @@ class StrictInput:
             writable = {name for name, field in fields.items() if not field.read_only}
             errors = input_problems(data, writable, read_only=set(fields) - writable, nul_checked=self.nul_checked_by)
             for name in writable & set(data):
-                problem = type_problem(fields[name], data[name])
+                problem = type_problem(fields[name], data[name]) or length_problem(fields[name], data[name])
                 if problem and name not in errors:
                     errors[name] = [problem]
             if errors:
