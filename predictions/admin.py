@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -16,11 +17,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django_q.tasks import async_task
 
+from crmseg_site.untrusted_json import UntrustedJSONAdmin
 from predictions.charts import calibration_chart, lift_chart
 from predictions.models import ModelVersion, PropensityModel, VersionState
 from predictions.targets import target_errors
 from predictions.tasks import enqueue_training
-from predictions.training import TrainingBusy
+from predictions.training import CannotActivate, TrainingBusy, activate_version
 
 IMPORTANCE_SHOWN = 15
 
@@ -70,7 +72,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(PropensityModel)
-class PropensityModelAdmin(admin.ModelAdmin):
+class PropensityModelAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     form = PropensityModelForm
     list_display = ["name", "target", "horizon_days", "algorithm", "active", "auc", "report_link"]
     inlines = [VersionInline]
@@ -106,6 +108,22 @@ class PropensityModelAdmin(admin.ModelAdmin):
             async_task("predictions.tasks.score_task", model.pk, group="predictions")
         self.message_user(request, f"Scoring queued for {queryset.count()} model(s).", messages.SUCCESS)
 
+    def _activate(self, request: HttpRequest, model: PropensityModel, number: str) -> None:
+        version = model.versions.filter(number=int(number)).first() if number.isdigit() else None
+        if version is None:
+            self.message_user(request, f"Model {model.name} has no version {number}.", messages.ERROR)
+            return
+        try:
+            replaced = activate_version(version, by=request.user)
+        except CannotActivate as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+            return
+        transaction.on_commit(lambda: async_task("predictions.tasks.score_task", model.pk, group="predictions"))
+        instead = f" instead of version {replaced.number}" if replaced else ""
+        self.message_user(
+            request, f"Version {version.number} of {model.name} is active{instead}; scoring queued.", messages.SUCCESS
+        )
+
     def _train(self, request: HttpRequest, model: PropensityModel) -> None:
         try:
             version = enqueue_training(model, user=request.user)
@@ -128,6 +146,8 @@ class PropensityModelAdmin(admin.ModelAdmin):
             if request.POST.get("action") == "score":
                 async_task("predictions.tasks.score_task", model.pk, group="predictions")
                 self.message_user(request, f"Scoring of {model.name} queued.", messages.SUCCESS)
+            elif request.POST.get("action") == "activate":
+                self._activate(request, model, request.POST.get("version", ""))
             else:
                 self._train(request, model)
             return HttpResponseRedirect(request.path)

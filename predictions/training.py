@@ -335,3 +335,41 @@ def _finish(version: ModelVersion, started: float, *, state: str, message: str, 
         finished_at=version.finished_at,
         duration_ms=version.duration_ms,
     )
+
+
+class CannotActivate(ValueError):
+    """The version cannot be made the active one; the message says why."""
+
+
+ACTIVATABLE = (VersionState.REVIEW, VersionState.RETIRED)
+
+
+def activate_version(version: ModelVersion, *, by) -> ModelVersion | None:
+    """Make a trained version the one that scores, by an operator's choice (a version kept for review
+    because its AUC was lower, or an older one brought back); the active one is retired.
+
+    Returns the version it replaced (None if there was none). Refused, with the reason, for a
+    version that never finished training, failed, or whose model does not load (tampered or from an
+    incompatible release). Scores follow when the model is next scored (the caller queues it).
+    """
+    if version.state not in ACTIVATABLE:
+        raise CannotActivate(
+            f"Version {version.number} is {version.get_state_display().lower()}; only a version kept for "
+            "review or a retired one can be activated."
+        )
+    try:
+        artifacts.load(version.artifact, version.artifact_signature)
+    except artifacts.ArtifactRefused as refusal:
+        raise CannotActivate(f"The model of version {version.number} does not load: {refusal}") from None
+    with transaction.atomic():
+        rows = ModelVersion.objects.select_for_update().filter(model=version.model)
+        active = rows.filter(is_active=True).first()
+        if not rows.filter(pk=version.pk, state__in=ACTIVATABLE).exists():
+            raise CannotActivate(f"Version {version.number} changed meanwhile; reload the page.")
+        if active is not None:
+            ModelVersion.objects.filter(pk=active.pk).update(is_active=False, state=VersionState.RETIRED)
+        replaced = f" in place of version {active.number}" if active else ""
+        message = f"Activated by {by} on {timezone.localtime():%Y-%m-%d %H:%M}{replaced}."
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True, state=VersionState.ACTIVE, message=message)
+    version.refresh_from_db()
+    return active

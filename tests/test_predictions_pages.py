@@ -195,3 +195,79 @@ def test_segment_members_and_the_explain_api_show_the_score_behind_a_score_rule(
     assert item["explanation"]["result"] is True
     assert item["propensity"][0]["model"] == "convert"
     assert item["propensity"][0]["up"]
+
+
+def test_operations_activate_a_version_kept_for_review_and_its_scores_follow(
+    client, ops_user, trained, django_capture_on_commit_callbacks
+):
+    # given: version 1 active (its AUC recorded above what version 2 reaches, as after a leak), so
+    # version 2 is kept for review by the AUC guard
+    v1 = trained.active_version
+    ModelVersion.objects.filter(pk=v1.pk).update(metrics={**v1.metrics, "auc": 0.999})
+    v2 = queue_version(trained)
+    train_version(v2, now=NOW)
+    v2.refresh_from_db()
+    assert (v2.state, v2.is_active) == (VersionState.REVIEW, False)
+    client.force_login(ops_user)
+    url = reverse("admin:predictions_propensitymodel_report", args=[trained.pk])
+    assert 'value="Activate v2"' in client.get(url).content.decode()
+
+    # when: an operator activates version 2 on the model page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"action": "activate", "version": "2"}, follow=True)
+
+    # then: it scores from now on, version 1 is retired and can be brought back the same way
+    html = response.content.decode()
+    assert "Version 2 of convert is active instead of version 1; scoring queued." in html
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert (v2.state, v2.is_active, v1.state, v1.is_active) == ("active", True, "retired", False)
+    assert v2.message.startswith("Activated by ops on ")
+    assert 'value="Activate v1"' in html
+    assert 'value="Activate v2"' not in html
+    assert run_queued("predictions.tasks.score_task")
+    assert PropensityScore.objects.filter(model=trained).exclude(version=v2).count() == 0
+    assert PropensityScore.objects.filter(model=trained, version=v2).exists()
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("1", "only a version kept for review or a retired one can be activated"),
+        ("9", "Model convert has no version 9."),
+    ],
+)
+def test_activating_the_active_or_a_missing_version_is_refused(client, ops_user, trained, number, message):
+    client.force_login(ops_user)
+    url = reverse("admin:predictions_propensitymodel_report", args=[trained.pk])
+
+    response = client.post(url, {"action": "activate", "version": number}, follow=True)
+
+    html = response.content.decode()
+    assert message in html, html[html.find('<ul class="messagelist') :][:400]
+    assert trained.active_version.number == 1
+
+
+def test_a_version_whose_model_no_longer_loads_is_not_activated(client, ops_user, trained):
+    v2 = queue_version(trained)
+    train_version(v2, now=NOW)
+    ModelVersion.objects.filter(pk=trained.active_version.pk).update(is_active=False, state=VersionState.RETIRED)
+    ModelVersion.objects.filter(pk=v2.pk).update(is_active=True, state=VersionState.ACTIVE)
+    ModelVersion.objects.filter(number=1, model=trained).update(artifact_signature="0" * 64)
+    client.force_login(ops_user)
+    url = reverse("admin:predictions_propensitymodel_report", args=[trained.pk])
+
+    response = client.post(url, {"action": "activate", "version": "1"}, follow=True)
+
+    assert "The model of version 1 does not load" in response.content.decode()
+    assert trained.active_version.number == 2
+
+
+def test_sales_cannot_activate_a_version(client, sales_user, trained):
+    client.force_login(sales_user)
+    url = reverse("admin:predictions_propensitymodel_report", args=[trained.pk])
+
+    response = client.post(url, {"action": "activate", "version": "1"})
+
+    assert response.status_code in (302, 403)
+    assert trained.active_version.number == 1
