@@ -1,4 +1,4 @@
-"""Contact search for Sales reps: by name, email or company; owner defaults to mine; no COUNT(*)."""
+"""Contact search for Sales reps: by name, email or company; owner defaults to mine; a count capped at 10,000."""
 
 import pytest
 from django.urls import reverse
@@ -75,20 +75,38 @@ def test_a_bad_filter_value_is_reported_not_a_500(client, sales_user):
     assert "Lifecycle stage: Select a valid choice" in html
 
 
-def test_it_pages_without_counting(client, sales_user, django_assert_max_num_queries):
+def test_it_pages_with_a_bounded_count(client, sales_user, django_assert_max_num_queries):
     ContactFactory.create_batch(30, owner=sales_user)
     client.force_login(sales_user)
-    with django_assert_max_num_queries(8) as captured:
+    with django_assert_max_num_queries(9) as captured:
         first = client.get(reverse("contacts-search"))
-    assert not any("COUNT(" in query["sql"].upper() for query in captured.captured_queries)
+    counts = [query["sql"] for query in captured.captured_queries if "COUNT(" in query["sql"].upper()]
+    assert len(counts) == 1
+    assert "LIMIT 10001" in counts[0]  # never a count of every contact
     assert len(first.context["page"].rows) == 25
     assert first.context["page"].has_next
     assert 'rel="next"' in first.content.decode()
+    assert '<small id="results-count">1–25 of 30</small>' in first.content.decode()
 
-    second = client.get(reverse("contacts-search"), {"page": 2})
+    with django_assert_max_num_queries(8) as captured:  # the last page knows its total: no count
+        second = client.get(reverse("contacts-search"), {"page": 2})
+    assert not any("COUNT(" in query["sql"].upper() for query in captured.captured_queries)
     assert len(second.context["page"].rows) == 5
     assert not second.context["page"].has_next
     assert set(names(first)).isdisjoint(names(second))
+    assert '<small id="results-count">26–30 of 30</small>' in second.content.decode()
+
+
+@pytest.mark.parametrize("query", [{}, {"q": "kim", "owner": "any"}, {"q": "kim"}])
+def test_beyond_the_cap_it_says_so(client, sales_user, monkeypatch, query):
+    monkeypatch.setattr("segments.pages.paging.COUNT_CAP", 26)
+    ContactFactory.create_batch(30, owner=sales_user, first_name="Kim")
+    client.force_login(sales_user)
+    page = client.get(reverse("contacts-search"), query)
+    assert '<small id="results-count">1–25 of 26+</small>' in page.content.decode()
+    monkeypatch.setattr("segments.pages.paging.COUNT_CAP", 30)
+    page = client.get(reverse("contacts-search"), query)
+    assert '<small id="results-count">1–25 of 30</small>' in page.content.decode()
 
 
 def test_query_count_does_not_grow_with_results(client, sales_user, django_assert_num_queries):
@@ -153,7 +171,8 @@ def test_searching_everyone_merges_the_ways_a_word_matches_in_name_order(client,
     client.force_login(sales_user)
 
     # when the rep pages through everyone matching "ben"
-    with django_assert_num_queries(12):  # 6 for the page around it, the walk's horizon, 4 ways, the page's rows
+    # 6 for the page around it, the walk's horizon, 4 ways, the page's rows, 4 ways counted up to 10,001
+    with django_assert_num_queries(16):
         first = client.get(reverse("contacts-search"), {"q": "Ben", "owner": "any"})
     second = client.get(reverse("contacts-search"), {"q": "Ben", "owner": "any", "page": 2})
 

@@ -146,6 +146,17 @@ class NameOrderSearch:
             ids.update(self.first_ids(way, stop))
         return list(self.contacts.filter(pk__in=ids).order_by(*NAME_ORDER)[start:stop])
 
+    def count_up_to(self, cap: int) -> int:
+        """How many contacts the word finds, counting no further than cap + 1: each way gives at
+        most cap + 1 ids (unordered), and they are counted together."""
+        in_order, ways = self.ways()
+        ids: set[int] = set()
+        for way in [in_order, *ways] if in_order is not None else ways:
+            ids.update(way.values_list("pk", flat=True)[: cap + 1])
+            if len(ids) > cap:
+                break
+        return min(len(ids), cap + 1)
+
     def first_ids(self, way: QuerySet[Contact], stop: int) -> list[int]:
         """A way's first `stop` ids in name order. Where its matches are common early in the
         name order (a one-letter email prefix), walking the first WALK names finds them at once;

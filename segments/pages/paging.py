@@ -1,12 +1,20 @@
-"""Offset paging that never counts: fetch one row more than the page to know whether another follows.
+"""Offset paging: fetch one row more than the page to know whether another follows.
 
-COUNT(*) over a million contacts costs more than the page itself, and a rep does not need the total.
+A full COUNT(*) over a million contacts costs more than the page itself, so a page that shows a
+total counts at most COUNT_CAP + 1 matches (`capped_count`) and says "of 10,000+" beyond that.
 """
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.db.models import QuerySet
 from django.http import QueryDict
+
+COUNT_CAP = 10_000
+
+
+class CountsUpTo(Protocol):
+    def count_up_to(self, cap: int) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,14 @@ class Page:
     number: int
     size: int
     has_next: bool
+    total: int | None = None  # the matches counted, at most COUNT_CAP + 1 (None: not counted)
+
+    @property
+    def total_text(self) -> str:
+        """ "1,234", or "10,000+" when there are more than COUNT_CAP."""
+        if self.total is None:
+            return ""
+        return f"{COUNT_CAP:,}+" if self.total > COUNT_CAP else f"{self.total:,}"
 
     @property
     def has_previous(self) -> bool:
@@ -37,10 +53,23 @@ def page_number(params: QueryDict, key: str = "page") -> int:
     return max(1, min(number, 10_000))
 
 
-def fetch_page(queryset: QuerySet, *, number: int, size: int) -> Page:
+def fetch_page(queryset, *, number: int, size: int, count: bool = False) -> Page:
+    """Rows `number` of `size`; with `count`, also the number of matches up to COUNT_CAP + 1."""
     start = (number - 1) * size
     rows = list(queryset[start : start + size + 1])
-    return Page(rows=rows[:size], number=number, size=size, has_next=len(rows) > size)
+    has_next = len(rows) > size
+    total = None
+    if count:
+        # Known without counting when this page is the last one.
+        total = start + len(rows) if not has_next and rows else capped_count(queryset, COUNT_CAP)
+    return Page(rows=rows[:size], number=number, size=size, has_next=has_next, total=total)
+
+
+def capped_count(source: QuerySet | CountsUpTo, cap: int) -> int:
+    """How many rows `source` holds, counting no further than cap + 1 (one bounded statement)."""
+    if isinstance(source, QuerySet):
+        return source.order_by().values("pk")[: cap + 1].count()
+    return source.count_up_to(cap)
 
 
 def page_query(params: QueryDict, *, key: str, number: int) -> str:

@@ -19,7 +19,7 @@ def contact_search(request: HttpRequest) -> HttpResponse:
     form = ContactSearchForm(request.GET, user=request.user)
     page = None
     if form.is_valid():
-        page = fetch_page(form.search(), number=page_number(request.GET), size=SEARCH_PAGE_SIZE)
+        page = fetch_page(form.search(), number=page_number(request.GET), size=SEARCH_PAGE_SIZE, count=True)
     ctx = {
         "section": "contacts",
         "form": form,
