@@ -167,19 +167,11 @@ def test_other_models_are_refused():
         writes.update(Segment.objects.all(), name="x")
 
 
-# Benchmark data generators, on their way to the devtools app (issue 16, item 6).
-BENCHMARKS = {
-    "activation/management/commands/bench_personalization.py",
-    "api/management/commands/bench_api.py",
-    "segments/benchmark.py",
-}
-
-
 def _product_modules():
     for app in PRODUCT_APPS:
         for path in sorted((ROOT / app).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
-            if "/migrations/" not in relative and relative not in BENCHMARKS:
+            if "/migrations/" not in relative:
                 yield relative, ast.parse(path.read_text(), filename=relative)
 
 

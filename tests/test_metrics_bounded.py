@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from contacts.metrics import generated
 from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity, Contact, ContactMetrics, MetricsRun
+from devtools import metrics_data
 from tests.segments_support import run_queued
 
 pytestmark = [
@@ -41,7 +41,7 @@ def low_temp_file_limit():
 @pytest.fixture
 def stored_metrics():
     """20,000 contacts, 100,000 activities and everyone's metrics."""
-    generated.generate(CONTACTS, 100_000)
+    metrics_data.generate(CONTACTS, 100_000)
     as_of = timezone.now()
     compute_metrics(as_of=as_of)
     return as_of

@@ -29,6 +29,8 @@ def test_command_prints_the_summary_with_future_activities():
     assert "activities counted:        1" in lines
     assert "future activities ignored: 1" in lines
     assert any(line.startswith("duration:") and line.endswith(" s") for line in lines)
+    # where the time went, step by step
+    assert any(line.startswith("  summary:") and line.endswith(" s") for line in lines)
     assert ContactMetrics.objects.get(contact=contact).as_of == T
 
 

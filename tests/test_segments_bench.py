@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from contacts.models import Contact
-from segments.benchmark import hand_written_refresh
+from devtools.segment_bench import hand_written_refresh
 from segments.editing import save_segment
 from segments.history import DESCRIBE_TASK
 from segments.models import Segment, SegmentDay

@@ -1,4 +1,5 @@
-"""Wall time of the named steps of one compute_metrics run, for its summary and the benchmark."""
+"""Wall time of the named steps of one compute_metrics run: its summary carries them and the
+compute_metrics command prints them, so an operator sees where a slow run spent its time."""
 
 from __future__ import annotations
 

@@ -33,3 +33,5 @@ class Command(BaseCommand):
         self.stdout.write(f"future activities ignored: {summary.future_activities_ignored}")
         self.stdout.write(f"scoring model version:     {summary.scoring_version}")
         self.stdout.write(f"duration:                  {summary.duration_ms / 1000:.2f} s")
+        for step, ms in summary.steps_ms.items():
+            self.stdout.write(f"  {step + ':':<24}{ms / 1000:.2f} s")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.db import connection, models
 
 from contacts.models import Activity, ActivityKind, Contact
+from devtools.generate import sql_array
 
 TOPICS = ["cloud-migration", "cybersecurity", "data-platform", "finops", "devops", "ai", "compliance", ""]
 PRODUCTS = ["vault", "gateway", "insights", "edge", ""]
@@ -36,10 +37,6 @@ KIND_MIX = [
 STAGES = ["subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "other"]
 
 
-def _sql_array(values: list[str]) -> str:
-    return "ARRAY[" + ", ".join("'" + value.replace("'", "''") + "'" for value in values) + "]"
-
-
 def _contact_columns() -> tuple[list[str], list[str]]:
     """Column names and generate_series expressions (over `g`) for every non-null Contact column."""
     special = {
@@ -47,7 +44,7 @@ def _contact_columns() -> tuple[list[str], list[str]]:
         "first_name": "'Bench'",
         "last_name": "'Contact ' || g",
         "country": "'US'",
-        "lifecycle_stage": f"({_sql_array(STAGES)})[1 + (g %% {len(STAGES)})]",
+        "lifecycle_stage": f"({sql_array(STAGES)})[1 + (g %% {len(STAGES)})]",
         "lifecycle_changed_at": "now() - (g %% 700) * interval '1 day'",
         "customer_since": "CASE WHEN g %% 8 IN (5, 6) THEN current_date - (g %% 1500) END",
         "renewal_date": "CASE WHEN g %% 8 IN (5, 6) THEN current_date + (g %% 365) END",
@@ -119,8 +116,8 @@ def generate(contacts: int, activities: int, *, say: Callable[[str], None] = lam
                 SELECT {kind} AS kind,
                        CASE WHEN g %% 1000 = 0 THEN now() + random() * interval '1 day'
                             ELSE now() - random() * interval '400 days' END AS occurred_at,
-                       ({_sql_array(TOPICS)})[1 + floor(random() * {len(TOPICS)})::int] AS topic,
-                       ({_sql_array(PRODUCTS)})[1 + floor(random() * {len(PRODUCTS)})::int] AS product
+                       ({sql_array(TOPICS)})[1 + floor(random() * {len(TOPICS)})::int] AS topic,
+                       ({sql_array(PRODUCTS)})[1 + floor(random() * {len(PRODUCTS)})::int] AS product
                 FROM (SELECT g, random() * {total} AS r FROM generate_series(1, %s) AS g) draws
             ) generated
             """,

@@ -20,6 +20,9 @@ from django.db import connection
 from activation.exports import execute_run, start_run
 from activation.models import Activation, Destination, DestinationKind, RunStatus
 from contacts.models import Contact
+from contacts.table_statistics import analyze
+from devtools.generate import insert_series
+from devtools.measure import peak_rss_mb, reset_peak_rss, rss_mb
 from segments.models import Membership, Segment, SegmentKind
 
 # SQL for the columns the benchmark cares about; every other column gets its model default.
@@ -67,29 +70,8 @@ class Command(BaseCommand):
             cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
     def _insert_contacts(self, count: int) -> None:
-        columns, values, params = [], [], []
-        for field in Contact._meta.concrete_fields:
-            if field.primary_key:
-                continue
-            columns.append(connection.ops.quote_name(field.column))
-            if field.name in CONTACT_COLUMNS:
-                values.append(CONTACT_COLUMNS[field.name])
-                continue
-            default = field.get_default()
-            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-                values.append("now()")
-            elif default is None and field.null:
-                values.append("NULL")
-            else:
-                values.append("%s")
-                params.append(field.get_db_prep_save(default, connection))
-        sql = (
-            f"INSERT INTO {Contact._meta.db_table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM generate_series(1, %s) AS g"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, count])
-            cursor.execute(f"ANALYZE {Contact._meta.db_table}")
+        insert_series(Contact, CONTACT_COLUMNS, count)
+        analyze(Contact)
 
     def _segment(self, slug: str, *, limit: int) -> Segment:
         segment = Segment.objects.create(name=slug, slug=slug, kind=SegmentKind.STATIC, rule=None)
@@ -103,8 +85,8 @@ class Command(BaseCommand):
         return segment
 
     def _measure(self, activation: Activation) -> None:
-        _reset_peak_rss()
-        before = _rss_kib("VmRSS")
+        reset_peak_rss()
+        before = rss_mb()
         run = start_run(activation)
         started = time.perf_counter()
         run = execute_run(run.pk)
@@ -114,18 +96,6 @@ class Command(BaseCommand):
         size_mb = run.file_size / 1e6
         self.stdout.write(
             f"{run.exported_count:>9,} rows  {elapsed:6.1f}s  {run.exported_count / elapsed:>8,.0f} rows/s  "
-            f"RSS before {before / 1024:.0f} MB, peak {_rss_kib('VmHWM') / 1024:.0f} MB  "
+            f"RSS before {before:.0f} MB, peak {peak_rss_mb():.0f} MB  "
             f"file {size_mb:.0f} MB  {Path(settings.MEDIA_ROOT) / run.file_path}"
         )
-
-
-def _rss_kib(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise CommandError(f"/proc/self/status has no {key}")
-
-
-def _reset_peak_rss() -> None:
-    # Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each export reports its own peak.
-    Path("/proc/self/clear_refs").write_text("5")

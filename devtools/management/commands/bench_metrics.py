@@ -11,7 +11,6 @@ the database it runs against, so it only runs on a database whose name contains 
 from __future__ import annotations
 
 import json
-import resource
 import time
 
 from django.conf import settings
@@ -19,9 +18,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test import override_settings
 
-from contacts.metrics import generated
 from contacts.metrics.compute import MetricsSummary, compute_metrics
 from contacts.models import Activity, Contact, ContactMetrics
+from devtools import metrics_data
+from devtools.measure import peak_rss_mb
 
 
 class Command(BaseCommand):
@@ -97,7 +97,7 @@ class Command(BaseCommand):
         self.report_steps(figures, "incremental_100_s", summary)
         if touched_sizes:
             figures["touched"] = self.touched_runs(touched_sizes, figures)
-        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        figures["peak_rss_mb"] = peak_rss_mb()
         self.stdout.write(f"incremental_100_s: {figures['incremental_100_s']} s")
         self.stdout.write(f"peak RSS of this process: {figures['peak_rss_mb']} MB")
         if options["json"]:
@@ -143,7 +143,7 @@ class Command(BaseCommand):
 
     def generate(self, contacts: int, activities: int) -> float:
         started = time.monotonic()
-        generated.generate(contacts, activities, say=self.stdout.write)
+        metrics_data.generate(contacts, activities, say=self.stdout.write)
         elapsed = round(time.monotonic() - started, 1)
         self.stdout.write(f"Generated in {elapsed} s")
         return elapsed

@@ -14,12 +14,11 @@
 4. pages: the comparison page and a segment's analytics page, median of `--repeat` and queries.
 5. overlap of 10 segments, median of `--repeat`.
 
-Peak RSS is this process's (resource.getrusage), read after each phase.
+Peak RSS is this process's (devtools.measure), read after each phase.
 """
 
 from __future__ import annotations
 
-import resource
 import statistics
 import time
 from datetime import timedelta
@@ -34,14 +33,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contacts.models import Activity, Contact, LifecycleChange
+from devtools.measure import peak_rss_mb
 from segments.analytics import updates
 from segments.analytics.overlap import overlap
 from segments.analytics.periods import last_full_quarter
 from segments.models import AnalyticsState, Membership, MembershipChange, Segment, SegmentStatus
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Command(BaseCommand):

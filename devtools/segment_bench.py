@@ -2,13 +2,13 @@
 
 Data is generated set-based with generate_series; ~30 segments of the kinds the issue lists are
 installed through save_segment; then each phase is measured and collected in a plain dict that
-the command prints and writes as JSON.
+the command prints and writes as JSON. It drives the engine through its public functions only;
+the hand-written baselines it compares each refresh with write their own SQL, as a hand-writer would.
 """
 
 from __future__ import annotations
 
 import random
-import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +21,10 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from contacts.models import Activity, ActivityTally, Company, Contact, PropertyDefinition
+from contacts.table_statistics import analyze
+from devtools.generate import insert_series, settle, sql_array
+from devtools.measure import peak_rss_mb
 from segments.editing import save_segment
-from segments.history import DESCRIBE_TASK
 from segments.locks import lock_key
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay, SegmentReference
 from segments.refresh import refresh_all, refresh_contacts, refresh_order, refresh_segment
@@ -44,7 +46,7 @@ PREFIX = "bench-"
 # The 20 segments added for the refresh_contacts latency phase (50 active in all); their own prefix
 # keeps the other phases (preview counts) on the ~30-segment catalog.
 LATENCY_PREFIX = "bench50-"
-NOW_COLUMNS = {"created_at", "lifecycle_changed_at", "occurred_at"}
+DESCRIBE_TASK = f"{describe_changes_task.__module__}.{describe_changes_task.__name__}"
 INDUSTRIES = ["software", "financial-services", "healthcare", "manufacturing", "retail", "education"]
 STAGES = ["subscriber", "lead", "lead", "lead", "mql", "sql", "opportunity", "customer", "customer", "other"]
 SENIORITIES = ["entry", "senior", "senior", "manager", "manager", "director", "vp", "cxo", ""]
@@ -56,12 +58,8 @@ TOPICS = ["cloud-migration", "cybersecurity", "data-analytics", "devops", "ai-ml
 TECHS = ["aws", "azure", "gcp", "kubernetes", "docker", "terraform", "snowflake", "okta"]
 
 
-def _array(values: list[str]) -> str:
-    return "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
-
-
 def _pick(values: list[str]) -> str:
-    return f"({_array(values)})[1 + floor(random() * {len(values)})::int]"
+    return f"({sql_array(values)})[1 + floor(random() * {len(values)})::int]"
 
 
 COMPANY_COLUMNS = {
@@ -239,39 +237,18 @@ class Bench:
 
     def generate(self) -> None:
         companies = max(1, self.contacts // 10)
-        with self._timed("generate") as phase, connection.cursor() as cursor:
-            cursor.execute("SELECT setseed(0.42)")
-            self._insert(cursor, Company, COMPANY_COLUMNS, companies)
-            self._insert(cursor, Contact, contact_columns(companies), self.contacts)
-            self._insert(cursor, Activity, activity_columns(self.contacts, self.activities), self.activities)
+        with self._timed("generate") as phase:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT setseed(0.42)")  # the same data every time, in this session
+            insert_series(Company, COMPANY_COLUMNS, companies)
+            insert_series(Contact, contact_columns(companies), self.contacts)
+            insert_series(Activity, activity_columns(self.contacts, self.activities), self.activities)
             phase["companies"] = companies
         settle(Company, Contact, Activity, ActivityTally)
         tier = {"label": "Tier", "type": "choice", "choices": ["gold", "silver", "bronze"], "layer": "value"}
         PropertyDefinition.objects.get_or_create(key="tier", defaults=tier)
         nps = {"label": "NPS", "type": "number", "layer": "psychographic"}
         PropertyDefinition.objects.get_or_create(key="nps", defaults=nps)
-
-    def _insert(self, cursor, model, overrides: dict[str, str], count: int) -> None:
-        columns, values, params = [], [], []
-        for field in model._meta.concrete_fields:
-            if field.primary_key:
-                continue
-            columns.append(connection.ops.quote_name(field.column))
-            name = field.attname if field.attname in overrides else field.name
-            if name in overrides:
-                values.append(overrides[name])
-            elif getattr(field, "auto_now", False) or field.name in NOW_COLUMNS:
-                values.append("now()")
-            elif field.get_default() is None and field.null:
-                values.append("NULL")
-            else:
-                values.append("%s")
-                params.append(field.get_db_prep_save(field.get_default(), connection))
-        cursor.execute(
-            f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM generate_series(1, %s) AS g",
-            [*params, count],
-        )
 
     def install_segments(self) -> None:
         self.report["segments"] = len(self._install(bench_rules()))
@@ -355,7 +332,7 @@ class Bench:
             "segments": {
                 r.slug: {"ms": r.duration_ms, "size": r.size, "added": r.added, "removed": r.removed} for r in results
             },
-            "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),
         }
         self.report["phases"][name] = phase
         self.log(f"{name:<16} {elapsed:8.2f}s  changes {changes:>10,}  rows written {changes * 2:>10,}")
@@ -553,33 +530,12 @@ def _percentiles(timings: list[float]) -> dict:
     }
 
 
-def settle(*models) -> None:
-    """VACUUM ANALYZE freshly bulk-written tables, as autovacuum would soon after (this server may
-    run without it). Without it the first statements to read each page after the bulk write set
-    its hint bits and write it out again: the first 0%-churn sweep after a fresh build took 259 s
-    instead of ~25 s. Inside a caller's transaction, where VACUUM cannot run, ANALYZE alone."""
-    _each_table("ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE", models)
-
-
-def analyze(*models) -> None:
-    """ANALYZE tables, as autovacuum does once a tenth of a table has changed (it vacuums at a fifth).
-
-    The latency and preview phases analyse what the churn phases wrote (CHURNED) first: after the
-    10% churn the planner otherwise still believes every contact page all-visible, and counts an
-    800,000-contact segment by an index-only scan with 888,776 heap fetches (1,046 ms) instead of
-    scanning the table (150 ms once analysed). ANALYZE reads a sample; a VACUUM here would also
-    push the pages those phases read out of the cache first.
-    """
-    _each_table("ANALYZE", models)
-
-
-def _each_table(command: str, models) -> None:
-    with connection.cursor() as cursor:
-        for model in models:
-            cursor.execute(f"{command} {model._meta.db_table}")
-
-
-# What the churn phases and refreshes write: analysed before the phases that time reads.
+# What the churn phases and refreshes write: analysed before the phases that time reads, as
+# autovacuum does once a tenth of a table has changed (it vacuums at a fifth). After the 10% churn
+# the planner otherwise still believes every contact page all-visible, and counts an
+# 800,000-contact segment by an index-only scan with 888,776 heap fetches (1,046 ms) instead of
+# scanning the table (150 ms once analysed). ANALYZE reads a sample; a VACUUM here would also push
+# the pages those phases read out of the cache first.
 CHURNED = (Contact, Activity, ActivityTally, Membership, MembershipChange)
 
 
@@ -587,7 +543,3 @@ def drop_queued(func: str) -> int:
     """Take the queued django-q tasks of `func` off the ORM broker's queue (nothing runs them here)."""
     queued = [task.pk for task in OrmQ.objects.all() if task.task.get("func") == func]
     return OrmQ.objects.filter(pk__in=queued).delete()[0]
-
-
-def _peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

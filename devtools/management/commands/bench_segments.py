@@ -26,7 +26,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from contacts.models import Activity, Contact
-from segments.benchmark import PREFIX, Bench, _peak_rss_mb
+from devtools.measure import peak_rss_mb
+from devtools.segment_bench import PREFIX, Bench
 from segments.models import Segment
 
 SMALL = {"contacts": 2_000, "activities": 20_000, "sample": 20, "latency_rounds": 20}
@@ -125,7 +126,7 @@ class Command(BaseCommand):
         bench.install_latency_segments()
         bench.refresh_contacts_latency(sizes["latency_rounds"])
         bench.preview_counts()
-        bench.report["peak_rss_mb"] = _peak_rss_mb()
+        bench.report["peak_rss_mb"] = peak_rss_mb()
         self._print_table(bench.report)
         output.write_text(json.dumps(bench.report, indent=2, default=str))
         self.stdout.write(f"peak RSS {bench.report['peak_rss_mb']} MB; JSON written to {output}")

@@ -13,7 +13,6 @@ each.
 
 from __future__ import annotations
 
-import resource
 import time
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from devtools.measure import peak_rss_mb
 from predictions.models import PropensityModel
 from predictions.report import report_lines
 from predictions.scoring import score_model
@@ -38,10 +38,6 @@ PLANT = """
     WHERE c.lifecycle_stage NOT IN ('customer', 'evangelist')
       AND NOT EXISTS (SELECT 1 FROM contacts_lifecyclechange l WHERE l.contact_id = c.id AND l.to_stage = 'customer')
       AND random() < CASE WHEN hot.contact_id IS NULL THEN 0.04 ELSE 0.25 END"""
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Command(BaseCommand):
