@@ -8,6 +8,7 @@ class ActivationConfig(AppConfig):
     def ready(self) -> None:
         from activation.automations import memberships_changed
         from activation.erasure import erase_from_activation
+        from activation.erasure_notices import queue_erasure_notices
         from activation.run_watch import watch_exports
         from contacts.erasure import add_eraser
         from segments.events import add_listener
@@ -19,3 +20,5 @@ class ActivationConfig(AppConfig):
         add_watcher(watch_exports)
         # An erased contact leaves export reports and every destination that received it.
         add_eraser(erase_from_activation)
+        # ... and every automation webhook that was sent it is told it was erased.
+        add_eraser(queue_erasure_notices)

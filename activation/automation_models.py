@@ -190,6 +190,11 @@ def claim_lease() -> timedelta:
     return timedelta(seconds=settings.AUTOMATION_CLAIM_LEASE_SECONDS)
 
 
+def next_attempt_at(attempts: int, *, now: datetime) -> datetime | None:
+    """When to try again after `attempts` failed ones: 1, 2, 4, 8 minutes, none after MAX_ATTEMPTS."""
+    return now + timedelta(minutes=2 ** (attempts - 1)) if attempts < MAX_ATTEMPTS else None
+
+
 class AutomationRunQuerySet(models.QuerySet):
     def claimable(self, *, now: datetime) -> AutomationRunQuerySet:
         """Runs a worker may take: new, failed and due for a retry, or held by a worker that died.
@@ -271,3 +276,38 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ErasureNoticeStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class ErasureNotice(models.Model):
+    """An erased contact to announce to a webhook destination an automation posted it to
+    (activation/erasure_notices.py); one per destination and contact, so it is sent once.
+
+    contact_id is a plain integer: the contact is gone, and its id is all the notice says of it.
+    """
+
+    destination = models.ForeignKey("activation.Destination", on_delete=models.CASCADE, related_name="+")
+    contact_id = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=ErasureNoticeStatus.choices, default=ErasureNoticeStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "contact_id"], name="erasure_notice_once"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="erasure_notice_status_idx")]
+
+    def __str__(self) -> str:
+        return f"erasure of contact {self.contact_id} to {self.destination_id} ({self.status})"

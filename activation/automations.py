@@ -34,7 +34,6 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from activation.automation_models import (
-    MAX_ATTEMPTS,
     ActionKind,
     Automation,
     AutomationAction,
@@ -42,7 +41,9 @@ from activation.automation_models import (
     AutomationRunStatus,
     Enrolment,
     Notification,
+    next_attempt_at,
 )
+from activation.erasure_notices import send_erasure_notices
 from activation.webhooks import post_json
 from contacts import writes
 from contacts.models import Contact
@@ -73,9 +74,11 @@ class Outcome:
 
 
 def process_automations() -> dict:
-    """django-q task, scheduled every minute and enqueued after refreshes."""
+    """django-q task, scheduled every minute and enqueued after refreshes; it also sends the erasure
+    notices that are due (their retries ride on this schedule)."""
     outcome = process_pending()
-    return {k: v for k, v in vars(outcome).items() if k != "errors"}
+    notices = send_erasure_notices()
+    return {**{k: v for k, v in vars(outcome).items() if k != "errors"}, "erasure_notices": notices}
 
 
 def enqueue_processing() -> None:
@@ -266,8 +269,7 @@ def finish(runs: list[AutomationRun], *, token: str) -> None:
 def fail(runs: list[AutomationRun], *, token: str, error: str) -> None:
     """Record the error; retry later with exponential backoff until MAX_ATTEMPTS is reached."""
     now = timezone.now()
-    attempts = max(r.attempts for r in runs)
-    next_attempt = now + timedelta(minutes=2 ** (attempts - 1)) if attempts < MAX_ATTEMPTS else None
+    next_attempt = next_attempt_at(max(r.attempts for r in runs), now=now)
     held(runs, token=token).update(
         status=AutomationRunStatus.FAILED, last_error=error[:5000], next_attempt_at=next_attempt, finished_at=now
     )

@@ -400,6 +400,7 @@ from activation.automation_models import (  # noqa: E402, F401
     AutomationAction,
     AutomationRun,
     Enrolment,
+    ErasureNotice,
     Notification,
     NurtureSequence,
 )

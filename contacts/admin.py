@@ -283,7 +283,8 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
         runs = len(erasure.queued_runs)
         self.message_user(
             request,
-            f"Erased {len(erasure.erased)} contact(s); {runs} export run(s) queued to remove them from destinations.",
+            f"Erased {len(erasure.erased)} contact(s); {runs} export run(s) queued to remove them from destinations; "
+            f"{erasure.webhook_notices} webhook notice(s) queued.",
         )
         return None
 

@@ -7,7 +7,7 @@
   drops the contacts from export reports and queues a run of every activation whose destination
   received them, which sends their removal rows (kept with the export snapshot, without the
   contact row) and then forgets them, and rewrites the export files kept on disk without their
-  rows;
+  rows; every automation webhook that was sent the contacts is queued an erasure notice;
 - deals keep their amount and stage without the contact, and lose a name that names the person;
 - the admin's history (LogEntry) keeps who changed what and when, no longer the person's name or
   email, and gains one entry saying who erased the contact;
@@ -35,10 +35,12 @@ from contacts.models import Contact, Deal
 
 @dataclass
 class Erasure:
-    """What one erase_contacts call did: the contacts erased and the export runs queued for them."""
+    """What one erase_contacts call did: the contacts erased, the export runs queued for them and the
+    webhook notices queued (automation webhooks that received them are told of the erasure)."""
 
     erased: list[int]
     queued_runs: list[int] = field(default_factory=list)
+    webhook_notices: int = 0
 
 
 Eraser = Callable[[list[int], Erasure], None]
@@ -91,7 +93,10 @@ def _scrub_admin_history(erasure: Erasure, *, by) -> None:
             object_id=object_id,
             object_repr=f"Contact {object_id} (erased)",
             action_flag=DELETION,
-            change_message=f"Erased: personal data removed; {runs} export run(s) queued to send removals.",
+            change_message=(
+                f"Erased: personal data removed; {runs} export run(s) queued to send removals; "
+                f"{erasure.webhook_notices} webhook notice(s) queued."
+            ),
         )
         for object_id in object_ids
     )

@@ -260,7 +260,7 @@ def test_the_api_erases_a_contact_with_the_erase_scope_only(api_client, destinat
     response = api_client("contacts:erase").post(url)
     assert response.status_code == 200, response.content
     run = ExportRun.objects.get(status="queued")
-    assert response.json() == {"erased": grace.pk, "queued_runs": [run.pk]}
+    assert response.json() == {"erased": grace.pk, "queued_runs": [run.pk], "webhook_notices": 0}
     assert not Contact.objects.filter(pk=grace.pk).exists()
 
     missing = api_client("contacts:erase").post(url)

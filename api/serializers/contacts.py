@@ -206,6 +206,9 @@ class ErasureSerializer(serializers.Serializer):
         child=serializers.IntegerField(),
         help_text="Export runs queued to send the contact's removal to every destination that received it",
     )
+    webhook_notices = serializers.IntegerField(
+        help_text="Erasure notices queued to the automation webhooks the contact was sent to (one per webhook)"
+    )
 
 
 class UpsertResultSerializer(serializers.Serializer):

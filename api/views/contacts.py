@@ -65,11 +65,13 @@ class ContactDetail(generics.RetrieveUpdateDestroyAPIView):
 def erase_contact(request: Request, pk: int) -> Response:
     """Deletes the contact with its activities, metrics and histories, drops it from export reports
     and the admin history, and queues an export run of every activation whose destination received
-    it, which sends its removal (removal file or webhook leave event). It cannot be undone."""
+    it, which sends its removal (removal file or webhook leave event); rewrites the export files kept
+    without its rows; and queues an erasure notice (the contact's id) to every automation webhook
+    that was sent it. It cannot be undone."""
     erasure = erase_contacts([pk], by=acting_user(request))
     if not erasure.erased:
         raise NotFound(f"No contact with id {pk}.")
-    return Response({"erased": pk, "queued_runs": erasure.queued_runs})
+    return Response({"erased": pk, "queued_runs": erasure.queued_runs, "webhook_notices": erasure.webhook_notices})
 
 
 class CompanyList(ListOptions, generics.ListCreateAPIView):
