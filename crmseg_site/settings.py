@@ -397,6 +397,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.tighten_components"],
+    # A review's kind appears in several components (reviews, policies, governance rows): one name.
+    "ENUM_NAME_OVERRIDES": {"ReviewKindEnum": "segments.models.ReviewKind"},
     "SWAGGER_UI_DIST": "SIDECAR",  # served from drf-spectacular-sidecar's static files, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
