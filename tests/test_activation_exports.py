@@ -219,7 +219,10 @@ def test_a_segment_archived_after_setup_is_not_exported(media):
     run = execute_run(start_run(activation).pk)
 
     assert run.status == "failed"
-    assert run.error == f"Segment {activation.segment.name!r} is archived; archived segments are not exported."
+    assert run.error == (
+        f"Segment {activation.segment.name!r} is archived; archived segments are not exported "
+        "(only the removals of erased contacts are still sent)."
+    )
 
 
 def test_a_destination_missing_a_setting_fails_the_run_with_the_setting_named(media):
