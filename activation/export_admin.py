@@ -12,7 +12,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpRequest
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from activation.exports import start_run
 from activation.models import (
@@ -110,12 +110,22 @@ class DestinationAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
 
 @admin.register(Activation)
 class ActivationAdmin(admin.ModelAdmin):
-    list_display = ["name", "segment", "destination", "mode", "schedule_minutes", "enabled", "last_run"]
+    list_display = ["name", "segment", "destination", "mode_short", "when_run", "last_run"]
     list_filter = ["enabled", "mode", "destination__kind"]
     list_select_related = ["segment", "destination"]
     search_fields = ["name", "segment__name", "destination__name"]
     filter_horizontal = ["suppression_segments"]
     actions = ["export_now"]
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_short(self, obj: Activation) -> str:
+        return obj.mode
+
+    @admin.display(description="runs", ordering="schedule_minutes")
+    def when_run(self, obj: Activation) -> str:
+        if not obj.enabled:
+            return "disabled"
+        return f"every {obj.schedule_minutes} min" if obj.schedule_minutes else "manual"
 
     @admin.display(description="last run")
     def last_run(self, obj: Activation) -> str:
@@ -152,26 +162,19 @@ class ActivationAdmin(admin.ModelAdmin):
 
 @admin.register(ExportRun)
 class ExportRunAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "activation",
-        "state",
-        "mode",
-        "created_at",
-        "finished_at",
-        "members_count",
-        "suppressed_count",
-        "skipped_count",
-        "exported_count",
-        "added_count",
-        "removed_count",
-        "attempts",
-        "download",
-    ]
+    # Seven columns that fit 1,400 px; attempts, worker, checksums and the full breakdown are on
+    # the run's page.
+    list_display = ["run", "state", "mode_short", "when", "audience", "changes", "files"]
     list_filter = ["status", "mode", "activation__destination__kind"]
     list_select_related = ["activation"]
     search_fields = ["activation__name", "error"]
-    readonly_fields = [field.name for field in ExportRun._meta.fields] + ["download"]
+    # The run's page: every field, the breakdown (not its JSON) right after the counts.
+    fields = readonly_fields = [
+        name
+        for field in ExportRun._meta.fields
+        if field.name != "held_back"
+        for name in ([field.name, "held_back_causes"] if field.name == "removed_count" else [field.name])
+    ] + ["download"]
     actions = ["retry"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -187,6 +190,61 @@ class ExportRunAdmin(admin.ModelAdmin):
             after = f"retry at {timezone.localtime(run.retry_at):%H:%M:%S}" if run.retry_at else "not retried"
             return format_html('<span style="color: #ba2121">failed</span> ({})', after)
         return run.get_status_display()
+
+    @admin.display(description="run", ordering="-id")
+    def run(self, run: ExportRun) -> str:
+        return format_html('#{} <div class="help">{}</div>', run.pk, run.activation)
+
+    @admin.display(description="created / finished", ordering="created_at")
+    def when(self, run: ExportRun) -> str:
+        created = f"{timezone.localtime(run.created_at):%Y-%m-%d %H:%M}"
+        finished = f"{timezone.localtime(run.finished_at):%H:%M:%S}" if run.finished_at else "—"
+        return format_html('{}<div class="help">finished {}</div>', created, finished)
+
+    @admin.display(description="members → exported")
+    def audience(self, run: ExportRun) -> str:
+        held = run.suppressed_count + run.skipped_count
+        return format_html(
+            '{} → {}<div class="help">{} held back</div>',
+            f"{run.members_count:,}",
+            f"{run.exported_count:,}",
+            f"{held:,}",
+        )
+
+    @admin.display(description="held back, by cause")
+    def held_back_causes(self, run: ExportRun) -> str:
+        """One line per cause with its count; a member held back for two causes counts under both."""
+        if not run.held_back:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td style="text-align: right">{}</td></tr>',
+            ((c["label"], f"{c['count']:,}") for c in run.held_back),
+        )
+        return format_html('<table class="held-back">{}</table>', rows)
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_short(self, run: ExportRun) -> str:
+        return run.mode
+
+    @admin.display(description="files")
+    def files(self, run: ExportRun) -> str:
+        """Short links ("added", "removed"); the full names are on the run's page."""
+        links = [
+            format_html(
+                '<a href="{}" title="{}">{}</a>',
+                reverse("admin:activation_exportrun_download", args=[run.pk, which]),
+                Path(name).name,
+                which,
+            )
+            for which, name in (("added", run.file_path), ("removed", run.removed_file_path))
+            if name
+        ]
+        return format_html_join(" · ", "{}", ((link,) for link in links)) if links else "-"
+
+    @admin.display(description="added / removed")
+    def changes(self, run: ExportRun) -> str:
+        return f"+{run.added_count:,} / −{run.removed_count:,}"
 
     def has_change_permission(self, request: HttpRequest, obj: ExportRun | None = None) -> bool:
         return False

@@ -43,6 +43,7 @@ from psycopg.types.json import Jsonb
 from activation import normalize, webhooks
 from activation.audience import audience, members
 from activation.formats import WEBHOOK_FIELDS, FileFormat, file_format, webhook_member
+from activation.held_back import held_back, with_skipped
 from activation.models import (
     Activation,
     ActivationMode,
@@ -187,6 +188,7 @@ def _stage(run: ExportRun) -> None:
             suppressed_count=members_count - audience_size,
             added_count=added,
             removed_count=removed,
+            held_back=held_back(activation),
         )
     minimum = activation.destination.effective_min_audience_size()
     if audience_size < minimum and not archived:
@@ -304,10 +306,14 @@ class _HashingFile:
 
 
 def export_path(run: ExportRun, action: str) -> str:
-    """Relative to MEDIA_ROOT; the removes of a delta run go to their own file."""
+    """Relative to MEDIA_ROOT, a name that says what the file is: segment, destination, mode, date
+    and run, e.g. `enterprise-prospects_google-ads_delta_2026-12-06_run-42-removed.csv` (the removes
+    go to their own file)."""
     suffix = "" if action == MemberAction.ADD else "-removed"
     kind = run.activation.destination.kind.replace("_", "-")
-    return f"{EXPORT_DIR}/activation-{run.activation_id}/run-{run.pk}-{kind}{suffix}.csv"
+    day = timezone.localdate(run.created_at).isoformat()
+    name = f"{run.activation.segment.slug}_{kind}_{run.mode}_{day}_run-{run.pk}{suffix}.csv"
+    return f"{EXPORT_DIR}/activation-{run.activation_id}/{name}"
 
 
 def _write_file(
@@ -420,7 +426,9 @@ def _finish(run: ExportRun, outcome: Outcome) -> None:
         staged.delete()
         added_path, added_size, added_sha = outcome.files.get(MemberAction.ADD, ("", None, ""))
         removed_path, removed_size, removed_sha = outcome.files.get(MemberAction.REMOVE, ("", None, ""))
+        causes = ExportRun.objects.filter(pk=run.pk).values_list("held_back", flat=True).get()
         finished = ExportRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=run.attempts).update(
+            held_back=with_skipped(causes, outcome.skipped),
             status=RunStatus.SUCCEEDED,
             finished_at=now,
             error="",

@@ -297,6 +297,11 @@ class ExportRun(models.Model):
 
     error = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True, help_text="Skipped contacts and why")
+    held_back = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Members held back, by cause: [{cause, label, count, segment_id?}] (activation/held_back.py)",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -313,6 +318,11 @@ class ExportRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.activation} ({self.status})"
+
+    @property
+    def file_name(self) -> str:
+        """The added members' file name, without its folder."""
+        return Path(self.file_path).name if self.file_path else ""
 
     def delete_files(self) -> None:
         """Remove this run's export files from MEDIA_ROOT (called explicitly when runs are deleted)."""

@@ -294,3 +294,16 @@ def test_errors_read_as_path_and_message(db):
         "message": "expected a non-empty text (use is_set / is_not_set for presence).",
         "code": "bad_value",
     }
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({}, "choose a field, an activity or a segment."),
+        ({"in_segment": ""}, "choose a segment."),
+        ({"field": "lifecycle_stage", "op": "eq", "value": ""}, "choose a value."),
+        ({"field": "lifecycle_stage", "op": "in", "value": []}, "choose at least one value."),
+    ],
+)
+def test_what_the_builder_starts_empty_asks_for_a_choice(db, rule, message):
+    assert only_message(rule) == message

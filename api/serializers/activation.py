@@ -105,7 +105,7 @@ class ExportRunSerializer(serializers.ModelSerializer):
             "id", "activation", "status", "mode", "created_at", "started_at", "finished_at", "attempts", "worker",
             "heartbeat_at", "retry_at",
             "members_count", "suppressed_count", "skipped_count", "exported_count", "added_count", "removed_count",
-            "file_sha256", "removed_file_sha256", "error", "report", "download",
+            "file_sha256", "removed_file_sha256", "error", "report", "held_back", "download",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -120,10 +120,19 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         else [],
         "rule_json": json.dumps(segment.rule, indent=2) if segment.rule is not None else "",
         "refresh_note": refresh_note(segment),
+        "saved_at": saved_at(request.GET.get("saved", "")),
         "scored_by": scored_by,
         "reviews": segment.reviews.select_related("reviewer")[:REVIEWS_SHOWN],
     }
     return render(request, "segments/detail.html", ctx)
+
+
+def saved_at(text: str) -> str:
+    """The time of the save the admin redirected from (ISO), or '' when absent or not a time."""
+    try:
+        return datetime.fromisoformat(text).isoformat() if text else ""
+    except ValueError:
+        return ""
 
 
 def member_likelihood(segment: Segment, rows: list) -> str | None:

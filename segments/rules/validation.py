@@ -148,6 +148,8 @@ class _Checker:
             self.add(path, f"rules nest at most {MAX_DEPTH} groups deep.", "too_deep")
         elif not isinstance(node, dict):
             self.add(path, f"expected a rule object, one of {_RULE_SHAPES}.", "not_object")
+        elif not node:
+            self.add(path, "choose a field, an activity or a segment.", "empty_condition")
         elif {"all", "any", "not"} & node.keys():
             self.check_group(node, path, depth=depth)
         elif "field" in node:
@@ -229,6 +231,8 @@ class _Checker:
         if op == "between":
             return self.between_problem(field, value)
         if op in _LIST_OPS:
+            if value == [] and field.type == "choice":
+                return "choose at least one value."
             if not isinstance(value, list) or not value:
                 return f"{op} takes a non-empty list of {self.item_kind(field)}."
             problems = (self.item_problem(field, item) for item in value)
@@ -247,6 +251,8 @@ class _Checker:
             if "\x00" in value:
                 return "text may not contain NUL characters."
         elif field.type == "choice":
+            if value in ("", None):
+                return "choose a value."
             if value not in field.choices:
                 return f"{value!r} is not one of {_choices_text(field.choices)}."
         elif field.type == "number":
@@ -331,7 +337,9 @@ class _Checker:
 
     def check_membership(self, node: dict, path: str) -> None:
         slug = node["in_segment"]
-        if not isinstance(slug, str) or not slug or "\x00" in slug:
+        if slug == "":
+            self.add(_join(path, "in_segment"), "choose a segment.", "bad_value")
+        elif not isinstance(slug, str) or "\x00" in slug:
             self.add(_join(path, "in_segment"), "in_segment takes a segment slug (text without NUL).", "bad_value")
         else:
             self.slug_paths.append((_join(path, "in_segment"), slug))

@@ -187,7 +187,8 @@
     });
     box.appendChild(list);
     var adders = el("div", { className: "rb-adders" });
-    [["Add condition", function () { return { field: "lifecycle_stage", op: "eq", value: "lead" }; }, "add-condition"],
+    // A new condition starts empty and asks for its field: nothing changes the count until chosen.
+    [["Add condition", function () { return {}; }, "add-condition"],
      ["Add event condition", function () { return { event: { kind: "email_click" }, op: "performed", within_days: 30 }; }, "add-event"],
      ["Add group", function () { return { any: [] }; }, "add-group"]].forEach(function (spec) {
       var button = el("button", { type: "button", className: "rb-btn", text: spec[0], "data-rb-path": path, "data-rb-role": spec[2],
@@ -239,6 +240,7 @@
     });
     select.appendChild(el("optgroup", { label: "Events" }, [option(EVENT_CHOICE, "Activity (event condition)", selected === EVENT_CHOICE)]));
     select.appendChild(el("optgroup", { label: "Segments" }, [option(SEGMENT_CHOICE, "Member of a segment", selected === SEGMENT_CHOICE)]));
+    if (!selected) select.insertBefore(option("", "Choose a field…", true), select.firstChild);
     if (!known && selected && selected !== EVENT_CHOICE && selected !== SEGMENT_CHOICE) {
       select.insertBefore(option(selected, selected + " (unknown field)", true), select.firstChild);
     }
@@ -249,7 +251,8 @@
   Builder.prototype.switchKind = function (choice, replace, path, picker) {
     var condition;
     if (choice === EVENT_CHOICE) condition = { event: { kind: "email_click" }, op: "performed", within_days: 30 };
-    else if (choice === SEGMENT_CHOICE) condition = { in_segment: (this.catalog.segments[0] || [""])[0] };
+    else if (choice === SEGMENT_CHOICE) condition = { in_segment: "" };  // asks which segment
+    else if (choice === "") condition = {};
     else {
       var field = this.fields[choice];
       var op = field ? this.catalog.operators[field.type][0] : "eq";
@@ -288,10 +291,8 @@
     if (op === "between") return type === "date" || type === "datetime" ? ["", ""] : [0, 0];
     if (DAY_OPS.indexOf(op) >= 0) return 30;
     if (PERCENT_OPS.indexOf(op) >= 0) return 10;
-    if (LIST_OPS.indexOf(op) >= 0) return field && field.choices.length ? [field.choices[0]] : [];
-    if (type === "number") return 0;
-    if (type === "choice" && field.choices.length) return field.choices[0];
-    return "";
+    if (LIST_OPS.indexOf(op) >= 0) return [];  // "is one of" asks for its values
+    return "";  // a number, a text or a choice to enter: the preview asks for it
   };
 
   Builder.prototype.renderCondition = function (node, path, replace, isRoot) {
@@ -300,6 +301,12 @@
     var box = el("div", { className: "rb-node rb-condition", "data-rb-node": path, role: "group", "aria-label": "Condition " + path });
     var row = el("div", { className: "rb-row" });
     row.appendChild(this.fieldPicker(path, node.field, function (choice, picker) { self.switchKind(choice, replace, path, picker); }));
+    if (!node.field) {  // a new condition: only the field to choose
+      row.appendChild(this.toolbar(path, replace, node, isRoot));
+      box.appendChild(row);
+      box.appendChild(el("div", { className: "rb-node-errors", "data-rb-errors-for": path }));
+      return box;
+    }
     var ops = field ? this.catalog.operators[field.type] : [node.op];
     var opSelect = el("select", { "aria-label": "Operator", "data-rb-path": path, "data-rb-role": "op" });
     ops.forEach(function (op) { opSelect.appendChild(option(op, self.words[op] || op, op === node.op)); });
@@ -381,7 +388,8 @@
     if (type === "choice" && field.choices.length) {
       var single = el("select", attrs("value", "Value"));
       field.choices.forEach(function (choice, i) { single.appendChild(option(choice, field.choice_labels[i], choice === node.value)); });
-      if (field.choices.indexOf(node.value) < 0) single.insertBefore(option(node.value || "", (node.value || "") + " (not a choice)", true), single.firstChild);
+      if (!node.value) single.insertBefore(option("", "Choose a value…", true), single.firstChild);
+      else if (field.choices.indexOf(node.value) < 0) single.insertBefore(option(node.value, node.value + " (not a choice)", true), single.firstChild);
       single.addEventListener("change", function () { node.value = single.value; self.changed(); });
       return single;
     }
@@ -455,7 +463,8 @@
       if (pair[0] === node.in_segment) known = true;
       select.appendChild(option(pair[0], pair[1] + " (" + pair[0] + ")", pair[0] === node.in_segment));
     });
-    if (!known) select.insertBefore(option(node.in_segment, node.in_segment + " (unknown)", true), select.firstChild);
+    if (!node.in_segment) select.insertBefore(option("", "Choose a segment…", true), select.firstChild);
+    else if (!known) select.insertBefore(option(node.in_segment, node.in_segment + " (unknown)", true), select.firstChild);
     select.addEventListener("change", function () { node.in_segment = select.value; self.changed(); });
     row.appendChild(select);
     row.appendChild(this.toolbar(path, replace, node, isRoot));

@@ -1,5 +1,6 @@
 /* "Refresh now" on the segment page: queue a refresh, then poll the status until the worker
- * has finished it (last refresh time moves past the request), and show the new figures. */
+ * has finished it (last refresh time moves past the request), and show the new figures. After a
+ * save in the admin (data-saved-at) the page says the build is queued and polls the same way. */
 (function () {
   "use strict";
   var button = document.getElementById("refresh-now");
@@ -33,15 +34,22 @@
           show(state);
           progress.textContent = state.status === "failed"
             ? "The refresh failed after " + seconds + " s; the error is shown above."
-            : "Refreshed in " + seconds + " s: " + state.size.toLocaleString("en") + " members. Reloading the charts…";
+            : (saved ? "Saved and built: " : "Refreshed in " + seconds + " s: ") + state.size.toLocaleString("en") +
+              " members. Reloading the charts…";
           button.disabled = false;
           button.textContent = "Refresh now";
-          if (state.status !== "failed") setTimeout(function () { window.location.reload(); }, 800);
+          if (state.status !== "failed") setTimeout(function () { window.location.replace(window.location.pathname + (saved ? "?built=1" : "")); }, 800);
           return;
         }
-        progress.textContent = state.running_since
-          ? "Refreshing on " + state.worker + "… " + seconds + " s"
-          : "Waiting for a worker to refresh this segment… " + seconds + " s";
+        if (saved) {
+          progress.textContent = "Saved. " + (state.running_since
+            ? "Building on " + state.worker + "… " + seconds + " s"
+            : "The build is queued; waiting for a worker… " + seconds + " s");
+        } else {
+          progress.textContent = state.running_since
+            ? "Refreshing on " + state.worker + "… " + seconds + " s"
+            : "Waiting for a worker to refresh this segment… " + seconds + " s";
+        }
         setTimeout(function () { poll(requestedAt, started, attempt + 1); }, Math.min(500 + attempt * 250, 3000));
       })
       .catch(function () {
@@ -51,7 +59,14 @@
       });
   }
 
+  var saved = progress.dataset.savedAt;
+  if (saved) {
+    progress.textContent = "Saved. The build is queued…";
+    poll(saved, Date.now(), 0);
+  }
+
   button.addEventListener("click", function () {
+    saved = "";
     button.disabled = true;
     button.textContent = "Refreshing…";
     progress.textContent = "Queued.";

@@ -65,6 +65,7 @@ def test_operations_build_a_nested_rule_save_and_refresh(
     page.get_by_role("button", name="Add group to the whole rule").focus()
     page.keyboard.press("Enter")
     page.get_by_role("button", name="Add condition to all[1]").click()
+    node(page, "all[1].any[0]").get_by_label("Field").select_option("lifecycle_stage")
     node(page, "all[1].any[0]").get_by_label("Value").select_option("mql")
     page.get_by_role("button", name="Add event condition to all[1]").click()
     expect(node(page, "all[1].any[1]").get_by_label("Activity kind")).to_have_value("email_click")
@@ -98,12 +99,14 @@ def test_operations_build_a_nested_rule_save_and_refresh(
     screenshot("segment-form")
 
     page.locator("input[name=_save]").click()
-    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    expect(page.locator("#refresh-progress")).to_contain_text("Saved. The build is queued")
     segment = Segment.objects.get(slug="enterprise-prospects")
     assert segment.rule == EXPECTED_RULE
+    assert run_queued_tasks() >= 1
+    page.wait_for_url("**?built=1")
+    expect(page.locator("#refresh-progress")).to_contain_text("Saved and built")
 
     # Refresh from the segment page; a worker picks it up while the page polls
-    page.goto(f"/segments/{segment.pk}/")
     page.get_by_role("button", name="Refresh now").click()
     expect(page.locator("#refresh-progress")).to_contain_text("Waiting for a worker")
     assert run_queued_tasks() >= 1
