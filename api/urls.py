@@ -38,6 +38,7 @@ urlpatterns = [
     path("segments/<slug:slug>/", segments.SegmentDetail.as_view(), name="segment"),
     path("segments/<slug:slug>/members/", segments.SegmentMembers.as_view(), name="segment-members"),
     path("segments/<slug:slug>/history/", segments.SegmentHistory.as_view(), name="segment-history"),
+    path("segments/<slug:slug>/rule-versions/", segments.SegmentRuleVersions.as_view(), name="segment-rule-versions"),
     path("segments/<slug:slug>/reviews/", governance.SegmentReviews.as_view(), name="segment-reviews"),
     path("segments/<slug:slug>/refresh/", segments.refresh_segment, name="segment-refresh"),
     path("segments/<slug:slug>/members/add/", segments.add_members, name="segment-members-add"),

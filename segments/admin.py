@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -33,9 +34,11 @@ from segments.editing import (
     segment_dependants,
 )
 from segments.governance import admin as governance_admin
+from segments.governance.rule_history import VersionDiff, version_diffs
 from segments.history import detail_text
 from segments.models import Membership, MembershipChange, RefreshStatus, RuleVersion, Segment, SegmentKind
 from segments.rule_builder import RuleBuilderWidget, RuleField
+from segments.rules.registry import get_fields
 from segments.static import add_static_members, remove_static_members
 from segments.tasks import enqueue_refresh_segment
 
@@ -48,6 +51,13 @@ class SegmentForm(forms.ModelForm):
         widget=RuleBuilderWidget(),
         help_text='Rule language JSON, e.g. {"all": [{"field": "lead_score", "op": "gte", "value": 50}]}. '
         "Errors name their JSON path (all[1].op). Static segments have no rule.",
+    )
+
+    change_note = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Why the rule changes; kept with the rule version in the rule history.",
     )
 
     class Meta:
@@ -125,7 +135,7 @@ class SegmentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Definition", {"fields": ["parent", "rule"]}),
+        ("Definition", {"fields": ["parent", "rule", "change_note"]}),
         (
             "Membership and last refresh",
             {
@@ -200,7 +210,7 @@ class SegmentAdmin(admin.ModelAdmin):
         return actions
 
     def save_model(self, request, obj, form, change) -> None:
-        save_segment(obj, user=request.user)
+        save_segment(obj, user=request.user, note=form.cleaned_data.get("change_note", ""))
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._to_segment_page(request, obj) or super().response_add(request, obj, post_url_continue)
@@ -357,12 +367,31 @@ class MembershipChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(RuleVersion)
 class RuleVersionAdmin(ReadOnlyAdmin):
-    list_display = ["changed_at", "segment", "changed_by"]
+    list_display = ["changed_at", "segment", "changed_by", "short_note", "sizes"]
     list_select_related = ["segment", "changed_by"]
     list_filter = ["segment"]
     raw_id_fields = ["segment", "changed_by"]
-    readonly_fields = ["segment", "changed_by", "changed_at", "old_rule_json", "new_rule_json"]
+    search_fields = ["segment__name", "segment__slug", "note"]
+    readonly_fields = [
+        "segment", "changed_by", "changed_at", "note", "sizes", "rule_diff", "old_rule_json", "new_rule_json",
+    ]  # fmt: skip
     fields = readonly_fields
+
+    class Media:
+        css = {"all": ["crmseg/governance-admin.css"]}
+
+    @admin.display(description="note")
+    def short_note(self, version: RuleVersion) -> str:
+        return Truncator(version.note).chars(80) or "—"
+
+    @admin.display(description="members before → after")
+    def sizes(self, version: RuleVersion) -> str:
+        return VersionDiff(version, []).sizes
+
+    @admin.display(description="rule before and after, in words")
+    def rule_diff(self, version: RuleVersion) -> str:
+        (diff,) = version_diffs([version], fields=get_fields())
+        return render_to_string("segments/rule_diff.html", {"rows": diff.rows})
 
     @admin.display(description="old rule")
     def old_rule_json(self, version: RuleVersion) -> str:

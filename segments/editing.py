@@ -128,8 +128,9 @@ def _cycle(segment: Segment) -> str | None:
     return " -> ".join(names[pk] for pk in path)
 
 
-def save_segment(segment: Segment, *, user=None) -> Segment:
-    """Validate and save a new or changed segment; record the rule version; queue a refresh."""
+def save_segment(segment: Segment, *, user=None, note: str = "") -> Segment:
+    """Validate and save a new or changed segment; record the rule version (with the author's
+    `note` and the size it had); queue a refresh, which records the size after."""
     with transaction.atomic():
         lock_segment_graph()
         check_segment(segment)
@@ -145,7 +146,12 @@ def save_segment(segment: Segment, *, user=None) -> Segment:
         _sync_references(segment)
         if rule_changed:
             RuleVersion.objects.create(
-                segment=segment, old_rule=old.rule if old else None, new_rule=segment.rule, changed_by=user
+                segment=segment,
+                old_rule=old.rule if old else None,
+                new_rule=segment.rule,
+                changed_by=user,
+                note=note,
+                size_before=old.size if old else 0,
             )
         reactivated = old is not None and old.status != SegmentStatus.ACTIVE
         if (

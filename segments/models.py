@@ -255,6 +255,11 @@ class RuleVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     changed_at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True, help_text="Why the rule changed, in the author's words")
+    size_before = models.PositiveIntegerField(null=True, blank=True, help_text="Members when the rule changed")
+    size_after = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Members after the first full refresh under the new rule (empty until then)"
+    )
 
     class Meta:
         ordering = ["-changed_at", "-id"]

@@ -26,7 +26,7 @@ from segments.history import request_details, wants_details
 from segments.liveness import heartbeat
 from segments.locks import lock_segment, lock_segments
 from segments.membership import Target, Written, use_generic_plans, write_members
-from segments.models import ChangeReason, RefreshStatus, Segment, SegmentStatus
+from segments.models import ChangeReason, RefreshStatus, RuleVersion, Segment, SegmentStatus
 from segments.rules.registry import Field, get_fields, names_field, reads_rows
 from segments.rules.thresholds import measure_thresholds
 from segments.targets import scoped_target_sql, target_sql
@@ -141,6 +141,10 @@ def _refresh_locked(segment: Segment, *, now: datetime, clock: float, since: dat
     thresholds = measure_thresholds(segment.rule, fields=fields)
     target = target_sql(segment, now=now, fields=fields, thresholds=thresholds)  # compiled once per process
     written = write_members([Target(segment, target, reason)], changed_at=started_at)[segment.pk]
+    if reason is not None:  # the first build under a new rule: its versions learn the size after
+        RuleVersion.objects.filter(segment=segment.pk, size_after=None, changed_at__lte=started_at).update(
+            size_after=written.size
+        )
     if wants_details(written.added + written.removed):  # a task describes them after commit (history.py)
         request_details([segment.pk], changed_at=started_at, now=now)
     duration_ms = _elapsed_ms(clock)

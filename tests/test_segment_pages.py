@@ -99,7 +99,7 @@ def test_it_shows_tree_uses_and_rule_history(client, ops_user):
     assert ("Rule reads it (in_segment)", reader.name) in uses
     assert RuleVersion.objects.filter(segment=segment).count() == 2
     assert "Lead score is at least 60" in [line.text for line in response.context["rule_lines"]]
-    edit = response.context["diffs"][0]["rows"]
+    edit = response.context["diffs"][0].rows
     assert [(row.before.text, row.after.text, row.change) for row in edit] == [
         ("Lead score is at least 50", "Lead score is at least 60", "changed")
     ]

@@ -16,11 +16,19 @@ class SegmentSerializer(StrictInput, serializers.ModelSerializer):
     parent = serializers.SlugRelatedField(
         slug_field="slug", queryset=Segment.objects.all(), allow_null=True, required=False
     )
+    change_note = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="Why the rule changes; kept with the rule version in the rule history",
+    )
 
     class Meta:
         model = Segment
         fields = [
-            "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "owner", "backup_owner",
+            "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "change_note", "owner",
+            "backup_owner",
             "category", "status", "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added",
             "last_refresh_removed", "last_refresh_status", "last_refresh_error", "refresh_running_since",
             "refresh_heartbeat_at", "refresh_worker", "refresh_failures", "refresh_retry_at", "created_at",
@@ -149,3 +157,23 @@ class ContactMembershipSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["slug", "name", "kind", "joined_at", "explanation", "propensity"]
+
+
+class RuleDiffRowSerializer(serializers.Serializer):
+    change = serializers.ChoiceField(choices=["same", "changed", "removed", "added"])
+    before = serializers.CharField(allow_null=True, help_text="The line of the rule before, in words")
+    before_depth = serializers.IntegerField(allow_null=True)
+    after = serializers.CharField(allow_null=True, help_text="The line of the rule after, in words")
+    after_depth = serializers.IntegerField(allow_null=True)
+
+
+class RuleVersionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    changed_at = serializers.DateTimeField()
+    changed_by = serializers.CharField(allow_null=True)
+    note = serializers.CharField(allow_blank=True)
+    size_before = serializers.IntegerField(allow_null=True)
+    size_after = serializers.IntegerField(allow_null=True, help_text="After the first full refresh under this rule")
+    old_rule = serializers.JSONField(allow_null=True)
+    new_rule = serializers.JSONField(allow_null=True)
+    diff = RuleDiffRowSerializer(many=True, help_text="The two rules side by side in words, line by line")

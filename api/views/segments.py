@@ -24,6 +24,7 @@ from api.serializers.segments import (
     PreviewSerializer,
     RuleSerializer,
     RuleValidationSerializer,
+    RuleVersionSerializer,
     SegmentSerializer,
     StaticMembersResultSerializer,
     StaticMembersSerializer,
@@ -34,8 +35,9 @@ from contacts.models import Contact
 from predictions.explain import contact_scores
 from segments.editing import SegmentInUse, delete_segment, save_segment
 from segments.explaining import explain_segment
+from segments.governance.rule_history import version_diffs
 from segments.governance.usage import record_api_read
-from segments.models import Membership, MembershipChange, Segment
+from segments.models import Membership, MembershipChange, RuleVersion, Segment
 from segments.rules.compiler import matching_contacts
 from segments.rules.reads import reads_contact_data
 from segments.rules.registry import get_fields, propensity_models_named
@@ -90,7 +92,9 @@ class SegmentList(ListOptions, generics.ListCreateAPIView):
     search_description = "Part of the name or slug (case-insensitive)"
 
     def perform_create(self, serializer: SegmentSerializer) -> None:
-        serializer.instance = save_segment(Segment(**serializer.validated_data), user=acting_user(self.request))
+        data = dict(serializer.validated_data)
+        note = data.pop("change_note", "")
+        serializer.instance = save_segment(Segment(**data), user=acting_user(self.request), note=note)
 
 
 class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
@@ -110,9 +114,11 @@ class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
 
     def perform_update(self, serializer: SegmentSerializer) -> None:
         segment = serializer.instance
-        for name, value in serializer.validated_data.items():
+        data = dict(serializer.validated_data)
+        note = data.pop("change_note", "")
+        for name, value in data.items():
             setattr(segment, name, value)
-        serializer.instance = save_segment(segment, user=acting_user(self.request))
+        serializer.instance = save_segment(segment, user=acting_user(self.request), note=note)
 
     def perform_destroy(self, instance: Segment) -> None:
         try:
@@ -214,6 +220,27 @@ class SegmentMembers(ListOptions, generics.ListAPIView):
         segment = _segment(self.kwargs["slug"])
         record_api_read(segment.pk)  # governance: an API read counts as use
         return super().get_queryset().filter(segment=segment)
+
+
+class SegmentRuleVersions(ListOptions, generics.ListAPIView):
+    """Every version of the segment's rule, newest first: author, time, note, the size before and
+    after, and the two rules side by side in plain words (`diff`) as well as JSON."""
+
+    queryset = RuleVersion.objects.select_related("changed_by")
+    serializer_class = RuleVersionSerializer
+    permission_classes = [scoped(read=Scope.SEGMENTS_READ)]
+    cursor_ordering = "-id"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        return super().get_queryset().filter(segment=_segment(self.kwargs["slug"]))
+
+    def get_serializer(self, *args, **kwargs):
+        if args and not getattr(self, "swagger_fake_view", False):
+            versions = list(args[0])
+            args = ([diff.as_dict() for diff in version_diffs(versions, fields=get_fields())], *args[1:])
+        return super().get_serializer(*args, **kwargs)
 
 
 class SegmentHistory(ListOptions, generics.ListAPIView):

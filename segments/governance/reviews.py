@@ -108,7 +108,7 @@ def record_review(
         version = None
         if decision == ReviewDecision.ADJUST:
             segment.rule = new_rule
-            save_segment(segment, user=reviewer)
+            save_segment(segment, user=reviewer, note=notes or f"{ReviewKind(kind).label} review: adjust")
             version = RuleVersion.objects.filter(segment=segment).order_by("-id").first()
         elif decision in (ReviewDecision.RETIRE, ReviewDecision.MERGE):
             segment.status = SegmentStatus.ARCHIVED

@@ -12,10 +12,11 @@ from crmseg_site.access import staff_required
 from predictions.explain import explain_contacts
 from predictions.models import PropensityModel
 from predictions.scoring import NoUsableVersion
+from segments.governance.rule_history import VersionDiff, version_diffs
 from segments.history import detail_text
 from segments.models import MembershipChange, RefreshStatus, RuleVersion, Segment
 from segments.rules.registry import get_fields, propensity_models_named
-from segments.rules.wording import compare_rules, rule_lines, segment_names
+from segments.rules.wording import rule_lines, segment_names
 from segments.tasks import enqueue_refresh_segment
 
 from .charts import diverging_bars, line_chart
@@ -65,14 +66,9 @@ def segment_overview(request: HttpRequest) -> HttpResponse:
     return render(request, "segments/overview.html", ctx)
 
 
-def rule_diffs(segment: Segment, *, fields: dict) -> list[dict]:
+def rule_diffs(segment: Segment, *, fields: dict) -> list[VersionDiff]:
     """The last ten rule versions, each as its rule before and after in words, side by side."""
-    versions = list(RuleVersion.objects.filter(segment=segment).select_related("changed_by")[:10])
-    names = segment_names(*(rule for v in versions for rule in (v.old_rule, v.new_rule)))
-    return [
-        {"version": v, "rows": compare_rules(v.old_rule, v.new_rule, fields=fields, segment_names=names)}
-        for v in versions
-    ]
+    return version_diffs(RuleVersion.objects.filter(segment=segment).select_related("changed_by")[:10], fields=fields)
 
 
 LATEST_CHANGES = 10
