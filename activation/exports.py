@@ -61,8 +61,6 @@ from segments.models import SegmentStatus
 
 logger = logging.getLogger(__name__)
 
-EXPORT_DIR = "exports"
-
 
 class RunRefused(Exception):
     """The run cannot go ahead for a reason the operator can act on; the message says which."""
@@ -305,21 +303,10 @@ class _HashingFile:
         self.handle.write(data)
 
 
-def export_path(run: ExportRun, action: str) -> str:
-    """Relative to MEDIA_ROOT, a name that says what the file is: segment, destination, mode, date
-    and run, e.g. `enterprise-prospects_google-ads_delta_2026-12-06_run-42-removed.csv` (the removes
-    go to their own file)."""
-    suffix = "" if action == MemberAction.ADD else "-removed"
-    kind = run.activation.destination.kind.replace("_", "-")
-    day = timezone.localdate(run.created_at).isoformat()
-    name = f"{run.activation.segment.slug}_{kind}_{run.mode}_{day}_run-{run.pk}{suffix}.csv"
-    return f"{EXPORT_DIR}/activation-{run.activation_id}/{name}"
-
-
 def _write_file(
     run: ExportRun, action: str, rows: Iterator[list[str]], fmt: FileFormat, outcome: Outcome, *, cleanup: list[Path]
 ) -> int:
-    relative = export_path(run, action)
+    relative = run.export_path(removals=action != MemberAction.ADD)
     final = Path(settings.MEDIA_ROOT) / relative
     temp = final.with_name(final.name + ".part")
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -253,6 +253,9 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+EXPORT_DIR = "exports"  # under MEDIA_ROOT
+
+
 class ExportRun(models.Model):
     activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="runs")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
@@ -323,6 +326,16 @@ class ExportRun(models.Model):
     def file_name(self) -> str:
         """The added members' file name, without its folder."""
         return Path(self.file_path).name if self.file_path else ""
+
+    def export_path(self, *, removals: bool = False) -> str:
+        """Relative to MEDIA_ROOT, a name that says what the file is: segment, destination, mode, date
+        and run, e.g. `enterprise-prospects_google-ads_delta_2026-12-06_run-42-removed.csv` (the removes
+        go to their own file). While being written it ends in ".part" (activation.exports)."""
+        suffix = "-removed" if removals else ""
+        kind = self.activation.destination.kind.replace("_", "-")
+        day = timezone.localdate(self.created_at).isoformat()
+        name = f"{self.activation.segment.slug}_{kind}_{self.mode}_{day}_run-{self.pk}{suffix}.csv"
+        return f"{EXPORT_DIR}/activation-{self.activation_id}/{name}"
 
     def delete_files(self) -> None:
         """Remove this run's export files from MEDIA_ROOT (called explicitly when runs are deleted)."""

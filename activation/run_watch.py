@@ -79,11 +79,9 @@ def fail_dead(run: ExportRun, *, reason: str, now: datetime) -> bool:
     if not failed:
         return False
     logger.warning("Export run %s: %s", run.pk, error)
-    # The files it was writing (activation.exports.export_path, with ".part" until complete).
-    for partial in (Path(settings.MEDIA_ROOT) / "exports" / f"activation-{run.activation_id}").glob(
-        f"run-{run.pk}-*.part"
-    ):
-        partial.unlink(missing_ok=True)
+    # The files it was writing: the adds' and the removes', with ".part" until complete.
+    for removals in (False, True):
+        (Path(settings.MEDIA_ROOT) / f"{run.export_path(removals=removals)}.part").unlink(missing_ok=True)
     return True
 
 
