@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pycountry
+
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
@@ -58,6 +60,12 @@ class ApiAutoSchema(AutoSchema):
         return responses
 
 
+# Sent as an ISO 3166-1 alpha-2 code (or, accepted too, an alpha-3 code or an English name: see
+# contacts.normalize.country); always answered as the alpha-2 code.
+_COUNTRY = {
+    "enum": ["", *sorted(country.alpha_2 for country in pycountry.countries)],
+    "description": "ISO 3166-1 alpha-2 code, e.g. DE (alpha-3 codes and English names are read too)",
+}
 _TAGS = {"type": "array", "items": {"type": "string"}, "description": "Tags (texts)"}
 _LETTERS_DIGITS = "[A-Za-z0-9]"
 _LABEL = f"{_LETTERS_DIGITS}(?:[A-Za-z0-9-]{{0,61}}{_LETTERS_DIGITS})?"
@@ -73,11 +81,11 @@ FIELD_SCHEMAS: dict[str, dict[str, dict]] = {
             "description": "Custom properties: each key declared by a property definition, its value of that type",
         },
         "phone": {"pattern": r"^(\+[1-9][0-9]{6,14})?$"},
-        "country": {"pattern": "^([A-Za-z]{2})?$"},
+        "country": _COUNTRY,
     },
     "Company": {
         "technologies": _TAGS,
-        "country": {"pattern": "^([A-Za-z]{2})?$"},
+        "country": _COUNTRY,
         "domain": {"pattern": f"^{_LABEL}(?:\\.{_LABEL})+$", "description": "A domain name, e.g. acme.com"},
     },
     "PropertyDefinition": {
