@@ -1,7 +1,9 @@
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
@@ -24,6 +26,14 @@ def sales_user(db):
     user = get_user_model().objects.create_user("rep", "rep@example.com", "rep-password-123")
     user.groups.add(Group.objects.get(name="Sales"))
     return user
+
+
+@pytest.fixture
+def default_title_rules(db):
+    """The job title rules migration contacts 0012 loads. A transactional test (browser tests are)
+    starts from the table as the previous one's flush left it: empty."""
+    seeding = importlib.import_module("contacts.migrations.0012_data_quality_originals_and_titles")
+    seeding.load_defaults(django_apps, None)
 
 
 @pytest.fixture

@@ -91,7 +91,11 @@ def test_a_rule_can_be_built_with_the_keyboard_alone(page, live_server, ops_user
     assert focused(page) == {"path": "all[1]", "role": "group", "tag": "SELECT", "name": "Group type"}
     tab_to(page, "Add condition to all[1]")
     page.keyboard.press("Space")
-    assert focused(page)["path"] == "all[1].any[0]"
+    assert focused(page) == {"path": "all[1].any[0]", "role": "field", "tag": "SELECT", "name": "Field"}
+    # a new condition asks for its field before anything else
+    expect(node(page, "all[1].any[0]").get_by_label("Value")).to_have_count(0)
+    page.keyboard.type("Lifecycle stage")
+    expect(node(page, "all[1].any[0]").get_by_label("Field")).to_have_value("lifecycle_stage")
     tab_to(page, "Value")
     page.keyboard.type("mql")
     expect(node(page, "all[1].any[0]").get_by_label("Value")).to_have_value("mql")
@@ -101,7 +105,7 @@ def test_a_rule_can_be_built_with_the_keyboard_alone(page, live_server, ops_user
     # then removed again, all with the keyboard
     tab_to(page, "Add condition to the whole rule")
     page.keyboard.press("Enter")
-    page.keyboard.type("Activity")
+    page.keyboard.type("Activity (")  # "Activity (event condition)", not the "Activity count" measure
     expect(node(page, "all[2]").get_by_label("Activity kind")).to_be_visible()
     assert focused(page) == {"path": "all[2]", "role": "field", "tag": "SELECT", "name": "Field"}
     tab_to(page, "Negate all[2]")
