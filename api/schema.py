@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pycountry
-
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
