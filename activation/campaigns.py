@@ -9,6 +9,8 @@ from datetime import datetime
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
+from activation.experiment_models import Arm
+from activation.experiments import Assignment
 from activation.models import Campaign, CampaignVariant
 from contacts.models import Contact
 from segments.explaining import explain_segment
@@ -26,6 +28,7 @@ class Content:
     content_blocks: list
     cta_text: str
     cta_url: str
+    experiment: Assignment | None = None
 
     def as_dict(self) -> dict:
         variant = self.variant
@@ -39,6 +42,9 @@ class Content:
             "preheader": self.preheader,
             "content_blocks": self.content_blocks,
             "cta": {"text": self.cta_text, "url": self.cta_url},
+            "experiment": None
+            if self.experiment is None
+            else {"id": self.experiment.experiment_id, "arm": self.experiment.arm},
         }
 
 
@@ -52,11 +58,14 @@ def active_campaigns() -> QuerySet[Campaign]:
     return Campaign.objects.active().prefetch_related(Prefetch("variants", queryset=live_variants()))
 
 
-def content_for(campaign: Campaign, variant: CampaignVariant | None) -> Content:
+def content_for(
+    campaign: Campaign, variant: CampaignVariant | None, *, experiment: Assignment | None = None
+) -> Content:
     """The campaign's default with every non-blank field of the variant laid over it."""
     return Content(
         campaign=campaign,
         variant=variant,
+        experiment=experiment,
         subject=(variant and variant.subject) or campaign.subject,
         preheader=(variant and variant.preheader) or campaign.preheader,
         content_blocks=(variant and variant.content_blocks) or campaign.content_blocks,
@@ -73,20 +82,37 @@ def choose(campaign: Campaign, segment_ids: Collection[int]) -> Content:
     return content_for(campaign, None)
 
 
-def contents_for(segments: dict[int, Segment]) -> list[Content]:
+def contents_for(segments: dict[int, Segment], *, assignments: Collection[Assignment] = ()) -> list[Content]:
     """Every active campaign's content for a contact in these (live, non-archived) segments.
+
+    A campaign under an experiment the contact is assigned to (`assignments`) shows the arm's
+    content instead: the variant of the assignment's slice segment, the default (generic), or
+    nothing (hold-out: the campaign is left out).
 
     Two queries: the active campaigns, and only the variants of the contact's segments; the
     variants' segments come from `segments`, so nothing else is loaded.
     """
     campaigns = list(Campaign.objects.active())
     best: dict[int, CampaignVariant] = {}
+    by_segment: dict[tuple[int, int], CampaignVariant] = {}
     if segments and campaigns:
         variants = CampaignVariant.objects.filter(campaign__active=True, segment_id__in=segments).order_by("priority")
         for variant in variants:
             variant.segment = segments[variant.segment_id]
             best.setdefault(variant.campaign_id, variant)
-    return [content_for(campaign, best.get(campaign.pk)) for campaign in campaigns]
+            by_segment[(variant.campaign_id, variant.segment_id)] = variant
+    tested = {a.campaign_id: a for a in assignments}
+    contents = []
+    for campaign in campaigns:
+        assignment = tested.get(campaign.pk)
+        if assignment is None:
+            contents.append(content_for(campaign, best.get(campaign.pk)))
+        elif assignment.arm == Arm.SPECIFIC:
+            variant = by_segment.get((campaign.pk, assignment.segment_id))
+            contents.append(content_for(campaign, variant, experiment=assignment))
+        elif assignment.arm == Arm.GENERIC:
+            contents.append(content_for(campaign, None, experiment=assignment))
+    return contents
 
 
 @dataclass(frozen=True)

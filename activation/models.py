@@ -428,3 +428,4 @@ from activation.automation_models import (  # noqa: E402, F401
     NurtureSequence,
 )
 from activation.campaign_models import Campaign, CampaignVariant  # noqa: E402, F401
+from activation.experiment_models import Experiment, Exposure  # noqa: E402, F401

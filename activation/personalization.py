@@ -4,13 +4,18 @@ Interests are the contact's declared interests plus, when metrics have been comp
 topics and products of interest from ContactMetrics.
 
 At most four queries whatever the contact: the contact (with its metrics), its memberships with
-their segments, the active campaigns, and the variants of the contact's segments. Nothing is
+their segments, the active campaigns, and the variants of the contact's segments. A contact in a
+target segment of a running experiment costs three more: the experiments, their suppression
+lists and the record of first exposures (activation/experiments.py). Nothing is
 cached, so an edit in the admin shows on the next call.
 """
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef
+
 from activation.campaigns import contents_for
+from activation.experiments import assign_contact, running_targets
 from contacts.models import Contact, normalize_email
 from segments.models import Membership, SegmentKind, SegmentStatus
 
@@ -22,12 +27,20 @@ class ContactNotFound(LookupError):
 def personalize(*, contact_id: int | None = None, email: str | None = None) -> dict:
     """Personalisation data for the contact with this id or email (exactly one of the two)."""
     contact = find_contact(contact_id=contact_id, email=email)
-    memberships = (
+    every = list(
         Membership.objects.filter(contact_id=contact["id"])
-        .exclude(segment__kind=SegmentKind.SUPPRESSION)
         .exclude(segment__status=SegmentStatus.ARCHIVED)
+        .annotate(tested=Exists(running_targets().filter(segment_id=OuterRef("segment_id"))))
         .select_related("segment")
         .order_by("segment__name")
+    )
+    memberships = [m for m in every if m.segment.kind != SegmentKind.SUPPRESSION]
+    globally_suppressed = any(m.segment.kind == SegmentKind.SUPPRESSION and m.segment.is_global for m in every)
+    assignments = assign_contact(
+        contact,
+        [m.segment_id for m in every],
+        tested=any(m.tested for m in every),
+        globally_suppressed=globally_suppressed,
     )
     segments = [
         {
@@ -46,7 +59,7 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
         "top_topics": contact["metrics__top_topics"] or [],
         "products_of_interest": contact["metrics__products"] or [],
         "engagement_level": contact["metrics__engagement_level"] or "",
-        "campaigns": [content.as_dict() for content in contents_for(live_segments)],
+        "campaigns": [content.as_dict() for content in contents_for(live_segments, assignments=assignments)],
     }
 
 
@@ -62,6 +75,8 @@ def find_contact(*, contact_id: int | None, email: str | None) -> dict:
         "metrics__top_topics",
         "metrics__products",
         "metrics__engagement_level",
+        "email_status",
+        "do_not_contact",
     )
     found = contacts.filter(pk=contact_id) if contact_id is not None else contacts.filter(email=normalize_email(email))
     contact = found.first()

@@ -58,6 +58,7 @@ def test_contact_in_no_variant_segment_gets_the_default():
         "preheader": "Default preheader",
         "content_blocks": [{"type": "text", "text": "Default body"}],
         "cta": {"text": "Learn more", "url": "https://example.com/default"},
+        "experiment": None,
     }
 
 

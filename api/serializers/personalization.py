@@ -27,6 +27,11 @@ class CtaSerializer(serializers.Serializer):
     url = serializers.CharField(allow_blank=True)
 
 
+class ExperimentArmSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    arm = serializers.ChoiceField(choices=["specific", "generic"])
+
+
 class CampaignContentSerializer(serializers.Serializer):
     campaign = serializers.CharField()
     name = serializers.CharField()
@@ -35,6 +40,9 @@ class CampaignContentSerializer(serializers.Serializer):
     preheader = serializers.CharField(allow_blank=True)
     content_blocks = serializers.ListField(child=serializers.JSONField())
     cta = CtaSerializer()
+    experiment = ExperimentArmSerializer(
+        allow_null=True, help_text="The experiment arm this content was served under; null: no experiment"
+    )
 
 
 class PersonalizationSerializer(serializers.Serializer):
