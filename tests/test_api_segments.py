@@ -55,6 +55,33 @@ def test_preview_counts_and_samples_without_saving(reader):
     assert [c["id"] for c in body["sample"]] == [c.pk for c in mqls[:10]]
 
 
+def test_preview_with_a_parent_counts_within_its_members_as_the_admin_preview_does(reader, client, ops_user):
+    mqls = ContactFactory.create_batch(5, lifecycle_stage="mql")
+    ContactFactory.create_batch(2, lifecycle_stage="customer")
+    parent = SegmentFactory(slug="emea")
+    Membership.objects.bulk_create(Membership(segment=parent, contact=c) for c in mqls[:3])
+    rule = {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
+
+    body = reader.post("/api/v1/segments/preview/", {"rule": rule, "parent": "emea"}, format="json").json()
+    client.force_login(ops_user)
+    admin = client.post(
+        "/segments/rules/preview/", {"rule": rule, "parent": parent.pk}, content_type="application/json"
+    ).json()
+
+    assert body["count"] == admin["count"] == 3
+    assert [c["id"] for c in body["sample"]] == [c.pk for c in mqls[:3]]
+    assert reader.post("/api/v1/segments/preview/", {"rule": rule, "parent": None}, format="json").json()["count"] == 5
+
+
+def test_preview_with_an_unknown_parent_names_the_field(reader):
+    rule = {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
+
+    response = reader.post("/api/v1/segments/preview/", {"rule": rule, "parent": "nope"}, format="json")
+
+    assert response.status_code == 409  # as every reference to something not stored (api.errors.STATE_CODES)
+    assert response.json()["error"]["field"] == "parent"
+
+
 def test_preview_of_a_bad_rule_is_400_with_json_paths(reader):
     response = reader.post(
         "/api/v1/segments/preview/",

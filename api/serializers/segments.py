@@ -89,6 +89,16 @@ class RuleSerializer(StrictInput, serializers.Serializer):
         return rule
 
 
+class PreviewRequestSerializer(RuleSerializer):
+    parent = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Segment.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Count within this segment's members, as a child segment of it would (its slug)",
+    )
+
+
 class RuleErrorSerializer(serializers.Serializer):
     path = serializers.CharField(help_text="JSON path inside the rule, e.g. all[1].any[0].op ('' is the rule)")
     message = serializers.CharField()

@@ -21,6 +21,7 @@ from api.serializers.segments import (
     ContactSummarySerializer,
     MemberSerializer,
     MembershipChangeSerializer,
+    PreviewRequestSerializer,
     PreviewSerializer,
     RuleSerializer,
     RuleValidationSerializer,
@@ -38,11 +39,11 @@ from segments.explaining import explain_segment
 from segments.governance.rule_history import version_diffs
 from segments.governance.usage import record_api_read
 from segments.models import Membership, MembershipChange, RuleVersion, Segment
-from segments.rules.compiler import matching_contacts
 from segments.rules.reads import reads_contact_data
 from segments.rules.registry import get_fields, propensity_models_named
 from segments.rules.validation import validate_rule
 from segments.static import NotStatic, add_static_members, remove_static_members
+from segments.targets import target_contacts
 
 SegmentsAccess = scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_WRITE)
 PREVIEW_SAMPLE = 10
@@ -60,17 +61,17 @@ def _segment(slug: str) -> Segment:
     return generics.get_object_or_404(Segment, slug=slug)
 
 
-def _rule_from_body(request: Request) -> object:
-    """The rule to check or preview; one with field or event conditions needs contacts:read too
-    (otherwise its count would answer questions about any contact field, one request at a time)."""
+def _rule_from_body(request: Request, serializer_class: type[RuleSerializer] = RuleSerializer) -> dict:
+    """The body with the rule to check or preview; one with field or event conditions needs
+    contacts:read too (otherwise its count would answer questions about any contact field, one
+    request at a time)."""
     if not isinstance(request.data, dict) or "rule" not in request.data:
         raise exceptions.ValidationError({"rule": ['Send {"rule": {...}}.']})
-    serializer = RuleSerializer(data=request.data)
+    serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
-    rule = serializer.validated_data["rule"]
-    if reads_contact_data(rule):
+    if reads_contact_data(serializer.validated_data["rule"]):
         require_scopes(request, Scope.CONTACTS_READ)
-    return rule
+    return serializer.validated_data
 
 
 def _may_read_contacts(request: Request) -> bool:
@@ -175,24 +176,26 @@ def validate_segment_rule(request: Request) -> Response:
     """Every error in the rule, each with its JSON path inside the rule (`all[1].any[0].op`).
 
     A rule with field or event conditions needs `contacts:read` as well as `segments:read`."""
-    errors = validate_rule(_rule_from_body(request))
+    errors = validate_rule(_rule_from_body(request)["rule"])
     return Response({"valid": not errors, "errors": [e.as_dict() for e in errors]})
 
 
-@extend_schema(request=RuleSerializer, responses={200: PreviewSerializer}, summary="Count and sample a rule")
+@extend_schema(request=PreviewRequestSerializer, responses={200: PreviewSerializer}, summary="Count and sample a rule")
 @api_view(["POST"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_READ)])
 def preview_segment_rule(request: Request) -> Response:
-    """How many contacts the rule selects now and 10 of them, without saving anything.
+    """How many contacts the rule selects now and 10 of them, without saving anything; with
+    `parent`, within that segment's members, as the admin's live count of a child segment counts.
 
     A rule with field or event conditions needs `contacts:read` as well as `segments:read`; a rule
     of `in_segment` conditions alone is counted for `segments:read`, its sample left empty unless
     the caller also has `contacts:read`."""
-    rule = _rule_from_body(request)
-    errors = validate_rule(rule)
+    body = _rule_from_body(request, PreviewRequestSerializer)
+    errors = validate_rule(body["rule"])
     if errors:
         raise rule_errors_as_validation(errors)
-    contacts = matching_contacts(rule, now=timezone.now())
+    draft = Segment(rule=body["rule"], parent=body.get("parent"))
+    contacts = target_contacts(draft, now=timezone.now())
     sample = contacts.order_by("id").only("id", "email", "first_name", "last_name", "lifecycle_stage")
     shown = sample[:PREVIEW_SAMPLE] if _may_read_contacts(request) else []
     body = {"count": contacts.count(), "sample": ContactSummarySerializer(shown, many=True).data}
