@@ -5,6 +5,7 @@ from api.views import (
     analytics,
     common,
     contacts,
+    experiments,
     governance,
     personalization,
     predictions,
@@ -53,6 +54,10 @@ urlpatterns = [
     path("export-runs/<int:pk>/", activation.ExportRunDetail.as_view(), name="export-run"),
     path("export-runs/<int:pk>/download/<str:which>/", activation.download_export, name="export-run-download"),
     path("personalization/", personalization.personalization, name="personalization"),
+    path("experiments/", experiments.ExperimentList.as_view(), name="experiments"),
+    path("experiments/<int:pk>/", experiments.ExperimentDetail.as_view(), name="experiment"),
+    path("experiments/<int:pk>/results/", experiments.experiment_results_view, name="experiment-results"),
+    path("experiments/<int:pk>/results.csv", experiments.experiment_results_csv, name="experiment-results-csv"),
     # (?s): a path with a newline (`segments/a%0Ab/`) is a JSON 404 too, not Django's HTML page.
     re_path(r"^(?P<path>(?s:.*))$", common.not_found, name="not-found"),
 ]

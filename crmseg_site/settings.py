@@ -398,7 +398,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.tighten_components"],
     # A review's kind appears in several components (reviews, policies, governance rows): one name.
-    "ENUM_NAME_OVERRIDES": {"ReviewKindEnum": "segments.models.ReviewKind"},
+    "ENUM_NAME_OVERRIDES": {
+        "ReviewKindEnum": "segments.models.ReviewKind",
+        "ExperimentMetricEnum": "activation.experiment_models.Metric",
+        "ExperimentArmEnum": "activation.experiment_models.Arm",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",  # served from drf-spectacular-sidecar's static files, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
