@@ -15,7 +15,7 @@ from django.utils import timezone
 from segments.graph import dependency_graph, find_cycle
 from segments.locks import lock_segment_graph
 from segments.models import RuleVersion, Segment, SegmentKind, SegmentReference, SegmentStatus
-from segments.rules.validation import referenced_slugs, validate_rule
+from segments.rules.validation import RuleError, referenced_slugs, validate_rule
 from segments.tasks import enqueue_refresh_segment
 
 # What an edit may change; refresh statistics are written by refreshes only, so a form that was
@@ -53,8 +53,22 @@ class SegmentInUse(ValidationError):
         )
 
 
+class SegmentInvalid(ValidationError):
+    """The segment's definition is not acceptable: `field_errors` by field, and the rule's own
+    errors by JSON path inside the rule (`rule_errors`, also listed under "rule" as text)."""
+
+    def __init__(self, field_errors: dict[str, list[str]], rule_errors: list[RuleError]) -> None:
+        self.field_errors = field_errors
+        self.rule_errors = rule_errors
+        combined = {name: list(messages) for name, messages in field_errors.items()}
+        if rule_errors:
+            combined.setdefault("rule", []).extend(str(error) for error in rule_errors)
+        super().__init__(combined)
+
+
 def check_segment(segment: Segment) -> None:
-    """Raise ValidationError({field: [messages]}) when the segment's definition is not acceptable."""
+    """Raise SegmentInvalid when the segment's definition is not acceptable. The one validation of
+    a segment's rule: the admin form and the API both learn of rule errors from here."""
     errors: dict[str, list[str]] = {}
     try:
         segment.full_clean(validate_constraints=False)
@@ -62,15 +76,25 @@ def check_segment(segment: Segment) -> None:
         errors.update(error.message_dict)
     for field, message in _definition_errors(segment):
         errors.setdefault(field, []).append(message)
-    if not errors:
+    rule_errors = _rule_errors(segment)
+    if not errors and not rule_errors:
         cycle = _cycle(segment)
         if cycle:
             errors[NON_FIELD_ERRORS] = [
                 f"This would make a dependency cycle: {cycle}. A segment cannot depend on itself "
                 "through parents and in_segment conditions."
             ]
-    if errors:
-        raise ValidationError(errors)
+    if errors or rule_errors:
+        raise SegmentInvalid(errors, rule_errors)
+
+
+def _rule_errors(segment: Segment) -> list[RuleError]:
+    """The rule checked against the segments stored now (and this one, which may read itself only
+    to be told it would make a cycle)."""
+    if segment.kind == SegmentKind.STATIC or not segment.rule:
+        return []
+    slugs = set(Segment.objects.values_list("slug", flat=True)) | {segment.slug}
+    return validate_rule(segment.rule, segment_slugs=slugs)
 
 
 def _definition_errors(segment: Segment) -> list[tuple[str, str]]:
@@ -82,9 +106,6 @@ def _definition_errors(segment: Segment) -> list[tuple[str, str]]:
             errors.append(("parent", "A static segment cannot have a parent; only rule segments nest."))
     elif not segment.rule:
         errors.append(("rule", f"A {segment.get_kind_display().lower()} segment needs a rule."))
-    else:
-        slugs = set(Segment.objects.values_list("slug", flat=True)) | {segment.slug}
-        errors.extend(("rule", str(error)) for error in validate_rule(segment.rule, segment_slugs=slugs))
     if segment.is_global and segment.kind != SegmentKind.SUPPRESSION:
         errors.append(("is_global", "Only suppression segments can be global."))
     if segment.pk is not None and segment.parent_id == segment.pk:

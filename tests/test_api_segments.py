@@ -209,6 +209,27 @@ def test_create_segment_queues_refresh_and_reports_rule_errors_by_path(editor, d
     assert RuleVersion.objects.filter(segment__slug="mqls").exists()
 
 
+def test_a_refused_segment_names_each_field_and_each_rule_path_at_once(editor):
+    SegmentFactory(slug="kept", rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+    body = {
+        "name": "Bad",
+        "slug": "bad",
+        "is_global": True,  # only suppression segments can be global
+        "rule": {"all": [{"field": "lifecycle_stage", "op": "gte", "value": 1}, {"in_segment": "nowhere"}]},
+    }
+
+    created = editor.post("/api/v1/segments/", body, format="json")
+    changed = editor.patch("/api/v1/segments/kept/", {"rule": {"any": [{"in_segment": "nowhere"}]}}, format="json")
+
+    assert created.status_code == 400
+    assert {e["path"] for e in created.json()["error"]["details"]["errors"]} == {
+        "is_global", "rule.all[0].op", "rule.all[1].in_segment"
+    }  # fmt: skip
+    assert changed.status_code == 400
+    assert changed.json()["error"]["field"] == "rule.any[0].in_segment"
+    assert Segment.objects.get(slug="kept").rule == {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
+
+
 def test_segment_cycle_is_refused_naming_it(editor):
     a = SegmentFactory(slug="a", rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
     created = editor.post("/api/v1/segments/", {"name": "B", "slug": "b", "rule": {"in_segment": "a"}}, format="json")

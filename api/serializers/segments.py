@@ -9,7 +9,6 @@ from api.permissions import require_scopes
 from api.serializers.strict import StrictInput
 from segments.models import Membership, MembershipChange, Segment
 from segments.rules.reads import reads_contact_data
-from segments.rules.validation import referenced_slugs, validate_rule
 
 
 class SegmentSerializer(StrictInput, serializers.ModelSerializer):
@@ -42,21 +41,10 @@ class SegmentSerializer(StrictInput, serializers.ModelSerializer):
         extra_kwargs = {"rule": {"help_text": "Rule in the segment rule language (dynamic and suppression segments)"}}
 
     def validate(self, attrs: dict) -> dict:
-        """Rule errors by JSON path from the body (`rule.all[1].op`); the rest is checked by save_segment."""
-        kind = attrs.get("kind", self.instance.kind if self.instance else "dynamic")
-        rule = attrs.get("rule", self.instance.rule if self.instance else None)
-        if "rule" in attrs and reads_contact_data(rule):
+        """The rule and the rest are checked by save_segment (segments.editing.check_segment)."""
+        if "rule" in attrs and reads_contact_data(attrs["rule"]):
             # Its size would answer questions about contact fields, as a preview's count would.
             require_scopes(self.context["request"], Scope.CONTACTS_READ)
-        if "rule" in attrs and rule and kind != "static":
-            slug = attrs.get("slug", self.instance.slug if self.instance else "")
-            known = set(Segment.objects.filter(slug__in=referenced_slugs(rule)).values_list("slug", flat=True))
-            errors = validate_rule(rule, segment_slugs=known | {slug})
-            if errors:
-                detail: dict[str, list[str]] = {}
-                for error in errors:
-                    detail.setdefault(f"rule.{error.path}" if error.path else "rule", []).append(error.message)
-                raise serializers.ValidationError(detail)
         return attrs
 
 

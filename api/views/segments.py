@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -11,6 +12,7 @@ from rest_framework import exceptions, generics, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
 
 from api.errors import Conflict, InvalidParameter
 from api.filters import MembershipChangeFilter, SegmentFilter, check_query_params
@@ -34,7 +36,7 @@ from api.serializers.segments import (
 from api.views.common import DETAIL_BACKENDS, ListOptions
 from contacts.models import Contact
 from predictions.explain import contact_scores
-from segments.editing import SegmentInUse, delete_segment, save_segment
+from segments.editing import SegmentInUse, SegmentInvalid, delete_segment, save_segment
 from segments.explaining import explain_segment
 from segments.governance.rule_history import version_diffs
 from segments.governance.usage import record_api_read
@@ -55,6 +57,17 @@ def rule_errors_as_validation(errors, *, prefix: str = "rule") -> exceptions.Val
     for error in errors:
         detail.setdefault(f"{prefix}.{error.path}" if error.path else prefix, []).append(error.message)
     return exceptions.ValidationError(detail)
+
+
+def _saved(segment: Segment, request: Request, note: str) -> Segment:
+    """save_segment, its refusal answered as a 400: fields by name, the rule's errors by JSON path."""
+    try:
+        return save_segment(segment, user=acting_user(request), note=note)
+    except SegmentInvalid as error:
+        detail = as_serializer_error(DjangoValidationError(error.field_errors)) if error.field_errors else {}
+        if error.rule_errors:
+            detail |= rule_errors_as_validation(error.rule_errors).detail
+        raise exceptions.ValidationError(detail) from None
 
 
 def _segment(slug: str) -> Segment:
@@ -95,7 +108,7 @@ class SegmentList(ListOptions, generics.ListCreateAPIView):
     def perform_create(self, serializer: SegmentSerializer) -> None:
         data = dict(serializer.validated_data)
         note = data.pop("change_note", "")
-        serializer.instance = save_segment(Segment(**data), user=acting_user(self.request), note=note)
+        serializer.instance = _saved(Segment(**data), self.request, note)
 
 
 class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
@@ -119,7 +132,7 @@ class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
         note = data.pop("change_note", "")
         for name, value in data.items():
             setattr(segment, name, value)
-        serializer.instance = save_segment(segment, user=acting_user(self.request), note=note)
+        serializer.instance = _saved(segment, self.request, note)
 
     def perform_destroy(self, instance: Segment) -> None:
         try:
