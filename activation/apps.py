@@ -9,8 +9,10 @@ class ActivationConfig(AppConfig):
         from activation.automations import memberships_changed
         from activation.erasure import erase_from_activation
         from activation.erasure_notices import queue_erasure_notices
+        from activation.merging import refuse_during_export
         from activation.run_watch import watch_exports
         from contacts.erasure import add_eraser
+        from contacts.merging import add_merge_check
         from segments.events import add_listener
         from segments.watchdog import add_watcher
 
@@ -22,3 +24,5 @@ class ActivationConfig(AppConfig):
         add_eraser(erase_from_activation)
         # ... and every automation webhook that was sent it is told it was erased.
         add_eraser(queue_erasure_notices)
+        # No contact is merged away while an export of its segment runs.
+        add_merge_check("activation", refuse_during_export)

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from contacts import import_admin, writes  # noqa: F401 - import_admin registers the file import pages
+from contacts import duplicate_admin, import_admin, writes  # noqa: F401 - they register the duplicate and import pages
 from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,

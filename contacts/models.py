@@ -1024,3 +1024,85 @@ class ImportJob(models.Model):
     @property
     def segment_name(self) -> str:
         return f"Imported {self.file_name} {self.created_at:%Y-%m-%d}"
+
+
+# --- Duplicates and merges (contacts/duplicates.py, contacts/merging.py) ---------------------------
+
+
+class DuplicateStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for review"
+    DISMISSED = "dismissed", "Not a duplicate"
+
+
+class DuplicateCandidate(models.Model):
+    """Two contacts that may be one person, with the evidence and a match score (0-1).
+
+    The pair is stored lower id first. A merge deletes the merged-away contact and with it its
+    candidate rows (the merge's snapshot brings them back on undo); a dismissed pair stays
+    dismissed when the search finds it again.
+    """
+
+    contact_a = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    contact_b = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(help_text="0-1: how sure the match is")
+    evidence = models.JSONField(default=list, help_text="Why the pair was found, in words")
+    status = models.CharField(max_length=10, choices=DuplicateStatus.choices, default=DuplicateStatus.PENDING)
+    found_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-score", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["contact_a", "contact_b"], name="duplicate_pair_unique"),
+            models.CheckConstraint(
+                condition=models.Q(contact_a__lt=models.F("contact_b")), name="duplicate_pair_order"
+            ),
+        ]
+        # The review queue: pending pairs, best first. contact_b's own index serves the cascade.
+        indexes = [
+            models.Index(fields=["status", "-score"], name="duplicate_queue_idx"),
+            models.Index(fields=["contact_b"], name="duplicate_contact_b_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contacts {self.contact_a_id} and {self.contact_b_id} ({self.score:.2f})"
+
+
+class ContactMerge(models.Model):
+    """One merge of a contact into another, with everything needed to undo it exactly.
+
+    Ids are plain integers, not keys: the merged-away contact is gone while the merge stands, and a
+    later merge may take the survivor away too (undo that one first).
+    """
+
+    survivor_id = models.BigIntegerField()
+    loser_id = models.BigIntegerField(help_text="The contact merged away (deleted; restored by undo)")
+    loser_email = models.EmailField(max_length=254)
+    choices = models.JSONField(default=dict, help_text="Field -> 'survivor' or 'loser': whose value was kept")
+    snapshot = models.JSONField(default=dict, help_text="The rows as they were before the merge, for undo")
+    participants = models.JSONField(default=dict, help_text="What each app did (segments: memberships), for undo")
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    merged_at = models.DateTimeField(default=timezone.now)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-merged_at", "-id"]
+        indexes = [
+            models.Index(fields=["survivor_id"], name="merge_survivor_idx"),
+            models.Index(fields=["loser_id"], name="merge_loser_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.loser_email} (contact {self.loser_id}) into contact {self.survivor_id}"
+
+    @property
+    def is_undone(self) -> bool:
+        return self.undone_at is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django_q.tasks import async_task
 
-from contacts import imports
+from contacts import duplicates, imports
 from contacts.metrics.compute import compute_metrics
 
 NIGHTLY_SCHEDULE = "contacts: compute metrics nightly"
@@ -34,3 +34,8 @@ def enqueue_contact_metrics(contact_ids: list[int]) -> None:
 def run_import(import_id: int) -> str:
     """Run a queued file import (contacts.imports); a redelivered task finds it claimed and stops."""
     return imports.run_import(import_id)
+
+
+def find_duplicates() -> str:
+    """Search every contact for duplicates and refresh the review queue (contacts.duplicates)."""
+    return str(duplicates.find_duplicates())

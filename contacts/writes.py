@@ -15,6 +15,8 @@ written; the contact of an activity or a deal, both the one it had and the one i
     update(queryset, **values)   one UPDATE of many rows; values may be expressions (F("lead_score") + 5)
     bulk_update(objs, fields)    many rows, each with its own values (normalize_contacts)
     delete(target)               a row or a queryset, with what cascades from it
+    restore(rows)                rows serialised by django.core.serializers ("python" form), saved back
+                                 as they were, ids and all (undoing a merge)
     upsert_contacts(rows), upsert_companies(rows), ingest_activities(rows)
                                  bulk rows checked one by one, the good ones stored set-based, all or
                                  nothing (contacts/ingest.py: the result says which rows failed and why)
@@ -30,6 +32,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from django.core import serializers
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -108,6 +111,19 @@ def delete(target: ContactData | QuerySet[Any]) -> int:
     return by_model.get(model._meta.label, 0)
 
 
+def restore(rows: list[dict]) -> int:
+    """Save serialised rows back exactly as they were (a raw save: no save() logic, ids kept); returns how many."""
+    with transaction.atomic():
+        ids: set[int] = set()
+        restored = list(serializers.deserialize("python", rows))
+        for item in restored:
+            _check_model(type(item.object))
+            ids |= _stored_contact_ids(item.object) | _saved_contact_ids_unsaved(item.object)
+            item.save()
+        contacts_changed(ids)
+    return len(restored)
+
+
 def upsert_contacts(rows: list, *, now: datetime | None = None) -> ingest.UpsertResult:
     """Create or update contacts matched by normalised email (see contacts/ingest.py)."""
     with transaction.atomic():
@@ -160,6 +176,15 @@ def _saved_contact_ids(obj: ContactData) -> set[int]:
         return {obj.pk}
     if isinstance(obj, Company):
         return _contact_ids(Company.objects.filter(pk=obj.pk))
+    return set() if obj.contact_id is None else {obj.contact_id}
+
+
+def _saved_contact_ids_unsaved(obj: ContactData) -> set[int]:
+    """The contact a row names before it is saved (restore: the row may not exist yet)."""
+    if isinstance(obj, Contact):
+        return {obj.pk}
+    if isinstance(obj, Company):
+        return set(Contact.objects.filter(company_id=obj.pk).values_list("pk", flat=True))
     return set() if obj.contact_id is None else {obj.contact_id}
 
 

@@ -7,7 +7,9 @@ class SegmentsConfig(AppConfig):
 
     def ready(self) -> None:
         from contacts.changes import add_import_listener, add_listener, add_metrics_listener
+        from contacts.merging import add_merge_participant
         from predictions.targets import set_rule_support
+        from segments.merges import PARTICIPANT as MERGE_PARTICIPANT
         from segments.outcomes import label_rule_errors, label_rule_members
         from segments.static import add_imported_contacts
         from segments.tasks import enqueue_after_metrics, enqueue_refresh_contacts
@@ -20,3 +22,5 @@ class SegmentsConfig(AppConfig):
         add_import_listener(add_imported_contacts)
         # Propensity models with a custom target read their outcome from a rule.
         set_rule_support(validate=label_rule_errors, matching_ids=label_rule_members)
+        # A merge moves the loser's memberships to the survivor and holds it in suppressions.
+        add_merge_participant(MERGE_PARTICIPANT)

@@ -223,6 +223,7 @@ class ChangeReason(models.TextChoices):
     MANUAL = "manual", "Added or removed by hand"
     RULE_EDITED = "rule_edited", "Segment rule edited"
     INITIAL_BUILD = "initial_build", "Initial build"
+    MERGE = "merge", "Contacts merged (or the merge undone)"
 
 
 class MembershipChange(models.Model):
@@ -575,3 +576,26 @@ class SegmentHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.segment_id}: {len(self.flags)} flag(s) at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
+class SuppressionHold(models.Model):
+    """Keeps a merged contact in a suppression segment whatever its rule says (contacts/merging.py).
+
+    A merge must never let a suppressed person out: the survivor of a merge stays in every
+    suppression segment either contact was in, even when the values it kept no longer match the
+    rule, until the merge is undone or an operator releases the hold. The refresh reads the holds
+    as part of a suppression segment's target (segments/targets.py).
+    """
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="holds")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="suppression_holds")
+    merge = models.ForeignKey("contacts.ContactMerge", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "contact", "merge"], name="suppression_hold_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} held in {self.segment_id} by merge {self.merge_id}"

@@ -20,12 +20,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 
-from django.db.models import Expression, QuerySet
+from django.db.models import Expression, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact
 from segments.membership import scoped_contact_ids
-from segments.models import Membership, Segment
+from segments.models import Membership, Segment, SegmentKind, SuppressionHold
 from segments.rules.compiler import Thresholds, matching_contacts
 from segments.rules.registry import Field
 from segments.rules.validation import referenced_slugs
@@ -56,10 +56,20 @@ def target_contacts(
     they are measured live. Raises InvalidRule (naming JSON paths) when the rule no longer
     validates, e.g. after a property it uses was deleted.
     """
-    target = matching_contacts(segment.rule, now=now, fields=fields, contact_ids=contact_ids, thresholds=thresholds)
+    target = matching_contacts(
+        segment.rule, now=now, fields=fields, contact_ids=contact_ids, thresholds=thresholds, also=_held(segment)
+    )
     if segment.parent_id is not None:
         target = target.filter(pk__in=Membership.objects.filter(segment_id=segment.parent_id).values("contact_id"))
     return target
+
+
+def _held(segment: Segment) -> Q | None:
+    """A suppression segment also keeps the contacts a merge holds in it (segments/merges.py): a
+    merge never lets a suppressed person out. The holds are read by the statement, not compiled in."""
+    if segment.kind != SegmentKind.SUPPRESSION or segment.pk is None:
+        return None
+    return Q(pk__in=SuppressionHold.objects.filter(segment_id=segment.pk).values("contact_id"))
 
 
 def target_sql(
@@ -76,6 +86,7 @@ def target_sql(
     key = (
         "full",
         segment.pk,
+        segment.kind,  # a suppression segment's target reads its holds too
         json.dumps(segment.rule, sort_keys=True),
         segment.parent_id,
         json.dumps(thresholds, sort_keys=True),
@@ -96,6 +107,7 @@ def scoped_target_sql(segment: Segment, *, now: datetime, fields: dict[str, Fiel
     key = (
         "scoped",
         segment.pk,
+        segment.kind,  # a suppression segment's target reads its holds too
         json.dumps(segment.rule, sort_keys=True),
         segment.parent_id,
         json.dumps(segment.percent_thresholds, sort_keys=True),

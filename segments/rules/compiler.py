@@ -85,8 +85,10 @@ def matching_contacts(
     fields: dict[str, Field] | None = None,
     contact_ids: Collection[int] | Expression | None = None,
     thresholds: Thresholds | None = None,
+    also: Q | None = None,
 ) -> QuerySet[Contact]:
-    """The contacts `rule` selects at `now`, as one lazy queryset.
+    """The contacts `rule` selects at `now`, as one lazy queryset; with `also`, those it selects too
+    (a suppression segment's held contacts, segments/targets.py).
 
     With `contact_ids` (ids, or an expression giving ids), only those contacts are considered,
     and event conditions are compiled to probe each one's activities (cheap for a few contacts)
@@ -94,7 +96,7 @@ def matching_contacts(
     `thresholds`: stored top/bottom_percent thresholds by `threshold_key` (others are live).
     """
     q = compile_rule(rule, now=now, fields=fields, few_contacts=contact_ids is not None, thresholds=thresholds)
-    contacts = Contact.objects.filter(q)
+    contacts = Contact.objects.filter(q if also is None else q | also)
     return contacts if contact_ids is None else contacts.filter(pk__in=contact_ids)
 
 

@@ -1,0 +1,363 @@
+"""Merging two contacts that are one person, and undoing a merge exactly.
+
+`merge_contacts(survivor_id=, loser_id=, choices=, by=)` keeps the survivor and deletes the loser in
+one transaction:
+
+- the survivor's fields take, field by field, its own value or the loser's (`choices`; by default
+  its own where set, else the loser's; the further lifecycle stage; the higher lead score; tag
+  lists joined). Consent is never chosen: do-not-contact is kept if either had it, the e-mail
+  status is the more restrictive one (unsubscribed, then bounced), and the first-seen date is the
+  earlier one;
+- the loser's activities, deals and lifecycle history move to the survivor;
+- every app that keeps rows about contacts acts through a participant it registered at start-up
+  (`add_merge_participant`): segments moves the memberships (recorded with reason `merge`) and
+  keeps the survivor in every suppression segment either was in; activation refuses a merge while
+  an export of a segment holding either contact runs;
+- whatever else would go with the loser (its metrics, segment history, automation runs, candidate
+  pairs...) is kept, serialised, in the ContactMerge row, and then the loser is deleted.
+
+`undo_merge(merge_id, by=)` puts back exactly what was there: the loser with its id and every row
+that went with it, the moved rows by id, the survivor's fields, and each participant's part.
+The contacts both are announced (contacts.writes), so their segments refresh after commit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.utils import timezone
+
+from contacts import writes
+from contacts.models import (
+    Activity,
+    ActivityTally,
+    Contact,
+    ContactMerge,
+    Deal,
+    EmailStatus,
+    LifecycleChange,
+    LifecycleStage,
+    PropertyDefinition,
+)
+
+SURVIVOR, LOSER, BOTH = "survivor", "loser", "both"
+# Never chosen: consent and bookkeeping (see the module's docstring).
+FIXED_FIELDS = frozenset(
+    {"id", "do_not_contact", "email_status", "created_at", "updated_at", "lifecycle_changed_at", "original_values"}
+)
+TAG_FIELDS = frozenset({"interests", "values", "technologies"})
+# Most restrictive first.
+EMAIL_STATUS_ORDER = [EmailStatus.UNSUBSCRIBED, EmailStatus.BOUNCED, EmailStatus.VALID]
+STAGE_ORDER = [s for s in LifecycleStage.values if s != LifecycleStage.OTHER]
+# Rows that move to the survivor, kept by id for undo.
+MOVED = (Activity, Deal, LifecycleChange)
+MOVE_CHUNK = 5000
+
+
+class MergeRefused(ValueError):
+    """A merge or an undo that cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class MergeParticipant:
+    """What an app does in a merge. `check(contact_ids)` says why the merge must not happen now
+    (or None); `apply(merge, by)` acts inside the merge's transaction before the loser goes and
+    returns what undo needs (JSON); `undo(merge, record, by)` reverses it after the loser is back."""
+
+    name: str
+    apply: Callable[[ContactMerge, AbstractBaseUser | None], dict]
+    undo: Callable[[ContactMerge, dict, AbstractBaseUser | None], None]
+    check: Callable[[list[int]], str | None] | None = None
+
+
+_participants: list[MergeParticipant] = []
+
+
+def add_merge_participant(participant: MergeParticipant) -> None:
+    if all(p.name != participant.name for p in _participants):
+        _participants.append(participant)
+
+
+def add_merge_check(name: str, check: Callable[[list[int]], str | None]) -> None:
+    """A participant that only refuses merges (e.g. while an export runs)."""
+    add_merge_participant(MergeParticipant(name, apply=lambda merge, by: {}, undo=lambda *args: None, check=check))
+
+
+# -- survivorship -----------------------------------------------------------------------------
+
+
+def choosable_fields() -> list[str]:
+    """The contact fields a merge chooses between, in form order (custom properties as props.<key>)."""
+    return [f.name for f in Contact._meta.concrete_fields if f.name not in FIXED_FIELDS | {"properties"}]
+
+
+def _is_set(value: object) -> bool:
+    return value not in (None, "", [], {})
+
+
+def default_choices(survivor: Contact, loser: Contact) -> dict[str, str]:
+    """Whose value each field keeps unless the operator says otherwise."""
+    chosen = {}
+    for name in choosable_fields():
+        mine, theirs = _value(survivor, name), _value(loser, name)
+        if name in TAG_FIELDS:
+            chosen[name] = BOTH
+        elif name == "lifecycle_stage":
+            chosen[name] = LOSER if _stage_rank(theirs) > _stage_rank(mine) else SURVIVOR
+        elif name == "lead_score":
+            chosen[name] = LOSER if theirs > mine else SURVIVOR
+        else:
+            chosen[name] = LOSER if not _is_set(mine) and _is_set(theirs) else SURVIVOR
+    for key in sorted(set(survivor.properties) | set(loser.properties)):
+        mine, theirs = survivor.properties.get(key), loser.properties.get(key)
+        chosen[f"props.{key}"] = LOSER if not _is_set(mine) and _is_set(theirs) else SURVIVOR
+    return chosen
+
+
+def resolve_choices(survivor: Contact, loser: Contact, choices: dict[str, str] | None) -> dict[str, str]:
+    """`choices` over the defaults, checked: an unknown field or choice is refused by name."""
+    chosen = default_choices(survivor, loser)
+    if choices is None:
+        return chosen
+    if not isinstance(choices, dict):
+        raise MergeRefused('choices: expected an object of field: "survivor" or "loser".')
+    for name, side in choices.items():
+        if name not in chosen:
+            fixed = " (it is not chosen: the merge keeps the more restrictive or earlier value)" * (
+                name in FIXED_FIELDS
+            )
+            raise MergeRefused(f"choices.{name}: not a field either contact can give{fixed}.")
+        allowed = (SURVIVOR, LOSER, BOTH) if name in TAG_FIELDS else (SURVIVOR, LOSER)
+        if side not in allowed:
+            raise MergeRefused(f"choices.{name}: {side!r} is not one of {', '.join(allowed)}.")
+        chosen[name] = side
+    return chosen
+
+
+def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> dict[str, object]:
+    """The survivor's new field values (Contact field name -> value)."""
+    values: dict[str, object] = {}
+    for name in choosable_fields():
+        side, mine, theirs = chosen[name], _value(survivor, name), _value(loser, name)
+        if side == BOTH:
+            values[name] = mine + [tag for tag in theirs if tag not in mine]
+        else:
+            values[name] = theirs if side == LOSER else mine
+    values["properties"] = {
+        key[len("props.") :]: (loser if side == LOSER else survivor).properties.get(key[len("props.") :])
+        for key, side in chosen.items()
+        if key.startswith("props.")
+    }
+    values["properties"] = {key: value for key, value in values["properties"].items() if value is not None}
+    values["do_not_contact"] = survivor.do_not_contact or loser.do_not_contact
+    values["email_status"] = min(
+        (survivor.email_status, loser.email_status), key=lambda status: EMAIL_STATUS_ORDER.index(status)
+    )
+    values["created_at"] = min(survivor.created_at, loser.created_at)
+    values["original_values"] = {**loser.original_values, **survivor.original_values}
+    return values
+
+
+def _value(contact: Contact, name: str) -> object:
+    field = Contact._meta.get_field(name)
+    return getattr(contact, field.attname)
+
+
+def _stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else -1
+
+
+# -- merge and undo ---------------------------------------------------------------------------
+
+
+def merge_contacts(
+    *, survivor_id: int, loser_id: int, choices: dict[str, str] | None = None, by: AbstractBaseUser | None = None
+) -> ContactMerge:
+    """Merge contact `loser_id` into `survivor_id` (see the module's docstring); the merge's record."""
+    survivor_id, loser_id = int(survivor_id), int(loser_id)
+    if survivor_id == loser_id:
+        raise MergeRefused(f"Contact {survivor_id} cannot be merged into itself.")
+    with transaction.atomic():
+        pair = Contact.objects.select_for_update().filter(pk__in=[survivor_id, loser_id]).order_by("pk").in_bulk()
+        for pk in (survivor_id, loser_id):
+            if pk not in pair:
+                raise MergeRefused(f"Contact {pk} does not exist (merged or deleted meanwhile?).")
+        survivor, loser = pair[survivor_id], pair[loser_id]
+        _check_participants([survivor_id, loser_id])
+        chosen = resolve_choices(survivor, loser, choices)
+        values = merged_values(survivor, loser, chosen)
+        _check_properties(values["properties"])
+        merge = ContactMerge.objects.create(
+            survivor_id=survivor_id, loser_id=loser_id, loser_email=loser.email, choices=chosen, merged_by=by
+        )
+        snapshot = {"survivor": _serialize([survivor]), "loser": _serialize([loser])}
+        snapshot["moved"] = _move(loser_id, survivor_id)
+        records = {p.name: p.apply(merge, by) for p in _participants}
+        snapshot["cascaded"] = _serialize(_cascade(loser))
+        writes.delete(Contact.objects.filter(pk=loser_id))
+        newest_change = LifecycleChange.objects.filter(contact_id=survivor_id).aggregate(top=models.Max("pk"))["top"]
+        for name, value in values.items():
+            setattr(survivor, Contact._meta.get_field(name).attname, value)
+        writes.save(survivor)
+        snapshot["lifecycle_changes_made"] = list(
+            LifecycleChange.objects.filter(contact_id=survivor_id, pk__gt=newest_change or 0).values_list(
+                "pk", flat=True
+            )
+        )
+        merge.snapshot, merge.participants = snapshot, records
+        merge.save(update_fields=["snapshot", "participants"])
+    return merge
+
+
+def undo_merge(merge_id: int, *, by: AbstractBaseUser | None = None) -> ContactMerge:
+    """Put back what merge `merge_id` changed; refused (saying why) when it cannot be exact."""
+    with transaction.atomic():
+        merge = ContactMerge.objects.select_for_update().filter(pk=merge_id).first()
+        if merge is None:
+            raise MergeRefused(f"Merge {merge_id} does not exist.")
+        _check_undo(merge)
+        contacts = Contact.objects.select_for_update().filter(pk=merge.survivor_id)
+        if not contacts.exists():
+            raise MergeRefused(
+                f"Merge {merge.pk}: the surviving contact {merge.survivor_id} no longer exists, so the merge "
+                "cannot be undone."
+            )
+        _check_participants([merge.survivor_id])
+        snapshot = merge.snapshot
+        writes.restore(snapshot["loser"])
+        _restore(snapshot["cascaded"])
+        for label, ids in snapshot["moved"].items():
+            _move_back(label, ids, survivor_id=merge.survivor_id, loser_id=merge.loser_id)
+        LifecycleChange.objects.filter(pk__in=snapshot["lifecycle_changes_made"]).delete()
+        writes.restore(snapshot["survivor"])
+        for participant in _participants:
+            if participant.name in merge.participants:
+                participant.undo(merge, merge.participants[participant.name], by)
+        merge.undone_at, merge.undone_by = timezone.now(), by
+        merge.save(update_fields=["undone_at", "undone_by"])
+    return merge
+
+
+def _check_participants(contact_ids: list[int]) -> None:
+    for participant in _participants:
+        if participant.check is not None and (why := participant.check(contact_ids)):
+            raise MergeRefused(why)
+
+
+def _check_properties(properties: dict) -> None:
+    errors = PropertyDefinition.objects.validate_properties(properties)
+    if errors:
+        raise MergeRefused("The merged custom properties do not validate: " + " ".join(errors))
+
+
+def _check_undo(merge: ContactMerge) -> None:
+    if merge.is_undone:
+        raise MergeRefused(f"Merge {merge.pk} was already undone on {merge.undone_at:%Y-%m-%d %H:%M}.")
+    later = (
+        ContactMerge.objects.filter(pk__gt=merge.pk, undone_at=None)
+        .filter(models.Q(survivor_id=merge.survivor_id) | models.Q(loser_id=merge.survivor_id))
+        .order_by("-pk")
+        .first()
+    )
+    if later is not None:
+        raise MergeRefused(
+            f"Merge {merge.pk}: contact {merge.survivor_id} took part in a later merge ({later.pk}); "
+            "undo that one first."
+        )
+    if Contact.objects.filter(models.Q(pk=merge.loser_id) | models.Q(email=merge.loser_email)).exists():
+        raise MergeRefused(
+            f"Merge {merge.pk}: a contact with id {merge.loser_id} or e-mail {merge.loser_email} exists again; "
+            "merge or change it before undoing."
+        )
+
+
+def _move(loser_id: int, survivor_id: int) -> dict[str, list[int]]:
+    """Move the loser's activities, deals and lifecycle history to the survivor; their ids by model."""
+    moved = {}
+    for model in MOVED:
+        rows = model._default_manager.filter(contact_id=loser_id)
+        moved[model._meta.label] = list(rows.order_by("pk").values_list("pk", flat=True))
+        if not moved[model._meta.label]:
+            continue
+        if model is LifecycleChange:  # history, written by Contact.save(): no announcement of its own
+            rows.update(contact_id=survivor_id)
+        else:
+            writes.update(rows, contact_id=survivor_id)
+    return moved
+
+
+def _move_back(label: str, ids: list[int], *, survivor_id: int, loser_id: int) -> None:
+    model = next(m for m in MOVED if m._meta.label == label)
+    for start in range(0, len(ids), MOVE_CHUNK):
+        rows = model._default_manager.filter(pk__in=ids[start : start + MOVE_CHUNK], contact_id=survivor_id)
+        if model is LifecycleChange:
+            rows.update(contact_id=loser_id)
+        else:
+            writes.update(rows, contact_id=loser_id)
+
+
+def _cascade(contact: Contact) -> list[models.Model]:
+    """Every row deleting `contact` would delete with it, parents before children, one query per
+    related table and level. The tally (kept by triggers) and the rows this module moves are left out."""
+    found: list[models.Model] = []
+    seen: set[tuple[str, object]] = set()
+    level: list[tuple[type[models.Model], list]] = [(Contact, [contact.pk])]
+    while level:
+        next_level = []
+        for model, pks in level:
+            for relation in _reverse_relations(model):
+                related = relation.related_model
+                if relation.on_delete is not models.CASCADE or related in (*MOVED, ActivityTally):
+                    continue
+                rows = [
+                    row
+                    for row in related._default_manager.filter(**{f"{relation.field.name}__in": pks}).order_by("pk")
+                    if (related._meta.label, row.pk) not in seen
+                ]
+                seen.update((related._meta.label, row.pk) for row in rows)
+                found += rows
+                if rows:
+                    next_level.append((related, [row.pk for row in rows]))
+        level = next_level
+    return found
+
+
+def _reverse_relations(model: type[models.Model]) -> list:
+    """The foreign keys pointing at `model`, those without a related name ("+") included."""
+    return [
+        f for f in model._meta.get_fields(include_hidden=True) if f.auto_created and not f.concrete and f.is_relation
+    ]
+
+
+class _ExactEncoder(DjangoJSONEncoder):
+    """Times to the microsecond (Django's encoder keeps milliseconds, as JavaScript does)."""
+
+    def default(self, o: object) -> object:
+        if isinstance(o, datetime | time):
+            return o.isoformat()
+        return super().default(o)
+
+
+def _serialize(rows: Iterable[models.Model]) -> list[dict]:
+    """Rows in django.core.serializers' "python" form, as JSON (contacts.writes.restore reads it)."""
+    return json.loads(json.dumps(serializers.serialize("python", rows), cls=_ExactEncoder))
+
+
+def _restore(rows: list[dict]) -> None:
+    """Insert serialised rows back as they were, ids included, one INSERT per table (parents first,
+    as `_cascade` collected them); many-to-many links follow."""
+    restored = list(serializers.deserialize("python", rows))
+    for model, group in itertools.groupby(restored, key=lambda item: type(item.object)):
+        items = list(group)
+        model._default_manager.bulk_create([item.object for item in items], batch_size=1000)
+        for item in items:
+            for name, values in (item.m2m_data or {}).items():
+                getattr(item.object, name).set(values)

@@ -1,0 +1,266 @@
+"""Merging duplicate contacts and undoing the merge (contacts/merging.py, segments/merges.py)."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from activation.models import ExportRun, RunStatus
+from contacts.merging import MergeRefused, merge_contacts, undo_merge
+from contacts.models import (
+    Activity,
+    ActivityTally,
+    Contact,
+    ContactMerge,
+    Deal,
+    DuplicateCandidate,
+    LifecycleChange,
+    LifecycleStage,
+)
+from segments.models import ChangeReason, Membership, SegmentKind, SuppressionHold
+from segments.refresh import refresh_segment
+from segments.static import add_static_members
+from tests.factories import (
+    ActivationFactory,
+    ActivityFactory,
+    CompanyFactory,
+    ContactFactory,
+    DealFactory,
+    PropertyDefinitionFactory,
+    SegmentFactory,
+    UserFactory,
+)
+from tests.segments_support import history, member_ids
+
+
+@pytest.fixture
+def pair(db):
+    company = CompanyFactory(name="Acme", domain="acme.example")
+    survivor = ContactFactory(
+        email="ada.lovelace@acme.example", first_name="Ada", last_name="Lovelace", company=company, phone="",
+        job_title="CTO", lead_score=10, interests=["cloud"], lifecycle_stage=LifecycleStage.LEAD,
+    )  # fmt: skip
+    loser = ContactFactory(
+        email="ada@acme.example", first_name="Ada", last_name="Lovelace", phone="+14155550123", job_title="Chief",
+        lead_score=40, interests=["ai", "cloud"], lifecycle_stage=LifecycleStage.MQL, do_not_contact=True,
+        email_status="bounced",
+    )  # fmt: skip
+    ActivityFactory.create_batch(3, contact=loser)
+    ActivityFactory(contact=survivor)
+    DealFactory(contact=loser, name="Loser's deal")
+    return survivor, loser
+
+
+def _state() -> dict:
+    """Everything a merge touches and an undo must put back, as comparable rows."""
+    return {
+        "contacts": list(Contact.objects.order_by("pk").values()),
+        "activities": list(Activity.objects.order_by("pk").values()),
+        "tallies": sorted(ActivityTally.objects.values_list("contact_id", "kind", "n")),
+        "deals": list(Deal.objects.order_by("pk").values()),
+        "lifecycle": list(LifecycleChange.objects.order_by("pk").values()),
+        "memberships": sorted(Membership.objects.values_list("segment_id", "contact_id")),
+        "candidates": list(DuplicateCandidate.objects.order_by("pk").values()),
+    }
+
+
+def test_it_keeps_the_survivor_with_chosen_values_and_moves_the_rows(pair):
+    survivor, loser = pair
+    user = UserFactory()
+
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk, choices={"job_title": "loser"}, by=user)
+
+    assert not Contact.objects.filter(pk=loser.pk).exists()
+    kept = Contact.objects.get(pk=survivor.pk)
+    assert kept.email == "ada.lovelace@acme.example"
+    assert kept.job_title == "Chief"  # chosen
+    assert kept.phone == "+14155550123"  # the survivor had none
+    assert kept.lifecycle_stage == LifecycleStage.MQL  # the further stage
+    assert kept.lead_score == 40
+    assert kept.interests == ["cloud", "ai"]
+    assert kept.do_not_contact is True  # consent: the more restrictive
+    assert kept.email_status == "bounced"
+    assert Activity.objects.filter(contact=kept).count() == 4
+    assert Deal.objects.get(name="Loser's deal").contact_id == kept.pk
+    assert sorted(ActivityTally.objects.filter(contact=kept).values_list("n", flat=True)) == [4]
+    assert (merge.loser_email, merge.merged_by) == ("ada@acme.example", user)
+
+
+def test_undo_puts_back_exactly_what_was_there(pair):
+    survivor, loser = pair
+    static = SegmentFactory(kind=SegmentKind.STATIC, rule=None)
+    add_static_members(static, [loser.pk])
+    DuplicateCandidate.objects.create(contact_a=survivor, contact_b=loser, score=0.9, evidence=["same phone"])
+    before = _state()
+
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+    assert _state() != before
+    undo_merge(merge.pk)
+
+    assert _state() == before
+    merge.refresh_from_db()
+    assert merge.is_undone
+
+
+def test_memberships_move_with_reason_merge_and_back_on_undo(pair):
+    survivor, loser = pair
+    static = SegmentFactory(kind=SegmentKind.STATIC, rule=None)
+    both = SegmentFactory(kind=SegmentKind.STATIC, rule=None)
+    add_static_members(static, [loser.pk])
+    add_static_members(both, [loser.pk, survivor.pk])
+
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    assert member_ids(static) == {survivor.pk}
+    assert member_ids(both) == {survivor.pk}
+    assert (survivor.pk, "join", ChangeReason.MERGE) in history(static)
+    static.refresh_from_db()
+    assert static.size == 1
+
+    undo_merge(merge.pk)
+
+    assert member_ids(static) == {loser.pk}
+    assert member_ids(both) == {loser.pk, survivor.pk}
+    assert set(history(static)[-2:]) == {(survivor.pk, "leave", "merge"), (loser.pk, "join", "merge")}
+
+
+def test_a_suppressed_contact_never_leaves_its_suppression_through_a_merge(pair):
+    survivor, loser = pair
+    Contact.objects.filter(pk=loser.pk).update(lifecycle_stage=LifecycleStage.CUSTOMER)
+    suppression = SegmentFactory(
+        kind=SegmentKind.SUPPRESSION, rule={"field": "lifecycle_stage", "op": "eq", "value": "customer"}
+    )
+    refresh_segment(suppression.pk)
+    assert member_ids(suppression) == {loser.pk}
+
+    # the operator keeps the survivor's stage (lead), which the suppression's rule does not match
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk, choices={"lifecycle_stage": "survivor"})
+    refresh_segment(suppression.pk)
+
+    assert Contact.objects.get(pk=survivor.pk).lifecycle_stage == LifecycleStage.LEAD
+    assert member_ids(suppression) == {survivor.pk}
+    assert SuppressionHold.objects.get().contact_id == survivor.pk
+
+    undo_merge(merge.pk)
+    refresh_segment(suppression.pk)
+
+    assert member_ids(suppression) == {loser.pk}
+    assert not SuppressionHold.objects.exists()
+
+
+def test_custom_properties_are_chosen_key_by_key(db):
+    PropertyDefinitionFactory(key="plan", type="text")
+    PropertyDefinitionFactory(key="seats", type="number")
+    survivor = ContactFactory(properties={"plan": "pro"})
+    loser = ContactFactory(properties={"plan": "basic", "seats": 12})
+
+    merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk, choices={"props.plan": "loser"})
+
+    assert Contact.objects.get(pk=survivor.pk).properties == {"plan": "basic", "seats": 12}
+
+
+def test_the_earlier_first_seen_date_and_customer_since_survive(db):
+    survivor = ContactFactory()
+    loser = ContactFactory(customer_since=date(2020, 5, 1))
+    Contact.objects.filter(pk=loser.pk).update(created_at=timezone.now() - timedelta(days=400))
+
+    merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    kept = Contact.objects.get(pk=survivor.pk)
+    assert kept.customer_since == date(2020, 5, 1)
+    assert kept.created_at < timezone.now() - timedelta(days=399)
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        ({"shoe_size": "loser"}, "choices.shoe_size: not a field either contact can give."),
+        ({"job_title": "mine"}, "choices.job_title: 'mine' is not one of survivor, loser."),
+        ({"do_not_contact": "survivor"}, "choices.do_not_contact: not a field either contact can give (it is"),
+        ("loser", 'choices: expected an object of field: "survivor" or "loser".'),
+    ],
+)
+def test_bad_choices_are_refused_by_name_and_nothing_changes(pair, choices, message):
+    survivor, loser = pair
+    before = _state()
+
+    with pytest.raises(MergeRefused) as refused:
+        merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk, choices=choices)
+
+    assert str(refused.value).startswith(message)
+    assert _state() == before
+    assert not ContactMerge.objects.exists()
+
+
+def test_a_contact_is_not_merged_into_itself_nor_into_nobody(pair):
+    survivor, _loser = pair
+
+    with pytest.raises(MergeRefused, match=f"Contact {survivor.pk} cannot be merged into itself"):
+        merge_contacts(survivor_id=survivor.pk, loser_id=survivor.pk)
+    with pytest.raises(MergeRefused, match="Contact 999999 does not exist"):
+        merge_contacts(survivor_id=survivor.pk, loser_id=999999)
+
+
+def test_a_merge_waits_for_a_running_export_of_their_segment(pair):
+    survivor, loser = pair
+    segment = SegmentFactory(kind=SegmentKind.STATIC, rule=None, name="Newsletter")
+    add_static_members(segment, [loser.pk])
+    run = ExportRun.objects.create(activation=ActivationFactory(segment=segment), status=RunStatus.RUNNING, mode="full")
+
+    with pytest.raises(MergeRefused, match=f"Export run {run.pk} of 'Newsletter' is running"):
+        merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    run.status = RunStatus.SUCCEEDED
+    run.save()
+    merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+
+def test_undo_is_refused_twice_and_before_a_later_merge_is_undone(pair):
+    survivor, loser = pair
+    third = ContactFactory()
+    first = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+    second = merge_contacts(survivor_id=third.pk, loser_id=survivor.pk)
+
+    with pytest.raises(MergeRefused, match=f"took part in a later merge \\({second.pk}\\); undo that one first"):
+        undo_merge(first.pk)
+
+    undo_merge(second.pk)
+    undo_merge(first.pk)
+    with pytest.raises(MergeRefused, match=f"Merge {first.pk} was already undone"):
+        undo_merge(first.pk)
+    assert Contact.objects.filter(pk__in=[survivor.pk, loser.pk, third.pk]).count() == 3
+
+
+def test_undo_is_refused_when_the_e_mail_was_taken_again(pair):
+    survivor, loser = pair
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+    ContactFactory(email="ada@acme.example")
+
+    with pytest.raises(MergeRefused, match=r"e-mail ada@acme\.example exists again"):
+        undo_merge(merge.pk)
+
+
+def _merge_queries(activities: int, segments: int) -> int:
+    survivor, loser = ContactFactory(), ContactFactory()
+    ActivityFactory.create_batch(activities, contact=loser)
+    DealFactory.create_batch(activities, contact=loser)
+    for _ in range(segments):
+        add_static_members(SegmentFactory(kind=SegmentKind.STATIC, rule=None), [loser.pk])
+    with CaptureQueriesContext(connection) as merged:
+        merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+    with CaptureQueriesContext(connection) as undone:
+        undo_merge(merge.pk)
+    return len(merged), len(undone)
+
+
+def test_merge_and_undo_cost_the_same_few_queries_however_many_rows_move(db):
+    _merge_queries(activities=1, segments=2)  # fills the per-process caches (compiled targets, content types)
+    small = _merge_queries(activities=1, segments=2)
+    large = _merge_queries(activities=30, segments=2)
+
+    assert small == large
+    assert max(small) <= 70
+    if connection.vendor == "postgresql":  # one membership statement for every segment
+        assert _merge_queries(activities=1, segments=6) == small
