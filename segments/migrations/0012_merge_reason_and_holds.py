@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("contacts", "0014_duplicates_and_merges"),
-        ("segments", "0010_segment_health"),
+        ("segments", "0011_rule_version_notes"),
     ]
 
     operations = [
