@@ -1,0 +1,715 @@
+"""Segment boundary tests and dimension comparison: which way of cutting contacts separates behaviour more?
+
+Boundary test: a number field (`company.employee_count`) and two or more bracketings of it, each a
+list of half-open brackets {"from": 1, "to": 50} (from <= value < to; the last may have no `to`).
+For each bracketing: per bracket, contacts and outcome rates with 95% intervals; how distinct the
+brackets are (chi-square and Cramér's V on the outcome; Kruskal–Wallis and epsilon² on the
+engagement score); which bracketing separates the outcome more, with a bootstrap interval for the
+difference in Cramér's V; and cut points suggested by a depth-limited decision tree fitted on 70%
+of contacts and scored on the other 30%, beside the given bracketings scored on the same 30%.
+
+Dimension comparison: segmentation schemes (firmographic, behavioural, lifecycle, RFV, or a list
+of segments) compared by how much of an outcome they explain on held-out contacts: each scheme's
+cells are learned on 70% of contacts (cells under MIN_CELL are pooled), and on the other 30% the
+information gain (mutual information in bits), Cramér's V and the lift of the best cell, each
+with a bootstrap interval; the winner and its margin over the runner-up, with an interval.
+
+Outcomes over the `days` before `now` per contact, as segment analytics counts them
+(segments/analytics/channels.py): converted (a won deal closed or a purchase), engaged (an
+engagement activity), responded (an e-mail click, on one campaign if named); revenue is won deal
+amounts plus purchase values. Every figure comes from a few grouped statements (counts per cell,
+never a row per contact), so the work in Python is on tables of counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.text import slugify
+from scipy import stats
+from scipy.stats.contingency import association
+from sklearn.tree import DecisionTreeClassifier
+
+from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage
+from segments.analytics.channels import ENGAGEMENT_KINDS
+from segments.analytics.wilson import Estimate, wilson
+from segments.editing import save_segment
+from segments.models import Membership, Segment
+from segments.rules.compiler import value_expression
+from segments.rules.registry import get_fields
+
+OUTCOMES = ("converted", "engaged", "responded")
+BOOTSTRAP = 1000
+# Contacts train or are held out by a scrambled id (an affine map modulo the prime 2^31 - 1, then
+# modulo 10: 0-6 train, 7-9 held out), so that nothing that follows the order of ids, such as an
+# import's round robin, lines up with the split.
+PRIME, MULTIPLIER, OFFSET = 2_147_483_647, 1_103_515_245, 12_345
+HOLDOUT_MODULUS, TRAIN_BELOW = 10, 7
+MIN_CELL = 30  # a dimension cell with fewer training contacts is pooled into "other"
+MONEY = DecimalField(max_digits=20, decimal_places=2)
+
+
+class BadInput(ValueError):
+    """Refused input, naming the parameter (a JSON path) to fix."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bracket:
+    low: float | None
+    high: float | None
+
+    @property
+    def label(self) -> str:
+        if self.low is None:
+            return f"< {_num(self.high)}"
+        if self.high is None:
+            return f"{_num(self.low)}+"
+        if float(self.low).is_integer() and float(self.high).is_integer():
+            return f"{_num(self.low)}–{_num(self.high - 1)}"
+        return f"{_num(self.low)} to < {_num(self.high)}"
+
+    def q(self, name: str) -> Q:
+        q = Q()
+        if self.low is not None:
+            q &= Q(**{f"{name}__gte": self.low})
+        if self.high is not None:
+            q &= Q(**{f"{name}__lt": self.high})
+        return q
+
+    def as_rule(self, path: str) -> dict:
+        parts = []
+        if self.low is not None:
+            parts.append({"field": path, "op": "gte", "value": self.low})
+        if self.high is not None:
+            parts.append({"field": path, "op": "lt", "value": self.high})
+        return {"all": parts}
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,g}"
+
+
+def _number(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadInput(f"{where}: {value!r} is not a number.", field=where)
+    return value
+
+
+def parse_bracketing(raw: object, *, where: str) -> list[Bracket]:
+    """Brackets that meet end to start with no overlap and no gap."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise BadInput(
+            f"{where}: a bracketing is a list of at least two brackets like {{'from': 1, 'to': 50}}.", field=where
+        )
+    brackets = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict) or set(item) - {"from", "to"}:
+            raise BadInput(f"{at}: a bracket is an object with 'from' and 'to' (from <= value < to).", field=at)
+        low, high = _number(item.get("from"), f"{at}.from"), _number(item.get("to"), f"{at}.to")
+        if low is None and i > 0:
+            raise BadInput(f"{at}.from: only the first bracket may leave 'from' open.", field=f"{at}.from")
+        if high is None and i < len(raw) - 1:
+            raise BadInput(f"{at}.to: only the last bracket may leave 'to' open.", field=f"{at}.to")
+        if low is not None and high is not None and low >= high:
+            raise BadInput(f"{at}: 'from' ({_num(low)}) must be below 'to' ({_num(high)}).", field=at)
+        if brackets and low != brackets[-1].high:
+            before = brackets[-1].high
+            kind = "overlaps" if low < before else "leaves a gap after"
+            raise BadInput(
+                f"{at}.from: {_num(low)} {kind} the bracket before, which ends below {_num(before)}; "
+                f"brackets must meet with no overlap and no gap (this one should start at {_num(before)}).",
+                field=f"{at}.from",
+            )
+        brackets.append(Bracket(low, high))
+    return brackets
+
+
+def numeric_field(path: object, fields: dict | None = None) -> str:
+    fields = fields if fields is not None else get_fields()
+    if not isinstance(path, str) or path not in fields:
+        raise BadInput(
+            f"field: {path!r} is not a field; use a number field such as company.employee_count.", field="field"
+        )
+    if fields[path].type != "number":
+        raise BadInput(
+            f"field: {path!r} is a {fields[path].type} field; a boundary test needs a number field.", field="field"
+        )
+    return path
+
+
+def check_outcome(outcome: object) -> str:
+    if outcome not in OUTCOMES:
+        raise BadInput(f"outcome: {outcome!r} is not an outcome; use one of {', '.join(OUTCOMES)}.", field="outcome")
+    return outcome
+
+
+def check_days(days: object) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 1096:
+        raise BadInput(f"days: {days!r} is not a number of days from 1 to 1096.", field="days")
+    return days
+
+
+# --- per-contact outcomes, in SQL ----------------------------------------------------------------
+
+
+def outcome_annotations(now: datetime, days: int, *, campaign: str = "") -> dict:
+    start = now - timedelta(days=days)
+    window = Q(contact_id=OuterRef("pk"), occurred_at__gte=start, occurred_at__lte=now)
+    deals = Deal.objects.filter(
+        contact_id=OuterRef("pk"), stage=DealStage.WON, closed_at__gte=start, closed_at__lte=now
+    )
+    purchases = Activity.objects.filter(window, kind=ActivityKind.PURCHASE)
+    clicks = Activity.objects.filter(window, kind=ActivityKind.EMAIL_CLICK)
+    if campaign:
+        clicks = clicks.filter(campaign__iexact=campaign)
+
+    def total(queryset, column):
+        sums = queryset.order_by().values("contact_id").annotate(t=Sum(column)).values("t")
+        return Coalesce(Subquery(sums, output_field=MONEY), Value(Decimal(0)), output_field=MONEY)
+
+    def flag(condition):
+        return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
+
+    return {
+        "converted": flag(Exists(deals) | Exists(purchases)),
+        "engaged": flag(Exists(Activity.objects.filter(window, kind__in=ENGAGEMENT_KINDS))),
+        "responded": flag(Exists(clicks)),
+        "revenue": total(purchases, "value") + total(deals, "amount"),
+    }
+
+
+def _holdout() -> Case:
+    return Case(When(Q(hold_mod__gte=TRAIN_BELOW), then=Value(1)), default=Value(0), output_field=IntegerField())
+
+
+def _with_holdout(contacts: QuerySet) -> QuerySet:
+    scrambled = ExpressionWrapper(((F("pk") % PRIME) * MULTIPLIER + OFFSET) % PRIME, output_field=IntegerField())
+    return contacts.annotate(hold_mod=scrambled % HOLDOUT_MODULUS).annotate(holdout=_holdout())
+
+
+# --- statistics on count tables ------------------------------------------------------------------
+
+
+def cramers_v(table: np.ndarray) -> float | None:
+    """Cramér's V of a contingency table, empty rows and columns dropped (scipy's association)."""
+    table = np.rint(table).astype(np.int64)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        return None
+    return float(association(table, method="cramer"))
+
+
+def mutual_information(table: np.ndarray) -> float | None:
+    """Information gain of the cells about the outcome, in bits (rows: cells, columns: outcome)."""
+    n = table.sum()
+    if n == 0:
+        return None
+    joint = table / n
+    rows, cols = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
+    mask = joint > 0
+    return float((joint[mask] * np.log2(joint[mask] / (rows @ cols)[mask])).sum())
+
+
+def kruskal_from_counts(
+    values: np.ndarray, groups: np.ndarray, counts: np.ndarray
+) -> tuple[float, float, float] | None:
+    """Kruskal–Wallis H (tie-corrected, as scipy.stats.kruskal), its p-value and epsilon², from
+    (value, group, count) rows: ranks of tied values are averaged without expanding the rows."""
+    keep = counts > 0
+    values, groups, counts = values[keep], groups[keep], counts[keep]
+    present = np.unique(groups)
+    n = counts.sum()
+    if len(present) < 2 or n < 3:
+        return None
+    _distinct, inverse = np.unique(values, return_inverse=True)
+    tied = np.bincount(inverse, weights=counts)
+    ends = np.cumsum(tied)
+    mean_rank = ends - (tied - 1) / 2
+    rank_sums = np.bincount(np.searchsorted(present, groups), weights=counts * mean_rank[inverse])
+    sizes = np.bincount(np.searchsorted(present, groups), weights=counts)
+    h = 12 / (n * (n + 1)) * float((rank_sums**2 / sizes).sum()) - 3 * (n + 1)
+    ties = 1 - float((tied**3 - tied).sum()) / (n**3 - n)
+    if ties == 0:
+        return None
+    h /= ties
+    return h, float(stats.chi2.sf(h, len(present) - 1)), h / (n - 1)
+
+
+def bootstrap(cells: np.ndarray, statistic, *, draws: int = BOOTSTRAP, seed: int = 18) -> tuple[float, float] | None:
+    """A 95% percentile interval of statistic(table) over multinomial resamples of the count table."""
+    n = int(cells.sum())
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    flat = cells.ravel() / n
+    values = []
+    for sample in rng.multinomial(n, flat, size=draws):
+        value = statistic(sample.reshape(cells.shape))
+        if value is not None:
+            values.append(value)
+    if len(values) < draws // 2:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# --- boundary test -------------------------------------------------------------------------------
+
+
+@dataclass
+class BracketResult:
+    label: str
+    bracket: Bracket
+    contacts: int
+    outcome: Estimate
+    engaged: Estimate
+    revenue_per_contact: Estimate
+
+
+@dataclass
+class BracketingResult:
+    index: int
+    brackets: list[BracketResult]
+    outside: int  # contacts with a value in no bracket, or none
+    chi2: float | None
+    p_value: float | None
+    cramers_v: float | None
+    kruskal_h: float | None = None
+    kruskal_p: float | None = None
+    epsilon_squared: float | None = None
+    heldout_v: float | None = None
+
+
+@dataclass
+class BoundaryReport:
+    field: str
+    outcome: str
+    days: int
+    now: datetime
+    bracketings: list[BracketingResult]
+    best: int | None
+    difference: tuple[float, float, float] | None  # V(best) - V(runner-up) and its interval
+    suggested: list[Bracket] = field(default_factory=list)
+    suggested_heldout_v: float | None = None
+    summary: str = ""
+
+
+def _bracket_case(brackets: list[Bracket]) -> Case:
+    return Case(
+        *[When(b.q("bvalue"), then=Value(i)) for i, b in enumerate(brackets)],
+        default=Value(-1),
+        output_field=IntegerField(),
+    )
+
+
+def boundary_test(
+    path: str,
+    bracketings: list[list[Bracket]],
+    *,
+    outcome: str = "converted",
+    days: int = 90,
+    now: datetime | None = None,
+    campaign: str = "",
+) -> BoundaryReport:
+    if len(bracketings) < 2:
+        raise BadInput("bracketings: give at least two bracketings to compare.", field="bracketings")
+    fields = get_fields()
+    path, outcome, days = numeric_field(path, fields), check_outcome(outcome), check_days(days)
+    now = now or timezone.now()
+    contacts = _with_holdout(Contact.objects.annotate(bvalue=value_expression(fields[path])))
+    names = [f"b{i}" for i in range(len(bracketings))]
+    contacts = contacts.annotate(**{name: _bracket_case(b) for name, b in zip(names, bracketings, strict=True)})
+    contacts = contacts.annotate(**outcome_annotations(now, days, campaign=campaign))
+    contacts = contacts.annotate(
+        score=F("metrics__engagement_score"),
+        revenue_sq=ExpressionWrapper(F("revenue") * F("revenue"), output_field=MONEY),
+    )
+    # 1: the joint table of every bracketing's bracket, the outcomes and the hold-out flag
+    grouped = list(
+        contacts.order_by()
+        .values(*names, *dict.fromkeys([outcome, "engaged"]), "holdout")
+        .annotate(n=Count("pk"), revenue=Sum("revenue"), revenue_sq=Sum("revenue_sq"))
+    )
+    # 2: engagement scores per bracket of each bracketing (ties counted, not listed)
+    scores = list(contacts.order_by().values(*names, "score").annotate(n=Count("pk")).exclude(score=None))
+    results = [
+        _bracketing_result(i, name, b, grouped, scores, outcome)
+        for i, (name, b) in enumerate(zip(names, bracketings, strict=True))
+    ]
+    report = BoundaryReport(path, outcome, days, now, results, None, None)
+    _compare(report, names, grouped, outcome)
+    _suggest(report, contacts, grouped, names, outcome, max_brackets=max(len(b) for b in bracketings))
+    report.summary = _boundary_summary(report)
+    return report
+
+
+def _bracketing_result(index, name, brackets, grouped, scores, outcome) -> BracketingResult:
+    k = len(brackets)
+    table = np.zeros((k, 2))
+    engaged = np.zeros(k)
+    revenue = [[Decimal(0), Decimal(0)] for _ in range(k)]
+    outside = 0
+    for row in grouped:
+        b = row[name]
+        if b < 0:
+            outside += row["n"]
+            continue
+        table[b, row[outcome]] += row["n"]
+        engaged[b] += row["n"] * row["engaged"]
+        revenue[b][0] += row["revenue"] or 0
+        revenue[b][1] += row["revenue_sq"] or 0
+    results = []
+    for b, bracket in enumerate(brackets):
+        n = int(table[b].sum())
+        results.append(
+            BracketResult(
+                bracket.label,
+                bracket,
+                n,
+                wilson(int(table[b, 1]), n),
+                wilson(int(engaged[b]), n),
+                _mean(revenue[b][0], revenue[b][1], n),
+            )
+        )
+    chi2 = p = None
+    present = table[table.sum(axis=1) > 0]
+    if present.shape[0] >= 2 and (present.sum(axis=0) > 0).all():
+        chi2, p, _dof, _expected = stats.chi2_contingency(present, correction=False)
+    result = BracketingResult(index, results, outside, _f(chi2), _f(p), cramers_v(table))
+    rows = [(s[name], s["score"], s["n"]) for s in scores if s[name] >= 0]
+    if rows:
+        groups, values, counts = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
+        kw = kruskal_from_counts(values, groups, counts)
+        if kw:
+            result.kruskal_h, result.kruskal_p, result.epsilon_squared = kw
+    return result
+
+
+def _mean(total: Decimal, squares: Decimal, n: int) -> Estimate:
+    if n == 0:
+        return Estimate(None, None, None)
+    mean = total / n
+    if n < 2:
+        return Estimate(float(mean), None, None)
+    variance = max(Decimal(0), (squares - total * total / n) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * math.sqrt(float(variance) / n)
+    return Estimate(float(mean), float(mean) - half, float(mean) + half)
+
+
+def _f(value) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def _joint(grouped, names, outcome, *, holdout: int | None = None) -> np.ndarray:
+    """Counts by (bracket of each bracketing, outcome); -1 (outside) kept as an extra last index."""
+    sizes = [max(row[name] for row in grouped) + 2 for name in names] if grouped else [1] * len(names)
+    cells = np.zeros((*sizes, 2))
+    for row in grouped:
+        if holdout is not None and row["holdout"] != holdout:
+            continue
+        cells[(*[row[name] for name in names], row[outcome])] += row["n"]
+    return cells
+
+
+def _v_of(cells: np.ndarray, axis: int) -> float | None:
+    """Cramér's V of one bracketing's brackets against the outcome, from the joint table (outside dropped)."""
+    other = tuple(a for a in range(cells.ndim - 1) if a != axis)
+    table = cells.sum(axis=other) if other else cells
+    return cramers_v(table[:-1])
+
+
+def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
+    cells = _joint(grouped, names, outcome)
+    held = _joint(grouped, names, outcome, holdout=1)
+    for result in report.bracketings:
+        result.heldout_v = _v_of(held, result.index)
+    ranked = sorted((r for r in report.bracketings if r.cramers_v is not None), key=lambda r: -r.cramers_v)
+    if len(ranked) < 2:
+        return
+    best, second = ranked[0], ranked[1]
+    report.best = best.index
+
+    def difference(table):
+        a, b = _v_of(table, best.index), _v_of(table, second.index)
+        return None if a is None or b is None else a - b
+
+    interval = bootstrap(cells, difference)
+    if interval:
+        report.difference = (best.cramers_v - second.cramers_v, *interval)
+
+
+def _suggest(report, contacts, grouped, names, outcome, *, max_brackets: int) -> None:
+    """Cut points from a decision tree on the field, fitted on the training contacts only."""
+    rows = list(contacts.order_by().exclude(bvalue=None).values("bvalue", "holdout", outcome).annotate(n=Count("pk")))
+    train = [r for r in rows if r["holdout"] == 0]
+    if not train or len({r[outcome] for r in train}) < 2:
+        return
+    x = np.array([[float(r["bvalue"])] for r in train])
+    y = np.array([r[outcome] for r in train])
+    w = np.array([r["n"] for r in train], dtype=float)
+    tree = DecisionTreeClassifier(
+        max_leaf_nodes=max(2, max_brackets), min_weight_fraction_leaf=0.05, random_state=18
+    ).fit(x, y, sample_weight=w)
+    thresholds = sorted(t for t, f in zip(tree.tree_.threshold, tree.tree_.feature, strict=True) if f >= 0)
+    if not thresholds:
+        return
+    integral = all(float(r["bvalue"]).is_integer() for r in rows)
+    cuts = sorted({math.floor(t) + 1 if integral else t for t in thresholds})
+    edges = [None, *cuts, None]
+    report.suggested = [Bracket(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+    held = np.zeros((len(report.suggested), 2))
+    for r in rows:
+        if r["holdout"] == 1:
+            i = sum(1 for c in cuts if float(r["bvalue"]) >= c)
+            held[i, r[outcome]] += r["n"]
+    report.suggested_heldout_v = cramers_v(held)
+
+
+def _boundary_summary(report: BoundaryReport) -> str:
+    if report.best is None:
+        return "Not enough contacts with an outcome to compare the bracketings."
+    best = report.bracketings[report.best]
+    labels = " / ".join(b.label for b in best.brackets)
+    if report.difference is None:
+        return f"Bracketing {report.best + 1} ({labels}) has the highest Cramér's V ({best.cramers_v:.3f})."
+    value, low, high = report.difference
+    if low > 0:
+        return (
+            f"Bracketing {report.best + 1} ({labels}) separates {report.outcome} more: "
+            f"Cramér's V {best.cramers_v:.3f}, "
+            f"{value:.3f} above the next (95% bootstrap interval {low:.3f} to {high:.3f})."
+        )
+    return (
+        f"No clear winner: bracketing {report.best + 1} ({labels}) has the highest Cramér's V ({best.cramers_v:.3f}), "
+        f"but its margin of {value:.3f} has a 95% bootstrap interval from {low:.3f} to {high:.3f}, which includes 0."
+    )
+
+
+def create_bracket_segments(path: str, brackets: list[Bracket], *, prefix: str, user=None) -> list[Segment]:
+    """One dynamic segment per bracket (rule: from <= field < to), saved and queued for refresh."""
+    fields = get_fields()
+    label = fields[numeric_field(path, fields)].label
+    created = []
+    for bracket in brackets:
+        name = f"{prefix} {label} {bracket.label}"[:200]
+        segment = Segment(name=name, slug=_slug(name), kind="dynamic", rule=bracket.as_rule(path))
+        created.append(save_segment(segment, user=user, note=f"Boundary test bracket {bracket.label}"))
+    return created
+
+
+def _slug(name: str) -> str:
+    base = slugify(name)[:90] or "bracket"
+    slug, n = base, 2
+    while Segment.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+# --- dimension comparison ------------------------------------------------------------------------
+
+
+SIZE_BANDS = [Bracket(None, 50), Bracket(50, 250), Bracket(250, 1000), Bracket(1000, None)]
+SCHEMES = {
+    "firmographic": "Industry × company size band",
+    "behavioral": "Engagement level × top topic",
+    "lifecycle": "Lifecycle stage",
+    "rfv": "Recency / frequency / value cell",
+    "segments": "The chosen segments",
+}
+
+
+def _scheme_cells(scheme: str, segments: list[Segment]) -> dict:
+    """Annotations whose values, together, name a contact's cell in the scheme."""
+    if scheme == "firmographic":
+        band = Case(
+            *[When(b.q("company__employee_count"), then=Value(i)) for i, b in enumerate(SIZE_BANDS)],
+            default=Value(-1),
+            output_field=IntegerField(),
+        )
+        return {"c1": Coalesce(F("company__industry"), Value("")), "c2": band}
+    if scheme == "behavioral":
+        return {
+            "c1": Coalesce(F("metrics__engagement_level"), Value("")),
+            "c2": Coalesce(F("metrics__top_topic"), Value("")),
+        }
+    if scheme == "lifecycle":
+        return {"c1": F("lifecycle_stage")}
+    if scheme == "rfv":
+        return {"c1": Coalesce(F("metrics__rfv_cell"), Value(""))}
+    whens = [
+        When(Exists(Membership.objects.filter(segment=s, contact_id=OuterRef("pk"))), then=Value(s.slug))
+        for s in segments
+    ]
+    return {"c1": Case(*whens, default=Value(""))}
+
+
+@dataclass
+class SchemeResult:
+    scheme: str
+    label: str
+    cells: int  # after pooling small ones
+    information_gain: float | None
+    information_interval: tuple[float, float] | None
+    cramers_v: float | None
+    v_interval: tuple[float, float] | None
+    best_cell: str
+    best_lift: float | None  # held-out rate of the best training cell / held-out overall rate
+    lift_interval: tuple[float, float] | None
+
+
+@dataclass
+class DimensionReport:
+    outcome: str
+    days: int
+    campaign: str
+    heldout_contacts: int
+    schemes: list[SchemeResult]
+    winner: str | None
+    margin: tuple[float, float, float] | None  # information gain of winner - runner-up, interval
+    summary: str
+
+
+def compare_dimensions(
+    schemes: list[str],
+    *,
+    outcome: str = "converted",
+    days: int = 90,
+    campaign: str = "",
+    segments: list[Segment] | None = None,
+    now: datetime | None = None,
+) -> DimensionReport:
+    outcome, days = check_outcome(outcome), check_days(days)
+    unknown = [s for s in schemes if s not in SCHEMES]
+    if unknown or len(schemes) < 2:
+        raise BadInput(f"schemes: name at least two of {', '.join(SCHEMES)}.", field="schemes")
+    if "segments" in schemes and not segments:
+        raise BadInput("segments: the 'segments' scheme needs at least one segment.", field="segments")
+    now = now or timezone.now()
+    annotations = outcome_annotations(now, days, campaign=campaign)
+    results, tables = [], {}
+    heldout_total = 0
+    for scheme in schemes:
+        cells = _scheme_cells(scheme, segments or [])
+        rows = list(
+            _with_holdout(Contact.objects.annotate(**cells, **{outcome: annotations[outcome]}))
+            .order_by()
+            .values(*cells, "holdout", outcome)
+            .annotate(n=Count("pk"))
+        )
+        result, table = _scheme_result(scheme, rows, list(cells), outcome)
+        results.append(result)
+        tables[scheme] = table
+        heldout_total = int(table.sum())
+    ranked = sorted((r for r in results if r.information_gain is not None), key=lambda r: -r.information_gain)
+    winner = ranked[0].scheme if ranked else None
+    margin = None
+    if len(ranked) >= 2:
+        a, b = ranked[0].scheme, ranked[1].scheme
+        margin = _margin(tables[a], tables[b], ranked[0].information_gain - ranked[1].information_gain)
+    summary = _dimension_summary(ranked, margin, outcome)
+    return DimensionReport(outcome, days, campaign, heldout_total, results, winner, margin, summary)
+
+
+def _scheme_result(scheme: str, rows: list[dict], keys: list[str], outcome: str) -> tuple[SchemeResult, np.ndarray]:
+    train: dict[tuple, list[int]] = {}
+    for row in rows:
+        if row["holdout"] == 0:
+            cell = train.setdefault(tuple(row[k] for k in keys), [0, 0])
+            cell[row[outcome]] += row["n"]
+    kept = sorted((c for c, (no, yes) in train.items() if no + yes >= MIN_CELL), key=str)
+    index = {c: i for i, c in enumerate(kept)}
+    other = len(kept)
+    table = np.zeros((other + 1, 2))
+    for row in rows:
+        if row["holdout"] == 1:
+            table[index.get(tuple(row[k] for k in keys), other), row[outcome]] += row["n"]
+    rates = {c: yes / (no + yes) for c, (no, yes) in train.items() if c in index}
+    best = max(rates, key=rates.get) if rates else None
+    best_row = index[best] if best is not None else None
+
+    def lift(t: np.ndarray) -> float | None:
+        total = t.sum()
+        if best_row is None or t[best_row].sum() == 0 or total == 0 or t[:, 1].sum() == 0:
+            return None
+        return (t[best_row, 1] / t[best_row].sum()) / (t[:, 1].sum() / total)
+
+    result = SchemeResult(
+        scheme=scheme,
+        label=SCHEMES[scheme],
+        cells=int((table.sum(axis=1) > 0).sum()),
+        information_gain=mutual_information(table),
+        information_interval=bootstrap(table, mutual_information),
+        cramers_v=cramers_v(table),
+        v_interval=bootstrap(table, cramers_v),
+        best_cell=" × ".join(str(part) or "(none)" for part in best) if best is not None else "",
+        best_lift=lift(table),
+        lift_interval=bootstrap(table, lift),
+    )
+    return result, table
+
+
+def _margin(a: np.ndarray, b: np.ndarray, value: float) -> tuple[float, float, float] | None:
+    """Interval of the difference in information gain, the two held-out tables resampled
+    independently. They cross-tabulate the same contacts, whose two gains move together, so the
+    paired interval would be narrower: this one errs on the side of "no clear winner"."""
+    if a.sum() == 0 or b.sum() == 0:
+        return None
+    rng = np.random.default_rng(18)
+    na, nb = int(a.sum()), int(b.sum())
+    diffs = [
+        mutual_information(rng.multinomial(na, a.ravel() / na).reshape(a.shape))
+        - mutual_information(rng.multinomial(nb, b.ravel() / nb).reshape(b.shape))
+        for _ in range(BOOTSTRAP)
+    ]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return value, float(low), float(high)
+
+
+def _dimension_summary(ranked: list[SchemeResult], margin, outcome: str) -> str:
+    if not ranked:
+        return f"No held-out contacts with {outcome} outcomes to compare the schemes."
+    winner = ranked[0]
+    text = f"{winner.label} explains most of {outcome} on held-out contacts ({winner.information_gain:.4f} bits)"
+    if margin is None:
+        return text + "."
+    value, low, high = margin
+    if low > 0:
+        return text + f", {value:.4f} bits more than {ranked[1].label} (95% interval {low:.4f} to {high:.4f})."
+    return (
+        f"No clear winner: {winner.label} leads {ranked[1].label} by {value:.4f} bits, but the 95% interval "
+        f"({low:.4f} to {high:.4f}) includes 0."
+    )
