@@ -30,10 +30,10 @@ from segments.editing import (
     DEFINITION_FIELDS,
     check_segment,
     delete_segment,
-    save_segment,
     segment_dependants,
 )
 from segments.governance import admin as governance_admin
+from segments.governance.approval import note_error, save_or_propose
 from segments.governance.rule_history import VersionDiff, version_diffs
 from segments.history import detail_text
 from segments.models import Membership, MembershipChange, RefreshStatus, RuleVersion, Segment, SegmentKind
@@ -43,6 +43,16 @@ from segments.static import add_static_members, remove_static_members
 from segments.tasks import enqueue_refresh_segment
 
 MAX_STATIC_TOKENS = 10_000
+
+
+class ApprovalSelect(forms.NullBooleanSelect):
+    def __init__(self, attrs=None) -> None:
+        super().__init__(attrs)
+        self.choices = [
+            ("unknown", "Automatic: while it feeds an enabled activation or automation"),
+            ("true", "Yes, always"),
+            ("false", "No"),
+        ]
 
 
 class SegmentForm(forms.ModelForm):
@@ -63,6 +73,7 @@ class SegmentForm(forms.ModelForm):
     class Meta:
         model = Segment
         fields = [name for name in DEFINITION_FIELDS if name not in BOOKKEEPING_FIELDS]
+        widgets = {"requires_approval": ApprovalSelect}
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -72,6 +83,12 @@ class SegmentForm(forms.ModelForm):
             check_segment(self.instance)
         except ValidationError as error:
             self._update_errors(error)
+            return
+        stored = Segment.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
+        if stored is not None:
+            changed = stored.rule != self.instance.rule
+            if message := note_error(stored, rule_changed=changed, note=self.cleaned_data.get("change_note", "")):
+                self.add_error("change_note", message)
 
 
 class RefreshStatusFilter(admin.SimpleListFilter):
@@ -132,6 +149,7 @@ class SegmentAdmin(admin.ModelAdmin):
                     "status",
                     "owner",
                     "backup_owner",
+                    "requires_approval",
                 ]
             },
         ),
@@ -210,12 +228,23 @@ class SegmentAdmin(admin.ModelAdmin):
         return actions
 
     def save_model(self, request, obj, form, change) -> None:
-        save_segment(obj, user=request.user, note=form.cleaned_data.get("change_note", ""))
+        draft = save_or_propose(obj, user=request.user, note=form.cleaned_data.get("change_note", ""))
+        if draft is not None:
+            request.rule_draft = draft  # response_change sends the author to it
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._to_segment_page(request, obj) or super().response_add(request, obj, post_url_continue)
 
     def response_change(self, request, obj):
+        draft = getattr(request, "rule_draft", None)
+        if draft is not None:
+            self.message_user(
+                request,
+                f"The rule change of {obj} waits for approval by another Operations user (draft #{draft.pk}); "
+                "the live rule stays until then. Other changes are saved.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:segments_ruledraft_change", args=[draft.pk]))
         return self._to_segment_page(request, obj) or super().response_change(request, obj)
 
     def _to_segment_page(self, request, obj) -> HttpResponse | None:

@@ -32,6 +32,7 @@ DEFINITION_FIELDS = [
     "backup_owner",
     "category",
     "status",
+    "requires_approval",
     "rule_edited_at",
     "updated_at",
 ]
@@ -149,7 +150,7 @@ def _cycle(segment: Segment) -> str | None:
     return " -> ".join(names[pk] for pk in path)
 
 
-def save_segment(segment: Segment, *, user=None, note: str = "") -> Segment:
+def save_segment(segment: Segment, *, user=None, note: str = "", approved_by=None) -> Segment:
     """Validate and save a new or changed segment; record the rule version (with the author's
     `note` and the size it had); queue a refresh, which records the size after."""
     with transaction.atomic():
@@ -173,6 +174,7 @@ def save_segment(segment: Segment, *, user=None, note: str = "") -> Segment:
                 changed_by=user,
                 note=note,
                 size_before=old.size if old else 0,
+                approved_by=approved_by,
             )
         reactivated = old is not None and old.status != SegmentStatus.ACTIVE
         if (

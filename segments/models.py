@@ -86,6 +86,13 @@ class Segment(models.Model):
     )
     category = models.CharField(max_length=20, choices=SegmentCategory.choices, default=SegmentCategory.OTHER)
     status = models.CharField(max_length=20, choices=SegmentStatus.choices, default=SegmentStatus.ACTIVE)
+    requires_approval = models.BooleanField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Rule edits wait as drafts until another Operations user approves them. "
+        "Empty: only while the segment feeds an enabled activation or automation",
+    )
     references = models.ManyToManyField(
         "self", symmetrical=False, through="SegmentReference", related_name="referenced_by", blank=True
     )
@@ -260,6 +267,14 @@ class RuleVersion(models.Model):
     size_before = models.PositiveIntegerField(null=True, blank=True, help_text="Members when the rule changed")
     size_after = models.PositiveIntegerField(
         null=True, blank=True, help_text="Members after the first full refresh under the new rule (empty until then)"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who approved the draft this version published (segments that require approval)",
     )
 
     class Meta:
@@ -599,3 +614,48 @@ class SuppressionHold(models.Model):
 
     def __str__(self) -> str:
         return f"contact {self.contact_id} held in {self.segment_id} by merge {self.merge_id}"
+
+
+class DraftStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPROVED = "approved", "Approved and published"
+    REJECTED = "rejected", "Rejected"
+
+
+class RuleDraft(models.Model):
+    """A rule edit of a segment that requires approval, held while the live rule stays in force
+    (segments/governance/approval.py). Approval publishes it as a RuleVersion; a draft made
+    against a live rule that has changed since (`base_version`) must be rebased first."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="drafts")
+    rule = models.JSONField(help_text="The proposed rule")
+    base_rule = models.JSONField(null=True, blank=True, help_text="The live rule the draft was made against")
+    base_version = models.ForeignKey(
+        RuleVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The live rule's version when the draft was made (or last rebased)",
+    )
+    note = models.TextField(help_text="Why the rule changes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="rule_drafts"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=DraftStatus.choices, default=DraftStatus.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    version = models.ForeignKey(
+        RuleVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="What it published"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "segment"], name="rule_draft_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Draft #{self.pk} of {self.segment}"

@@ -27,7 +27,7 @@ class SegmentSerializer(StrictInput, serializers.ModelSerializer):
         model = Segment
         fields = [
             "id", "name", "slug", "description", "kind", "is_global", "parent", "rule", "change_note", "owner",
-            "backup_owner",
+            "backup_owner", "requires_approval",
             "category", "status", "size", "last_refreshed_at", "last_refresh_duration_ms", "last_refresh_added",
             "last_refresh_removed", "last_refresh_status", "last_refresh_error", "refresh_running_since",
             "refresh_heartbeat_at", "refresh_worker", "refresh_failures", "refresh_retry_at", "created_at",
@@ -169,6 +169,7 @@ class RuleVersionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     changed_at = serializers.DateTimeField()
     changed_by = serializers.CharField(allow_null=True)
+    approved_by = serializers.CharField(allow_null=True, help_text="Who approved it (segments requiring approval)")
     note = serializers.CharField(allow_blank=True)
     size_before = serializers.IntegerField(allow_null=True)
     size_after = serializers.IntegerField(allow_null=True, help_text="After the first full refresh under this rule")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from django.utils import timezone
@@ -34,10 +37,12 @@ from api.serializers.segments import (
     TaskQueuedSerializer,
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions
+from api.views.governance import draft_dict
 from contacts.models import Contact
 from predictions.explain import contact_scores
 from segments.editing import SegmentInUse, SegmentInvalid, delete_segment, save_segment
 from segments.explaining import explain_segment
+from segments.governance.approval import save_or_propose
 from segments.governance.rule_history import version_diffs
 from segments.governance.usage import record_api_read
 from segments.models import Membership, MembershipChange, RuleVersion, Segment
@@ -59,15 +64,21 @@ def rule_errors_as_validation(errors, *, prefix: str = "rule") -> exceptions.Val
     return exceptions.ValidationError(detail)
 
 
-def _saved(segment: Segment, request: Request, note: str) -> Segment:
-    """save_segment, its refusal answered as a 400: fields by name, the rule's errors by JSON path."""
+@contextmanager
+def invalid_as_400() -> Iterator[None]:
+    """A segment's refusal (SegmentInvalid) answered as a 400: fields by name, the rule's errors by JSON path."""
     try:
-        return save_segment(segment, user=acting_user(request), note=note)
+        yield
     except SegmentInvalid as error:
         detail = as_serializer_error(DjangoValidationError(error.field_errors)) if error.field_errors else {}
         if error.rule_errors:
             detail |= rule_errors_as_validation(error.rule_errors).detail
         raise exceptions.ValidationError(detail) from None
+
+
+def _saved(segment: Segment, request: Request, note: str) -> Segment:
+    with invalid_as_400():
+        return save_segment(segment, user=acting_user(request), note=note)
 
 
 def _segment(slug: str) -> Segment:
@@ -132,7 +143,17 @@ class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
         note = data.pop("change_note", "")
         for name, value in data.items():
             setattr(segment, name, value)
-        serializer.instance = _saved(segment, self.request, note)
+        with invalid_as_400():
+            self.draft = save_or_propose(segment, user=acting_user(self.request), note=note)
+        serializer.instance = segment
+
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        """A rule change of a segment that requires approval answers 202 with the draft it made."""
+        self.draft = None
+        response = super().update(request, *args, **kwargs)
+        if self.draft is not None:
+            return Response(draft_dict(self.draft), status=status.HTTP_202_ACCEPTED)
+        return response
 
     def perform_destroy(self, instance: Segment) -> None:
         try:
@@ -242,7 +263,7 @@ class SegmentRuleVersions(ListOptions, generics.ListAPIView):
     """Every version of the segment's rule, newest first: author, time, note, the size before and
     after, and the two rules side by side in plain words (`diff`) as well as JSON."""
 
-    queryset = RuleVersion.objects.select_related("changed_by")
+    queryset = RuleVersion.objects.select_related("changed_by", "approved_by")
     serializer_class = RuleVersionSerializer
     permission_classes = [scoped(read=Scope.SEGMENTS_READ)]
     cursor_ordering = "-id"

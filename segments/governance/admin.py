@@ -20,9 +20,25 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from segments.models import Review, ReviewDecision, ReviewKind, ReviewPolicy, Segment, SegmentCategory, SegmentStatus
+from crmseg_site.untrusted_json import UntrustedJSONAdmin
+from segments.models import (
+    DraftStatus,
+    Review,
+    ReviewDecision,
+    ReviewKind,
+    ReviewPolicy,
+    RuleDraft,
+    Segment,
+    SegmentCategory,
+    SegmentStatus,
+)
 from segments.rule_builder import RuleBuilderWidget, RuleField
+from segments.rules.registry import get_fields
+from segments.rules.validation import InvalidRule
+from segments.rules.wording import compare_rules, segment_names
 
+from .approval import approve_draft, may_approve, rebase_draft, reject_draft, stale_message
+from .impact import change_impact
 from .report import BadFilter, csv_rows, governance_report, read_filters
 from .reviews import record_review
 from .snapshot import take_snapshot
@@ -198,3 +214,83 @@ def reassign_owner(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset)
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/segments/reassign_owner.html", ctx)
+
+
+class DraftStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return DraftStatus.choices
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+@admin.register(RuleDraft)
+class RuleDraftAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
+    """Rule drafts waiting for approval: made by editing a governed segment, decided on their page."""
+
+    list_display = ["__str__", "segment", "author", "created_at", "status", "decided_by"]
+    list_filter = [DraftStatusFilter]
+    list_select_related = ["segment", "author", "decided_by"]
+    search_fields = ["segment__name", "segment__slug", "note"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        draft = RuleDraft.objects.select_related("segment", "author", "decided_by").filter(pk=object_id).first()
+        if draft is None:
+            return HttpResponseRedirect(reverse("admin:segments_ruledraft_changelist"))
+        if not self.has_view_permission(request, draft):
+            return HttpResponse(status=403)
+        if request.method == "POST":
+            return self._decide(request, draft)
+        segment, fields = draft.segment, get_fields()
+        live = segment.rule if draft.status == DraftStatus.PENDING else draft.base_rule
+        names = segment_names(live, draft.rule)
+        impact, impact_error = None, ""
+        if draft.status == DraftStatus.PENDING:
+            try:
+                impact = change_impact(segment, rule=draft.rule, parent_id=segment.parent_id, fields=fields)
+            except InvalidRule as error:
+                impact_error = str(error)
+        ctx = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Rule draft #{draft.pk} of {segment}",
+            "draft": draft,
+            "rows": compare_rules(live, draft.rule, fields=fields, segment_names=names),
+            "impact": impact,
+            "impact_error": impact_error,
+            "stale": stale_message(draft) if draft.status == DraftStatus.PENDING else None,
+            "own": draft.author_id == request.user.pk,
+            "may_approve": may_approve(request.user),
+            "media": forms.Media(css={"all": ["crmseg/governance-admin.css"]}),
+        }
+        return TemplateResponse(request, "admin/segments/rule_draft.html", ctx)
+
+    def _decide(self, request: HttpRequest, draft: RuleDraft) -> HttpResponse:
+        action = request.POST.get("action", "")
+        try:
+            if action == "approve":
+                version = approve_draft(draft, approver=request.user)
+                message = f"Published draft #{draft.pk}: {draft.segment} now uses the new rule (version {version.pk})."
+            elif action == "reject":
+                reject_draft(draft, user=request.user, reason=request.POST.get("reason", ""))
+                message = f"Rejected draft #{draft.pk}; the live rule of {draft.segment} stays."
+            elif action == "rebase":
+                rebase_draft(draft, user=request.user)
+                message = f"Rebased draft #{draft.pk} on the live rule; check the diff and impact, then approve."
+            else:
+                raise ValidationError({"action": f"{action!r} is not approve, reject or rebase."})
+        except ValidationError as error:
+            for problem in error.messages:
+                self.message_user(request, problem, messages.ERROR)
+        else:
+            self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:segments_ruledraft_change", args=[draft.pk]))

@@ -36,6 +36,7 @@ class VersionDiff:
             "id": version.pk,
             "changed_at": version.changed_at.isoformat(),
             "changed_by": version.changed_by.get_username() if version.changed_by else None,
+            "approved_by": version.approved_by.get_username() if version.approved_by else None,
             "note": version.note,
             "size_before": version.size_before,
             "size_after": version.size_after,

@@ -95,3 +95,17 @@ def record_api_read(segment_id: int, *, now: datetime | None = None) -> None:
     now = now or timezone.now()
     stale = Q(last_api_read_at__isnull=True) | Q(last_api_read_at__lt=now - API_READ_RESOLUTION)
     Segment.objects.filter(stale, pk=segment_id).update(last_api_read_at=now)
+
+
+def enabled_users(segment_ids: Iterable[int]) -> set[int]:
+    """The segments among these that an enabled activation or automation (any relation towards
+    Segment from a model with an `enabled` flag) reads, one query per such relation."""
+    ids = list(segment_ids)
+    found: set[int] = set()
+    for relation in relations():
+        model, name = relation.related_model, relation.field.name
+        if not any(field.name == "enabled" for field in model._meta.get_fields()):
+            continue
+        rows = model._default_manager.filter(**{f"{name}__in": ids}, enabled=True).values_list(name, flat=True)
+        found.update(rows.distinct())
+    return found

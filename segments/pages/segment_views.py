@@ -14,7 +14,7 @@ from predictions.models import PropensityModel
 from predictions.scoring import NoUsableVersion
 from segments.governance.rule_history import VersionDiff, version_diffs
 from segments.history import detail_text
-from segments.models import MembershipChange, RefreshStatus, RuleVersion, Segment
+from segments.models import DraftStatus, MembershipChange, RefreshStatus, RuleVersion, Segment
 from segments.rules.registry import get_fields, propensity_models_named
 from segments.rules.wording import rule_lines, segment_names
 from segments.tasks import enqueue_refresh_segment
@@ -68,7 +68,8 @@ def segment_overview(request: HttpRequest) -> HttpResponse:
 
 def rule_diffs(segment: Segment, *, fields: dict) -> list[VersionDiff]:
     """The last ten rule versions, each as its rule before and after in words, side by side."""
-    return version_diffs(RuleVersion.objects.filter(segment=segment).select_related("changed_by")[:10], fields=fields)
+    versions = RuleVersion.objects.filter(segment=segment).select_related("changed_by", "approved_by")
+    return version_diffs(versions[:10], fields=fields)
 
 
 LATEST_CHANGES = 10
@@ -119,6 +120,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
         "saved_at": saved_at(request.GET.get("saved", "")),
         "scored_by": scored_by,
         "reviews": segment.reviews.select_related("reviewer")[:REVIEWS_SHOWN],
+        "pending_drafts": segment.drafts.filter(status=DraftStatus.PENDING).select_related("author"),
     }
     return render(request, "segments/detail.html", ctx)
 
