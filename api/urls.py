@@ -42,6 +42,7 @@ urlpatterns = [
     path("segments/<slug:slug>/rule-versions/", segments.SegmentRuleVersions.as_view(), name="segment-rule-versions"),
     path("segments/<slug:slug>/reviews/", governance.SegmentReviews.as_view(), name="segment-reviews"),
     path("segments/<slug:slug>/drafts/", governance.segment_drafts, name="segment-drafts"),
+    path("segments/<slug:slug>/impact/", segments.segment_rule_impact, name="segment-impact"),
     path("drafts/<int:pk>/", governance.rule_draft, name="rule-draft"),
     path("drafts/<int:pk>/approve/", governance.approve_rule_draft, name="rule-draft-approve"),
     path("drafts/<int:pk>/reject/", governance.reject_rule_draft, name="rule-draft-reject"),

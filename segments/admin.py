@@ -75,6 +75,11 @@ class SegmentForm(forms.ModelForm):
         fields = [name for name in DEFINITION_FIELDS if name not in BOOKKEEPING_FIELDS]
         widgets = {"requires_approval": ApprovalSelect}
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and self.instance.is_rule_based:
+            self.fields["rule"].widget.segment_id = self.instance.pk
+
     def _post_clean(self) -> None:
         super()._post_clean()
         if self.errors:

@@ -66,6 +66,7 @@ class RuleBuilderWidget(forms.Textarea):
 
     def __init__(self, attrs: dict | None = None) -> None:
         super().__init__({"rows": 14, "cols": 100, "spellcheck": "false", "class": "vLargeTextField", **(attrs or {})})
+        self.segment_id: int | None = None  # the saved segment being edited: the preview adds the change's impact
 
     def get_context(self, name, value, attrs) -> dict:
         ctx = super().get_context(name, value, attrs)
@@ -73,6 +74,7 @@ class RuleBuilderWidget(forms.Textarea):
             catalog=builder_catalog(),
             preview_url=reverse("segments-rule-preview"),
             explain_url=reverse("segments-rule-explain"),
+            segment_id=self.segment_id or "",
         )
         return ctx
 

@@ -43,6 +43,7 @@ from predictions.explain import contact_scores
 from segments.editing import SegmentInUse, SegmentInvalid, delete_segment, save_segment
 from segments.explaining import explain_segment
 from segments.governance.approval import save_or_propose
+from segments.governance.impact import change_impact
 from segments.governance.rule_history import version_diffs
 from segments.governance.usage import record_api_read
 from segments.models import Membership, MembershipChange, RuleVersion, Segment
@@ -234,6 +235,33 @@ def preview_segment_rule(request: Request) -> Response:
     shown = sample[:PREVIEW_SAMPLE] if _may_read_contacts(request) else []
     body = {"count": contacts.count(), "sample": ContactSummarySerializer(shown, many=True).data}
     return Response(body)
+
+
+@extend_schema(
+    request=PreviewRequestSerializer,
+    responses={200: OpenApiTypes.OBJECT},
+    summary="What a rule change would do to the segment now, before saving it",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_READ)])
+def segment_rule_impact(request: Request, slug: str) -> Response:
+    """Contacts that would join and leave the segment if it took this rule (and `parent`, a slug or
+    null; absent: its current parent) now, compared with its stored members: counts, the size after,
+    a few of each with the explainer's reason (with `contacts:read`), the segments downstream and
+    the activations, automations... that would receive the change. Nothing is saved.
+
+    A rule with field or event conditions needs `contacts:read` as well as `segments:read`."""
+    segment = _segment(slug)
+    if not segment.is_rule_based:
+        raise Conflict(f"Segment {segment.slug} is a static list; it has no rule to change.", field="rule")
+    body = _rule_from_body(request, PreviewRequestSerializer)
+    errors = validate_rule(body["rule"])
+    if errors:
+        raise rule_errors_as_validation(errors)
+    parent = body["parent"].pk if body.get("parent") is not None else None
+    parent_id = parent if "parent" in body else segment.parent_id
+    impact = change_impact(segment, rule=body["rule"], parent_id=parent_id)
+    return Response(impact.as_dict(with_samples=_may_read_contacts(request)))
 
 
 class SegmentMembers(ListOptions, generics.ListAPIView):

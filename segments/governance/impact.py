@@ -45,6 +45,7 @@ class Impact:
     leave_sample: list[Sample] = field(default_factory=list)
     downstream: list[Segment] = field(default_factory=list)
     feeds: dict[int, list[Use]] = field(default_factory=dict)  # segment id -> what reads it
+    names: dict[int, str] = field(default_factory=dict)  # the segment's and the downstream ones' names
 
     @property
     def size_after(self) -> int:
@@ -53,8 +54,7 @@ class Impact:
     @property
     def receivers(self) -> list[tuple[str, Use]]:
         """(segment name, use) for the segment and everything downstream, the segment first."""
-        names = {s.pk: s.name for s in self.downstream}
-        return [(names.get(pk, ""), use) for pk, found in self.feeds.items() for use in found]
+        return [(self.names.get(pk, ""), use) for pk, found in self.feeds.items() for use in found]
 
     def as_dict(self, *, with_samples: bool = True) -> dict:
         def samples(rows: list[Sample]) -> list[dict]:
@@ -104,6 +104,7 @@ def change_impact(
     impact.downstream = list(Segment.objects.filter(pk__in=downstream_ids).order_by("name"))
     found = uses([segment.pk, *downstream_ids])
     impact.feeds = {pk: found[pk] for pk in [segment.pk, *downstream_ids] if pk in found}
+    impact.names = {segment.pk: segment.name, **{s.pk: s.name for s in impact.downstream}}
     return impact
 
 

@@ -1,4 +1,5 @@
-"""Staff-only JSON endpoints behind the rule builder: live count with samples, and explain.
+"""Staff-only JSON endpoints behind the rule builder: live count with samples (and, editing a
+saved segment, the change's impact on its members), and explain.
 
 Both take the rule as it stands in the form (unsaved) and answer validation errors with their
 JSON paths, so the builder can show each one at the condition it belongs to.
@@ -17,6 +18,7 @@ from django.views.decorators.http import require_POST
 from contacts.models import Contact, normalize_email
 from crmseg_site.access import staff_required
 from crmseg_site.untrusted_json import JsonTooDeep, loads
+from segments.governance.impact import Impact, change_impact
 from segments.models import Segment
 from segments.rules.explainer import explain
 from segments.rules.registry import get_fields
@@ -58,7 +60,7 @@ def _invalid(rule: object, fields: dict) -> JsonResponse | None:
     return None
 
 
-def _parent_id(raw: object) -> int | None:
+def _id(raw: object) -> int | None:
     return int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
 
 
@@ -74,7 +76,7 @@ def rule_preview(request: HttpRequest) -> JsonResponse:
     if refused:
         return refused
     started = time.perf_counter()
-    draft = Segment(rule=rule, parent_id=_parent_id(payload.get("parent")))
+    draft = Segment(rule=rule, parent_id=_id(payload.get("parent")))
     matches = target_contacts(draft, now=timezone.now(), fields=fields)
     count = matches.count()
     # Any ten matches, listed by id: asking the database for the ten lowest ids makes it walk the
@@ -83,9 +85,14 @@ def rule_preview(request: HttpRequest) -> JsonResponse:
     # a Contact built from a few columns reads its deferred lifecycle stage, a query per sample.
     found = matches.order_by().values_list("pk", "email", "first_name", "last_name")[:SAMPLE_SIZE]
     samples = sorted(found)
+    # Editing a saved rule segment: what the change would do to its stored members (issue 17 item 7).
+    segment_id = _id(payload.get("segment"))
+    segment = Segment.objects.rule_based().filter(pk=segment_id).first() if segment_id else None
+    impact = change_impact(segment, rule=rule, parent_id=draft.parent_id, fields=fields) if segment else None
     return JsonResponse(
         {
             "ok": True,
+            "impact": _impact_json(impact) if impact else None,
             "count": count,
             "samples": [
                 {
@@ -99,6 +106,17 @@ def rule_preview(request: HttpRequest) -> JsonResponse:
             "took_ms": round((time.perf_counter() - started) * 1000),
         }
     )
+
+
+def _impact_json(impact: Impact) -> dict:
+    body = impact.as_dict()
+    for key in ("join_sample", "leave_sample"):
+        for sample in body[key]:
+            sample["url"] = reverse("contacts-detail", args=[sample["contact_id"]])
+    body["downstream_segments"] = [
+        {**row, "url": reverse("segments-detail", args=[row["id"]])} for row in body["downstream_segments"]
+    ]
+    return body
 
 
 def find_contact(text: str) -> Contact | None:

@@ -49,6 +49,7 @@
     this.count = root.querySelector("[data-rb-count]");
     this.errorList = root.querySelector("[data-rb-errors]");
     this.samples = root.querySelector("[data-rb-samples]");
+    this.impact = root.querySelector("[data-rb-impact]");
     this.timer = null;
     this.requestNumber = 0;
     this.rule = this.parse(this.textarea.value);
@@ -500,7 +501,9 @@
     var self = this;
     var number = ++this.requestNumber;
     var parent = document.getElementById("id_parent");
-    this.post(this.root.dataset.previewUrl, { rule: this.rule, parent: parent && parent.value ? parent.value : null })
+    var payload = { rule: this.rule, parent: parent && parent.value ? parent.value : null };
+    if (this.root.dataset.segmentId) payload.segment = this.root.dataset.segmentId;
+    this.post(this.root.dataset.previewUrl, payload)
       .then(function (answer) {
         if (number !== self.requestNumber) return;  // a newer edit is on its way
         self.root.classList.remove("rb-pending");
@@ -518,6 +521,7 @@
           self.samples.appendChild(el("li", {}, [el("a", { href: contact.url, target: "_blank", text: contact.name || contact.email }),
             el("span", { className: "rb-muted", text: " " + contact.email })]));
         });
+        if (self.impact && answer.impact) self.showImpact(answer.impact);
       })
       .catch(function () {
         if (number !== self.requestNumber) return;
@@ -525,6 +529,31 @@
         self.count.dataset.state = "error";
         self.count.textContent = "The preview is not available right now.";
       });
+  };
+
+  // What saving the edited rule would do to the segment's stored members (issue 17 item 7).
+  Builder.prototype.showImpact = function (impact) {
+    var n = function (value) { return value.toLocaleString("en"); };
+    var box = this.impact;
+    box.textContent = "";
+    box.appendChild(el("h4", { text: "If saved now" }));
+    box.appendChild(el("p", { className: "rb-impact-figures", "data-rb-impact-figures": "" }, [
+      el("strong", { className: "rb-joins", text: "+" + n(impact.joins) }), document.createTextNode(" would join, "),
+      el("strong", { className: "rb-leaves", text: "−" + n(impact.leaves) }), document.createTextNode(" would leave: "),
+      document.createTextNode(n(impact.size_now) + " → "), el("strong", { text: n(impact.size_after) }),
+      document.createTextNode(" members.")]));
+    var rows = impact.join_sample.map(function (s) { return [s, "joins"]; })
+      .concat(impact.leave_sample.map(function (s) { return [s, "leaves"]; }));
+    if (rows.length) {
+      box.appendChild(el("ul", { className: "rb-impact-sample" }, rows.map(function (row) {
+        return el("li", {}, [el("a", { href: row[0].url, target: "_blank", text: row[0].email }),
+          el("span", { text: " " + row[1] + ": " }), el("span", { className: "rb-muted", text: row[0].why })]);
+      })));
+    }
+    var receivers = impact.receivers.map(function (r) { return r.what + " “" + r.name + "”" + (r.segment ? " (through " + r.segment + ")" : ""); });
+    var downstream = impact.downstream_segments.map(function (s) { return s.name; });
+    box.appendChild(el("p", { "data-rb-impact-receivers": "", text: "Receives the change: " + (receivers.length ? receivers.join("; ") : "nothing outside segments") +
+      (downstream.length ? ". Segments downstream: " + downstream.join(", ") : "") + "." }));
   };
 
   Builder.prototype.nodeFor = function (errorPath) {
