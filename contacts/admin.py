@@ -29,6 +29,7 @@ from contacts.models import (
     Company,
     Contact,
     ContactMetrics,
+    Criterion,
     Deal,
     JobTitleRule,
     LifecycleChange,
@@ -488,3 +489,12 @@ class MetricsRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Criterion)
+class CriterionAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
+    """The criteria plan the coverage report (admin: Segments › Criteria coverage) measures."""
+
+    list_display = ["name", "layer", "fields", "suggested_property", "position"]
+    list_editable = ["position"]
+    list_filter = ["layer"]

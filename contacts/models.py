@@ -1106,3 +1106,41 @@ class ContactMerge(models.Model):
     @property
     def is_undone(self) -> bool:
         return self.undone_at is not None
+
+
+# --- The criteria plan (segments/coverage.py reports on it) ----------------------------------------
+
+
+class Criterion(models.Model):
+    """One segmentation criterion of the strategy (e.g. "Company size"), mapped to the fields and
+    properties that carry it. Editable in the admin; migration 0015 loads the strategy's plan.
+
+    A criterion mapped to nothing, or only to paths no field or declared property has, needs
+    creation; the coverage report measures the rest.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    layer = models.CharField(max_length=20, choices=Layer.choices)
+    fields = models.JSONField(
+        default=list, blank=True, help_text='Rule field paths that carry it, e.g. ["company.employee_count"]'
+    )
+    suggested_property = models.CharField(
+        max_length=63, blank=True, help_text="Key to declare when no field carries it yet, e.g. expansion_potential"
+    )
+    description = models.TextField(blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "criteria"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_layer_display()})"
+
+    def clean(self) -> None:
+        if not isinstance(self.fields, list) or not all(isinstance(p, str) and p for p in self.fields):
+            raise ValidationError({"fields": 'Enter a list of field paths, e.g. ["company.industry", "country"].'})
+        if self.suggested_property and not PROPERTY_KEY.match(self.suggested_property):
+            raise ValidationError(
+                {"suggested_property": "Use lower-case letters, digits and underscores, starting with a letter."}
+            )

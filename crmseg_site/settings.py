@@ -338,6 +338,9 @@ GOVERNANCE_FILL_PERCENT = envint("GOVERNANCE_FILL_PERCENT", 20, minimum=1)
 GOVERNANCE_DUPLICATE_PERCENT = envint("GOVERNANCE_DUPLICATE_PERCENT", 90, minimum=1)
 GOVERNANCE_PRIMARY_MIN = envint("GOVERNANCE_PRIMARY_MIN", 8, minimum=0)
 GOVERNANCE_PRIMARY_MAX = envint("GOVERNANCE_PRIMARY_MAX", 12, minimum=1)
+# Criteria coverage (segments/coverage.py): a criterion whose best field is filled for at least
+# this share of contacts exists; below it, it needs enrichment.
+COVERAGE_EXISTS_PERCENT = envint("COVERAGE_EXISTS_PERCENT", 80, minimum=1)
 
 # Activation (destinations and exports). Minimum audience sizes per destination kind; a
 # destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.

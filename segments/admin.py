@@ -25,6 +25,7 @@ from django.utils.text import Truncator
 
 from contacts.models import Contact, normalize_email
 from contacts.paging import LargeTablePaginator
+from segments import coverage_admin
 from segments.editing import (
     BOOKKEEPING_FIELDS,
     DEFINITION_FIELDS,
@@ -301,9 +302,11 @@ class SegmentAdmin(admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view(self.static_members_view)
         governance = self.admin_site.admin_view(governance_admin.governance_page)
+        coverage = self.admin_site.admin_view(coverage_admin.coverage_page)
         return [
             path("<int:segment_id>/members/", view, name="segments_segment_static_members"),
             path("governance/", governance, name="segments_governance"),
+            path("coverage/", coverage, name="segments_coverage"),
             *super().get_urls(),
         ]
 
