@@ -12,11 +12,11 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from activation.models import Activation
 from contacts.models import Contact
-from segments.models import Membership, Segment, SegmentKind, SegmentStatus
+from segments.models import SUPPRESSION_KINDS, Membership, Segment, SegmentStatus
 
 
 def suppressing_segments(activation: Activation) -> QuerySet[Segment]:
-    global_ones = Q(kind=SegmentKind.SUPPRESSION, is_global=True) & ~Q(status=SegmentStatus.ARCHIVED)
+    global_ones = Q(kind__in=SUPPRESSION_KINDS, is_global=True) & ~Q(status=SegmentStatus.ARCHIVED)
     chosen = Q(pk__in=activation.suppression_segments.values("pk"))
     return Segment.objects.filter(global_ones | chosen)
 

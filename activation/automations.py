@@ -48,7 +48,7 @@ from activation.webhooks import post_json
 from contacts import writes
 from contacts.models import Contact
 from segments.liveness import heartbeat, worker_name
-from segments.models import ChangeKind, Membership, MembershipChange, Segment, SegmentKind, SegmentStatus
+from segments.models import SUPPRESSION_KINDS, ChangeKind, Membership, MembershipChange, Segment, SegmentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def skip_suppressed(automation: Automation, runs: list[AutomationRun], *, outcom
     """Mark runs of contacts in a global or the automation's own suppression segment as skipped."""
     token = runs[0].claim_token
     # As for activations: global suppressions apply unless archived (paused ones still count).
-    global_ones = Q(kind=SegmentKind.SUPPRESSION, is_global=True) & ~Q(status=SegmentStatus.ARCHIVED)
+    global_ones = Q(kind__in=SUPPRESSION_KINDS, is_global=True) & ~Q(status=SegmentStatus.ARCHIVED)
     chosen = Q(pk__in=[s.pk for s in automation.suppression_segments.all()])
     suppressions = Segment.objects.filter(global_ones | chosen)
     hits = Membership.objects.filter(contact_id__in={r.contact_id for r in runs}, segment__in=suppressions).values_list(

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from segments.models import Segment, SegmentKind, SegmentStatus
+from segments.models import Segment, SegmentStatus
 
 # Block type -> the key that carries its content.
 BLOCK_TYPES = {"heading": "text", "text": "text", "image": "url", "button": "url"}
@@ -82,7 +82,7 @@ class CampaignVariant(models.Model):
         segment = getattr(self, "segment", None)
         if segment is None:
             return
-        if segment.kind == SegmentKind.SUPPRESSION:
+        if segment.is_suppression:
             raise ValidationError({"segment": f"{segment.name!r} is a suppression segment; choose an audience."})
         if segment.status == SegmentStatus.ARCHIVED:
             raise ValidationError({"segment": f"{segment.name!r} is archived; its members are no longer kept."})

@@ -17,7 +17,7 @@ from activation.experiment_models import Experiment, ExperimentStatus, Metric
 from activation.experiment_results import experiment_results, results_csv
 from activation.experiments import ExperimentNotRunning, InvalidDesign, record_send, start, stop, target_problems
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
-from segments.models import Segment, SegmentKind, SegmentStatus
+from segments.models import SUPPRESSION_KINDS, Segment, SegmentStatus
 
 
 class ExperimentForm(forms.ModelForm):
@@ -45,8 +45,8 @@ class ExperimentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         live = Segment.objects.exclude(status=SegmentStatus.ARCHIVED).order_by("name")
-        self.fields["target_segments"].queryset = live.exclude(kind=SegmentKind.SUPPRESSION)
-        self.fields["suppression_segments"].queryset = live.filter(kind=SegmentKind.SUPPRESSION)
+        self.fields["target_segments"].queryset = live.exclude(kind__in=SUPPRESSION_KINDS)
+        self.fields["suppression_segments"].queryset = live.filter(kind__in=SUPPRESSION_KINDS)
 
     def clean(self) -> dict:
         data = super().clean()

@@ -41,7 +41,7 @@ from django.utils import timezone
 from activation.experiment_models import Arm, Experiment, ExperimentStatus, Exposure
 from activation.models import CampaignVariant
 from contacts.models import Contact, EmailStatus
-from segments.models import Membership, Segment, SegmentKind, SegmentStatus
+from segments.models import SUPPRESSION_KINDS, Membership, Segment, SegmentStatus
 
 PRIME = 2_147_483_647  # 2^31 - 1
 BUCKETS = 10_000  # a split is in whole percent: 100 buckets per percent
@@ -74,7 +74,7 @@ def target_problems(campaign_id: int, segments: Collection[Segment]) -> str:
             f"{', '.join(repr(name) for name in missing)} has no variant in this campaign: segment-specific "
             "content needs one. Add the variant or leave the segment out."
         )
-    kinds = sorted(s.name for s in segments if s.kind == SegmentKind.SUPPRESSION or s.status == SegmentStatus.ARCHIVED)
+    kinds = sorted(s.name for s in segments if s.is_suppression or s.status == SegmentStatus.ARCHIVED)
     if kinds:
         return f"{', '.join(repr(name) for name in kinds)} is a suppression or archived segment; choose audiences."
     return ""
@@ -165,7 +165,7 @@ def with_arm(contacts: QuerySet[Contact], experiment: Experiment) -> QuerySet[Co
 
 
 def suppressing_segments(experiment: Experiment) -> QuerySet[Segment]:
-    global_ones = Q(kind=SegmentKind.SUPPRESSION, is_global=True) & ~Q(status=SegmentStatus.ARCHIVED)
+    global_ones = Q(kind__in=SUPPRESSION_KINDS, is_global=True) & ~Q(status=SegmentStatus.ARCHIVED)
     return Segment.objects.filter(global_ones | Q(pk__in=experiment.suppression_segments.values("pk")))
 
 

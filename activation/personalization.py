@@ -17,7 +17,7 @@ from django.db.models import Exists, OuterRef
 from activation.campaigns import contents_for
 from activation.experiments import assign_contact, running_targets
 from contacts.models import Contact, normalize_email
-from segments.models import Membership, SegmentKind, SegmentStatus
+from segments.models import Membership, SegmentStatus
 
 
 class ContactNotFound(LookupError):
@@ -34,8 +34,8 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
         .select_related("segment")
         .order_by("segment__name")
     )
-    memberships = [m for m in every if m.segment.kind != SegmentKind.SUPPRESSION]
-    globally_suppressed = any(m.segment.kind == SegmentKind.SUPPRESSION and m.segment.is_global for m in every)
+    memberships = [m for m in every if not m.segment.is_suppression]
+    globally_suppressed = any(m.segment.is_suppression and m.segment.is_global for m in every)
     assignments = assign_contact(
         contact,
         [m.segment_id for m in every],

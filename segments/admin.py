@@ -7,7 +7,6 @@ Every write goes through segments.editing / segments.static, never straight to t
 from __future__ import annotations
 
 import json
-import re
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,13 +18,15 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import Truncator
 
-from contacts.models import Contact, normalize_email
 from contacts.paging import LargeTablePaginator
-from segments import coverage_admin
+from segments import (
+    coverage_admin,
+    list_admin,  # noqa: F401 - registers the contact list's "Add to static list…" actions
+)
 from segments.editing import (
     BOOKKEEPING_FIELDS,
     DEFINITION_FIELDS,
@@ -37,13 +38,19 @@ from segments.governance import admin as governance_admin
 from segments.governance.approval import note_error, save_or_propose
 from segments.governance.rule_history import VersionDiff, version_diffs
 from segments.history import detail_text
-from segments.models import Membership, MembershipChange, RefreshStatus, RuleVersion, Segment, SegmentKind
+from segments.models import ListEdit, Membership, MembershipChange, RefreshStatus, RuleVersion, Segment
 from segments.rule_builder import RuleBuilderWidget, RuleField
 from segments.rules.registry import get_fields
-from segments.static import add_static_members, remove_static_members
+from segments.static import (
+    add_static_members,
+    read_member_file,
+    remove_static_members,
+    resolve_contacts,
+    split_tokens,
+)
 from segments.tasks import enqueue_refresh_segment
 
-MAX_STATIC_TOKENS = 10_000
+MEMBERS_SHOWN = 10
 
 
 class ApprovalSelect(forms.NullBooleanSelect):
@@ -80,6 +87,10 @@ class SegmentForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None and self.instance.is_rule_based:
             self.fields["rule"].widget.segment_id = self.instance.pk
+
+    class Media:
+        # The add form hides the rule builder and parent when a static kind is chosen.
+        js = ["crmseg/segment-kind.js"]
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -210,6 +221,46 @@ class SegmentAdmin(admin.ModelAdmin):
             )
         return format_html('{}<div class="help">{}</div>', state, when)
 
+    def get_fieldsets(self, request, obj=None):
+        """A static list's form shows its members and how to change them, never a rule or parent."""
+        if obj is None or not obj.is_static:
+            return self.fieldsets
+        return [
+            self.fieldsets[0],
+            ("Members (added and removed by hand)", {"fields": ["members_preview"]}),
+            self.fieldsets[2],
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The kind is chosen once: static and rule segments do not turn into each other.
+        readonly = [*self.readonly_fields, "members_preview"]
+        return [*readonly, "kind"] if obj is not None else readonly
+
+    @admin.display(description="members")
+    def members_preview(self, segment: Segment) -> str:
+        """The latest members, with the links to all of them and to the add/remove page."""
+        if segment.pk is None:
+            return ""
+        latest = list(
+            Membership.objects.filter(segment=segment)
+            .select_related("contact")
+            .order_by("-joined_at", "-id")[:MEMBERS_SHOWN]
+        )
+        edit = reverse("admin:segments_segment_static_members", args=[segment.pk])
+        rows = format_html_join(
+            "",
+            "<li>{} <span class='help'>joined {}</span></li>",
+            ((m.contact.email, f"{timezone.localtime(m.joined_at):%Y-%m-%d %H:%M}") for m in latest),
+        )
+        listing = format_html("<ul>{}</ul>", rows) if latest else format_html("<p>{}</p>", "No members yet.")
+        return format_html(
+            '<p><a class="button" href="{}" id="edit-members">Add or remove members</a> '
+            "(type e-mails or ids, or upload a CSV)</p><p>{} member(s); the latest:</p>{}",
+            edit,
+            segment.size,
+            listing,
+        )
+
     @admin.display(description="members")
     def members_link(self, segment: Segment) -> str:
         if segment.pk is None:
@@ -219,14 +270,10 @@ class SegmentAdmin(admin.ModelAdmin):
         links = format_html('<a href="{}">{} members</a> · <a href="{}">segment page</a>', url, segment.size, page)
         review = reverse("admin:segments_review_add") + "?" + urlencode({"segment": segment.pk})
         links = format_html('{} · <a href="{}">record a review</a>', links, review)
-        if segment.kind == SegmentKind.STATIC:
+        if segment.is_static:
             edit = reverse("admin:segments_segment_static_members", args=[segment.pk])
             links = format_html('{} · <a href="{}">add or remove members</a>', links, edit)
         return links
-
-    def get_readonly_fields(self, request, obj=None):
-        # The kind is chosen once: static and rule segments do not turn into each other.
-        return [*self.readonly_fields, "kind"] if obj is not None else self.readonly_fields
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -294,8 +341,10 @@ class SegmentAdmin(admin.ModelAdmin):
     @admin.action(description="Add or remove members (static segment)")
     def edit_static_members(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         segments = list(queryset[:2])
-        if len(segments) != 1 or segments[0].kind != SegmentKind.STATIC:
-            self.message_user(request, "Select exactly one static segment to edit its members.", messages.ERROR)
+        if len(segments) != 1 or not segments[0].is_static:
+            self.message_user(
+                request, "Select exactly one static list or suppression list to edit its members.", messages.ERROR
+            )
             return None
         return HttpResponseRedirect(reverse("admin:segments_segment_static_members", args=[segments[0].pk]))
 
@@ -311,10 +360,10 @@ class SegmentAdmin(admin.ModelAdmin):
         ]
 
     def static_members_view(self, request: HttpRequest, segment_id: int) -> HttpResponse:
-        segment = get_object_or_404(Segment, pk=segment_id, kind=SegmentKind.STATIC)
+        segment = get_object_or_404(Segment.objects.static(), pk=segment_id)
         if not self.has_change_permission(request, segment):
             return HttpResponse(status=403)
-        form = StaticMembersForm(request.POST or None)
+        form = StaticMembersForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             ids, operation = form.cleaned_data["contact_ids"], form.cleaned_data["operation"]
             if operation == "add":
@@ -330,6 +379,7 @@ class SegmentAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "segment": segment,
             "form": form,
+            "edits": ListEdit.objects.filter(segment=segment).select_related("requested_by")[:10],
             "title": f"Add or remove members: {segment}",
         }
         return TemplateResponse(request, "admin/segments/static_members.html", ctx)
@@ -338,27 +388,71 @@ class SegmentAdmin(admin.ModelAdmin):
 class StaticMembersForm(forms.Form):
     operation = forms.ChoiceField(choices=[("add", "Add these contacts"), ("remove", "Remove these contacts")])
     contacts = forms.CharField(
+        required=False,
         widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
         help_text="Contact emails or ids, separated by commas, spaces or new lines.",
     )
+    file = forms.FileField(
+        required=False,
+        label="or a CSV file",
+        help_text="One e-mail or contact id per row, in a column headed email or id (else the first column). "
+        "An opt-out or legal-hold list exported from another tool will do.",
+    )
 
-    def clean_contacts(self) -> str:
-        tokens = [t for t in re.split(r"[\s,;]+", self.cleaned_data["contacts"]) if t]
-        if len(tokens) > MAX_STATIC_TOKENS:
-            raise ValidationError(f"At most {MAX_STATIC_TOKENS} contacts at a time; got {len(tokens)}.")
-        ids = {int(t) for t in tokens if t.isdigit()}
-        emails = {normalize_email(t) for t in tokens if not t.isdigit()}
-        found_ids = set(Contact.objects.filter(pk__in=ids).values_list("pk", flat=True))
-        by_email = dict(Contact.objects.filter(email__in=emails).values_list("email", "pk"))
-        missing_emails = emails - set(by_email)
-        unknown = [
-            t for t in tokens if (int(t) not in found_ids if t.isdigit() else normalize_email(t) in missing_emails)
-        ]
-        if unknown:
-            shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
-            raise ValidationError(f"No contact with these emails or ids: {shown}. Nothing was changed.")
-        self.cleaned_data["contact_ids"] = sorted(found_ids | set(by_email.values()))
-        return self.cleaned_data["contacts"]
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        upload, typed = cleaned.get("file"), cleaned.get("contacts", "")
+        if upload is not None and typed.strip():
+            raise ValidationError("Type the contacts or upload a file, not both.")
+        if upload is None and not typed.strip():
+            raise ValidationError("Type at least one e-mail or contact id, or upload a CSV file of them.")
+        if upload is not None:
+            if upload.size > MAX_UPLOAD_BYTES:
+                raise ValidationError(f"The file is {upload.size:,} bytes; at most {MAX_UPLOAD_BYTES:,}.")
+            tokens = read_member_file(upload.read())
+        else:
+            tokens = split_tokens(typed)
+        cleaned["contact_ids"] = resolve_contacts(tokens)
+        return cleaned
+
+
+MAX_UPLOAD_BYTES = 10_000_000
+
+
+@admin.register(ListEdit)
+class ListEditAdmin(admin.ModelAdmin):
+    """Large selections added to or removed from static lists in the background, with progress."""
+
+    list_display = ["created_at", "segment", "operation", "status", "progress", "requested_by", "source"]
+    list_select_related = ["segment", "requested_by"]
+    list_filter = ["status", "operation"]
+    readonly_fields = [
+        "segment",
+        "operation",
+        "requested_by",
+        "source",
+        "status",
+        "progress",
+        "added",
+        "removed",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="progress")
+    def progress(self, edit: ListEdit) -> str:
+        return f"{edit.done:,} of {edit.total:,} ({edit.percent}%)"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from segments.graph import dependency_graph, find_cycle
 from segments.locks import lock_segment_graph
-from segments.models import RuleVersion, Segment, SegmentKind, SegmentReference, SegmentStatus
+from segments.models import STATIC_KINDS, RuleVersion, Segment, SegmentReference, SegmentStatus
 from segments.rules.validation import RuleError, referenced_slugs, validate_rule
 from segments.tasks import enqueue_refresh_segment
 
@@ -92,7 +92,7 @@ def check_segment(segment: Segment) -> None:
 def _rule_errors(segment: Segment) -> list[RuleError]:
     """The rule checked against the segments stored now (and this one, which may read itself only
     to be told it would make a cycle)."""
-    if segment.kind == SegmentKind.STATIC or not segment.rule:
+    if segment.is_static or not segment.rule:
         return []
     slugs = set(Segment.objects.values_list("slug", flat=True)) | {segment.slug}
     return validate_rule(segment.rule, segment_slugs=slugs)
@@ -100,14 +100,15 @@ def _rule_errors(segment: Segment) -> list[RuleError]:
 
 def _definition_errors(segment: Segment) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
-    if segment.kind == SegmentKind.STATIC:
+    if segment.is_static:
+        kind = "suppression list" if segment.is_suppression else "static segment"
         if segment.rule not in (None, {}):
-            errors.append(("rule", "A static segment has no rule; its members are added and removed by hand."))
+            errors.append(("rule", f"A {kind} has no rule; its members are added and removed by hand."))
         if segment.parent_id is not None:
-            errors.append(("parent", "A static segment cannot have a parent; only rule segments nest."))
+            errors.append(("parent", f"A {kind} cannot have a parent; only rule segments nest."))
     elif not segment.rule:
         errors.append(("rule", f"A {segment.get_kind_display().lower()} segment needs a rule."))
-    if segment.is_global and segment.kind != SegmentKind.SUPPRESSION:
+    if segment.is_global and not segment.is_suppression:
         errors.append(("is_global", "Only suppression segments can be global."))
     if segment.pk is not None and segment.parent_id == segment.pk:
         errors.append(("parent", "A segment cannot be its own parent."))
@@ -122,7 +123,7 @@ def _stored_errors(segment: Segment) -> list[tuple[str, str]]:
     stored = Segment.objects.filter(pk=segment.pk).values("kind", "slug").first()
     if stored is None:
         return errors
-    if (stored["kind"] == SegmentKind.STATIC) != (segment.kind == SegmentKind.STATIC):
+    if (stored["kind"] in STATIC_KINDS) != segment.is_static:
         errors.append(("kind", "A segment cannot switch between static and rule-based; create a new one."))
     if stored["slug"] != segment.slug:
         readers = Segment.objects.filter(outgoing_references__to_segment=segment.pk).order_by("slug")

@@ -16,7 +16,9 @@ The scopes:
   compared and changed; a target may read the scope's ids through `scoped_contact_ids()`
   (refresh_contacts), and rows outside the scope are ignored.
 - a manual edit (`edit_members`): some contacts added to and removed from one segment by hand or
-  by a merge, under the segment's lock, with reason `manual` (or the caller's) and the actor.
+  by a merge, under the segment's lock, with reason `manual` (or the caller's) and the actor. The
+  contacts are ids, or a queryset of any size (a whole filtered contact list), which stays in the
+  database: it is the scope, and the target is the scope itself (added) or nobody (removed).
 
 PostgreSQL does each call in one statement of data-modifying CTEs (all parts read the same
 snapshot: the history rows see the diff, not the writes). SQLite writes the history rows from the
@@ -94,7 +96,7 @@ def scoped_contact_ids() -> RawSQL:
 def write_members(
     targets: Sequence[Target],
     *,
-    contact_ids: Collection[int] | None = None,
+    contact_ids: Collection[int] | QuerySet[Contact] | None = None,
     changed_at: datetime,
     actor: AbstractBaseUser | None = None,
     repeated: bool = False,
@@ -103,17 +105,21 @@ def write_members(
     what was written, for every target.
 
     `contact_ids` None is the whole segment (then exactly one target); otherwise only these
-    contacts' membership is compared and changed. `changed_at` is the time of every history row and
-    every new member's `joined_at`; `actor` the user who made a manual change (None for the
-    refreshes), recorded on its history rows. The caller holds the segments' locks in a
-    transaction; listeners hear of the segments that changed once it commits. `repeated`: the same
-    statement runs again and again with other contacts (refresh_contacts): PostgreSQL plans it once
-    per connection (see use_generic_plans).
+    contacts' membership is compared and changed (ids, or a queryset read inside the statement).
+    `changed_at` is the time of every history row and every new member's `joined_at`; `actor` the
+    user who made a manual change (None for the refreshes), recorded on its history rows. The
+    caller holds the segments' locks in a transaction; listeners hear of the segments that changed
+    once it commits. `repeated`: the same statement runs again and again with other contacts
+    (refresh_contacts): PostgreSQL plans it once per connection (see use_generic_plans).
     """
     if contact_ids is None and len(targets) != 1:
         raise ValueError("a write of the whole segment takes exactly one target")
-    ids = None if contact_ids is None else sorted({int(pk) for pk in contact_ids})
-    if not targets or ids == []:
+    ids: list[int] | QuerySet[Contact] | None
+    if contact_ids is None or isinstance(contact_ids, QuerySet):
+        ids = contact_ids
+    else:
+        ids = sorted({int(pk) for pk in contact_ids})
+    if not targets or (isinstance(ids, list) and not ids):
         return {target.segment.pk: Written(0, 0, None) for target in targets}
     actor_id = actor.pk if actor is not None else None
     if connection.vendor == "postgresql":
@@ -127,8 +133,8 @@ def write_members(
 def edit_members(
     segment: Segment,
     *,
-    add: Collection[int] = (),
-    remove: Collection[int] = (),
+    add: Collection[int] | QuerySet[Contact] = (),
+    remove: Collection[int] | QuerySet[Contact] = (),
     reason: str = ChangeReason.MANUAL,
     actor: AbstractBaseUser | None = None,
 ) -> Written:
@@ -136,15 +142,33 @@ def edit_members(
     yet), `remove` leave (where they are members), each change recorded with `reason` (manual for
     a static list edit, or e.g. a merge's) and `actor`, the user who made it. Takes the segment's
     lock in a transaction of its own (or the caller's). A contact in both sets is refused.
+
+    `add` or `remove` may be a queryset of contacts (a filtered list of any size): the edit is
+    then one statement whatever its size, no id read into Python, and the other side is empty.
     """
-    joining, leaving = {int(pk) for pk in add}, {int(pk) for pk in remove}
-    if joining & leaving:
-        raise ValueError(f"contacts both added and removed: {sorted(joining & leaving)}")
-    target = Target(segment, Contact.objects.filter(pk__in=sorted(joining)), reason=reason)
+    selection = add if isinstance(add, QuerySet) else remove if isinstance(remove, QuerySet) else None
+    if selection is not None:
+        other = remove if selection is add else add
+        if isinstance(other, QuerySet) or other:
+            raise ValueError("a queryset of contacts is either added or removed, with nothing on the other side")
+        scope: Collection[int] | QuerySet[Contact] = selection.order_by()
+        target = Target(segment, _scope_target() if selection is add else Contact.objects.none(), reason=reason)
+    else:
+        joining, leaving = {int(pk) for pk in add}, {int(pk) for pk in remove}
+        if joining & leaving:
+            raise ValueError(f"contacts both added and removed: {sorted(joining & leaving)}")
+        scope = joining | leaving
+        target = Target(segment, Contact.objects.filter(pk__in=sorted(joining)), reason=reason)
     with transaction.atomic():
         lock_segment(segment.pk)
-        written = write_members([target], contact_ids=joining | leaving, changed_at=timezone.now(), actor=actor)
+        written = write_members([target], contact_ids=scope, changed_at=timezone.now(), actor=actor)
     return written[segment.pk]
+
+
+def _scope_target() -> tuple[str, list]:
+    """Everyone in the scope, once each (a filtered queryset may name a contact twice): the target
+    of adding a queryset, read from the scope the statement holds."""
+    return f"SELECT DISTINCT id FROM {_SCOPE}", []
 
 
 # -- the statements ---------------------------------------------------------------------------
@@ -183,11 +207,16 @@ def _history_params(changed_at: object, actor_id: int | None) -> list:
 
 
 def _target_sql(target: Target) -> tuple[str, list]:
-    if isinstance(target.contacts, tuple):
-        sql, params = target.contacts
+    return _select_sql(target.contacts)
+
+
+def _select_sql(contacts: QuerySet[Contact] | tuple[str, list]) -> tuple[str, list]:
+    """The SQL and params of a statement selecting these contacts' ids."""
+    if isinstance(contacts, tuple):
+        sql, params = contacts
         return sql, list(params)
     try:
-        sql, params = target.contacts.order_by().values("pk").query.sql_with_params()
+        sql, params = contacts.order_by().values("pk").query.sql_with_params()
     except EmptyResultSet:  # e.g. pk__in=[]: nobody
         return "SELECT CAST(NULL AS bigint) WHERE 1 = 0", []
     return sql, list(params)
@@ -209,7 +238,7 @@ _PG_WHOLE_FIGURES = """SELECT %s::bigint AS segment_id, (SELECT count(*) FROM ad
         (SELECT count(*) FROM removed) AS removed, (SELECT size FROM compared) AS size"""
 # Some contacts: every segment's target among them (UNION ALL), one FULL JOIN against their stored
 # memberships; sizes move by the joins and leaves.
-_PG_SCOPED = """{scope}(id) AS (SELECT unnest(%s::bigint[])),
+_PG_SCOPED = """{scope}(id) AS ({scope_sql}),
     target AS MATERIALIZED (SELECT segment_id, contact_id FROM ({targets}) AS t
         WHERE contact_id IN (SELECT id FROM {scope})),
     current_members AS (
@@ -248,7 +277,12 @@ _PG_WRITES = f"""history AS ({_HISTORY_INSERT} {_HISTORY_ROWS}),
 
 
 def _write_postgresql(
-    targets: Sequence[Target], ids: list[int] | None, *, changed_at: datetime, actor_id: int | None, repeated: bool
+    targets: Sequence[Target],
+    ids: list[int] | QuerySet[Contact] | None,
+    *,
+    changed_at: datetime,
+    actor_id: int | None,
+    repeated: bool,
 ) -> dict[int, Written]:
     segments = [target.segment for target in targets]
     params: list = [
@@ -264,12 +298,15 @@ def _write_postgresql(
         params += [*target_params, pk, pk]
     else:
         selects = []
-        params.append(ids)
+        scope_sql, scope_params = _scope_sql(ids, array="SELECT unnest(%s::bigint[])")
+        params += scope_params
         for target in targets:
             sql, target_params = _target_sql(target)
             selects.append(f"SELECT %s::bigint AS segment_id, t.contact_id FROM ({sql}) AS t(contact_id)")
             params += [target.segment.pk, *target_params]
-        diff = _PG_SCOPED.format(scope=_SCOPE, targets=" UNION ALL ".join(selects), membership=_MEMBERSHIP)
+        diff = _PG_SCOPED.format(
+            scope=_SCOPE, scope_sql=scope_sql, targets=" UNION ALL ".join(selects), membership=_MEMBERSHIP
+        )
         figures = _PG_SCOPED_FIGURES
     sql = f"""WITH written_segments(segment_id, parent_id, since, reason) AS (
             SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::text[])),
@@ -283,6 +320,14 @@ def _write_postgresql(
         cursor.execute(sql, params)
         rows = {pk: Written(added, removed, size) for pk, added, removed, size in cursor.fetchall()}
     return {s.pk: rows.get(s.pk, Written(0, 0, None)) for s in segments}
+
+
+def _scope_sql(ids: list[int] | QuerySet[Contact], *, array: str) -> tuple[str, list]:
+    """The SQL and params selecting the scope's ids: the list as one parameter read by `array`, or
+    the queryset's own statement."""
+    if isinstance(ids, QuerySet):
+        return _select_sql(ids)
+    return array, [ids if connection.vendor == "postgresql" else json.dumps(ids)]
 
 
 def use_generic_plans() -> None:
@@ -347,15 +392,17 @@ _PORTABLE_DAY = f"""INSERT INTO {_DAY} (segment_id, day, joins, leaves, size)
     SELECT id, %s, %s, %s, size FROM {_SEGMENT} WHERE id = %s AND true {_ADD_TO_DAY}"""
 
 
-def _write_portable(target: Target, ids: list[int] | None, *, changed_at: datetime, actor_id: int | None) -> Written:
+def _write_portable(
+    target: Target, ids: list[int] | QuerySet[Contact] | None, *, changed_at: datetime, actor_id: int | None
+) -> Written:
     segment = target.segment
     ops = connection.ops
     stamp = ops.adapt_datetimefield_value(changed_at)
     target_sql, target_params = _target_sql(target)
-    scope_params = [] if ids is None else [json.dumps(ids)]
+    scope_sql, scope_params = ("", []) if ids is None else _scope_sql(ids, array="SELECT value FROM json_each(%s)")
     in_scope = "" if ids is None else f" AND contact_id IN (SELECT id FROM {_SCOPE})"
     history = _PORTABLE_HISTORY.format(
-        scope="" if ids is None else f"{_SCOPE}(id) AS (SELECT value FROM json_each(%s)), ",
+        scope="" if ids is None else f"{_SCOPE}(id) AS ({scope_sql}), ",
         target=target_sql,
         in_scope=in_scope,
         target_in_scope="" if ids is None else f" AND (t.id IS NULL OR t.id IN (SELECT id FROM {_SCOPE}))",

@@ -14,6 +14,14 @@ class SegmentKind(models.TextChoices):
     DYNAMIC = "dynamic", "Dynamic (rule)"
     STATIC = "static", "Static list"
     SUPPRESSION = "suppression", "Suppression (rule)"
+    SUPPRESSION_LIST = "suppression_list", "Suppression list (static)"
+
+
+# Members added and removed by hand (or uploaded), never by a rule: a static list, and a static
+# suppression list (an opt-out or legal-hold list). Refreshes leave them alone.
+STATIC_KINDS = (SegmentKind.STATIC, SegmentKind.SUPPRESSION_LIST)
+# Members kept out of activations and automations (global ones out of all of them).
+SUPPRESSION_KINDS = (SegmentKind.SUPPRESSION, SegmentKind.SUPPRESSION_LIST)
 
 
 class SegmentStatus(models.TextChoices):
@@ -45,13 +53,17 @@ class SegmentQuerySet(models.QuerySet):
         return self.filter(status=SegmentStatus.ACTIVE)
 
     def rule_based(self) -> SegmentQuerySet:
-        return self.exclude(kind=SegmentKind.STATIC)
+        return self.exclude(kind__in=STATIC_KINDS)
+
+    def static(self) -> SegmentQuerySet:
+        """Segments whose members are added and removed by hand: static lists and suppression lists."""
+        return self.filter(kind__in=STATIC_KINDS)
 
     def suppressions(self) -> SegmentQuerySet:
-        return self.filter(kind=SegmentKind.SUPPRESSION)
+        return self.filter(kind__in=SUPPRESSION_KINDS)
 
     def global_suppressions(self) -> SegmentQuerySet:
-        return self.filter(kind=SegmentKind.SUPPRESSION, is_global=True, status=SegmentStatus.ACTIVE)
+        return self.filter(kind__in=SUPPRESSION_KINDS, is_global=True, status=SegmentStatus.ACTIVE)
 
 
 class Segment(models.Model):
@@ -166,7 +178,7 @@ class Segment(models.Model):
         indexes = [models.Index(fields=["kind", "status"], name="segment_kind_status_idx")]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(is_global=False) | models.Q(kind="suppression"),
+                condition=models.Q(is_global=False) | models.Q(kind__in=["suppression", "suppression_list"]),
                 name="segment_only_suppressions_are_global",
             ),
         ]
@@ -175,8 +187,17 @@ class Segment(models.Model):
         return self.name
 
     @property
+    def is_static(self) -> bool:
+        """Members added and removed by hand (or uploaded): a static list or a suppression list."""
+        return self.kind in STATIC_KINDS
+
+    @property
     def is_rule_based(self) -> bool:
-        return self.kind != SegmentKind.STATIC
+        return not self.is_static
+
+    @property
+    def is_suppression(self) -> bool:
+        return self.kind in SUPPRESSION_KINDS
 
     @property
     def refresh_running(self) -> bool:
@@ -659,3 +680,69 @@ class RuleDraft(models.Model):
 
     def __str__(self) -> str:
         return f"Draft #{self.pk} of {self.segment}"
+
+
+# --- Static list edits from the contact list (segments/static.py) ---
+
+
+class ListEditOperation(models.TextChoices):
+    ADD = "add", "Add to the list"
+    REMOVE = "remove", "Remove from the list"
+
+
+class ListEditStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ListEdit(models.Model):
+    """A large selection of contacts added to or removed from a static list in the background.
+
+    The selection is kept as it was when asked for (ListEditContact rows, written in one statement)
+    and applied batch by batch by a django-q task, which records its progress here.
+    """
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="list_edits")
+    operation = models.CharField(max_length=10, choices=ListEditOperation.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=500, help_text="Where the selection came from: the contact list's filters")
+    status = models.CharField(max_length=10, choices=ListEditStatus.choices, default=ListEditStatus.QUEUED)
+    total = models.PositiveIntegerField(help_text="Contacts selected")
+    done = models.PositiveIntegerField(default=0, help_text="Contacts of the selection handled so far")
+    added = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_operation_display()} {self.segment}: {self.done:,} of {self.total:,} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.done / self.total)
+
+
+class ListEditContact(models.Model):
+    """One contact of a ListEdit's selection; the rows go once the edit is done.
+
+    The contact is a plain id, not a foreign key: deleting or erasing a contact must not pay for a
+    cascade into these short-lived rows, and the task only ever adds contacts that still exist.
+    """
+
+    edit = models.ForeignKey(ListEdit, on_delete=models.CASCADE, related_name="selection")
+    contact_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["edit", "contact_id"], name="list_edit_contact_unique")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} of list edit {self.edit_id}"

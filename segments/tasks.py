@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from segments import history, refresh, watchdog
+from segments import history, refresh, static, watchdog
 from segments.analytics import updates
 
 REFRESH_ALL_SCHEDULE = "segments: refresh all"
@@ -48,6 +48,11 @@ def refresh_all_task() -> list[dict]:
 
 def refresh_contacts_task(contact_ids: list[int]) -> list[dict]:
     return [result.as_dict() for result in refresh.refresh_contacts(contact_ids)]
+
+
+def list_edit_task(edit_id: int) -> str:
+    """A large selection added to or removed from a static list (segments/static.py)."""
+    return static.run_list_edit(edit_id)
 
 
 def watch_runs_task() -> dict:

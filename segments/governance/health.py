@@ -33,7 +33,6 @@ from segments.models import (
     Segment,
     SegmentDay,
     SegmentHealth,
-    SegmentKind,
     SegmentStatus,
 )
 from segments.pages.segment_page import segment_histories
@@ -316,9 +315,7 @@ class Sprawl:
 
 def is_primary(segment: Segment) -> bool:
     """An active top-level segment that is not a suppression list: what the strategy counts."""
-    return (
-        segment.status == SegmentStatus.ACTIVE and segment.parent_id is None and segment.kind != SegmentKind.SUPPRESSION
-    )
+    return segment.status == SegmentStatus.ACTIVE and segment.parent_id is None and not segment.is_suppression
 
 
 def sprawl(segments: list[Segment]) -> Sprawl:

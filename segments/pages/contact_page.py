@@ -3,12 +3,12 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, LifecycleChange
 from predictions.explain import contact_scores
 from segments.explaining import explain_segments
-from segments.models import Membership, SegmentKind
+from segments.models import ChangeKind, Membership, MembershipChange
 from segments.rules.registry import get_fields
 from segments.rules.validation import InvalidRule
 
@@ -40,8 +40,15 @@ def open_support_tickets(contact: Contact) -> QuerySet[Activity]:
 
 
 def memberships(contact: Contact) -> list[Membership]:
+    """The contact's memberships, each with `added_by`: who added it by hand (its latest join's user)."""
+    joined_by = MembershipChange.objects.filter(
+        segment_id=OuterRef("segment_id"), contact_id=OuterRef("contact_id"), kind=ChangeKind.JOIN
+    ).order_by("-changed_at", "-id")
     return list(
-        Membership.objects.filter(contact=contact).select_related("segment").order_by("segment__name", "segment_id")
+        Membership.objects.filter(contact=contact)
+        .select_related("segment")
+        .annotate(added_by=Subquery(joined_by.values("changed_by__username")[:1]))
+        .order_by("segment__name", "segment_id")
     )
 
 
@@ -78,7 +85,7 @@ def suppression_flags(member_of: list[Membership]) -> list[SuppressionFlag]:
             is_global=m.segment.is_global,
         )
         for m in member_of
-        if m.segment.kind == SegmentKind.SUPPRESSION
+        if m.segment.is_suppression
     ]
 
 

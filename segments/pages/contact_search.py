@@ -91,6 +91,15 @@ class ContactSearchForm(forms.Form):
             return NameOrderSearch(contacts, term=words[-1] if owner == OWNER_ANY else None)
         return contacts.order_by(*NAME_ORDER)
 
+    def matching(self) -> QuerySet[Contact]:
+        """Every matching contact, unordered: the whole result as one queryset (each word a filter),
+        for set-based work such as adding the result to a static list; call after is_valid()."""
+        search = self.search()
+        if isinstance(search, NameOrderSearch):
+            contacts = search.contacts
+            return contacts.filter(word_filter(search.term)) if search.term is not None else contacts
+        return search.order_by()
+
 
 def word_filter(term: str) -> Q:
     """The word starts a first or last name, an email, or a company name or domain ("@acme": a domain)."""

@@ -77,7 +77,7 @@ LATEST_CHANGES = 10
 
 def latest_changes(segment: Segment) -> list[dict]:
     """The last joins and leaves, each with its reason and the explainer's word when recorded."""
-    rows = MembershipChange.objects.filter(segment=segment).select_related("contact")[:LATEST_CHANGES]
+    rows = MembershipChange.objects.filter(segment=segment).select_related("contact", "changed_by")[:LATEST_CHANGES]
     return [{"change": change, "why": detail_text(change.detail)} for change in rows]
 
 

@@ -5,6 +5,7 @@ from . import analytics_views, rule_preview, segment_views, views
 urlpatterns = [
     path("contacts/", views.contact_search, name="contacts-search"),
     path("contacts/<int:contact_id>/", views.contact_detail, name="contacts-detail"),
+    path("contacts/lists/", views.contact_list_edit, name="contacts-list-edit"),
     path("segments/", segment_views.segment_overview, name="segments-overview"),
     path("segments/<int:segment_id>/", segment_views.segment_detail, name="segments-detail"),
     path("segments/analytics/", analytics_views.comparison_page, name="segments-analytics"),
