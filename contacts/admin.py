@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
+from django_q.tasks import async_task
 
-from contacts import duplicate_admin, import_admin, writes  # noqa: F401 - they register the duplicate and import pages
+from contacts import duplicate_admin, hygiene, import_admin, writes  # noqa: F401 - they register the duplicate and import pages
 from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,
@@ -31,10 +33,12 @@ from contacts.models import (
     ContactMetrics,
     Criterion,
     Deal,
+    HygieneRun,
     JobTitleRule,
     LifecycleChange,
     MetricsRun,
     PropertyDefinition,
+    Reachability,
     ScoringModel,
     ScoringModelVersion,
 )
@@ -216,6 +220,7 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     list_filter = [
         "lifecycle_stage",
         "email_status",
+        "reachability",
         "do_not_contact",
         "seniority",
         "job_function",
@@ -224,9 +229,11 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     ]
     search_fields = ["=email", "^last_name", "^first_name", "=company__domain"]
     search_help_text = "Exact email, first or last name starts with, or exact company domain"
-    actions = ["erase_selected"]
+    actions = ["erase_selected", "check_hygiene", "correct_domain_typos"]
     autocomplete_fields = ["company", "owner"]
-    readonly_fields = ["lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values"]
+    readonly_fields = [
+        "lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values", "reachability",
+    ]  # fmt: skip
     inlines = [LifecycleChangeInline, RecentActivityInline]
     fieldsets = [
         (None, {"fields": ["email", ("first_name", "last_name"), "phone", "company", "owner"]}),
@@ -244,7 +251,7 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
                 ]
             },
         ),
-        ("Reachability", {"fields": ["email_status", "do_not_contact"]}),
+        ("Reachability", {"fields": ["email_status", "do_not_contact", "reachability"]}),
         (
             "Location",
             {"fields": ["country", "region", "city", "postal_code", "street_address", "time_zone", "language"]},
@@ -288,6 +295,51 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
             f"{erasure.webhook_notices} webhook notice(s) queued.",
         )
         return None
+
+    @admin.action(description="Check list hygiene of the selected contacts", permissions=["change"])
+    def check_hygiene(self, request: HttpRequest, queryset: QuerySet) -> None:
+        checked = hygiene.check_hygiene(contact_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"List hygiene: {checked}.")
+
+    @admin.action(description="Correct mistyped e-mail domains (gmial.com → gmail.com)", permissions=["change"])
+    def correct_domain_typos(self, request: HttpRequest, queryset: QuerySet) -> None:
+        corrected, left = hygiene.correct_domain_typos(list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{corrected} address(es) corrected; what was typed is kept in original values.")
+        if left:
+            self.message_user(
+                request,
+                f"Not corrected, the corrected address belongs to another contact (review them as duplicates): "
+                f"{', '.join(left[:20])}{' …' if len(left) > 20 else ''}",
+                messages.WARNING,
+            )
+
+
+@admin.register(HygieneRun)
+class HygieneRunAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
+    """The hygiene report: each check's counts by reachability, newest first (the trend)."""
+
+    list_display = ["started_at", "full", "contacts", "changed", "summary", "duration_ms"]
+    readonly_fields = [f.name for f in HygieneRun._meta.fields]
+    change_list_template = "admin/contacts/hygienerun/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Contacts by reachability after the check")
+    def summary(self, run: HygieneRun) -> str:
+        labels = dict(Reachability.choices)
+        return "; ".join(f"{labels.get(k, k)}: {n:,}" for k, n in sorted(run.counts.items(), key=lambda kv: -kv[1]))
+
+    def get_urls(self):
+        check = self.admin_site.admin_view(self.check_all_view)
+        return [path("check/", check, name="contacts_hygienerun_check"), *super().get_urls()]
+
+    def check_all_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or not self.has_view_permission(request):
+            raise PermissionDenied
+        transaction.on_commit(lambda: async_task("contacts.tasks.check_hygiene", group="hygiene"))
+        self.message_user(request, "The list hygiene check of every contact is queued; reload in a minute.")
+        return HttpResponseRedirect(reverse("admin:contacts_hygienerun_changelist"))
 
 
 class ActivityAdmin(ContactDataAdmin):

@@ -138,6 +138,20 @@ class EmailStatus(models.TextChoices):
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
 
+class Reachability(models.TextChoices):
+    """Whether mail to a contact can arrive and be wanted (contacts/hygiene.py keeps it): the first
+    problem found, in this order."""
+
+    REACHABLE = "reachable", "Reachable"
+    INVALID = "invalid_syntax", "Invalid address"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    BOUNCED = "bounced", "Bounced"
+    DISPOSABLE = "disposable_domain", "Disposable domain"
+    DOMAIN_TYPO = "domain_typo", "Mistyped domain"
+    ROLE = "role_address", "Role address (info@, sales@ ...)"
+    INACTIVE = "inactive", "Inactive (no engagement)"
+
+
 class JobFunction(models.TextChoices):
     ENGINEERING = "engineering", "Engineering"
     IT = "it", "IT"
@@ -255,6 +269,13 @@ class Contact(models.Model):
     )
     email_status = models.CharField(max_length=20, choices=EmailStatus.choices, default=EmailStatus.VALID)
     do_not_contact = models.BooleanField(default=False)
+    reachability = models.CharField(
+        max_length=20,
+        choices=Reachability.choices,
+        default=Reachability.REACHABLE,
+        editable=False,
+        help_text="Kept by the list hygiene check (contacts/hygiene.py)",
+    )
     properties = models.JSONField(
         default=dict, blank=True, help_text="Custom properties declared by PropertyDefinitions"
     )
@@ -276,6 +297,10 @@ class Contact(models.Model):
             models.Index(fields=["lead_score"], name="contact_lead_score_idx"),
             models.Index(fields=["country"], name="contact_country_idx"),
             models.Index(fields=["renewal_date"], name="contact_renewal_idx"),
+            # The "unreachable" suppression and the hygiene report read the few that are not reachable.
+            models.Index(
+                fields=["reachability"], name="contact_unreachable_idx", condition=~models.Q(reachability="reachable")
+            ),
             # Contact search lists by name: walking this index in order serves the first page of
             # a broad search without sorting every match, and its leading column a last-name prefix.
             models.Index(Lower("last_name"), Lower("first_name"), "id", name="contact_name_order_idx"),
@@ -1144,3 +1169,22 @@ class Criterion(models.Model):
             raise ValidationError(
                 {"suggested_property": "Use lower-case letters, digits and underscores, starting with a letter."}
             )
+
+
+class HygieneRun(models.Model):
+    """One list hygiene check (contacts/hygiene.py): how many contacts it covered and changed, and
+    the count of each reachability after it (the trend the report draws)."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    full = models.BooleanField(default=True, help_text="All contacts, or some picked in the admin")
+    contacts = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, help_text="Reachability -> contacts, over all contacts, after the run")
+    typo_domains = models.JSONField(default=dict, help_text="Mistyped domain -> the one meant, as found")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"hygiene check of {self.started_at:%Y-%m-%d %H:%M} ({self.changed} changed)"

@@ -9,10 +9,11 @@ from __future__ import annotations
 from django.conf import settings
 from django_q.tasks import async_task
 
-from contacts import duplicates, imports
+from contacts import duplicates, hygiene, imports
 from contacts.metrics.compute import compute_metrics
 
 NIGHTLY_SCHEDULE = "contacts: compute metrics nightly"
+HYGIENE_SCHEDULE = "contacts: check list hygiene daily"
 
 
 def compute_all_metrics() -> str:
@@ -39,3 +40,8 @@ def run_import(import_id: int) -> str:
 def find_duplicates() -> str:
     """Search every contact for duplicates and refresh the review queue (contacts.duplicates)."""
     return str(duplicates.find_duplicates())
+
+
+def check_hygiene() -> str:
+    """The list hygiene check of every contact (contacts.hygiene)."""
+    return str(hygiene.check_hygiene())

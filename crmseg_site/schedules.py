@@ -21,6 +21,7 @@ from django_q.models import Schedule
 
 from activation.automations import SCHEDULE_NAME as AUTOMATIONS
 from activation.file_scrub import SCHEDULE_NAME as FILE_SCRUB
+from contacts.tasks import HYGIENE_SCHEDULE as HYGIENE_DAILY
 from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
 from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
 from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
@@ -88,6 +89,8 @@ def recurring() -> list[Recurring]:
         # Picks up an erasure's file scrub whose task failed (one query when none is pending).
         Recurring(FILE_SCRUB, "activation.file_scrub.scrub_export_files", minutes=15),
         Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),
+        # Reachability, after the metrics of the night (inactive contacts: the sunset policy).
+        Recurring(HYGIENE_DAILY, "contacts.tasks.check_hygiene", daily_at=time(settings.METRICS_NIGHTLY_HOUR, 30)),
         Recurring(ANALYTICS_NIGHTLY, "segments.tasks.update_analytics_task", daily_at=time(*ANALYTICS_AT)),
         Recurring(
             GOVERNANCE_DAILY,

@@ -341,6 +341,9 @@ GOVERNANCE_PRIMARY_MAX = envint("GOVERNANCE_PRIMARY_MAX", 12, minimum=1)
 # Criteria coverage (segments/coverage.py): a criterion whose best field is filled for at least
 # this share of contacts exists; below it, it needs enrichment.
 COVERAGE_EXISTS_PERCENT = envint("COVERAGE_EXISTS_PERCENT", 80, minimum=1)
+# List hygiene (contacts/hygiene.py): a contact known for longer than this with no engagement in
+# it is inactive (the sunset policy).
+HYGIENE_INACTIVE_DAYS = envint("HYGIENE_INACTIVE_DAYS", 365, minimum=1)
 
 # Activation (destinations and exports). Minimum audience sizes per destination kind; a
 # destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.

@@ -204,6 +204,18 @@ CATALOG: list[dict] = [
         "description": "People at competitor companies; kept out of every activation (global suppression).",
         "rule": {"field": "company.is_competitor", "op": "is_true"},
     },
+    {
+        "slug": "suppress-unreachable",
+        "name": "Suppress: unreachable",
+        "kind": SegmentKind.SUPPRESSION,
+        "is_global": True,
+        "category": SegmentCategory.SUPPRESSION,
+        "description": (
+            "Invalid, unsubscribed, bounced, disposable, mistyped, role or inactive addresses (the list hygiene "
+            "check); kept out of every activation (global suppression)."
+        ),
+        "rule": {"field": "reachability", "op": "neq", "value": "reachable"},
+    },
 ]
 
 

@@ -17,15 +17,18 @@ def test_load_catalog_installs_the_starter_segments_once(db):
     call_command("load_catalog", stdout=first)
     call_command("load_catalog", stdout=second)
 
-    assert Segment.objects.count() == len(CATALOG) == 18
+    assert Segment.objects.count() == len(CATALOG) == 19
     assert f"{len(CATALOG)} segment(s) created" in first.getvalue()
     assert "0 segment(s) created" in second.getvalue()
     assert RuleVersion.objects.count() == len(CATALOG)
     assert all(segment.description for segment in Segment.objects.all())
     enterprise = Segment.objects.get(slug="enterprise")
     assert enterprise.children.count() == 3
-    assert list(Segment.objects.filter(is_global=True).values_list("slug", flat=True)) == ["suppress-competitors"]
-    assert Segment.objects.filter(kind="suppression").count() == 3
+    assert sorted(Segment.objects.filter(is_global=True).values_list("slug", flat=True)) == [
+        "suppress-competitors",
+        "suppress-unreachable",
+    ]
+    assert Segment.objects.filter(kind="suppression").count() == 4
 
 
 def test_the_catalog_builds_on_real_data(db):

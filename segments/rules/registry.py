@@ -139,6 +139,7 @@ _CONTACT_FIELDS = [
     ("product_adoption", "number", Layer.BEHAVIORAL),
     ("email_status", "choice", Layer.BEHAVIORAL),
     ("do_not_contact", "bool", Layer.BEHAVIORAL),
+    ("reachability", "choice", Layer.BEHAVIORAL),
     ("created_at", "datetime", Layer.LIFECYCLE),
 ]
 
