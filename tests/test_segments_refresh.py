@@ -174,6 +174,24 @@ def test_a_failed_refresh_keeps_the_membership_and_shows_the_error(db):
     assert segment.size == 1
 
 
+def test_a_day_count_saved_before_the_bound_fails_its_refresh_by_name_and_keeps_the_members(db):
+    # Rules are bounded at 36,500 days when saved; one stored before that (10**9 days overflows
+    # every date type) is not rewritten behind its owner's back: its refresh fails, says where and
+    # why, and the members stay as they were until the owner changes the rule.
+    recent = ContactFactory()
+    segment = _refreshed(_segment("recent", {"field": "created_at", "op": "in_last_days", "value": 30}))
+    stored = {"all": [{"event": {"kind": "email_open"}, "op": "performed", "within_days": 10**9}]}
+    Segment.objects.filter(pk=segment.pk).update(rule=stored)
+
+    result = refresh_segment(segment.pk)
+
+    segment.refresh_from_db()
+    assert (result.status, segment.last_refresh_status) == ("failed", "failed")
+    assert "all[0].within_days" in segment.last_refresh_error
+    assert "36,500" in segment.last_refresh_error
+    assert member_ids(segment) == {recent.pk}
+
+
 def test_the_next_successful_refresh_clears_the_error(db):
     segment = _segment("hot", score_at_least(50))
     Segment.objects.filter(pk=segment.pk).update(last_refresh_status="failed", last_refresh_error="boom")
