@@ -101,7 +101,7 @@ def stale_message(draft: RuleDraft) -> str | None:
 
 def _pending(draft: RuleDraft) -> RuleDraft:
     """The draft re-read under a row lock; refused unless it is still pending."""
-    draft = RuleDraft.objects.select_for_update().select_related("segment", "author").get(pk=draft.pk)
+    draft = RuleDraft.objects.select_for_update(of=("self",)).select_related("segment", "author").get(pk=draft.pk)
     if draft.status != DraftStatus.PENDING:
         raise ValidationError({"status": f"Draft #{draft.pk} is already {draft.get_status_display().lower()}."})
     return draft
