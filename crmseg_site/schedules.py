@@ -26,6 +26,7 @@ from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
 from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
 from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
 from segments.governance.tasks import DAILY_SCHEDULE as GOVERNANCE_DAILY
+from segments.governance.tasks import REMINDERS_SCHEDULE as GOVERNANCE_REMINDERS
 from segments.tasks import REFRESH_ALL_SCHEDULE, WATCH_HALF_SCHEDULE, WATCH_SCHEDULE
 
 
@@ -95,6 +96,11 @@ def recurring() -> list[Recurring]:
         Recurring(
             GOVERNANCE_DAILY,
             "segments.governance.tasks.daily_governance",
+            daily_at=time(settings.GOVERNANCE_DAILY_HOUR),
+        ),
+        Recurring(
+            GOVERNANCE_REMINDERS,
+            "segments.governance.tasks.review_reminders",
             daily_at=time(settings.GOVERNANCE_DAILY_HOUR),
         ),
     ]

@@ -356,6 +356,11 @@ class SegmentAdmin(admin.ModelAdmin):
             path("<int:segment_id>/members/", view, name="segments_segment_static_members"),
             path("governance/", governance, name="segments_governance"),
             path("coverage/", coverage, name="segments_coverage"),
+            path(
+                "governance/reminders/read/",
+                self.admin_site.admin_view(governance_admin.reminders_read),
+                name="segments_governance_reminders_read",
+            ),
             *super().get_urls(),
         ]
 

@@ -746,3 +746,43 @@ class ListEditContact(models.Model):
 
     def __str__(self) -> str:
         return f"contact {self.contact_id} of list edit {self.edit_id}"
+
+
+class ReminderStage(models.TextChoices):
+    REMIND = "remind", "Reminder"
+    ESCALATE = "escalate", "Escalation"
+
+
+class ReviewReminder(models.Model):
+    """A review reminder (to the owner) or escalation (to the backup owner and Operations) for one
+    review period: at most one per segment, kind, due date, stage and recipient (the constraint is
+    what makes two workers send it once). The row is the in-app notification; `emailed_at` records
+    the e-mail (segments/governance/reminders.py)."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="review_reminders")
+    kind = models.CharField(max_length=20, choices=ReviewKind.choices)
+    due = models.DateField(help_text="The due date of the review period it is about")
+    stage = models.CharField(max_length=10, choices=ReminderStage.choices)
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_reminders")
+    message = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    email_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    email_claim = models.CharField(max_length=40, blank=True, editable=False, help_text="The worker sending it")
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["segment", "kind", "due", "stage", "recipient"], name="review_reminder_once_per_period"
+            ),
+        ]
+        indexes = [
+            # send_reminders(): the e-mails not sent yet.
+            models.Index(fields=["emailed_at"], name="review_reminder_unsent_idx", condition=models.Q(emailed_at=None)),
+            models.Index(fields=["recipient", "read_at"], name="review_reminder_inbox_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message

@@ -27,6 +27,7 @@ from segments.models import (
     ReviewDecision,
     ReviewKind,
     ReviewPolicy,
+    ReviewReminder,
     RuleDraft,
     Segment,
     SegmentCategory,
@@ -176,6 +177,9 @@ def governance_page(request: HttpRequest) -> HttpResponse:
         "owners": get_user_model().objects.filter(owned_segments__isnull=False).distinct().order_by("username"),
         "base_query": query.urlencode(),
         "csv_query": _with(request.GET, format="csv"),
+        "reminders": list(
+            ReviewReminder.objects.filter(recipient=request.user, read_at=None).select_related("segment")[:20]
+        ),
     }
     return TemplateResponse(request, "admin/segments/governance.html", ctx)
 
@@ -294,3 +298,34 @@ class RuleDraftAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
         else:
             self.message_user(request, message, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:segments_ruledraft_change", args=[draft.pk]))
+
+
+def reminders_read(request: HttpRequest) -> HttpResponse:
+    """Mark the signed-in user's review reminders read (POST), back to the governance page."""
+    if request.method == "POST":
+        done = ReviewReminder.objects.filter(recipient=request.user, read_at=None).update(read_at=timezone.now())
+        messages.success(request, f"Marked {done} reminder(s) read.")
+    return HttpResponseRedirect(reverse("admin:segments_governance"))
+
+
+@admin.register(ReviewReminder)
+class ReviewReminderAdmin(admin.ModelAdmin):
+    """Review reminders and escalations as sent (written by the daily job only)."""
+
+    list_display = ["created_at", "recipient", "stage", "segment", "kind", "due", "emailed_at", "read_at"]
+    list_filter = ["stage", "kind"]
+    list_select_related = ["recipient", "segment"]
+    search_fields = ["segment__name", "recipient__username", "message"]
+    readonly_fields = [
+        "segment", "kind", "due", "stage", "recipient", "message", "created_at", "emailed_at", "read_at",
+    ]  # fmt: skip
+    fields = readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
