@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from api.views import (
     activation,
     analytics,
+    boundaries,
     common,
     contacts,
     experiments,
@@ -32,6 +33,8 @@ urlpatterns = [
     path("property-definitions/", contacts.PropertyDefinitionList.as_view(), name="property-definitions"),
     path("analytics/segments/", analytics.segment_comparison, name="analytics-segments"),
     path("analytics/overlap/", analytics.segment_overlap, name="analytics-overlap"),
+    path("analytics/boundaries/", boundaries.boundary_test_view, name="analytics-boundaries"),
+    path("analytics/dimensions/", boundaries.dimension_comparison_view, name="analytics-dimensions"),
     path("governance/", governance.governance, name="governance"),
     path("segments/", segments.SegmentList.as_view(), name="segments"),
     path("segments/validate/", segments.validate_segment_rule, name="segments-validate"),

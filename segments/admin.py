@@ -24,6 +24,7 @@ from django.utils.text import Truncator
 
 from contacts.paging import LargeTablePaginator
 from segments import (
+    boundaries_admin,
     coverage_admin,
     list_admin,  # noqa: F401 - registers the contact list's "Add to static list…" actions
 )
@@ -352,9 +353,13 @@ class SegmentAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view(self.static_members_view)
         governance = self.admin_site.admin_view(governance_admin.governance_page)
         coverage = self.admin_site.admin_view(coverage_admin.coverage_page)
+        boundaries = self.admin_site.admin_view(boundaries_admin.boundary_page)
+        dimensions = self.admin_site.admin_view(boundaries_admin.dimension_page)
         return [
             path("<int:segment_id>/members/", view, name="segments_segment_static_members"),
             path("governance/", governance, name="segments_governance"),
+            path("boundaries/", boundaries, name="segments_boundaries"),
+            path("dimensions/", dimensions, name="segments_dimensions"),
             path("coverage/", coverage, name="segments_coverage"),
             path(
                 "governance/reminders/read/",

@@ -713,3 +713,88 @@ def _dimension_summary(ranked: list[SchemeResult], margin, outcome: str) -> str:
         f"No clear winner: {winner.label} leads {ranked[1].label} by {value:.4f} bits, but the 95% interval "
         f"({low:.4f} to {high:.4f}) includes 0."
     )
+
+
+# --- as data (API) ------------------------------------------------------------------------------
+
+
+def _estimate(e: Estimate) -> dict:
+    return {"value": e.value, "low": e.low, "high": e.high}
+
+
+def _interval(pair: tuple[float, float] | None) -> dict | None:
+    return None if pair is None else {"low": pair[0], "high": pair[1]}
+
+
+def _bracket(b: Bracket) -> dict:
+    return {"from": b.low, "to": b.high, "label": b.label}
+
+
+def boundary_dict(report: BoundaryReport) -> dict:
+    return {
+        "field": report.field,
+        "outcome": report.outcome,
+        "days": report.days,
+        "computed_at": report.now.isoformat(),
+        "summary": report.summary,
+        "best": report.best,
+        "difference": None
+        if report.difference is None
+        else {"value": report.difference[0], "low": report.difference[1], "high": report.difference[2]},
+        "bracketings": [
+            {
+                "brackets": [
+                    {
+                        **_bracket(b.bracket),
+                        "contacts": b.contacts,
+                        "outcome_rate": _estimate(b.outcome),
+                        "engagement_rate": _estimate(b.engaged),
+                        "revenue_per_contact": _estimate(b.revenue_per_contact),
+                    }
+                    for b in r.brackets
+                ],
+                "outside": r.outside,
+                "chi2": r.chi2,
+                "p_value": r.p_value,
+                "cramers_v": r.cramers_v,
+                "heldout_cramers_v": r.heldout_v,
+                "kruskal_h": r.kruskal_h,
+                "kruskal_p": r.kruskal_p,
+                "epsilon_squared": r.epsilon_squared,
+            }
+            for r in report.bracketings
+        ],
+        "suggested": {
+            "brackets": [_bracket(b) for b in report.suggested],
+            "heldout_cramers_v": report.suggested_heldout_v,
+        },
+    }
+
+
+def dimension_dict(report: DimensionReport) -> dict:
+    return {
+        "outcome": report.outcome,
+        "days": report.days,
+        "campaign": report.campaign,
+        "heldout_contacts": report.heldout_contacts,
+        "summary": report.summary,
+        "winner": report.winner,
+        "margin": None
+        if report.margin is None
+        else {"value": report.margin[0], "low": report.margin[1], "high": report.margin[2]},
+        "schemes": [
+            {
+                "scheme": s.scheme,
+                "label": s.label,
+                "cells": s.cells,
+                "information_gain": s.information_gain,
+                "information_gain_interval": _interval(s.information_interval),
+                "cramers_v": s.cramers_v,
+                "cramers_v_interval": _interval(s.v_interval),
+                "best_cell": s.best_cell,
+                "best_cell_lift": s.best_lift,
+                "best_cell_lift_interval": _interval(s.lift_interval),
+            }
+            for s in report.schemes
+        ],
+    }
