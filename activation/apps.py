@@ -11,9 +11,11 @@ class ActivationConfig(AppConfig):
         from activation.erasure_notices import queue_erasure_notices
         from activation.merging import refuse_during_export
         from activation.run_watch import watch_exports
+        from activation.usage import last_uses
         from contacts.erasure import add_eraser
         from contacts.merging import add_merge_check
         from segments.events import add_listener
+        from segments.governance.usage import add_last_use_source
         from segments.watchdog import add_watcher
 
         # Segment refreshes and member edits announce their MembershipChange rows: automations run.
@@ -24,5 +26,7 @@ class ActivationConfig(AppConfig):
         add_eraser(erase_from_activation)
         # ... and every automation webhook that was sent it is told it was erased.
         add_eraser(queue_erasure_notices)
+        # The segments overview's "last used" reads exports and automations.
+        add_last_use_source(last_uses)
         # No contact is merged away while an export of its segment runs.
         add_merge_check("activation", refuse_during_export)

@@ -9,7 +9,7 @@ query per relation for any number of segments.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -108,4 +108,38 @@ def enabled_users(segment_ids: Iterable[int]) -> set[int]:
             continue
         rows = model._default_manager.filter(**{f"{name}__in": ids}, enabled=True).values_list(name, flat=True)
         found.update(rows.distinct())
+    return found
+
+
+# -- last used ----------------------------------------------------------------------------------
+# When a segment was last used from outside: its last export, the last member change an automation
+# acted on, its last API read. Segments knows only the API reads (on the segment row); activation
+# registers how to read its exports and automations (ActivationConfig.ready), one or two grouped
+# statements for any number of segments.
+
+
+@dataclass(frozen=True)
+class LastUse:
+    at: datetime
+    what: str  # "export", "automation", "API read"
+
+
+LastUseSource = Callable[[list[int]], dict[int, LastUse]]
+_last_use_sources: list[LastUseSource] = []
+
+
+def add_last_use_source(source: LastUseSource) -> None:
+    if source not in _last_use_sources:
+        _last_use_sources.append(source)
+
+
+def last_used(segments: Iterable[Segment]) -> dict[int, LastUse]:
+    """segment id -> its latest use, for the segments used at all (the segments need last_api_read_at)."""
+    segments = list(segments)
+    found = {s.pk: LastUse(s.last_api_read_at, "API read") for s in segments if s.last_api_read_at is not None}
+    ids = [s.pk for s in segments]
+    for source in _last_use_sources:
+        for segment_id, use in source(ids).items():
+            if segment_id not in found or use.at > found[segment_id].at:
+                found[segment_id] = use
     return found

@@ -13,6 +13,7 @@ from predictions.explain import explain_contacts
 from predictions.models import PropensityModel
 from predictions.scoring import NoUsableVersion
 from segments.governance.rule_history import VersionDiff, version_diffs
+from segments.governance.usage import last_used
 from segments.history import detail_text
 from segments.models import DraftStatus, MembershipChange, RefreshStatus, RuleVersion, Segment
 from segments.rules.registry import get_fields, propensity_models_named
@@ -39,6 +40,7 @@ OVERVIEW_SORTS = {
     "growth7": lambda node: node.growth[7],
     "growth30": lambda node: node.growth[30],
     "refreshed": lambda node: node.segment.last_refreshed_at or datetime.min.replace(tzinfo=UTC),
+    "used": lambda node: node.last_used.at if node.last_used else datetime.min.replace(tzinfo=UTC),
 }
 
 
@@ -53,8 +55,10 @@ def segment_overview(request: HttpRequest) -> HttpResponse:
     histories = segment_histories(segments, now=now, span=31)
     roots = segment_tree(segments)
     rows = flatten(roots)
+    used = last_used(segments)
     for node in rows:
         node.growth = histories[node.segment.pk].growth
+        node.last_used = used.get(node.segment.pk)
     sort = request.GET.get("sort", "")
     descending = sort.startswith("-")
     key = OVERVIEW_SORTS.get(sort.lstrip("-"))
