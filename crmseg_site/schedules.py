@@ -23,6 +23,7 @@ from activation.automations import SCHEDULE_NAME as AUTOMATIONS
 from activation.file_scrub import SCHEDULE_NAME as FILE_SCRUB
 from contacts.tasks import HYGIENE_SCHEDULE as HYGIENE_DAILY
 from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
+from predictions.tasks import DAILY_SCHEDULE as PREDICTIONS_DAILY
 from segments.analytics.updates import NIGHTLY_AT as ANALYTICS_AT
 from segments.analytics.updates import SCHEDULE_NAME as ANALYTICS_NIGHTLY
 from segments.governance.tasks import DAILY_SCHEDULE as GOVERNANCE_DAILY
@@ -92,6 +93,8 @@ def recurring() -> list[Recurring]:
         Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),
         # Reachability, after the metrics of the night (inactive contacts: the sunset policy).
         Recurring(HYGIENE_DAILY, "contacts.tasks.check_hygiene", daily_at=time(settings.METRICS_NIGHTLY_HOUR, 30)),
+        # Scores every active model's contacts and retrains the models that are due.
+        Recurring(PREDICTIONS_DAILY, "predictions.tasks.daily_task", daily_at=time(settings.PREDICTIONS_DAILY_HOUR)),
         Recurring(ANALYTICS_NIGHTLY, "segments.tasks.update_analytics_task", daily_at=time(*ANALYTICS_AT)),
         Recurring(
             GOVERNANCE_DAILY,

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class PredictionsConfig(AppConfig):
@@ -14,10 +13,4 @@ class PredictionsConfig(AppConfig):
 
         # Contacts touched by writes are re-scored by every active model, after commit.
         add_listener(enqueue_contact_scores)
-        post_migrate.connect(_ensure_daily_schedule, sender=self, dispatch_uid="predictions.daily_schedule")
-
-
-def _ensure_daily_schedule(**kwargs) -> None:
-    from predictions.tasks import ensure_daily_schedule
-
-    ensure_daily_schedule()
+        # Its daily job (score, retrain when due) is in crmseg_site/schedules.py with every other.

@@ -7,12 +7,11 @@ refuses a second while one is queued or running (a partial unique constraint).
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from predictions.models import ModelVersion, PropensityModel, VersionState
@@ -20,7 +19,6 @@ from predictions.scoring import NoUsableVersion, score_model, scored_models
 from predictions.training import TrainingBusy, TrainingRefused, queue_version, train_version
 
 DAILY_SCHEDULE = "predictions: score daily, retrain when due"
-DAILY_FUNC = "predictions.tasks.daily_task"
 
 
 def enqueue_training(model: PropensityModel, *, user=None) -> ModelVersion:
@@ -91,20 +89,3 @@ def daily_task() -> str:
         except TrainingBusy as error:
             lines.append(f"{model.name}: {error}")
     return "; ".join(lines) or "no active model"
-
-
-def next_daily_run(*, now: datetime | None = None) -> datetime:
-    now = timezone.localtime(now or timezone.now())
-    at = timezone.make_aware(datetime.combine(now.date(), time(settings.PREDICTIONS_DAILY_HOUR)))
-    return at if at > now else at + timedelta(days=1)
-
-
-def ensure_daily_schedule() -> Schedule:
-    schedule, created = Schedule.objects.get_or_create(
-        name=DAILY_SCHEDULE,
-        defaults={"func": DAILY_FUNC, "schedule_type": "D", "repeats": -1, "next_run": next_daily_run()},
-    )
-    if not created and (schedule.func, schedule.schedule_type, schedule.repeats) != (DAILY_FUNC, "D", -1):
-        schedule.func, schedule.schedule_type, schedule.repeats = DAILY_FUNC, "D", -1
-        schedule.save(update_fields=["func", "schedule_type", "repeats"])
-    return schedule
