@@ -69,7 +69,7 @@ def test_downstream_segments_and_what_reads_them_receive_the_change(db):
 
     assert [s.slug for s in impact.downstream] == ["hot-leads"]
     assert [(name, use.name) for name, use in impact.receivers] == [
-        ("Leads", "Ads audience"),
+        ("", "Ads audience"),
         ("Hot Leads", "Welcome hot leads"),
     ]
 

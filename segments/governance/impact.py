@@ -45,7 +45,6 @@ class Impact:
     leave_sample: list[Sample] = field(default_factory=list)
     downstream: list[Segment] = field(default_factory=list)
     feeds: dict[int, list[Use]] = field(default_factory=dict)  # segment id -> what reads it
-    names: dict[int, str] = field(default_factory=dict)  # the segment's and the downstream ones' names
 
     @property
     def size_after(self) -> int:
@@ -53,8 +52,9 @@ class Impact:
 
     @property
     def receivers(self) -> list[tuple[str, Use]]:
-        """(segment name, use) for the segment and everything downstream, the segment first."""
-        return [(self.names.get(pk, ""), use) for pk, found in self.feeds.items() for use in found]
+        """(name of the downstream segment it reads, or "" for the segment itself, use), the segment's first."""
+        downstream = {s.pk: s.name for s in self.downstream}
+        return [(downstream.get(pk, ""), use) for pk, found in self.feeds.items() for use in found]
 
     def as_dict(self, *, with_samples: bool = True) -> dict:
         def samples(rows: list[Sample]) -> list[dict]:
@@ -70,7 +70,8 @@ class Impact:
             "leave_sample": samples(self.leave_sample),
             "downstream_segments": [{"id": s.pk, "slug": s.slug, "name": s.name} for s in self.downstream],
             "receivers": [
-                {"segment": segment_name, "what": use.what, "name": use.name} for segment_name, use in self.receivers
+                {"through": segment_name or None, "what": use.what, "name": use.name}
+                for segment_name, use in self.receivers
             ],
         }
 
@@ -104,7 +105,6 @@ def change_impact(
     impact.downstream = list(Segment.objects.filter(pk__in=downstream_ids).order_by("name"))
     found = uses([segment.pk, *downstream_ids])
     impact.feeds = {pk: found[pk] for pk in [segment.pk, *downstream_ids] if pk in found}
-    impact.names = {segment.pk: segment.name, **{s.pk: s.name for s in impact.downstream}}
     return impact
 
 

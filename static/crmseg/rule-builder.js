@@ -550,7 +550,7 @@
           el("span", { text: " " + row[1] + ": " }), el("span", { className: "rb-muted", text: row[0].why })]);
       })));
     }
-    var receivers = impact.receivers.map(function (r) { return r.what + " “" + r.name + "”" + (r.segment ? " (through " + r.segment + ")" : ""); });
+    var receivers = impact.receivers.map(function (r) { return r.what + " “" + r.name + "”" + (r.through ? " (through " + r.through + ")" : ""); });
     var downstream = impact.downstream_segments.map(function (s) { return s.name; });
     box.appendChild(el("p", { "data-rb-impact-receivers": "", text: "Receives the change: " + (receivers.length ? receivers.join("; ") : "nothing outside segments") +
       (downstream.length ? ". Segments downstream: " + downstream.join(", ") : "") + "." }));
