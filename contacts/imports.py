@@ -1,4 +1,4 @@
-"""Importing contacts, companies and activities from an uploaded CSV or XLSX file.
+"""Importing contacts, companies, activities and deals from an uploaded CSV or XLSX file.
 
 upload (`start_import`) -> column mapping (`suggest_mapping`, `check_mapping`) -> preview of the
 first rows (`preview`) -> the run (`run_import`, a django-q2 task) that streams the file in
@@ -6,7 +6,7 @@ batches through the bulk upsert of contacts.ingest (normalisation included), rec
 the ImportJob row, stops when cancelled, writes every rejected cell to an error file (row number,
 column, value, message) and puts the file's contacts in the static segment "Imported <name> <date>".
 
-Rows are matched by normalised e-mail, company domain or activity external_id, so importing the
+Rows are matched by normalised e-mail, company domain or activity and deal external_id, so importing the
 same file again changes nothing. Each batch is one transaction: a row is stored whole or not at all.
 """
 
@@ -38,6 +38,7 @@ from contacts.import_files import FileShape, UnreadableFile
 from contacts.models import (
     Company,
     Contact,
+    Deal,
     ImportJob,
     ImportKind,
     ImportStatus,
@@ -80,7 +81,28 @@ SYNONYMS = {
     "kind": ["type", "activity", "activity type", "event"],
     "external_id": ["id", "event id", "activity id", "source id"],
 }
-KEY_OF_KIND = {ImportKind.CONTACTS: "email", ImportKind.COMPANIES: "domain", ImportKind.ACTIVITIES: "external_id"}
+# A deal file's own names for its columns (its "name" is the deal's, not a company's).
+DEAL_SYNONYMS = {
+    "external_id": ["id", "deal id", "opportunity id", "source id"],
+    "name": ["deal", "deal name", "opportunity", "opportunity name", "title"],
+    "amount": ["value", "deal value", "deal amount", "deal size", "betrag"],
+    "stage": ["status", "deal stage"],
+    "email": ["contact", "contact email", "e-mail", "email address"],
+    "company_domain": ["company", "website", "company website", "domain", "account domain"],
+    "created_at": ["created", "create date", "created on", "opened"],
+    "closed_at": ["closed", "close date", "closed on"],
+}
+KEY_OF_KIND = {
+    ImportKind.CONTACTS: "email",
+    ImportKind.COMPANIES: "domain",
+    ImportKind.ACTIVITIES: "external_id",
+    ImportKind.DEALS: "external_id",
+}
+DEAL_TARGETS = {
+    "external_id": "External id (key)", "name": "Deal name", "amount": "Amount", "stage": "Stage (open, won, lost)",
+    "email": "Contact e-mail", "company_domain": "Company domain or website", "created_at": "Created at",
+    "closed_at": "Closed at",
+}  # fmt: skip
 ACTIVITY_TARGETS = ["email", "kind", "occurred_at", "topic", "product", "url", "campaign", "value", "external_id"]
 TAG_FIELDS = {"interests", "values", "technologies"}
 TAG_SPLIT = re.compile(r"\s*[;,|]\s*")
@@ -100,6 +122,8 @@ def targets(kind: str, properties: Iterable[PropertyDefinition] = ()) -> dict[st
         out.pop("properties", None)
         out |= {f"{PROPERTY_PREFIX}{p.key}": f"{p.label} (props.{p.key})" for p in properties}
         return out
+    if kind == ImportKind.DEALS:
+        return dict(DEAL_TARGETS)
     if kind == ImportKind.COMPANIES:
         out = {"domain": "Domain or website (key)"}
         return out | {name: Company._meta.get_field(name).verbose_name for name in ingest.COMPANY_FIELDS}
@@ -114,7 +138,8 @@ def suggest_mapping(kind: str, headers: list[str], properties: Iterable[Property
     """{header: target or ""} from header names, labels and synonyms; each target used once."""
     choices: dict[str, str] = {}
     for target, label in targets(kind, properties).items():
-        names = [target, target.removeprefix(PROPERTY_PREFIX), str(label).split(" (")[0], *SYNONYMS.get(target, [])]
+        synonyms = DEAL_SYNONYMS if kind == ImportKind.DEALS else SYNONYMS
+        names = [target, target.removeprefix(PROPERTY_PREFIX), str(label).split(" (")[0], *synonyms.get(target, [])]
         for name in names:
             choices.setdefault(_fold(name), target)
     mapping: dict[str, str] = {}
@@ -212,7 +237,7 @@ class Converter:
         self.columns = [(i, h, job.mapping.get(h, "")) for i, h in enumerate(job.headers) if job.mapping.get(h)]
         keys = [t.removeprefix(PROPERTY_PREFIX) for _i, _h, t in self.columns if t.startswith(PROPERTY_PREFIX)]
         self.properties = {d.key: d for d in PropertyDefinition.objects.filter(key__in=keys)}
-        self.fields = {f.name: f for f in (Company if job.kind == ImportKind.COMPANIES else Contact)._meta.fields}
+        self.fields = {f.name: f for f in _model(job.kind)._meta.fields}
 
     def convert(self, row: import_files.Row) -> Converted:
         converted = Converted(row.number, {})
@@ -241,6 +266,10 @@ class Converter:
             return _typed(cell, definition.type)
         if self.kind == ImportKind.ACTIVITIES:
             return _activity_time(cell) if target == "occurred_at" else cell
+        if self.kind == ImportKind.DEALS:
+            if target == "amount":
+                return _typed(cell, PropertyType.NUMBER)
+            return _deal_time(cell) if target in ("created_at", "closed_at") else cell
         model_field = self.fields.get(target)
         if target in TAG_FIELDS:
             return _typed(cell, PropertyType.TAGS)
@@ -277,6 +306,14 @@ def _date(cell: str) -> date:
         except ValueError:
             continue
     raise ValueError(f"{cell!r} is not a date (YYYY-MM-DD or DD.MM.YYYY).")
+
+
+def _deal_time(cell: str) -> str:
+    """A date (any of DATE_FORMATS) or an ISO date-time, as ISO text."""
+    try:
+        return _date(cell).isoformat() if len(cell) <= 10 else _activity_time(cell)
+    except ValueError:
+        raise ValueError(f"{cell!r} is not a date (YYYY-MM-DD, DD.MM.YYYY or an ISO date-time).") from None
 
 
 def _activity_time(cell: str) -> str:
@@ -361,7 +398,11 @@ class Importer:
                 outcome.created = result.created
                 outcome.unchanged = result.duplicates
             else:
-                upsert = writes.upsert_contacts if self.job.kind == ImportKind.CONTACTS else writes.upsert_companies
+                upsert = {
+                    ImportKind.CONTACTS: writes.upsert_contacts,
+                    ImportKind.COMPANIES: writes.upsert_companies,
+                    ImportKind.DEALS: writes.upsert_deals,
+                }[self.job.kind]
                 result = upsert(values)
                 after = self._snapshot(values)
                 outcome.created = len(result.created)
@@ -386,10 +427,11 @@ class Importer:
         """What the mapped fields of the stored records hold: {key: values} (to count unchanged rows)."""
         if self.job.kind == ImportKind.ACTIVITIES:
             return {}
-        model = Contact if self.job.kind == ImportKind.CONTACTS else Company
+        model = _model(self.job.kind)
         columns = [t for t in self.column_of if not t.startswith(PROPERTY_PREFIX) and t in self.converter.fields]
         columns += ["properties"] if any(t.startswith(PROPERTY_PREFIX) for t in self.column_of) else []
         columns += ["company_id"] if "company_domain" in self.column_of else []
+        columns += ["contact_id"] if model is Deal and "email" in self.column_of else []
         keys = [ingest_key(self.key, v.get(self.key)) for v in values]
         rows = model.objects.filter(**{f"{self.key}__in": keys}).values_list(self.key, *columns)
         return {row[0]: row[1:] for row in rows}
@@ -405,6 +447,10 @@ class Importer:
                 value = _shown(converted.values, target)
                 out.append(CellError(converted.number, column, value, message))
         return out
+
+
+def _model(kind: str) -> type[Contact | Company | Deal]:
+    return {ImportKind.COMPANIES: Company, ImportKind.DEALS: Deal}.get(kind, Contact)
 
 
 def normalize_domain_quietly(value: str) -> str:
@@ -560,7 +606,6 @@ def _finish(job: ImportJob, status: str, started: float) -> str:
         job.progress = 1.0
     job.save(update_fields=["status", "finished_at", "message", "progress"])
     return job.message
-
 
 
 def property_key(header: str) -> str:

@@ -1,4 +1,4 @@
-"""Bulk ingest for integrations: contacts by email, companies by domain, activities by external_id.
+"""Bulk ingest for integrations: contacts by email, companies by domain, activities and deals by external_id.
 
 Each row is validated on its own; the good rows are written set-based (one INSERT ... ON CONFLICT
 per batch, no save() per row) inside one transaction, so a request is stored whole or not at all.
@@ -28,6 +28,8 @@ from contacts.models import (
     ActivityTally,
     Company,
     Contact,
+    Deal,
+    DealStage,
     JobTitleRule,
     LifecycleChange,
     LifecycleStage,
@@ -606,3 +608,113 @@ def _insert_activities_portable(good: list[dict], result: ActivityIngestResult) 
         Activity.objects.bulk_create(new, ignore_conflicts=True, batch_size=BATCH_SIZE)
     result.created = len(new)
     result.changed_contact_ids = {obj.contact_id for obj in new}
+
+
+# -- deals ------------------------------------------------------------------------------------
+
+DEAL_FIELDS = ["name", "amount", "stage", "created_at", "closed_at"]
+DEAL_KEYS = {"external_id", "email", "company_domain", *DEAL_FIELDS}
+
+
+def upsert_deals(rows: list) -> UpsertResult:
+    """Create or update deals matched by external_id; a deal names its contact by e-mail and/or its
+    company by domain (both must exist). A new deal needs a name, an amount and one of the two; an
+    update writes only the fields a row gives."""
+    result = UpsertResult()
+
+    def clean(_index: int, row: dict, errors: RowErrors) -> dict:
+        return _clean_deal(row, errors)
+
+    good = _validated_rows(rows, clean, result.failed, key="external_id", noun="deal")
+    stages = {
+        key: (pk, stage)
+        for key, pk, stage in Deal.objects.filter(external_id__in=[v["external_id"] for v in good.values()])
+        .values_list("external_id", "pk", "stage")
+        .order_by()
+    }
+    stored = {key: pk for key, (pk, _stage) in stages.items()}
+    contact_ids = dict(lookup_pairs(Contact, "email", "id", {v["email"] for v in good.values() if "email" in v}))
+    company_ids = dict(
+        lookup_pairs(Company, "domain", "id", {v["company_domain"] for v in good.values() if "company_domain" in v})
+    )
+    for index, values in list(good.items()):
+        errors: RowErrors = {}
+        if "email" in values:
+            values["contact_id"] = contact_ids.get(values.pop("email"))
+            if values["contact_id"] is None:
+                errors["email"] = [f"No contact with e-mail {rows[index]['email']!r}; import the contact first."]
+        if "company_domain" in values:
+            values["company_id"] = company_ids.get(values.pop("company_domain"))
+            if values["company_id"] is None:
+                errors["company_domain"] = [f"No company with domain {rows[index]['company_domain']!r}."]
+        stage = values.get("stage", stages.get(values["external_id"], (None, DealStage.OPEN))[1])
+        if stage == DealStage.OPEN:
+            if values.get("closed_at"):
+                errors["closed_at"] = ["An open deal has no close date: give the stage (won or lost) or no close date."]
+            elif "stage" in values:
+                values["closed_at"] = None  # reopened
+        if values["external_id"] not in stored:
+            errors |= {name: ["A new deal needs it."] for name in ("name", "amount") if name not in values}
+            if "contact_id" not in values and "company_id" not in values and not errors:
+                errors["email"] = ["A new deal needs its contact's e-mail or its company's domain."]
+        if errors:
+            result.failed[index] = errors
+            del good[index]
+    _write_deals(good, stored, result)
+    return result
+
+
+def _clean_deal(row: dict, errors: RowErrors) -> dict:
+    _unknown_keys(row, DEAL_KEYS, errors)
+    values = _clean_fields(row, DEAL_FIELDS, Deal, errors)
+    external_id = row.get("external_id")
+    if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 200:
+        errors["external_id"] = ["Give the deal's id in the source system (text, at most 200 characters)."]
+    values["external_id"] = external_id.strip() if isinstance(external_id, str) else external_id
+    for name in ("created_at", "closed_at"):
+        if values.get(name) is not None:
+            if timezone.is_naive(values[name]):
+                values[name] = timezone.make_aware(values[name])
+            if problem := year_problem(values[name]):
+                errors[name] = [problem]
+    email, domain = row.get("email"), row.get("company_domain")
+    if email not in (None, ""):
+        if not isinstance(email, str):
+            errors["email"] = ["Expected an e-mail address (text)."]
+        else:
+            values["email"] = normalize_email(email)
+    if domain not in (None, ""):
+        try:
+            values["company_domain"] = validate_domain(domain)
+        except ValidationError as error:
+            errors["company_domain"] = error.messages
+    return values
+
+
+def _write_deals(good: dict[int, dict], stored: dict[str, int], result: UpsertResult) -> None:
+    """The new deals in one INSERT; the stored ones in one UPDATE per set of given fields."""
+    moved_from = dict(
+        Deal.objects.filter(pk__in=[stored[v["external_id"]] for v in good.values() if v["external_id"] in stored])
+        .exclude(contact=None)
+        .values_list("pk", "contact_id")
+    )
+    new = [Deal(**values) for values in good.values() if values["external_id"] not in stored]
+    # ignore_conflicts: a concurrent import of the same id between the look-up and here is skipped.
+    Deal.objects.bulk_create(new, ignore_conflicts=True, batch_size=BATCH_SIZE)
+    groups: dict[frozenset[str], list[Deal]] = {}
+    for values in good.values():
+        if values["external_id"] in stored:
+            fields = frozenset(values) - {"external_id"}
+            groups.setdefault(fields, []).append(Deal(pk=stored[values["external_id"]], **values))
+    for fields, group in groups.items():
+        if fields:
+            Deal.objects.bulk_update(group, sorted(fields), batch_size=BATCH_SIZE)
+    ids = dict(lookup_pairs(Deal, "external_id", "id", [v["external_id"] for v in good.values()]))
+    for index, values in good.items():
+        outcome = RowOutcome(index, ids[values["external_id"]], values["external_id"])
+        (result.updated if values["external_id"] in stored else result.created).append(outcome)
+    result.changed_contact_ids = {v["contact_id"] for v in good.values() if v.get("contact_id")}
+    result.changed_contact_ids |= set(moved_from.values())
+    result.changed_contact_ids |= set(
+        Deal.objects.filter(pk__in=list(ids.values())).exclude(contact=None).values_list("contact_id", flat=True)
+    )

@@ -604,6 +604,9 @@ class Deal(models.Model):
     stage = models.CharField(max_length=10, choices=DealStage.choices, default=DealStage.OPEN)
     created_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(
+        max_length=200, unique=True, null=True, blank=True, help_text="Source system id; an import matches by it"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -973,6 +976,7 @@ class ImportKind(models.TextChoices):
     CONTACTS = "contacts", "Contacts (matched by e-mail)"
     COMPANIES = "companies", "Companies (matched by domain)"
     ACTIVITIES = "activities", "Activities (matched by external id)"
+    DEALS = "deals", "Deals (matched by external id)"
 
 
 class ImportMapping(models.Model):

@@ -17,7 +17,7 @@ written; the contact of an activity or a deal, both the one it had and the one i
     delete(target)               a row or a queryset, with what cascades from it
     restore(rows)                rows serialised by django.core.serializers ("python" form), saved back
                                  as they were, ids and all (undoing a merge)
-    upsert_contacts(rows), upsert_companies(rows), ingest_activities(rows)
+    upsert_contacts(rows), upsert_companies(rows), ingest_activities(rows), upsert_deals(rows)
                                  bulk rows checked one by one, the good ones stored set-based, all or
                                  nothing (contacts/ingest.py: the result says which rows failed and why)
     seed_demo(contacts=N)        a believable demo CRM (contacts/demo_data.py)
@@ -136,6 +136,14 @@ def upsert_companies(rows: list) -> ingest.UpsertResult:
     """Create or update companies matched by normalised domain; the contacts of updated ones change."""
     with transaction.atomic():
         result = ingest.upsert_companies(rows)
+        contacts_changed(result.changed_contact_ids)
+    return result
+
+
+def upsert_deals(rows: list) -> ingest.UpsertResult:
+    """Create or update deals matched by external_id; their contacts (before and after) change."""
+    with transaction.atomic():
+        result = ingest.upsert_deals(rows)
         contacts_changed(result.changed_contact_ids)
     return result
 
