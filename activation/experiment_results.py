@@ -20,18 +20,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.db import connection, transaction
 from django.db.models import (
-    Count,
+    Case,
     DateTimeField,
     DecimalField,
     Exists,
     ExpressionWrapper,
     F,
+    IntegerField,
     OuterRef,
     Q,
     Subquery,
     Sum,
     Value,
+    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -110,31 +113,48 @@ class Cell:
 
 
 def read_cells(experiment: Experiment, *, now: datetime) -> dict[tuple[int, str], Cell]:
-    """(slice id, arm) -> Cell, in one grouped statement."""
+    """(slice id, arm) -> Cell, in one statement: each exposure's outcomes measured once in an
+    inner query, summed per slice and arm outside it (so revenue's subqueries run once per row,
+    not once per aggregate that reads them)."""
     metrics = experiment.metrics
     window = timedelta(days=experiment.window_days)
-    exposures = Exposure.objects.filter(experiment=experiment, exposed_at__lte=now).annotate(
-        window_end=ExpressionWrapper(F("exposed_at") + Value(window), output_field=DateTimeField())
+    per_exposure = (
+        Exposure.objects.filter(experiment=experiment, exposed_at__lte=now)
+        .annotate(window_end=ExpressionWrapper(F("exposed_at") + Value(window), output_field=DateTimeField()))
+        .annotate(
+            matured=Case(When(window_end__lte=now, then=Value(1)), default=Value(0), output_field=IntegerField()),
+            **{f"m_{k}": v for k, v in outcome_annotations(experiment, metrics, now).items()},
+        )
+        .order_by()
+        .values("segment_id", "arm", "matured", *[f"m_{m}" for m in metrics])
     )
-    exposures = exposures.annotate(**{f"m_{k}": v for k, v in outcome_annotations(experiment, metrics, now).items()})
-    aggregates = {"n": Count("pk"), "matured": Count("pk", filter=Q(window_end__lte=now))}
+    sql, params = per_exposure.query.sql_with_params()
+    columns = ["COUNT(*)", "SUM(e.matured)"]
     for metric in metrics:
         if metric == Metric.REVENUE:
-            aggregates["sum_revenue"] = Sum(f"m_{metric}")
-            aggregates["sq_revenue"] = Sum(F(f"m_{metric}") * F(f"m_{metric}"), output_field=MONEY)
+            columns += [f"SUM(e.m_{metric})", f"SUM(e.m_{metric} * e.m_{metric})"]
         else:
-            aggregates[f"c_{metric}"] = Count("pk", filter=Q(**{f"m_{metric}": True}))
-    rows = exposures.order_by().values("segment_id", "arm").annotate(**aggregates)
+            columns.append(f"SUM(CASE WHEN e.m_{metric} THEN 1 ELSE 0 END)")
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One probe per exposure and measure: the planner's estimate is large enough to JIT-
+            # compile the plan, which took 3.3 s of a 3.5 s run at 20,000 exposures (bench_experiments).
+            cursor.execute("SET LOCAL jit = off")
+        cursor.execute(
+            f"SELECT e.segment_id, e.arm, {', '.join(columns)} FROM ({sql}) e GROUP BY e.segment_id, e.arm", params
+        )
+        rows = cursor.fetchall()
     cells = {}
-    for row in rows:
-        cell = Cell(exposed=row["n"], matured=row["matured"])
+    for segment_id, arm, n, matured, *values in rows:
+        cell = Cell(exposed=n, matured=int(matured or 0))
+        values = iter(values)
         for metric in metrics:
             if metric == Metric.REVENUE:
-                total, squares = Decimal(row["sum_revenue"] or 0), Decimal(row["sq_revenue"] or 0)
-                cell.moments[metric] = st.Moments(row["n"], total, squares)
+                total, squares = Decimal(str(next(values) or 0)), Decimal(str(next(values) or 0))
+                cell.moments[metric] = st.Moments(n, total, squares)
             else:
-                cell.counts[metric] = row[f"c_{metric}"]
-        cells[(row["segment_id"], row["arm"])] = cell
+                cell.counts[metric] = int(next(values) or 0)
+        cells[(segment_id, arm)] = cell
     return cells
 
 

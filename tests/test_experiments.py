@@ -290,13 +290,14 @@ def test_only_outcomes_after_exposure_and_inside_the_window_count():
 
 
 @pytest.mark.django_db
-def test_results_read_everything_in_a_fixed_number_of_queries(django_assert_num_queries):
+def test_results_read_everything_in_a_fixed_number_of_queries(django_assert_max_num_queries):
     experiment, segments = make_experiment(targets=3, secondary_metrics=["revenue", "purchase"])
     for segment in segments:
         join(segment, ContactFactory.create_batch(6))
     record_send(experiment)
 
-    with django_assert_num_queries(4):  # campaign, the grouped outcomes, target ids, segments
+    # campaign; the grouped outcomes (in a savepoint with jit off on PostgreSQL); target ids; segments
+    with django_assert_max_num_queries(7):
         results = experiment_results(experiment)
 
     assert [s.name for s in results.slices] == ["All target segments", "Slice 0", "Slice 1", "Slice 2"]
