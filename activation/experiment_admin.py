@@ -15,7 +15,15 @@ from django.utils.html import format_html
 from activation.experiment_charts import lift_chart
 from activation.experiment_models import Experiment, ExperimentStatus, Metric
 from activation.experiment_results import experiment_results, results_csv
-from activation.experiments import ExperimentNotRunning, InvalidDesign, record_send, start, stop, target_problems
+from activation.experiments import (
+    ExperimentNotRunning,
+    InvalidDesign,
+    clone,
+    record_send,
+    start,
+    stop,
+    target_problems,
+)
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
 from segments.models import SUPPRESSION_KINDS, Segment, SegmentStatus
 
@@ -67,7 +75,7 @@ class ExperimentAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     search_fields = ["name", "campaign__name"]
     filter_horizontal = ["target_segments", "suppression_segments"]
     readonly_fields = ["status", "started_at", "stopped_at", "results_link"]
-    actions = ["start_experiments", "stop_experiments", "send_now"]
+    actions = ["start_experiments", "stop_experiments", "send_now", "clone_experiments"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(exposures_count=Count("exposures"))
@@ -111,6 +119,11 @@ class ExperimentAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
                 self.message_user(request, f"Nothing sent: {error}", messages.ERROR)
             else:
                 self.message_user(request, f"{experiment}: {sent:,} contact(s) exposed for the first time.")
+
+    @admin.action(description="Clone the selected experiments (a draft to change the design of)")
+    def clone_experiments(self, request: HttpRequest, queryset: QuerySet) -> None:
+        copies = [clone(experiment) for experiment in queryset]
+        self.message_user(request, "Created draft " + ", ".join(repr(c.name) for c in copies) + ".")
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view

@@ -98,6 +98,26 @@ def start(experiment: Experiment, *, now: datetime | None = None) -> None:
     experiment.refresh_from_db()
 
 
+def clone(experiment: Experiment) -> Experiment:
+    """A draft copy to change the design of: same campaign, targets, suppressions and settings, a
+    new salt (its own assignment), no exposures."""
+    copy = Experiment.objects.create(
+        campaign_id=experiment.campaign_id,
+        name=f"{experiment.name} (copy)"[:200],
+        specific_percent=experiment.specific_percent,
+        generic_percent=experiment.generic_percent,
+        holdout_percent=experiment.holdout_percent,
+        metric=experiment.metric,
+        secondary_metrics=list(experiment.secondary_metrics),
+        window_days=experiment.window_days,
+        baseline_rate=experiment.baseline_rate,
+        minimum_effect=experiment.minimum_effect,
+    )
+    copy.target_segments.set(experiment.target_segments.all())
+    copy.suppression_segments.set(experiment.suppression_segments.all())
+    return copy
+
+
 def stop(experiment: Experiment, *, now: datetime | None = None) -> None:
     Experiment.objects.filter(pk=experiment.pk, status=ExperimentStatus.RUNNING).update(
         status=ExperimentStatus.STOPPED, stopped_at=now or timezone.now()

@@ -17,6 +17,7 @@ from activation.experiments import (
     InvalidDesign,
     arm_of,
     bucket_of,
+    clone,
     record_send,
     start,
     with_arm,
@@ -135,6 +136,20 @@ def test_the_split_cannot_change_after_the_first_exposure():
         experiment.full_clean()
 
     assert "Clone the experiment" in error.value.message_dict["specific_percent"][0]
+
+
+@pytest.mark.django_db
+def test_a_clone_is_a_draft_with_its_own_assignment_and_no_exposures():
+    experiment, (segment, other) = make_experiment(holdout_percent=10, specific_percent=45, generic_percent=45)
+    join(segment, [ContactFactory()])
+    record_send(experiment)
+
+    copy = clone(experiment)
+
+    assert (copy.status, copy.name, copy.split) == ("draft", "Spring test (copy)", experiment.split)
+    assert set(copy.target_segments.all()) == {segment, other}
+    assert copy.salt != experiment.salt
+    assert not copy.exposures.exists()
 
 
 @pytest.mark.django_db
