@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -15,6 +17,7 @@ from django.utils.html import format_html
 from activation.experiment_charts import lift_chart
 from activation.experiment_models import Experiment, ExperimentStatus, Metric
 from activation.experiment_results import experiment_results, results_csv
+from activation.experiment_sends import send_rows
 from activation.experiments import (
     ExperimentNotRunning,
     InvalidDesign,
@@ -26,6 +29,13 @@ from activation.experiments import (
 )
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
 from segments.models import SUPPRESSION_KINDS, Segment, SegmentStatus
+
+
+class Echo:
+    """A file-like object whose write() returns the line, for csv.writer in a streamed response."""
+
+    def write(self, value: str) -> str:
+        return value
 
 
 class ExperimentForm(forms.ModelForm):
@@ -130,6 +140,7 @@ class ExperimentAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
         return [
             path("<int:object_id>/results/", view(self.results_view), name="activation_experiment_results"),
             path("<int:object_id>/results.csv", view(self.results_csv_view), name="activation_experiment_csv"),
+            path("<int:object_id>/send/", view(self.send_view), name="activation_experiment_send"),
             *super().get_urls(),
         ]
 
@@ -160,6 +171,24 @@ class ExperimentAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
             return HttpResponse(status=403)
         response = HttpResponse(results_csv(experiment_results(experiment)), content_type="text/csv; charset=utf-8")
         name = f"experiment-{experiment.pk}-results-{timezone.localdate():%Y-%m-%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    def send_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """POST: record a send (first exposures of everyone eligible) and download the send list."""
+        experiment = get_object_or_404(Experiment.objects.select_related("campaign"), pk=object_id)
+        if request.method != "POST" or not self.has_change_permission(request, experiment):
+            return HttpResponse(status=403 if request.method == "POST" else 405)
+        try:
+            record_send(experiment)
+        except ExperimentNotRunning as error:
+            self.message_user(request, f"Nothing sent: {error}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:activation_experiment_results", args=[experiment.pk]))
+        writer = csv.writer(Echo())
+        response = StreamingHttpResponse(
+            (writer.writerow(row) for row in send_rows(experiment)), content_type="text/csv; charset=utf-8"
+        )
+        name = f"experiment-{experiment.pk}-send-list-{timezone.localdate():%Y-%m-%d}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 

@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from activation.experiment_models import Arm, Experiment, ExperimentStatus, Exposure
 from activation.experiment_results import experiment_results
-from activation.experiments import start
+from activation.experiments import arm_of, start
 from api.models import Scope
 from contacts.models import Activity
+from segments.models import Membership
 from tests.factories import CampaignFactory, CampaignVariantFactory, ContactFactory, SegmentFactory
 
 
@@ -183,3 +184,28 @@ def test_the_api_needs_the_segments_read_scope(api_client):
 
     assert response.status_code == 403
     assert "'segments:read'" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_recording_a_send_downloads_each_content_arm_contact_with_its_content(client, ops_user):
+    campaign = CampaignFactory(slug="spring", subject="Generic subject")
+    segment = SegmentFactory(slug="enterprise")
+    CampaignVariantFactory(campaign=campaign, segment=segment, priority=1, subject="=HYPERLINK(1)")
+    experiment = Experiment.objects.create(
+        campaign=campaign, name="Send", specific_percent=40, generic_percent=40, holdout_percent=20
+    )
+    experiment.target_segments.set([segment])
+    start(experiment)
+    contacts = ContactFactory.create_batch(30)
+    Membership.objects.bulk_create(Membership(segment=segment, contact=c) for c in contacts)
+    client.force_login(ops_user)
+
+    response = client.post(reverse("admin:activation_experiment_send", args=[experiment.pk]))
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    arms = {c.email: arm_of(experiment, c.pk) for c in contacts}
+    assert Exposure.objects.filter(experiment=experiment).count() == 30
+    assert {r["email"]: r["arm"] for r in rows} == {e: a for e, a in arms.items() if a != Arm.HOLDOUT}
+    assert {r["subject"] for r in rows if r["arm"] == "specific"} == {"'=HYPERLINK(1)"}
+    assert {r["subject"] for r in rows if r["arm"] == "generic"} == {"Generic subject"}
+    assert client.get(reverse("admin:activation_experiment_send", args=[experiment.pk])).status_code == 405
