@@ -1,9 +1,13 @@
 """Install the starter catalog of segments (idempotent)."""
 
+import time
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from segments.catalog import load_catalog
+from segments.demo_history import build_history
 from segments.models import Segment
 from segments.refresh import Outcome, refresh_all
 
@@ -19,8 +23,20 @@ class Command(BaseCommand):
             help="Do nothing when any segment exists (so `make run` never brings back a deleted starter segment)",
         )
         parser.add_argument("--refresh", action="store_true", help="Build the segments now, not by the workers")
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=0,
+            metavar="WEEKS",
+            help="With --refresh: first replay the new segments at weekly points over the past WEEKS weeks "
+            "(demo data: size charts and analytics with a year of history need 52)",
+        )
 
-    def handle(self, *args, owner: str | None, first_run: bool, refresh: bool, **options) -> None:
+    def handle(self, *args, owner: str | None, first_run: bool, refresh: bool, history: int, **options) -> None:
+        if history and not refresh:
+            raise CommandError("--history replays the segments before building them: give --refresh too.")
+        if history < 0:
+            raise CommandError(f"--history is a number of weeks, 1 or more; got {history}.")
         if first_run and Segment.objects.exists():
             self.stdout.write("Segments exist already; the starter catalog is not loaded again.")
             return
@@ -40,6 +56,13 @@ class Command(BaseCommand):
                 "New rule segments are built by the workers; run `manage.py refresh_segments` to build them now."
             )
             return
+        if history:
+            started = time.monotonic()
+            replayed = build_history(now=timezone.now(), weeks=history)
+            self.stdout.write(
+                f"History: {replayed.points} weekly points, {replayed.writes} membership writes, "
+                f"{replayed.joins} joins and {replayed.leaves} leaves in {time.monotonic() - started:.1f} s."
+            )
         results = refresh_all()
         failed = [result for result in results if result.status == Outcome.FAILED]
         self.stdout.write(

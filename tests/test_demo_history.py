@@ -1,0 +1,87 @@
+"""make run's demo history: the rule segments replayed at weekly points over the past weeks, as of
+each point (events and relative dates measured from it, contacts that did not exist yet left out),
+through the one membership writer: one write per segment and point, whatever the contacts."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from segments.demo_history import build_history
+from segments.models import MembershipChange, Segment, SegmentDay
+from tests.factories import ActivityFactory, ContactFactory, SegmentFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now()
+CLICKED_THIS_WEEK = {"event": {"kind": "email_click"}, "op": "performed", "within_days": 7}
+
+
+def clicker(*, created_weeks_ago: int, clicks_weeks_ago: list[int]):
+    contact = ContactFactory(created_at=NOW - timedelta(weeks=created_weeks_ago))
+    for weeks in clicks_weeks_ago:
+        ActivityFactory(contact=contact, kind="email_click", occurred_at=NOW - timedelta(weeks=weeks, days=1))
+    return contact
+
+
+def test_members_join_and_leave_as_of_each_weekly_point():
+    early = clicker(created_weeks_ago=10, clicks_weeks_ago=[2])  # clicked in the week before point -2
+    late = clicker(created_weeks_ago=1, clicks_weeks_ago=[2])  # the same click, but created after point -2
+    segment = SegmentFactory(slug="clicked", rule=CLICKED_THIS_WEEK)
+
+    history = build_history(now=NOW, weeks=3)
+
+    changes = list(MembershipChange.objects.filter(segment=segment).order_by("changed_at", "id"))
+    assert [(c.contact_id, c.kind, c.changed_at) for c in changes] == [
+        (early.pk, "join", NOW - timedelta(weeks=2)),
+        (early.pk, "leave", NOW - timedelta(weeks=1)),
+    ]
+    assert changes[0].reason == "rule"
+    assert late.pk not in {c.contact_id for c in changes}
+    days = dict(SegmentDay.objects.filter(segment=segment).values_list("day", "size"))
+    assert days == {
+        timezone.localdate(NOW - timedelta(weeks=2)): 1,
+        timezone.localdate(NOW - timedelta(weeks=1)): 0,
+    }
+    assert (history.points, history.writes, history.joins, history.leaves) == (3, 3, 1, 1)
+
+
+def test_static_and_paused_segments_are_not_replayed():
+    clicker(created_weeks_ago=10, clicks_weeks_ago=[1, 2, 3])
+    SegmentFactory(slug="static", kind="static", rule=None)
+    SegmentFactory(slug="paused", rule=CLICKED_THIS_WEEK, status="paused")
+
+    assert build_history(now=NOW, weeks=2).writes == 0
+    assert not MembershipChange.objects.exists()
+
+
+def test_the_statements_grow_with_points_and_segments_not_contacts():
+    SegmentFactory(slug="clicked", rule=CLICKED_THIS_WEEK)
+    clicker(created_weeks_ago=10, clicks_weeks_ago=[1, 2])
+    with CaptureQueriesContext(connection) as few:
+        build_history(now=NOW, weeks=2)
+    MembershipChange.objects.all().delete()
+    for _ in range(20):
+        clicker(created_weeks_ago=10, clicks_weeks_ago=[1, 2])
+    SegmentDay.objects.all().delete()
+
+    with CaptureQueriesContext(connection) as many:
+        build_history(now=NOW + timedelta(seconds=1), weeks=2)
+
+    assert len(many) <= len(few) + 2
+
+
+def test_the_command_replays_before_it_builds_and_refuses_history_without_refresh(capsys):
+    clicker(created_weeks_ago=10, clicks_weeks_ago=[1])
+
+    with pytest.raises(CommandError, match="give --refresh too"):
+        call_command("load_catalog", "--history", "4")
+    call_command("load_catalog", "--refresh", "--history", "4")
+
+    out = capsys.readouterr().out
+    replayed = Segment.objects.active().rule_based().count()
+    assert f"History: 4 weekly points, {4 * replayed} membership writes" in out
+    assert replayed > 10
