@@ -2,9 +2,12 @@
 uses the product apps' public names only."""
 
 import ast
+from io import StringIO
 from pathlib import Path
 
-from django.core.management import get_commands
+from django.core.management import call_command, get_commands
+
+from segments.models import Segment
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_APPS = ["activation", "api", "contacts", "crmseg_site", "predictions", "segments"]
@@ -55,3 +58,21 @@ def test_devtools_uses_public_names_of_the_product_only():
     ]
 
     assert private == []
+
+
+def test_bench_governance_times_the_report_and_leaves_the_database_as_it_was(db):
+    out = StringIO()
+    call_command("bench_governance", "--segments", "30", "--repeat", "1", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("30 segments (30 made for the benchmark)")
+    assert all("queries)" in line for line in lines[1:])
+    assert [line.split(" median")[0].strip() for line in lines[1:]] == [
+        "governance report (all rows, in Python)",
+        "governance page (admin, HTML)",
+        "governance page, overdue only, by next due",
+        "governance CSV",
+        "governance API (JSON)",
+        "review reminders: today's notices",
+    ]
+    assert not Segment.objects.exists()

@@ -222,6 +222,21 @@ def test_the_governance_page_lists_filters_and_sorts_in_a_constant_number_of_que
     assert f"?segment={mine.pk}" in overdue
 
 
+def test_the_page_escapes_names_owners_and_evidence(client, ops_user):
+    client.force_login(ops_user)
+    owner = UserFactory(username="o<b>wner")
+    segment = _segment(name='<script>alert("x")</script> & co', owner=owner, size=1234)
+    SegmentHealth.objects.create(segment=segment, flags=[{"code": "c", "label": "<i>L</i>", "evidence": "a < b"}])
+
+    page = client.get("/admin/segments/segment/governance/").content.decode()
+
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in page
+    assert "o&lt;b&gt;wner" in page
+    assert '<span class="flag">&lt;i&gt;L&lt;/i&gt;</span><div class="evidence">a &lt; b</div>' in page
+    assert "1,234 members" in page
+
+
 def test_a_bad_filter_on_the_page_says_what_was_wrong(client, ops_user):
     client.force_login(ops_user)
 

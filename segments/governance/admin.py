@@ -43,6 +43,7 @@ from .impact import change_impact
 from .report import BadFilter, csv_rows, governance_report, read_filters
 from .reviews import record_review
 from .snapshot import take_snapshot
+from .table import table_rows
 
 
 @admin.register(ReviewPolicy)
@@ -171,6 +172,7 @@ def governance_page(request: HttpRequest) -> HttpResponse:
         "title": "Segment governance",
         "opts": Segment._meta,
         "report": report,
+        "table_rows": table_rows(report.rows),
         "filters": filters,
         "kinds": list(ReviewKind),
         "categories": SegmentCategory.choices,

@@ -121,12 +121,13 @@ def schedules(segments: Iterable[Segment]) -> dict[int, dict[str, Due]]:
     segments = list(segments)
     by_segment = cadences(segments)
     reviewed = last_reviews([s.pk for s in segments])
+    zone = timezone.get_current_timezone()  # once: looking it up per date is most of the loop's time
     out: dict[int, dict[str, Due]] = {}
     for segment in segments:
         out[segment.pk] = {}
         for kind, cadence in by_segment[segment.pk].items():
             last = reviewed.get((segment.pk, kind))
-            since = timezone.localdate(last or segment.created_at)
+            since = timezone.localdate(last or segment.created_at, zone)
             due = due_after(since, cadence) if cadence.enabled else None
             out[segment.pk][kind] = Due(kind, cadence, last, due)
     return out
