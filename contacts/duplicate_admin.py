@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django_q.tasks import async_task
 
 from contacts import merging
@@ -46,7 +47,8 @@ class MergeForm(forms.Form):
             self.fields[f"field:{name}"] = forms.ChoiceField(
                 choices=allowed, initial=initial, widget=forms.RadioSelect, label=name
             )
-            self.rows.append((name, _shown(self.first, name), _shown(self.second, name), self[f"field:{name}"]))
+            row = (_label(name), _shown(self.first, name), _shown(self.second, name), self[f"field:{name}"])
+            self.rows.append((name, *row))
         self.fields["keep"].initial = A
 
     def merge_arguments(self) -> dict:
@@ -59,6 +61,12 @@ class MergeForm(forms.Form):
             side = self.cleaned_data[f"field:{name}"]
             choices[name] = side if side == "both" else (merging.SURVIVOR if side == mine else merging.LOSER)
         return {"survivor_id": survivor.pk, "loser_id": loser.pk, "choices": choices}
+
+
+def _label(name: str) -> str:
+    if name.startswith("props."):
+        return name
+    return capfirst(Contact._meta.get_field(name).verbose_name)
 
 
 def _shown(contact: Contact, name: str) -> object:

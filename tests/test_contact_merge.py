@@ -264,3 +264,55 @@ def test_merge_and_undo_cost_the_same_few_queries_however_many_rows_move(db):
     assert max(small) <= 70
     if connection.vendor == "postgresql":  # one membership statement for every segment
         assert _merge_queries(activities=1, segments=6) == small
+
+
+def test_the_api_merges_and_undoes(api_client, pair):
+    survivor, loser = pair
+    client = api_client("contacts:write")
+
+    response = client.post(
+        f"/api/v1/contacts/{survivor.pk}/merge/", {"loser": loser.pk, "choices": {"job_title": "loser"}}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["survivor_id"], body["loser_id"], body["choices"]["job_title"]) == (survivor.pk, loser.pk, "loser")
+    assert Contact.objects.get(pk=survivor.pk).job_title == "Chief"
+    undone = client.post(f"/api/v1/merges/{body['id']}/undo/")
+    assert undone.status_code == 200
+    assert undone.json()["undone_at"] is not None
+    assert Contact.objects.filter(pk=loser.pk).exists()
+    again = client.post(f"/api/v1/merges/{body['id']}/undo/")
+    assert again.status_code == 409
+    assert "already undone" in again.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"loser": "x"}, 400, "A valid integer is required."),
+        ({"loser": 999999}, 404, "No contact with id 999999."),
+        ({}, 400, "This field is required."),
+        ({"loser": None, "choices": {}}, 400, "This field may not be null."),
+    ],
+)
+def test_the_api_refuses_bad_merges_saying_why(api_client, pair, body, status, says):
+    survivor, _loser = pair
+
+    response = api_client("contacts:write").post(f"/api/v1/contacts/{survivor.pk}/merge/", body, format="json")
+
+    assert response.status_code == status
+    assert says in response.content.decode()
+
+
+def test_the_api_refuses_merging_into_itself_an_unknown_contact_and_without_the_scope(api_client, pair):
+    survivor, loser = pair
+    client = api_client("contacts:write")
+
+    itself = client.post(f"/api/v1/contacts/{survivor.pk}/merge/", {"loser": survivor.pk}, format="json")
+    assert itself.status_code == 409
+    assert "cannot be merged into itself" in itself.json()["error"]["message"]
+    assert client.post("/api/v1/contacts/999999/merge/", {"loser": loser.pk}, format="json").status_code == 404
+    assert client.post("/api/v1/merges/999999/undo/").status_code == 404
+    read_only = api_client("contacts:read").post(f"/api/v1/contacts/{survivor.pk}/merge/", {"loser": loser.pk})
+    assert read_only.status_code == 403

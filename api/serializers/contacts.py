@@ -221,3 +221,26 @@ class ActivityIngestResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     failed = FailedRowSerializer(many=True)
+
+
+class MergeRequestSerializer(serializers.Serializer):
+    loser = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="The id of the contact merged into this one (deleted)"
+    )
+    choices = serializers.DictField(
+        child=serializers.ChoiceField(choices=["survivor", "loser", "both"]),
+        required=False,
+        help_text='Field (or props.<key>) -> whose value the survivor keeps: "survivor", "loser" ("both" joins '
+        "tag lists); fields left out take the defaults (own value where set, the further stage, the higher lead "
+        "score). do_not_contact and email_status always keep the more restrictive value.",
+    )
+
+
+class MergeSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The merge, for undo")
+    survivor_id = serializers.IntegerField()
+    loser_id = serializers.IntegerField()
+    loser_email = serializers.EmailField()
+    choices = serializers.DictField(child=serializers.CharField(), help_text="Whose value each field kept")
+    merged_at = serializers.DateTimeField()
+    undone_at = serializers.DateTimeField(allow_null=True)

@@ -9,6 +9,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.errors import Conflict
 from api.filters import ActivityFilter, CompanyFilter, ContactFilter, PropertyDefinitionFilter
 from api.models import Scope
 from api.permissions import acting_user, scoped
@@ -21,6 +22,8 @@ from api.serializers.contacts import (
     ContactRowsSerializer,
     ContactSerializer,
     ErasureSerializer,
+    MergeRequestSerializer,
+    MergeSerializer,
     PropertyDefinitionSerializer,
     UpsertResultSerializer,
 )
@@ -28,7 +31,8 @@ from api.views.common import DETAIL_BACKENDS, ListOptions, bulk_rows, row_failur
 from contacts import writes
 from contacts.erasure import erase_contacts
 from contacts.ingest import UpsertResult
-from contacts.models import Activity, Company, Contact, PropertyDefinition
+from contacts.merging import MergeRefused, merge_contacts, undo_merge
+from contacts.models import Activity, Company, Contact, ContactMerge, PropertyDefinition
 
 ContactsAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.CONTACTS_WRITE)
 ActivitiesAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.ACTIVITIES_WRITE)
@@ -72,6 +76,52 @@ def erase_contact(request: Request, pk: int) -> Response:
     if not erasure.erased:
         raise NotFound(f"No contact with id {pk}.")
     return Response({"erased": pk, "queued_runs": erasure.queued_runs, "webhook_notices": erasure.webhook_notices})
+
+
+@extend_schema(
+    request=MergeRequestSerializer,
+    responses={201: MergeSerializer},
+    summary="Merge another contact into this one (field by field; undo with merges/<id>/undo/)",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
+def merge_contact(request: Request, pk: int) -> Response:
+    """Keeps this contact and deletes `loser`: activities, deals, lifecycle history and segment
+    memberships move here, the survivor stays in every suppression segment either was in, and
+    everything else is kept on the merge for an exact undo. 404 for an unknown contact; refused
+    (409, saying why) for a contact into itself, a field either contact cannot give, or while an
+    export of a segment holding either runs."""
+    data = MergeRequestSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    for contact_id in (pk, data.validated_data["loser"]):
+        if not Contact.objects.filter(pk=contact_id).exists():
+            raise NotFound(f"No contact with id {contact_id}.")
+    try:
+        merge = merge_contacts(
+            survivor_id=pk,
+            loser_id=data.validated_data["loser"],
+            choices=data.validated_data.get("choices"),
+            by=acting_user(request),
+        )
+    except MergeRefused as refused:
+        raise Conflict(str(refused)) from None
+    return Response(MergeSerializer(merge).data, status=201)
+
+
+@extend_schema(request=None, responses={200: MergeSerializer}, summary="Undo a merge: both contacts as they were")
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
+def undo_contact_merge(request: Request, pk: int) -> Response:
+    """Puts back the merged-away contact with its id and everything that went with it, the moved rows
+    and the survivor's fields. Refused (409) when already undone, when a later merge of the survivor
+    stands, or when the e-mail was taken again."""
+    if not ContactMerge.objects.filter(pk=pk).exists():
+        raise NotFound(f"No merge with id {pk}.")
+    try:
+        merge = undo_merge(pk, by=acting_user(request))
+    except MergeRefused as refused:
+        raise Conflict(str(refused)) from None
+    return Response(MergeSerializer(merge).data)
 
 
 class CompanyList(ListOptions, generics.ListCreateAPIView):
