@@ -177,6 +177,18 @@ def test_adjust_saves_the_new_rule_and_links_its_version(db):
     assert review.rule_version.changed_by == reviewer
 
 
+def test_an_adjustment_cannot_bypass_the_approval_of_a_governed_segment(db):
+    segment = SegmentFactory(rule=MQL)
+    ActivationFactory(segment=segment)
+
+    with pytest.raises(ValidationError) as refused:
+        record_review(segment, kind="boundaries", decision="adjust", new_rule=SQL, recorded_by="me")
+
+    assert "requires approval of rule changes" in refused.value.message_dict["decision"][0]
+    segment.refresh_from_db()
+    assert (segment.rule, Review.objects.count(), RuleVersion.objects.filter(segment=segment).count()) == (MQL, 0, 0)
+
+
 def test_an_adjustment_with_a_bad_rule_writes_nothing(db):
     segment = save_segment(Segment(name="MQLs", slug="mqls", rule=MQL))
 

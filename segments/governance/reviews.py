@@ -1,10 +1,12 @@
 """Recording a review: checked, snapshotted, acted on and stored at once, or refused with nothing written.
 
 `keep` records the review. `adjust` saves the new rule the reviewer wrote (validated like any
-edit) and links the rule version it made. `retire` archives the segment; `merge` archives it in
-favour of a surviving segment it names. Both are refused while anything depends on the segment
-(child segments, rules reading it, activations, automations, campaign variants, experiments),
-each dependant named. A refusal is a ValidationError keyed by the field at fault.
+edit) and links the rule version it made; it is refused for a segment that requires approval of
+rule changes (segments/governance/approval.py), whose edits wait as drafts instead. `retire`
+archives the segment; `merge` archives it in favour of a surviving segment it names. Both are
+refused while anything depends on the segment (child segments, rules reading it, activations,
+automations, campaign variants, experiments), each dependant named. A refusal is a
+ValidationError keyed by the field at fault.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from segments.graph import dependants, dependency_graph
 from segments.locks import lock_segment_graph
 from segments.models import Review, ReviewDecision, ReviewKind, RuleVersion, Segment, SegmentStatus
 
+from .approval import needs_approval
 from .snapshot import take_snapshot
 from .usage import use_counts
 
@@ -74,6 +77,12 @@ def _errors(segment: Segment, *, kind: object, decision: object, new_rule: objec
             errors["rule"] = "An adjustment gives the new rule."
         elif new_rule == segment.rule:
             errors["rule"] = "The new rule is the same as the current one; record 'keep' instead."
+        elif needs_approval(segment):
+            errors["decision"] = (
+                f"Segment {segment.name!r} requires approval of rule changes, so a review cannot publish one: "
+                "edit the rule on the segment (it becomes a draft another Operations user approves) and record "
+                "this review as 'keep'."
+            )
     elif new_rule is not None:
         errors["rule"] = "Only an adjustment changes the rule."
     archiving = decision in (ReviewDecision.RETIRE, ReviewDecision.MERGE) and "segment" not in errors
