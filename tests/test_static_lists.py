@@ -296,6 +296,8 @@ def test_a_static_list_form_and_page_show_members_never_a_rule(ops_client, ops_u
     assert "Add or remove members" in page
     assert "ada@example.com" in page
     assert "(added or removed by hand by ops)" in page
+    assert "Last change by hand" in page
+    assert "Never refreshed" not in page
     assert "Edit rule" in rule_page
 
 
