@@ -265,8 +265,8 @@ def assign_contact(
     `contact` has id, email_status and do_not_contact; `segment_ids` are every segment the contact
     is a member of, suppression segments included; `tested` says whether one of them is a target
     of a running experiment (running_targets()) and `globally_suppressed` whether one is a global
-    suppression that is not archived. No query unless `tested`; then three: the targets, the
-    experiments' suppressions and the insert of first exposures.
+    suppression that is not archived. No query unless `tested`; then two: the experiments the
+    contact is a target of and not suppressed from, and the insert of first exposures.
     """
     if not tested or globally_suppressed or contact["email_status"] != EmailStatus.VALID:
         return []
@@ -275,12 +275,17 @@ def assign_contact(
     variant_priority = CampaignVariant.objects.filter(
         campaign_id=OuterRef("experiment__campaign_id"), segment_id=OuterRef("segment_id")
     ).values("priority")[:1]
+    # The experiment's own suppression lists, read in the same statement (one round trip less).
+    suppressions = Experiment.suppression_segments.through.objects.filter(
+        experiment_id=OuterRef("experiment_id"), segment_id__in=segment_ids
+    )
     rows = (
         running_targets()
         .filter(segment_id__in=segment_ids)
         .exclude(segment__status=SegmentStatus.ARCHIVED)
         .annotate(priority=Subquery(variant_priority))
         .filter(priority__isnull=False)
+        .exclude(Exists(suppressions))
         .values_list(
             "experiment_id",
             "segment_id",
@@ -295,13 +300,6 @@ def assign_contact(
     for row in rows:
         if row[0] not in best or row[2] < best[row[0]][2]:
             best[row[0]] = row
-    if not best:
-        return []
-    suppressed = set(
-        Experiment.suppression_segments.through.objects.filter(
-            experiment_id__in=best, segment_id__in=segment_ids
-        ).values_list("experiment_id", flat=True)
-    )
     assignments = [
         Assignment(
             experiment_id=experiment_id,
@@ -310,7 +308,6 @@ def assign_contact(
             segment_id=segment_id,
         )
         for experiment_id, segment_id, _priority, campaign_id, salt, specific, generic in best.values()
-        if experiment_id not in suppressed
     ]
     if assignments:
         at = now or timezone.now()

@@ -5,8 +5,8 @@ topics and products of interest from ContactMetrics.
 
 At most four queries whatever the contact: the contact (with its metrics), its memberships with
 their segments, the active campaigns, and the variants of the contact's segments. A contact in a
-target segment of a running experiment costs three more: the experiments, their suppression
-lists and the record of first exposures (activation/experiments.py). Nothing is
+target segment of a running experiment costs two more: its experiments (suppressions applied) and
+the record of first exposures (activation/experiments.py). Nothing is
 cached, so an edit in the admin shows on the next call.
 """
 

@@ -349,3 +349,21 @@ def test_concurrent_requests_record_one_exposure():
     assert errors == []
     assert served == [arm_of(experiment, contact.pk)] * 8
     assert Exposure.objects.filter(experiment=experiment).count() == 1
+
+
+@pytest.mark.django_db
+def test_personalization_keeps_suppressed_contacts_out_in_two_extra_queries(django_assert_num_queries):
+    experiment, (segment, _) = make_experiment()
+    kept_out, served = ContactFactory(), ContactFactory()
+    join(segment, [kept_out, served])
+    own = SegmentFactory(kind="suppression")
+    join(own, [kept_out])
+    experiment.suppression_segments.add(own)
+
+    with django_assert_num_queries(6):  # contact, memberships, its experiments, the exposure, campaigns, variants
+        [content] = personalize(contact_id=served.pk)["campaigns"]
+    [other] = personalize(contact_id=kept_out.pk)["campaigns"]
+
+    assert content["experiment"] == {"id": experiment.pk, "arm": arm_of(experiment, served.pk)}
+    assert (other["experiment"], other["subject"]) == (None, "Subject for slice-0")
+    assert list(Exposure.objects.values_list("contact_id", flat=True)) == [served.pk]
