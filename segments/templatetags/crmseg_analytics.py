@@ -26,3 +26,11 @@ def signed(value: int | None) -> str:
 @register.filter
 def get_item(mapping: dict, key: str):
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def p_value(value: float | None) -> str:
+    """A p-value as people read it: '< 0.0001' rather than 3e-245."""
+    if value is None:
+        return "–"
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
