@@ -30,41 +30,43 @@ def plant_convert(
             key="final_contract_value", defaults={"label": "Final contract value", "type": "number", "layer": "value"}
         )
     created = now - timedelta(days=400)
-    contacts = Contact.objects.bulk_create(
-        [
-            Contact(
-                email=f"planted{i}@example.com",
-                lifecycle_stage="lead",
-                lifecycle_changed_at=created,
-                created_at=created,
-                seniority=rng.choice(["vp", "manager", "entry"]),
-            )
-            for i in range(n)
-        ]
-    )
-    changes = [LifecycleChange(contact=c, from_stage=None, to_stage="lead", changed_at=created) for c in contacts]
-    activities = []
-    converted_ids = []
+    seniorities = [rng.choice(["vp", "manager", "entry"]) for _ in range(n)]
+    # Everything is drawn first, in one fixed order, and then written in three statements.
+    activities: list[tuple[int, str, datetime]] = []
+    converted_at: dict[int, datetime] = {}
+    contract_values: dict[int, int] = {}
     for cutoff in (now - 2 * HORIZON, now - HORIZON):
-        for contact in contacts:
-            if contact.pk in converted_ids:
+        for i in range(n):
+            if i in converted_at:
                 continue
             hot = rng.random() < 0.4
             if hot:
                 for _ in range(3):
-                    at = cutoff - timedelta(days=rng.uniform(1, 29))
-                    activities.append(Activity(contact=contact, kind="pricing_view", occurred_at=at))
-            activities.append(
-                Activity(contact=contact, kind="email_open", occurred_at=cutoff - timedelta(days=rng.uniform(1, 80)))
-            )
+                    activities.append((i, "pricing_view", cutoff - timedelta(days=rng.uniform(1, 29))))
+            activities.append((i, "email_open", cutoff - timedelta(days=rng.uniform(1, 80))))
             if rng.random() < (hot_rate if hot else cold_rate):
-                at = cutoff + timedelta(days=10)
-                changes.append(LifecycleChange(contact=contact, from_stage="lead", to_stage="customer", changed_at=at))
-                contact.lifecycle_stage, contact.lifecycle_changed_at = "customer", at
-                converted_ids.append(contact.pk)
+                converted_at[i] = cutoff + timedelta(days=10)
                 if leak:
-                    contact.properties = {"final_contract_value": rng.randint(5_000, 50_000)}
-    Contact.objects.bulk_update(contacts, ["lifecycle_stage", "lifecycle_changed_at", "properties"])
-    LifecycleChange.objects.bulk_create(changes)
-    Activity.objects.bulk_create(activities)
+                    contract_values[i] = rng.randint(5_000, 50_000)
+    contacts = Contact.objects.bulk_create(
+        [
+            Contact(
+                email=f"planted{i}@example.com",
+                lifecycle_stage="customer" if i in converted_at else "lead",
+                lifecycle_changed_at=converted_at.get(i, created),
+                created_at=created,
+                seniority=seniorities[i],
+                properties={"final_contract_value": contract_values[i]} if i in contract_values else {},
+            )
+            for i in range(n)
+        ]
+    )
+    LifecycleChange.objects.bulk_create(
+        [LifecycleChange(contact=c, from_stage=None, to_stage="lead", changed_at=created) for c in contacts]
+        + [
+            LifecycleChange(contact=contacts[i], from_stage="lead", to_stage="customer", changed_at=at)
+            for i, at in converted_at.items()
+        ]
+    )
+    Activity.objects.bulk_create(Activity(contact=contacts[i], kind=kind, occurred_at=at) for i, kind, at in activities)
     return [c.pk for c in contacts]
