@@ -11,6 +11,8 @@
 - deals keep their amount and stage without the contact, and lose a name that names the person;
 - the admin's history (LogEntry) keeps who changed what and when, no longer the person's name or
   email, and gains one entry saying who erased the contact;
+- the merges into the contact go, with the snapshot of the merged-away record each kept for undo
+  (the same person's data): they can no longer be undone;
 - the contact is deleted, and with it, by their foreign keys, its activities (and so the activity
   tallies), metrics, lifecycle history, segment memberships and their history (the explainer's
   answers included), automation runs, nurture enrolments and notifications;
@@ -30,7 +32,7 @@ from django.db.models import CharField, F, Value
 from django.db.models.functions import Concat
 
 from contacts import writes
-from contacts.models import Contact, Deal
+from contacts.models import Contact, ContactMerge, Deal
 
 
 @dataclass
@@ -67,6 +69,7 @@ def erase_contacts(contact_ids: Iterable[int], *, by=None) -> Erasure:
         for pk, *identifying in found:
             _scrub_deal_names(pk, [value for value in identifying if len(value) > 1])
         _scrub_admin_history(erasure, by=by)
+        ContactMerge.objects.filter(survivor_id__in=erasure.erased).delete()
         writes.delete(Contact.objects.filter(pk__in=erasure.erased))
     return erasure
 

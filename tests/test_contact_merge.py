@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from activation.models import ExportRun, RunStatus
+from contacts.erasure import erase_contacts
 from contacts.merging import MergeRefused, merge_contacts, undo_merge
 from contacts.models import (
     Activity,
@@ -316,3 +317,13 @@ def test_the_api_refuses_merging_into_itself_an_unknown_contact_and_without_the_
     assert client.post("/api/v1/merges/999999/undo/").status_code == 404
     read_only = api_client("contacts:read").post(f"/api/v1/contacts/{survivor.pk}/merge/", {"loser": loser.pk})
     assert read_only.status_code == 403
+
+
+def test_erasing_the_survivor_erases_the_merged_away_record_kept_for_undo(pair):
+    survivor, loser = pair
+    merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    erase_contacts([survivor.pk])
+
+    assert not ContactMerge.objects.exists()
+    assert not Contact.objects.filter(email__in=["ada@acme.example", "ada.lovelace@acme.example"]).exists()
