@@ -24,11 +24,14 @@ never a row per contact), so the work in Python is on tables of counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
+from django.db import connection, transaction
 from django.db.models import (
     Case,
     Count,
@@ -212,6 +215,17 @@ def outcome_annotations(now: datetime, days: int, *, campaign: str = "") -> dict
     }
 
 
+@contextmanager
+def _without_jit() -> Iterator[None]:
+    """One transaction with PostgreSQL's JIT off: the per-contact outcome subqueries look costly
+    enough to the planner to compile, which costs seconds and saves nothing here."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        yield
+
+
 def _holdout() -> Case:
     return Case(When(Q(hold_mod__gte=TRAIN_BELOW), then=Value(1)), default=Value(0), output_field=IntegerField())
 
@@ -358,6 +372,11 @@ def boundary_test(
         score=F("metrics__engagement_score"),
         revenue_sq=ExpressionWrapper(F("revenue") * F("revenue"), output_field=MONEY),
     )
+    with _without_jit():
+        return _boundary_report(contacts, path, bracketings, names, outcome, days, now)
+
+
+def _boundary_report(contacts, path, bracketings, names, outcome, days, now) -> BoundaryReport:
     # 1: the joint table of every bracketing's bracket, the outcomes and the hold-out flag
     grouped = list(
         contacts.order_by()
@@ -624,12 +643,13 @@ def compare_dimensions(
     heldout_total = 0
     for scheme in schemes:
         cells = _scheme_cells(scheme, segments or [])
-        rows = list(
-            _with_holdout(Contact.objects.annotate(**cells, **{outcome: annotations[outcome]}))
-            .order_by()
-            .values(*cells, "holdout", outcome)
-            .annotate(n=Count("pk"))
-        )
+        with _without_jit():
+            rows = list(
+                _with_holdout(Contact.objects.annotate(**cells, **{outcome: annotations[outcome]}))
+                .order_by()
+                .values(*cells, "holdout", outcome)
+                .annotate(n=Count("pk"))
+            )
         result, table = _scheme_result(scheme, rows, list(cells), outcome)
         results.append(result)
         tables[scheme] = table
