@@ -564,3 +564,20 @@ def test_a_detail_the_data_no_longer_supports_is_left_out_and_none_is_written_tw
 
 def _changed_at(segment: Segment):
     return MembershipChange.objects.filter(segment=segment).latest("changed_at").changed_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_compiled_once_runs_again_on_a_new_connection():
+    # Refreshes cache the compiled statement per process (segments/targets.py); a worker closes
+    # its database connection between tasks, and on SQLite the case-folding function the
+    # statement calls lives on the connection: every new one must have it.
+    berlin = ContactFactory(city="Berlin")
+    ContactFactory(city="Paris")
+    segment = _segment("berlin", {"field": "city", "op": "eq", "value": "berlin"})
+    assert refresh_segment(segment.pk).status == "ok"
+
+    connection.close()
+    result = refresh_segment(segment.pk)
+
+    assert (result.status, result.error) == ("ok", "")
+    assert member_ids(segment) == {berlin.pk}

@@ -3,8 +3,10 @@
 Public: `Fold`, `PropertyValue`, `TagList`, `HasTag`, `PercentThreshold`, `AmongContacts`, `fold`.
 
 - `Fold`: lower-case text for case-insensitive comparison. SQLite's own LOWER() only knows
-  ASCII, so on SQLite it calls a function registered on the connection that uses Python's
-  `str.lower` (the same `fold` the explainer uses); PostgreSQL's LOWER() is Unicode-aware.
+  ASCII, so on SQLite it calls a function that uses Python's `str.lower` (the same `fold` the
+  explainer uses), registered on every SQLite connection as it opens (`register_sqlite_functions`,
+  connected in segments/apps.py): a statement compiled once and cached runs on later connections
+  too. PostgreSQL's LOWER() is Unicode-aware.
 - `PropertyValue`: `Contact.properties[key]` as SQL of the property's type. A value whose JSON
   type does not fit the definition reads as NULL (missing), never as an error.
 - `TagList` / `HasTag`: a JSON tag list (NULL unless it is an array) and "one of its text tags,
@@ -46,10 +48,10 @@ def _sqlite_lower(value: object) -> object:
     return fold(value) if isinstance(value, str) else value
 
 
-def _register_sqlite_lower(connection) -> None:
-    # Registered on each raw connection this is compiled for; replacing it is cheap and idempotent.
-    connection.ensure_connection()
-    connection.connection.create_function(_SQLITE_LOWER, 1, _sqlite_lower, deterministic=True)
+def register_sqlite_functions(sender, connection, **kwargs) -> None:
+    """connection_created: give each new SQLite connection the functions rules compile to."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(_SQLITE_LOWER, 1, _sqlite_lower, deterministic=True)
 
 
 class Fold(Func):
@@ -57,7 +59,6 @@ class Fold(Func):
     output_field = CharField()
 
     def as_sqlite(self, compiler, connection, **extra_context):
-        _register_sqlite_lower(connection)
         return super().as_sql(compiler, connection, function=_SQLITE_LOWER, **extra_context)
 
 
@@ -149,7 +150,6 @@ class HasTag(_VendorFunc):
         return sql, (*params, *self.tags)
 
     def as_sqlite(self, compiler, connection, **extra_context):
-        _register_sqlite_lower(connection)
         tag_list, params = compiler.compile(self.source_expressions[0])
         marks = ", ".join(["%s"] * len(self.tags))
         sql = (
