@@ -28,12 +28,19 @@ def sales_user(db):
     return user
 
 
+# The defaults data migrations load (module, function). A transactional test (browser tests are)
+# starts from the tables as the previous one's flush left them: empty.
+SEEDED_BY_MIGRATIONS = [
+    ("contacts.migrations.0012_data_quality_originals_and_titles", "load_defaults"),  # job title rules
+    ("contacts.migrations.0015_criteria_plan", "load_plan"),  # the criteria plan of the coverage report
+]
+
+
 @pytest.fixture
-def default_title_rules(db):
-    """The job title rules migration contacts 0012 loads. A transactional test (browser tests are)
-    starts from the table as the previous one's flush left it: empty."""
-    seeding = importlib.import_module("contacts.migrations.0012_data_quality_originals_and_titles")
-    seeding.load_defaults(django_apps, None)
+def seeded_by_migrations(db):
+    """What the data migrations load, loaded again (each loader skips what is there)."""
+    for module, loader in SEEDED_BY_MIGRATIONS:
+        getattr(importlib.import_module(module), loader)(django_apps, None)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.factories import CompanyFactory, ContactFactory, SegmentFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_review_merge_undo_and_coverage(page, log_in_as, superuser, screenshot):
+def test_review_merge_undo_and_coverage(page, log_in_as, superuser, screenshot, seeded_by_migrations):
     acme = CompanyFactory(name="Acme", domain="acme.example", industry="software")
     first = ContactFactory(email="jon.smith@acme.example", first_name="Jon", last_name="Smith", company=acme)
     second = ContactFactory(

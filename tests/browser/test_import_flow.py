@@ -26,7 +26,7 @@ def import_dir(settings, tmp_path):
 
 
 def test_import_through_mapping_preview_progress_and_errors(
-    page, log_in_as, superuser, screenshot, run_queued_tasks, tmp_path, default_title_rules
+    page, log_in_as, superuser, screenshot, run_queued_tasks, tmp_path, seeded_by_migrations
 ):
     PropertyDefinitionFactory(key="plan_seats", label="Plan seats", type="number", layer="value")
     source = tmp_path / "fair leads.csv"
