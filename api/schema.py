@@ -100,6 +100,7 @@ FIELD_SCHEMAS: dict[str, dict[str, dict]] = {
         }
     },
     "Rule": {"rule": {"type": "object", "description": "A rule in the segment rule language"}},
+    "PreviewRequest": {"rule": {"type": "object", "description": "A rule in the segment rule language"}},
     "Segment": {
         "rule": {
             "type": "object",

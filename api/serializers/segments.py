@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from api.filters import BIGINT_MAX
 from api.models import Scope
 from api.permissions import require_scopes
 from api.serializers.strict import StrictInput
@@ -50,7 +51,9 @@ class SegmentSerializer(StrictInput, serializers.ModelSerializer):
 
 class StaticMembersSerializer(StrictInput, serializers.Serializer):
     contacts = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), max_length=10_000, help_text="Contact ids (at most 10,000)"
+        child=serializers.IntegerField(min_value=1, max_value=BIGINT_MAX),
+        max_length=10_000,
+        help_text="Contact ids (at most 10,000)",
     )
 
 

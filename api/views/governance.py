@@ -78,7 +78,9 @@ class SegmentReviews(ListOptions, generics.ListAPIView):
         OpenApiParameter("unhealthy", OpenApiTypes.BOOL, description="Only segments with a health flag"),
         OpenApiParameter("category", str, enum=SegmentCategory.values),
         OpenApiParameter("status", str, enum=SegmentStatus.values),
-        OpenApiParameter("owner", int, description="Only segments this user (id) owns or backs up"),
+        OpenApiParameter(
+            "owner", {"type": "integer", "minimum": 1}, description="Only segments this user (id) owns or backs up"
+        ),
         OpenApiParameter(
             "sort", str, enum=[*SORTS, *(f"-{name}" for name in SORTS)], description="- descends (default name)"
         ),
