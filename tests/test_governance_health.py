@@ -277,6 +277,9 @@ def test_the_governance_api_with_scopes_and_filters(api_client):
     bad = api_client("segments:read").get("/api/v1/governance/", {"overdue": "maybe"})
     assert (bad.status_code, bad.json()["error"]["field"]) == (400, "overdue")
     assert api_client("segments:read").get("/api/v1/governance/", {"colour": "red"}).status_code == 400
+    for owner in ("0", "-535", str(2**63)):  # as the schema says: an id, 1 to 2**63 - 1
+        refused = api_client("segments:read").get("/api/v1/governance/", {"owner": owner})
+        assert (refused.status_code, refused.json()["error"]["field"]) == (400, "owner")
 
 
 def test_ownership_is_reassigned_in_bulk(client, ops_user):

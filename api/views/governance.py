@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.errors import Conflict, InvalidParameter
-from api.filters import check_query_params
+from api.filters import BIGINT_MAX, check_query_params
 from api.models import Scope
 from api.permissions import acting_user, describe_caller, request_scopes, require_scopes, scoped
 from api.serializers.governance import ReviewInputSerializer, ReviewSerializer
@@ -79,7 +79,9 @@ class SegmentReviews(ListOptions, generics.ListAPIView):
         OpenApiParameter("category", str, enum=SegmentCategory.values),
         OpenApiParameter("status", str, enum=SegmentStatus.values),
         OpenApiParameter(
-            "owner", {"type": "integer", "minimum": 1}, description="Only segments this user (id) owns or backs up"
+            "owner",
+            {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX},
+            description="Only segments this user (id) owns or backs up",
         ),
         OpenApiParameter(
             "sort", str, enum=[*SORTS, *(f"-{name}" for name in SORTS)], description="- descends (default name)"

@@ -120,7 +120,7 @@ def read_filters(params, *, flag_names=("mine", "overdue", "unhealthy")) -> Filt
             f"status: {status!r} is not a status; use one of {', '.join(SegmentStatus.values)}.", parameter="status"
         )
     owner = params.get("owner", "")
-    if owner and not owner.isdigit():
+    if owner and not (owner.isdigit() and 1 <= int(owner) <= 2**63 - 1):
         raise BadFilter(f"owner: {owner!r} is not a user id.", parameter="owner")
     sort = params.get("sort", "") or "name"
     if sort.lstrip("-") not in SORTS:
