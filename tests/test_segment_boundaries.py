@@ -20,6 +20,7 @@ from segments.boundaries import (
 )
 from segments.models import Segment
 
+FIRST_ID = 1_000_001
 SMALL = [{"from": 1, "to": 50}, {"from": 50, "to": 250}, {"from": 250}]
 LARGE = [{"from": 1, "to": 100}, {"from": 100, "to": 500}, {"from": 500}]
 
@@ -33,8 +34,12 @@ def plant(n=3000):
         Company(name=f"Co {i}", domain=f"co{i}.example", employee_count=v, industry=("a", "b")[i % 2])
         for i, v in enumerate(values)
     )
+    # Ids of our own: the hold-out split follows contact ids, which would otherwise depend on what
+    # the tests before this one created (PostgreSQL's sequences are not rolled back), and with them
+    # where the tree's suggested cut lands.
     contacts = Contact.objects.bulk_create(
-        Contact(email=f"p{i}@example.com", company=c, lifecycle_stage="lead") for i, c in enumerate(companies)
+        Contact(pk=FIRST_ID + i, email=f"p{i}@example.com", company=c, lifecycle_stage="lead")
+        for i, c in enumerate(companies)
     )
     purchases, metrics = [], []
     for i, (contact, value) in enumerate(zip(contacts, values, strict=True)):
