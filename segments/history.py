@@ -31,8 +31,8 @@ from django.db import connection, transaction
 from django_q.tasks import async_task
 
 from contacts.models import Contact
-from segments.explaining import explain_segments
-from segments.models import ChangeKind, ChangeReason, MembershipChange, Segment
+from segments.explaining import explain_segments, held_reasons
+from segments.models import ChangeKind, ChangeReason, MembershipChange, Segment, SegmentKind
 from segments.rules.explainer import Explanation, Node, load_facts
 from segments.rules.registry import get_fields
 from segments.rules.validation import referenced_slugs, validate_rule
@@ -67,7 +67,8 @@ def describe_changes(segment_ids: list[int], *, changed_at: datetime, now: datet
     changes = _changes(segment_ids, changed_at=changed_at)
     if not changes or len(changes) > DETAIL_CAP:
         return 0
-    segments = Segment.objects.only("rule", "percent_thresholds").in_bulk({change.segment_id for change in changes})
+    changed_segments = {change.segment_id for change in changes}
+    segments = Segment.objects.only("kind", "rule", "percent_thresholds").in_bulk(changed_segments)
     fields = get_fields()
     by_contact: dict[int, list[_Change]] = {}
     for change in changes:
@@ -78,15 +79,18 @@ def describe_changes(segment_ids: list[int], *, changed_at: datetime, now: datet
     rules = [segment.rule for _, segment in sorted(segments.items())]
     readable = [rule for rule in rules if not validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)]
     facts = load_facts({"any": readable}, list(by_contact), now=now, fields=fields) if readable else {}
+    held = held_reasons([pk for pk, s in segments.items() if s.kind == SegmentKind.SUPPRESSION], list(by_contact))
     described: dict[int, dict] = {}
     for contact_id, contact_changes in by_contact.items():
         if contact_id not in facts:  # deleted since the refresh, or only invalid rules
             continue
         changed = [segments[change.segment_id] for change in contact_changes]
-        explained = explain_segments(changed, Contact(pk=contact_id), now=now, fields=fields, facts=facts[contact_id])
-        for change, node in zip(contact_changes, explained, strict=True):
-            if isinstance(node, Node) and _agrees(node, change):
-                described[change.pk] = describe(node)
+        explained = explain_segments(
+            changed, Contact(pk=contact_id), now=now, fields=fields, facts=facts[contact_id], held=held
+        )
+        for change, explanation in zip(contact_changes, explained, strict=True):
+            if isinstance(explanation, Explanation) and _agrees(explanation, change):
+                described[change.pk] = describe(explanation)
     _store(described)
     return len(described)
 
@@ -99,10 +103,10 @@ class _Change(NamedTuple):
     reason: str
 
 
-def _agrees(node: Node, change: _Change) -> bool:
-    """The rule's answer fits the row: it holds for a join, and fails for a leave unless the
-    parent's leave caused it (then the rule may still hold)."""
-    return node.result == (change.kind == ChangeKind.JOIN) or change.reason == ChangeReason.PARENT
+def _agrees(explanation: Explanation, change: _Change) -> bool:
+    """The explainer's answer (rule or hold) fits the row: it holds for a join, and fails for a
+    leave unless the parent's leave caused it (then the rule may still hold)."""
+    return explanation.result == (change.kind == ChangeKind.JOIN) or change.reason == ChangeReason.PARENT
 
 
 def _changes(segment_ids: list[int], *, changed_at: datetime) -> list[_Change]:
@@ -136,13 +140,14 @@ def _store(details: dict[int, dict]) -> None:
         )
 
 
-def describe(node: Node) -> dict:
-    """The detail stored on a change row: the rule's result, a sentence, the deciding conditions."""
-    return {
-        "result": node.result,
-        "summary": Explanation(node).summary(),
-        "conditions": [_leaf(leaf) for leaf in deciding_conditions(node)],
-    }
+def describe(explanation: Explanation) -> dict:
+    """The detail stored on a change row: the result, a sentence, the deciding conditions (and the
+    merges holding the contact, for a suppression segment)."""
+    root = explanation.root
+    # a held contact the rule alone would refuse: the hold decides, not the rule's failing conditions
+    conditions = [_leaf(leaf) for leaf in deciding_conditions(root)] if root.result == explanation.result else []
+    held = [{"kind": "held", "result": True, "text": reason} for reason in explanation.held]
+    return {"result": explanation.result, "summary": explanation.summary(), "conditions": conditions + held}
 
 
 def detail_text(detail: dict | None) -> str:

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from activation.models import ExportRun, RunStatus
@@ -20,9 +21,12 @@ from contacts.models import (
     LifecycleChange,
     LifecycleStage,
 )
-from segments.models import ChangeReason, Membership, SegmentKind, SuppressionHold
+from segments.explaining import explain_segment
+from segments.history import describe_changes, detail_text
+from segments.models import ChangeReason, Membership, MembershipChange, SegmentKind, SuppressionHold
 from segments.refresh import refresh_segment
 from segments.static import add_static_members
+from segments.targets import target_contacts
 from tests.factories import (
     ActivationFactory,
     ActivityFactory,
@@ -149,6 +153,55 @@ def test_a_suppressed_contact_never_leaves_its_suppression_through_a_merge(pair)
 
     assert member_ids(suppression) == {loser.pk}
     assert not SuppressionHold.objects.exists()
+
+
+def test_the_explainer_agrees_with_the_refresh_about_a_held_survivor(pair, api_client, client, sales_user):
+    """The refresh keeps a held survivor whose values no longer match the rule; every explanation
+    of that membership (explainer, API, contact page, history detail) says it is held, and why."""
+    survivor, loser = pair
+    Contact.objects.filter(pk=loser.pk).update(lifecycle_stage=LifecycleStage.CUSTOMER)
+    suppression = SegmentFactory(
+        kind=SegmentKind.SUPPRESSION, rule={"field": "lifecycle_stage", "op": "eq", "value": "customer"}
+    )
+    other = SegmentFactory(rule={"field": "lifecycle_stage", "op": "eq", "value": "lead"})
+    refresh_segment(suppression.pk)
+    merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk, choices={"lifecycle_stage": "survivor"})
+    refresh_segment(suppression.pk)
+    refresh_segment(other.pk)
+    contact = Contact.objects.get(pk=survivor.pk)
+    now = timezone.now()
+    held = f"Held by the merge of ada@acme.example (contact {loser.pk}) into this contact on"
+
+    target = set(target_contacts(suppression, now=now).values_list("pk", flat=True))
+    explained = explain_segment(suppression, contact, now=now)
+    assert target == member_ids(suppression) == {survivor.pk}
+    assert explained.result is True
+    assert explained.root.result is False  # the rule alone says no: the hold decides
+    assert explained.reasons()[0].startswith(held)
+    assert explained.summary().startswith(f"Matches: {held}")
+    # a segment that is not a suppression is explained by its rule alone, without reading holds
+    with CaptureQueriesContext(connection) as queries:
+        assert explain_segment(other, contact, now=now).held == []
+    assert not any("suppressionhold" in query["sql"] for query in queries)
+
+    body = api_client("segments:read", "contacts:read").get(f"/api/v1/contacts/{survivor.pk}/segments/?explain=1")
+    explanations = {item["slug"]: item["explanation"] for item in body.json()}
+    assert explanations[suppression.slug]["result"] is True
+    assert explanations[suppression.slug]["held"][0].startswith(held)
+    assert explanations[other.slug]["held"] == []
+
+    client.force_login(sales_user)
+    page = client.get(reverse("contacts-detail", args=[survivor.pk]))
+    why = {m.segment_id: m.why for m in page.context["memberships"]}
+    assert why[suppression.pk][0].startswith(held)
+    assert held in page.content.decode()
+
+    # the merge's history row gets the hold as its detail (the rule alone would contradict the join)
+    joined = MembershipChange.objects.get(segment=suppression, contact_id=survivor.pk, reason=ChangeReason.MERGE)
+    assert describe_changes([suppression.pk], changed_at=joined.changed_at, now=now) == 1
+    joined.refresh_from_db()
+    assert joined.detail["result"] is True
+    assert detail_text(joined.detail).startswith(held)
 
 
 def test_custom_properties_are_chosen_key_by_key(db):

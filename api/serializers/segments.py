@@ -146,8 +146,9 @@ class ContactMembershipSerializer(serializers.ModelSerializer):
     explanation = serializers.JSONField(
         required=False,
         allow_null=True,
-        help_text="With ?explain=1: the explainer's result, reasons and tree for the segment's own rule"
-        " (null for static segments)",
+        help_text="With ?explain=1: the explainer's result, reasons and tree for the segment's own rule, and in"
+        " `held` why merges keep the contact in a suppression segment whatever its rule says (null for static"
+        " segments)",
     )
     propensity = serializers.JSONField(
         required=False,

@@ -9,6 +9,7 @@ from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, Li
 from predictions.explain import contact_scores
 from segments.explaining import explain_segments
 from segments.models import ChangeKind, Membership, MembershipChange
+from segments.rules.explainer import Explanation
 from segments.rules.registry import get_fields
 from segments.rules.validation import InvalidRule
 
@@ -64,15 +65,15 @@ def explain_memberships(contact: Contact, member_of: list[Membership], *, now: d
     if not ruled:
         return {}
     fields = get_fields()
-    nodes = explain_segments([m.segment for m in ruled], contact, now=now, fields=fields)
-    return {m.segment_id: _why(node) for m, node in zip(ruled, nodes, strict=True)}
+    explained = explain_segments([m.segment for m in ruled], contact, now=now, fields=fields)
+    return {m.segment_id: _why(explanation) for m, explanation in zip(ruled, explained, strict=True)}
 
 
-def _why(node) -> list[str]:
-    if isinstance(node, InvalidRule):
-        return [f"The rule is invalid: {node}"]
-    if node.result:
-        return node.reasons()
+def _why(explanation: Explanation | InvalidRule) -> list[str]:
+    if isinstance(explanation, InvalidRule):
+        return [f"The rule is invalid: {explanation}"]
+    if explanation.result:
+        return explanation.reasons()
     return ["No longer matches (the next refresh will remove the contact)"]
 
 

@@ -87,14 +87,22 @@ class Node:
 
 @dataclass
 class Explanation:
+    """The rule's tree for one contact, and what keeps the contact in the segment besides the rule.
+
+    `held`: one sentence per merge that holds the contact in a suppression segment whatever its
+    rule says (segments/merges.py); the refresh's target reads the same holds, so a held contact
+    is a member and the explanation says why.
+    """
+
     root: Node
+    held: list[str] = field(default_factory=list)
 
     @property
     def result(self) -> bool:
-        return self.root.result
+        return self.root.result or bool(self.held)
 
     def reasons(self) -> list[str]:
-        return self.root.reasons()
+        return self.root.reasons() + self.held
 
     def summary(self) -> str:
         if self.result:
@@ -109,6 +117,7 @@ class Explanation:
             "result": self.result,
             "summary": self.summary(),
             "reasons": self.reasons(),
+            "held": self.held,
             "tree": self.root.to_dict(),
         }
 
