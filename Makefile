@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate manage clean
+.PHONY: run serve test install lint migrate manage clean
 
 # Where `make run` serves: `make run PORT=8001`, `make run HOST=0.0.0.0` (then add the host name
 # people use to ALLOWED_HOSTS).
@@ -41,6 +41,18 @@ run: migrate
 	@echo "crmseg: admin on http://$(HOST):$(PORT)/admin/  (Ctrl-C stops web server and worker)"
 	@$$(command -v setsid) $(PY) manage.py qcluster & worker=$$!; \
 	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload & web=$$!; \
+	  trap 'kill -TERM $$worker $$web 2>/dev/null; wait' INT TERM EXIT; \
+	  wait
+
+# Production mode on one host: migrate, collect the static files (served by WhiteNoise), then
+# gunicorn (crmseg_site/gunicorn.py: WEB_WORKERS, WEB_THREADS, ...) + qcluster until Ctrl-C.
+# Settings come from the environment as in production: SECRET_KEY is required (DEBUG is not set here).
+serve: $(STAMP)
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	@echo "crmseg: gunicorn on http://$(HOST):$(PORT)/  (Ctrl-C stops web server and worker)"
+	@$$(command -v setsid) $(PY) manage.py qcluster & worker=$$!; \
+	  $(PY) -m gunicorn -c python:crmseg_site.gunicorn --bind $(HOST):$(PORT) crmseg_site.wsgi & web=$$!; \
 	  trap 'kill -TERM $$worker $$web 2>/dev/null; wait' INT TERM EXIT; \
 	  wait
 

@@ -34,3 +34,17 @@ def test_manage_passes_its_arguments_to_manage_py():
     printed = make_dry_run("manage", "ARGS=create_api_key web --scopes contacts:read")
 
     assert ".venv/bin/python manage.py create_api_key web --scopes contacts:read" in printed
+
+
+def test_serve_migrates_collects_static_and_runs_gunicorn_beside_qcluster():
+    printed = make_dry_run("serve", "PORT=8001", "HOST=0.0.0.0")
+
+    migrate, collect, web = (
+        printed.index("manage.py migrate --no-input"),
+        printed.index("manage.py collectstatic --no-input"),
+        printed.index("-m gunicorn -c python:crmseg_site.gunicorn --bind 0.0.0.0:8001 crmseg_site.wsgi"),
+    )
+    assert migrate < collect < web
+    assert "manage.py qcluster" in printed
+    assert "runserver" not in printed
+    assert "DEBUG" not in printed
