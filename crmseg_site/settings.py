@@ -406,9 +406,12 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.schema.tighten_components"],
-    # A review's kind appears in several components (reviews, policies, governance rows): one name.
+    # A review's kind, a segment's kind and status appear in several components (reviews, policies, segments,
+    # governance rows): one name each.
     "ENUM_NAME_OVERRIDES": {
         "ReviewKindEnum": "segments.models.ReviewKind",
+        "SegmentKindEnum": "segments.models.SegmentKind",
+        "SegmentStatusEnum": "segments.models.SegmentStatus",
         "ExperimentMetricEnum": "activation.experiment_models.Metric",
         "ExperimentArmEnum": "activation.experiment_models.Arm",
     },

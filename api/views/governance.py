@@ -14,7 +14,14 @@ from api.errors import Conflict, InvalidParameter
 from api.filters import BIGINT_MAX, check_query_params
 from api.models import Scope
 from api.permissions import acting_user, describe_caller, request_scopes, require_scopes, scoped
-from api.serializers.governance import ReviewInputSerializer, ReviewSerializer
+from api.serializers.governance import (
+    GovernanceReportSerializer,
+    RejectInputSerializer,
+    ReviewInputSerializer,
+    ReviewSerializer,
+    RuleDraftListSerializer,
+    RuleDraftSerializer,
+)
 from api.views.common import ListOptions
 from segments.governance.approval import approve_draft, rebase_draft, reject_draft, stale_message
 from segments.governance.impact import change_impact
@@ -87,7 +94,7 @@ class SegmentReviews(ListOptions, generics.ListAPIView):
             "sort", str, enum=[*SORTS, *(f"-{name}" for name in SORTS)], description="- descends (default name)"
         ),
     ],
-    responses=OpenApiTypes.OBJECT,
+    responses=GovernanceReportSerializer,
 )
 @api_view(["GET"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ)])
@@ -152,7 +159,7 @@ def _draft(pk: int) -> RuleDraft:
 
 
 @extend_schema(
-    summary="The segment's rule drafts (edits waiting for approval and decided ones)", responses=OpenApiTypes.OBJECT
+    summary="The segment's rule drafts (edits waiting for approval and decided ones)", responses=RuleDraftListSerializer
 )
 @api_view(["GET"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ)])
@@ -163,7 +170,7 @@ def segment_drafts(request: Request, slug: str) -> Response:
 
 
 @extend_schema(
-    summary="A rule draft with its diff in words and the impact of publishing it now", responses=OpenApiTypes.OBJECT
+    summary="A rule draft with its diff in words and the impact of publishing it now", responses=RuleDraftSerializer
 )
 @api_view(["GET"])
 @permission_classes([scoped(read=Scope.SEGMENTS_READ)])
@@ -194,7 +201,7 @@ def _decide(request: Request, pk: int, decide) -> Response:
     return Response(draft_dict(_draft(pk)))
 
 
-@extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Approve and publish a rule draft")
+@extend_schema(request=None, responses=RuleDraftSerializer, summary="Approve and publish a rule draft")
 @api_view(["POST"])
 @permission_classes([scoped(read=Scope.SEGMENTS_WRITE)])
 def approve_rule_draft(request: Request, pk: int) -> Response:
@@ -203,18 +210,18 @@ def approve_rule_draft(request: Request, pk: int) -> Response:
     return _decide(request, pk, lambda draft: approve_draft(draft, approver=acting_user(request)))
 
 
-@extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Reject a rule draft")
+@extend_schema(request=RejectInputSerializer, responses=RuleDraftSerializer, summary="Reject a rule draft")
 @api_view(["POST"])
 @permission_classes([scoped(read=Scope.SEGMENTS_WRITE)])
 def reject_rule_draft(request: Request, pk: int) -> Response:
     """Body: {"reason": "..."} (optional)."""
-    reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
-    if not isinstance(reason, str):
-        raise exceptions.ValidationError({"reason": ["A reason is text."]})
+    body = RejectInputSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    reason = body.validated_data["reason"]
     return _decide(request, pk, lambda draft: reject_draft(draft, user=acting_user(request), reason=reason))
 
 
-@extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Rebase a stale rule draft on the live rule")
+@extend_schema(request=None, responses=RuleDraftSerializer, summary="Rebase a stale rule draft on the live rule")
 @api_view(["POST"])
 @permission_classes([scoped(read=Scope.SEGMENTS_WRITE)])
 def rebase_rule_draft(request: Request, pk: int) -> Response:

@@ -21,6 +21,7 @@ from api.errors import Conflict, InvalidParameter
 from api.filters import MembershipChangeFilter, SegmentFilter, check_query_params
 from api.models import ApiKey, QueuedTask, Scope
 from api.permissions import acting_user, request_scopes, require_scopes, scoped
+from api.serializers.governance import ImpactSerializer
 from api.serializers.segments import (
     ContactMembershipSerializer,
     ContactSummarySerializer,
@@ -239,7 +240,7 @@ def preview_segment_rule(request: Request) -> Response:
 
 @extend_schema(
     request=PreviewRequestSerializer,
-    responses={200: OpenApiTypes.OBJECT},
+    responses={200: ImpactSerializer},
     summary="What a rule change would do to the segment now, before saving it",
 )
 @api_view(["POST"])
