@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -47,6 +48,7 @@ from segments.static import (
     read_member_file,
     remove_static_members,
     resolve_contacts,
+    retry_list_edit,
     split_tokens,
 )
 from segments.tasks import enqueue_refresh_segment
@@ -373,6 +375,10 @@ class SegmentAdmin(admin.ModelAdmin):
         segment = get_object_or_404(Segment.objects.static(), pk=segment_id)
         if not self.has_change_permission(request, segment):
             return HttpResponse(status=403)
+        if request.method == "POST" and "retry" in request.POST:
+            edit = ListEdit.objects.filter(segment=segment, pk=request.POST["retry"][:20]).first()
+            _retry(self, request, [edit] if edit else [])
+            return HttpResponseRedirect(request.path)
         form = StaticMembersForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             ids, operation = form.cleaned_data["contact_ids"], form.cleaned_data["operation"]
@@ -431,6 +437,24 @@ class StaticMembersForm(forms.Form):
 MAX_UPLOAD_BYTES = 10_000_000
 
 
+def _retry(model_admin: admin.ModelAdmin, request: HttpRequest, edits: list[ListEdit]) -> None:
+    """Queue these failed list edits again, saying which were and why the others were not."""
+    if not edits:
+        model_admin.message_user(request, "No such change of this list.", messages.ERROR)
+    for edit in edits:
+        try:
+            retry_list_edit(edit.pk)
+        except ValueError as refused:
+            model_admin.message_user(request, f"{edit}: {refused}", messages.WARNING)
+        else:
+            model_admin.message_user(
+                request,
+                f"Retrying: {edit.get_operation_display().lower()} {edit.segment} "
+                f"({edit.total:,} contact{pluralize(edit.total)}).",
+                messages.SUCCESS,
+            )
+
+
 @admin.register(ListEdit)
 class ListEditAdmin(admin.ModelAdmin):
     """Large selections added to or removed from static lists in the background, with progress."""
@@ -454,9 +478,18 @@ class ListEditAdmin(admin.ModelAdmin):
     ]
     fields = readonly_fields
 
+    actions = ["retry"]
+
     @admin.display(description="progress")
     def progress(self, edit: ListEdit) -> str:
         return f"{edit.done:,} of {edit.total:,} ({edit.percent}%)"
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("segments.change_segment")
+
+    @admin.action(description="Retry the selected failed changes", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _retry(self, request, list(queryset.select_related("segment")))
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -184,6 +184,20 @@ def run_list_edit(edit_id: int) -> str:
     return f"list edit {edit_id}: {edit.added} added, {edit.removed} removed of {edit.total}"
 
 
+def retry_list_edit(edit_id: int) -> ListEdit:
+    """Queue a failed ListEdit again. Its selection was kept, and adding or removing a contact twice
+    changes nothing, so the task goes over the whole selection again: `done` restarts from 0 while
+    `added` and `removed` keep counting what was changed. Refuses (ValueError) an edit that did not fail."""
+    with transaction.atomic():
+        edit = ListEdit.objects.select_for_update().select_related("segment").get(pk=edit_id)
+        if edit.status != ListEditStatus.FAILED:
+            raise ValueError(f"Only a failed change can be retried; this one is {edit.get_status_display().lower()}.")
+        edit.status, edit.error, edit.done, edit.started_at, edit.finished_at = ListEditStatus.QUEUED, "", 0, None, None
+        edit.save(update_fields=["status", "error", "done", "started_at", "finished_at"])
+        transaction.on_commit(lambda: async_task("segments.tasks.list_edit_task", edit.pk, group="list-edit"))
+    return edit
+
+
 # -- e-mails and ids, typed or uploaded ----------------------------------------------------------
 
 _HEADERS = {"email", "e-mail", "email address", "e-mail address", "id", "contact id", "contact_id"}

@@ -217,6 +217,71 @@ def test_a_redelivered_list_edit_task_does_nothing(ops_user):
     assert MembershipChange.objects.count() == 1
 
 
+def test_a_failed_list_edit_is_retried_from_its_page_and_finishes_without_counting_twice(
+    ops_client, ops_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(static, "BATCH", 4)
+    webinar = static_list("webinar")
+    ids = {ContactFactory().pk for _ in range(10)}
+    edit = static.start_list_edit(webinar, Contact.objects.all(), operation="add", user=ops_user, source="test")
+    real_add, calls = static.add_static_members, []
+
+    def fails_on_the_second_batch(*args, **kwargs):  # a lost database connection, say
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("server closed the connection unexpectedly")
+        return real_add(*args, **kwargs)
+
+    monkeypatch.setattr(static, "add_static_members", fails_on_the_second_batch)
+    with pytest.raises(ConnectionError):
+        static.run_list_edit(edit.pk)
+    edit.refresh_from_db()
+    assert (edit.status, edit.done, edit.added) == ("failed", 4, 4)
+    assert edit.error == "ConnectionError: server closed the connection unexpectedly"
+    page = reverse("admin:segments_segment_static_members", args=[webinar.pk])
+    assert f'name="retry" value="{edit.pk}"' in ops_client.get(page).text
+    monkeypatch.setattr(static, "add_static_members", real_add)
+    run_queued("segments.tasks.list_edit_task")  # the first delivery's task, gone from the queue
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = ops_client.post(page, {"retry": str(edit.pk)})
+    assert response.status_code == 302
+    edit.refresh_from_db()
+    assert (edit.status, edit.error, edit.done) == ("queued", "", 0)
+    run_queued("segments.tasks.list_edit_task")
+
+    edit.refresh_from_db()
+    assert (edit.status, edit.done, edit.added) == ("done", 10, 10)
+    assert members(webinar) == ids
+    assert MembershipChange.objects.filter(segment=webinar).count() == 10  # one join each, none twice
+    assert 'name="retry"' not in ops_client.get(page).text
+    # a finished change is not retried again; the admin says why
+    with django_capture_on_commit_callbacks(execute=True):
+        again = ops_client.post(page, {"retry": str(edit.pk)}, follow=True)
+    assert "Only a failed change can be retried; this one is done." in again.text
+    assert ListEdit.objects.get().status == "done"
+
+
+def test_the_list_edits_admin_retries_the_selected_failed_edits(
+    ops_client, ops_user, django_capture_on_commit_callbacks
+):
+    webinar = static_list("webinar")
+    ContactFactory()
+    failed = static.start_list_edit(webinar, Contact.objects.all(), operation="add", user=ops_user, source="a")
+    ListEdit.objects.filter(pk=failed.pk).update(status="failed", error="OperationalError: gone")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = ops_client.post(
+            reverse("admin:segments_listedit_changelist"),
+            {"action": "retry", "_selected_action": [str(failed.pk)]},
+            follow=True,
+        )
+
+    assert "Retrying: add to the list Webinar (1 contact)." in response.text
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("queued", "")
+
+
 def upload(client, segment: Segment, content: bytes, operation: str = "add"):
     from django.core.files.uploadedfile import SimpleUploadedFile
 

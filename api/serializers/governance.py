@@ -81,7 +81,9 @@ class ImpactSerializer(serializers.Serializer):
     size_after = serializers.IntegerField()
     join_sample = ImpactSampleSerializer(many=True, help_text="A few joiners (empty without contacts:read)")
     leave_sample = ImpactSampleSerializer(many=True, help_text="A few leavers (empty without contacts:read)")
-    downstream_segments = DownstreamSegmentSerializer(many=True, help_text="Children and rules reading it by in_segment")
+    downstream_segments = DownstreamSegmentSerializer(
+        many=True, help_text="Children and rules reading it by in_segment"
+    )
     receivers = ReceiverSerializer(many=True, help_text="Activations, automations... that would receive it")
 
 
