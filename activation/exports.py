@@ -56,6 +56,7 @@ from activation.models import (
 )
 from activation.run_watch import beat, claim_fields, fail_dead_runs, retry_at
 from contacts.models import Contact
+from crmseg_site.replicas import replica_reads
 from segments.liveness import heartbeat
 from segments.models import SegmentStatus
 
@@ -218,8 +219,12 @@ def staged_contacts(run: ExportRun, action: str, fields: tuple[str, ...]) -> Ite
 
 
 def _contacts(staged: QuerySet[ExportRunMember], fields: tuple[str, ...]) -> Iterator[Contact]:
+    # The run's heaviest read: on the read replica once it has replayed the staging (committed
+    # before this scope opens), else on the primary (crmseg_site/replicas.py).
+    with replica_reads():
+        db = Contact.objects.db
     # Contact.__init__ reads lifecycle_stage (to notice stage changes on save): load it, or each row costs a query.
-    contacts = Contact.objects.filter(pk__in=staged.values("contact_id"))
+    contacts = Contact.objects.using(db).filter(pk__in=staged.values("contact_id"))
     contacts = contacts.only("lifecycle_stage", *fields).order_by("pk")
     if any("__" in name for name in fields):
         contacts = contacts.select_related("company")

@@ -174,6 +174,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Inside the session and auth middleware: only the view's own writes pin a browser to the primary.
+    "crmseg_site.replicas.ReadYourWritesMiddleware",
     "crmseg_site.access.AdminAccessMiddleware",
     "api.middleware.EmptyQueryParamsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -201,6 +203,26 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url("DATABASE_URL", "sqlite:///var/crmseg.sqlite3")}
+# A streaming replica of the primary for the read-heavy work (crmseg_site/replicas.py): the
+# `replica` alias, its router and middleware. Unset: one database, nothing routed.
+# REPLICA_MAX_LAG_SECONDS: a replica further behind is skipped (logged); REPLICA_CHECK_SECONDS:
+# how long a process trusts its last look at the replica's lag.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+REPLICA_MAX_LAG_SECONDS = envint("REPLICA_MAX_LAG_SECONDS", 30, minimum=0)
+REPLICA_CHECK_SECONDS = envint("REPLICA_CHECK_SECONDS", 5, minimum=0)
+DATABASE_ROUTERS = []
+if DATABASE_REPLICA_URL:
+    _replica = database_from_url("DATABASE_REPLICA_URL", "")
+    if _replica["ENGINE"] != "django.db.backends.postgresql" or DATABASES["default"]["ENGINE"] != _replica["ENGINE"]:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs PostgreSQL, for it and for DATABASE_URL")
+    # A replica that does not answer is skipped after this long, not waited for.
+    _timeout = envint("REPLICA_CONNECT_TIMEOUT_SECONDS", 2, minimum=1)
+    _replica["OPTIONS"].setdefault("connect_timeout", str(_timeout))
+    # Tests: the test database made on the primary reaches the replica by replication, under the
+    # same name; nothing is created, flushed or dropped through this alias.
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+    DATABASE_ROUTERS = ["crmseg_site.replicas.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -8,7 +8,7 @@ from django.views.generic import RedirectView
 from api.views.common import not_found
 from api.views.docs import DocsView, SchemaView
 
-from . import views
+from . import database_admin, views
 
 admin.site.site_header = "crmseg operations"
 admin.site.site_title = "crmseg"
@@ -21,6 +21,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=False), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("segments.pages.urls")),
+    path("admin/database/", admin.site.admin_view(database_admin.database_page), name="admin-database"),
     path("admin/", admin.site.urls),
     path("activation/", include("activation.urls")),
     path("api/v1/", include("api.urls")),

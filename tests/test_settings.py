@@ -24,6 +24,8 @@ def _load_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("TIME_ZONE", "Mars/Olympus"),
         ("REDIS_URL", "localhost:6379"),
         ("Q_RETRY", "10"),
+        ("DATABASE_REPLICA_URL", "sqlite:///var/replica.sqlite3"),
+        ("REPLICA_MAX_LAG_SECONDS", "-1"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(name, value):

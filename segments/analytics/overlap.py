@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connections
 
 from segments.models import Membership, Segment
 
@@ -59,7 +59,8 @@ def overlap(segments: Sequence[Segment]) -> Overlap:
     if k:
         bits = " ".join(f"WHEN {int(s.pk)} THEN {1 << i}" for i, s in enumerate(segments))
         marks = ", ".join(["%s"] * k)
-        with connection.cursor() as cursor:
+        # Where the ORM would read memberships now (the replica, on the analytics page).
+        with connections[Membership.objects.db].cursor() as cursor:
             cursor.execute(
                 f"""SELECT mask, COUNT(*) FROM (
                     SELECT contact_id, SUM(CASE segment_id {bits} END) AS mask

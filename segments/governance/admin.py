@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from crmseg_site.replicas import replica_reads
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
 from segments.models import (
     DraftStatus,
@@ -151,6 +152,7 @@ class ReviewAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/segments/review_form.html", ctx)
 
 
+@replica_reads()
 def governance_page(request: HttpRequest) -> HttpResponse:
     """Every segment with owner, category, status, reviews per kind, next due, overdue and health
     flags; filters, sort, CSV (`?format=csv`). Admin-wrapped (staff only) in segments/admin.py."""

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from crmseg_site.access import staff_required
+from crmseg_site.replicas import replica_reads
 from segments.analytics import overlap as overlaps
 from segments.analytics.channels import CHANNEL_LABELS, CHANNELS, CONVERSION_STAGES, FUNNEL
 from segments.analytics.measures import (
@@ -67,6 +68,7 @@ def _base_ctx(request: HttpRequest) -> dict:
 
 
 @staff_required
+@replica_reads()
 def comparison_page(request: HttpRequest) -> HttpResponse:
     ctx = _base_ctx(request)
     try:
@@ -110,6 +112,7 @@ def comparison_page(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
+@replica_reads()
 def comparison_csv(request: HttpRequest) -> HttpResponse:
     try:
         period, stage, sort = _inputs(request)
@@ -147,6 +150,7 @@ def _marks(segment: Segment, first, last) -> list[Mark]:
 
 
 @staff_required
+@replica_reads()
 def segment_analytics(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_object_or_404(Segment.objects.select_related("parent"), pk=segment_id)
     ctx = {**_base_ctx(request), "segment": segment, "grains": list(SERIES_GRAINS)}
@@ -214,6 +218,7 @@ def segment_analytics(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 
 @staff_required
+@replica_reads()
 def overlap_page(request: HttpRequest) -> HttpResponse:
     everything = list(Segment.objects.active().order_by("name"))
     ctx = {"section": "segments", "all_segments": everything}

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import Contact, normalize_email
 from crmseg_site.access import staff_required
+from crmseg_site.replicas import replica_reads
 from crmseg_site.untrusted_json import JsonTooDeep, loads
 from segments.governance.impact import Impact, change_impact
 from segments.models import Segment
@@ -66,6 +67,7 @@ def _id(raw: object) -> int | None:
 
 @require_POST
 @staff_required
+@replica_reads()
 def rule_preview(request: HttpRequest) -> JsonResponse:
     payload = _payload(request, '{"rule": {...}, "parent": <segment id or null>}')
     if isinstance(payload, JsonResponse):
@@ -129,6 +131,7 @@ def find_contact(text: str) -> Contact | None:
 
 @require_POST
 @staff_required
+@replica_reads()
 def rule_explain(request: HttpRequest) -> JsonResponse:
     payload = _payload(request, '{"rule": {...}, "contact": "<email or id>"}')
     if isinstance(payload, JsonResponse):

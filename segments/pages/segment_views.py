@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from crmseg_site.access import staff_required
+from crmseg_site.replicas import replica_reads
 from predictions.explain import explain_contacts
 from predictions.models import PropensityModel
 from predictions.scoring import NoUsableVersion
@@ -49,6 +50,7 @@ def _all_segments() -> list[Segment]:
 
 
 @staff_required
+@replica_reads()
 def segment_overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     segments = _all_segments()
@@ -86,6 +88,7 @@ def latest_changes(segment: Segment) -> list[dict]:
 
 
 @staff_required
+@replica_reads()
 def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = get_object_or_404(Segment.objects.select_related("owner", "parent"), pk=segment_id)
     now = timezone.now()

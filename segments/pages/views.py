@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from contacts.models import Contact
 from crmseg_site.access import contact_reader_required, staff_required
+from crmseg_site.replicas import replica_reads
 from segments.list_admin import ListChoiceForm, apply_to_list, count_text
 from segments.models import ListEditOperation
 
@@ -21,6 +22,7 @@ SEARCH_PAGE_SIZE = 25
 
 
 @contact_reader_required
+@replica_reads()
 def contact_search(request: HttpRequest) -> HttpResponse:
     form = ContactSearchForm(request.GET, user=request.user)
     page = None
@@ -75,6 +77,7 @@ def contact_list_edit(request: HttpRequest) -> HttpResponse:
 
 
 @contact_reader_required
+@replica_reads()
 def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
     contact = get_object_or_404(Contact.objects.select_related("company", "owner", "metrics"), pk=contact_id)
     number = page_number(request.GET, "activity_page")
