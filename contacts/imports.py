@@ -17,9 +17,10 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from contacts import import_files, ingest, writes
 from contacts.changes import contacts_imported
 from contacts.import_files import FileShape, UnreadableFile
 from contacts.models import (
+    Activity,
     Company,
     Contact,
     Deal,
@@ -47,6 +49,7 @@ from contacts.models import (
     normalize_email,
 )
 from contacts.normalize import domain as normalize_domain
+from contacts.table_statistics import analyze_if_stale
 
 # Rows per transaction: the first batch, then sized to take about TARGET_BATCH_SECONDS so that the
 # progress shown moves at least every couple of seconds however slow the rows are.
@@ -234,50 +237,56 @@ class Converter:
 
     def __init__(self, job: ImportJob) -> None:
         self.kind = job.kind
-        self.columns = [(i, h, job.mapping.get(h, "")) for i, h in enumerate(job.headers) if job.mapping.get(h)]
-        keys = [t.removeprefix(PROPERTY_PREFIX) for _i, _h, t in self.columns if t.startswith(PROPERTY_PREFIX)]
+        targets = [(i, h, job.mapping.get(h, "")) for i, h in enumerate(job.headers) if job.mapping.get(h)]
+        keys = [t.removeprefix(PROPERTY_PREFIX) for _i, _h, t in targets if t.startswith(PROPERTY_PREFIX)]
         self.properties = {d.key: d for d in PropertyDefinition.objects.filter(key__in=keys)}
         self.fields = {f.name: f for f in _model(job.kind)._meta.fields}
+        # (index, header, property key or "", target, how to read its cells), chosen once per column.
+        self.columns = [
+            (i, h, t.removeprefix(PROPERTY_PREFIX) if t.startswith(PROPERTY_PREFIX) else "", t, self._reader(t))
+            for i, h, t in targets
+        ]
 
     def convert(self, row: import_files.Row) -> Converted:
         converted = Converted(row.number, {})
-        for index, header, target in self.columns:
+        values = converted.values
+        for index, header, prop, target, read in self.columns:
             cell = row.cells[index]
+            if cell == "":
+                continue  # an empty cell leaves the stored value as it is
             if cell == import_files.UNCOMPUTED_FORMULA:
                 message = "A formula the spreadsheet never computed; open and save the file in Excel, upload it again."
                 converted.errors.append(CellError(row.number, header, "(formula)", message))
                 continue
-            if cell == "":
-                continue  # an empty cell leaves the stored value as it is
             try:
-                value = self._value(target, cell)
+                value = read(cell)
             except ValueError as error:
                 converted.errors.append(CellError(row.number, header, cell, str(error)))
                 continue
-            if target.startswith(PROPERTY_PREFIX):
-                converted.values.setdefault("properties", {})[target.removeprefix(PROPERTY_PREFIX)] = value
+            if prop:
+                values.setdefault("properties", {})[prop] = value
             else:
-                converted.values[target] = value
+                values[target] = value
         return converted
 
-    def _value(self, target: str, cell: str) -> object:
+    def _reader(self, target: str) -> Callable[[str], object]:
         if target.startswith(PROPERTY_PREFIX):
-            definition = self.properties[target.removeprefix(PROPERTY_PREFIX)]
-            return _typed(cell, definition.type)
+            kind = self.properties[target.removeprefix(PROPERTY_PREFIX)].type
+            return partial(_typed, kind=kind)
         if self.kind == ImportKind.ACTIVITIES:
-            return _activity_time(cell) if target == "occurred_at" else cell
+            return _activity_time if target == "occurred_at" else str
         if self.kind == ImportKind.DEALS:
             if target == "amount":
-                return _typed(cell, PropertyType.NUMBER)
-            return _deal_time(cell) if target in ("created_at", "closed_at") else cell
+                return partial(_typed, kind=PropertyType.NUMBER)
+            return _deal_time if target in ("created_at", "closed_at") else str
         model_field = self.fields.get(target)
         if target in TAG_FIELDS:
-            return _typed(cell, PropertyType.TAGS)
+            return partial(_typed, kind=PropertyType.TAGS)
         if model_field is not None and model_field.get_internal_type() == "BooleanField":
-            return _typed(cell, PropertyType.BOOL)
+            return partial(_typed, kind=PropertyType.BOOL)
         if model_field is not None and model_field.get_internal_type() == "DateField":
-            return _typed(cell, PropertyType.DATE)
-        return cell
+            return partial(_typed, kind=PropertyType.DATE)
+        return str
 
 
 def _typed(cell: str, kind: str) -> object:
@@ -391,7 +400,9 @@ class Importer:
     def _write(self, good: list[Converted], outcome: BatchOutcome) -> None:
         values = [c.values for c in good]
         with transaction.atomic():
-            before = self._snapshot(values)
+            # Deals are compared before and after; the contact and company upserts say themselves
+            # which rows they left as they were.
+            before = self._snapshot(values) if self.job.kind == ImportKind.DEALS else {}
             # Through the write path, which announces the contacts it changed after commit.
             if self.job.kind == ImportKind.ACTIVITIES:
                 result = writes.ingest_activities(values)
@@ -404,11 +415,12 @@ class Importer:
                     ImportKind.DEALS: writes.upsert_deals,
                 }[self.job.kind]
                 result = upsert(values)
-                after = self._snapshot(values)
+                if self.job.kind == ImportKind.DEALS:
+                    after = self._snapshot(values)
+                    result.unchanged = [r for r in result.updated if before.get(r.key) == after.get(r.key)]
                 outcome.created = len(result.created)
-                same = [r for r in result.updated if before.get(r.key) == after.get(r.key)]
-                outcome.unchanged = len(same)
-                outcome.updated = len(result.updated) - len(same)
+                outcome.unchanged = len(result.unchanged)
+                outcome.updated = len(result.updated) - len(result.unchanged)
                 if self.job.kind == ImportKind.CONTACTS:
                     outcome.contact_ids = [r.id for r in (*result.created, *result.updated)]
             for index, errors in result.failed.items():
@@ -424,16 +436,12 @@ class Importer:
                     ImportJob.objects.filter(pk=self.job.pk).update(segment_id=segment_id)
 
     def _snapshot(self, values: list[dict]) -> dict[str, tuple]:
-        """What the mapped fields of the stored records hold: {key: values} (to count unchanged rows)."""
-        if self.job.kind == ImportKind.ACTIVITIES:
-            return {}
-        model = _model(self.job.kind)
-        columns = [t for t in self.column_of if not t.startswith(PROPERTY_PREFIX) and t in self.converter.fields]
-        columns += ["properties"] if any(t.startswith(PROPERTY_PREFIX) for t in self.column_of) else []
+        """What the mapped fields of the stored deals hold: {key: values} (to count unchanged rows)."""
+        columns = [t for t in self.column_of if t in self.converter.fields]
         columns += ["company_id"] if "company_domain" in self.column_of else []
-        columns += ["contact_id"] if model is Deal and "email" in self.column_of else []
+        columns += ["contact_id"] if "email" in self.column_of else []
         keys = [ingest_key(self.key, v.get(self.key)) for v in values]
-        rows = model.objects.filter(**{f"{self.key}__in": keys}).values_list(self.key, *columns)
+        rows = Deal.objects.filter(**{f"{self.key}__in": keys}).values_list(self.key, *columns)
         return {row[0]: row[1:] for row in rows}
 
     def _cell_errors(self, converted: Converted, errors: dict[str, list[str]]) -> list[CellError]:
@@ -594,6 +602,9 @@ def _run_batch(job: ImportJob, importer: Importer, batch: list[import_files.Row]
 
 def _finish(job: ImportJob, status: str, started: float) -> str:
     job.refresh_from_db()
+    # Batches analyse the table while it is small; a large import ends with fresh statistics too.
+    table = Activity if job.kind == ImportKind.ACTIVITIES else _model(job.kind)
+    analyze_if_stale(table, written=job.created + job.updated)
     seconds = time.monotonic() - started
     what = "Cancelled after" if status == ImportStatus.CANCELLED else "Imported"
     job.status = status

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -53,6 +53,12 @@ COUNTRY_ALIASES = {
     "eire": "IE", "hellas": "GR", "ellada": "GR",
 }  # fmt: skip
 
+# Distinct values remembered by the pure look-ups below (country texts, e-mail hosts): a file of a
+# million rows holds few of them, and each look-up costs tens of microseconds.
+LOOKUP_CACHE_SIZE = 65_536
+# Distinct job titles a TitleMap remembers (each a scan of every keyword rule).
+TITLE_CACHE_SIZE = 65_536
+
 
 def normalize_email(value: str) -> str:
     """Trim and lower-case; the domain in its ASCII (IDNA) form when it has one, so that an address
@@ -90,13 +96,18 @@ def country(value: str) -> str:
     """ISO 3166-1 alpha-2 from a code (DE, DEU), an ISO name or a common alias (USA, UK, Deutschland)."""
     if not (value or "").strip():
         return ""
-    code = _country_index().get(_fold(value))
+    code = _country_code(value)
     if code is None:
         raise ValidationError(
             f"{value!r} is not a country we know: give an ISO 3166-1 code (DE, DEU) or an English name (Germany).",
             code="invalid_country",
         )
     return code
+
+
+@lru_cache(maxsize=LOOKUP_CACHE_SIZE)
+def _country_code(value: str) -> str | None:
+    return _country_index().get(_fold(value))
 
 
 def email(value: str) -> str:
@@ -126,17 +137,24 @@ def email(value: str) -> str:
 def email_suggestion(value: str) -> str | None:
     """The address with a commonly mistyped domain corrected ('ada@gmial.com' -> 'ada@gmail.com'), or None."""
     local, _, host = (value or "").strip().lower().rpartition("@")
-    if not local or not host or host in COMMON_EMAIL_DOMAINS:
+    if not local or not host:
+        return None
+    fixed = _suggested_host(host)
+    return f"{local}@{fixed}" if fixed else None
+
+
+@lru_cache(maxsize=LOOKUP_CACHE_SIZE)
+def _suggested_host(host: str) -> str | None:
+    if host in COMMON_EMAIL_DOMAINS:
         return None
     for wrong, right in _TLD_TYPOS.items():
         if host.endswith(wrong):
-            fixed = host.removesuffix(wrong) + right
-            return f"{local}@{fixed}"
+            return host.removesuffix(wrong) + right
     best = min(COMMON_EMAIL_DOMAINS, key=lambda known: DamerauLevenshtein.distance(host, known))
     distance = DamerauLevenshtein.distance(host, best)
     # One edit away, or two for longer names; different top-level domains are different domains.
     if 0 < distance <= (2 if len(best) >= 9 else 1) and host.rsplit(".", 1)[-1] == best.rsplit(".", 1)[-1]:
-        return f"{local}@{best}"
+        return best
     return None
 
 
@@ -161,7 +179,12 @@ def phone(value: str, *, region: str = "") -> str:
 
 def domain(value: str) -> str:
     """The host of a website URL or domain, lower case, IDNA, without 'www.': 'https://www.Acme.com/x' -> 'acme.com'."""
-    text = (value or "").strip().lower()
+    return _domain(value or "")
+
+
+@lru_cache(maxsize=LOOKUP_CACHE_SIZE)
+def _domain(value: str) -> str:
+    text = value.strip().lower()
     if not text:
         return ""
     if "@" in text and "/" not in text:
@@ -210,8 +233,17 @@ class TitleMap:
 
     def __init__(self, rules: Iterable[TitleRule]) -> None:
         self.rules = sorted(rules, key=lambda r: (-len(r.keyword), r.keyword))
+        self._known: dict[str, tuple[str, str]] = {}  # title -> answer: titles repeat, rules are many
 
     def classify(self, title: str) -> tuple[str, str]:
+        answer = self._known.get(title)
+        if answer is None:
+            if len(self._known) >= TITLE_CACHE_SIZE:
+                self._known.clear()
+            answer = self._known[title] = self._classify(title)
+        return answer
+
+    def _classify(self, title: str) -> tuple[str, str]:
         padded = f" {_WORDS.sub(' ', _fold(title))} "
         function = seniority = ""
         for rule in self.rules:

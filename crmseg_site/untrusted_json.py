@@ -97,18 +97,22 @@ def nul_paths(value: object, path: str = "") -> Iterator[str]:
 
     Walks with a stack, not recursion, so it is safe on any structure (within the depth limit or not).
     """
-    stack = [(path, value)]
+    # (path of the parent, key in it or None for `value` itself, item): an item's own path is only
+    # built when it is needed (a NUL found, or children to visit), since most items are short texts.
+    stack: list[tuple[str, str | int | None, object]] = [(path, None, value)]
     while stack:
-        where, item = stack.pop()
+        parent, key, item = stack.pop()
         if isinstance(item, str):
             if NUL in item:
-                yield where
+                yield parent if key is None else join_path(parent, key)
         elif isinstance(item, dict):
-            if any(isinstance(key, str) and NUL in key for key in item):
+            where = parent if key is None else join_path(parent, key)
+            if any(isinstance(name, str) and NUL in name for name in item):
                 yield where
-            stack.extend((join_path(where, str(key)), child) for key, child in reversed(item.items()))
+            stack.extend((where, str(name), child) for name, child in reversed(item.items()))
         elif isinstance(item, list | tuple):
-            stack.extend((join_path(where, index), child) for index, child in reversed(list(enumerate(item))))
+            where = parent if key is None else join_path(parent, key)
+            stack.extend((where, index, child) for index, child in reversed(list(enumerate(item))))
 
 
 class JSONFormField(forms.JSONField):

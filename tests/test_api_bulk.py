@@ -138,6 +138,43 @@ def test_contacts_upsert_announces_touched_contacts_once(writer, monkeypatch, dj
     assert seen == [sorted(Contact.objects.values_list("id", flat=True))]
 
 
+def test_contacts_upsert_of_what_is_stored_writes_and_announces_nothing(
+    writer, monkeypatch, django_capture_on_commit_callbacks
+):
+    rows = [{"email": "ada@example.com", "first_name": "Ada", "company_domain": "acme.com", "lead_score": 40},
+            {"email": "bob@example.com", "city": "Paris"}]  # fmt: skip
+    writer.post(CONTACTS_BULK, {"rows": rows}, format="json")
+    stored = {c["email"]: c for c in Contact.objects.values()}
+    seen = []
+    monkeypatch.setattr(changes, "_listeners", [seen.append])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = writer.post(CONTACTS_BULK, {"rows": [rows[0], {**rows[1], "city": "Lyon"}]}, format="json")
+
+    body = response.json()
+    bob = Contact.objects.get(email="bob@example.com")
+    # both matched a stored contact (the API's "updated"); only bob's changed, and only he is announced
+    assert [r["key"] for r in body["updated"]] == ["ada@example.com", "bob@example.com"]
+    assert seen == [[bob.pk]]
+    assert Contact.objects.values().get(email="ada@example.com") == stored["ada@example.com"]  # updated_at too
+    assert (bob.city, bob.updated_at > stored["bob@example.com"]["updated_at"]) == ("Lyon", True)
+
+
+def test_companies_upsert_of_what_is_stored_announces_nothing(
+    writer, monkeypatch, django_capture_on_commit_callbacks
+):
+    acme = CompanyFactory(domain="acme.com", name="Acme", employee_count=10)
+    ContactFactory(company=acme)
+    seen = []
+    monkeypatch.setattr(changes, "_listeners", [seen.append])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        writer.post(COMPANIES_BULK, {"rows": [{"domain": "acme.com", "employee_count": 10}]}, format="json")
+
+    assert seen == []
+    assert Company.objects.values("updated_at").get() == {"updated_at": acme.updated_at}
+
+
 def test_bulk_over_the_limit_is_413_with_the_limit(writer):
     rows = [{"email": f"c{i}@example.com"} for i in range(MAX_ROWS + 1)]
 
