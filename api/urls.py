@@ -67,6 +67,9 @@ urlpatterns = [
     path("personalization/", personalization.personalization, name="personalization"),
     path("experiments/", experiments.ExperimentList.as_view(), name="experiments"),
     path("experiments/<int:pk>/", experiments.ExperimentDetail.as_view(), name="experiment"),
+    path("experiments/<int:pk>/start/", experiments.start_experiment, name="experiment-start"),
+    path("experiments/<int:pk>/stop/", experiments.stop_experiment, name="experiment-stop"),
+    path("experiments/<int:pk>/clone/", experiments.clone_experiment, name="experiment-clone"),
     path("experiments/<int:pk>/results/", experiments.experiment_results_view, name="experiment-results"),
     path("experiments/<int:pk>/results.csv", experiments.experiment_results_csv, name="experiment-results-csv"),
     # (?s): a path with a newline (`segments/a%0Ab/`) is a JSON 404 too, not Django's HTML page.
