@@ -58,7 +58,8 @@ def test_a_client_creates_starts_stops_and_clones_an_experiment(writer, campaign
 
     started = writer.post(f"{URL}{experiment.pk}/start/")
     assert started.status_code == 200
-    assert started.json()["status"] == "running" and started.json()["started_at"]
+    assert started.json()["status"] == "running"
+    assert started.json()["started_at"]
     stopped = writer.post(f"{URL}{experiment.pk}/stop/")
     assert stopped.json()["status"] == "stopped"
 

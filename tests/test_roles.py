@@ -92,3 +92,22 @@ def test_sales_user_may_view_but_not_change_contacts(sales_user):
     assert not sales_user.has_perm("segments.view_segment")
     assert not sales_user.is_staff
     assert {p.split(".")[1].split("_")[0] for p in sales_user.get_all_permissions()} == {"view"}
+
+
+def test_the_admin_index_links_every_report_and_test_page_and_each_opens(client, ops_user):
+    """The pages outside the model lists (governance, analytics, boundary and dimension tests,
+    coverage, duplicates) are reachable from the admin's first page."""
+    client.force_login(ops_user)
+    index = client.get(reverse("admin:index")).content.decode()
+    pages = [
+        reverse("admin:segments_governance"),
+        reverse("segments-analytics"),
+        reverse("segments-overlap"),
+        reverse("admin:segments_boundaries"),
+        reverse("admin:segments_dimensions"),
+        reverse("admin:segments_coverage"),
+        reverse("admin:contacts_duplicatecandidate_changelist"),
+    ]
+    for url in pages:
+        assert f'href="{url}"' in index
+        assert client.get(url).status_code == 200, url
