@@ -36,6 +36,7 @@ class Algorithm(models.TextChoices):
 class Holdout(models.TextChoices):
     TIME = "time", "By time: train at an earlier cutoff, validate on the next horizon"
     RANDOM = "random", "Random 25% of contacts"
+    RULE = "rule", "The contacts a rule selects (a region, a source, or a segment's members by in_segment)"
 
 
 class Tier(models.TextChoices):
@@ -63,6 +64,11 @@ class PropensityModel(models.Model):
     algorithm = models.CharField(max_length=10, choices=Algorithm.choices, default=Algorithm.LOGISTIC)
     holdout = models.CharField(max_length=10, choices=Holdout.choices, default=Holdout.TIME)
     label_rule = models.JSONField(null=True, blank=True, help_text="custom_rule: the outcome, as a segment rule")
+    holdout_rule = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='rule holdout: who validates, as a segment rule (e.g. {"in_segment": "emea"}); the rest train',
+    )
     label_field = models.CharField(
         max_length=120, blank=True, help_text="custom_field: props.<key> or a contact field holding the outcome"
     )
@@ -116,6 +122,7 @@ class ModelVersion(models.Model):
     horizon_days = models.PositiveSmallIntegerField()
     algorithm = models.CharField(max_length=10, choices=Algorithm.choices)
     holdout = models.CharField(max_length=10, choices=Holdout.choices)
+    holdout_rule = models.JSONField(null=True, blank=True, help_text="rule holdout: the rule it validated on")
     train_cutoff = models.DateTimeField(null=True, blank=True)
     validation_cutoff = models.DateTimeField(null=True, blank=True)
     features = models.JSONField(default=dict, blank=True, help_text="The encoder: columns and their vocabularies")

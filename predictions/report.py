@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from predictions.models import ModelVersion
 
 
@@ -15,7 +17,7 @@ def report_lines(version: ModelVersion) -> list[str]:
     train, validation = counts["training"], counts["validation"]
     lines += [
         f"target:        {version.target}, {version.horizon_days}-day horizon, {version.algorithm}, "
-        f"{version.holdout} holdout",
+        f"{version.holdout} holdout" + (f" {json.dumps(version.holdout_rule)}" if version.holdout_rule else ""),
         f"cutoffs:       train {version.train_cutoff:%Y-%m-%d}, validate {version.validation_cutoff:%Y-%m-%d}",
         f"training:      {train['contacts']:,} contacts, {train['positives']:,} positives, "
         f"{train['negatives']:,} negatives",

@@ -36,7 +36,7 @@ from contacts.models import (
     PropertyDefinition,
 )
 from predictions.features import VOLATILE, VOLATILE_CATEGORIES, RawFeatures
-from predictions.models import HORIZONS, PropensityModel, Target
+from predictions.models import HORIZONS, Holdout, PropensityModel, Target
 
 CUSTOMER_STAGES = (LifecycleStage.CUSTOMER, LifecycleStage.EVANGELIST)
 NOT_ENGAGEMENT = (ActivityKind.SUPPORT_TICKET_OPENED, ActivityKind.SUPPORT_TICKET_CLOSED)
@@ -80,6 +80,13 @@ def target_errors(model: PropensityModel) -> dict[str, str]:
             problems = _rules["validate"](model.label_rule)
             if problems:
                 errors["label_rule"] = "Invalid label rule: " + "; ".join(problems)
+    if model.holdout == Holdout.RULE:
+        if not isinstance(model.holdout_rule, dict) or not model.holdout_rule:
+            errors["holdout_rule"] = "A rule holdout needs a rule selecting the validation contacts (as JSON)."
+        elif "validate" in _rules:
+            problems = _rules["validate"](model.holdout_rule)
+            if problems:
+                errors["holdout_rule"] = "Invalid holdout rule: " + "; ".join(problems)
     if model.target == Target.CUSTOM_FIELD:
         problem = _label_field_error(model.label_field)
         if problem:
@@ -151,6 +158,11 @@ def _positive_ids(model: PropensityModel, window: Window, contact_ids: np.ndarra
     if model.target == Target.CUSTOM_RULE:
         return set(_rules["match"](model.label_rule, window.end))
     return set(label_values(model)[0])
+
+
+def rule_members(rule: dict, at: datetime) -> set[int]:
+    """Ids of the contacts a (valid) segment rule selects at `at`: a holdout rule's validation contacts."""
+    return {int(pk) for pk in _rules["match"](rule, at)}
 
 
 def label_values(model: PropensityModel) -> tuple[list[int], list[int]]:

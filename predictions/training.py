@@ -4,7 +4,8 @@ Holdout by time (the default): features as of now - 2 horizons, outcomes in the 
 it, for training; features as of now - 1 horizon and outcomes up to now for validation. The
 validated model is the one that scores (no refit on other data after validation). Random
 holdout: one cutoff (now - horizon; now for custom_field, which has no time axis), 25% of the
-contacts held out, stratified.
+contacts held out, stratified. Rule holdout: the same cutoff, the contacts a rule selects at it
+held out (a region, a lead source, a segment's members), the others trained on.
 
 Logistic regression: standardised; the inverse regularisation C chosen among SEARCH_CS by
 4-fold cross-validated log loss on at most SEARCH_ROWS training contacts, then fitted on all of
@@ -51,7 +52,15 @@ from predictions.models import (
     Target,
     VersionState,
 )
-from predictions.targets import Window, in_population, label_values, outcomes, target_errors, windows
+from predictions.targets import (
+    Window,
+    in_population,
+    label_values,
+    outcomes,
+    rule_members,
+    target_errors,
+    windows,
+)
 
 SEED = 20261206
 SEARCH_ROWS = 100_000
@@ -100,6 +109,7 @@ def queue_version(model: PropensityModel, *, user=None) -> ModelVersion:
                 horizon_days=model.horizon_days,
                 algorithm=model.algorithm,
                 holdout=model.holdout,
+                holdout_rule=model.holdout_rule if model.holdout == Holdout.RULE else None,
                 requested_by=user,
             )
     except IntegrityError:
@@ -149,12 +159,14 @@ def _check_counts(y: np.ndarray, *, least: int, what: str, model: PropensityMode
 
 def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tuple[Dataset, Dataset]:
     """(training, validation) contacts with their outcomes."""
-    if model.target == Target.CUSTOM_FIELD or model.holdout == Holdout.RANDOM:
+    if model.target == Target.CUSTOM_FIELD or model.holdout in (Holdout.RANDOM, Holdout.RULE):
         progress("reading features")
         if model.target == Target.CUSTOM_FIELD:
             data = _custom_field_data(model, now)
         else:
             data = _labelled(model, Window(now - timedelta(days=model.horizon_days), now))
+        if model.holdout == Holdout.RULE:
+            return _split_by_rule(model, data, at=data.window.cutoff if data.window else now)
         _check_counts(data.y, least=MIN_CLASS_ROWS, what="the data", model=model)
         train_rows, validation_rows = train_test_split(
             np.arange(len(data.y)), test_size=0.25, stratify=data.y, random_state=SEED
@@ -171,6 +183,21 @@ def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tu
     progress(f"reading features as of {validation_window.cutoff:%Y-%m-%d}")
     validation = _labelled(model, validation_window)
     _check_counts(validation.y, least=MIN_VALIDATION_ROWS, what="the validation window", model=model)
+    return training, validation
+
+
+def _split_by_rule(model: PropensityModel, data: Dataset, *, at: datetime) -> tuple[Dataset, Dataset]:
+    """Validate on the contacts the holdout rule selects at the cutoff, train on the others: a
+    test of whether the model carries over to a group it never saw (a region, a source)."""
+    held = np.isin(data.raw.contact_ids, np.fromiter(rule_members(model.holdout_rule, at), dtype=np.int64))
+    train_rows, validation_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    training = Dataset(data.raw.take(train_rows), data.y[train_rows], data.window)
+    validation = Dataset(data.raw.take(validation_rows), data.y[validation_rows], data.window)
+    outside = "the training contacts (outside the holdout rule)"
+    _check_counts(training.y, least=MIN_CLASS_ROWS, what=outside, model=model)
+    _check_counts(
+        validation.y, least=MIN_VALIDATION_ROWS, what="the validation contacts (the holdout rule's)", model=model
+    )
     return training, validation
 
 

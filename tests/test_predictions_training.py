@@ -11,6 +11,8 @@ from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange, 
 from predictions.features import read_features
 from predictions.models import ModelVersion, PropensityModel, VersionState
 from predictions.scoring import usable_version
+from predictions.targets import in_population as in_population_of
+from predictions.targets import target_errors
 from predictions.training import TrainingBusy, TrainingRefused, queue_version, train_version
 from tests.predictions_support import HORIZON, NOW, plant_convert
 
@@ -203,6 +205,55 @@ def test_a_custom_rule_target_is_evaluated_at_the_end_of_the_horizon():
     assert version.state == VersionState.ACTIVE
     assert version.metrics["auc"] > 0.6
     assert np.isclose(version.metrics["base_rate"], version.metrics["positives"] / version.metrics["contacts"])
+
+
+def test_a_rule_holdout_validates_on_the_contacts_it_selects_and_trains_on_the_others():
+    ids = plant_convert(1000)
+    vps = set(Contact.objects.filter(pk__in=ids, seniority="vp").values_list("pk", flat=True))
+    rule = {"field": "seniority", "op": "eq", "value": "vp"}
+    model = PropensityModel.objects.create(name="convert", target="convert", holdout="rule", holdout_rule=rule)
+    version = queue_version(model)
+    cutoff = NOW - HORIZON
+    raw = read_features(as_of=cutoff)
+    in_population = set(raw.contact_ids[in_population_of(model, raw)].tolist())  # not customers at the cutoff
+
+    train_version(version, now=NOW)
+
+    version.refresh_from_db()
+    assert version.state == VersionState.ACTIVE, version.message
+    assert (version.holdout, version.holdout_rule) == ("rule", rule)
+    counts = version.counts
+    assert len(in_population & vps) > 100
+    assert counts["validation"]["contacts"] == len(in_population & vps)
+    assert counts["training"]["contacts"] == len(in_population - vps)
+    assert version.train_cutoff == version.validation_cutoff == cutoff
+    assert version.metrics["auc"] > 0.7  # the signal carries over to the vice presidents
+    assert "rule holdout" not in version.message
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (None, "A rule holdout needs a rule selecting the validation contacts"),
+        ({"field": "seniority", "op": "eq"}, "Invalid holdout rule: value:"),
+        ({"all": [{"field": "nope", "op": "eq", "value": 1}]}, "Invalid holdout rule: all[0].field:"),
+    ],
+)
+def test_a_rule_holdout_without_a_valid_rule_is_refused_naming_the_field(rule, message):
+    errors = target_errors(PropensityModel(name="convert", target="convert", holdout="rule", holdout_rule=rule))
+
+    assert list(errors) == ["holdout_rule"]
+    assert errors["holdout_rule"].startswith(message)
+
+
+def test_a_rule_holdout_selecting_too_few_contacts_is_refused_with_the_counts():
+    plant_convert(1000)
+    model = PropensityModel.objects.create(
+        name="convert", target="convert", holdout="rule", holdout_rule={"field": "email", "op": "eq", "value": "x@y.z"}
+    )
+
+    with pytest.raises(TrainingRefused, match=r"the validation contacts \(the holdout rule's\) has 0 positives"):
+        train_version(queue_version(model), now=NOW)
 
 
 def test_a_field_filled_only_once_the_outcome_happened_is_flagged_even_when_sparse():

@@ -14,7 +14,7 @@ from api.models import Scope
 from api.permissions import scoped
 from contacts.models import Contact
 from predictions.explain import contact_scores
-from predictions.models import ModelVersion, PropensityModel
+from predictions.models import Holdout, ModelVersion, PropensityModel
 
 IMPORTANCE_SHOWN = 20
 SUMMARY_FIGURES = ("auc", "auc_low", "auc_high", "band", "base_rate", "positives", "negatives", "precision_at")
@@ -52,6 +52,7 @@ def _model(model: PropensityModel, *, full: bool) -> dict:
         "horizon_days": model.horizon_days,
         "algorithm": model.algorithm,
         "holdout": model.holdout,
+        "holdout_rule": model.holdout_rule if model.holdout == Holdout.RULE else None,
         "fields": [
             f"metrics.propensity_{model.name}",
             f"metrics.propensity_{model.name}_percentile",
