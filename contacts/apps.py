@@ -12,9 +12,9 @@ class ContactsConfig(AppConfig):
         # Models added later (segments, activation, ...) get their permissions when their own
         # app's post_migrate runs, so the roles are synced again after each of those apps.
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="contacts.sync_roles")
-        # Touched contacts get their metrics recomputed after commit. Imported here because
-        # contacts.tasks reads models, which are not loaded when this module is imported.
-        from contacts.changes import add_listener
-        from contacts.tasks import enqueue_contact_metrics
+        # Changed contacts get their metrics recomputed first thing in the catch-up task. Imported
+        # here because contacts.tasks reads models, which are not loaded when this module is imported.
+        from contacts.changes import add_deriver
+        from contacts.tasks import recompute_changed_metrics
 
-        add_listener(enqueue_contact_metrics)
+        add_deriver(recompute_changed_metrics)

@@ -1,53 +1,113 @@
-"""Announce that contacts (or their metrics) changed, so that readers of contact data (segments) can catch up.
+"""Announce that contacts (or data derived from them) changed, so that what derives from them
+(metrics, scores) and what reads them (segments) catch up, a burst of writes at a time.
 
 `contacts` knows nothing of segments. Code that writes contacts, companies or activities calls
-`contacts_changed(ids)` explicitly; listeners registered at start-up (segments registers its
-refresh in `SegmentsConfig.ready`) run once the surrounding transaction has committed.
+`contacts_changed(ids)` explicitly (contacts/writes.py). The ids are stored as PendingChange rows in
+the writing transaction, and once it commits one catch-up task is queued unless one is queued or
+running already (`request`). That task (contacts/catch_up.py) hands every waiting contact to the
+*derivers* registered here (metrics, then propensity scores), then to the *readers* (segments
+refresh them), so a thousand writes in a second are one metrics run and one scoped refresh.
+
+`metrics_changed(ids)` announces that only derived data changed (a metrics or scoring run for some
+contacts): readers re-read those contacts, derivers are not asked again. A run for everyone
+(`metrics_changed(None)`) goes to the metrics listeners instead (segments refresh their readers of
+`metrics.*`), after commit.
 """
 
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from contacts.models import CatchUpState, PendingChange
+
+# The catch-up task (contacts/tasks.py), as django-q names it.
+CATCH_UP_TASK = "contacts.tasks.catch_up_task"
+INSERT_BATCH = 5000
 
 Listener = Callable[[list[int]], None]
-_listeners: list[Listener] = []
+_derivers: list[Listener] = []
+_readers: list[Listener] = []
 
 
-def add_listener(listener: Listener) -> None:
-    if listener not in _listeners:
-        _listeners.append(listener)
+def add_deriver(listener: Listener) -> None:
+    """Recomputes data derived from contacts (called first, in registration order, with changed contacts)."""
+    if listener not in _derivers:
+        _derivers.append(listener)
+
+
+def add_reader(listener: Listener) -> None:
+    """Re-reads contacts whose data or derived data changed (called after the derivers)."""
+    if listener not in _readers:
+        _readers.append(listener)
+
+
+def derivers() -> list[Listener]:
+    return list(_derivers)
+
+
+def readers() -> list[Listener]:
+    return list(_readers)
 
 
 def contacts_changed(contact_ids: Iterable[int]) -> None:
-    """Tell listeners, after commit, that these contacts (or their company or activity) changed."""
+    """Record, in the current transaction, that these contacts (or their company or activity) changed."""
+    _record(contact_ids, derive=True)
+
+
+def _record(contact_ids: Iterable[int], *, derive: bool) -> None:
     ids = sorted({int(i) for i in contact_ids if i is not None})
     if not ids:
         return
-    for listener in _listeners:
-        transaction.on_commit(lambda listener=listener: listener(ids))
+    rows = [PendingChange(contact_id=pk, derive=derive) for pk in ids]
+    # A contact already waiting (not yet claimed) keeps its one row.
+    PendingChange.objects.bulk_create(rows, batch_size=INSERT_BATCH, ignore_conflicts=True)
+    transaction.on_commit(request)
 
 
-MetricsListener = Callable[[list[int] | None], None]
+def request() -> None:
+    """Queue the catch-up task, unless one is queued or running already (which will take the rows).
+
+    A queued or running task that has not started or renewed its lease within CATCH_UP_LEASE_SECONDS
+    is taken for lost, and another is queued.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CATCH_UP_LEASE_SECONDS)
+    idle = (Q(queued_at=None) | Q(queued_at__lt=stale)) & (Q(running_since=None) | Q(running_since__lt=stale))
+    queued = CatchUpState.objects.filter(pk=1).filter(idle).update(queued_at=now) == 1
+    if not queued:
+        queued = CatchUpState.objects.get_or_create(pk=1, defaults={"queued_at": now})[1]
+    if queued:
+        async_task(CATCH_UP_TASK, task_name="catch up changed contacts", group="catch-up")
+
+
+MetricsListener = Callable[[None], None]
 _metrics_listeners: list[MetricsListener] = []
 
 
 def add_metrics_listener(listener: MetricsListener) -> None:
+    """Called after commit when everyone's metrics (or scores) were recomputed."""
     if listener not in _metrics_listeners:
         _metrics_listeners.append(listener)
 
 
 def metrics_changed(contact_ids: list[int] | None) -> None:
-    """Tell listeners, after commit, that ContactMetrics were recomputed: for these contacts, or
-    for everyone when `contact_ids` is None (so segments reading `metrics.*` can refresh).
+    """Tell readers that ContactMetrics (or scores) were recomputed: for these contacts (they re-read
+    them with the next catch-up), or for everyone when `contact_ids` is None (the metrics listeners,
+    after commit, so segments reading `metrics.*` can refresh).
 
-    A separate channel from `contacts_changed`, because recomputing metrics is itself what a
-    contacts_changed listener does: announcing it there would loop.
+    Not `contacts_changed`: recomputing metrics is itself what a deriver does; announcing it as a
+    change of the contact would loop.
     """
-    ids = None if contact_ids is None else sorted(set(contact_ids))
-    if ids == []:
+    if contact_ids is not None:
+        _record(contact_ids, derive=False)
         return
     for listener in _metrics_listeners:
-        transaction.on_commit(lambda listener=listener: listener(ids))
+        transaction.on_commit(lambda listener=listener: listener(None))
 
 
 ImportListener = Callable[[int, str, list[int]], int | None]

@@ -1192,3 +1192,44 @@ class HygieneRun(models.Model):
 
     def __str__(self) -> str:
         return f"hygiene check of {self.started_at:%Y-%m-%d %H:%M} ({self.changed} changed)"
+
+
+class PendingChange(models.Model):
+    """A contact whose data changed and whose derived data and readers have not caught up yet
+    (contacts/catch_up.py).
+
+    Written in the transaction that changed the contact: a committed change is never lost, whatever
+    happens to the process after the commit. `derive`: the contact's own data changed, so its
+    metrics and scores are recomputed before its segments re-read it; otherwise only data derived
+    from it changed (its segments re-read it). A catch-up task claims rows, then deletes them.
+    """
+
+    # No foreign key: a deleted contact is still announced, so that its segments let it go.
+    contact_id = models.BigIntegerField()
+    derive = models.BooleanField()
+    claim = models.UUIDField(null=True, blank=True, help_text="The catch-up task working on it")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One waiting row per contact and kind: a burst of writes to one contact is one row.
+            models.UniqueConstraint(
+                fields=["contact_id", "derive"], condition=models.Q(claim=None), name="pending_change_waiting_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["claim"], name="pending_change_claim")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} ({'changed' if self.derive else 'derived data changed'})"
+
+
+class CatchUpState(models.Model):
+    """The one row (pk 1) that keeps catch-up tasks to one at a time (contacts/catch_up.py): whether
+    one is queued, and which one runs since when (renewed every round, a lease)."""
+
+    queued_at = models.DateTimeField(null=True, blank=True)
+    runner = models.UUIDField(null=True, blank=True)
+    running_since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"catch-up: queued {self.queued_at}, running since {self.running_since}"

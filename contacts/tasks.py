@@ -1,4 +1,4 @@
-"""Background work on contacts (django-q2): metrics recompute, nightly and after writes.
+"""Background work on contacts (django-q2): metrics recompute, nightly and after writes (the catch-up).
 
 Tasks take ids, never objects, and are idempotent: recomputing a contact twice as of the same
 time writes the same row.
@@ -7,13 +7,13 @@ time writes the same row.
 from __future__ import annotations
 
 from django.conf import settings
-from django_q.tasks import async_task
 
-from contacts import duplicates, hygiene, imports
+from contacts import catch_up, duplicates, hygiene, imports
 from contacts.metrics.compute import compute_metrics
 
 NIGHTLY_SCHEDULE = "contacts: compute metrics nightly"
 HYGIENE_SCHEDULE = "contacts: check list hygiene daily"
+CATCH_UP_SCHEDULE = "contacts: catch up with changed contacts"
 
 
 def compute_all_metrics() -> str:
@@ -26,10 +26,16 @@ def compute_contact_metrics(contact_ids: list[int]) -> str:
     return str(compute_metrics(contact_ids=contact_ids))
 
 
-def enqueue_contact_metrics(contact_ids: list[int]) -> None:
-    """contacts.changes listener: runs after commit, so the task sees the new activities."""
+def recompute_changed_metrics(contact_ids: list[int]) -> None:
+    """contacts.changes deriver (in the catch-up task): the changed contacts' metrics, first of all."""
     if settings.METRICS_RECOMPUTE_ON_WRITE and contact_ids:
-        async_task("contacts.tasks.compute_contact_metrics", list(contact_ids), group="contact-metrics")
+        compute_metrics(contact_ids=contact_ids)
+
+
+def catch_up_task() -> dict:
+    """Catch up with the contacts writes changed (contacts/catch_up.py); queued after writes and
+    every minute, in case a queued one was lost."""
+    return catch_up.catch_up().as_dict()
 
 
 def run_import(import_id: int) -> str:

@@ -3,9 +3,10 @@
 Everything that writes these four tables (the admin, the API, bulk ingest, file imports, merges,
 the demo seeder, automations, erasure) calls a function here, never a model's save(), update(),
 delete() or bulk_create() of its own. Each function writes inside one transaction and announces
-the contacts whose data it changed with `contacts.changes.contacts_changed`, whose listeners run
-once that transaction commits (segments refresh those contacts, their metrics and propensity
-scores are recomputed). Callers never announce: nothing else calls `contacts_changed`.
+the contacts whose data it changed with `contacts.changes.contacts_changed`, which records them in
+that transaction for the catch-up task queued once it commits (their metrics and propensity scores
+are recomputed, then segments re-read them). Callers never announce: nothing else calls
+`contacts_changed`.
 
 The contacts a write changes are the contact's own row; every contact of a company that is
 written; the contact of an activity or a deal, both the one it had and the one it moves to.

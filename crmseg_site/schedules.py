@@ -21,6 +21,7 @@ from django_q.models import Schedule
 
 from activation.automations import SCHEDULE_NAME as AUTOMATIONS
 from activation.file_scrub import SCHEDULE_NAME as FILE_SCRUB
+from contacts.tasks import CATCH_UP_SCHEDULE as CATCH_UP
 from contacts.tasks import HYGIENE_SCHEDULE as HYGIENE_DAILY
 from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
 from predictions.tasks import DAILY_SCHEDULE as PREDICTIONS_DAILY
@@ -88,6 +89,9 @@ def recurring() -> list[Recurring]:
             half_past=WATCH_SCHEDULE,
         ),
         Recurring(AUTOMATIONS, "activation.automations.process_automations", minutes=1),
+        # Writes queue the catch-up themselves; this one takes over from a queued task that was lost
+        # (two queries when nothing waits).
+        Recurring(CATCH_UP, "contacts.tasks.catch_up_task", minutes=1),
         # Picks up an erasure's file scrub whose task failed (one query when none is pending).
         Recurring(FILE_SCRUB, "activation.file_scrub.scrub_export_files", minutes=15),
         Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),

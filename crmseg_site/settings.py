@@ -349,6 +349,17 @@ PREDICTIONS_TRAIN_TIMEOUT_SECONDS = envint("PREDICTIONS_TRAIN_TIMEOUT_SECONDS", 
 # An incremental metrics run for more than this share of the contacts runs as a full run instead,
 # which then costs less (contacts/metrics/compute.py; figures from bench_metrics --touched).
 METRICS_INCREMENTAL_MAX_PERCENT = envint("METRICS_INCREMENTAL_MAX_PERCENT", 5, minimum=0)
+# Catching up after writes (contacts/catch_up.py): the contacts writes changed wait as rows; one
+# catch-up task at a time takes all of them (metrics and scores first, then one scoped refresh of
+# their segments), then goes round for what arrived meanwhile at most once per CATCH_UP_INTERVAL_MS,
+# for up to CATCH_UP_MAX_SECONDS, and ends (queueing the next if any wait). A task whose lease is not
+# renewed for CATCH_UP_LEASE_SECONDS (its worker died) is replaced and its contacts taken again.
+CATCH_UP_INTERVAL_MS = envint("CATCH_UP_INTERVAL_MS", 1000, minimum=0)
+CATCH_UP_MAX_SECONDS = envint("CATCH_UP_MAX_SECONDS", 60, minimum=1)
+CATCH_UP_LEASE_SECONDS = envint("CATCH_UP_LEASE_SECONDS", 120, minimum=2)
+# Segments re-read more changed contacts than this share of all contacts with a full refresh of
+# every segment (segments.tasks.refresh_changed), which then costs less than the scoped one.
+SEGMENT_SCOPED_MAX_PERCENT = envint("SEGMENT_SCOPED_MAX_PERCENT", 10, minimum=0)
 
 # Segment governance (segments/governance/): the daily job's hour (project time zone) and the
 # thresholds of its reminders and health flags.

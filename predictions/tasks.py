@@ -62,10 +62,10 @@ def score_contacts_task(contact_ids: list[int]) -> str:
     return "; ".join(done) or "no active model"
 
 
-def enqueue_contact_scores(contact_ids: list[int]) -> None:
-    """contacts.changes listener (after commit)."""
+def score_changed_contacts(contact_ids: list[int]) -> None:
+    """contacts.changes deriver (in the catch-up task)."""
     if settings.PREDICTIONS_SCORE_ON_WRITE and contact_ids and scored_models():
-        async_task("predictions.tasks.score_contacts_task", list(contact_ids), group="predictions")
+        score_contacts_task(contact_ids)
 
 
 def models_due(*, now: datetime | None = None) -> list[PropensityModel]:

@@ -8,19 +8,19 @@ class SegmentsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        from contacts.changes import add_import_listener, add_listener, add_metrics_listener
+        from contacts.changes import add_import_listener, add_metrics_listener, add_reader
         from contacts.merging import add_merge_participant
         from predictions.targets import set_rule_support
         from segments.merges import PARTICIPANT as MERGE_PARTICIPANT
         from segments.outcomes import label_rule_errors, label_rule_members
         from segments.rules.expressions import register_sqlite_functions
         from segments.static import add_imported_contacts
-        from segments.tasks import enqueue_after_metrics, enqueue_refresh_contacts
+        from segments.tasks import enqueue_after_metrics, refresh_changed
 
         # SQLite connections get the functions compiled rules call, whenever each opens.
         connection_created.connect(register_sqlite_functions, dispatch_uid="segments.sqlite_functions")
-        # Contact, company and activity writes re-evaluate just those contacts, after commit.
-        add_listener(enqueue_refresh_contacts)
+        # Contacts changed by writes (and their metrics) are re-read by every segment, in the catch-up task.
+        add_reader(refresh_changed)
         # Recomputed metrics re-evaluate the segments that read them.
         add_metrics_listener(enqueue_after_metrics)
         # A file import's contacts form a static segment, written in the import's own transactions.

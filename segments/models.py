@@ -147,6 +147,10 @@ class Segment(models.Model):
     refresh_retry_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the failed refresh is tried again (with back-off)"
     )
+    # A refresh task queued and not started yet (segments.tasks.queue_refresh): another request
+    # for the segment meanwhile answers with the same task instead of queueing a second one.
+    refresh_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refresh_task_id = models.CharField(max_length=32, blank=True, editable=False)
     percent_thresholds = models.JSONField(
         default=dict,
         blank=True,

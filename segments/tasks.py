@@ -5,19 +5,23 @@ Enqueueing always happens after commit: a worker must see the data that asked fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from contacts.models import Contact
 from segments import history, refresh, static, watchdog
 from segments.analytics import updates
+from segments.models import Segment
+from segments.refresh import RefreshResult
 
 REFRESH_ALL_SCHEDULE = "segments: refresh all"
+REFRESH_TASK = "segments.tasks.refresh_segment_task"
 WATCH_SCHEDULE = "runs: fail dead runs and retry failed ones"
 WATCH_HALF_SCHEDULE = "runs: fail dead runs and retry failed ones (half an interval later)"
 RETRY_SKIPPED_AFTER = timedelta(minutes=1)
@@ -29,6 +33,8 @@ def refresh_segment_task(segment_id: int) -> list[dict]:
     A worker never waits for a refresh of the same segment that holds its lock; it skips and
     queues itself again a minute later, so an edit made while a refresh was running still lands.
     """
+    # Started: a request from now on queues another refresh, which will see what it asks for.
+    Segment.objects.filter(pk=segment_id).update(refresh_queued_at=None, refresh_task_id="")
     results = refresh.refresh_with_dependants(segment_id, skip_if_locked=True)
     if results[0].skip_reason == refresh.SkipReason.LOCKED:
         Schedule.objects.create(
@@ -66,22 +72,39 @@ def describe_changes_task(segment_ids: list[int], changed_at: datetime, now: dat
 
 
 def enqueue_refresh_segment(segment_id: int) -> None:
-    transaction.on_commit(
-        lambda: async_task("segments.tasks.refresh_segment_task", segment_id, group="segment-refresh")
-    )
+    """Queue a refresh of the segment once the current transaction commits (queue_refresh)."""
+    transaction.on_commit(lambda: queue_refresh(segment_id))
 
 
-def enqueue_refresh_contacts(contact_ids: Iterable[int]) -> None:
-    """contacts.changes listener: one task for all the contacts one write changed.
+def queue_refresh(segment_id: int) -> str:
+    """Queue a refresh of the segment (and its dependants) unless one is queued and not started yet;
+    returns the id of the task that will do it. A task queued longer ago than Q_RETRY counts as lost."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    segment = Segment.objects.filter(pk=segment_id)
+    free = Q(refresh_queued_at=None) | Q(refresh_queued_at__lt=stale)
+    if segment.filter(free).update(refresh_queued_at=now, refresh_task_id="") == 0:
+        queued = segment.values_list("refresh_task_id", flat=True).first()
+        if queued:
+            return queued
+    task_id = async_task(REFRESH_TASK, segment_id, group="segment-refresh")
+    segment.filter(refresh_queued_at=now).update(refresh_task_id=task_id)
+    return task_id
 
-    `contacts_changed` calls listeners after commit with the ids deduplicated and sorted; the
-    write paths call it once per transaction, so this is one task per commit.
+
+def refresh_changed(contact_ids: list[int]) -> list[RefreshResult]:
+    """contacts.changes reader (in the catch-up task): every segment re-reads these contacts, at once.
+
+    More than SEGMENT_SCOPED_MAX_PERCENT of the contacts (and more than one chunk) refresh every
+    segment in full instead, which then costs less than re-reading them chunk by chunk.
     """
-    if not settings.SEGMENT_REFRESH_ON_WRITE:
-        return
-    ids = sorted({int(pk) for pk in contact_ids})
-    if ids:
-        async_task("segments.tasks.refresh_contacts_task", ids, group="segment-refresh")
+    if not settings.SEGMENT_REFRESH_ON_WRITE or not contact_ids:
+        return []
+    if len(contact_ids) > refresh.CONTACT_CHUNK:
+        share = 100 * len(contact_ids) / max(Contact.objects.count(), 1)
+        if share > settings.SEGMENT_SCOPED_MAX_PERCENT:
+            return refresh.refresh_all()
+    return refresh.refresh_contacts(contact_ids)
 
 
 def update_analytics_task() -> dict:
@@ -93,13 +116,9 @@ def refresh_metric_segments_task() -> list[dict]:
     return [result.as_dict() for result in refresh.refresh_metric_segments()]
 
 
-def enqueue_after_metrics(contact_ids: list[int] | None) -> None:
-    """contacts.changes metrics listener (after commit): a full metrics run refreshes the segments
-    reading `metrics.*`; a run for some contacts re-evaluates just those contacts. Nothing is
-    queued while no active segment reads metrics."""
-    if not refresh.metric_reader_ids():
-        return
-    if contact_ids is None:
+def enqueue_after_metrics(contact_ids: None) -> None:
+    """contacts.changes metrics listener (after commit): a metrics run for everyone refreshes the
+    segments reading `metrics.*` (a run for some contacts is re-read by the catch-up, as a change of
+    those contacts). Nothing is queued while no active segment reads metrics."""
+    if refresh.metric_reader_ids():
         async_task("segments.tasks.refresh_metric_segments_task", group="segment-refresh")
-    else:
-        enqueue_refresh_contacts(contact_ids)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from contacts import changes
 from contacts.ingest import MAX_ROWS
 from contacts.models import Activity, Company, Contact, LifecycleChange
+from tests.announcements import hear_changes
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, PropertyDefinitionFactory
 
 CONTACTS_BULK = "/api/v1/contacts/bulk-upsert/"
@@ -129,8 +129,7 @@ def test_contacts_upsert_unknown_owner_is_a_row_error(writer, ops_user):
 
 
 def test_contacts_upsert_announces_touched_contacts_once(writer, monkeypatch, django_capture_on_commit_callbacks):
-    seen = []
-    monkeypatch.setattr(changes, "_listeners", [seen.append])
+    seen = hear_changes(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         writer.post(CONTACTS_BULK, {"rows": [{"email": "a@example.com"}, {"email": "b@example.com"}]}, format="json")

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from contacts import changes
 from contacts.models import Company, Contact, LifecycleChange, PropertyDefinition
 from segments.models import Membership
+from tests.announcements import hear_changes
 from tests.factories import (
     ActivityFactory,
     CompanyFactory,
@@ -30,8 +30,7 @@ def writer(api_client):
 @pytest.fixture
 def changed(monkeypatch):
     """Collects the contact ids announced through contacts.changes (run hooks with on_commit capture)."""
-    seen: list[list[int]] = []
-    monkeypatch.setattr(changes, "_listeners", [seen.append])
+    seen = hear_changes(monkeypatch)
     return seen
 
 

@@ -6,10 +6,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts import changes
 from contacts.models import Activity, Company, Contact, LifecycleChange
 from contacts.paging import LargeTablePaginator
 from tests.admin_forms import change_form_data
+from tests.announcements import hear_changes
 from tests.factories import (
     ActivityFactory,
     CompanyFactory,
@@ -29,8 +29,7 @@ def ops_client(client, ops_user):
 @pytest.fixture
 def announced(monkeypatch):
     """The contact id lists passed to contacts_changed listeners."""
-    calls: list[list[int]] = []
-    monkeypatch.setattr(changes, "_listeners", [calls.append])
+    calls = hear_changes(monkeypatch)
     return calls
 
 

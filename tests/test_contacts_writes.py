@@ -10,11 +10,12 @@ from django_q.conf import Conf
 
 from activation.automations import process_pending
 from activation.models import AutomationAction
-from contacts import changes, writes
+from contacts import writes
 from contacts.models import Activity, Company, Contact, Deal
 from segments.editing import save_segment
 from segments.models import Membership, MembershipChange, Segment
 from segments.refresh import refresh_segment
+from tests.announcements import hear_changes
 from tests.factories import ActivityFactory, AutomationFactory, CompanyFactory, ContactFactory, DealFactory
 from tests.segments_support import history, member_ids
 
@@ -39,8 +40,7 @@ WRITE_PATH = {"contacts/writes.py", "contacts/ingest.py", "contacts/demo_data.py
 @pytest.fixture
 def announced(monkeypatch):
     """The contact id lists contacts.changes listeners hear (run on_commit hooks to hear them)."""
-    calls: list[list[int]] = []
-    monkeypatch.setattr(changes, "_listeners", [calls.append])
+    calls = hear_changes(monkeypatch)
     return calls
 
 

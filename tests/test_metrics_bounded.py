@@ -62,8 +62,8 @@ def test_a_9000_contact_activity_batch_finishes_its_metrics_within_the_temp_file
     response = api_client("activities:write").post(ACTIVITIES_BULK, {"rows": rows}, format="json")
     assert response.status_code == 200, response.content[:500]
 
-    # when: a worker runs the metrics task the batch queued
-    results = run_queued("contacts.tasks.compute_contact_metrics")
+    # when: a worker runs the catch-up task the batch queued (metrics first)
+    results = run_queued("contacts.tasks.catch_up_task")
 
     # then: it finished, and every contact of the batch counts its demo request
     assert len(results) == 1

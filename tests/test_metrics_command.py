@@ -5,7 +5,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django_q.models import OrmQ
 
 from contacts import changes, tasks
 from contacts.models import ContactMetrics, MetricsRun
@@ -49,38 +48,45 @@ def test_tasks_compute_everyone_or_the_given_contacts():
     assert runs == [(True, 2), (False, 1)]
 
 
-def test_changed_contacts_enqueue_a_metrics_recompute_after_commit(django_capture_on_commit_callbacks):
-    contact = ContactFactory()
+def test_changed_contacts_get_their_metrics_recomputed_by_the_catch_up(django_capture_on_commit_callbacks):
+    contact, _other = ContactFactory.create_batch(2)
 
     with django_capture_on_commit_callbacks(execute=True):
         changes.contacts_changed([contact.id])
+    tasks.catch_up_task()
 
-    queued = [row.task for row in OrmQ.objects.all()]
-    ours = [task for task in queued if task["func"] == "contacts.tasks.compute_contact_metrics"]
-    assert [task["args"] for task in ours] == [([contact.id],)]
+    assert list(MetricsRun.objects.values_list("full", "contacts")) == [(False, 1)]
+    assert list(ContactMetrics.objects.values_list("contact_id", flat=True)) == [contact.id]
 
 
-def test_no_enqueue_when_recompute_on_write_is_off(settings, django_capture_on_commit_callbacks):
+def test_no_recompute_when_recompute_on_write_is_off(settings, django_capture_on_commit_callbacks):
     settings.METRICS_RECOMPUTE_ON_WRITE = False
 
     with django_capture_on_commit_callbacks(execute=True):
         changes.contacts_changed([ContactFactory().id])
+    tasks.catch_up_task()
 
-    assert not [row for row in OrmQ.objects.all() if row.task["func"] == "contacts.tasks.compute_contact_metrics"]
+    assert not MetricsRun.objects.exists()
 
 
-def test_metrics_listeners_hear_which_contacts_changed(django_capture_on_commit_callbacks):
-    heard = []
+def test_metrics_listeners_hear_of_a_run_for_everyone_and_readers_of_a_run_for_some(
+    django_capture_on_commit_callbacks,
+):
+    heard, read = [], []
     changes.add_metrics_listener(heard.append)
+    changes.add_reader(read.append)
     contact = ContactFactory()
     try:
         with django_capture_on_commit_callbacks(execute=True):
             tasks.compute_contact_metrics([contact.id])
             tasks.compute_all_metrics()
+        tasks.catch_up_task()
     finally:
         changes._metrics_listeners.remove(heard.append)
+        changes._readers.remove(read.append)
 
-    assert heard == [[contact.id], None]
+    assert heard == [None]
+    assert read == [[contact.id]]
 
 
 def test_bench_metrics_refuses_a_database_not_named_for_benchmarks():

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from contacts.metrics.compute import compute_metrics
+from contacts.models import PendingChange
 from segments.models import Segment
 from segments.refresh import refresh_all, refresh_metric_segments
 from segments.tasks import refresh_metric_segments_task
@@ -42,7 +43,6 @@ def test_nothing_is_queued_after_metrics_while_no_segment_reads_them(django_capt
         compute_metrics(contact_ids=[contact.pk])
 
     assert queued("segments.tasks.refresh_metric_segments_task") == []
-    assert queued("segments.tasks.refresh_contacts_task") == []
 
 
 def test_a_metrics_run_for_some_contacts_re_evaluates_just_them(django_capture_on_commit_callbacks):
@@ -52,7 +52,10 @@ def test_a_metrics_run_for_some_contacts_re_evaluates_just_them(django_capture_o
     with django_capture_on_commit_callbacks(execute=True):
         compute_metrics(contact_ids=[contact.pk])
 
-    assert queued("segments.tasks.refresh_contacts_task") == [([contact.pk],)]
+    # re-read by the next catch-up (contacts/catch_up.py), as derived data only: no metrics run again
+    assert list(PendingChange.objects.values_list("contact_id", "derive")) == [(contact.pk, False)]
+    assert queued("contacts.tasks.catch_up_task") == [()]
+    assert queued("segments.tasks.refresh_metric_segments_task") == []
 
 
 def test_refresh_metric_segments_refreshes_readers_and_their_dependants_only():

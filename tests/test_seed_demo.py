@@ -7,17 +7,16 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, DecimalField, Max, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
 
-from contacts import changes
 from contacts.demo_data import HISTORY, TOPICS
 from contacts.models import Activity, Company, Contact, Deal, LifecycleChange, PropertyDefinition
+from tests.announcements import hear_changes
 
 N = 400
 
 
 @pytest.fixture
 def seeded(db, monkeypatch, django_capture_on_commit_callbacks):
-    announced: list[list[int]] = []
-    monkeypatch.setattr(changes, "_listeners", [announced.append])
+    announced = hear_changes(monkeypatch)
     output = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", contacts=N, seed=42, stdout=output)

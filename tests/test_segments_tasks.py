@@ -11,11 +11,12 @@ from django_q.tasks import async_task
 from django_q.worker import worker
 
 from contacts import changes, writes
+from contacts.models import Contact
 from crmseg_site.schedules import ensure_schedules
 from segments.editing import save_segment
 from segments.models import MembershipChange, Segment
 from segments.refresh import refresh_segment
-from segments.tasks import REFRESH_ALL_SCHEDULE, enqueue_refresh_contacts
+from segments.tasks import REFRESH_ALL_SCHEDULE, refresh_changed
 from tests.factories import ContactFactory
 from tests.segments_support import history, member_ids
 
@@ -51,8 +52,9 @@ def test_refresh_all_runs_through_django_q(db):
     assert member_ids(segment) == {contact.pk}
 
 
-def test_the_segments_app_listens_for_contact_changes():
-    assert enqueue_refresh_contacts in changes._listeners
+def test_the_segments_app_reads_changed_contacts_after_metrics_and_scores():
+    assert changes.readers() == [refresh_changed]
+    assert [f.__name__ for f in changes.derivers()] == ["recompute_changed_metrics", "score_changed_contacts"]
 
 
 # A worker closes "old" connections before each task, so these run with real commits.
@@ -65,14 +67,14 @@ def test_a_contact_change_is_refreshed_by_a_worker_after_commit():
 
     contact.lead_score = 75
     writes.save(contact)
-    queued = [(t.task["func"], t.task["args"]) for t in OrmQ.objects.all() if t.task["func"].startswith("segments.")]
+    queued = [(t.task["func"], t.task["args"]) for t in OrmQ.objects.all()]
     _run_queued_tasks()
 
-    assert queued == [("segments.tasks.refresh_contacts_task", ([contact.pk],))]
+    assert queued == [("contacts.tasks.catch_up_task", ())]
     assert member_ids(segment) == {contact.pk}
     assert history(segment) == [(contact.pk, "join", "rule")]
-    done = Success.objects.get(func="segments.tasks.refresh_contacts_task")
-    assert [(r["slug"], r["added"]) for r in done.result] == [("hot", 1)]
+    done = Success.objects.get(func="contacts.tasks.catch_up_task")
+    assert done.result == {"rounds": 1, "contacts": 1, "skipped": False}
     # the refresh committed, then queued the task that describes its change
     assert [t.task["func"] for t in OrmQ.objects.all()] == ["segments.tasks.describe_changes_task"]
     assert MembershipChange.objects.get(segment=segment).detail is None
@@ -95,12 +97,16 @@ def test_a_saved_segment_is_built_by_a_worker():
     assert history(segment) == [(contact.pk, "join", "initial_build")]
 
 
-def test_writes_enqueue_nothing_when_refresh_on_write_is_off(db, settings):
+def test_changed_contacts_are_not_refreshed_when_refresh_on_write_is_off(db, settings):
+    contact = ContactFactory(lead_score=90)
+    segment = _hot()
+    assert refresh_segment(segment.pk).status == "ok"
     settings.SEGMENT_REFRESH_ON_WRITE = False
 
-    enqueue_refresh_contacts([1, 2])
+    writes.update(Contact.objects.filter(pk=contact.pk), lead_score=5)
 
-    assert not OrmQ.objects.exists()
+    assert refresh_changed([contact.pk]) == []
+    assert member_ids(segment) == {contact.pk}
 
 
 def test_the_sweep_schedule_follows_the_interval_setting(db, settings):

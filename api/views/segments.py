@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from django.utils import timezone
-from django_q.tasks import async_task
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, status
@@ -53,6 +52,7 @@ from segments.rules.registry import get_fields, propensity_models_named
 from segments.rules.validation import validate_rule
 from segments.static import NotStatic, add_static_members, remove_static_members
 from segments.targets import target_contacts
+from segments.tasks import queue_refresh
 
 SegmentsAccess = scoped(read=Scope.SEGMENTS_READ, write=Scope.SEGMENTS_WRITE)
 PREVIEW_SAMPLE = 10
@@ -170,9 +170,11 @@ class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
 def refresh_segment(request: Request, slug: str) -> Response:
     """Refreshes the segment and then the segments that depend on it, in a background worker."""
     segment = _segment(slug)
-    task_id = async_task("segments.tasks.refresh_segment_task", segment.pk, group="segment-refresh")
+    task_id = queue_refresh(segment.pk)  # a refresh queued and not started yet answers for this one too
     api_key = request.auth if isinstance(request.auth, ApiKey) else None
-    QueuedTask.objects.create(task_id=task_id, name=f"refresh segment {segment.slug}", api_key=api_key)
+    QueuedTask.objects.get_or_create(
+        task_id=task_id, defaults={"name": f"refresh segment {segment.slug}", "api_key": api_key}
+    )
     status_url = request.build_absolute_uri(reverse("api:task", args=[task_id]))
     return Response({"task_id": task_id, "status_url": status_url}, status=status.HTTP_202_ACCEPTED)
 
