@@ -144,8 +144,7 @@ def test_contacts_upsert_of_what_is_stored_writes_and_announces_nothing(
             {"email": "bob@example.com", "city": "Paris"}]  # fmt: skip
     writer.post(CONTACTS_BULK, {"rows": rows}, format="json")
     stored = {c["email"]: c for c in Contact.objects.values()}
-    seen = []
-    monkeypatch.setattr(changes, "_listeners", [seen.append])
+    seen = hear_changes(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = writer.post(CONTACTS_BULK, {"rows": [rows[0], {**rows[1], "city": "Lyon"}]}, format="json")
@@ -164,8 +163,7 @@ def test_companies_upsert_of_what_is_stored_announces_nothing(
 ):
     acme = CompanyFactory(domain="acme.com", name="Acme", employee_count=10)
     ContactFactory(company=acme)
-    seen = []
-    monkeypatch.setattr(changes, "_listeners", [seen.append])
+    seen = hear_changes(monkeypatch)
 
     with django_capture_on_commit_callbacks(execute=True):
         writer.post(COMPANIES_BULK, {"rows": [{"domain": "acme.com", "employee_count": 10}]}, format="json")
