@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from segments.demo_history import build_history
-from segments.models import MembershipChange, Segment, SegmentDay
-from tests.factories import ActivityFactory, ContactFactory, SegmentFactory
+from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay
+from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +85,32 @@ def test_the_command_replays_before_it_builds_and_refuses_history_without_refres
     replayed = Segment.objects.active().rule_based().count()
     assert f"History: 4 weekly points, {4 * replayed} membership writes" in out
     assert replayed > 10
+
+
+def test_edited_catalog_rules_are_replayed_with_their_earlier_rule_until_the_edit(capsys):
+    """The demo's enterprise segment took 2,000+ employee companies until 20 weeks ago, then 1,000+:
+    a contact at a 1,500-employee company joins at the edit, which is a rule version with its note
+    and sizes; the first version holds the earlier rule from the first point."""
+    mid = ContactFactory(company=CompanyFactory(employee_count=1500), created_at=NOW - timedelta(weeks=60))
+    big = ContactFactory(company=CompanyFactory(employee_count=5000), created_at=NOW - timedelta(weeks=60))
+    call_command("load_catalog", "--refresh", "--history", "30")
+    enterprise = Segment.objects.get(slug="enterprise")
+    edited_at = timezone.now() - timedelta(weeks=20)
+
+    joins = dict(
+        MembershipChange.objects.filter(segment=enterprise, kind="join").values_list("contact_id", "changed_at")
+    )
+    versions = list(RuleVersion.objects.filter(segment=enterprise).order_by("changed_at"))
+
+    assert abs(joins[mid.pk] - edited_at) < timedelta(minutes=1)  # the first point after the edit
+    assert joins[big.pk] < joins[mid.pk] - timedelta(weeks=9)
+    assert [(v.old_rule, v.new_rule) for v in versions] == [
+        (None, {"field": "company.employee_count", "op": "gte", "value": 2000}),
+        (
+            {"field": "company.employee_count", "op": "gte", "value": 2000},
+            {"field": "company.employee_count", "op": "gte", "value": 1000},
+        ),
+    ]
+    assert (versions[1].size_before, versions[1].size_after) == (1, 2)
+    assert "territory review" in versions[1].note
+    assert Membership.objects.filter(segment=enterprise).count() == 2
