@@ -8,7 +8,7 @@ Only used on PostgreSQL; contacts/ingest.py keeps a bulk_create path for other d
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from django.db import connection, models
 from psycopg import sql
@@ -23,8 +23,11 @@ def copy_insert(
     conflict: str | None = None,
     update: Sequence[str] = (),
     returning: Sequence[str] = (),
+    insert: Callable[[str], str] | None = None,
 ) -> list[tuple]:
     """Insert `rows` (tuples in `columns` order); on a `conflict` column clash update `update` or skip.
+    `insert`, given the temporary table's name, makes the INSERT ... SELECT to run instead (it
+    returns what it returns), e.g. the activity insert that claims external ids (contacts/partitions.py).
 
     Returns the `returning` columns of the rows inserted or updated (skipped rows return nothing).
     """
@@ -59,7 +62,9 @@ def copy_insert(
             statement += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(sql.Identifier(conflict))
         if returning:
             statement += sql.SQL(" RETURNING {}").format(sql.SQL(", ").join(map(sql.Identifier, returning)))
+        if insert:
+            statement = sql.SQL(insert(temp))
         cursor.execute(statement)
-        result = cursor.fetchall() if returning else []
+        result = cursor.fetchall() if returning or insert else []
         cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(temp)))
     return result

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, partial
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -38,6 +38,7 @@ from contacts.models import (
     normalize_email,
     year_problem,
 )
+from contacts.partitions import claim_insert_sql
 from contacts.table_statistics import analyze_if_stale
 from crmseg_site.untrusted_json import nul_paths
 
@@ -618,16 +619,12 @@ ACTIVITY_COLUMNS = ["contact_id", "kind", "occurred_at", "topic", "product", "ur
 
 
 def _insert_activities_postgresql(good: list[dict], result: ActivityIngestResult) -> None:
-    """ON CONFLICT (external_id) DO NOTHING skips stored and repeated ids alike; RETURNING counts the rest."""
+    """Rows whose external_id is stored or repeated are skipped (contacts/partitions.py); RETURNING counts the rest."""
     now = timezone.now()
+    rows = ((*(v.get(c) for c in ACTIVITY_COLUMNS[:-1]), now) for v in good)
     with transaction.atomic():
-        inserted = copy_insert(
-            Activity,
-            ACTIVITY_COLUMNS,
-            ((*(v.get(c) for c in ACTIVITY_COLUMNS[:-1]), now) for v in good),
-            conflict="external_id",
-            returning=["contact_id"],
-        )
+        # The partitioned table has no UNIQUE external_id to conflict on: the insert claims the ids.
+        inserted = copy_insert(Activity, ACTIVITY_COLUMNS, rows, insert=partial(claim_insert_sql, ACTIVITY_COLUMNS))
     result.created = len(inserted)
     result.duplicates = len(good) - len(inserted)
     result.changed_contact_ids = {contact_id for (contact_id,) in inserted}

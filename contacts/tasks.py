@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from contacts import catch_up, duplicates, hygiene, imports
+from contacts import catch_up, duplicates, hygiene, imports, partitions
 from contacts.metrics.compute import compute_metrics
+from contacts.models import Activity
+from contacts.table_statistics import analyze
 
 NIGHTLY_SCHEDULE = "contacts: compute metrics nightly"
 HYGIENE_SCHEDULE = "contacts: check list hygiene daily"
@@ -51,3 +53,13 @@ def find_duplicates() -> str:
 def check_hygiene() -> str:
     """The list hygiene check of every contact (contacts.hygiene)."""
     return str(hygiene.check_hygiene())
+
+
+def make_activity_partitions() -> str:
+    """The activity table's partitions of this month and the next ones (contacts.partitions), then
+    ANALYZE of the whole table: autovacuum analyses each partition but never a partitioned parent,
+    whose statistics the planner reads for statements over all months."""
+    made = partitions.ensure_partitions()
+    if partitions.partitioned():
+        analyze(Activity)
+    return ", ".join(made) or "none missing"

@@ -1,0 +1,129 @@
+"""Monthly partitions of the activity table (PostgreSQL; SQLite keeps one plain table).
+
+Migration 0019 turns `contacts_activity` into a table partitioned by RANGE (occurred_at), one
+partition per calendar month in UTC (`contacts_activity_p202612` holds December 2026), plus a
+DEFAULT partition for rows outside every month made so far (far past, far future).
+
+- Primary key: PostgreSQL wants the partition key in every unique constraint, so the table's
+  PRIMARY KEY is (id, occurred_at) in SQL. Django keeps `id` as the model's primary key: ids come
+  from one identity sequence, so `id` alone stays unique, and `WHERE id = ...` uses the PK index of
+  each partition. (A CompositePrimaryKey model would turn every `activity.pk` into a tuple and the
+  admin does not support it; nothing references activities by foreign key.)
+- Idempotent ingest: `external_id` cannot be UNIQUE on its own across partitions, so a small
+  table, `contacts_activity_external_id` (external_id PRIMARY KEY, activity_id, occurred_at), holds
+  every stored external id. Statement triggers on the activity table keep it in step on every write
+  path (ORM, bulk_create, COPY, raw SQL): an insert claims its ids, and an id already claimed by
+  another activity raises unique_violation, as the UNIQUE column did. Bulk ingest claims the ids
+  first, in the same statement (`claim_insert_sql`), and inserts only the rows it claimed: a repeated
+  delivery, even a concurrent one, is skipped, as ON CONFLICT DO NOTHING did. (A UNIQUE on
+  (external_id, occurred_at) would let a redelivery with a corrected time in twice.)
+- The tally triggers (migration 0009) are statement triggers on the parent table, as before; a
+  statement naming a partition directly bypasses them, so nothing here writes rows through a
+  partition except to move them between partitions unchanged.
+- `ensure_partitions` (a daily schedule) makes the months ahead; a row for a month without a
+  partition lands in DEFAULT, and making that month's partition moves it there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from django.db import connection
+
+ACTIVITY = "contacts_activity"
+KEYS = "contacts_activity_external_id"
+DEFAULT_PARTITION = f"{ACTIVITY}_default"
+# Months made ahead of the current one by the daily schedule (and by the migration).
+MONTHS_AHEAD = 3
+SCHEDULE_NAME = "contacts: make activity partitions ahead"
+
+
+def partitioned() -> bool:
+    """The activity table is partitioned (PostgreSQL after migration 0019)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", [ACTIVITY])
+        return cursor.fetchone()[0]
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(month: date, n: int) -> date:
+    index = month.year * 12 + month.month - 1 + n
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def partition_name(month: date) -> str:
+    return f"{ACTIVITY}_p{month:%Y%m}"
+
+
+def _bound(month: date) -> str:
+    return f"'{month.isoformat()} 00:00:00+00'"
+
+
+def existing_months(cursor) -> set[date]:
+    """The months that have a partition attached."""
+    cursor.execute(
+        """SELECT child.relname FROM pg_inherits JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+        WHERE pg_inherits.inhparent = %s::regclass""",
+        [ACTIVITY],
+    )
+    prefix = f"{ACTIVITY}_p"
+    return {
+        datetime.strptime(name.removeprefix(prefix), "%Y%m").date()
+        for (name,) in cursor.fetchall()
+        if name.startswith(prefix)
+    }
+
+
+def create_month(cursor, month: date) -> None:
+    """Make `month`'s partition, moving into it the rows DEFAULT holds for that month.
+
+    The rows move unchanged (same ids, contacts, kinds, times), so through the partitions directly:
+    no tally or key trigger fires, and none needs to. DEFAULT is locked meanwhile."""
+    name, start, end = partition_name(month), _bound(month), _bound(add_months(month, 1))
+    in_month = f"occurred_at >= {start} AND occurred_at < {end}"
+    cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
+    cursor.execute(f"CREATE TABLE {name} (LIKE {ACTIVITY} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    cursor.execute(f"INSERT INTO {name} SELECT * FROM {DEFAULT_PARTITION} WHERE {in_month}")
+    cursor.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE {in_month}")
+    cursor.execute(f"ALTER TABLE {ACTIVITY} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
+
+
+def ensure_partitions(*, today: date | None = None, months_ahead: int = MONTHS_AHEAD) -> list[str]:
+    """Make the partitions of this month and the next `months_ahead` that are missing; returns
+    their names. Nothing on SQLite or before migration 0019."""
+    if not partitioned():
+        return []
+    this_month = month_start(today or datetime.now(UTC).date())
+    wanted = [add_months(this_month, n) for n in range(months_ahead + 1)]
+    made = []
+    with connection.cursor() as cursor:
+        have = existing_months(cursor)
+        for month in wanted:
+            if month not in have:
+                create_month(cursor, month)
+                made.append(partition_name(month))
+    return made
+
+
+def claim_insert_sql(columns: list[str], source: str) -> str:
+    """INSERT of the rows of table `source` (in `columns`) that claim a new external id or have
+    none: each row gets its id from the activity sequence, the first row of each external id claims
+    it, and rows whose id is already stored (or claimed by a concurrent insert, once that commits)
+    are skipped. RETURNING contact_id of the rows inserted."""
+    cols = ", ".join(columns)
+    return f"""WITH source AS MATERIALIZED (
+        SELECT nextval(pg_get_serial_sequence('{ACTIVITY}', 'id')) AS id, {cols} FROM {source}
+    ), claimed AS (
+        INSERT INTO {KEYS} (external_id, activity_id, occurred_at)
+        SELECT DISTINCT ON (external_id) external_id, id, occurred_at FROM source
+        WHERE external_id IS NOT NULL ORDER BY external_id, id
+        ON CONFLICT (external_id) DO NOTHING RETURNING activity_id
+    )
+    INSERT INTO {ACTIVITY} (id, {cols}) SELECT id, {cols} FROM source
+    WHERE external_id IS NULL OR id IN (SELECT activity_id FROM claimed)
+    RETURNING contact_id"""
