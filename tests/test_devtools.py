@@ -5,7 +5,8 @@ import ast
 from io import StringIO
 from pathlib import Path
 
-from django.core.management import call_command, get_commands
+import pytest
+from django.core.management import CommandError, call_command, get_commands
 
 from segments.models import Segment
 
@@ -76,3 +77,8 @@ def test_bench_governance_times_the_report_and_leaves_the_database_as_it_was(db)
         "review reminders: today's notices",
     ]
     assert not Segment.objects.exists()
+
+
+def test_bench_load_refuses_a_mix_it_cannot_send():
+    with pytest.raises(CommandError, match=r"--mix 'api=3,email=1': use kind=weight pairs of api, page"):
+        call_command("bench_load", "--url", "http://127.0.0.1:1", "--mix", "api=3,email=1")
