@@ -3,6 +3,7 @@ each point (events and relative dates measured from it, contacts that did not ex
 through the one membership writer: one write per segment and point, whatever the contacts."""
 
 from datetime import timedelta
+from unittest.mock import ANY
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -11,8 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from segments.demo_history import build_history
-from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay
+from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay, SegmentStat
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, SegmentFactory
+from tests.segments_support import run_queued
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +87,10 @@ def test_the_command_replays_before_it_builds_and_refuses_history_without_refres
     replayed = Segment.objects.active().rule_based().count()
     assert f"History: 4 weekly points, {4 * replayed} membership writes" in out
     assert replayed > 10
+    # the analytics backfill is left to the worker, which runs it like the nightly job
+    assert "Segment analytics for the year: queued for the worker." in out
+    assert run_queued("segments.tasks.update_analytics_task") == [{"periods": ANY, "days": 365, "backfill": True}]
+    assert SegmentStat.objects.filter(segment__slug="enterprise").exists()
 
 
 def test_edited_catalog_rules_are_replayed_with_their_earlier_rule_until_the_edit(capsys):

@@ -5,6 +5,7 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from segments.catalog import load_catalog
 from segments.demo_history import build_history
@@ -63,6 +64,10 @@ class Command(BaseCommand):
                 f"History: {replayed.points} weekly points, {replayed.writes} membership writes, "
                 f"{replayed.joins} joins and {replayed.leaves} leaves in {time.monotonic() - started:.1f} s."
             )
+            # The analytics pages read rollups the nightly job writes: the worker backfills the
+            # year now (about a minute for the demo), so they are not empty until tomorrow.
+            async_task("segments.tasks.update_analytics_task", group="analytics")
+            self.stdout.write("Segment analytics for the year: queued for the worker.")
         results = refresh_all()
         failed = [result for result in results if result.status == Outcome.FAILED]
         self.stdout.write(
