@@ -344,10 +344,11 @@ def test_the_api_merges_and_undoes(api_client, pair):
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
-        ({"loser": "x"}, 400, "A valid integer is required."),
+        ({"loser": "x"}, 400, "Expected a whole number, got str."),
         ({"loser": 999999}, 404, "No contact with id 999999."),
         ({}, 400, "This field is required."),
         ({"loser": None, "choices": {}}, 400, "This field may not be null."),
+        ({"loser": 1, "choices": {}, "keep": "both"}, 400, "Unknown field"),
     ],
 )
 def test_the_api_refuses_bad_merges_saying_why(api_client, pair, body, status, says):

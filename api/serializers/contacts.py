@@ -223,7 +223,7 @@ class ActivityIngestResultSerializer(serializers.Serializer):
     failed = FailedRowSerializer(many=True)
 
 
-class MergeRequestSerializer(serializers.Serializer):
+class MergeRequestSerializer(StrictInput, serializers.Serializer):
     loser = serializers.IntegerField(
         min_value=1, max_value=2**63 - 1, help_text="The id of the contact merged into this one (deleted)"
     )
