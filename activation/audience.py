@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from activation.models import Activation
-from contacts.models import Contact
+from contacts.models import Contact, ContactQuerySet
 from segments.models import SUPPRESSION_KINDS, Membership, Segment, SegmentStatus
 
 
@@ -21,7 +21,7 @@ def suppressing_segments(activation: Activation) -> QuerySet[Segment]:
     return Segment.objects.filter(global_ones | chosen)
 
 
-def members(activation: Activation) -> QuerySet[Contact]:
+def members(activation: Activation) -> ContactQuerySet:
     in_segment = Membership.objects.filter(segment_id=activation.segment_id, contact_id=OuterRef("pk"))
     return Contact.objects.filter(Exists(in_segment))
 

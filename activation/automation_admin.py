@@ -1,9 +1,14 @@
 """Admin for automations, their runs (status, attempts, errors, retry), sequences and notifications."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
+from activation.automation_models import AutomationRunQuerySet
 from activation.automations import process_pending
 from activation.models import (
     Automation,
@@ -13,6 +18,17 @@ from activation.models import (
     Notification,
     NurtureSequence,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _RunCounts(TypedDict):
+        done: int
+        failed: int
+        skipped: int
+
+    class _Active(TypedDict):
+        active: int
 
 
 class AutomationActionInline(admin.TabularInline):
@@ -44,15 +60,15 @@ class AutomationAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="done", ordering="done")
-    def runs_done(self, obj: Automation) -> int:
+    def runs_done(self, obj: WithAnnotations[Automation, _RunCounts]) -> int:
         return obj.done
 
     @admin.display(description="failed", ordering="failed")
-    def runs_failed(self, obj: Automation) -> int:
+    def runs_failed(self, obj: WithAnnotations[Automation, _RunCounts]) -> int:
         return obj.failed
 
     @admin.display(description="skipped", ordering="skipped")
-    def runs_skipped(self, obj: Automation) -> int:
+    def runs_skipped(self, obj: WithAnnotations[Automation, _RunCounts]) -> int:
         return obj.skipped
 
     @admin.action(description="Process pending changes now (all automations)")
@@ -108,7 +124,7 @@ class AutomationRunAdmin(admin.ModelAdmin):
         return False
 
     @admin.action(description="Retry selected failed runs now")
-    def retry_runs(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def retry_runs(self, request: HttpRequest, queryset: AutomationRunQuerySet) -> None:
         count = queryset.retry()
         self.message_user(request, f"{count} failed run{'s' if count != 1 else ''} queued again.", messages.SUCCESS)
 
@@ -123,7 +139,7 @@ class NurtureSequenceAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(active=Count("enrolments", filter=Q(enrolments__status="active")))
 
     @admin.display(description="active enrolments", ordering="active")
-    def active_enrolments(self, obj: NurtureSequence) -> int:
+    def active_enrolments(self, obj: WithAnnotations[NurtureSequence, _Active]) -> int:
         return obj.active
 
 

@@ -66,7 +66,7 @@ class Enrolment(models.Model):
         return f"contact {self.contact_id} in {self.sequence} ({self.status})"
 
 
-class AutomationQuerySet(models.QuerySet):
+class AutomationQuerySet(models.QuerySet["Automation", "Automation"]):
     def enabled(self) -> AutomationQuerySet:
         return self.filter(enabled=True)
 
@@ -172,7 +172,7 @@ class AutomationAction(models.Model):
         if self.kind == ActionKind.ADJUST_SCORE and not self.score_delta:
             raise ValidationError({"score_delta": "Enter the points to add or subtract (not zero)."})
         if self.kind == ActionKind.WEBHOOK:
-            if self.destination_id is None:
+            if self.destination is None:
                 raise ValidationError({"destination": "Choose the webhook destination to call."})
             if self.destination.kind != "webhook":
                 raise ValidationError({"destination": f"{self.destination} is not a webhook destination."})
@@ -195,7 +195,7 @@ def next_attempt_at(attempts: int, *, now: datetime) -> datetime | None:
     return now + timedelta(minutes=2 ** (attempts - 1)) if attempts < MAX_ATTEMPTS else None
 
 
-class AutomationRunQuerySet(models.QuerySet):
+class AutomationRunQuerySet(models.QuerySet["AutomationRun", "AutomationRun"]):
     def claimable(self, *, now: datetime) -> AutomationRunQuerySet:
         """Runs a worker may take: new, failed and due for a retry, or held by a worker that died.
 
@@ -252,7 +252,7 @@ class AutomationRun(models.Model):
         return f"{self.automation} for change {self.change_id} ({self.status})"
 
 
-class NotificationQuerySet(models.QuerySet):
+class NotificationQuerySet(models.QuerySet["Notification", "Notification"]):
     def unread(self) -> NotificationQuerySet:
         return self.filter(read_at__isnull=True)
 

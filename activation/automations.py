@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -101,7 +102,11 @@ def process_pending(*, batch_size: int = BATCH_SIZE, max_batches: int = 50, now:
             break
         outcome.claimed += len(runs)
         token = runs[0].claim_token
-        with heartbeat(lambda at, token=token: renew_claim(token, now=at)):
+
+        def renew(at: datetime, token: str = token) -> None:
+            renew_claim(token, now=at)
+
+        with heartbeat(renew):
             process_claimed(runs, outcome=outcome)
     return outcome
 
@@ -284,7 +289,7 @@ def adjust_score(automation: Automation, action: AutomationAction, runs: list[Au
         by_times[times].append(contact_id)
     for times, contact_ids in by_times.items():
         contacts = Contact.objects.filter(pk__in=contact_ids)
-        writes.update(contacts, lead_score=F("lead_score") + action.score_delta * times)
+        writes.update(contacts, lead_score=F("lead_score") + (action.score_delta or 0) * times)
 
 
 def enrol(automation: Automation, action: AutomationAction, runs: list[AutomationRun]) -> None:
@@ -309,11 +314,11 @@ def describe(automation: Automation) -> tuple[str, str]:
 def email_owners(automation: Automation, action: AutomationAction, runs: list[AutomationRun]) -> None:
     """One email per owner listing their contacts of the batch (owners without an address get none)."""
     verb, segment = describe(automation)
-    by_owner: dict[int, list[Contact]] = defaultdict(list)
+    by_owner: dict[User, list[Contact]] = defaultdict(list)
     for contact in owned_contacts(runs).values():
-        by_owner[contact.owner_id].append(contact)
-    for contacts in by_owner.values():
-        owner = contacts[0].owner
+        if contact.owner is not None:
+            by_owner[contact.owner].append(contact)
+    for owner, contacts in by_owner.items():
         if not owner.email:
             continue
         count = f"{len(contacts)} of your contacts" if len(contacts) > 1 else "Your contact"
@@ -352,6 +357,8 @@ def call_webhook(automation: Automation, action: AutomationAction, runs: list[Au
     reachable = Contact.objects.filter(pk__in={r.contact_id for r in runs}).reachable()
     members = list(reachable.values("id", "email", "first_name", "last_name").order_by("id"))
     destination = action.destination
+    if destination is None:
+        raise ValueError(f"The action {action} names no webhook destination.")
     run_ids = ",".join(str(pk) for pk in sorted(r.pk for r in runs))
     added = automation.trigger == ChangeKind.JOIN
     for start in range(0, len(members), destination.batch_size):

@@ -1,5 +1,9 @@
 """Campaign admin: variants inline, and a preview of what one chosen contact would get and why."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin
 from django.db import models
 from django.db.models import Count, QuerySet
@@ -13,6 +17,12 @@ from activation.campaigns import explain_choice
 from activation.models import Campaign, CampaignVariant
 from contacts.models import Contact, normalize_email
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _Variants(TypedDict):
+        variants_count: int
 
 
 class CampaignVariantInline(UntrustedJSONAdmin, admin.StackedInline):
@@ -48,7 +58,7 @@ class CampaignAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
         return super().get_queryset(request).annotate(variants_count=Count("variants"))
 
     @admin.display(description="variants", ordering="variants_count")
-    def variant_count(self, obj: Campaign) -> int:
+    def variant_count(self, obj: WithAnnotations[Campaign, _Variants]) -> int:
         return obj.variants_count
 
     @admin.display(description="preview")

@@ -26,7 +26,7 @@ def validate_content_blocks(value: object) -> None:
             raise ValidationError(f"content_blocks[{index}]: a {block['type']} block needs a non-empty {key!r}.")
 
 
-class CampaignQuerySet(models.QuerySet):
+class CampaignQuerySet(models.QuerySet["Campaign", "Campaign"]):
     def active(self) -> CampaignQuerySet:
         return self.filter(active=True)
 

@@ -108,8 +108,8 @@ def contents_for(segments: dict[int, Segment], *, assignments: Collection[Assign
         if assignment is None:
             contents.append(content_for(campaign, best.get(campaign.pk)))
         elif assignment.arm == Arm.SPECIFIC:
-            variant = by_segment.get((campaign.pk, assignment.segment_id))
-            contents.append(content_for(campaign, variant, experiment=assignment))
+            chosen = by_segment.get((campaign.pk, assignment.segment_id))
+            contents.append(content_for(campaign, chosen, experiment=assignment))
         elif assignment.arm == Arm.GENERIC:
             contents.append(content_for(campaign, None, experiment=assignment))
     return contents

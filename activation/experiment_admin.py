@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -29,6 +31,12 @@ from activation.experiments import (
 )
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
 from segments.models import SUPPRESSION_KINDS, Segment, SegmentStatus
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _Exposures(TypedDict):
+        exposures_count: int
 
 
 class Echo:
@@ -63,11 +71,15 @@ class ExperimentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         live = Segment.objects.exclude(status=SegmentStatus.ARCHIVED).order_by("name")
-        self.fields["target_segments"].queryset = live.exclude(kind__in=SUPPRESSION_KINDS)
-        self.fields["suppression_segments"].queryset = live.filter(kind__in=SUPPRESSION_KINDS)
+        targets, suppressions = self.fields["target_segments"], self.fields["suppression_segments"]
+        assert isinstance(targets, forms.ModelMultipleChoiceField)  # the model's many-to-many fields
+        assert isinstance(suppressions, forms.ModelMultipleChoiceField)
+        targets.queryset = live.exclude(kind__in=SUPPRESSION_KINDS)
+        suppressions.queryset = live.filter(kind__in=SUPPRESSION_KINDS)
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         campaign, targets = data.get("campaign"), data.get("target_segments")
         if campaign is not None and targets is not None and campaign.variants.exists():
             problem = target_problems(campaign.pk, list(targets))
@@ -95,7 +107,7 @@ class ExperimentAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
         return f"{obj.specific_percent} / {obj.generic_percent} / {obj.holdout_percent}"
 
     @admin.display(description="exposed", ordering="exposures_count")
-    def exposure_count(self, obj: Experiment) -> int:
+    def exposure_count(self, obj: WithAnnotations[Experiment, _Exposures]) -> int:
         return obj.exposures_count
 
     @admin.display(description="results")
@@ -174,7 +186,7 @@ class ExperimentAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 
-    def send_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+    def send_view(self, request: HttpRequest, object_id: int) -> HttpResponseBase:
         """POST: record a send (first exposures of everyone eligible) and download the send list."""
         experiment = get_object_or_404(Experiment.objects.select_related("campaign"), pk=object_id)
         if request.method != "POST" or not self.has_change_permission(request, experiment):

@@ -41,7 +41,7 @@ def lift_chart(results: Results) -> Chart | None:
     for s in results.slices:
         row = next(r for r in s.metrics[metric] if r.arm == Arm.SPECIFIC)
         d = row.versus_generic
-        if d is None or d.absolute.low is None or d.absolute.high is None:
+        if d is None or d.absolute.value is None or d.absolute.low is None or d.absolute.high is None:
             continue
         points.append((s.name, d.absolute.value, d.absolute.low, d.absolute.high))
     if not points:

@@ -60,7 +60,7 @@ def validate_metrics(value: object) -> None:
         raise ValidationError(f"Unknown metric {unknown[0]!r}; allowed: {', '.join(Metric.values)}.")
 
 
-class ExperimentQuerySet(models.QuerySet):
+class ExperimentQuerySet(models.QuerySet["Experiment", "Experiment"]):
     def running(self) -> ExperimentQuerySet:
         return self.filter(status=ExperimentStatus.RUNNING, campaign__active=True)
 

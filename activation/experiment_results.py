@@ -43,7 +43,7 @@ from activation.experiment_models import Arm, Experiment, Exposure, Metric
 from contacts.models import Activity, ActivityKind, Deal, DealStage
 from segments.models import Segment
 
-RATE_KINDS = {
+RATE_KINDS: dict[str, str] = {
     Metric.FORM_SUBMIT: ActivityKind.FORM_SUBMIT,
     Metric.DEMO_REQUEST: ActivityKind.DEMO_REQUEST,
     Metric.PURCHASE: ActivityKind.PURCHASE,
@@ -106,7 +106,7 @@ class Cell:
         for metric, n in other.counts.items():
             self.counts[metric] = self.counts.get(metric, 0) + n
         for metric, m in other.moments.items():
-            mine = self.moments.get(metric, st.Moments(0, Decimal(0), Decimal(0)))
+            mine = self.moments.get(metric, st.NO_MOMENTS)
             self.moments[metric] = st.Moments(mine.n + m.n, mine.total + m.total, mine.squares + m.squares)
 
 
@@ -209,10 +209,10 @@ class Results:
 
 def _arm_result(arm: str, cell: Cell, metric: str, baseline: Cell | None) -> ArmResult:
     if metric == Metric.REVENUE:
-        m = cell.moments.get(metric, st.Moments(0, Decimal(0), Decimal(0)))
+        m = cell.moments.get(metric, st.NO_MOMENTS)
         result = ArmResult(arm, cell.exposed, cell.matured, m.total, st.mean(m))
         if baseline is not None:
-            result.versus_generic = st.compare_means(m, baseline.moments.get(metric, st.Moments(0, 0, 0)))
+            result.versus_generic = st.compare_means(m, baseline.moments.get(metric, st.NO_MOMENTS))
         return result
     c = cell.counts.get(metric, 0)
     result = ArmResult(arm, cell.exposed, cell.matured, c, st.rate(c, cell.exposed))
@@ -238,7 +238,7 @@ def plan(experiment: Experiment, pooled: dict[str, Cell]) -> Plan:
     specific, generic = pooled.get(Arm.SPECIFIC, Cell()), pooled.get(Arm.GENERIC, Cell())
     matured = (specific.matured, generic.matured)
     if experiment.metric == Metric.REVENUE:
-        sd = (generic.moments.get(Metric.REVENUE) or st.Moments(0, 0, 0)).variance
+        sd = (generic.moments.get(Metric.REVENUE) or st.NO_MOMENTS).variance
         if sd is None or generic.exposed < 30:
             return Plan(None, matured, "measured from the generic arm's spread once it has 30 contacts")
         required = st.sample_size_means(sd**0.5, experiment.minimum_effect, ratio=ratio)
@@ -275,11 +275,11 @@ def decide(results: Results) -> str:
             f"{need[1]:,} generic contacts have completed their {experiment.window_days}-day window. "
             "Reading the result before the planned sample is reached inflates false positives; do not decide yet."
         )
-    diff, p = specific.versus_generic, specific.p_adjusted
+    diff, p = specific.versus_generic or st.NO_TEST, specific.p_adjusted
     span = f"{_points(diff.absolute.low, metric)} to {_points(diff.absolute.high, metric)}"
     if p is None:
         return "No test was possible: every contact had the same outcome."
-    if p < st.ALPHA and diff.absolute.value > 0:
+    if p < st.ALPHA and (diff.absolute.value or 0) > 0:
         return (
             f"Segment-specific content did better than generic on {Metric(metric).label.lower()}: "
             f"{_points(diff.absolute.value, metric)} (95% interval {span}; BH-adjusted p = {p:.3g})."
@@ -309,8 +309,14 @@ def experiment_results(experiment: Experiment, *, now: datetime | None = None) -
     for segment_id in sorted(segment_ids, key=lambda pk: segments[pk].name):
         by_arm = {arm: cell for (sid, arm), cell in cells.items() if sid == segment_id}
         slices.append(_slice(segments[segment_id], by_arm, experiment))
-    tested = [row for s in slices for rows in s.metrics.values() for row in rows if row.versus_generic is not None]
-    for row, p in zip(tested, st.adjust([row.versus_generic.p_value for row in tested]), strict=True):
+    tested = [
+        (row, row.versus_generic)
+        for s in slices
+        for rows in s.metrics.values()
+        for row in rows
+        if row.versus_generic is not None
+    ]
+    for (row, _diff), p in zip(tested, st.adjust([diff.p_value for _row, diff in tested]), strict=True):
         row.p_adjusted = p
     results = Results(experiment, now, slices, plan(experiment, pooled), "")
     results.decision = decide(results)

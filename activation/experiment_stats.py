@@ -105,33 +105,36 @@ class Moments:
         return float(max(Decimal(0), (self.squares - self.total * self.total / self.n) / (self.n - 1)))
 
 
+NO_MOMENTS = Moments(0, Decimal(0), Decimal(0))
+
+
 def mean(m: Moments, *, alpha: float = ALPHA) -> Interval:
     """The mean with its t interval."""
     if m.n == 0:
         return NONE
-    if m.n < 2:
-        return Interval(m.mean, None, None)
-    half = stats.t.ppf(1 - alpha / 2, m.n - 1) * math.sqrt(m.variance / m.n)
-    return Interval(m.mean, m.mean - half, m.mean + half)
+    center, variance = m.mean, m.variance
+    if center is None or variance is None:  # one value: no spread to measure
+        return Interval(center, None, None)
+    half = stats.t.ppf(1 - alpha / 2, m.n - 1) * math.sqrt(variance / m.n)
+    return Interval(center, center - half, center + half)
 
 
 def compare_means(m1: Moments, m0: Moments, *, alpha: float = ALPHA) -> Difference:
     """Welch's t-test of arm 1 against arm 0, with the Welch interval of the difference."""
-    if m1.n < 2 or m0.n < 2:
+    mean1, mean0, var1, var0 = m1.mean, m0.mean, m1.variance, m0.variance
+    if mean1 is None or mean0 is None or var1 is None or var0 is None:  # fewer than two values in an arm
         return NO_TEST
-    v1, v0 = m1.variance / m1.n, m0.variance / m0.n
-    diff = m1.mean - m0.mean
+    v1, v0 = var1 / m1.n, var0 / m0.n
+    diff = mean1 - mean0
     if v1 + v0 == 0:
         return Difference(Interval(diff, None, None), NONE, None, "Welch's t-test (not possible: no spread)")
-    result = stats.ttest_ind_from_stats(
-        m1.mean, math.sqrt(m1.variance), m1.n, m0.mean, math.sqrt(m0.variance), m0.n, equal_var=False
-    )
+    result = stats.ttest_ind_from_stats(mean1, math.sqrt(var1), m1.n, mean0, math.sqrt(var0), m0.n, equal_var=False)
     df = (v1 + v0) ** 2 / (v1**2 / (m1.n - 1) + v0**2 / (m0.n - 1))
     half = stats.t.ppf(1 - alpha / 2, df) * math.sqrt(v1 + v0)
     relative = NONE
-    if m0.mean:
-        relative = Interval(diff / m0.mean, (diff - half) / m0.mean, (diff + half) / m0.mean)
-        if m0.mean < 0:
+    if mean0:
+        relative = Interval(diff / mean0, (diff - half) / mean0, (diff + half) / mean0)
+        if mean0 < 0:
             relative = Interval(relative.value, relative.high, relative.low)
     return Difference(Interval(diff, diff - half, diff + half), relative, float(result.pvalue), "Welch's t-test")
 

@@ -18,9 +18,10 @@ variant.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import (
@@ -253,7 +254,7 @@ def running_targets() -> QuerySet:
 
 
 def assign_contact(
-    contact: dict,
+    contact: Mapping[str, Any],
     segment_ids: Collection[int],
     *,
     tested: bool,

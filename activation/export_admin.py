@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.conf import settings
@@ -26,6 +27,15 @@ from activation.models import (
 )
 from activation.tasks import enqueue_export
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from django_stubs_ext import WithAnnotations
+
+    class _LastRun(TypedDict):
+        last_run_status: str | None
+        last_run_at: datetime | None
 
 
 class DestinationForm(forms.ModelForm):
@@ -128,7 +138,7 @@ class ActivationAdmin(admin.ModelAdmin):
         return f"every {obj.schedule_minutes} min" if obj.schedule_minutes else "manual"
 
     @admin.display(description="last run")
-    def last_run(self, obj: Activation) -> str:
+    def last_run(self, obj: WithAnnotations[Activation, _LastRun]) -> str:
         return f"{obj.last_run_status} {obj.last_run_at:%Y-%m-%d %H:%M}" if obj.last_run_at else "never"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Activation]:
@@ -169,12 +179,16 @@ class ExportRunAdmin(admin.ModelAdmin):
     list_select_related = ["activation"]
     search_fields = ["activation__name", "error"]
     # The run's page: every field, the breakdown (not its JSON) right after the counts.
-    fields = readonly_fields = [
-        name
-        for field in ExportRun._meta.fields
-        if field.name != "held_back"
-        for name in ([field.name, "held_back_causes"] if field.name == "removed_count" else [field.name])
-    ] + ["download"]
+    readonly_fields = (
+        *(
+            name
+            for field in ExportRun._meta.fields
+            if field.name != "held_back"
+            for name in ([field.name, "held_back_causes"] if field.name == "removed_count" else [field.name])
+        ),
+        "download",
+    )
+    fields = readonly_fields
     actions = ["retry"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -285,7 +285,8 @@ def _removal_rows(run: ExportRun, fmt: FileFormat) -> Iterator[list[str]]:
     from before removal rows were kept has none: it is made from the contact, if it still exists."""
     staged = ExportRunMember.objects.filter(run=run, action=MemberAction.REMOVE).order_by("contact_id")
     chunk = settings.ACTIVATION_EXPORT_CHUNK_SIZE
-    yield from staged.filter(removal__isnull=False).values_list("removal", flat=True).iterator(chunk_size=chunk)
+    kept = staged.filter(removal__isnull=False).values_list("removal", flat=True).iterator(chunk_size=chunk)
+    yield from (row for row in kept if row is not None)
     for contact in _contacts(staged.filter(removal__isnull=True), fmt.fields):
         try:
             yield fmt.removal(fmt.row(contact, run.activation.destination))

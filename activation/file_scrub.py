@@ -64,7 +64,7 @@ def queue_scrub(activation: Activation, contact_ids: list[int], *, before_run: i
     received); one that left the audience before (its removal sent, its snapshot row gone) by its
     removal row made from the contact as it is now, which finds its lines unless it changed since."""
     kept = ExportedMember.objects.filter(activation=activation, contact_id__in=contact_ids, removal__isnull=False)
-    rows = list(kept.values_list("removal", flat=True))
+    rows = [row for row in kept.values_list("removal", flat=True) if row is not None]
     rows += _rows_now(activation, contact_ids, exclude=kept.values("contact_id"))
     rows = [row for row in rows if any(row)]
     if not rows:

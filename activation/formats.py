@@ -78,7 +78,7 @@ def _linkedin(contact: Contact, destination: Destination) -> list[str]:
     email = normalize.email(contact.email)
     if destination.linkedin_plain_email and len(email) > LINKEDIN_LIMITS["email"]:
         raise normalize.Unusable(f"email {contact.email!r} is longer than LinkedIn's {LINKEDIN_LIMITS['email']}")
-    company = contact.company.name if contact.company_id else ""
+    company = contact.company.name if contact.company else ""
     return [
         email if destination.linkedin_plain_email else normalize.sha256(email),
         normalize.truncate(contact.first_name, LINKEDIN_LIMITS["firstname"]),
@@ -97,7 +97,7 @@ def _direct_mail(contact: Contact, destination: Destination) -> list[str]:
     return [
         contact.first_name.strip(),
         contact.last_name.strip(),
-        contact.company.name if contact.company_id else "",
+        contact.company.name if contact.company else "",
         contact.street_address.strip(),
         contact.postal_code.strip(),
         contact.city.strip(),
@@ -135,9 +135,9 @@ def _csv_cell(contact: Contact, column: str) -> str:
     if column == "phone":
         return normalize.phone_e164(contact.phone, country=contact.country)
     if column == "company":
-        return contact.company.name if contact.company_id else ""
+        return contact.company.name if contact.company else ""
     if column == "company_domain":
-        return contact.company.domain if contact.company_id else ""
+        return contact.company.domain if contact.company else ""
     return str(getattr(contact, column))
 
 
@@ -204,7 +204,7 @@ def webhook_member(contact: Contact) -> dict[str, object]:
         "last_name": contact.last_name,
         "phone": normalize.phone_e164(contact.phone, country=contact.country),
         "job_title": contact.job_title,
-        "company": contact.company.name if contact.company_id else "",
+        "company": contact.company.name if contact.company else "",
         "country": contact.country,
     }
 

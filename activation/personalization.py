@@ -12,6 +12,9 @@ cached, so an edit in the admin shows on the next call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.db.models import Exists, OuterRef
 
 from activation.campaigns import contents_for
@@ -63,7 +66,7 @@ def personalize(*, contact_id: int | None = None, email: str | None = None) -> d
     }
 
 
-def find_contact(*, contact_id: int | None, email: str | None) -> dict:
+def find_contact(*, contact_id: int | None, email: str | None) -> Mapping[str, Any]:
     """The contact's fields personalisation reads, metrics included (None when not computed yet)."""
     if (contact_id is None) == (email is None):
         raise ValueError("Give exactly one of contact_id or email.")
@@ -78,9 +81,12 @@ def find_contact(*, contact_id: int | None, email: str | None) -> dict:
         "email_status",
         "do_not_contact",
     )
-    found = contacts.filter(pk=contact_id) if contact_id is not None else contacts.filter(email=normalize_email(email))
+    if contact_id is not None:
+        found, what = contacts.filter(pk=contact_id), f"id {contact_id}"
+    else:
+        normalized = normalize_email(email or "")
+        found, what = contacts.filter(email=normalized), f"email {normalized!r}"
     contact = found.first()
     if contact is None:
-        what = f"id {contact_id}" if contact_id is not None else f"email {normalize_email(email)!r}"
         raise ContactNotFound(f"No contact with {what}.")
     return contact

@@ -33,12 +33,10 @@ def segment_exports(request: HttpRequest, segment_id: int) -> HttpResponse:
         .prefetch_related("suppression_segments", Prefetch("runs", queryset=recent, to_attr="all_runs"))
         .order_by("name")
     )
-    for activation in activations:
-        activation.recent_runs = activation.all_runs[:RUNS_SHOWN]
     ctx = {
         "section": "segments",
         "segment": segment,
-        "activations": activations,
+        "activations": [(activation, activation.all_runs[:RUNS_SHOWN]) for activation in activations],
         "may_run": _may_run(request.user),
         "add_url": reverse("admin:activation_activation_add") + f"?segment={segment.pk}",
     }

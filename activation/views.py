@@ -7,11 +7,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from activation.models import Notification
+from crmseg_site.access import signed_in_user
 
 
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
-    mine = Notification.objects.filter(recipient=request.user).select_related("contact")
+    mine = Notification.objects.filter(recipient=signed_in_user(request)).select_related("contact")
     ctx = {"notifications": mine[:100], "unread": mine.unread().count()}
     return render(request, "activation/notifications.html", ctx)
 
@@ -19,5 +20,5 @@ def notifications(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def mark_notifications_read(request: HttpRequest) -> HttpResponse:
-    Notification.objects.filter(recipient=request.user).unread().update(read_at=timezone.now())
+    Notification.objects.filter(recipient=signed_in_user(request)).unread().update(read_at=timezone.now())
     return redirect("activation:notifications")

@@ -80,13 +80,13 @@ def check_url(url: str, *, internal: bool) -> str | None:
     except (socket.gaierror, UnicodeError) as exc:
         raise ValidationError(f"Webhook host {parts.hostname!r} does not resolve ({exc}).") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if _is_non_public(address):
             raise ValidationError(
                 f"Webhook host {parts.hostname!r} resolves to {address}, a loopback, private, link-local or "
                 "otherwise non-public address; mark the destination internal if that is intended."
             )
-    return infos[0][4][0]
+    return str(infos[0][4][0])
 
 
 # Non-public ranges the ipaddress module's flags leave out (Python 3.11): carrier-grade NAT (cloud
@@ -148,7 +148,7 @@ class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
 
     def https_open(self, req):
         connection = functools.partial(PinnedHTTPSConnection, pinned_address=self.pinned_address)
-        return self.do_open(connection, req, context=self._context)
+        return self.do_open(connection, req)  # the default TLS context: certificate and host name checked
 
 
 def _opener_for(pinned_address: str | None) -> urllib.request.OpenerDirector:

@@ -94,7 +94,7 @@ def error_body(code: str, message: str, *, field: str | None = None, details: di
 
 def _validation_body(exc: exceptions.ValidationError) -> dict:
     errors = flatten_errors(exc.detail)
-    first = errors[0] if errors else {"path": None, "message": "Invalid input."}
+    first: dict[str, Any] = errors[0] if errors else {"path": None, "message": "Invalid input."}
     message = f"{first['path']}: {first['message']}" if first["path"] else first["message"]
     if len(errors) > 1:
         message = f"{message} (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
@@ -137,9 +137,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     elif isinstance(exc, ApiError):
         response.data = error_body(exc.default_code, str(exc.detail), field=exc.field, details=exc.details)
     elif isinstance(exc, exceptions.Throttled):
-        response.data = error_body(
-            "throttled", str(exc.detail), details={"retry_after": exc.wait and int(exc.wait + 0.999)}
-        )
+        wait = exc.wait  # type: ignore[attr-defined]  # DRF sets Throttled.wait; its stubs leave it out
+        response.data = error_body("throttled", str(exc.detail), details={"retry_after": wait and int(wait + 0.999)})
     elif isinstance(exc, exceptions.APIException):
         details = {"scopes": list(exc.scopes)} if hasattr(exc, "scopes") else None
         code = getattr(exc.detail, "code", None) or exc.default_code

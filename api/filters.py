@@ -148,7 +148,7 @@ class ContactFilter(django_filters.FilterSet):
 
     class Meta:
         model = Contact
-        fields = []
+        fields: list[str] = []
 
     def filter_email(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(email=normalize_email(value))
@@ -172,7 +172,7 @@ class CompanyFilter(django_filters.FilterSet):
 
     class Meta:
         model = Company
-        fields = []
+        fields: list[str] = []
 
     def filter_domain(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(domain=normalize_domain(value))
@@ -190,7 +190,7 @@ class ActivityFilter(django_filters.FilterSet):
 
     class Meta:
         model = Activity
-        fields = []
+        fields: list[str] = []
 
 
 class DocumentedSearchFilter(SearchFilter):
@@ -217,7 +217,7 @@ class SegmentFilter(django_filters.FilterSet):
 
     class Meta:
         model = Segment
-        fields = []
+        fields: list[str] = []
 
 
 class MembershipChangeFilter(django_filters.FilterSet):
@@ -229,4 +229,4 @@ class MembershipChangeFilter(django_filters.FilterSet):
 
     class Meta:
         model = MembershipChange
-        fields = []
+        fields: list[str] = []

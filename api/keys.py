@@ -53,6 +53,6 @@ def check_api_key(plain: str, *, now: datetime | None = None) -> ApiKey:
         raise InvalidKey("Invalid API key.")
     if api_key.revoked_at is not None:
         raise InvalidKey("This API key has been revoked.")
-    if api_key.is_expired(now=now):
+    if api_key.expires_at is not None and api_key.is_expired(now=now):
         raise InvalidKey(f"This API key expired at {api_key.expires_at.isoformat()}.")
     return api_key

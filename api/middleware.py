@@ -7,6 +7,7 @@ Forms and generated clients send empty parameters for fields left blank; the sch
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 
@@ -19,10 +20,6 @@ class EmptyQueryParamsMiddleware:
         if request.path.startswith("/api/v1/"):
             lists = {name: [value for value in values if value != ""] for name, values in request.GET.lists()}
             if any(len(values) != len(request.GET.getlist(name)) for name, values in lists.items()):
-                kept = QueryDict(mutable=True)
-                for name, values in lists.items():
-                    if values:
-                        kept.setlist(name, values)
-                kept._mutable = False
-                request.GET = kept
+                kept = [(name, value) for name, values in lists.items() for value in values]
+                request.GET = QueryDict(urlencode(kept))
         return self.get_response(request)

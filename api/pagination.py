@@ -55,6 +55,6 @@ class IdCursorPagination(CursorPagination):
         except NotFound:
             raise invalid from None
         # The position is compared with an integer column; anything else would fail in the database.
-        if cursor is not None and cursor.position is not None and not cursor.position.lstrip("-").isdigit():
+        if cursor is not None and cursor.position is not None and not str(cursor.position).lstrip("-").isdigit():
             raise invalid
         return cursor

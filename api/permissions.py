@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
@@ -32,11 +34,15 @@ def user_scopes(user) -> frozenset[str]:
     return frozenset()
 
 
+# Each request's scopes, worked out once (a check may ask several times per request).
+_SCOPES: WeakKeyDictionary[Request, frozenset[str]] = WeakKeyDictionary()
+
+
 def request_scopes(request: Request) -> frozenset[str]:
-    cached = getattr(request, "_crmseg_scopes", None)
+    cached = _SCOPES.get(request)
     if cached is None:
         cached = frozenset(request.auth.scopes) if isinstance(request.auth, ApiKey) else user_scopes(request.user)
-        request._crmseg_scopes = cached
+        _SCOPES[request] = cached
     return cached
 
 

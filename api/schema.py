@@ -129,7 +129,7 @@ NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 def _property_schemas() -> dict:
     """Contact.properties as the declared PropertyDefinitions allow (read when the schema is built)."""
-    by_type = {
+    by_type: dict[str, dict] = {
         PropertyType.TEXT: {"type": "string", "pattern": NO_NUL},
         PropertyType.NUMBER: {"type": "number"},
         PropertyType.BOOL: {"type": "boolean"},

@@ -11,6 +11,8 @@ Saves and deletes of contacts, companies, activities and deals made here go thro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -45,6 +47,15 @@ from contacts.models import (
 from contacts.normalize import Normalized, merged_originals, normalize_company, normalize_contact
 from contacts.paging import LargeTablePaginator
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _ContactCount(TypedDict):
+        contact_count: int | None
+
+    class _LastVersion(TypedDict):
+        last_version: int | None
 
 RECENT_ACTIVITIES = 20
 
@@ -109,7 +120,8 @@ class NormalizingForm(forms.ModelForm):
         raise NotImplementedError
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         typed = {name: cleaned[name] for name in self.changed_data if isinstance(cleaned.get(name), str)}
         result = self.normalize(typed)
         for name, errors in result.errors.items():
@@ -163,14 +175,14 @@ class CompanyAdmin(UntrustedJSONAdmin, ContactDataAdmin):
         )
 
     @admin.display(description="contacts")
-    def contact_count(self, company: Company) -> int:
+    def contact_count(self, company: WithAnnotations[Company, _ContactCount]) -> int:
         return company.contact_count or 0
 
 
 class LifecycleChangeInline(admin.TabularInline):
     model = LifecycleChange
-    fields = ["changed_at", "from_stage", "to_stage"]
-    readonly_fields = fields
+    readonly_fields = ("changed_at", "from_stage", "to_stage")
+    fields = readonly_fields
     ordering = ["-changed_at", "-id"]
     extra = 0
     can_delete = False
@@ -191,8 +203,8 @@ class RecentActivityFormSet(BaseInlineFormSet):
 class RecentActivityInline(admin.TabularInline):
     model = Activity
     formset = RecentActivityFormSet
-    fields = ["occurred_at", "kind", "topic", "product", "campaign", "value", "url"]
-    readonly_fields = fields
+    readonly_fields = ("occurred_at", "kind", "topic", "product", "campaign", "value", "url")
+    fields = readonly_fields
     ordering = ["-occurred_at", "-id"]
     extra = 0
     can_delete = False
@@ -412,8 +424,8 @@ admin.site.register(JobTitleRule, JobTitleRuleAdmin)
 
 class ScoringModelVersionInline(admin.TabularInline):
     model = ScoringModelVersion
-    fields = ["number", "created_by", "created_at", "snapshot"]
-    readonly_fields = fields
+    readonly_fields = ("number", "created_by", "created_at", "snapshot")
+    fields = readonly_fields
     extra = 0
     can_delete = False
     ordering = ["-number"]
@@ -459,7 +471,7 @@ class ScoringModelAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
         return super().get_queryset(request).annotate(last_version=models.Max("versions__number"))
 
     @admin.display(description="version", ordering="last_version")
-    def version(self, scoring_model: ScoringModel) -> int | None:
+    def version(self, scoring_model: WithAnnotations[ScoringModel, _LastVersion]) -> int | None:
         return scoring_model.last_version
 
     def save_model(self, request, obj, form, change) -> None:

@@ -43,6 +43,7 @@ from contacts.models import (
 )
 from contacts.roles import SALES
 from contacts.table_statistics import analyze
+from crmseg_site.model_fields import column
 
 BATCH = 2000
 ACTIVITY_BATCH = 5000
@@ -131,7 +132,7 @@ STAGE_MIX = {
     LifecycleStage.EVANGELIST: 4,
     LifecycleStage.OTHER: 4,
 }
-FUNNEL = [
+FUNNEL: list[str] = [
     LifecycleStage.SUBSCRIBER,
     LifecycleStage.LEAD,
     LifecycleStage.MQL,
@@ -386,9 +387,9 @@ def plan_activities(plan: Plan, *, now: datetime) -> None:
         kind = pick(kinds)
         if kind in (ActivityKind.EMAIL_OPEN, ActivityKind.EMAIL_CLICK) and not email_ok:
             kind = ActivityKind.PAGE_VIEW
-        occurred = between(buying_from if kind in BUYING_KINDS else start, now)
+        occurred = between(buying_from if buying_from and kind in BUYING_KINDS else start, now)
         plan.activities.append(activity(contact, kind, occurred))
-    if stage == LifecycleStage.OPPORTUNITY:
+    if stage == LifecycleStage.OPPORTUNITY and buying_from:  # an opportunity was an MQL first
         plan.activities.append(activity(contact, ActivityKind.DEMO_REQUEST, between(buying_from, now)))
         plan.deals.append(deal(contact, amount=contact.estimated_deal_size, created=between(buying_from, now)))
     if contact.customer_since:
@@ -403,7 +404,7 @@ def plan_customer(plan: Plan, *, now: datetime) -> None:
     """Purchases (and the won deals behind them) from the day of becoming a customer; support tickets."""
     contact = plan.contact
     became = plan.changed_at[plan.path.index(LifecycleStage.CUSTOMER)]
-    size = contact.company.employee_count if contact.company else 5
+    size = (contact.company.employee_count if contact.company else None) or 5
     total = Decimal(0)
     for n in range(rng.randint(1, 6)):
         at = became if n == 0 else between(became, now)
@@ -449,7 +450,7 @@ def insert_activities(plans: list[Plan], *, now: datetime) -> int:
     """
     connection = connections[Activity.objects.db]
     quote = connection.ops.quote_name
-    columns = [quote(Activity._meta.get_field(name).column) for name in ACTIVITY_FIELDS]
+    columns = [quote(column(Activity, name)) for name in ACTIVITY_FIELDS]
     sql = (
         f"INSERT INTO {quote(Activity._meta.db_table)} ({', '.join(columns)}) "
         f"VALUES ({', '.join(['%s'] * len(columns))})"
@@ -535,7 +536,7 @@ def build_companies(n: int) -> list[Company]:
 
 def build_contacts(n: int, companies: list[Company]) -> list[Contact]:
     # Bigger companies have more contacts in the CRM, but far from proportionally.
-    weights = [c.employee_count**0.5 for c in companies]
+    weights = [(c.employee_count or 1) ** 0.5 for c in companies]
     chosen = rng.choices(companies, weights=weights, k=n)
     contacts = []
     for company in chosen:

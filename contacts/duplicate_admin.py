@@ -24,6 +24,8 @@ from django_q.tasks import async_task
 
 from contacts import merging
 from contacts.models import Contact, ContactMerge, DuplicateCandidate, DuplicateStatus
+from crmseg_site.access import signed_in_user
+from crmseg_site.model_fields import concrete_field, verbose_name
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
 
 A, B = "a", "b"
@@ -66,13 +68,13 @@ class MergeForm(forms.Form):
 def _label(name: str) -> str:
     if name.startswith("props."):
         return name
-    return capfirst(Contact._meta.get_field(name).verbose_name)
+    return capfirst(verbose_name(Contact, name))
 
 
 def _shown(contact: Contact, name: str) -> object:
     if name.startswith("props."):
         return contact.properties.get(name.removeprefix("props."), "")
-    field = Contact._meta.get_field(name)
+    field = concrete_field(Contact, name)
     if field.is_relation:
         return getattr(contact, name) or ""
     value = getattr(contact, field.attname)
@@ -146,7 +148,7 @@ class DuplicateCandidateAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
                 return HttpResponseRedirect(reverse("admin:contacts_duplicatecandidate_changelist"))
             if form.is_valid():
                 try:
-                    merge = merging.merge_contacts(**form.merge_arguments(), by=request.user)
+                    merge = merging.merge_contacts(**form.merge_arguments(), by=signed_in_user(request))
                 except merging.MergeRefused as refused:
                     form.add_error(None, str(refused))
                 else:
@@ -189,7 +191,7 @@ class ContactMergeAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     def undo(self, request: HttpRequest, queryset: QuerySet[ContactMerge]) -> None:
         for merge in queryset.order_by("-pk"):
             try:
-                merging.undo_merge(merge.pk, by=request.user)
+                merging.undo_merge(merge.pk, by=signed_in_user(request))
             except merging.MergeRefused as refused:
                 self.message_user(request, str(refused), messages.ERROR)
             else:

@@ -89,7 +89,7 @@ def _mailbox() -> Expression:
     return Concat(local, Value("@"), domain, output_field=CharField())
 
 
-def _blocks() -> list[tuple[str, Expression, Q, str]]:
+def _blocks() -> list[tuple[str, Expression | F, Q, str]]:
     """(name, key, which contacts have one, the name part left to compare)."""
     company = Cast("company_id", CharField())
     own_domain = ~Q(domain__in=COMMON_EMAIL_DOMAINS)
@@ -107,11 +107,11 @@ def _blocks() -> list[tuple[str, Expression, Q, str]]:
     ]  # fmt: skip
 
 
-def _keyed(key: Expression, has_key: Q):
+def _keyed(key: Expression | F, has_key: Q):
     return Contact.objects.annotate(at=_AT, plus=_PLUS, domain=_DOMAIN).filter(has_key).annotate(block=key).order_by()
 
 
-def _block_rows(key: Expression, has_key: Q) -> Iterator[tuple[str, list[Person]]]:
+def _block_rows(key: Expression | F, has_key: Q) -> Iterator[tuple[str, list[Person]]]:
     """The blocks of 2 or more contacts sharing `key`, each with its contacts (a block over
     MAX_BLOCK comes back empty, uncompared); one statement, read in chunks."""
     rows = (

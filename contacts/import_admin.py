@@ -19,6 +19,7 @@ from django.utils.html import format_html
 
 from contacts import imports
 from contacts.models import ImportJob, ImportKind, ImportMapping, ImportStatus, PropertyDefinition
+from crmseg_site.access import signed_in_user
 
 
 class UploadForm(forms.Form):
@@ -48,7 +49,8 @@ class MappingForm(forms.Form):
         return {header: self.cleaned_data[name] for header, name in self.columns}
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not self.errors:
             for problem in imports.check_mapping(self.job.kind, self.job.headers, self.mapping()):
                 self.add_error(None, problem)
@@ -129,7 +131,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             job.save(update_fields=["mapping"])
             if name := form.cleaned_data["save_as"].strip():
                 ImportMapping.objects.update_or_create(
-                    kind=job.kind, name=name, defaults={"columns": job.mapping, "created_by": request.user}
+                    kind=job.kind, name=name, defaults={"columns": job.mapping, "created_by": signed_in_user(request)}
                 )
                 self.message_user(request, f"Mapping saved as {name!r}.")
             return HttpResponseRedirect(reverse("admin:contacts_importjob_preview", args=[job.pk]))

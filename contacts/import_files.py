@@ -121,7 +121,9 @@ def _csv_rows(path: Path, shape: FileShape) -> Iterator[Row]:
             yield Row(reader.line_num, [cell.strip() for cell in cells], min(raw.tell() / size, 1.0))
 
 
-def _latin1_fallback(error: UnicodeDecodeError) -> tuple[str, int]:
+def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
     bad = error.object[error.start : error.end]
     return bad.decode("latin-1"), error.end
 

@@ -28,8 +28,9 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
@@ -47,6 +48,7 @@ from contacts.models import (
     LifecycleStage,
     PropertyDefinition,
 )
+from crmseg_site.model_fields import concrete_field
 
 SURVIVOR, LOSER, BOTH = "survivor", "loser", "both"
 # Never chosen: consent and bookkeeping (see the module's docstring).
@@ -55,7 +57,7 @@ FIXED_FIELDS = frozenset(
 )
 TAG_FIELDS = frozenset({"interests", "values", "technologies"})
 # Most restrictive first.
-EMAIL_STATUS_ORDER = [EmailStatus.UNSUBSCRIBED, EmailStatus.BOUNCED, EmailStatus.VALID]
+EMAIL_STATUS_ORDER: list[str] = [EmailStatus.UNSUBSCRIBED, EmailStatus.BOUNCED, EmailStatus.VALID]
 STAGE_ORDER = [s for s in LifecycleStage.values if s != LifecycleStage.OTHER]
 # Rows that move to the survivor, kept by id for undo.
 MOVED = (Activity, Deal, LifecycleChange)
@@ -73,8 +75,8 @@ class MergeParticipant:
     returns what undo needs (JSON); `undo(merge, record, by)` reverses it after the loser is back."""
 
     name: str
-    apply: Callable[[ContactMerge, AbstractBaseUser | None], dict]
-    undo: Callable[[ContactMerge, dict, AbstractBaseUser | None], None]
+    apply: Callable[[ContactMerge, User | None], dict]
+    undo: Callable[[ContactMerge, dict, User | None], None]
     check: Callable[[list[int]], str | None] | None = None
 
 
@@ -142,9 +144,9 @@ def resolve_choices(survivor: Contact, loser: Contact, choices: dict[str, str] |
     return chosen
 
 
-def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> dict[str, object]:
+def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> dict[str, Any]:
     """The survivor's new field values (Contact field name -> value)."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for name in choosable_fields():
         side, mine, theirs = chosen[name], _value(survivor, name), _value(loser, name)
         if side == BOTH:
@@ -166,9 +168,8 @@ def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> 
     return values
 
 
-def _value(contact: Contact, name: str) -> object:
-    field = Contact._meta.get_field(name)
-    return getattr(contact, field.attname)
+def _value(contact: Contact, name: str) -> Any:
+    return getattr(contact, concrete_field(Contact, name).attname)
 
 
 def _stage_rank(stage: str) -> int:
@@ -179,7 +180,7 @@ def _stage_rank(stage: str) -> int:
 
 
 def merge_contacts(
-    *, survivor_id: int, loser_id: int, choices: dict[str, str] | None = None, by: AbstractBaseUser | None = None
+    *, survivor_id: int, loser_id: int, choices: dict[str, str] | None = None, by: User | None = None
 ) -> ContactMerge:
     """Merge contact `loser_id` into `survivor_id` (see the module's docstring); the merge's record."""
     survivor_id, loser_id = int(survivor_id), int(loser_id)
@@ -198,14 +199,14 @@ def merge_contacts(
         merge = ContactMerge.objects.create(
             survivor_id=survivor_id, loser_id=loser_id, loser_email=loser.email, choices=chosen, merged_by=by
         )
-        snapshot = {"survivor": _serialize([survivor]), "loser": _serialize([loser])}
+        snapshot: dict[str, Any] = {"survivor": _serialize([survivor]), "loser": _serialize([loser])}
         snapshot["moved"] = _move(loser_id, survivor_id)
         records = {p.name: p.apply(merge, by) for p in _participants}
         snapshot["cascaded"] = _serialize(_cascade(loser))
         writes.delete(Contact.objects.filter(pk=loser_id))
         newest_change = LifecycleChange.objects.filter(contact_id=survivor_id).aggregate(top=models.Max("pk"))["top"]
         for name, value in values.items():
-            setattr(survivor, Contact._meta.get_field(name).attname, value)
+            setattr(survivor, concrete_field(Contact, name).attname, value)
         writes.save(survivor)
         snapshot["lifecycle_changes_made"] = list(
             LifecycleChange.objects.filter(contact_id=survivor_id, pk__gt=newest_change or 0).values_list(
@@ -217,7 +218,7 @@ def merge_contacts(
     return merge
 
 
-def undo_merge(merge_id: int, *, by: AbstractBaseUser | None = None) -> ContactMerge:
+def undo_merge(merge_id: int, *, by: User | None = None) -> ContactMerge:
     """Put back what merge `merge_id` changed; refused (saying why) when it cannot be exact."""
     with transaction.atomic():
         merge = ContactMerge.objects.select_for_update().filter(pk=merge_id).first()

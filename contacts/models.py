@@ -205,7 +205,7 @@ class MaritalStatus(models.TextChoices):
     OTHER = "other", "Other"
 
 
-class ContactQuerySet(models.QuerySet):
+class ContactQuerySet(models.QuerySet["Contact", "Contact"]):
     def reachable(self) -> ContactQuerySet:
         """Contacts a channel may address: valid email and not flagged do-not-contact."""
         return self.filter(email_status=EmailStatus.VALID, do_not_contact=False)
@@ -357,7 +357,7 @@ class Contact(models.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
 
-class JobTitleRuleQuerySet(models.QuerySet):
+class JobTitleRuleQuerySet(models.QuerySet["JobTitleRule", "JobTitleRule"]):
     def title_map(self) -> TitleMap:
         return TitleMap(TitleRule(*row) for row in self.values_list("keyword", "job_function", "seniority"))
 
@@ -421,7 +421,7 @@ class PropertySource(models.TextChoices):
     DERIVED = "derived", "Derived"
 
 
-class PropertyDefinitionQuerySet(models.QuerySet):
+class PropertyDefinitionQuerySet(models.QuerySet["PropertyDefinition", "PropertyDefinition"]):
     def validate_properties(self, properties: object) -> list[str]:
         """Check a Contact.properties dict against the declared definitions; return error messages."""
         if not isinstance(properties, dict):
@@ -671,10 +671,10 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
-class ScoringModelQuerySet(models.QuerySet):
+class ScoringModelQuerySet(models.QuerySet["ScoringModel", "ScoringModel"]):
     def get_active(self) -> ScoringModel:
         """The active scoring model; a default one (version 1) is created on first use."""
-        active = self.filter(is_active=True).first()
+        active: ScoringModel | None = self.filter(is_active=True).first()
         if active is None:
             active = ScoringModel(name="Default", is_active=True)
             active.save_version(user=None)

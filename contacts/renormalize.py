@@ -53,14 +53,15 @@ def normalize_stored_contacts(*, batch_size: int = 2000, dry_run: bool = False) 
             return report
         last_id = batch[-1].id
         report.contacts_read += len(batch)
-        changed = [contact for contact in batch if _normalize_one(contact, titles, report)]
-        _drop_email_collisions(changed, report)
+        emails_before: dict[int, str] = {}  # contact id -> its e-mail before normalising, where that changes it
+        changed = [contact for contact in batch if _normalize_one(contact, titles, report, emails_before)]
+        _drop_email_collisions(changed, report, emails_before)
         report.contacts_rewritten += len(changed)
         if changed and not dry_run:
             writes.bulk_update(changed, [*FIELDS, "job_function", "seniority", "original_values"])
 
 
-def _normalize_one(contact: Contact, titles, report: NormalizationReport) -> bool:
+def _normalize_one(contact: Contact, titles, report: NormalizationReport, emails_before: dict[int, str]) -> bool:
     typed = {name: getattr(contact, name) for name in FIELDS}
     if contact.job_title and not (contact.job_function and contact.seniority):
         typed |= {"job_function": contact.job_function, "seniority": contact.seniority}
@@ -80,23 +81,24 @@ def _normalize_one(contact: Contact, titles, report: NormalizationReport) -> boo
         setattr(contact, name, result.values[name])
         report.derived[name] += 1
     contact.original_values = merged_originals(contact.original_values, [], originals)
-    contact._email_before = originals.get("email")
+    if originals.get("email") is not None:
+        emails_before[contact.pk] = originals["email"]
     return True
 
 
-def _drop_email_collisions(changed: list[Contact], report: NormalizationReport) -> None:
+def _drop_email_collisions(changed: list[Contact], report: NormalizationReport, emails_before: dict[int, str]) -> None:
     """Leave an e-mail alone whose normal form another contact already has (or an earlier one in the batch)."""
-    moving = {contact.email: contact for contact in changed if contact._email_before is not None}
+    moving = {contact.email: contact for contact in changed if contact.pk in emails_before}
     if not moving:
         return
     taken = set(Contact.objects.filter(email__in=list(moving)).values_list("email", flat=True))
     seen: set[str] = set()
     for contact in changed:
-        if contact._email_before is None:
+        if contact.pk not in emails_before:
             continue
         if contact.email in taken or contact.email in seen:
             report.email_collisions.append((contact.id, contact.email))
             report.changed["email"] -= 1
-            contact.email = contact._email_before
+            contact.email = emails_before[contact.pk]
             del contact.original_values["email"]
         seen.add(contact.email)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from django.core import serializers
 from django.db import models, transaction
@@ -43,7 +43,7 @@ from contacts.changes import contacts_changed
 from contacts.models import Activity, Company, Contact, Deal
 
 ContactData = Contact | Company | Activity | Deal
-Row = TypeVar("Row", Contact, Company, Activity, Deal)
+Row = TypeVar("Row", bound=ContactData)
 WRITTEN_MODELS: tuple[type[models.Model], ...] = (Contact, Company, Activity, Deal)
 
 # Columns whose meaning lives in the model's save(), which an UPDATE would skip.
@@ -118,8 +118,10 @@ def restore(rows: list[dict]) -> int:
         ids: set[int] = set()
         restored = list(serializers.deserialize("python", rows))
         for item in restored:
-            _check_model(type(item.object))
-            ids |= _stored_contact_ids(item.object) | _saved_contact_ids_unsaved(item.object)
+            row = item.object
+            if not isinstance(row, ContactData):
+                _refuse(type(row))
+            ids |= _stored_contact_ids(row) | _saved_contact_ids_unsaved(row)
             item.save()
         contacts_changed(ids)
     return len(restored)
@@ -167,8 +169,12 @@ def seed_demo(*, contacts: int, seed: int | None = None, now: datetime | None = 
 
 def _check_model(model: type[models.Model]) -> type[models.Model]:
     if model not in WRITTEN_MODELS:
-        raise TypeError(f"contacts.writes writes contacts, companies, activities and deals, not {model.__name__}.")
+        _refuse(model)
     return model
+
+
+def _refuse(model: type[models.Model]) -> NoReturn:
+    raise TypeError(f"contacts.writes writes contacts, companies, activities and deals, not {model.__name__}.")
 
 
 def _contact_ids(queryset: QuerySet[Any]) -> set[int]:

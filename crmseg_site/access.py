@@ -7,8 +7,10 @@ for everyone; writes happen in the admin, which only staff may enter.
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -23,7 +25,14 @@ def can_read_contacts(user) -> bool:
     return user.is_active and (user.is_staff or user.has_perm("contacts.view_contact"))
 
 
-def _guard(request: HttpRequest, *, allowed: Callable[[object], bool], refusal: str) -> HttpResponse | None:
+def signed_in_user(request: HttpRequest) -> User:
+    """The person behind a request that a login check (an admin page, `login_required`) let through."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied("Sign in first.")
+    return request.user
+
+
+def _guard(request: HttpRequest, *, allowed: Callable[[Any], bool], refusal: str) -> HttpResponse | None:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     if not allowed(request.user):

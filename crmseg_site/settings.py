@@ -286,15 +286,15 @@ Q_CLUSTER = {
     "workers": envint("Q_WORKERS", 2, minimum=1),
     # A refresh must finish inside `timeout`; `retry` stays above it so a slow task
     # is never handed to a second worker while the first still runs it.
-    "timeout": envint("Q_TIMEOUT", 900, minimum=1),
-    "retry": envint("Q_RETRY", 1200, minimum=2),
+    "timeout": (Q_TIMEOUT := envint("Q_TIMEOUT", 900, minimum=1)),
+    "retry": (Q_RETRY := envint("Q_RETRY", 1200, minimum=2)),
     "max_attempts": envint("Q_MAX_ATTEMPTS", 3, minimum=1),
     "catch_up": False,
     "save_limit": envint("Q_SAVE_LIMIT", 1000, minimum=0),
     "label": "Background tasks",
 }
-if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
-    raise ImproperlyConfigured(f"Q_RETRY={Q_CLUSTER['retry']} must be greater than Q_TIMEOUT={Q_CLUSTER['timeout']}")
+if Q_RETRY <= Q_TIMEOUT:
+    raise ImproperlyConfigured(f"Q_RETRY={Q_RETRY} must be greater than Q_TIMEOUT={Q_TIMEOUT}")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -145,4 +146,6 @@ class UntrustedJSONAdmin:
     its form fields check the depth before decoding and refuse NUL characters, so a pasted document
     nested a thousand levels deep, or a NUL in a tag, is a form error instead of a 500."""
 
-    formfield_overrides = {models.JSONField: {"form_class": JSONFormField}}
+    formfield_overrides: ClassVar[Mapping[type[models.Field[Any, Any]], Mapping[str, Any]]] = {
+        models.JSONField: {"form_class": JSONFormField}
+    }

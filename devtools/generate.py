@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.db import connection, models
 
+from crmseg_site.model_fields import column
+
 NOW_COLUMNS = {"created_at", "lifecycle_changed_at", "occurred_at"}
 
 
@@ -19,7 +21,7 @@ def insert_series(model: type[models.Model], columns: dict[str, str], count: int
     for field in model._meta.concrete_fields:
         if field.primary_key:
             continue
-        names.append(connection.ops.quote_name(field.column))
+        names.append(connection.ops.quote_name(column(model, field.name)))
         name = field.attname if field.attname in columns else field.name
         if name in columns:
             values.append(columns[name])

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.db import connection, models
 
 from contacts.models import Activity, ActivityKind, Contact
+from crmseg_site.model_fields import column
 from devtools.generate import sql_array
 
 TOPICS = ["cloud-migration", "cybersecurity", "data-platform", "finops", "devops", "ai", "compliance", ""]
@@ -70,12 +71,12 @@ def _contact_columns() -> tuple[list[str], list[str]]:
             expression = "0"
         else:
             expression = "''"
-        columns.append(field.column)
+        columns.append(column(Contact, field.name))
         expressions.append(expression)
     return columns, expressions
 
 
-def _kind_expression() -> str:
+def _kind_expression() -> tuple[str, int]:
     """A kind picked by a uniform random number r in [0, total) against cumulative weights."""
     total = sum(weight for _, weight in KIND_MIX)
     branches, running = [], 0

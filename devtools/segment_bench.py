@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -112,7 +113,7 @@ def activity_columns(contacts: int, activities: int) -> dict[str, str]:
 
 def event(kind: str, op: str = "performed", value=None, within: int | None = None, **filters) -> dict:
     """An event condition of a bench rule."""
-    rule = {"event": {"kind": kind, **filters}, "op": op}
+    rule: dict[str, Any] = {"event": {"kind": kind, **filters}, "op": op}
     if value is not None:
         rule["value"] = value
     if within is not None:
@@ -218,7 +219,7 @@ class Bench:
         sample: int,
         log: Callable[[str], None],
         baseline_runs: int = 2,
-        checkpoint: Callable[[dict], None] | None = None,
+        checkpoint: Callable[[dict], object] | None = None,
     ) -> None:
         self.contacts, self.activities, self.sample, self.log = contacts, activities, sample, log
         self.baseline_runs = baseline_runs
@@ -382,7 +383,7 @@ class Bench:
             )
         summary: dict = {"segments": rows}
         for key, name in (("ratio", "diff"), ("refresh_ratio", "refresh")):
-            ratios = [r[key] for r in rows.values() if r[key]]
+            ratios = [ratio for r in rows.values() if (ratio := r[key])]
             median, worst = round(statistics.median(ratios), 3), max(ratios)
             summary[f"median_{key}"], summary[f"max_{key}"] = median, worst
             self.log(f"vs hand-written {name}: median ratio {median:.2f}, max {worst:.2f}")
@@ -464,6 +465,8 @@ class Bench:
         now = timezone.now()
         timings = {}
         for segment in Segment.objects.filter(slug__startswith=PREFIX, parent__isnull=True).order_by("slug"):
+            if not isinstance(segment.rule, dict):
+                continue
             started = time.perf_counter()
             matching_contacts(segment.rule, now=now).count()
             timings[segment.slug] = round((time.perf_counter() - started) * 1000, 1)
@@ -479,7 +482,8 @@ class Bench:
 
     @contextmanager
     def _timed(self, name: str) -> Iterator[dict]:
-        started, phase = time.perf_counter(), {}
+        phase: dict[str, Any] = {}
+        started = time.perf_counter()
         yield phase
         phase["seconds"] = round(time.perf_counter() - started, 3)
         self.report["phases"][name] = phase

@@ -46,7 +46,8 @@ class PropensityModelForm(forms.ModelForm):
         ]
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         candidate = PropensityModel(
             **{k: v for k, v in cleaned.items() if k in {f.name for f in PropensityModel._meta.fields}}
         )
@@ -57,8 +58,8 @@ class PropensityModelForm(forms.ModelForm):
 
 class VersionInline(admin.TabularInline):
     model = ModelVersion
-    fields = ["number", "state", "is_active", "progress", "auc", "created_at", "finished_at", "message"]
-    readonly_fields = fields
+    readonly_fields = ("number", "state", "is_active", "progress", "auc", "created_at", "finished_at", "message")
+    fields = readonly_fields
     extra = 0
     can_delete = False
     show_change_link = False

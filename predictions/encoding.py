@@ -12,6 +12,8 @@ Columns that do not vary in the training data are left out.
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 import numpy as np
 
 from contacts.models import ActivityKind
@@ -48,7 +50,7 @@ def label_of(source: str) -> str:
     return _LABELS.get(source, source.replace("_", " "))
 
 
-def fit_encoder(raw: RawFeatures, *, exclude: set[str] = frozenset()) -> list[dict]:
+def fit_encoder(raw: RawFeatures, *, exclude: Set[str] = frozenset()) -> list[dict]:
     """The columns for `raw` (the training contacts), leaving out the sources in `exclude`."""
     n = len(raw)
     least = max(MIN_ROWS, int(MIN_SHARE * n))

@@ -106,7 +106,7 @@ def band(auc: float) -> str:
 def validation_report(y: np.ndarray, probabilities: np.ndarray, *, seed: int = 0) -> dict:
     y = np.asarray(y).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
-    auc = weighted_auc(y, probabilities)
+    auc = float(weighted_auc(y, probabilities))  # one AUC: no weights given
     low, high = bootstrap_auc(y, probabilities, seed=seed)
     positives = int(y.sum())
     return {

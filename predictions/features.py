@@ -19,6 +19,7 @@ contacts fit in a few hundred megabytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -157,8 +158,8 @@ def _select(
             numbers[name] = (
                 f"CASE WHEN c.renewal_date IS NULL THEN NULL ELSE {d.date_days('c.renewal_date', cutoff_date)} END"
             )
-        elif name in VOLATILE:
-            numbers[name] = VOLATILE[name]
+        elif (expression := VOLATILE.get(name)) is not None:
+            numbers[name] = expression
     categories = dict(CATEGORIES)
     categories.update({name: sql for name, sql in VOLATILE_CATEGORIES.items() if name in volatile})
     params["since_365"] = params["as_of_365"]
@@ -207,7 +208,9 @@ def _select(
     return statement, list(numbers), list(categories)
 
 
-def read_features(*, as_of: datetime, volatile: list[str] = (), contact_ids: list[int] | None = None) -> RawFeatures:
+def read_features(
+    *, as_of: datetime, volatile: Collection[str] = (), contact_ids: list[int] | None = None
+) -> RawFeatures:
     """Every contact created by `as_of` (or those of `contact_ids`), as it was at `as_of`."""
     d = Dialect(connection.vendor)
     ctes, params = measure_ctes(as_of=as_of, contact_ids=contact_ids)
@@ -289,8 +292,8 @@ class _Reader:
         self.count += len(rows)
 
     def add_properties(self, values: list[object]) -> None:
-        parsed = [json.loads(v) if isinstance(v, str) else v for v in values]
-        parsed = [v if isinstance(v, dict) else {} for v in parsed]
+        decoded = [json.loads(v) if isinstance(v, str) else v for v in values]
+        parsed = [v if isinstance(v, dict) else {} for v in decoded]
         for p in self.properties:
             name = f"props.{p.key}"
             column = [props.get(p.key) for props in parsed]
@@ -317,7 +320,8 @@ class _Reader:
             numbers[name] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
         def vocabulary_of(name: str) -> list[str]:
-            return sorted(self.vocabularies[name], key=self.vocabularies[name].get)
+            counts = self.vocabularies[name]
+            return sorted(counts, key=lambda word: counts[word])
 
         categories = {
             name: (np.concatenate(parts) if parts else np.zeros(0, np.int32), vocabulary_of(name))

@@ -46,7 +46,7 @@ class Tier(models.TextChoices):
     LOW = "low", "Low"
 
 
-class PropensityModelQuerySet(models.QuerySet):
+class PropensityModelQuerySet(models.QuerySet["PropensityModel", "PropensityModel"]):
     def rule_names(self) -> list[str]:
         """Names of the models whose scores rules may read (every model: an unscored one matches nobody)."""
         return list(self.order_by("name").values_list("name", flat=True))

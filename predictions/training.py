@@ -120,7 +120,7 @@ def queue_version(model: PropensityModel, *, user=None) -> ModelVersion:
 
 @dataclass
 class Dataset:
-    raw: RawFeatures | None
+    raw: RawFeatures
     y: np.ndarray
     window: Window | None
 
@@ -308,7 +308,8 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
         X = encode(training.raw, columns)
         fitted, chosen = fit(X, training.y, model.algorithm)
         del X
-        training.raw = None  # the training matrix and features are freed before validation reads its own
+        # The training matrix and features are freed before validation reads its own.
+        training.raw = training.raw.take(np.zeros(0, dtype=np.int64))
         step("validating")
         X_validation = encode(validation.raw, columns)
         probabilities = fitted.predict_proba(X_validation)[:, 1]

@@ -24,6 +24,7 @@ from django.utils.http import urlencode
 from django.utils.text import Truncator
 
 from contacts.paging import LargeTablePaginator
+from crmseg_site.access import signed_in_user
 from segments import (
     boundaries_admin,
     coverage_admin,
@@ -40,7 +41,15 @@ from segments.governance import admin as governance_admin
 from segments.governance.approval import note_error, save_or_propose
 from segments.governance.rule_history import VersionDiff, version_diffs
 from segments.history import detail_text
-from segments.models import ListEdit, Membership, MembershipChange, RefreshStatus, RuleVersion, Segment
+from segments.models import (
+    ListEdit,
+    Membership,
+    MembershipChange,
+    RefreshStatus,
+    RuleVersion,
+    Segment,
+    SegmentQuerySet,
+)
 from segments.rule_builder import RuleBuilderWidget, RuleField
 from segments.rules.registry import get_fields
 from segments.static import (
@@ -95,14 +104,16 @@ class SegmentForm(forms.ModelForm):
         # The add form hides the rule builder and parent when a static kind is chosen.
         js = ["crmseg/segment-kind.js"]
 
-    def _post_clean(self) -> None:
-        super()._post_clean()
-        if self.errors:
+    def full_clean(self) -> None:
+        """Django's checks build and validate the instance; then the segment's own (check_segment)."""
+        super().full_clean()
+        if not self.is_bound or (self.empty_permitted and not self.has_changed()) or self.errors:
             return
         try:
             check_segment(self.instance)
         except ValidationError as error:
-            self._update_errors(error)
+            for field, messages in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
             return
         stored = Segment.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
         if stored is not None:
@@ -331,7 +342,7 @@ class SegmentAdmin(admin.ModelAdmin):
         delete_segment(obj)
 
     @admin.action(description="Refresh now (in the background)")
-    def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def refresh_now(self, request: HttpRequest, queryset: SegmentQuerySet) -> None:
         rule_segments = list(queryset.rule_based().values_list("pk", flat=True))
         for segment_id in rule_segments:
             enqueue_refresh_segment(segment_id)
@@ -383,10 +394,10 @@ class SegmentAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             ids, operation = form.cleaned_data["contact_ids"], form.cleaned_data["operation"]
             if operation == "add":
-                changed = add_static_members(segment, ids, user=request.user)
+                changed = add_static_members(segment, ids, user=signed_in_user(request))
                 message = f"Added {changed} contact(s) to {segment}; {len(ids) - changed} already were members."
             else:
-                changed = remove_static_members(segment, ids, user=request.user)
+                changed = remove_static_members(segment, ids, user=signed_in_user(request))
                 message = f"Removed {changed} contact(s) from {segment}; {len(ids) - changed} were not members."
             self.message_user(request, message, messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:segments_segment_change", args=[segment.pk]))
@@ -416,7 +427,8 @@ class StaticMembersForm(forms.Form):
     )
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if self.errors:
             return cleaned
         upload, typed = cleaned.get("file"), cleaned.get("contacts", "")
@@ -462,7 +474,7 @@ class ListEditAdmin(admin.ModelAdmin):
     list_display = ["created_at", "segment", "operation", "status", "progress", "requested_by", "source"]
     list_select_related = ["segment", "requested_by"]
     list_filter = ["status", "operation"]
-    readonly_fields = [
+    readonly_fields = (
         "segment",
         "operation",
         "requested_by",
@@ -475,7 +487,7 @@ class ListEditAdmin(admin.ModelAdmin):
         "created_at",
         "started_at",
         "finished_at",
-    ]
+    )
     fields = readonly_fields
 
     actions = ["retry"]
@@ -531,7 +543,7 @@ class MembershipChangeAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "reason", "segment"]
     raw_id_fields = ["contact", "segment", "changed_by"]
     search_fields = ["=contact__email", "=contact__id"]
-    readonly_fields = ["segment", "contact", "kind", "reason", "changed_at", "changed_by", "why", "detail"]
+    readonly_fields = ("segment", "contact", "kind", "reason", "changed_at", "changed_by", "why", "detail")
     fields = readonly_fields
 
     @admin.display(description="Why (the explainer at the time)")
@@ -546,9 +558,9 @@ class RuleVersionAdmin(ReadOnlyAdmin):
     list_filter = ["segment"]
     raw_id_fields = ["segment", "changed_by"]
     search_fields = ["segment__name", "segment__slug", "note"]
-    readonly_fields = [
+    readonly_fields = (
         "segment", "changed_by", "changed_at", "note", "sizes", "rule_diff", "old_rule_json", "new_rule_json",
-    ]  # fmt: skip
+    )  # fmt: skip
     fields = readonly_fields
 
     class Media:

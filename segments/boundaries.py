@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -137,7 +138,7 @@ def parse_bracketing(raw: object, *, where: str) -> list[Bracket]:
         raise BadInput(
             f"{where}: a bracketing is a list of at least two brackets like {{'from': 1, 'to': 50}}.", field=where
         )
-    brackets = []
+    brackets: list[Bracket] = []
     for i, item in enumerate(raw):
         at = f"{where}[{i}]"
         if not isinstance(item, dict) or set(item) - {"from", "to"}:
@@ -149,8 +150,8 @@ def parse_bracketing(raw: object, *, where: str) -> list[Bracket]:
             raise BadInput(f"{at}.to: only the last bracket may leave 'to' open.", field=f"{at}.to")
         if low is not None and high is not None and low >= high:
             raise BadInput(f"{at}: 'from' ({_num(low)}) must be below 'to' ({_num(high)}).", field=at)
-        if brackets and low != brackets[-1].high:
-            before = brackets[-1].high
+        before = brackets[-1].high if brackets else None
+        if before is not None and low is not None and low != before:  # (only the first `from` and last `to` are open)
             kind = "overlaps" if low < before else "leaves a gap after"
             raise BadInput(
                 f"{at}.from: {_num(low)} {kind} the bracket before, which ends below {_num(before)}; "
@@ -337,7 +338,8 @@ class BoundaryReport:
     bracketings: list[BracketingResult]
     best: int | None
     difference: tuple[float, float, float] | None  # V(best) - V(runner-up) and its interval
-    suggested: list[Bracket] = field(default_factory=list)
+    # (dataclass_field: the class's own `field` attribute would hide dataclasses.field here)
+    suggested: list[Bracket] = dataclass_field(default_factory=list)
     suggested_heldout_v: float | None = None
     summary: str = ""
 
@@ -476,10 +478,12 @@ def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
     held = _joint(grouped, names, outcome, holdout=1)
     for result in report.bracketings:
         result.heldout_v = _v_of(held, result.index)
-    ranked = sorted((r for r in report.bracketings if r.cramers_v is not None), key=lambda r: -r.cramers_v)
-    if len(ranked) < 2:
+    scored = sorted(
+        ((r.cramers_v, r) for r in report.bracketings if r.cramers_v is not None), key=lambda pair: -pair[0]
+    )
+    if len(scored) < 2:
         return
-    best, second = ranked[0], ranked[1]
+    (best_v, best), (second_v, second) = scored[0], scored[1]
     report.best = best.index
 
     def difference(table):
@@ -488,7 +492,7 @@ def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
 
     interval = bootstrap(cells, difference)
     if interval:
-        report.difference = (best.cramers_v - second.cramers_v, *interval)
+        report.difference = (best_v - second_v, *interval)
 
 
 def _suggest(report, contacts, grouped, names, outcome, *, max_brackets: int) -> None:
@@ -654,12 +658,15 @@ def compare_dimensions(
         results.append(result)
         tables[scheme] = table
         heldout_total = int(table.sum())
-    ranked = sorted((r for r in results if r.information_gain is not None), key=lambda r: -r.information_gain)
+    scored = sorted(
+        ((r.information_gain, r) for r in results if r.information_gain is not None), key=lambda pair: -pair[0]
+    )
+    ranked = [r for _gain, r in scored]
     winner = ranked[0].scheme if ranked else None
     margin = None
-    if len(ranked) >= 2:
-        a, b = ranked[0].scheme, ranked[1].scheme
-        margin = _margin(tables[a], tables[b], ranked[0].information_gain - ranked[1].information_gain)
+    if len(scored) >= 2:
+        (gain_a, first), (gain_b, runner_up) = scored[0], scored[1]
+        margin = _margin(tables[first.scheme], tables[runner_up.scheme], gain_a - gain_b)
     summary = _dimension_summary(ranked, margin, outcome)
     return DimensionReport(outcome, days, campaign, heldout_total, results, winner, margin, summary)
 
@@ -678,7 +685,7 @@ def _scheme_result(scheme: str, rows: list[dict], keys: list[str], outcome: str)
         if row["holdout"] == 1:
             table[index.get(tuple(row[k] for k in keys), other), row[outcome]] += row["n"]
     rates = {c: yes / (no + yes) for c, (no, yes) in train.items() if c in index}
-    best = max(rates, key=rates.get) if rates else None
+    best = max(rates, key=lambda c: rates[c]) if rates else None
     best_row = index[best] if best is not None else None
 
     def lift(t: np.ndarray) -> float | None:
@@ -710,9 +717,10 @@ def _margin(a: np.ndarray, b: np.ndarray, value: float) -> tuple[float, float, f
         return None
     rng = np.random.default_rng(18)
     na, nb = int(a.sum()), int(b.sum())
+    # (A resample of na > 0 contacts always has a gain: `or 0.0` never applies.)
     diffs = [
-        mutual_information(rng.multinomial(na, a.ravel() / na).reshape(a.shape))
-        - mutual_information(rng.multinomial(nb, b.ravel() / nb).reshape(b.shape))
+        (mutual_information(rng.multinomial(na, a.ravel() / na).reshape(a.shape)) or 0.0)
+        - (mutual_information(rng.multinomial(nb, b.ravel() / nb).reshape(b.shape)) or 0.0)
         for _ in range(BOOTSTRAP)
     ]
     low, high = np.percentile(diffs, [2.5, 97.5])

@@ -50,8 +50,12 @@ def read_bracketings(text: str) -> list[list[Bracket]]:
     return bracketings
 
 
+def _number_fields() -> list[tuple[str, str]]:
+    return sorted((f.path, f"{f.label} ({f.path})") for f in get_fields().values() if f.type == "number")
+
+
 class BoundaryForm(forms.Form):
-    field = forms.ChoiceField(help_text="A number field")
+    field = forms.ChoiceField(choices=_number_fields, initial="company.employee_count", help_text="A number field")
     bracketings = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 40}),
         initial="1, 50, 250\n1, 100, 500",
@@ -60,12 +64,6 @@ class BoundaryForm(forms.Form):
     outcome = forms.ChoiceField(choices=OUTCOME_CHOICES, initial="converted")
     days = forms.IntegerField(min_value=1, max_value=1096, initial=90, help_text="Outcomes over the last N days")
     campaign = forms.CharField(max_length=100, required=False, help_text="For 'responded': only this campaign")
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        numbers = sorted((f.path, f"{f.label} ({f.path})") for f in get_fields().values() if f.type == "number")
-        self.fields["field"].choices = numbers
-        self.fields["field"].initial = "company.employee_count"
 
     def clean_bracketings(self) -> list[list[Bracket]]:
         return read_bracketings(self.cleaned_data["bracketings"])
@@ -79,16 +77,16 @@ def boundary_page(request: HttpRequest) -> HttpResponse:
     form = BoundaryForm(data)
     ctx = {**admin.site.each_context(request), "title": "Segment boundary test", "opts": Segment._meta, "form": form}
     if form.is_valid():
-        data = form.cleaned_data
+        chosen = form.cleaned_data
         if request.method == "POST" and "create" in request.POST:
-            return _create(request, data)
+            return _create(request, chosen)
         try:
             ctx["report"] = boundary_test(
-                data["field"],
-                data["bracketings"],
-                outcome=data["outcome"],
-                days=data["days"],
-                campaign=data["campaign"],
+                chosen["field"],
+                chosen["bracketings"],
+                outcome=chosen["outcome"],
+                days=chosen["days"],
+                campaign=chosen["campaign"],
             )
         except BadInput as error:
             form.add_error(None, str(error))

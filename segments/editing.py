@@ -160,7 +160,7 @@ def save_segment(segment: Segment, *, user=None, note: str = "", approved_by=Non
         old = Segment.objects.select_for_update().filter(pk=segment.pk).first() if segment.pk else None
         rule_changed = segment.rule != (old.rule if old else None)
         redefined = old is not None and (rule_changed or old.parent_id != segment.parent_id)
-        if redefined and old.last_refresh_started_at is not None:
+        if redefined and old is not None and old.last_refresh_started_at is not None:
             segment.rule_edited_at = timezone.now()
         if old is None:
             segment.save()

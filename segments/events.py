@@ -7,6 +7,7 @@ surrounding transaction has committed.
 """
 
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from django.db import transaction
 
@@ -25,4 +26,4 @@ def memberships_changed(segment_ids: Iterable[int]) -> None:
     if not ids:
         return
     for listener in _listeners:
-        transaction.on_commit(lambda listener=listener: listener(ids))
+        transaction.on_commit(partial(listener, ids))

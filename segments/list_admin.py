@@ -22,6 +22,7 @@ from django.utils.text import slugify
 
 from contacts import admin as contacts_admin
 from contacts.models import Contact
+from crmseg_site.access import signed_in_user
 from segments.editing import save_segment
 from segments.models import ListEditOperation, Segment, SegmentKind, SegmentStatus
 from segments.static import apply_selection
@@ -55,7 +56,9 @@ class ListChoiceForm(forms.Form):
         super().__init__(data, prefix="list")
         self.operation = operation
         lists = Segment.objects.static().exclude(status=SegmentStatus.ARCHIVED).only("pk", "name", "kind", "size")
-        self.fields["segment"].choices = [
+        field = self.fields["segment"]
+        assert isinstance(field, forms.ModelChoiceField)  # declared above
+        field.choices = [
             ("", "Choose a static list…"),
             *((s.pk, f"{s.name} ({s.get_kind_display().lower()}, {s.size:,} members)") for s in lists),
         ]
@@ -72,7 +75,8 @@ class ListChoiceForm(forms.Form):
         return segment
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         new_name = cleaned.get("new_name", "").strip()
         if self.errors:
             return cleaned
@@ -116,8 +120,9 @@ def apply_to_list(
     """Apply a valid form's choice to the selection: (message, message level) for the user."""
     try:
         with transaction.atomic():  # a new list is kept only when the contacts went in
-            segment = form.target(user=request.user)
-            applied = apply_selection(segment, contacts, operation=operation, user=request.user, source=source)
+            user = signed_in_user(request)
+            segment = form.target(user=user)
+            applied = apply_selection(segment, contacts, operation=operation, user=user, source=source)
     except (ValueError, ValidationError) as error:
         text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
         return text, messages.ERROR
@@ -143,7 +148,7 @@ class ContactAdmin(contacts_admin.ContactAdmin):
         across = request.POST.get("select_across") == "1"
         form = ListChoiceForm(request.POST if "apply" in request.POST else None, operation=operation)
         if form.is_bound and form.is_valid():
-            filters = urlencode(sorted(request.GET.items()))
+            filters = urlencode(sorted((name, str(value)) for name, value in request.GET.items()))
             source = f"Contacts admin: {'all matching ' + (filters or 'no filter') if across else 'selected contacts'}"
             text, level = apply_to_list(request, queryset, operation=operation, form=form, source=source)
             self.message_user(request, text, level)

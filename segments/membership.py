@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
@@ -98,7 +98,7 @@ def write_members(
     *,
     contact_ids: Collection[int] | QuerySet[Contact] | None = None,
     changed_at: datetime,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     repeated: bool = False,
 ) -> dict[int, Written]:
     """Make each target segment's membership equal to its target within the scope; segment id ->
@@ -136,7 +136,7 @@ def edit_members(
     add: Collection[int] | QuerySet[Contact] = (),
     remove: Collection[int] | QuerySet[Contact] = (),
     reason: str = ChangeReason.MANUAL,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
 ) -> Written:
     """A manual edit of one segment's members: `add` join (those that exist and are not members
     yet), `remove` leave (where they are members), each change recorded with `reason` (manual for
@@ -146,12 +146,13 @@ def edit_members(
     `add` or `remove` may be a queryset of contacts (a filtered list of any size): the edit is
     then one statement whatever its size, no id read into Python, and the other side is empty.
     """
-    selection = add if isinstance(add, QuerySet) else remove if isinstance(remove, QuerySet) else None
-    if selection is not None:
-        other = remove if selection is add else add
+    scope: Collection[int] | QuerySet[Contact]
+    if isinstance(add, QuerySet) or isinstance(remove, QuerySet):
+        selection, other = (add, remove) if isinstance(add, QuerySet) else (remove, add)
+        assert isinstance(selection, QuerySet)  # one of the two is, by the test above
         if isinstance(other, QuerySet) or other:
             raise ValueError("a queryset of contacts is either added or removed, with nothing on the other side")
-        scope: Collection[int] | QuerySet[Contact] = selection.order_by()
+        scope = selection.order_by()
         target = Target(segment, _scope_target() if selection is add else Contact.objects.none(), reason=reason)
     else:
         joining, leaving = {int(pk) for pk in add}, {int(pk) for pk in remove}
@@ -216,10 +217,10 @@ def _select_sql(contacts: QuerySet[Contact] | tuple[str, list]) -> tuple[str, li
         sql, params = contacts
         return sql, list(params)
     try:
-        sql, params = contacts.order_by().values("pk").query.sql_with_params()
+        query_sql, query_params = contacts.order_by().values("pk").query.sql_with_params()
     except EmptyResultSet:  # e.g. pk__in=[]: nobody
         return "SELECT CAST(NULL AS bigint) WHERE 1 = 0", []
-    return sql, list(params)
+    return query_sql, list(query_params)
 
 
 # PostgreSQL. The whole segment: the target is read once, in the same pass over the FULL JOIN
@@ -354,18 +355,20 @@ def _cursor(*, prepared: bool) -> Iterator[CursorWrapper]:
     connection.ensure_connection()
     raw = connection.connection
     threshold, raw.prepare_threshold = raw.prepare_threshold, 0  # prepare on first use (None: never)
-    cursor = psycopg.Cursor(raw)
+    server_side = psycopg.Cursor(raw)
     try:
-        yield _LoggedCursor(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+        logged = connection.queries_logged
+        # make_cursor wraps a driver's cursor (the stubs say it takes Django's wrapper).
+        yield _LoggedCursor(server_side, connection) if logged else connection.make_cursor(server_side)  # type: ignore[arg-type]
     finally:
-        cursor.close()
+        server_side.close()
         raw.prepare_threshold = threshold
 
 
 class _LoggedCursor(CursorDebugWrapper):
     """Logs the statement as written: psycopg keeps no client-side text of a prepared statement."""
 
-    def execute(self, sql: str, params: object = None) -> object:
+    def execute(self, sql, params=None):
         with self.debug_sql(sql, params):
             return CursorWrapper.execute(self, sql, params)
 

@@ -11,7 +11,7 @@ survivor leaves those it joined through the merge, the holds go.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from contacts.merging import MergeParticipant
@@ -21,7 +21,7 @@ from segments.membership import Target, write_members
 from segments.models import ChangeReason, Membership, Segment, SegmentKind, SuppressionHold
 
 
-def move_memberships(merge: ContactMerge, by: AbstractBaseUser | None) -> dict:
+def move_memberships(merge: ContactMerge, by: User | None) -> dict:
     """The loser's memberships go to the survivor; returns what undo needs."""
     loser, survivor = merge.loser_id, merge.survivor_id
     rows = list(
@@ -44,7 +44,7 @@ def move_memberships(merge: ContactMerge, by: AbstractBaseUser | None) -> dict:
     }
 
 
-def restore_memberships(merge: ContactMerge, record: dict, by: AbstractBaseUser | None) -> None:
+def restore_memberships(merge: ContactMerge, record: dict, by: User | None) -> None:
     """Undo: the holds go, the loser rejoins its segments, the survivor leaves those it joined by the merge."""
     SuppressionHold.objects.filter(merge=merge).delete()
     joined = set(record["survivor_joined"])
@@ -57,7 +57,7 @@ def restore_memberships(merge: ContactMerge, record: dict, by: AbstractBaseUser 
     )
 
 
-def _write(segment_ids: list[int], *, contact_ids: list[int], members, by: AbstractBaseUser | None) -> None:
+def _write(segment_ids: list[int], *, contact_ids: list[int], members, by: User | None) -> None:
     """One write_members call for these segments (those that still exist), under their locks."""
     segments = list(Segment.objects.filter(pk__in=segment_ids).order_by("pk"))
     lock_segments([s.pk for s in segments])

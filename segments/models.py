@@ -48,7 +48,7 @@ class RefreshStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class SegmentQuerySet(models.QuerySet):
+class SegmentQuerySet(models.QuerySet["Segment", "Segment"]):
     def active(self) -> SegmentQuerySet:
         return self.filter(status=SegmentStatus.ACTIVE)
 
@@ -491,7 +491,7 @@ class CadenceUnit(models.TextChoices):
     MONTHS = "months", "months"
 
 
-MAX_CADENCE = {CadenceUnit.DAYS: 1096, CadenceUnit.MONTHS: 36}  # three years at most
+MAX_CADENCE: dict[str, int] = {CadenceUnit.DAYS: 1096, CadenceUnit.MONTHS: 36}  # three years at most
 
 
 class ReviewPolicy(models.Model):
@@ -533,7 +533,7 @@ class ReviewPolicy(models.Model):
         ]
 
     def __str__(self) -> str:
-        scope = self.segment.name if self.segment_id else self.get_category_display()
+        scope = self.segment.name if self.segment else self.get_category_display()
         cadence = f"every {self.every} {self.unit}" if self.enabled else "off"
         return f"{scope}: {self.get_kind_display()} {cadence}"
 

@@ -325,8 +325,8 @@ def _refresh_isolated(
                 duration_ms = _elapsed_ms(clock)
                 results.append(_scoped_result(segment, written[segment.pk], now=now, duration_ms=duration_ms))
         _describe_later(results, changed_at=changed_at, now=now)
-    for segment_id, error in failures.items():
-        record_failure(segment_id, since=None, error=f"{type(error).__name__}: {error}")
+    for segment_id, failure in failures.items():
+        record_failure(segment_id, since=None, error=f"{type(failure).__name__}: {failure}")
     return results
 
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -46,7 +46,7 @@ class NotStatic(ValueError):
 
 
 def add_static_members(
-    segment: Segment, contacts: Iterable[int] | QuerySet[Contact], *, user: AbstractBaseUser | None = None
+    segment: Segment, contacts: Iterable[int] | QuerySet[Contact], *, user: User | None = None
 ) -> int:
     """Add these contacts (those that exist and are not members yet); returns how many joined."""
     check_static(segment)
@@ -54,7 +54,7 @@ def add_static_members(
 
 
 def remove_static_members(
-    segment: Segment, contacts: Iterable[int] | QuerySet[Contact], *, user: AbstractBaseUser | None = None
+    segment: Segment, contacts: Iterable[int] | QuerySet[Contact], *, user: User | None = None
 ) -> int:
     """Remove these contacts where they are members; returns how many left."""
     check_static(segment)
@@ -106,7 +106,7 @@ class Applied:
 
 
 def apply_selection(
-    segment: Segment, contacts: QuerySet[Contact], *, operation: str, user: AbstractBaseUser | None, source: str
+    segment: Segment, contacts: QuerySet[Contact], *, operation: str, user: User | None, source: str
 ) -> Applied:
     """Add (or remove) every contact of `contacts` to the static list `segment`: at once when they
     are at most INLINE_MAX, else in the background. A selection of nobody is refused (ValueError)."""
@@ -118,14 +118,14 @@ def apply_selection(
     if not selected:
         raise ValueError("No contacts are selected: nothing was changed.")
     if selected <= INLINE_MAX:
-        edit = add_static_members if operation == ListEditOperation.ADD else remove_static_members
-        return Applied(selected, changed=edit(segment, contacts, user=user))
+        apply = add_static_members if operation == ListEditOperation.ADD else remove_static_members
+        return Applied(selected, changed=apply(segment, contacts, user=user))
     edit = start_list_edit(segment, contacts, operation=operation, user=user, source=source)
     return Applied(edit.total, edit=edit)
 
 
 def start_list_edit(
-    segment: Segment, contacts: QuerySet[Contact], *, operation: str, user: AbstractBaseUser | None, source: str
+    segment: Segment, contacts: QuerySet[Contact], *, operation: str, user: User | None, source: str
 ) -> ListEdit:
     """Keep the selection as it is now (one INSERT ... SELECT) and queue the task that applies it."""
     check_static(segment)
@@ -252,8 +252,8 @@ def resolve_contacts(tokens: list[str]) -> list[int]:
     found_ids: set[int] = set()
     ordered_ids = sorted(ids)
     for start in range(0, len(ordered_ids), _LOOKUP_CHUNK):
-        chunk = ordered_ids[start : start + _LOOKUP_CHUNK]
-        found_ids.update(Contact.objects.filter(pk__in=chunk).values_list("pk", flat=True))
+        id_chunk = ordered_ids[start : start + _LOOKUP_CHUNK]
+        found_ids.update(Contact.objects.filter(pk__in=id_chunk).values_list("pk", flat=True))
     by_email: dict[str, int] = {}
     for start in range(0, len(emails), _LOOKUP_CHUNK):
         chunk = emails[start : start + _LOOKUP_CHUNK]

@@ -151,9 +151,9 @@ def _compiled(key: tuple, compile: Compile, *, now: datetime) -> tuple[str, list
     sql, params = compile(now)
     probe = now + _PROBE_SHIFT
     probe_sql, probe_params = compile(probe)
-    makers = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
+    made = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
     with _cache_lock:
-        _cache[key] = (sql, makers) if makers is not None else None
+        _cache[key] = (sql, made) if made is not None else None
         if len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
     return sql, params
@@ -184,14 +184,18 @@ def _shifted(value: object, origin: datetime) -> Param | None:
             parsed = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         except ValueError:
             return None
-        shift = _shifted(parsed, origin)
-        return None if shift is None else (lambda now: shift(now).isoformat())
+        moved = _moved(parsed, origin)
+        return None if moved is None else (lambda now: moved(now).isoformat())
+    if isinstance(value, date):
+        return _moved(value, origin)
+    return None
+
+
+def _moved(value: date, origin: datetime) -> Callable[[datetime], date] | None:
     if isinstance(value, datetime):
         if timezone.is_naive(value):
             return None
         offset, zone = value - origin, value.tzinfo
         return lambda now: (now + offset).astimezone(zone)
-    if isinstance(value, date):
-        days = value - timezone.localdate(origin)
-        return lambda now: timezone.localdate(now) + days
-    return None
+    days = value - timezone.localdate(origin)
+    return lambda now: timezone.localdate(now) + days

@@ -60,7 +60,8 @@ class WrittenThroughContactsWrites(serializers.ModelSerializer):
     """Creates and updates through contacts.writes, which announces the contacts they change."""
 
     def create(self, validated_data: dict) -> Contact | Company:
-        return writes.save(self.Meta.model(**validated_data))
+        model: type[Contact] | type[Company] = self.Meta.model
+        return writes.save(model(**validated_data))
 
     def update(self, instance: Contact | Company, validated_data: dict) -> Contact | Company:
         for name, value in validated_data.items():
@@ -102,7 +103,7 @@ class ContactSerializer(StrictInput, WrittenThroughContactsWrites):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_company_domain(self, contact: Contact) -> str | None:
-        return contact.company.domain if contact.company_id else None
+        return contact.company.domain if contact.company else None
 
     def validate_country(self, value: str) -> str:
         return _field_check(normalize.country, value)
@@ -128,7 +129,7 @@ class ContactSerializer(StrictInput, WrittenThroughContactsWrites):
 
     def validate_properties(self, value: object) -> dict:
         errors = PropertyDefinition.objects.validate_properties(value)
-        if errors:
+        if errors or not isinstance(value, dict):
             raise serializers.ValidationError(errors)
         return value
 
@@ -191,7 +192,7 @@ class RowErrorSerializer(serializers.Serializer):
 
 class FailedRowSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    errors = RowErrorSerializer(many=True)
+    errors = RowErrorSerializer(many=True)  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
 
 
 class RowOutcomeSerializer(serializers.Serializer):

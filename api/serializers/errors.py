@@ -10,7 +10,7 @@ class ErrorItemSerializer(serializers.Serializer):
 
 
 class ErrorDetailsSerializer(serializers.Serializer):
-    errors = ErrorItemSerializer(many=True, required=False, help_text="Every validation problem")
+    errors = ErrorItemSerializer(many=True, required=False, help_text="Every validation problem")  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
     scopes = serializers.ListField(child=serializers.CharField(), required=False, help_text="Scopes the call needs")
     limit = serializers.IntegerField(required=False, help_text="Most rows a bulk request may carry")
     received = serializers.IntegerField(required=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from api.serializers.strict import StrictInput
@@ -18,9 +19,13 @@ from segments.models import (
 
 
 class ReviewSerializer(serializers.ModelSerializer):
-    segment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    merged_into = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    segment: serializers.SlugRelatedField[Segment] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    merged_into: serializers.SlugRelatedField[Segment] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
+    reviewer: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Review

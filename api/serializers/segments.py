@@ -13,7 +13,7 @@ from segments.rules.reads import reads_contact_data
 
 
 class SegmentSerializer(StrictInput, serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(
+    parent = serializers.SlugRelatedField(  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
         slug_field="slug", queryset=Segment.objects.all(), allow_null=True, required=False
     )
     change_note = serializers.CharField(
@@ -81,7 +81,7 @@ class RuleSerializer(StrictInput, serializers.Serializer):
 
 
 class PreviewRequestSerializer(RuleSerializer):
-    parent = serializers.SlugRelatedField(
+    parent = serializers.SlugRelatedField(  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
         slug_field="slug",
         queryset=Segment.objects.all(),
         required=False,
@@ -98,7 +98,7 @@ class RuleErrorSerializer(serializers.Serializer):
 
 class RuleValidationSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
-    errors = RuleErrorSerializer(many=True)
+    errors = RuleErrorSerializer(many=True)  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
 
 
 class ContactSummarySerializer(serializers.Serializer):

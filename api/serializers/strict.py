@@ -4,6 +4,8 @@ turn 5 into "5", 0 into false and "7" into 7) is refused by name, as the bulk en
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
@@ -13,7 +15,7 @@ NUL_MESSAGE = "Text may not contain NUL characters."
 
 
 def input_problems(
-    data: dict, writable: set[str], *, read_only: set[str] = frozenset(), nul_checked: set[str] = frozenset()
+    data: dict, writable: Set[str], *, read_only: Set[str] = frozenset(), nul_checked: Set[str] = frozenset()
 ) -> dict[str, list[str]]:
     """{field or JSON path: [message]} for unknown or read-only fields and texts containing NUL
     (outside the `nul_checked` fields, which report their own)."""
@@ -68,7 +70,7 @@ def length_problem(field: serializers.Field, value: object) -> str | None:
     return None
 
 
-class StrictInput:
+class StrictInput(serializers.Serializer):
     """Mixed into every serializer that reads a request body (before serializers.Serializer).
 
     `nul_checked_by` names fields whose own validation reports NUL characters (a rule: by its JSON path).
@@ -93,14 +95,15 @@ class StrictInput:
         """`errors` plus what the other fields would answer, in the serializer's field order."""
         refused = {_field_of(path) for path in errors}
         rest = {key: value for key, value in data.items() if key in self.fields and key not in refused}
+        found: dict[str, object] = dict(errors)
         try:  # (a refused value never reaches a field: it might reach the database)
             super().to_internal_value(rest)
         except serializers.ValidationError as error:
             if isinstance(error.detail, dict):
                 for name, detail in error.detail.items():
-                    errors.setdefault(name, detail)
+                    found.setdefault(name, detail)
         order = {name: index for index, name in enumerate(self.fields)}
-        return dict(sorted(errors.items(), key=lambda item: order.get(_field_of(item[0]), -1)))
+        return dict(sorted(found.items(), key=lambda item: order.get(_field_of(item[0]), -1)))
 
 
 def _field_of(path: str) -> str:

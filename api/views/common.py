@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions
+from rest_framework import exceptions, generics
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.request import Request
 
@@ -17,7 +17,7 @@ LIST_BACKENDS = [KnownParametersOnly, DjangoFilterBackend, DocumentedSearchFilte
 DETAIL_BACKENDS = [KnownParametersOnly]
 
 
-class ListOptions:
+class ListOptions(generics.GenericAPIView):
     """Mixed into list views: strict filters, search where `search_fields` is set, cursor pages."""
 
     filter_backends = LIST_BACKENDS

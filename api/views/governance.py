@@ -193,7 +193,7 @@ def _decide(request: Request, pk: int, decide) -> Response:
     except DjangoValidationError as error:
         problems = error.message_dict
         if "approver" in problems or "user" in problems:
-            raise exceptions.PermissionDenied(" ".join(problems.get("approver", problems.get("user")))) from None
+            raise exceptions.PermissionDenied(" ".join(problems.get("approver") or problems["user"])) from None
         if "base_version" in problems or "status" in problems:
             field = "base_version" if "base_version" in problems else "status"
             raise Conflict(problems[field][0], field=field) from None

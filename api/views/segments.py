@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
@@ -14,7 +15,7 @@ from rest_framework import exceptions, generics, status
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import as_serializer_error
+from rest_framework.serializers import BaseSerializer, as_serializer_error
 
 from api.errors import Conflict, InvalidParameter
 from api.filters import MembershipChangeFilter, SegmentFilter, check_query_params
@@ -60,10 +61,14 @@ PREVIEW_SAMPLE = 10
 
 def rule_errors_as_validation(errors, *, prefix: str = "rule") -> exceptions.ValidationError:
     """Rule errors as a 400 whose paths run from the request body: `rule.all[1].op`."""
+    return exceptions.ValidationError(_rule_error_detail(errors, prefix=prefix))
+
+
+def _rule_error_detail(errors, *, prefix: str = "rule") -> dict[str, list[str]]:
     detail: dict[str, list[str]] = {}
     for error in errors:
         detail.setdefault(f"{prefix}.{error.path}" if error.path else prefix, []).append(error.message)
-    return exceptions.ValidationError(detail)
+    return detail
 
 
 @contextmanager
@@ -72,9 +77,11 @@ def invalid_as_400() -> Iterator[None]:
     try:
         yield
     except SegmentInvalid as error:
-        detail = as_serializer_error(DjangoValidationError(error.field_errors)) if error.field_errors else {}
+        detail: dict[str, Any] = (
+            as_serializer_error(DjangoValidationError(error.field_errors)) if error.field_errors else {}
+        )
         if error.rule_errors:
-            detail |= rule_errors_as_validation(error.rule_errors).detail
+            detail |= _rule_error_detail(error.rule_errors)
         raise exceptions.ValidationError(detail) from None
 
 
@@ -118,7 +125,7 @@ class SegmentList(ListOptions, generics.ListCreateAPIView):
     search_fields = ["name", "slug"]
     search_description = "Part of the name or slug (case-insensitive)"
 
-    def perform_create(self, serializer: SegmentSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer) -> None:
         data = dict(serializer.validated_data)
         note = data.pop("change_note", "")
         serializer.instance = _saved(Segment(**data), self.request, note)
@@ -139,8 +146,9 @@ class SegmentDetail(generics.RetrieveUpdateDestroyAPIView):
         record_api_read(response.data["id"])  # governance: an API read counts as use
         return response
 
-    def perform_update(self, serializer: SegmentSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer) -> None:
         segment = serializer.instance
+        assert isinstance(segment, Segment)  # UpdateModelMixin made the serializer with the object
         data = dict(serializer.validated_data)
         note = data.pop("change_note", "")
         for name, value in data.items():

@@ -216,7 +216,7 @@ def segment_measures(segment: Segment | None, period: Period, *, stage: str = DE
 
 
 def flag(estimate: Estimate, baseline: Estimate) -> str:
-    if not estimate.excludes(baseline.value):
+    if baseline.value is None or estimate.low is None or not estimate.excludes(baseline.value):
         return ""
     return "high" if estimate.low > baseline.value else "low"
 

@@ -140,7 +140,7 @@ def _cells(estimate: Estimate, digits: int = 6) -> list:
 
 
 def comparison_csv_rows(comparison: Comparison, *, sort: str = "") -> list[list]:
-    rows = [CSV_HEADER]
+    rows: list[list] = [CSV_HEADER]
     for m in [comparison.baseline, *sorted_rows(comparison, sort)]:
         rows.append(
             [

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from contacts.models import Activity, Contact, Deal, DealStage, LifecycleChange
@@ -154,13 +154,14 @@ def store(computed: Computed, periods: list[Period], *, segment_ids: Iterable[in
                 if database and model is not SegmentChangeStat:
                     rows.filter(segment__isnull=True).delete()
         stored = {grain for grain in by_grain}
-        for model, rows in (
+        made: list[tuple[type[models.Model], list]] = [
             (SegmentStat, computed.stats),
             (SegmentResponse, computed.responses),
             (SegmentStageStat, computed.stages),
             (SegmentChangeStat, computed.changes),
-        ):
-            model.objects.bulk_create([row for row in rows if row.grain in stored], batch_size=2000)
+        ]
+        for stat_model, new_rows in made:
+            stat_model._default_manager.bulk_create([row for row in new_rows if row.grain in stored], batch_size=2000)
 
 
 def compute_and_store_groups(groups: list[list[Period]], *, segment_ids: Iterable[int], database: bool = True) -> None:

@@ -20,6 +20,12 @@ class Estimate:
             return False
         return baseline < self.low or baseline > self.high
 
+    def interval(self) -> tuple[float, float, float] | None:
+        """(value, low, high); None for the estimate of no trials."""
+        if self.value is None or self.low is None or self.high is None:
+            return None
+        return self.value, self.low, self.high
+
 
 EMPTY = Estimate(None, None, None)
 

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from crmseg_site.access import signed_in_user
 from crmseg_site.replicas import replica_reads
 from crmseg_site.untrusted_json import UntrustedJSONAdmin
 from segments.models import (
@@ -88,7 +89,7 @@ class ReviewAdmin(admin.ModelAdmin):
     list_select_related = ["segment", "reviewer"]
     search_fields = ["segment__name", "segment__slug", "notes"]
     date_hierarchy = "reviewed_at"
-    readonly_fields = [
+    readonly_fields = (
         "segment",
         "kind",
         "decision",
@@ -99,7 +100,7 @@ class ReviewAdmin(admin.ModelAdmin):
         "rule_version",
         "merged_into",
         "snapshot_json",
-    ]
+    )
     fields = readonly_fields
 
     @admin.display(description="snapshot at review time")
@@ -182,7 +183,8 @@ def governance_page(request: HttpRequest) -> HttpResponse:
         "base_query": query.urlencode(),
         "csv_query": _with(request.GET, format="csv"),
         "reminders": list(
-            ReviewReminder.objects.filter(recipient=request.user, read_at=None).select_related("segment")[:20]
+            ReviewReminder.objects.filter(recipient=signed_in_user(request), read_at=None)
+            .select_related("segment")[:20]
         ),
     }
     return TemplateResponse(request, "admin/segments/governance.html", ctx)
@@ -307,7 +309,8 @@ class RuleDraftAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
 def reminders_read(request: HttpRequest) -> HttpResponse:
     """Mark the signed-in user's review reminders read (POST), back to the governance page."""
     if request.method == "POST":
-        done = ReviewReminder.objects.filter(recipient=request.user, read_at=None).update(read_at=timezone.now())
+        mine = ReviewReminder.objects.filter(recipient=signed_in_user(request), read_at=None)
+        done = mine.update(read_at=timezone.now())
         messages.success(request, f"Marked {done} reminder(s) read.")
     return HttpResponseRedirect(reverse("admin:segments_governance"))
 
@@ -320,9 +323,9 @@ class ReviewReminderAdmin(admin.ModelAdmin):
     list_filter = ["stage", "kind"]
     list_select_related = ["recipient", "segment"]
     search_fields = ["segment__name", "recipient__username", "message"]
-    readonly_fields = [
+    readonly_fields = (
         "segment", "kind", "due", "stage", "recipient", "message", "created_at", "emailed_at", "read_at",
-    ]  # fmt: skip
+    )  # fmt: skip
     fields = readonly_fields
 
     def has_add_permission(self, request) -> bool:

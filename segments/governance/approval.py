@@ -89,7 +89,7 @@ def save_or_propose(segment: Segment, *, user=None, note: str = "") -> RuleDraft
 def stale_message(draft: RuleDraft) -> str | None:
     """Why the draft must be rebased: the live rule changed after it was made (None when current)."""
     latest = _latest_version(draft.segment_id)
-    if (latest.pk if latest else None) == draft.base_version_id:
+    if latest is None or latest.pk == draft.base_version_id:
         return None
     by = latest.changed_by.get_username() if latest.changed_by else "the system"
     return (
@@ -128,6 +128,7 @@ def approve_draft(draft: RuleDraft, *, approver, now: datetime | None = None) ->
         segment.rule = draft.rule
         save_segment(segment, user=draft.author, note=draft.note, approved_by=approver)
         version = _latest_version(segment.pk)
+        assert version is not None  # save_segment recorded the new rule's version
         draft.status, draft.decided_by, draft.decided_at = DraftStatus.APPROVED, approver, now or timezone.now()
         draft.version = version
         draft.save(update_fields=["status", "decided_by", "decided_at", "version"])

@@ -95,7 +95,7 @@ def cadences(segments: Iterable[Segment]) -> dict[int, dict[str, Cadence]]:
             by_segment[(row.segment_id, row.kind)] = cadence
         else:
             by_category[(row.category, row.kind)] = cadence
-    out = {}
+    out: dict[int, dict[str, Cadence]] = {}
     for segment in segments:
         out[segment.pk] = {}
         for kind, (every, unit) in STRATEGY_DEFAULTS.items():

@@ -56,8 +56,8 @@ class Flag:
         return asdict(self)
 
 
-def _day(value: date) -> str:
-    return value.isoformat()
+def _day(value: date | None) -> str:
+    return value.isoformat() if value else "never"
 
 
 # --- live flags ---
@@ -66,7 +66,7 @@ def _day(value: date) -> str:
 def live_flags(segment: Segment, schedule: dict[str, Due], *, today: date) -> list[Flag]:
     """Never reviewed, review overdue, no active owner, refresh failing (no query: the segment's
     owners must be loaded with it)."""
-    flags = []
+    flags: list[Flag] = []
     if segment.status == SegmentStatus.ARCHIVED:
         return flags
     if all(due.last_reviewed_at is None for due in schedule.values()):

@@ -112,7 +112,7 @@ def _explained(
     rule: object, contact_ids: list[int], *, now: datetime, fields: dict[str, Field], parent_id: int | None
 ) -> dict[int, Sample]:
     """The explainer's word on the new rule for each sampled contact (facts read for all at once)."""
-    if not contact_ids:
+    if not contact_ids or not isinstance(rule, dict):  # (a rule that is not an object was refused before)
         return {}
     facts = load_facts(rule, contact_ids, now=now, fields=fields)
     in_parent = None

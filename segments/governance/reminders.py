@@ -17,9 +17,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeGuard
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.mail import send_mail
 from django.db.models import Q
 from django.urls import reverse
@@ -29,7 +31,7 @@ from django.utils.http import urlencode
 from contacts.roles import OPERATIONS
 from segments.models import ReminderStage, ReviewKind, ReviewReminder, Segment, SegmentStatus
 
-from .cadence import Due, schedules
+from .cadence import schedules
 
 CLAIM_LEASE = timedelta(hours=1)
 NO_ADDRESS = "no address"  # the recipient has no e-mail address: in-app only
@@ -45,23 +47,23 @@ class Sent:
         return {"notices": self.notices, "emailed": self.emailed}
 
 
-def _active(user) -> bool:
+def _active(user: User | None) -> TypeGuard[User]:
     return user is not None and user.is_active
 
 
-def steward(segment: Segment):
+def steward(segment: Segment) -> User | None:
     """Who is reminded: the owner, or the backup owner while the owner is missing or inactive."""
     if _active(segment.owner):
         return segment.owner
     return segment.backup_owner if _active(segment.backup_owner) else None
 
 
-def _when(due: Due, today: date) -> str:
-    if today < due.due:
-        return f"is due on {due.due:%-d %b %Y}"
-    if today == due.due:
+def _when(due_on: date, today: date) -> str:
+    if today < due_on:
+        return f"is due on {due_on:%-d %b %Y}"
+    if today == due_on:
         return "is due today"
-    return f"was due on {due.due:%-d %b %Y} ({due.overdue_days(today)} days overdue)"
+    return f"was due on {due_on:%-d %b %Y} ({(today - due_on).days} days overdue)"
 
 
 def notices(*, today: date) -> list[ReviewReminder]:
@@ -75,25 +77,28 @@ def notices(*, today: date) -> list[ReviewReminder]:
     due_by_segment = schedules(segments)
     for segment in segments:
         for kind, due in due_by_segment[segment.pk].items():
-            if due.state(today, ahead_days=ahead) not in ("coming", "due", "overdue"):
+            due_on = due.due
+            if due_on is None or due.state(today, ahead_days=ahead) not in ("coming", "due", "overdue"):
                 continue
             label = ReviewKind(kind).label.lower()  # "metrics review"
             person = steward(segment)
             if person is not None:
-                message = f"The {label} of {segment.name} {_when(due, today)}."
-                found.append(_notice(segment, due, ReminderStage.REMIND, person, message))
+                message = f"The {label} of {segment.name} {_when(due_on, today)}."
+                found.append(_notice(segment, due.kind, due_on, ReminderStage.REMIND, person, message))
             if due.overdue_days(today) > escalate_after:
                 owner = segment.owner.get_username() if segment.owner else "no owner"
-                message = f"Escalated: the {label} of {segment.name} {_when(due, today)}; owner: {owner}."
+                message = f"Escalated: the {label} of {segment.name} {_when(due_on, today)}; owner: {owner}."
                 backup = [segment.backup_owner] if _active(segment.backup_owner) else []
                 for user in {u.pk: u for u in [*backup, *operations] if u.pk != segment.owner_id}.values():
-                    found.append(_notice(segment, due, ReminderStage.ESCALATE, user, message))
+                    found.append(_notice(segment, due.kind, due_on, ReminderStage.ESCALATE, user, message))
     return found
 
 
-def _notice(segment: Segment, due: Due, stage: str, recipient, message: str) -> ReviewReminder:
+def _notice(
+    segment: Segment, kind: str, due_on: date, stage: str, recipient: User, message: str
+) -> ReviewReminder:
     return ReviewReminder(
-        segment=segment, kind=due.kind, due=due.due, stage=stage, recipient=recipient, message=message[:500]
+        segment=segment, kind=kind, due=due_on, stage=stage, recipient=recipient, message=message[:500]
     )
 
 
@@ -131,4 +136,5 @@ def _send_claimed(*, now: datetime) -> int:
 
 
 def review_link(notice: ReviewReminder) -> str:
-    return reverse("admin:segments_review_add") + "?" + urlencode({"segment": notice.segment_id, "kind": notice.kind})
+    query = urlencode({"segment": str(notice.segment_id), "kind": notice.kind})
+    return reverse("admin:segments_review_add") + "?" + query

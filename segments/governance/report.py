@@ -8,7 +8,7 @@ The admin page, its CSV and the API serve the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -30,7 +30,7 @@ class Row:
     segment: Segment
     due: dict[str, Due]
     flags: list[Flag]
-    checked_at: object  # when the stored flags were computed (None: not yet)
+    checked_at: datetime | None  # when the stored flags were computed (None: not yet)
     today: date
 
     @property

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from segments.editing import save_segment, segment_dependants
@@ -27,7 +27,7 @@ from .snapshot import take_snapshot
 from .usage import use_counts
 
 
-def _choice(value: object, choices: type, *, noun: str) -> str | None:
+def _choice(value: object, choices: type[models.Choices], *, noun: str) -> str | None:
     if value in choices.values:
         return None
     return f"{value!r} is not a {noun}; use one of {', '.join(choices.values)}."

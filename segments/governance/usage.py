@@ -37,7 +37,7 @@ def relations() -> list[ForeignObjectRel]:
 
 
 def describe(relation: ForeignObjectRel) -> str:
-    return f"{relation.related_model._meta.verbose_name.capitalize()} ({relation.field.verbose_name})"
+    return f"{str(relation.related_model._meta.verbose_name).capitalize()} ({relation.field.verbose_name})"
 
 
 def use_counts(segment_ids: Iterable[int]) -> dict[int, dict[str, int]]:

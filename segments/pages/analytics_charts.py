@@ -37,9 +37,8 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def interval_text(estimate: Estimate, unit: str) -> str:
-    low, high = format_value(estimate.low, unit), format_value(estimate.high, unit)
-    return f"{format_value(estimate.value, unit)} (95% interval {low}–{high})"
+def interval_text(value: float, low: float, high: float, unit: str) -> str:
+    return f"{format_value(value, unit)} (95% interval {format_value(low, unit)}–{format_value(high, unit)})"
 
 
 def rate_ticks(high: float, unit: str) -> list[float]:
@@ -98,19 +97,20 @@ def forest(rows: list[Row], baseline: Estimate, *, label: str, unit: str, axis: 
         y = top + row_h * index + row_h / 2
         name = row.label if len(row.label) <= 26 else row.label[:25] + "…"
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(name)}</text>')
-        est = row.estimate
-        if est.value is None:
+        found = row.estimate.interval()
+        if found is None:
             parts.append(f'<text x="{left + 4}" y="{y + 4:.1f}">no members</text>')
             continue
+        value, low, high = found
         colour = COLOURS[row.flag]
-        tip = f"{row.label}: {interval_text(est, unit)}"
+        tip = f"{row.label}: {interval_text(value, low, high, unit)}"
         parts.append(
             f"<g><title>{escape(tip)}</title>"
-            f'<line x1="{x(est.low):.1f}" x2="{x(est.high):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{colour}" stroke-width="2"/>'
-            f'<line x1="{x(est.low):.1f}" x2="{x(est.low):.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}" stroke="{colour}"/>'
-            f'<line x1="{x(est.high):.1f}" x2="{x(est.high):.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}" stroke="{colour}"/>'
-            f'<circle cx="{x(est.value):.1f}" cy="{y:.1f}" r="4" fill="{colour}"/></g>'
+            f'<line x1="{x(low):.1f}" x2="{x(low):.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}" stroke="{colour}"/>'
+            f'<line x1="{x(high):.1f}" x2="{x(high):.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}" stroke="{colour}"/>'
+            f'<circle cx="{x(value):.1f}" cy="{y:.1f}" r="4" fill="{colour}"/></g>'
         )
     return _svg(width, height, parts, label)
 
@@ -118,8 +118,8 @@ def forest(rows: list[Row], baseline: Estimate, *, label: str, unit: str, axis: 
 def series(labels: list[str], estimates: list[Estimate], *, label: str, unit: str, y_label: str) -> SafeString:
     """A rate per period as a line, its 95% interval as a band around it."""
     width, height, left, right, top, bottom = 560, 240, 64, 16, 16, 44
-    points = [(i, e) for i, e in enumerate(estimates) if e.value is not None]
-    ticks = rate_ticks(max([e.high for _, e in points] or [0]), unit)
+    points = [(i, found) for i, e in enumerate(estimates) if (found := e.interval()) is not None]
+    ticks = rate_ticks(max([high for _, (_, _, high) in points] or [0]), unit)
     span = ticks[-1] or 1
     n = max(len(labels), 1)
 
@@ -146,17 +146,15 @@ def series(labels: list[str], estimates: list[Estimate], *, label: str, unit: st
         f'transform="rotate(-90 14 {middle:.1f})">{escape(y_label)}</text>'
     )
     if points:
-        upper = " ".join(f"{x(i):.1f},{y(e.high):.1f}" for i, e in points)
-        lower = " ".join(f"{x(i):.1f},{y(e.low):.1f}" for i, e in reversed(points))
+        upper = " ".join(f"{x(i):.1f},{y(high):.1f}" for i, (_, _, high) in points)
+        lower = " ".join(f"{x(i):.1f},{y(low):.1f}" for i, (_, low, _) in reversed(points))
         parts.append(f'<polygon class="area" points="{upper} {lower}"><title>95% interval</title></polygon>')
-        line = " ".join(f"{x(i):.1f},{y(e.value):.1f}" for i, e in points)
+        line = " ".join(f"{x(i):.1f},{y(value):.1f}" for i, (value, _, _) in points)
         parts.append(f'<polyline class="line" points="{line}"/>')
-        for i, e in points:
-            tip = (
-                f"{labels[i]}: {format_value(e.value, unit)} ({format_value(e.low, unit)}–{format_value(e.high, unit)})"
-            )
+        for i, (value, low, high) in points:
+            tip = f"{labels[i]}: {format_value(value, unit)} ({format_value(low, unit)}–{format_value(high, unit)})"
             parts.append(
-                f'<circle cx="{x(i):.1f}" cy="{y(e.value):.1f}" r="3" fill="#2f5bd3">'
+                f'<circle cx="{x(i):.1f}" cy="{y(value):.1f}" r="3" fill="#2f5bd3">'
                 f"<title>{escape(tip)}</title></circle>"
             )
     else:

@@ -125,7 +125,7 @@ def comparison_csv(request: HttpRequest) -> HttpResponse:
     return response
 
 
-SERIES_GRAINS = {AnalyticsGrain.WEEK: 26, AnalyticsGrain.MONTH: 12, AnalyticsGrain.QUARTER: 8}
+SERIES_GRAINS: dict[str, int] = {AnalyticsGrain.WEEK: 26, AnalyticsGrain.MONTH: 12, AnalyticsGrain.QUARTER: 8}
 
 
 def _marks(segment: Segment, first, last) -> list[Mark]:
@@ -221,7 +221,7 @@ def segment_analytics(request: HttpRequest, segment_id: int) -> HttpResponse:
 @replica_reads()
 def overlap_page(request: HttpRequest) -> HttpResponse:
     everything = list(Segment.objects.active().order_by("name"))
-    ctx = {"section": "segments", "all_segments": everything}
+    ctx: dict[str, object] = {"section": "segments", "all_segments": everything}
     chosen_ids = request.GET.getlist("segments")
     try:
         ids = [int(pk) for pk in chosen_ids]

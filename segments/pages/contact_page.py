@@ -1,21 +1,42 @@
 """What a Sales rep sees about one contact, gathered in a fixed number of queries."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage, LifecycleChange
 from predictions.explain import contact_scores
 from segments.explaining import explain_segments
-from segments.models import ChangeKind, Membership, MembershipChange
+from segments.models import ChangeKind, Membership, MembershipChange, Segment
 from segments.rules.explainer import Explanation
 from segments.rules.registry import get_fields
 from segments.rules.validation import InvalidRule
 
 from .paging import Page, fetch_page
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _AddedBy(TypedDict):
+    added_by: str | None
+
 ACTIVITY_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    """One of the contact's memberships as the page shows it."""
+
+    segment: Segment
+    joined_at: datetime
+    added_by: str | None  # who added it by hand (its latest join's user)
+    why: list[str]  # the conditions that hold (rule-based segments)
 
 
 @dataclass(frozen=True)
@@ -40,7 +61,7 @@ def open_support_tickets(contact: Contact) -> QuerySet[Activity]:
     )
 
 
-def memberships(contact: Contact) -> list[Membership]:
+def memberships(contact: Contact) -> list[WithAnnotations[Membership, _AddedBy]]:
     """The contact's memberships, each with `added_by`: who added it by hand (its latest join's user)."""
     joined_by = MembershipChange.objects.filter(
         segment_id=OuterRef("segment_id"), contact_id=OuterRef("contact_id"), kind=ChangeKind.JOIN
@@ -53,7 +74,7 @@ def memberships(contact: Contact) -> list[Membership]:
     )
 
 
-def explain_memberships(contact: Contact, member_of: list[Membership], *, now: datetime) -> dict[int, list[str]]:
+def explain_memberships(contact: Contact, member_of: Sequence[Membership], *, now: datetime) -> dict[int, list[str]]:
     """The conditions that hold, per rule-based membership, from one explainer pass.
 
     The segments' rules are explained together (explain_segments), so the contact, its
@@ -77,7 +98,7 @@ def _why(explanation: Explanation | InvalidRule) -> list[str]:
     return ["No longer matches (the next refresh will remove the contact)"]
 
 
-def suppression_flags(member_of: list[Membership]) -> list[SuppressionFlag]:
+def suppression_flags(member_of: list[MembershipRow]) -> list[SuppressionFlag]:
     """Plain-language flags for every suppression segment the contact is in."""
     return [
         SuppressionFlag(
@@ -96,10 +117,9 @@ def activity_page(contact: Contact, *, number: int) -> Page:
 
 
 def contact_facts(contact: Contact, *, activity_page_number: int, now: datetime) -> dict:
-    member_of = memberships(contact)
-    why = explain_memberships(contact, member_of, now=now)
-    for membership in member_of:
-        membership.why = why.get(membership.segment_id, [])
+    found = memberships(contact)
+    why = explain_memberships(contact, found, now=now)
+    member_of = [MembershipRow(m.segment, m.joined_at, m.added_by, why.get(m.segment_id, [])) for m in found]
     open_deals = list(Deal.objects.filter(contact=contact, stage=DealStage.OPEN).order_by("-created_at"))
     return {
         "stage_history": list(LifecycleChange.objects.filter(contact=contact)[:8]),

@@ -43,7 +43,7 @@ def owner_choices() -> list[tuple[str, str]]:
 
 class ContactSearchForm(forms.Form):
     q = forms.CharField(label="Name, email or company", required=False, max_length=200)
-    owner = forms.ChoiceField(label="Owner", required=False)
+    owner = forms.ChoiceField(label="Owner", required=False, choices=owner_choices)
     segment = forms.ModelChoiceField(
         label="Segment",
         required=False,
@@ -60,7 +60,6 @@ class ContactSearchForm(forms.Form):
         data.setdefault("owner", OWNER_MINE)
         super().__init__(data, label_suffix="")
         self.user = user
-        self.fields["owner"].choices = owner_choices()
 
     def search(self) -> "QuerySet[Contact] | NameOrderSearch":
         """The matching contacts in name order, to slice for a page; call after is_valid()."""
@@ -172,7 +171,8 @@ class NameOrderSearch:
         else (few matches, or all of them far down the order: emails "c9…" of contacts named
         "Bench-9…") the way's matches are sorted, which costs what they number."""
         if self.horizon is not None:
-            near = way.filter(last_lower__lte=self.horizon).order_by(*NAME_ORDER).values_list("pk", flat=True)
+            # last_lower: the ways' annotation (Lower("last_name")), which the stubs' plugin does not see.
+            near = way.filter(last_lower__lte=self.horizon).order_by(*NAME_ORDER).values_list("pk", flat=True)  # type: ignore[misc]
             found = list(near[:stop])
             if len(found) == stop:
                 return found

@@ -13,6 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from contacts.models import LifecycleStage
+from segments.governance.usage import LastUse
 from segments.models import Membership, Segment, SegmentDay, SegmentReference
 from segments.rollup import days_since
 
@@ -70,14 +71,16 @@ class TreeNode:
     segment: Segment
     depth: int = 0
     children: list["TreeNode"] = field(default_factory=list)
+    growth: dict[int, int] = field(default_factory=dict)  # days -> members gained (the overview's columns)
+    last_used: LastUse | None = None
 
 
 def segment_tree(segments: list[Segment]) -> list[TreeNode]:
     """Roots with their descendants, from one list of segments (children sorted by name)."""
     nodes = {s.pk: TreeNode(s) for s in segments}
-    roots = []
+    roots: list[TreeNode] = []
     for node in nodes.values():
-        parent = nodes.get(node.segment.parent_id)
+        parent = nodes.get(node.segment.parent_id) if node.segment.parent_id else None
         (parent.children if parent else roots).append(node)
     return roots
 
@@ -94,10 +97,11 @@ def flatten(roots: list[TreeNode], *, depth: int = 0) -> list[TreeNode]:
 def lineage(segment: Segment, segments: list[Segment]) -> list[Segment]:
     """The segment's ancestors, root first."""
     by_id = {s.pk: s for s in segments}
-    chain, current = [], by_id.get(segment.parent_id)
+    chain: list[Segment] = []
+    current = by_id.get(segment.parent_id) if segment.parent_id else None
     while current is not None and current not in chain:
         chain.insert(0, current)
-        current = by_id.get(current.parent_id)
+        current = by_id.get(current.parent_id) if current.parent_id else None
     return chain
 
 
@@ -134,7 +138,7 @@ def where_used(segment: Segment) -> list[Use]:
         model = relation.related_model
         if model._meta.app_label == "segments" or relation.remote_field is None:
             continue
-        what = f"{model._meta.verbose_name.capitalize()} ({relation.field.verbose_name})"
+        what = f"{str(model._meta.verbose_name).capitalize()} ({relation.field.verbose_name})"
         for obj in model._default_manager.filter(**{relation.field.name: segment}).distinct()[:50]:
             uses.append(Use(what, str(obj), _admin_url(obj)))
     return uses

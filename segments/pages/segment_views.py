@@ -161,7 +161,7 @@ def refresh_state(segment: Segment) -> dict:
         "status": segment.last_refresh_status,
         "status_label": segment.get_last_refresh_status_display(),
         "running_since": segment.refresh_running_since.isoformat() if segment.refresh_running_since else None,
-        "heartbeat_at": segment.refresh_heartbeat_at.isoformat() if segment.refresh_running_since else None,
+        "heartbeat_at": segment.refresh_heartbeat_at.isoformat() if segment.refresh_heartbeat_at else None,
         "worker": segment.refresh_worker,
         "failures": segment.refresh_failures,
         "retry_at": segment.refresh_retry_at.isoformat() if segment.refresh_retry_at else None,

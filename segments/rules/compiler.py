@@ -79,7 +79,7 @@ Thresholds = dict[str, float | None]
 
 
 def matching_contacts(
-    rule: dict,
+    rule: object,
     *,
     now: datetime,
     fields: dict[str, Field] | None = None,
@@ -101,7 +101,7 @@ def matching_contacts(
 
 
 def compile_rule(
-    rule: dict,
+    rule: object,
     *,
     now: datetime,
     fields: dict[str, Field] | None = None,
@@ -121,7 +121,7 @@ def compile_rule(
         # A rule without props.* needs no PropertyDefinition query, unless it is wrong: then the
         # errors' suggestions come from every field, as everywhere else.
         errors = validate_rule(rule, segment_slugs=slugs, fields=get_fields())
-    if errors:
+    if errors or not isinstance(rule, dict):
         raise InvalidRule(errors)
     segment_ids = dict(Segment.objects.filter(slug__in=slugs).values_list("slug", "pk")) if slugs else {}
     return _Compiler(fields, now, segment_ids, thresholds or {}, few_contacts=few_contacts).node(rule)
@@ -169,7 +169,7 @@ class _Compiler:
         it simplifies NOTs, so the compiler does it.
         """
         if "all" in rule or "any" in rule:
-            children = [self.node(child, negated=negated) for child in rule.get("all", rule.get("any"))]
+            children = [self.node(child, negated=negated) for child in rule["all" if "all" in rule else "any"]]
             return reduce(and_ if ("all" in rule) != negated else or_, children)
         if "not" in rule:
             return self.node(rule["not"], negated=not negated)
@@ -178,8 +178,10 @@ class _Compiler:
         if "in_segment" in rule:
             # By id, not through a join on the slug: the planner then knows how many members
             # that segment has (its statistics), and joins them in the right order.
-            segment_id = self.segment_ids.get(rule["in_segment"])  # None (no such segment): nobody
-            member = Q(Exists(Membership.objects.filter(contact=OuterRef("pk"), segment_id=segment_id)))
+            segment_id = self.segment_ids.get(rule["in_segment"])
+            # No such segment: nobody (a membership always names its segment).
+            of_segment = {"segment_id": segment_id} if segment_id is not None else {"segment_id__isnull": True}
+            member = Q(Exists(Membership.objects.filter(contact=OuterRef("pk"), **of_segment)))
             return ~member if negated else member
         field = self.fields[rule["field"]]
         condition = self.condition(field, rule["op"], rule.get("value"))
@@ -219,12 +221,13 @@ class _Compiler:
     def number_condition(self, field: Field, expr, op: str, value) -> Q:
         if op in PERCENT_OPS:
             key = threshold_key(field.path, op, value)
+            threshold: Expression
             if key not in self.thresholds:
                 threshold = percent_threshold(field, op, value)
-            elif self.thresholds[key] is None:
+            elif (stored := self.thresholds[key]) is None:
                 return Q(Exact(Value(1), 0))  # no contact had a set value: nobody qualifies
             else:
-                threshold = Value(float(self.thresholds[key]), output_field=FloatField())
+                threshold = Value(float(stored), output_field=FloatField())
             top = op == "top_percent"
             return Q(GreaterThanOrEqual(expr, threshold) if top else LessThanOrEqual(expr, threshold))
         if op == "between":
@@ -358,10 +361,10 @@ def _tallied_contacts(kind: str, test: _CountTest, *, now: datetime) -> QuerySet
     few contacts with one are found by the (kind, occurred_at) index and counted from Activity.
     """
     later = Activity.objects.filter(kind=kind, occurred_at__gt=now)
-    counted = ActivityTally.objects.filter(test.kept(), kind=kind)
+    tallied = ActivityTally.objects.filter(test.kept(), kind=kind)
     # NOT EXISTS, not NOT IN: an anti-join whatever the size (many later activities, a refresh at a
     # past time, would not fit NOT IN's hash, and PostgreSQL would rescan them for every row).
-    counted = counted.filter(~Exists(later.filter(contact=OuterRef("contact_id")))).values(member=F("contact"))
+    counted = tallied.filter(~Exists(later.filter(contact=OuterRef("contact_id")))).values(member=F("contact"))
     recounted = _grouped(
         Activity.objects.filter(kind=kind, occurred_at__lte=now, contact_id__in=later.values("contact_id")), test
     )
@@ -379,7 +382,8 @@ def _grouped(activities: QuerySet[Activity], test: _CountTest) -> QuerySet[Activ
     cents = Coalesce(Sum(_value_cents()), 0, output_field=FloatField())
     aggregate = cents if test.aggregate == "cents" else Count("*")
     grouped = activities.order_by().values(member=F("contact")).annotate(**{test.aggregate: aggregate})
-    return grouped.filter(test.kept()).values("member")
+    # "member" is the alias values() gave above; the stubs' plugin does not follow it.
+    return grouped.filter(test.kept()).values("member")  # type: ignore[misc]
 
 
 def matching_activities(filters: dict, *, within_days: int | None, now: datetime) -> QuerySet[Activity]:

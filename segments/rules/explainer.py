@@ -140,7 +140,7 @@ class ContactFacts:
 
 
 def explain(
-    rule: dict,
+    rule: object,
     contact: Contact,
     *,
     now: datetime,
@@ -155,7 +155,7 @@ def explain(
     """
     fields = fields if fields is not None else get_fields()
     errors = validate_rule(rule, segment_slugs=referenced_slugs(rule), fields=fields)
-    if errors:
+    if errors or not isinstance(rule, dict):
         raise InvalidRule(errors)
     return Explanation(_Evaluator(rule, contact, fields, now, thresholds or {}, facts).node(rule, ""))
 
@@ -184,7 +184,7 @@ def load_facts(
 
 def _scores(contact_ids: list[int], nodes: list[dict], fields: dict[str, Field]) -> dict[int, dict]:
     """The propensity scores the rule reads, by contact and (model id, column): one query, or none."""
-    model_ids = {fields[node["field"]].score[0] for node in nodes if "field" in node and fields[node["field"]].score}
+    model_ids = {score[0] for node in nodes if "field" in node and (score := fields[node["field"]].score)}
     if not model_ids:
         return {}
     found: dict[int, dict] = {}

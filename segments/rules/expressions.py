@@ -63,7 +63,7 @@ class Fold(Func):
 
 
 class _VendorFunc(Func):
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(self, compiler, connection, function=None, template=None, arg_joiner=None, **extra_context):
         raise NotSupportedError(f"{type(self).__name__} supports PostgreSQL and SQLite only.")
 
 

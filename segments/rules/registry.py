@@ -236,7 +236,7 @@ def propensity_models_named(rule: object) -> list[str]:
         if isinstance(field, str) and field.startswith(PROPENSITY_PREFIX):
             name = field.removeprefix(PROPENSITY_PREFIX).removesuffix("_percentile").removesuffix("_tier")
             names.append(name)
-        children = rule.values()
+        children = list(rule.values())
     elif isinstance(rule, list):
         children = rule
     else:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TypeGuard
 
 from contacts.models import ActivityKind
 from segments.models import Segment
@@ -103,10 +104,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _is_number(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+def _is_number(value: object) -> TypeGuard[int | float | Decimal]:
+    if isinstance(value, bool):
         return False
-    return math.isfinite(value) and abs(value) <= MAX_NUMBER
+    if isinstance(value, Decimal):
+        return value.is_finite() and abs(value) <= MAX_NUMBER
+    return isinstance(value, int | float) and math.isfinite(value) and abs(value) <= MAX_NUMBER
 
 
 def _is_day_count(value: object) -> bool:

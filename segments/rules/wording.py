@@ -128,7 +128,7 @@ def condition_text(rule: dict, *, fields: dict[str, Field], segment_names: dict[
     path = rule.get("field")
     field = fields.get(path) if isinstance(path, str) else None
     label = field.label if field is not None else str(path)
-    op, value = rule.get("op"), rule.get("value")
+    op, value = str(rule.get("op")), rule.get("value")
     words = OPERATORS.get(op)
     if words is None:
         return f"{label} {op} {value_text(field, value)}".strip()
@@ -141,11 +141,12 @@ def condition_text(rule: dict, *, fields: dict[str, Field], segment_names: dict[
 
 def _event_text(rule: dict) -> str:
     filters = rule["event"] if isinstance(rule.get("event"), dict) else {}
-    kind = _KIND_LABELS.get(filters.get("kind"), str(filters.get("kind")))
+    kind_name = str(filters.get("kind"))
+    kind = _KIND_LABELS.get(kind_name, kind_name)
     about = "".join(f" {words} “{filters[key]}”" for key, words in _EVENT_FILTERS if filters.get(key))
     if filters.get("url_contains"):
         about += f" on a page whose address contains “{filters['url_contains']}”"
-    op, value = rule.get("op"), rule.get("value")
+    op, value = str(rule.get("op")), rule.get("value")
     words = EVENT_OPERATORS.get(op, f"{{kind}} {op} {{value}}")
     amount = number_text(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else value
     text = words.format(kind=f"{kind.lower()}{about}", value=amount)

@@ -86,10 +86,10 @@ class Command(BaseCommand):
         times = []
         for _ in range(options["repeat"]):
             started = time.perf_counter()
-            result = overlap(ten)
+            overlapped = overlap(ten)
             times.append((time.perf_counter() - started) * 1000)
         self.stdout.write(
-            f"overlap of {len(ten)} segments ({sum(result.sizes):,} memberships): "
+            f"overlap of {len(ten)} segments ({sum(overlapped.sizes):,} memberships): "
             f"median {statistics.median(times):.0f} ms, max {max(times):.0f} ms"
         )
         self.stdout.write(f"peak RSS {peak_rss_mb():.0f} MB")

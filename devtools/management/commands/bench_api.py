@@ -161,7 +161,8 @@ class Command(BaseCommand):
         raise RuntimeError("the benchmark server did not answer within 60 s")
 
     def _timed_bulk(self, client: Client, path: str, batches: list[list[dict]]) -> tuple[float, list[float], dict]:
-        durations, last = [], {}
+        durations: list[float] = []
+        last: dict = {}
         for batch in batches:
             body = {"rows": batch}
             started = time.perf_counter()

@@ -29,7 +29,7 @@ from contacts.hygiene import check_hygiene
 from contacts.models import Activity, Company, Contact
 from devtools.generate import insert_series, settle, sql_array
 from devtools.measure import peak_rss_mb
-from segments.coverage import coverage_report
+from segments.coverage import Report, coverage_report
 
 PLANTED = "+dqbench"
 
@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 clock = time.monotonic()
                 result = work()
                 seconds = time.monotonic() - clock
-            summary = f"{len(result.criteria)} criteria" if name == "coverage report" else str(result)
+            summary = f"{len(result.criteria)} criteria" if isinstance(result, Report) else str(result)
             self.stdout.write(f"{name}: {seconds:.2f} s, {len(queries)} statements; {summary}")
         self.stdout.write(f"peak RSS {peak_rss_mb():.0f} MB")
 

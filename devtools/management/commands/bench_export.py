@@ -93,7 +93,7 @@ class Command(BaseCommand):
         elapsed = time.perf_counter() - started
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"run {run.pk} failed: {run.error}")
-        size_mb = run.file_size / 1e6
+        size_mb = (run.file_size or 0) / 1e6
         self.stdout.write(
             f"{run.exported_count:>9,} rows  {elapsed:6.1f}s  {run.exported_count / elapsed:>8,.0f} rows/s  "
             f"RSS before {before:.0f} MB, peak {peak_rss_mb():.0f} MB  "

@@ -48,7 +48,7 @@ class Command(BaseCommand):
         contact_id = Membership.objects.order_by("-id").values_list("contact_id", flat=True).first()
         contact_id = contact_id or Contact.objects.values_list("pk", flat=True).first()
         segment = Segment.objects.order_by("-size").first()
-        last_name, first_name, email = Contact.objects.filter(pk=contact_id).values_list(
+        last_name, first_name, email = Contact.objects.filter(pk=contact_id or 0).values_list(
             "last_name", "first_name", "email"
         ).first() or ("smith", "ada", "smith@example.com")
         self.stdout.write(
