@@ -50,12 +50,8 @@ def read_bracketings(text: str) -> list[list[Bracket]]:
     return bracketings
 
 
-def _number_fields() -> list[tuple[str, str]]:
-    return sorted((f.path, f"{f.label} ({f.path})") for f in get_fields().values() if f.type == "number")
-
-
 class BoundaryForm(forms.Form):
-    field = forms.ChoiceField(choices=_number_fields, initial="company.employee_count", help_text="A number field")
+    field = forms.ChoiceField(initial="company.employee_count", help_text="A number field")
     bracketings = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 40}),
         initial="1, 50, 250\n1, 100, 500",
@@ -64,6 +60,12 @@ class BoundaryForm(forms.Form):
     outcome = forms.ChoiceField(choices=OUTCOME_CHOICES, initial="converted")
     days = forms.IntegerField(min_value=1, max_value=1096, initial=90, help_text="Outcomes over the last N days")
     campaign = forms.CharField(max_length=100, required=False, help_text="For 'responded': only this campaign")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["field"]
+        assert isinstance(field, forms.ChoiceField)  # declared above
+        field.choices = sorted((f.path, f"{f.label} ({f.path})") for f in get_fields().values() if f.type == "number")
 
     def clean_bracketings(self) -> list[list[Bracket]]:
         return read_bracketings(self.cleaned_data["bracketings"])

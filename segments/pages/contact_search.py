@@ -43,7 +43,7 @@ def owner_choices() -> list[tuple[str, str]]:
 
 class ContactSearchForm(forms.Form):
     q = forms.CharField(label="Name, email or company", required=False, max_length=200)
-    owner = forms.ChoiceField(label="Owner", required=False, choices=owner_choices)
+    owner = forms.ChoiceField(label="Owner", required=False)
     segment = forms.ModelChoiceField(
         label="Segment",
         required=False,
@@ -60,6 +60,9 @@ class ContactSearchForm(forms.Form):
         data.setdefault("owner", OWNER_MINE)
         super().__init__(data, label_suffix="")
         self.user = user
+        owner = self.fields["owner"]
+        assert isinstance(owner, forms.ChoiceField)  # declared above
+        owner.choices = owner_choices()  # read once (a callable would be read at each use)
 
     def search(self) -> "QuerySet[Contact] | NameOrderSearch":
         """The matching contacts in name order, to slice for a page; call after is_valid()."""
