@@ -154,7 +154,7 @@ class ReviewDueSerializer(serializers.Serializer):
 
 class HealthFlagSerializer(serializers.Serializer):
     code = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
     evidence = serializers.CharField()
 
 
