@@ -38,6 +38,10 @@ class MembershipRow:
     added_by: str | None  # who added it by hand (its latest join's user)
     why: list[str]  # the conditions that hold (rule-based segments)
 
+    @property
+    def segment_id(self) -> int:
+        return self.segment.pk
+
 
 @dataclass(frozen=True)
 class SuppressionFlag:
