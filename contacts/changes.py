@@ -16,6 +16,7 @@ contacts): readers re-read those contacts, derivers are not asked again. A run f
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -29,7 +30,7 @@ from contacts.models import CatchUpState, PendingChange
 CATCH_UP_TASK = "contacts.tasks.catch_up_task"
 INSERT_BATCH = 5000
 
-Listener = Callable[[list[int]], None]
+Listener = Callable[[list[int]], object]
 _derivers: list[Listener] = []
 _readers: list[Listener] = []
 
@@ -107,7 +108,7 @@ def metrics_changed(contact_ids: list[int] | None) -> None:
         _record(contact_ids, derive=False)
         return
     for listener in _metrics_listeners:
-        transaction.on_commit(lambda listener=listener: listener(None))
+        transaction.on_commit(partial(listener, None))
 
 
 ImportListener = Callable[[int, str, list[int]], int | None]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -50,6 +50,7 @@ from contacts.models import (
 )
 from contacts.normalize import domain as normalize_domain
 from contacts.table_statistics import analyze_if_stale
+from crmseg_site.model_fields import verbose_name
 
 # Rows per transaction: the first batch, then sized to take about TARGET_BATCH_SECONDS so that the
 # progress shown moves at least every couple of seconds however slow the rows are.
@@ -95,7 +96,7 @@ DEAL_SYNONYMS = {
     "created_at": ["created", "create date", "created on", "opened"],
     "closed_at": ["closed", "close date", "closed on"],
 }
-KEY_OF_KIND = {
+KEY_OF_KIND: dict[str, str] = {
     ImportKind.CONTACTS: "email",
     ImportKind.COMPANIES: "domain",
     ImportKind.ACTIVITIES: "external_id",
@@ -121,7 +122,7 @@ def targets(kind: str, properties: Iterable[PropertyDefinition] = ()) -> dict[st
     """{target: label} a column of this kind of file can map to."""
     if kind == ImportKind.CONTACTS:
         out = {"email": "E-mail (key)", "company_domain": "Company domain or website", "company_name": "Company name"}
-        out |= {name: Contact._meta.get_field(name).verbose_name for name in ingest.CONTACT_FIELDS}
+        out |= {name: verbose_name(Contact, name) for name in ingest.CONTACT_FIELDS}
         out.pop("properties", None)
         out |= {f"{PROPERTY_PREFIX}{p.key}": f"{p.label} (props.{p.key})" for p in properties}
         return out
@@ -129,7 +130,7 @@ def targets(kind: str, properties: Iterable[PropertyDefinition] = ()) -> dict[st
         return dict(DEAL_TARGETS)
     if kind == ImportKind.COMPANIES:
         out = {"domain": "Domain or website (key)"}
-        return out | {name: Company._meta.get_field(name).verbose_name for name in ingest.COMPANY_FIELDS}
+        return out | {name: verbose_name(Company, name) for name in ingest.COMPANY_FIELDS}
     return {name: name.replace("_", " ") + (" (key)" if name == "external_id" else "") for name in ACTIVITY_TARGETS}
 
 
@@ -149,13 +150,13 @@ def suggest_mapping(kind: str, headers: list[str], properties: Iterable[Property
     used: set[str] = set()
     for header in headers:
         folded = _fold(header)
-        target = choices.get(folded)
-        if target is None and folded:
+        found = choices.get(folded)
+        if found is None and folded:
             match = process.extractOne(folded, list(choices), scorer=fuzz.ratio, score_cutoff=85)
-            target = choices[match[0]] if match else None
-        if target and target not in used:
-            mapping[header] = target
-            used.add(target)
+            found = choices[match[0]] if match else None
+        if found and found not in used:
+            mapping[header] = found
+            used.add(found)
         else:
             mapping[header] = ""
     return mapping
@@ -183,29 +184,30 @@ def check_mapping(kind: str, headers: list[str], mapping: dict[str, str]) -> lis
     return problems
 
 
-def start_import(upload: UploadedFile, *, kind: str, user) -> ImportJob:
+def start_import(upload: File, *, kind: str, user) -> ImportJob:
     """Store the upload, read its header and record the import (status: waiting for its mapping)."""
     if kind not in ImportKind.values:
         raise ImportRefused(f"{kind!r} is not something to import; choose one of {', '.join(ImportKind.values)}.")
     limit = settings.IMPORT_MAX_BYTES
-    if upload.size > limit:
-        raise ImportRefused(f"{upload.name} is {upload.size:,} bytes; files up to {limit:,} bytes can be imported.")
+    name, size = upload.name or "upload", upload.size or 0
+    if size > limit:
+        raise ImportRefused(f"{name} is {size:,} bytes; files up to {limit:,} bytes can be imported.")
     directory = Path(settings.IMPORT_DIR)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{uuid.uuid4().hex}{Path(upload.name).suffix.lower()[:10]}"
+    path = directory / f"{uuid.uuid4().hex}{Path(name).suffix.lower()[:10]}"
     digest = hashlib.sha256()
     with open(path, "wb") as out:
         for chunk in upload.chunks():
             digest.update(chunk)
             out.write(chunk)
     try:
-        shape = import_files.inspect(path, upload.name)
+        shape = import_files.inspect(path, name)
     except UnreadableFile as error:
         path.unlink(missing_ok=True)
         raise ImportRefused(str(error)) from None
     mapping = suggest_mapping(kind, shape.headers, PropertyDefinition.objects.all())
     return ImportJob.objects.create(
-        kind=kind, file_name=upload.name[:255], stored_path=str(path), checksum=digest.hexdigest(), size=upload.size,
+        kind=kind, file_name=name[:255], stored_path=str(path), checksum=digest.hexdigest(), size=size,
         file_format=shape.file_format, encoding=shape.encoding, delimiter=shape.delimiter, headers=shape.headers,
         mapping=mapping, created_by=user if user and user.is_authenticated else None,
     )  # fmt: skip
@@ -405,16 +407,18 @@ class Importer:
             before = self._snapshot(values) if self.job.kind == ImportKind.DEALS else {}
             # Through the write path, which announces the contacts it changed after commit.
             if self.job.kind == ImportKind.ACTIVITIES:
-                result = writes.ingest_activities(values)
-                outcome.created = result.created
-                outcome.unchanged = result.duplicates
+                ingested = writes.ingest_activities(values)
+                outcome.created = ingested.created
+                outcome.unchanged = ingested.duplicates
+                failed = ingested.failed
             else:
-                upsert = {
+                upserts: dict[str, Callable[[list], ingest.UpsertResult]] = {
                     ImportKind.CONTACTS: writes.upsert_contacts,
                     ImportKind.COMPANIES: writes.upsert_companies,
                     ImportKind.DEALS: writes.upsert_deals,
-                }[self.job.kind]
-                result = upsert(values)
+                }
+                result = upserts[self.job.kind](values)
+                failed = result.failed
                 if self.job.kind == ImportKind.DEALS:
                     after = self._snapshot(values)
                     result.unchanged = [r for r in result.updated if before.get(r.key) == after.get(r.key)]
@@ -423,7 +427,7 @@ class Importer:
                 outcome.updated = len(result.updated) - len(result.unchanged)
                 if self.job.kind == ImportKind.CONTACTS:
                     outcome.contact_ids = [r.id for r in (*result.created, *result.updated)]
-            for index, errors in result.failed.items():
+            for index, errors in failed.items():
                 outcome.rejected += 1
                 outcome.errors += self._cell_errors(good[index], errors)
             if self.dry_run:
@@ -458,7 +462,8 @@ class Importer:
 
 
 def _model(kind: str) -> type[Contact | Company | Deal]:
-    return {ImportKind.COMPANIES: Company, ImportKind.DEALS: Deal}.get(kind, Contact)
+    by_kind: dict[str, type[Contact | Company | Deal]] = {ImportKind.COMPANIES: Company, ImportKind.DEALS: Deal}
+    return by_kind.get(kind, Contact)
 
 
 def normalize_domain_quietly(value: str) -> str:

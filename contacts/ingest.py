@@ -40,6 +40,7 @@ from contacts.models import (
 )
 from contacts.partitions import claim_insert_sql
 from contacts.table_statistics import analyze_if_stale
+from crmseg_site.model_fields import concrete_field
 from crmseg_site.untrusted_json import nul_paths
 
 MAX_ROWS = 10_000
@@ -115,7 +116,7 @@ def lookup_pairs(model: type[models.Model], key: str, value: str, wanted: Iterab
     if not wanted:
         return []
     if connection.vendor != "postgresql":
-        return list(model.objects.filter(**{f"{key}__in": wanted}).values_list(key, value))
+        return list(model._default_manager.filter(**{f"{key}__in": wanted}).values_list(key, value))
     # Cast to the column's type so the comparison can use the column's index.
     array_type = "bigint[]" if isinstance(model._meta.get_field(key), models.IntegerField) else "text[]"
     query = sql.SQL("SELECT {}, {} FROM {} WHERE {} = ANY(%s::{})").format(
@@ -138,7 +139,7 @@ def _clean_field(model: type[models.Model], name: str, raw: object) -> object:
         limit, allowed = plain
         if len(raw) <= limit and (allowed is None or raw in allowed):
             return raw
-    model_field = model._meta.get_field(name)
+    model_field = concrete_field(model, name)
     if name == "country" and isinstance(raw, str):
         raw = raw.upper()
     if isinstance(raw, dict | list) and not isinstance(model_field, models.JSONField):
@@ -152,9 +153,9 @@ def _clean_field(model: type[models.Model], name: str, raw: object) -> object:
 def _plain_text_fields(model: type[models.Model]) -> dict[str, tuple[int, frozenset[str] | None]]:
     """{name: (max_length, allowed values or None)} of the text fields whose only rules are their
     length and choices: for them field.clean() of a non-empty text is just those two checks."""
-    plain = {}
+    plain: dict[str, tuple[int, frozenset[str] | None]] = {}
     for model_field in model._meta.concrete_fields:
-        if type(model_field) is models.CharField and all(
+        if type(model_field) is models.CharField and model_field.max_length is not None and all(
             isinstance(validator, MaxLengthValidator) for validator in model_field.validators
         ):
             allowed = frozenset(str(value) for value, _ in model_field.flatchoices) if model_field.choices else None
@@ -244,7 +245,7 @@ def ensure_companies(names_by_domain: dict[str, str]) -> dict[str, int]:
 def stored_rows(model: type[models.Model], key: str, wanted: Iterable) -> dict[object, dict]:
     """{key: the stored row by column (attname)} of the rows whose `key` is one of `wanted`."""
     columns = [f.attname for f in model._meta.concrete_fields]
-    return {row[key]: row for row in model.objects.filter(**{f"{key}__in": list(wanted)}).values(*columns)}
+    return {row[key]: row for row in model._default_manager.filter(**{f"{key}__in": list(wanted)}).values(*columns)}
 
 
 def same_as_stored(row: dict, fields: Iterable[str], stored: dict | None) -> bool:
@@ -264,14 +265,14 @@ def _bulk_upsert(model: type[models.Model], entries: list[tuple[dict, set[str]]]
     groups: dict[frozenset[str], list[dict]] = {}
     for values, fields in entries:
         groups.setdefault(frozenset(fields | {"updated_at"}), []).append(values)
-    for fields, group in groups.items():
-        update = sorted(fields)
+    for written, group in groups.items():
+        update = sorted(written)
         if connection.vendor == "postgresql":
             rows = (tuple(values.get(c, defaults[c]) for c in columns) for values in group)
             copy_insert(model, columns, rows, conflict=key, update=update)
         else:
             objs = [model(**(defaults | values)) for values in group]
-            model.objects.bulk_create(
+            model._default_manager.bulk_create(
                 objs, update_conflicts=True, unique_fields=[key], update_fields=update, batch_size=BATCH_SIZE
             )
 
@@ -280,7 +281,7 @@ def _insert(model: type[models.Model], rows: list[dict], *, columns: list[str]) 
     if connection.vendor == "postgresql":
         copy_insert(model, columns, (tuple(row[c] for c in columns) for row in rows))
     else:
-        model.objects.bulk_create([model(**row) for row in rows], batch_size=BATCH_SIZE)
+        model._default_manager.bulk_create([model(**row) for row in rows], batch_size=BATCH_SIZE)
 
 
 def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
@@ -519,6 +520,8 @@ def _clean_activity(row: dict, errors: RowErrors) -> dict:
     values["kind"] = kind
     occurred = row.get("occurred_at")
     try:
+        if not isinstance(occurred, str):
+            raise TypeError(occurred)
         parsed = datetime.fromisoformat(occurred)
         # To UTC here: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
         aware = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
@@ -730,7 +733,7 @@ def _clean_deal(row: dict, errors: RowErrors) -> dict:
     return values
 
 
-def _write_deals(good: dict[int, dict], stored: dict[str, int], result: UpsertResult) -> None:
+def _write_deals(good: dict[int, dict], stored: dict[str | None, int], result: UpsertResult) -> None:
     """The new deals in one INSERT; the stored ones in one UPDATE per set of given fields."""
     moved_from = dict(
         Deal.objects.filter(pk__in=[stored[v["external_id"]] for v in good.values() if v["external_id"] in stored])

@@ -69,7 +69,10 @@ class Session:
 
     def sign_in(self, username: str, password: str) -> None:
         page = self.opener.open(self.base + "/login/", timeout=self.timeout).read().decode()
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        if found is None:
+            raise RuntimeError(f"{self.base}/login/ shows no CSRF token")
+        token = found.group(1)
         body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
         request = urllib.request.Request(
             self.base + "/login/", data=body.encode(), headers={"Referer": self.base + "/login/"}
@@ -107,7 +110,7 @@ class Tally:
 
 def prepare(clients: int) -> tuple[list[str], str, list[int]]:
     """API keys (one per client, as separate integrations), the bench user's password, contact ids."""
-    scopes = [Scope.CONTACTS_READ, Scope.ACTIVITIES_WRITE, Scope.PERSONALIZATION_READ]
+    scopes: list[str] = [Scope.CONTACTS_READ, Scope.ACTIVITIES_WRITE, Scope.PERSONALIZATION_READ]
     expires = timezone.now() + timedelta(hours=2)
     keys = [create_api_key(name=f"bench-load {n}", scopes=scopes, expires_at=expires)[1] for n in range(clients)]
     password = uuid.uuid4().hex

@@ -160,7 +160,7 @@ def _positive_ids(model: PropensityModel, window: Window, contact_ids: np.ndarra
     return set(label_values(model)[0])
 
 
-def rule_members(rule: dict, at: datetime) -> set[int]:
+def rule_members(rule: object, at: datetime) -> set[int]:
     """Ids of the contacts a (valid) segment rule selects at `at`: a holdout rule's validation contacts."""
     return {int(pk) for pk in _rules["match"](rule, at)}
 

@@ -89,8 +89,8 @@ def build_history(*, now: datetime, weeks: int) -> History:
     live = [segments[pk] for pk in order if segments[pk].is_rule_based and segments[pk].status == SegmentStatus.ACTIVE]
     fields = get_fields()
     by_slug = {segment.slug: segment for segment in live}
-    edits = {
-        by_slug[edit.slug].pk: (edit, edit.earlier_rule(by_slug[edit.slug].rule))
+    edits: dict[int, tuple[DemoEdit | None, dict | None]] = {
+        by_slug[edit.slug].pk: (edit, edit.earlier_rule(by_slug[edit.slug].rule or {}))
         for edit in EDITS
         if edit.slug in by_slug and edit.weeks_ago < weeks
     }
@@ -106,7 +106,7 @@ def build_history(*, now: datetime, weeks: int) -> History:
             at = now - timedelta(weeks=week)
             reason = ChangeReason.INITIAL_BUILD if week == weeks else ChangeReason.RULE
             for segment in live:
-                edit, earlier = edits.get(segment.pk, (None, None))
+                edit, earlier = edits.get(segment.pk) or (None, None)
                 replayed = segment
                 if edit is not None and week > edit.weeks_ago:
                     replayed = copy(segment)
@@ -115,7 +115,7 @@ def build_history(*, now: datetime, weeks: int) -> History:
                 before = Membership.objects.filter(segment=segment).count() if edited else 0
                 contacts = target_contacts(replayed, now=at, fields=fields).filter(created_at__lte=at)
                 written = write_members([Target(segment, contacts, reason=reason)], changed_at=at)[segment.pk]
-                if edited:
+                if edited and edit is not None:
                     RuleVersion.objects.create(
                         segment=segment, old_rule=earlier, new_rule=segment.rule, changed_by=segment.owner,
                         changed_at=at, note=edit.note, size_before=before,

@@ -80,7 +80,7 @@ def queue_refresh(segment_id: int) -> str:
     """Queue a refresh of the segment (and its dependants) unless one is queued and not started yet;
     returns the id of the task that will do it. A task queued longer ago than Q_RETRY counts as lost."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    stale = now - timedelta(seconds=settings.Q_RETRY)
     segment = Segment.objects.filter(pk=segment_id)
     free = Q(refresh_queued_at=None) | Q(refresh_queued_at__lt=stale)
     if segment.filter(free).update(refresh_queued_at=now, refresh_task_id="") == 0:

@@ -116,7 +116,7 @@ class SliceSerializer(serializers.Serializer):
 
 
 class PlanSerializer(serializers.Serializer):
-    required = serializers.ListField(
+    required = serializers.ListField(  # type: ignore[assignment]  # a declared field; DRF's metaclass takes it off the class
         child=serializers.IntegerField(), allow_null=True, help_text="[segment-specific, generic] contacts"
     )
     window_complete = serializers.ListField(child=serializers.IntegerField(), source="matured")
