@@ -50,7 +50,7 @@ def copy_insert(
                     for i in json_positions:
                         row[i] = Jsonb(row[i])
                 copy.write_row(row)
-        statement = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+        statement: sql.Composable = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
             sql.Identifier(table), cols, cols, sql.Identifier(temp)
         )
         if conflict and update:
