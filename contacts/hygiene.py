@@ -2,7 +2,10 @@
 
 `check_hygiene()` gives every contact (or some) the first problem found, in Reachability's order:
 an address that is not one (no @, spaces, two dots in a row, a domain without a dot), unsubscribed,
-bounced, a disposable mailbox domain, a mistyped mail domain (gmial.com: contacts.normalize's
+bounced hard (marked bounced, or a hard bounce report not followed by an e-mail opened or clicked:
+the address works again), bounced soft (HYGIENE_SOFT_BOUNCE_LIMIT soft bounce reports in the last
+HYGIENE_SOFT_BOUNCE_DAYS: a full mailbox or a busy server passes, so fewer do not count, and older
+ones age out), a disposable mailbox domain, a mistyped mail domain (gmial.com: contacts.normalize's
 suggestion, asked once per distinct domain, not per contact), a role address (info@, sales@ ...),
 or inactive: known for HYGIENE_INACTIVE_DAYS with no engagement in them (any activity but a sales
 touch; the sunset policy). One UPDATE writes the contacts whose reachability changed (announced,
@@ -22,8 +25,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Value, When
-from django.db.models.functions import StrIndex, Substr
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, StrIndex, Substr
+from django.db.models.lookups import GreaterThanOrEqual
 from django.utils import timezone
 
 from contacts import writes
@@ -44,8 +48,10 @@ DISPOSABLE_DOMAINS = (
     "mintemail.com", "mohmal.com", "emailondeck.com", "spamgourmet.com", "mytemp.email", "tempr.email",
     "discard.email", "burnermail.io", "inboxkitten.com", "mailcatch.com", "spambox.us", "33mail.com",
 )  # fmt: skip
-# What is not engagement: our own reaching out.
-NOT_ENGAGEMENT = (ActivityKind.SALES_TOUCH,)
+# What is not engagement: our own reaching out, and the mail service's delivery reports.
+NOT_ENGAGEMENT = (ActivityKind.SALES_TOUCH, ActivityKind.EMAIL_BOUNCE_HARD, ActivityKind.EMAIL_BOUNCE_SOFT)
+# What shows an address receives mail after a hard bounce.
+MAIL_RECEIVED = (ActivityKind.EMAIL_OPEN, ActivityKind.EMAIL_CLICK)
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,11 @@ def reachability_expression(*, now: datetime, typos: dict[str, str]) -> Case:
     return Case(
         When(invalid, then=Value(Reachability.INVALID)),
         When(email_status=EmailStatus.UNSUBSCRIBED, then=Value(Reachability.UNSUBSCRIBED)),
-        When(email_status=EmailStatus.BOUNCED, then=Value(Reachability.BOUNCED)),
+        When(Q(email_status=EmailStatus.BOUNCED) | Exists(_hard_bounces(now)), then=Value(Reachability.BOUNCED)),
+        When(
+            GreaterThanOrEqual(_soft_bounce_count(now), settings.HYGIENE_SOFT_BOUNCE_LIMIT),
+            then=Value(Reachability.SOFT_BOUNCED),
+        ),
         When(_any_suffix([f"@{d}" for d in DISPOSABLE_DOMAINS]), then=Value(Reachability.DISPOSABLE)),
         When(_any_suffix([f"@{d}" for d in sorted(typos)]), then=Value(Reachability.DOMAIN_TYPO)),
         When(
@@ -107,6 +117,34 @@ def reachability_expression(*, now: datetime, typos: dict[str, str]) -> Case:
         default=Value(Reachability.REACHABLE),
         output_field=CharField(),
     )
+
+
+def _hard_bounces(now: datetime):
+    """The contact's hard bounce reports after which no e-mail of ours was opened or clicked."""
+    received_after = Activity.objects.filter(
+        contact=OuterRef("contact"), kind__in=MAIL_RECEIVED, occurred_at__gt=OuterRef("occurred_at"),
+        occurred_at__lte=now,
+    )  # fmt: skip
+    return Activity.objects.filter(
+        contact=OuterRef("pk"), kind=ActivityKind.EMAIL_BOUNCE_HARD, occurred_at__lte=now
+    ).exclude(Exists(received_after))
+
+
+def _soft_bounce_count(now: datetime) -> Coalesce:
+    """How many soft bounce reports the contact had in the last HYGIENE_SOFT_BOUNCE_DAYS."""
+    recent = (
+        Activity.objects.filter(
+            contact=OuterRef("pk"),
+            kind=ActivityKind.EMAIL_BOUNCE_SOFT,
+            occurred_at__gte=now - timedelta(days=settings.HYGIENE_SOFT_BOUNCE_DAYS),
+            occurred_at__lte=now,
+        )
+        .order_by()
+        .values("contact")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(recent), 0)
 
 
 def check_hygiene(*, contact_ids: list[int] | None = None, now: datetime | None = None) -> Checked:

@@ -145,7 +145,8 @@ class Reachability(models.TextChoices):
     REACHABLE = "reachable", "Reachable"
     INVALID = "invalid_syntax", "Invalid address"
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-    BOUNCED = "bounced", "Bounced"
+    BOUNCED = "bounced", "Bounced (hard)"
+    SOFT_BOUNCED = "bounced_soft", "Bounced (soft, repeatedly)"
     DISPOSABLE = "disposable_domain", "Disposable domain"
     DOMAIN_TYPO = "domain_typo", "Mistyped domain"
     ROLE = "role_address", "Role address (info@, sales@ ...)"
@@ -527,6 +528,9 @@ class ActivityKind(models.TextChoices):
     SUPPORT_TICKET_OPENED = "support_ticket_opened", "Support ticket opened"
     SUPPORT_TICKET_CLOSED = "support_ticket_closed", "Support ticket closed"
     SALES_TOUCH = "sales_touch", "Sales touch"
+    # Delivery reports of the mail service (contacts/hygiene.py reads them), not engagement.
+    EMAIL_BOUNCE_HARD = "email_bounce_hard", "Email hard bounce"
+    EMAIL_BOUNCE_SOFT = "email_bounce_soft", "Email soft bounce"
 
 
 class Activity(models.Model):

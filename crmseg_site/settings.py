@@ -380,6 +380,10 @@ COVERAGE_EXISTS_PERCENT = envint("COVERAGE_EXISTS_PERCENT", 80, minimum=1)
 # List hygiene (contacts/hygiene.py): a contact known for longer than this with no engagement in
 # it is inactive (the sunset policy).
 HYGIENE_INACTIVE_DAYS = envint("HYGIENE_INACTIVE_DAYS", 365, minimum=1)
+# A soft bounce (mailbox full, server busy) is passing; this many in the last this many days make
+# the address unreachable until they age out. One hard bounce is enough.
+HYGIENE_SOFT_BOUNCE_LIMIT = envint("HYGIENE_SOFT_BOUNCE_LIMIT", 3, minimum=1)
+HYGIENE_SOFT_BOUNCE_DAYS = envint("HYGIENE_SOFT_BOUNCE_DAYS", 30, minimum=1)
 
 # Activation (destinations and exports). Minimum audience sizes per destination kind; a
 # destination may override its own. Meta and LinkedIn refuse smaller audiences themselves.

@@ -103,6 +103,66 @@ def test_a_contact_that_engages_again_becomes_reachable(addresses):
     assert _reach()[addresses["inactive"]] == Reachability.REACHABLE
 
 
+def _bounced(email: str, *, hard: int = 0, soft_days_ago: tuple[int, ...] = (), then: str = "") -> int:
+    """A contact with `hard` hard bounce reports (yesterday), soft ones that many days ago, and
+    optionally an activity of kind `then` an hour ago."""
+    now = timezone.now()
+    contact = ContactFactory(email=email)
+    for _ in range(hard):
+        ActivityFactory(contact=contact, kind="email_bounce_hard", occurred_at=now - timedelta(days=1))
+    for days in soft_days_ago:
+        ActivityFactory(contact=contact, kind="email_bounce_soft", occurred_at=now - timedelta(days=days, hours=1))
+    if then:
+        ActivityFactory(contact=contact, kind=then, occurred_at=now - timedelta(hours=1))
+    return contact.pk
+
+
+def test_hard_bounces_count_at_once_and_soft_ones_past_the_threshold(db):
+    contacts = {
+        "hard": _bounced("hard@example.com", hard=1),
+        "hard_then_opened": _bounced("opened@example.com", hard=1, then="email_open"),
+        "hard_then_visited": _bounced("visited@example.com", hard=1, then="site_visit"),  # not mail received
+        "three_soft": _bounced("full@example.com", soft_days_ago=(1, 10, 29)),
+        "two_soft": _bounced("busy@example.com", soft_days_ago=(1, 10)),
+        "three_soft_one_old": _bounced("aged@example.com", soft_days_ago=(1, 10, 31)),
+        "soft_and_hard": _bounced("both@example.com", hard=1, soft_days_ago=(1, 2, 3)),
+    }
+
+    check_hygiene()
+
+    reach = _reach()
+    assert {name: reach[pk] for name, pk in contacts.items()} == {
+        "hard": Reachability.BOUNCED,
+        "hard_then_opened": Reachability.REACHABLE,
+        "hard_then_visited": Reachability.BOUNCED,
+        "three_soft": Reachability.SOFT_BOUNCED,
+        "two_soft": Reachability.REACHABLE,
+        "three_soft_one_old": Reachability.REACHABLE,
+        "soft_and_hard": Reachability.BOUNCED,  # the first problem found
+    }
+
+
+def test_the_soft_bounce_threshold_is_a_setting(db, settings):
+    settings.HYGIENE_SOFT_BOUNCE_LIMIT, settings.HYGIENE_SOFT_BOUNCE_DAYS = 2, 7
+    within, spread = _bounced("a@example.com", soft_days_ago=(1, 6)), _bounced("b@example.com", soft_days_ago=(1, 8))
+
+    check_hygiene()
+
+    assert (_reach()[within], _reach()[spread]) == (Reachability.SOFT_BOUNCED, Reachability.REACHABLE)
+
+
+def test_soft_bounces_age_out_and_are_not_engagement(db):
+    contact = _bounced("later@example.com", soft_days_ago=(1, 2, 3))
+    Contact.objects.filter(pk=contact).update(created_at=timezone.now() - LONG_AGO)
+    check_hygiene()
+    assert _reach()[contact] == Reachability.SOFT_BOUNCED
+
+    check_hygiene(now=timezone.now() + timedelta(days=31))
+
+    # the reports are too old to count, and none of them was engagement: inactive, not reachable
+    assert _reach()[contact] == Reachability.INACTIVE
+
+
 def test_correcting_typos_keeps_what_was_typed_and_leaves_collisions(db):
     grace = ContactFactory(email="grace@gmial.com")
     twin = ContactFactory(email="ada@hotmial.com")

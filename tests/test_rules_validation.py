@@ -204,7 +204,7 @@ def test_top_percent_accepts_the_whole_range(db):
             "event.kind",
             "an event needs a kind, one of email_open, email_click, site_visit, page_view, content_download, "
             "form_submit, webinar_attend, pricing_view, feature_comparison, demo_request, purchase, "
-            "support_ticket_opened, support_ticket_closed, sales_touch.",
+            "support_ticket_opened, support_ticket_closed, sales_touch, email_bounce_hard, email_bounce_soft.",
         ),
         ({"event": {"kind": "tweet"}, "op": "performed"}, "event.kind", "unknown activity kind 'tweet'; allowed: "),
         (
