@@ -9,11 +9,11 @@ class ActivationConfig(AppConfig):
         from activation.automations import memberships_changed
         from activation.erasure import erase_from_activation
         from activation.erasure_notices import queue_erasure_notices
-        from activation.merging import refuse_during_export
+        from activation.merging import MERGE_PARTICIPANT
         from activation.run_watch import watch_exports
         from activation.usage import last_uses
         from contacts.erasure import add_eraser
-        from contacts.merging import add_merge_check
+        from contacts.merging import add_merge_participant
         from segments.events import add_listener
         from segments.governance.usage import add_last_use_source
         from segments.watchdog import add_watcher
@@ -28,5 +28,6 @@ class ActivationConfig(AppConfig):
         add_eraser(queue_erasure_notices)
         # The segments overview's "last used" reads exports and automations.
         add_last_use_source(last_uses)
-        # No contact is merged away while an export of its segment runs.
-        add_merge_check("activation", refuse_during_export)
+        # No contact is merged away while an export of its segment runs; what destinations have of
+        # the merged-away contact passes to the survivor.
+        add_merge_participant(MERGE_PARTICIPANT)

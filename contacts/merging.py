@@ -12,7 +12,8 @@ one transaction:
 - every app that keeps rows about contacts acts through a participant it registered at start-up
   (`add_merge_participant`): segments moves the memberships (recorded with reason `merge`) and
   keeps the survivor in every suppression segment either was in; activation refuses a merge while
-  an export of a segment holding either contact runs;
+  an export of a segment holding either contact runs, and gives the survivor the loser's export
+  snapshot rows where the destination has the loser only (activation/merging.py);
 - whatever else would go with the loser (its metrics, segment history, automation runs, candidate
   pairs...) is kept, serialised, in the ContactMerge row, and then the loser is deleted.
 
@@ -86,11 +87,6 @@ _participants: list[MergeParticipant] = []
 def add_merge_participant(participant: MergeParticipant) -> None:
     if all(p.name != participant.name for p in _participants):
         _participants.append(participant)
-
-
-def add_merge_check(name: str, check: Callable[[list[int]], str | None]) -> None:
-    """A participant that only refuses merges (e.g. while an export runs)."""
-    add_merge_participant(MergeParticipant(name, apply=lambda merge, by: {}, undo=lambda *args: None, check=check))
 
 
 # -- survivorship -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from activation.models import ExportRun, RunStatus
+from activation.exports import execute_run, start_run
+from activation.models import ExportedMember, ExportRun, RunStatus
 from contacts.erasure import erase_contacts
 from contacts.merging import MergeRefused, merge_contacts, undo_merge
 from contacts.models import (
@@ -25,7 +26,7 @@ from segments.explaining import explain_segment
 from segments.history import describe_changes, detail_text
 from segments.models import ChangeReason, Membership, MembershipChange, SegmentKind, SuppressionHold
 from segments.refresh import refresh_segment
-from segments.static import add_static_members
+from segments.static import add_static_members, remove_static_members
 from segments.targets import target_contacts
 from tests.factories import (
     ActivationFactory,
@@ -33,6 +34,7 @@ from tests.factories import (
     CompanyFactory,
     ContactFactory,
     DealFactory,
+    DestinationFactory,
     PropertyDefinitionFactory,
     SegmentFactory,
     UserFactory,
@@ -271,6 +273,83 @@ def test_a_merge_waits_for_a_running_export_of_their_segment(pair):
     merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
 
 
+def _exported_to(media, segment):
+    """A delta CSV activation of `segment` and a function running it: (added, removed) e-mails of each run."""
+    activation = ActivationFactory(segment=segment, mode="delta", destination=DestinationFactory(csv_columns=["email"]))
+
+    def run() -> tuple[list[str], list[str]]:
+        done = execute_run(start_run(activation).pk)
+        assert done.status == "succeeded", done.error
+        lines = [(media / name).read_text().splitlines()[1:] if name else [] for name in (done.file_path,
+                                                                                         done.removed_file_path)]
+        return lines[0], lines[1]
+
+    return activation, run
+
+
+def test_a_merged_away_contact_the_destination_has_passes_to_the_survivor(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    survivor, loser = ContactFactory(email="ada.lovelace@acme.example"), ContactFactory(email="ada@acme.example")
+    segment = SegmentFactory(kind=SegmentKind.STATIC, rule=None, name="Newsletter")
+    add_static_members(segment, [loser.pk])
+    activation, run = _exported_to(tmp_path, segment)
+    assert run() == (["ada@acme.example"], [])
+
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    # the destination has the person (as ada@acme.example): no removal of the loser, no add of the survivor
+    assert member_ids(segment) == {survivor.pk}
+    assert run() == ([], [])
+    assert list(ExportedMember.objects.values_list("contact_id", "removal")) == [
+        (survivor.pk, ["ada@acme.example"])
+    ]
+
+    # undone, the destination's row is the loser's again, and nothing needs sending either
+    undo_merge(merge.pk)
+    assert ExportedMember.objects.values_list("contact_id", flat=True).get() == loser.pk
+    assert run() == ([], [])
+    # and when the survivor leaves after a merge, the destination is sent what it was given
+    merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+    remove_static_members(segment, [survivor.pk])
+    assert run() == ([], ["ada@acme.example"])
+    assert not ExportedMember.objects.filter(activation=activation).exists()
+
+
+def test_when_the_destination_has_both_only_the_duplicate_is_removed(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    survivor, loser = ContactFactory(email="ada.lovelace@acme.example"), ContactFactory(email="ada@acme.example")
+    segment = SegmentFactory(kind=SegmentKind.STATIC, rule=None, name="Newsletter")
+    add_static_members(segment, [survivor.pk, loser.pk])
+    _activation, run = _exported_to(tmp_path, segment)
+    assert sorted(run()[0]) == ["ada.lovelace@acme.example", "ada@acme.example"]
+
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    assert merge.participants["activation"] == {"rows": []}
+    assert run() == ([], ["ada@acme.example"])
+    assert ExportedMember.objects.values_list("contact_id", flat=True).get() == survivor.pk
+
+
+def test_undo_leaves_a_snapshot_row_a_full_run_rewrote_with_the_survivor(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    survivor, loser = ContactFactory(email="ada.lovelace@acme.example"), ContactFactory(email="ada@acme.example")
+    segment = SegmentFactory(kind=SegmentKind.STATIC, rule=None, name="Newsletter")
+    add_static_members(segment, [loser.pk])
+    activation, run = _exported_to(tmp_path, segment)
+    run()
+    merge = merge_contacts(survivor_id=survivor.pk, loser_id=loser.pk)
+    activation.mode = "full"
+    activation.save()
+    assert run()[0] == ["ada.lovelace@acme.example"]  # a full run sends the survivor as it is now
+
+    undo_merge(merge.pk)
+
+    # the destination's row holds the survivor's identifiers now: it stays the survivor's
+    assert ExportedMember.objects.values_list("contact_id", "removal").get() == (
+        survivor.pk, ["ada.lovelace@acme.example"]
+    )
+
+
 def test_undo_is_refused_twice_and_before_a_later_merge_is_undone(pair):
     survivor, loser = pair
     third = ContactFactory()
@@ -315,7 +394,9 @@ def test_merge_and_undo_cost_the_same_few_queries_however_many_rows_move(db):
     large = _merge_queries(activities=30, segments=2)
 
     assert small == large
-    assert max(small) <= 70
+    # 75 on SQLite: the catch-up's pending changes (issue 23) and the activation participant's read of the
+    # snapshot rows to pass on (issue 20) came after the bound of 70
+    assert max(small) <= 75
     if connection.vendor == "postgresql":  # one membership statement for every segment
         assert _merge_queries(activities=1, segments=6) == small
 
