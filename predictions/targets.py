@@ -73,20 +73,15 @@ def target_errors(model: PropensityModel) -> dict[str, str]:
     if model.horizon_days not in HORIZONS:
         allowed = ", ".join(str(h) for h in HORIZONS)
         errors["horizon_days"] = f"Horizon {model.horizon_days} days is not allowed; choose one of {allowed}."
-    if model.target == Target.CUSTOM_RULE:
-        if not isinstance(model.label_rule, dict) or not model.label_rule:
-            errors["label_rule"] = "A custom_rule model needs a label rule (a segment rule, as JSON)."
-        elif "validate" in _rules:
-            problems = _rules["validate"](model.label_rule)
-            if problems:
-                errors["label_rule"] = "Invalid label rule: " + "; ".join(problems)
-    if model.holdout == Holdout.RULE:
-        if not isinstance(model.holdout_rule, dict) or not model.holdout_rule:
-            errors["holdout_rule"] = "A rule holdout needs a rule selecting the validation contacts (as JSON)."
-        elif "validate" in _rules:
-            problems = _rules["validate"](model.holdout_rule)
-            if problems:
-                errors["holdout_rule"] = "Invalid holdout rule: " + "; ".join(problems)
+    rules = [
+        ("label_rule", model.target == Target.CUSTOM_RULE, "A custom_rule model needs a label rule", "label rule"),
+        ("holdout_rule", model.holdout == Holdout.RULE, "A rule holdout needs a rule selecting the validation contacts",
+         "holdout rule"),
+    ]  # fmt: skip
+    for name, needed, missing, what in rules:
+        problem = _rule_error(getattr(model, name), missing=missing, what=what) if needed else None
+        if problem:
+            errors[name] = problem
     if model.target == Target.CUSTOM_FIELD:
         problem = _label_field_error(model.label_field)
         if problem:
@@ -101,6 +96,14 @@ def target_errors(model: PropensityModel) -> dict[str, str]:
                 f"Unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed_volatile)}."
             )
     return errors
+
+
+def _rule_error(rule: object, *, missing: str, what: str) -> str | None:
+    """Why a rule the model needs (its label or its holdout) cannot be used; None when it can."""
+    if not isinstance(rule, dict) or not rule:
+        return f"{missing} (a segment rule, as JSON)."
+    problems = _rules["validate"](rule) if "validate" in _rules else []
+    return f"Invalid {what}: " + "; ".join(problems) if problems else None
 
 
 def _label_field_error(path: str) -> str | None:
