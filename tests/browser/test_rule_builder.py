@@ -109,9 +109,11 @@ def test_operations_build_a_nested_rule_save_and_refresh(
     # Refresh from the segment page; a worker picks it up while the page polls
     page.get_by_role("button", name="Refresh now").click()
     expect(page.locator("#refresh-progress")).to_contain_text("Waiting for a worker")
-    assert run_queued_tasks() >= 1
-    expect(page.locator("#refresh-progress")).to_contain_text("Refreshed in")
-    page.wait_for_load_state("load")
+    # The page reloads itself a moment after the refresh finishes; wait for that
+    # reload, or a later click can lose its navigation to it.
+    with page.expect_navigation(url=f"**/segments/{segment.pk}/"):
+        assert run_queued_tasks() >= 1
+        expect(page.locator("#refresh-progress")).to_contain_text("Refreshed in")
     expect(page.locator('[data-refresh-field="size"]')).to_have_text("4")
     expect(page.locator("svg.chart rect.bar-join")).to_have_count(1)
     expect(page.locator("#members tbody tr")).to_have_count(4)
