@@ -366,3 +366,36 @@ def test_a_backup_owner_is_saved_with_the_segment(db):
     save_segment(segment)
 
     assert Segment.objects.get(pk=segment.pk).backup_owner == backup
+
+
+def test_a_recorded_review_shows_its_snapshot_as_figures_not_json(client, ops_user, settings):
+    settings.TIME_ZONE = "UTC"
+    segment = SegmentFactory(name="Hot leads", size=1500, rule={"field": "lifecycle_stage", "op": "eq", "value": "mql"})
+    SegmentDay.objects.create(segment=segment, day=date(2026, 3, 1), joins=1000, leaves=0, size=1000)
+    SegmentDay.objects.create(segment=segment, day=date(2026, 5, 20), joins=200, leaves=0, size=1200)
+    SegmentDay.objects.create(segment=segment, day=date(2026, 6, 30), joins=300, leaves=0, size=1500)
+    ActivationFactory(segment=segment, name="Ads audience")
+    now = datetime(2026, 6, 30, 12, tzinfo=UTC)
+    review = record_review(segment, kind="metrics", decision="keep", recorded_by="me", now=now)
+    Segment.objects.filter(pk=segment.pk).update(size=10)  # the page shows what the review froze
+    client.force_login(ops_user)
+
+    page = client.get(f"/admin/segments/review/{review.pk}/change/").content.decode()
+
+    assert "<th>Members</th><td>1,500</td>" in page
+    assert "<th>Change over 30d</th><td>+300 (25.0%) from 1,200</td>" in page
+    assert "<th>Change over 90d</th><td>+500 (50.0%) from 1,000</td>" in page
+    assert "Ads audience" in page
+    assert "&quot;op&quot;: &quot;eq&quot;" in page  # the rule as it stood, readable
+    assert '"size_change"' not in page  # not the raw snapshot
+
+
+def test_a_review_without_a_snapshot_shows_a_dash(client, ops_user):
+    review = record_review(SegmentFactory(), kind="metrics", decision="keep", recorded_by="me")
+    Review.objects.filter(pk=review.pk).update(snapshot={})
+    client.force_login(ops_user)
+
+    page = client.get(f"/admin/segments/review/{review.pk}/change/")
+
+    assert page.status_code == 200
+    assert '<div class="readonly">—</div>' in page.content.decode()

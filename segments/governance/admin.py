@@ -15,10 +15,11 @@ from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.html import format_html
+from django.utils import formats, timezone
+from django.utils.dateparse import parse_datetime
 
 from crmseg_site.access import signed_in_user
 from crmseg_site.replicas import replica_reads
@@ -99,13 +100,26 @@ class ReviewAdmin(admin.ModelAdmin):
         "notes",
         "rule_version",
         "merged_into",
-        "snapshot_json",
+        "snapshot_table",
     )
     fields = readonly_fields
 
     @admin.display(description="snapshot at review time")
-    def snapshot_json(self, review: Review) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(review.snapshot, indent=2, ensure_ascii=False))
+    def snapshot_table(self, review: Review) -> str:
+        """The frozen figures as the review form showed them, and the rule as it stood."""
+        snapshot = dict(review.snapshot or {})
+        if not snapshot:
+            return "—"
+        refreshed = parse_datetime(snapshot.get("last_refreshed_at") or "")
+        snapshot["last_refreshed_at"] = formats.localize(timezone.localtime(refreshed)) if refreshed else None
+        return render_to_string(
+            "admin/segments/_review_snapshot.html",
+            {
+                "snapshot": snapshot,
+                "show_rule": True,
+                "rule_json": json.dumps(snapshot.get("rule"), indent=2, ensure_ascii=False),
+            },
+        )
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
