@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 import psycopg
@@ -83,13 +83,18 @@ def kill(pid: int) -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process itself, then SIGKILL to its group (children it left, or a hang).
+
+    Not SIGTERM to the group: a qcluster's own processes each take the signal then, and the cluster
+    never stops (it waited out the whole timeout, 15 s per cluster); told alone, it stops in ~1 s.
+    """
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with suppress(ProcessLookupError):  # the group is gone: nothing was left behind
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
     if process.stdout:
         process.stdout.close()
 
