@@ -24,16 +24,11 @@ The contacts both are announced (contacts.writes), so their segments refresh aft
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.core import serializers
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -49,6 +44,7 @@ from contacts.models import (
     LifecycleStage,
     PropertyDefinition,
 )
+from contacts.row_snapshots import cascaded_rows, restore_rows, serialize
 from crmseg_site.model_fields import concrete_field
 
 SURVIVOR, LOSER, BOTH = "survivor", "loser", "both"
@@ -195,10 +191,11 @@ def merge_contacts(
         merge = ContactMerge.objects.create(
             survivor_id=survivor_id, loser_id=loser_id, loser_email=loser.email, choices=chosen, merged_by=by
         )
-        snapshot: dict[str, Any] = {"survivor": _serialize([survivor]), "loser": _serialize([loser])}
+        snapshot: dict[str, Any] = {"survivor": serialize([survivor]), "loser": serialize([loser])}
         snapshot["moved"] = _move(loser_id, survivor_id)
         records = {p.name: p.apply(merge, by) for p in _participants}
-        snapshot["cascaded"] = _serialize(_cascade(loser))
+        # The tally is kept by triggers; the moved rows are kept by id.
+        snapshot["cascaded"] = serialize(cascaded_rows(loser, leave_out=(*MOVED, ActivityTally)))
         writes.delete(Contact.objects.filter(pk=loser_id))
         newest_change = LifecycleChange.objects.filter(contact_id=survivor_id).aggregate(top=models.Max("pk"))["top"]
         for name, value in values.items():
@@ -230,7 +227,7 @@ def undo_merge(merge_id: int, *, by: User | None = None) -> ContactMerge:
         _check_participants([merge.survivor_id])
         snapshot = merge.snapshot
         writes.restore(snapshot["loser"])
-        _restore(snapshot["cascaded"])
+        restore_rows(snapshot["cascaded"])
         for label, ids in snapshot["moved"].items():
             _move_back(label, ids, survivor_id=merge.survivor_id, loser_id=merge.loser_id)
         LifecycleChange.objects.filter(pk__in=snapshot["lifecycle_changes_made"]).delete()
@@ -299,62 +296,3 @@ def _move_back(label: str, ids: list[int], *, survivor_id: int, loser_id: int) -
             rows.update(contact_id=loser_id)
         else:
             writes.update(rows, contact_id=loser_id)
-
-
-def _cascade(contact: Contact) -> list[models.Model]:
-    """Every row deleting `contact` would delete with it, parents before children, one query per
-    related table and level. The tally (kept by triggers) and the rows this module moves are left out."""
-    found: list[models.Model] = []
-    seen: set[tuple[str, object]] = set()
-    level: list[tuple[type[models.Model], list]] = [(Contact, [contact.pk])]
-    while level:
-        next_level = []
-        for model, pks in level:
-            for relation in _reverse_relations(model):
-                related = relation.related_model
-                if relation.on_delete is not models.CASCADE or related in (*MOVED, ActivityTally):
-                    continue
-                rows = [
-                    row
-                    for row in related._default_manager.filter(**{f"{relation.field.name}__in": pks}).order_by("pk")
-                    if (related._meta.label, row.pk) not in seen
-                ]
-                seen.update((related._meta.label, row.pk) for row in rows)
-                found += rows
-                if rows:
-                    next_level.append((related, [row.pk for row in rows]))
-        level = next_level
-    return found
-
-
-def _reverse_relations(model: type[models.Model]) -> list:
-    """The foreign keys pointing at `model`, those without a related name ("+") included."""
-    return [
-        f for f in model._meta.get_fields(include_hidden=True) if f.auto_created and not f.concrete and f.is_relation
-    ]
-
-
-class _ExactEncoder(DjangoJSONEncoder):
-    """Times to the microsecond (Django's encoder keeps milliseconds, as JavaScript does)."""
-
-    def default(self, o: object) -> object:
-        if isinstance(o, datetime | time):
-            return o.isoformat()
-        return super().default(o)
-
-
-def _serialize(rows: Iterable[models.Model]) -> list[dict]:
-    """Rows in django.core.serializers' "python" form, as JSON (contacts.writes.restore reads it)."""
-    return json.loads(json.dumps(serializers.serialize("python", rows), cls=_ExactEncoder))
-
-
-def _restore(rows: list[dict]) -> None:
-    """Insert serialised rows back as they were, ids included, one INSERT per table (parents first,
-    as `_cascade` collected them); many-to-many links follow."""
-    restored = list(serializers.deserialize("python", rows))
-    for model, group in itertools.groupby(restored, key=lambda item: type(item.object)):
-        items = list(group)
-        model._default_manager.bulk_create([item.object for item in items], batch_size=1000)
-        for item in items:
-            for name, values in (item.m2m_data or {}).items():
-                getattr(item.object, name).set(values)
