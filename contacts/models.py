@@ -1141,6 +1141,103 @@ class ContactMerge(models.Model):
         return self.undone_at is not None
 
 
+class CompanyMatchKey(models.Model):
+    """The keys the company duplicate search blocks on (contacts/company_duplicates.py), with the name
+    and domain they were computed from.
+
+    They are computed in Python (the public suffix list, the legal forms of company names), which no
+    portable SQL can do; the search recomputes, before blocking, every key whose company's name or
+    domain differs from the one recorded here (or whose `version` is older than the key rules),
+    whatever wrote the company.
+    """
+
+    company = models.OneToOneField(Company, primary_key=True, on_delete=models.CASCADE, related_name="match_key")
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=253)
+    version = models.PositiveSmallIntegerField()
+    name_key = models.CharField(
+        max_length=200, help_text="The name lower-case, without accents, punctuation or legal form"
+    )
+    first_word = models.CharField(max_length=200, blank=True)
+    other_words = models.CharField(max_length=200, blank=True, help_text="The name key after its first word")
+    registrable_domain = models.CharField(max_length=253, help_text="e.g. acme.co.uk for shop.acme.co.uk")
+    domain_label = models.CharField(max_length=253, blank=True, help_text="The registrable domain less its suffix")
+
+    def __str__(self) -> str:
+        return f"match keys of company {self.company_id}"
+
+
+class CompanyDuplicateCandidate(models.Model):
+    """Two companies that may be one organisation, with the evidence and a match score (0-1).
+
+    Stored lower id first, like DuplicateCandidate. A merge deletes the merged-away company and with
+    it its candidate rows (the merge's snapshot brings them back on undo); a dismissed pair stays
+    dismissed when the search finds it again.
+    """
+
+    company_a = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    company_b = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(help_text="0-1: how sure the match is")
+    evidence = models.JSONField(default=list, help_text="Why the pair was found, in words")
+    status = models.CharField(max_length=10, choices=DuplicateStatus.choices, default=DuplicateStatus.PENDING)
+    found_at = models.DateTimeField(default=timezone.now)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-score", "id"]
+        verbose_name = "duplicate company candidate"
+        constraints = [
+            models.UniqueConstraint(fields=["company_a", "company_b"], name="company_duplicate_pair_unique"),
+            models.CheckConstraint(
+                condition=models.Q(company_a__lt=models.F("company_b")), name="company_duplicate_pair_order"
+            ),
+        ]
+        # The review queue: pending pairs, best first. company_b's own index serves the cascade.
+        indexes = [
+            models.Index(fields=["status", "-score"], name="company_duplicate_queue_idx"),
+            models.Index(fields=["company_b"], name="company_duplicate_b_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"companies {self.company_a_id} and {self.company_b_id} ({self.score:.2f})"
+
+
+class CompanyMerge(models.Model):
+    """One merge of a company into another, with everything needed to undo it exactly (as ContactMerge)."""
+
+    survivor_id = models.BigIntegerField()
+    loser_id = models.BigIntegerField(help_text="The company merged away (deleted; restored by undo)")
+    loser_name = models.CharField(max_length=200)
+    loser_domain = models.CharField(max_length=253)
+    choices = models.JSONField(default=dict, help_text="Field -> 'survivor' or 'loser': whose value was kept")
+    snapshot = models.JSONField(default=dict, help_text="The rows as they were before the merge, for undo")
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    merged_at = models.DateTimeField(default=timezone.now)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-merged_at", "-id"]
+        indexes = [
+            models.Index(fields=["survivor_id"], name="company_merge_survivor_idx"),
+            models.Index(fields=["loser_id"], name="company_merge_loser_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.loser_name} ({self.loser_domain}, company {self.loser_id}) into company {self.survivor_id}"
+
+    @property
+    def is_undone(self) -> bool:
+        return self.undone_at is not None
+
+
 # --- The criteria plan (segments/coverage.py reports on it) ----------------------------------------
 
 

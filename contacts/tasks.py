@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from contacts import catch_up, duplicates, hygiene, imports, partitions
+from contacts import catch_up, company_duplicates, duplicates, hygiene, imports, partitions
 from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity
 from contacts.table_statistics import analyze
@@ -48,6 +48,11 @@ def run_import(import_id: int) -> str:
 def find_duplicates() -> str:
     """Search every contact for duplicates and refresh the review queue (contacts.duplicates)."""
     return str(duplicates.find_duplicates())
+
+
+def find_company_duplicates() -> str:
+    """Search every company for duplicates and refresh their review queue (contacts.company_duplicates)."""
+    return str(company_duplicates.find_company_duplicates())
 
 
 def check_hygiene() -> str:
