@@ -245,3 +245,26 @@ class MergeSerializer(serializers.Serializer):
     choices = serializers.DictField(child=serializers.CharField(), help_text="Whose value each field kept")
     merged_at = serializers.DateTimeField()
     undone_at = serializers.DateTimeField(allow_null=True)
+
+
+class CompanyMergeRequestSerializer(StrictInput, serializers.Serializer):
+    loser = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="The id of the company merged into this one (deleted)"
+    )
+    choices = serializers.DictField(
+        child=serializers.ChoiceField(choices=["survivor", "loser", "both"]),
+        required=False,
+        help_text='Field -> whose value the survivor keeps: "survivor", "loser" ("both" joins technologies); '
+        "fields left out take the defaults (own value where set, else the loser's; a flag set on either stays set).",
+    )
+
+
+class CompanyMergeSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The company merge, for undo")
+    survivor_id = serializers.IntegerField()
+    loser_id = serializers.IntegerField()
+    loser_name = serializers.CharField()
+    loser_domain = serializers.CharField()
+    choices = serializers.DictField(child=serializers.CharField(), help_text="Whose value each field kept")
+    merged_at = serializers.DateTimeField()
+    undone_at = serializers.DateTimeField(allow_null=True)

@@ -17,6 +17,8 @@ from api.serializers.contacts import (
     ActivityIngestResultSerializer,
     ActivityRowsSerializer,
     ActivitySerializer,
+    CompanyMergeRequestSerializer,
+    CompanyMergeSerializer,
     CompanyRowsSerializer,
     CompanySerializer,
     ContactRowsSerializer,
@@ -29,10 +31,11 @@ from api.serializers.contacts import (
 )
 from api.views.common import DETAIL_BACKENDS, ListOptions, bulk_rows, row_failures
 from contacts import writes
+from contacts.company_merging import merge_companies, undo_company_merge
 from contacts.erasure import erase_contacts
 from contacts.ingest import UpsertResult
 from contacts.merging import MergeRefused, merge_contacts, undo_merge
-from contacts.models import Activity, Company, Contact, ContactMerge, PropertyDefinition
+from contacts.models import Activity, Company, CompanyMerge, Contact, ContactMerge, PropertyDefinition
 
 ContactsAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.CONTACTS_WRITE)
 ActivitiesAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.ACTIVITIES_WRITE)
@@ -143,6 +146,55 @@ class CompanyDetail(generics.RetrieveUpdateDestroyAPIView):
 
     def perform_destroy(self, instance: Company) -> None:
         writes.delete(instance)
+
+
+@extend_schema(
+    request=CompanyMergeRequestSerializer,
+    responses={201: CompanyMergeSerializer},
+    summary="Merge another company into this one (field by field; undo with company-merges/<id>/undo/)",
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
+def merge_company(request: Request, pk: int) -> Response:
+    """Keeps this company and deletes `loser`: its contacts, deals and every other row pointing at it
+    move here (the contacts' segments catch up after the merge), and the rest is kept on the merge for
+    an exact undo. 404 for an unknown company; refused (409, saying why) for a company into itself, one
+    already merged away, or a field either company cannot give."""
+    data = CompanyMergeRequestSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    for company_id in (pk, data.validated_data["loser"]):
+        # One merged away is a 409 that says into which company (from merge_companies).
+        merged_away = CompanyMerge.objects.filter(loser_id=company_id, undone_at=None)
+        if not Company.objects.filter(pk=company_id).exists() and not merged_away.exists():
+            raise NotFound(f"No company with id {company_id}.")
+    try:
+        merge = merge_companies(
+            survivor_id=pk,
+            loser_id=data.validated_data["loser"],
+            choices=data.validated_data.get("choices"),
+            by=acting_user(request),
+        )
+    except MergeRefused as refused:
+        raise Conflict(str(refused)) from None
+    return Response(CompanyMergeSerializer(merge).data, status=201)
+
+
+@extend_schema(
+    request=None, responses={200: CompanyMergeSerializer}, summary="Undo a company merge: both companies as they were"
+)
+@api_view(["POST"])
+@permission_classes([scoped(read=Scope.CONTACTS_WRITE)])
+def undo_company_merge_view(request: Request, pk: int) -> Response:
+    """Puts back the merged-away company with its id, the rows that moved and the survivor's fields.
+    Refused (409) when already undone, when a later merge of the survivor stands, or when the id or a
+    domain it would give back was taken again."""
+    if not CompanyMerge.objects.filter(pk=pk).exists():
+        raise NotFound(f"No company merge with id {pk}.")
+    try:
+        merge = undo_company_merge(pk, by=acting_user(request))
+    except MergeRefused as refused:
+        raise Conflict(str(refused)) from None
+    return Response(CompanyMergeSerializer(merge).data)
 
 
 class ActivityList(ListOptions, generics.ListAPIView):
