@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django_q.tasks import async_task
 
-from contacts import duplicate_admin, hygiene, import_admin, writes  # noqa: F401 - they register the duplicate and import pages
+from contacts import company_duplicate_admin, duplicate_admin, hygiene, import_admin, writes  # noqa: F401 - they register the duplicate and import pages
 from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     class _LastVersion(TypedDict):
         last_version: int | None
+
 
 RECENT_ACTIVITIES = 20
 
