@@ -147,9 +147,14 @@ def test_the_search_is_the_same_few_statements_whatever_the_number_of_companies(
 
     assert found.keys_computed == 40
     assert found.by_evidence["same registrable domain"] == 40 * 39 // 2 + 1  # and Acme Shop / Acme Ltd
-    assert len(large.captured_queries) == len(small.captured_queries)
+    # the same statements, less the batches that store what was found (SQLite's are small)
+    assert len(_reads(large)) == len(_reads(small))
     blocks = [q for q in large.captured_queries if "OVER" in q["sql"].upper()]
     assert len(blocks) == 4  # one statement per block kind
+
+
+def _reads(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("INSERT")]
 
 
 @pytest.mark.parametrize(
