@@ -10,7 +10,8 @@ one transaction, as contacts/merging.py does for contacts:
 - every row pointing at the loser (its contacts, its deals, and whatever another model may point
   at a company with) moves to the survivor, kept by id for undo;
 - the duplicate search's own rows about the loser (its match keys, its candidate pairs) go with
-  it, kept serialised in the CompanyMerge row, and come back on undo.
+  it, kept serialised in the CompanyMerge row, and come back on undo (a pair whose other company
+  has been deleted since does not).
 
 `undo_company_merge(merge_id, by=)` puts back exactly what was there: the survivor's fields, the
 loser with its id, its candidate pairs and keys, and the moved rows that still point at the
@@ -155,7 +156,7 @@ def undo_company_merge(merge_id: int, *, by: User | None = None) -> CompanyMerge
         # The survivor first: it may hold the loser's domain, which the loser takes back.
         writes.restore(snapshot["survivor"])
         writes.restore(snapshot["loser"])
-        restore_rows(snapshot["cascaded"])
+        restore_rows(_still_pairable(snapshot["cascaded"]))
         for relation, ids in snapshot["moved"].items():
             _move_back(relation, ids, survivor_id=merge.survivor_id, loser_id=merge.loser_id)
         merge.undone_at, merge.undone_by = timezone.now(), by
@@ -198,6 +199,18 @@ def _check_undo(merge: CompanyMerge) -> None:
             f"Company merge {merge.pk}: company {taken.pk} ({taken.domain}) has the id or the domain the merge "
             "would give back; merge or change it before undoing."
         )
+
+
+def _still_pairable(rows: list[dict]) -> list[dict]:
+    """The serialised rows less the candidate pairs whose other company is gone since the merge."""
+    pair_label = CompanyDuplicateCandidate._meta.label_lower
+    named = {row["fields"][side] for row in rows if row["model"] == pair_label for side in ("company_a", "company_b")}
+    there = set(Company.objects.filter(pk__in=named).values_list("pk", flat=True))
+    return [
+        row
+        for row in rows
+        if row["model"] != pair_label or {row["fields"]["company_a"], row["fields"]["company_b"]} <= there
+    ]
 
 
 def _moving_relations() -> list[models.ForeignKey]:

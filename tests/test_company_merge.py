@@ -196,6 +196,19 @@ def test_undo_is_refused_when_a_domain_it_gives_back_was_taken_again(pair):
     assert Company.objects.filter(pk=loser.pk).exists() is False
 
 
+def test_undo_leaves_out_a_pair_whose_other_company_was_deleted_since(pair):
+    survivor, loser = pair
+    other = CompanyFactory(name="Acme Shop", domain="acme-shop.example")
+    find_company_duplicates()
+    assert CompanyDuplicateCandidate.objects.get(company_b=other).company_a_id == loser.pk  # same name
+    merge = merge_companies(survivor_id=survivor.pk, loser_id=loser.pk)
+    Company.objects.filter(pk=other.pk).delete()
+
+    undo_company_merge(merge.pk)
+
+    assert list(CompanyDuplicateCandidate.objects.values_list("company_a", "company_b")) == [(survivor.pk, loser.pk)]
+
+
 def _merge_queries(contacts: int) -> tuple[int, int]:
     survivor, loser = CompanyFactory(), CompanyFactory()
     ContactFactory.create_batch(contacts, company=loser)
