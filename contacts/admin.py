@@ -165,7 +165,7 @@ class CompanyAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     list_filter = [EmployeeBandFilter, "industry", "is_target_account", "is_competitor"]
     search_fields = ["^name", "=domain"]
     search_help_text = "Name starts with, or exact domain"
-    readonly_fields = ["created_at", "updated_at", "original_values"]
+    readonly_fields = ["created_at", "updated_at", "original_values", "enriched_at"]
     ordering = ["name"]
 
     def get_queryset(self, request):
@@ -245,7 +245,8 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     actions = ["erase_selected", "check_hygiene", "correct_domain_typos"]
     autocomplete_fields = ["company", "owner"]
     readonly_fields = [
-        "lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values", "reachability",
+        "lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values", "enriched_at",
+        "reachability",
     ]  # fmt: skip
     inlines = [LifecycleChangeInline, RecentActivityInline]
     fieldsets = [
@@ -278,7 +279,7 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
         ),
         ("Interests and tools", {"fields": ["interests", "values", "technologies"]}),
         ("Custom properties", {"fields": ["properties"]}),
-        ("Record", {"fields": ["created_at", "updated_at", "original_values"]}),
+        ("Record", {"fields": ["created_at", "updated_at", "original_values", "enriched_at"]}),
     ]
 
     @admin.display(description="name")

@@ -18,12 +18,18 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from contacts import imports
-from contacts.models import ImportJob, ImportKind, ImportMapping, ImportStatus, PropertyDefinition
+from contacts.models import ENRICHMENT_KINDS, ImportJob, ImportKind, ImportMapping, ImportStatus, PropertyDefinition
 from crmseg_site.access import signed_in_user
+
+KIND_CHOICES = [
+    ("Records (created or updated)", [(k, label) for k, label in ImportKind.choices if k not in ENRICHMENT_KINDS]),
+    ("Enrichment (fills stored records, creates none)", [(k, label) for k, label in ImportKind.choices
+                                                         if k in ENRICHMENT_KINDS]),
+]  # fmt: skip
 
 
 class UploadForm(forms.Form):
-    kind = forms.ChoiceField(choices=ImportKind.choices, label="What the file holds")
+    kind = forms.ChoiceField(choices=KIND_CHOICES, label="What the file holds")
     file = forms.FileField(
         help_text="CSV (any delimiter, UTF-8 or Latin-1) or Excel workbook (.xlsx); first row: column names"
     )
@@ -33,10 +39,21 @@ class MappingForm(forms.Form):
     save_as = forms.CharField(
         max_length=200, required=False, label="Save this mapping as", help_text="Offered again for the next file"
     )
+    overwrite_captured = forms.BooleanField(
+        required=False,
+        label="Overwrite captured values",
+        help_text="Off: a value someone typed or imported stays, and only empty or enriched values are filled. "
+        "On: the file's values replace captured ones too. An empty cell never clears anything.",
+    )
+    OPTIONS = ("save_as", "overwrite_captured")
 
     def __init__(self, *args, job: ImportJob, mapping: dict[str, str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.job = job
+        if job.is_enrichment:
+            self.fields["overwrite_captured"].initial = job.overwrite_captured
+        else:
+            del self.fields["overwrite_captured"]
         choices = [("", "— ignore this column —"), *imports.targets(job.kind, PropertyDefinition.objects.all()).items()]
         self.columns = []
         for index, header in enumerate(job.headers):
@@ -47,6 +64,9 @@ class MappingForm(forms.Form):
 
     def mapping(self) -> dict[str, str]:
         return {header: self.cleaned_data[name] for header, name in self.columns}
+
+    def column_fields(self) -> list[forms.BoundField]:
+        return [self[name] for _header, name in self.columns]
 
     def clean(self) -> dict:
         super().clean()
@@ -59,7 +79,7 @@ class MappingForm(forms.Form):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ["file_name", "kind", "status", "rows_done", "created", "updated", "unchanged", "rejected",
+    list_display = ["file_name", "kind", "status", "rows_done", "created", "updated", "unchanged", "rejected", "kept",
                     "created_by", "created_at", "next_step"]  # fmt: skip
     list_filter = ["kind", "status"]
     list_select_related = ["created_by"]
@@ -128,7 +148,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         form = MappingForm(request.POST or None, job=job, mapping=mapping)
         if request.method == "POST" and form.is_valid():
             job.mapping = form.mapping()
-            job.save(update_fields=["mapping"])
+            job.overwrite_captured = job.is_enrichment and form.cleaned_data.get("overwrite_captured", False)
+            job.save(update_fields=["mapping", "overwrite_captured"])
             if name := form.cleaned_data["save_as"].strip():
                 ImportMapping.objects.update_or_create(
                     kind=job.kind, name=name, defaults={"columns": job.mapping, "created_by": signed_in_user(request)}
@@ -193,7 +214,7 @@ def status_of(job: ImportJob) -> dict:
         "status": job.status, "status_label": job.get_status_display(), "finished": job.is_finished,
         "percent": round(job.progress * 100, 1), "rows_done": job.rows_done, "rows_per_second": round(rate),
         "seconds_left": left, "created": job.created, "updated": job.updated, "unchanged": job.unchanged,
-        "rejected": job.rejected, "message": job.message, "segment_url": segment_url,
+        "rejected": job.rejected, "kept": job.kept, "message": job.message, "segment_url": segment_url,
         "segment_name": job.segment_name if job.segment_id else "",
         "errors_url": reverse("admin:contacts_importjob_errors", args=[job.pk]) if job.rejected else "",
     }  # fmt: skip

@@ -8,6 +8,10 @@ column, value, message) and puts the file's contacts in the static segment "Impo
 
 Rows are matched by normalised e-mail, company domain or activity and deal external_id, so importing the
 same file again changes nothing. Each batch is one transaction: a row is stored whole or not at all.
+
+The two enrichment kinds run the same way through contacts.enrichment: they fill stored contacts
+(by e-mail) or companies (by domain), refuse a row matching none, and keep captured values unless
+the job says `overwrite_captured`; the cells kept are counted, and marked in the preview.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from django.utils import timezone
 from django_q.tasks import async_task
 from rapidfuzz import fuzz, process
 
-from contacts import import_files, ingest, writes
+from contacts import enrichment, import_files, ingest, writes
 from contacts.changes import contacts_imported
 from contacts.import_files import FileShape, UnreadableFile
 from contacts.models import (
+    ENRICHMENT_KINDS,
     Activity,
     Company,
     Contact,
@@ -101,6 +106,8 @@ KEY_OF_KIND: dict[str, str] = {
     ImportKind.COMPANIES: "domain",
     ImportKind.ACTIVITIES: "external_id",
     ImportKind.DEALS: "external_id",
+    ImportKind.ENRICH_CONTACTS: "email",
+    ImportKind.ENRICH_COMPANIES: "domain",
 }
 DEAL_TARGETS = {
     "external_id": "External id (key)", "name": "Deal name", "amount": "Amount", "stage": "Stage (open, won, lost)",
@@ -128,6 +135,12 @@ def targets(kind: str, properties: Iterable[PropertyDefinition] = ()) -> dict[st
         return out
     if kind == ImportKind.DEALS:
         return dict(DEAL_TARGETS)
+    if kind == ImportKind.ENRICH_CONTACTS:
+        out = {"email": "E-mail (key)"} | {name: verbose_name(Contact, name) for name in enrichment.CONTACT_FIELDS}
+        return out | {f"{PROPERTY_PREFIX}{p.key}": f"{p.label} (props.{p.key})" for p in properties}
+    if kind == ImportKind.ENRICH_COMPANIES:
+        out = {"domain": "Domain or website (key)"}
+        return out | {name: verbose_name(Company, name) for name in enrichment.COMPANY_FIELDS}
     if kind == ImportKind.COMPANIES:
         out = {"domain": "Domain or website (key)"}
         return out | {name: verbose_name(Company, name) for name in ingest.COMPANY_FIELDS}
@@ -181,6 +194,8 @@ def check_mapping(kind: str, headers: list[str], mapping: dict[str, str]) -> lis
     if kind == ImportKind.ACTIVITIES:
         problems += [f"No column maps to {t}; every activity needs one." for t in ("email", "kind", "occurred_at")
                      if t not in chosen]  # fmt: skip
+    if kind in ENRICHMENT_KINDS and key in chosen and not set(chosen) - {key}:
+        problems.append(f"Only {key} is mapped; map the columns the enrichment fills.")
     return problems
 
 
@@ -342,6 +357,7 @@ class BatchOutcome:
     errors: list[CellError] = field(default_factory=list)
     rejected: int = 0
     contact_ids: list[int] = field(default_factory=list)
+    kept: list[tuple[int, str]] = field(default_factory=list)  # (row, column) not written: a captured value is stored
 
 
 class Importer:
@@ -402,9 +418,6 @@ class Importer:
     def _write(self, good: list[Converted], outcome: BatchOutcome) -> None:
         values = [c.values for c in good]
         with transaction.atomic():
-            # Deals are compared before and after; the contact and company upserts say themselves
-            # which rows they left as they were.
-            before = self._snapshot(values) if self.job.kind == ImportKind.DEALS else {}
             # Through the write path, which announces the contacts it changed after commit.
             if self.job.kind == ImportKind.ACTIVITIES:
                 ingested = writes.ingest_activities(values)
@@ -412,21 +425,7 @@ class Importer:
                 outcome.unchanged = ingested.duplicates
                 failed = ingested.failed
             else:
-                upserts: dict[str, Callable[[list], ingest.UpsertResult]] = {
-                    ImportKind.CONTACTS: writes.upsert_contacts,
-                    ImportKind.COMPANIES: writes.upsert_companies,
-                    ImportKind.DEALS: writes.upsert_deals,
-                }
-                result = upserts[self.job.kind](values)
-                failed = result.failed
-                if self.job.kind == ImportKind.DEALS:
-                    after = self._snapshot(values)
-                    result.unchanged = [r for r in result.updated if before.get(r.key) == after.get(r.key)]
-                outcome.created = len(result.created)
-                outcome.unchanged = len(result.unchanged)
-                outcome.updated = len(result.updated) - len(result.unchanged)
-                if self.job.kind == ImportKind.CONTACTS:
-                    outcome.contact_ids = [r.id for r in (*result.created, *result.updated)]
+                failed = self._upsert(values, good, outcome)
             for index, errors in failed.items():
                 outcome.rejected += 1
                 outcome.errors += self._cell_errors(good[index], errors)
@@ -438,6 +437,34 @@ class Importer:
                 if segment_id and self.job.segment_id != segment_id:
                     self.job.segment_id = segment_id
                     ImportJob.objects.filter(pk=self.job.pk).update(segment_id=segment_id)
+
+    def _upsert(self, values: list[dict], good: list[Converted], outcome: BatchOutcome) -> dict[int, dict]:
+        """Contacts, companies, deals or an enrichment: counts into `outcome`; returns the rows refused."""
+        kind = self.job.kind
+        # Deals are compared before and after; the other writes say themselves which rows they left as they were.
+        before = self._snapshot(values) if kind == ImportKind.DEALS else {}
+        overwrite = self.job.overwrite_captured
+        upserts: dict[str, Callable[[list], ingest.UpsertResult]] = {
+            ImportKind.CONTACTS: writes.upsert_contacts,
+            ImportKind.COMPANIES: writes.upsert_companies,
+            ImportKind.DEALS: writes.upsert_deals,
+            ImportKind.ENRICH_CONTACTS: partial(writes.enrich_contacts, overwrite=overwrite),
+            ImportKind.ENRICH_COMPANIES: partial(writes.enrich_companies, overwrite=overwrite),
+        }
+        result = upserts[kind](values)
+        if kind == ImportKind.DEALS:
+            after = self._snapshot(values)
+            result.unchanged = [r for r in result.updated if before.get(r.key) == after.get(r.key)]
+        outcome.created = len(result.created)
+        outcome.unchanged = len(result.unchanged)
+        outcome.updated = len(result.updated) - len(result.unchanged)
+        if kind in (ImportKind.CONTACTS, ImportKind.ENRICH_CONTACTS):
+            outcome.contact_ids = [r.id for r in (*result.created, *result.updated)]
+        if isinstance(result, enrichment.EnrichResult):
+            # Derived values (a title's function) have no column: only the file's own cells are reported.
+            kept = ((good[index].number, path) for index, paths in result.kept.items() for path in paths)
+            outcome.kept = [(number, self.column_of[path]) for number, path in kept if path in self.column_of]
+        return result.failed
 
     def _snapshot(self, values: list[dict]) -> dict[str, tuple]:
         """What the mapped fields of the stored deals hold: {key: values} (to count unchanged rows)."""
@@ -462,7 +489,9 @@ class Importer:
 
 
 def _model(kind: str) -> type[Contact | Company | Deal]:
-    by_kind: dict[str, type[Contact | Company | Deal]] = {ImportKind.COMPANIES: Company, ImportKind.DEALS: Deal}
+    by_kind: dict[str, type[Contact | Company | Deal]] = {
+        ImportKind.COMPANIES: Company, ImportKind.ENRICH_COMPANIES: Company, ImportKind.DEALS: Deal,
+    }  # fmt: skip
     return by_kind.get(kind, Contact)
 
 
@@ -490,7 +519,7 @@ def _shown(values: dict, target: str) -> str:
 @dataclass
 class PreviewRow:
     number: int
-    cells: list[tuple[str, str]]  # (value, error message or "") per column
+    cells: list[tuple[str, str, bool]]  # (value, error message or "", kept: a captured value stays) per column
     rejected: bool
 
 
@@ -508,10 +537,14 @@ def preview(job: ImportJob, *, limit: int = PREVIEW_ROWS) -> list[PreviewRow]:
     for error in outcome.errors:
         rejected_rows.add(error.row)
         by_cell[(error.row, error.column)] = error.message
+    kept = set(outcome.kept)
     return [
         PreviewRow(
             row.number,
-            [(cell, by_cell.get((row.number, h), "")) for cell, h in zip(row.cells, job.headers, strict=True)],
+            [
+                (cell, by_cell.get((row.number, h), ""), (row.number, h) in kept)
+                for cell, h in zip(row.cells, job.headers, strict=True)
+            ],
             row.number in rejected_rows,
         )
         for row in rows
@@ -601,6 +634,7 @@ def _run_batch(job: ImportJob, importer: Importer, batch: list[import_files.Row]
         updated=F("updated") + outcome.updated,
         unchanged=F("unchanged") + outcome.unchanged,
         rejected=F("rejected") + outcome.rejected,
+        kept=F("kept") + len(outcome.kept),
     )
     return True
 
@@ -611,13 +645,19 @@ def _finish(job: ImportJob, status: str, started: float) -> str:
     table = Activity if job.kind == ImportKind.ACTIVITIES else _model(job.kind)
     analyze_if_stale(table, written=job.created + job.updated)
     seconds = time.monotonic() - started
-    what = "Cancelled after" if status == ImportStatus.CANCELLED else "Imported"
+    done = "Enriched" if job.is_enrichment else "Imported"
+    what = "Cancelled after" if status == ImportStatus.CANCELLED else done
     job.status = status
     job.finished_at = timezone.now()
+    created = "" if job.is_enrichment else f"{job.created:,} created, "
     job.message = (
-        f"{what} {job.rows_done:,} rows in {seconds:.0f} s: {job.created:,} created, {job.updated:,} updated, "
+        f"{what} {job.rows_done:,} rows in {seconds:.0f} s: {created}{job.updated:,} updated, "
         f"{job.unchanged:,} unchanged, {job.rejected:,} rejected."
     )
+    if job.is_enrichment:
+        job.message += f" {job.kept:,} cells kept their captured value" + (
+            " (overwrite was on)." if job.overwrite_captured else "."
+        )
     if status == ImportStatus.DONE:
         job.progress = 1.0
     job.save(update_fields=["status", "finished_at", "message", "progress"])

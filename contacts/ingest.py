@@ -21,7 +21,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from contacts import normalize
+from contacts import normalize, provenance
 from contacts.copy_insert import copy_insert
 from contacts.models import (
     Activity,
@@ -51,16 +51,16 @@ RowErrors = dict[str, list[str]]
 NUL_MESSAGE = "Text may not contain NUL characters."
 
 # Fields a row may set directly; everything else about a contact is derived or managed here.
+CONTACT_BOOKKEEPING = {"id", "email", "company", "owner", "lifecycle_changed_at", "created_at", "updated_at"}
 CONTACT_FIELDS = [
     f.name
     for f in Contact._meta.concrete_fields
-    if f.name
-    not in {"id", "email", "company", "owner", "lifecycle_changed_at", "created_at", "updated_at", "original_values"}
+    if f.name not in CONTACT_BOOKKEEPING | {"original_values", "enriched_at"}
 ]
 COMPANY_FIELDS = [
     f.name
     for f in Company._meta.concrete_fields
-    if f.name not in {"id", "domain", "created_at", "updated_at", "original_values"}
+    if f.name not in {"id", "domain", "created_at", "updated_at", "original_values", "enriched_at"}
 ]
 ACTIVITY_TEXT_LIMITS = {"topic": 100, "product": 100, "campaign": 100, "external_id": 200}
 ACTIVITY_FIELDS = {"contact", "email", "kind", "occurred_at", "url", "value", *ACTIVITY_TEXT_LIMITS}
@@ -288,18 +288,7 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
     """Create or update contacts matched by normalised email; see the module docstring."""
     now = now or timezone.now()
     result = UpsertResult()
-    definitions = {d.key: d for d in PropertyDefinition.objects.all()}
-    titles = JobTitleRule.objects.title_map()
-    countries = _stored_countries(rows)
-    originals: dict[int, dict] = {}
-
-    def clean(index: int, row: dict, errors: RowErrors) -> dict:
-        values, originals[index], suggestions = _clean_contact(row, errors, definitions, titles, countries)
-        if suggestions:
-            result.suggestions[index] = suggestions
-        return values
-
-    good = _validated_rows(rows, clean, result.failed, key="email", noun="contact")
+    good, originals = clean_contacts(rows, result.failed, result.suggestions)
     _check_owners(good, result)
     if not good:
         return result
@@ -349,6 +338,25 @@ def upsert_contacts(rows: list, *, now: datetime | None = None) -> UpsertResult:
 
 
 CONTACT_KEYS = {"email", "company_domain", "company_name", "owner", *CONTACT_FIELDS}
+
+
+def clean_contacts(
+    rows: list, failed: dict[int, RowErrors], suggestions: dict[int, dict[str, str]]
+) -> tuple[dict[int, dict], dict[int, dict]]:
+    """Check and normalise contact rows: ({row index: cleaned values}, {row index: what normalisation
+    changed}) of the good rows; the others (a repeated e-mail too) go to `failed` with their errors."""
+    definitions = {d.key: d for d in PropertyDefinition.objects.all()}
+    titles = JobTitleRule.objects.title_map()
+    countries = _stored_countries(rows)
+    originals: dict[int, dict] = {}
+
+    def clean(index: int, row: dict, errors: RowErrors) -> dict:
+        values, originals[index], found = _clean_contact(row, errors, definitions, titles, countries)
+        if found:
+            suggestions[index] = found
+        return values
+
+    return _validated_rows(rows, clean, failed, key="email", noun="contact"), originals
 
 
 def _stored_countries(rows: list) -> dict[str, str]:
@@ -436,6 +444,10 @@ def _contact_from_row(
         values.setdefault("customer_since", stored["customer_since"])
         if "properties" in values:
             values["properties"] = {**(stored["properties"] or {}), **values["properties"]}
+        values["enriched_at"] = provenance.marks_after_capture(
+            stored["enriched_at"], provenance.changed_paths(stored, values)
+        )
+        fields.add("enriched_at")
         if "lifecycle_stage" in values and stage != old_stage:
             values["lifecycle_changed_at"] = now
             change = (old_stage, stage)
@@ -449,13 +461,7 @@ def _contact_from_row(
 def upsert_companies(rows: list) -> UpsertResult:
     """Create or update companies matched by normalised domain."""
     result = UpsertResult()
-    originals: dict[int, dict] = {}
-
-    def clean(index: int, row: dict, errors: RowErrors) -> dict:
-        values, originals[index] = _clean_company(row, errors)
-        return values
-
-    good = _validated_rows(rows, clean, result.failed, key="domain", noun="company")
+    good, originals = clean_companies(rows, result.failed)
     if not good:
         return result
     with transaction.atomic():
@@ -467,6 +473,10 @@ def upsert_companies(rows: list) -> UpsertResult:
             # A new company without a name is named after its domain; a stored one keeps its name.
             row = {"name": values["domain"]} | values | {"original_values": typed}
             fields = set(values) - {"domain"} | {"original_values"}
+            if stored is not None:
+                changed = provenance.changed_paths(stored, values)
+                row["enriched_at"] = provenance.marks_after_capture(stored["enriched_at"], changed)
+                fields.add("enriched_at")
             if same_as_stored(row, fields, stored):
                 same.add(index)
             else:
@@ -489,6 +499,18 @@ def upsert_companies(rows: list) -> UpsertResult:
 
 
 COMPANY_KEYS = {"domain", *COMPANY_FIELDS}
+
+
+def clean_companies(rows: list, failed: dict[int, RowErrors]) -> tuple[dict[int, dict], dict[int, dict]]:
+    """Check and normalise company rows: ({row index: cleaned values}, {row index: what normalisation
+    changed}) of the good rows; the others (a repeated domain too) go to `failed` with their errors."""
+    originals: dict[int, dict] = {}
+
+    def clean(index: int, row: dict, errors: RowErrors) -> dict:
+        values, originals[index] = _clean_company(row, errors)
+        return values
+
+    return _validated_rows(rows, clean, failed, key="domain", noun="company"), originals
 
 
 def _clean_company(row: dict, errors: RowErrors) -> tuple[dict, dict]:

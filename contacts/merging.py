@@ -50,8 +50,9 @@ from crmseg_site.model_fields import concrete_field
 SURVIVOR, LOSER, BOTH = "survivor", "loser", "both"
 # Never chosen: consent and bookkeeping (see the module's docstring).
 FIXED_FIELDS = frozenset(
-    {"id", "do_not_contact", "email_status", "created_at", "updated_at", "lifecycle_changed_at", "original_values"}
-)
+    {"id", "do_not_contact", "email_status", "created_at", "updated_at", "lifecycle_changed_at", "original_values",
+     "enriched_at"}
+)  # fmt: skip
 TAG_FIELDS = frozenset({"interests", "values", "technologies"})
 # Most restrictive first.
 EMAIL_STATUS_ORDER: list[str] = [EmailStatus.UNSUBSCRIBED, EmailStatus.BOUNCED, EmailStatus.VALID]
@@ -157,7 +158,22 @@ def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> 
     )
     values["created_at"] = min(survivor.created_at, loser.created_at)
     values["original_values"] = {**loser.original_values, **survivor.original_values}
+    values["enriched_at"] = _merged_marks(survivor, loser, chosen)
     return values
+
+
+def _merged_marks(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> dict[str, str]:
+    """Each kept value keeps its source (contacts/provenance.py): enriched where the side it came
+    from had it enriched; joined tag lists only if each side giving tags had them enriched."""
+    marks = {}
+    for path, side in chosen.items():
+        if side == BOTH:
+            giving = [c for c in (survivor, loser) if _is_set(_value(c, path))]
+            if giving and all(path in c.enriched_at for c in giving):
+                marks[path] = max(c.enriched_at[path] for c in giving)
+        elif path in (source := loser if side == LOSER else survivor).enriched_at:
+            marks[path] = source.enriched_at[path]
+    return marks
 
 
 def _value(contact: Contact, name: str) -> Any:

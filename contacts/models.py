@@ -92,6 +92,13 @@ class Company(models.Model):
     original_values = models.JSONField(
         default=dict, blank=True, help_text="What was typed where normalisation changed it, by field"
     )
+    enriched_at = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Values an enrichment import filled, by field (props.<key> for a property): when. "
+        "A value not listed was captured (typed or imported).",
+    )
     is_target_account = models.BooleanField(default=False)
     is_competitor = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -282,6 +289,13 @@ class Contact(models.Model):
     )
     original_values = models.JSONField(
         default=dict, blank=True, help_text="What was typed where normalisation changed it, by field"
+    )
+    enriched_at = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Values an enrichment import filled, by field (props.<key> for a property): when. "
+        "A value not listed was captured (typed or imported).",
     )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -981,6 +995,12 @@ class ImportKind(models.TextChoices):
     COMPANIES = "companies", "Companies (matched by domain)"
     ACTIVITIES = "activities", "Activities (matched by external id)"
     DEALS = "deals", "Deals (matched by external id)"
+    # Enrichment fills stored records and never creates one (contacts/enrichment.py).
+    ENRICH_CONTACTS = "enrich_contacts", "Contact enrichment (matched by e-mail)"
+    ENRICH_COMPANIES = "enrich_companies", "Company enrichment (matched by domain)"
+
+
+ENRICHMENT_KINDS = frozenset({ImportKind.ENRICH_CONTACTS, ImportKind.ENRICH_COMPANIES})
 
 
 class ImportMapping(models.Model):
@@ -1039,6 +1059,12 @@ class ImportJob(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    overwrite_captured = models.BooleanField(
+        default=False, help_text="Enrichment only: replace captured values too (else only empty and enriched ones)"
+    )
+    kept = models.PositiveIntegerField(
+        default=0, help_text="Enrichment: cells not written because the record holds a captured value"
+    )
     message = models.TextField(blank=True)
     segment_id = models.PositiveBigIntegerField(
         null=True, blank=True, help_text='The static segment "Imported <name> <date>" of its contacts'
@@ -1055,8 +1081,12 @@ class ImportJob(models.Model):
         return self.status in (ImportStatus.DONE, ImportStatus.CANCELLED, ImportStatus.FAILED)
 
     @property
+    def is_enrichment(self) -> bool:
+        return self.kind in ENRICHMENT_KINDS
+
+    @property
     def segment_name(self) -> str:
-        return f"Imported {self.file_name} {self.created_at:%Y-%m-%d}"
+        return f"{'Enriched' if self.is_enrichment else 'Imported'} {self.file_name} {self.created_at:%Y-%m-%d}"
 
 
 # --- Duplicates and merges (contacts/duplicates.py, contacts/merging.py) ---------------------------

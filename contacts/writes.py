@@ -21,7 +21,12 @@ written; the contact of an activity or a deal, both the one it had and the one i
     upsert_contacts(rows), upsert_companies(rows), ingest_activities(rows), upsert_deals(rows)
                                  bulk rows checked one by one, the good ones stored set-based, all or
                                  nothing (contacts/ingest.py: the result says which rows failed and why)
+    enrich_contacts(rows), enrich_companies(rows)
+                                 fill stored records, never creating one nor overwriting a captured
+                                 value unless asked (contacts/enrichment.py)
     seed_demo(contacts=N)        a believable demo CRM (contacts/demo_data.py)
+
+A captured write that changes an enriched value makes it captured (contacts/provenance.py).
 
 A caller wanting several writes to commit together wraps them in `transaction.atomic()`; the
 announcements then wait for that outer commit, and a rollback announces nothing.
@@ -38,7 +43,7 @@ from django.db import models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from contacts import demo_data, ingest
+from contacts import demo_data, enrichment, ingest, provenance
 from contacts.changes import contacts_changed
 from contacts.models import Activity, Company, Contact, Deal
 
@@ -58,7 +63,8 @@ def save(obj: Row, *, update_fields: Iterable[str] | None = None) -> Row:
     _check_model(type(obj))
     with transaction.atomic():
         ids = _stored_contact_ids(obj)
-        obj.save(update_fields=update_fields)
+        marks = provenance.forget_overwritten(obj)
+        obj.save(update_fields=None if update_fields is None else [*update_fields, *marks])
         ids |= _saved_contact_ids(obj)
         contacts_changed(ids)
     return obj
@@ -147,6 +153,22 @@ def upsert_deals(rows: list) -> ingest.UpsertResult:
     """Create or update deals matched by external_id; their contacts (before and after) change."""
     with transaction.atomic():
         result = ingest.upsert_deals(rows)
+        contacts_changed(result.changed_contact_ids)
+    return result
+
+
+def enrich_contacts(rows: list, *, overwrite: bool = False) -> enrichment.EnrichResult:
+    """Fill stored contacts matched by normalised e-mail (see contacts/enrichment.py)."""
+    with transaction.atomic():
+        result = enrichment.enrich_contacts(rows, overwrite=overwrite)
+        contacts_changed(result.changed_contact_ids)
+    return result
+
+
+def enrich_companies(rows: list, *, overwrite: bool = False) -> enrichment.EnrichResult:
+    """Fill stored companies matched by domain; the contacts of changed ones change."""
+    with transaction.atomic():
+        result = enrichment.enrich_companies(rows, overwrite=overwrite)
         contacts_changed(result.changed_contact_ids)
     return result
 

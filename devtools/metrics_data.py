@@ -62,7 +62,7 @@ def _contact_columns() -> tuple[list[str], list[str]]:
         elif field.null:
             continue
         elif isinstance(field, models.JSONField):
-            expression = "'{}'::jsonb" if field.name == "properties" else "'[]'::jsonb"
+            expression = "'{}'::jsonb" if isinstance(field.get_default(), dict) else "'[]'::jsonb"
         elif isinstance(field, models.BooleanField):
             expression = "false"
         elif isinstance(field, models.DateTimeField):

@@ -2,7 +2,9 @@
 
 For every criterion of the plan (contacts.Criterion) and every field a live segment's rule reads,
 it says how many contacts have a value (the registry's own "is set", the one rules use), how many
-distinct values there are, the source (captured, enriched, derived) and when a value last changed;
+distinct values there are, the source (captured, enriched, derived: the field's own, and how many
+of its values an enrichment import filled, read from each record's `enriched_at` as
+contacts/provenance.py keeps it) and when a value last changed;
 which segments' rules read the field, how full it is among their members, and how many contacts
 in each segment's scope (its parent's members, or everyone) the rule cannot classify for lack of
 the value. A criterion is **exists** when its best field is filled for COVERAGE_EXISTS_PERCENT of
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Aggregate, Count, F, Max
+from django.db.models import Aggregate, Count, F, Max, Q
 
 from contacts.models import Contact, Criterion, PropertyDefinition, PropertySource
 from segments.governance.health import fields_read
@@ -58,11 +60,23 @@ class FieldCoverage:
     filled: int
     distinct: int | None
     freshest: datetime | None
+    enriched: int = 0  # of the filled values, those an enrichment import wrote
     readers: list[Reading] = field(default_factory=list)
 
     @property
     def percent(self) -> float:
         return round(100 * self.filled / self.total, 1) if self.total else 0.0
+
+    @property
+    def sources(self) -> str:
+        """Where the values came from: the field's source, enriched when an enrichment filled them
+        all, both with the enriched share when mixed."""
+        if not self.enriched:
+            return self.source
+        if self.enriched >= self.filled:
+            return PropertySource.ENRICHED
+        share = round(100 * self.enriched / self.filled)
+        return f"{self.source} + {PropertySource.ENRICHED} ({share}% enriched)"
 
 
 @dataclass
@@ -99,10 +113,10 @@ def coverage_report() -> Report:
     sources = dict(PropertyDefinition.objects.values_list("key", "source"))
     coverage = {}
     for path in paths:
-        filled, distinct, freshest = overall[path]
+        filled, distinct, freshest, enriched = overall[path]
         coverage[path] = FieldCoverage(
             path, registry[path].label, registry[path].layer, _source(registry[path], sources), total, filled,
-            distinct, freshest,
+            distinct, freshest, enriched,
         )  # fmt: skip
     for segment in segments:
         scope_total, scope_filled = (total, None) if segment.parent_id is None else by_segment[segment.parent_id]
@@ -163,8 +177,19 @@ def _freshness(found: Field) -> F:
     return F("updated_at")
 
 
-def _overall(fields: list[Field]) -> tuple[int, dict[str, tuple[int, int | None, datetime | None]]]:
-    """One pass over the contacts: (contacts, {path: (filled, distinct values, freshest)})."""
+def _enriched(found: Field) -> Q | None:
+    """The contacts whose value of the field an enrichment import wrote (contacts/provenance.py)."""
+    if found.property_key:
+        return Q(enriched_at__has_key=f"props.{found.property_key}")
+    if found.path.startswith("company."):
+        return Q(company__enriched_at__has_key=found.path.removeprefix("company."))
+    if "." in found.path:
+        return None  # metrics and owner fields: never enriched
+    return Q(enriched_at__has_key=found.path)
+
+
+def _overall(fields: list[Field]) -> tuple[int, dict[str, tuple[int, int | None, datetime | None, int]]]:
+    """One pass over the contacts: (contacts, {path: (filled, distinct values, freshest, enriched)})."""
     aggregates: dict[str, Aggregate] = {"total": Count("pk")}
     for i, found in enumerate(fields):
         expression = value_expression(found)
@@ -174,9 +199,12 @@ def _overall(fields: list[Field]) -> tuple[int, dict[str, tuple[int, int | None,
             aggregates[f"d{i}"] = Count(expression, distinct=True, filter=present)
         if not found.score:  # propensity scores: their model's page says when they were scored
             aggregates[f"t{i}"] = Max(_freshness(found), filter=present)
+        if (enriched := _enriched(found)) is not None:
+            aggregates[f"e{i}"] = Count("pk", filter=present & enriched)
     row = Contact.objects.aggregate(**aggregates)
     return row["total"], {
-        found.path: (row[f"f{i}"], row.get(f"d{i}"), row.get(f"t{i}")) for i, found in enumerate(fields)
+        found.path: (row[f"f{i}"], row.get(f"d{i}"), row.get(f"t{i}"), row.get(f"e{i}") or 0)
+        for i, found in enumerate(fields)
     }
 
 

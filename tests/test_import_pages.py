@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from contacts.models import Contact, ImportJob, ImportMapping, ImportStatus
-from tests.factories import PropertyDefinitionFactory
+from tests.factories import ContactFactory, PropertyDefinitionFactory
 from tests.segments_support import run_queued
 
 CONTENT = "Mail;Vorname;Stage;Shoe size\nada@example.com;Ada;lead;41\ngrace@example.com;Grace;wizard;39\n"
@@ -126,3 +126,43 @@ def test_sales_cannot_reach_the_import_pages(client, sales_user):
 
     assert response.status_code in (302, 403)
     assert not ImportJob.objects.exists()
+
+
+def test_an_enrichment_asks_about_captured_values_and_its_preview_marks_the_cells_kept(
+    ops_client, django_capture_on_commit_callbacks
+):
+    ContactFactory(email="ada@example.com", city="London", region="")
+    ContactFactory(email="grace@example.com", city="", region="")
+    content = "E-mail,City,Region\nada@example.com,Paris,Ile-de-France\ngrace@example.com,Arlington,Virginia\n"
+    upload = {"kind": "enrich_contacts", "file": SimpleUploadedFile("vendor.csv", content.encode())}
+    job_url = ops_client.post(reverse("admin:contacts_importjob_add"), upload)["Location"]
+    job = ImportJob.objects.get()
+    mapping = {"column_0": "email", "column_1": "city", "column_2": "region"}
+
+    page = ops_client.get(job_url).content.decode()
+    ops_client.post(job_url, mapping)  # overwrite left off
+    kept = ops_client.get(reverse("admin:contacts_importjob_preview", args=[job.pk]))
+    ops_client.post(job_url, mapping | {"overwrite_captured": "on"})
+    replaced = ops_client.get(reverse("admin:contacts_importjob_preview", args=[job.pk]))
+
+    assert "Overwrite captured values" in page
+    assert [[cell[2] for cell in row.cells] for row in kept.context["rows"]] == [[False, True, False], [False] * 3]
+    assert 'class="cell-kept"' in kept.content.decode()
+    assert not any(cell[2] for row in replaced.context["rows"] for cell in row.cells)
+    assert "Overwrite captured values is <strong>on</strong>" in replaced.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        ops_client.post(reverse("admin:contacts_importjob_preview", args=[job.pk]))
+    run_queued("contacts.tasks.run_import")
+    job.refresh_from_db()
+    assert (job.kind, job.overwrite_captured, job.updated, job.kept) == ("enrich_contacts", True, 2, 0)
+    assert Contact.objects.get(email="ada@example.com").city == "Paris"
+    progress = ops_client.get(reverse("admin:contacts_importjob_progress", args=[job.pk])).content.decode()
+    assert "Cells kept (captured value stays)" in progress
+    assert 'id="count-created"' not in progress
+
+
+def test_the_upload_form_offers_the_enrichment_kinds(ops_client):
+    page = ops_client.get(reverse("admin:contacts_importjob_add")).content.decode()
+
+    assert '<optgroup label="Enrichment (fills stored records, creates none)">' in page
+    assert '<option value="enrich_companies">Company enrichment (matched by domain)</option>' in page

@@ -282,7 +282,7 @@ def test_preview_validates_cells_and_writes_nothing():
     assert [(r.number, r.rejected) for r in rows] == [(2, False), (3, True)]
     assert rows[1].cells[1][0] == "wizard"
     assert "not a valid choice" in rows[1].cells[1][1]
-    assert rows[0].cells == [("ada@example.com", ""), ("lead", "")]
+    assert rows[0].cells == [("ada@example.com", "", False), ("lead", "", False)]
     assert not Contact.objects.exists()
 
 

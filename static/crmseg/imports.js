@@ -14,7 +14,9 @@
     text("rows-done", status.rows_done);
     text("rows-per-second", status.rows_per_second);
     text("seconds-left", status.seconds_left === null ? "—" : status.seconds_left + " s");
-    for (const name of ["created", "updated", "unchanged", "rejected"]) text("count-" + name, status[name]);
+    for (const name of ["created", "updated", "unchanged", "rejected", "kept"]) {
+      if (document.getElementById("count-" + name)) text("count-" + name, status[name]);
+    }
     text("import-message", status.message);
     const errors = document.getElementById("errors-link");
     errors.hidden = !status.errors_url;
