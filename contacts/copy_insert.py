@@ -26,8 +26,9 @@ def copy_insert(
     insert: Callable[[str], str] | None = None,
 ) -> list[tuple]:
     """Insert `rows` (tuples in `columns` order); on a `conflict` column clash update `update` or skip.
-    `insert`, given the temporary table's name, makes the INSERT ... SELECT to run instead (it
-    returns what it returns), e.g. the activity insert that claims external ids (contacts/partitions.py).
+    `insert`, given the temporary table's name, makes the statement to run instead (it returns what
+    it returns), e.g. the activity insert that claims external ids (contacts/partitions.py) or the
+    enrichment's UPDATE ... FROM the copied rows (contacts/enrichment.py).
 
     Returns the `returning` columns of the rows inserted or updated (skipped rows return nothing).
     """

@@ -70,13 +70,12 @@ class FieldCoverage:
     @property
     def sources(self) -> str:
         """Where the values came from: the field's source, enriched when an enrichment filled them
-        all, both with the enriched share when mixed."""
+        all, the field's source and the enriched share when mixed ("captured, 40% enriched")."""
         if not self.enriched:
             return self.source
         if self.enriched >= self.filled:
             return PropertySource.ENRICHED
-        share = round(100 * self.enriched / self.filled)
-        return f"{self.source} + {PropertySource.ENRICHED} ({share}% enriched)"
+        return f"{self.source}, {round(100 * self.enriched / self.filled)}% {PropertySource.ENRICHED}"
 
 
 @dataclass

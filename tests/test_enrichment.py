@@ -246,7 +246,7 @@ def test_the_coverage_report_shows_the_enriched_source_and_the_higher_fill_rate(
     status, after = seniority()
     assert counts(job) == (0, 4, 1, 0, 1)  # p0's captured seniority stays: its row changes nothing
     assert (status, after.filled, after.percent, after.enriched) == (EXISTS, 5, 100.0, 4)
-    assert after.sources == "captured + enriched (80% enriched)"
+    assert after.sources == "captured, 80% enriched"
     assert after.freshest == Contact.objects.get(email="p4@example.com").updated_at
 
     enrich("email,seniority\np0@example.com,vp\n", django_capture_on_commit_callbacks, overwrite=True)

@@ -1,6 +1,11 @@
 """bench_import: time a contact CSV import of N rows x 20 columns, its peak RSS and its progress interval.
 
     make manage ARGS="bench_import --rows 1000000"
+    make manage ARGS="bench_import --rows 1000000 --kind enrich_contacts"   # then enrich those contacts
+
+With `--kind enrich_contacts` the file enriches the contacts a contacts run with the same --run
+stored (10 columns: e-mail and nine the enrichment fills; every third row's city is captured and
+kept); run it twice to time a re-run (all unchanged).
 
 Writes the file (streamed) under IMPORT_DIR, records the import as a real upload would, then runs the
 import task in this process while a second thread reads the job row every 0.2 s, as the progress
@@ -39,6 +44,8 @@ COUNTRIES = [
     ("FR", lambda n: f"01 {n % 100:02d} {n // 100 % 100:02d} {n // 10000 % 100:02d} {n % 97:02d}"),
 ]
 STAGES = ["subscriber", "lead", "mql", "sql", "opportunity", "customer"]
+ENRICH_HEADER = ["Email", "Job title", "City", "Time zone", "Birth year", "Gender", "Education", "Income band",
+                 "Interests", "Technologies"]  # fmt: skip
 
 
 def write_file(path: Path, rows: int, run: str, seed: int = 7) -> None:
@@ -58,25 +65,41 @@ def write_file(path: Path, rows: int, run: str, seed: int = 7) -> None:
             out.write(";".join(fields) + "\n")
 
 
+def write_enrichment_file(path: Path, rows: int, run: str) -> None:
+    """A vendor's file for the contacts of `write_file(run)`: their city is captured (kept every third
+    row, where the vendor's differs), the rest is new to them."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(",".join(ENRICH_HEADER) + "\n")
+        for n in range(rows):
+            fields = [
+                f"bench-{run}-{n}@bench.example", TITLES[(n + 1) % len(TITLES)], "Munich" if n % 3 == 0 else "Berlin",
+                "Europe/Berlin", str(1960 + n % 45), ["female", "male", "nonbinary"][n % 3], "master", "50k_100k",
+                f"cloud; {['ai', 'security', 'data'][n % 3]}", "aws; kubernetes",
+            ]  # fmt: skip
+            out.write(",".join(fields) + "\n")
+
+
 class Command(BaseCommand):
     help = "Benchmark a contact CSV import: rows/s, peak RSS and the longest gap between progress updates."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--rows", type=int, default=100_000)
         parser.add_argument("--run", default="1", help="Names the contacts; the same run again re-imports them")
+        parser.add_argument("--kind", choices=["contacts", "enrich_contacts"], default="contacts")
 
-    def handle(self, *args, rows: int, run: str, **options) -> None:
+    def handle(self, *args, rows: int, run: str, kind: str, **options) -> None:
         directory = Path(settings.IMPORT_DIR)
         directory.mkdir(parents=True, exist_ok=True)
-        source = directory / f"bench-{run}-{rows}.csv"
+        source = directory / f"bench-{kind}-{run}-{rows}.csv"
         started = time.monotonic()
-        write_file(source, rows, run)
-        self.stdout.write(f"file: {source.stat().st_size / 1e6:.0f} MB, {rows:,} rows x {len(HEADER)} columns, "
+        (write_file if kind == "contacts" else write_enrichment_file)(source, rows, run)
+        width = len(HEADER if kind == "contacts" else ENRICH_HEADER)
+        self.stdout.write(f"file: {source.stat().st_size / 1e6:.0f} MB, {rows:,} rows x {width} columns, "
                           f"written in {time.monotonic() - started:.0f} s")  # fmt: skip
         with open(source, "rb") as handle:
             upload = File(handle, name=source.name)
             upload.size = source.stat().st_size
-            job = imports.start_import(upload, kind="contacts", user=None)
+            job = imports.start_import(upload, kind=kind, user=None)
         imports.queue_import(job)  # outside a transaction: queued at once; this process runs it below
         gaps = _watch(job.pk)
         started = time.monotonic()
