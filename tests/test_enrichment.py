@@ -256,14 +256,18 @@ def test_the_coverage_report_shows_the_enriched_source_and_the_higher_fill_rate(
 def test_queries_do_not_grow_with_the_rows():
     PropertyDefinitionFactory(key="plan_seats", type="number")
 
-    def queries(first: int, n: int) -> int:
+    def queries(first: int, n: int) -> tuple[int, int]:
         ContactFactory.create_batch(n, city="London", job_title="")
         emails = list(Contact.objects.order_by("-pk").values_list("email", flat=True)[:n])
         rows = [{"email": e, "city": "Paris", "job_title": "CTO", "properties": {"plan_seats": 3}} for e in emails]
-        with CaptureQueriesContext(connection) as captured:
+        content = "email,city,job_title,plan_seats\n" + "".join(f"{e},Rome,CEO,4\n" for e in emails)
+        job = imports.start_import(SimpleUploadedFile("v.csv", content.encode()), kind="enrich_contacts", user=None)
+        with CaptureQueriesContext(connection) as written:
             result = writes.enrich_contacts(rows, overwrite=first % 2 == 1)
+        with CaptureQueriesContext(connection) as previewed:  # the import's own path, rolled back
+            assert len(imports.preview(job, limit=100)) == n
         assert len(result.updated) == n
         assert not result.failed
-        return len(captured.captured_queries)
+        return len(written.captured_queries), len(previewed.captured_queries)
 
     assert queries(0, 3) == queries(1, 60)
