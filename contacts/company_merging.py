@@ -30,14 +30,14 @@ from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.utils import timezone
 
-from contacts import writes
-from contacts.merging import BOTH, LOSER, SURVIVOR, MergeRefused
+from contacts import provenance, writes
+from contacts.merging import BOTH, LOSER, SURVIVOR, MergeRefused, givers
 from contacts.models import Company, CompanyDuplicateCandidate, CompanyMatchKey, CompanyMerge
 from contacts.row_snapshots import cascaded_rows, restore_rows, reverse_relations, serialize
 from crmseg_site.model_fields import concrete_field
 
 # Never chosen: bookkeeping.
-FIXED_FIELDS = frozenset({"id", "created_at", "updated_at", "original_values"})
+FIXED_FIELDS = frozenset({"id", "created_at", "updated_at", "original_values", "enriched_at"})
 TAG_FIELDS = frozenset({"technologies"})
 FLAG_FIELDS = frozenset({"is_target_account", "is_competitor"})
 # The duplicate search's rows go with the merged-away company (and come back on undo); every other
@@ -99,6 +99,10 @@ def merged_values(survivor: Company, loser: Company, chosen: dict[str, str]) -> 
             values[name] = theirs if side == LOSER else mine
     values["created_at"] = min(survivor.created_at, loser.created_at)
     values["original_values"] = {**loser.original_values, **survivor.original_values}
+    # Each kept value keeps its source: enriched where the companies giving it had it enriched.
+    values["enriched_at"] = provenance.merged_marks(
+        {path: givers(survivor, loser, side, path, value=_value) for path, side in chosen.items()}
+    )
     return values
 
 

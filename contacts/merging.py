@@ -26,16 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.utils import timezone
 
-from contacts import writes
+from contacts import provenance, writes
 from contacts.models import (
     Activity,
     ActivityTally,
+    Company,
     Contact,
     ContactMerge,
     Deal,
@@ -48,6 +49,7 @@ from contacts.row_snapshots import cascaded_rows, restore_rows, serialize
 from crmseg_site.model_fields import concrete_field
 
 SURVIVOR, LOSER, BOTH = "survivor", "loser", "both"
+Model = TypeVar("Model", Contact, Company)
 # Never chosen: consent and bookkeeping (see the module's docstring).
 FIXED_FIELDS = frozenset(
     {"id", "do_not_contact", "email_status", "created_at", "updated_at", "lifecycle_changed_at", "original_values",
@@ -158,22 +160,18 @@ def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> 
     )
     values["created_at"] = min(survivor.created_at, loser.created_at)
     values["original_values"] = {**loser.original_values, **survivor.original_values}
-    values["enriched_at"] = _merged_marks(survivor, loser, chosen)
+    # Each kept value keeps its source: enriched where the contacts giving it had it enriched.
+    values["enriched_at"] = provenance.merged_marks(
+        {path: givers(survivor, loser, side, path, value=_value) for path, side in chosen.items()}
+    )
     return values
 
 
-def _merged_marks(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> dict[str, str]:
-    """Each kept value keeps its source (contacts/provenance.py): enriched where the side it came
-    from had it enriched; joined tag lists only if each side giving tags had them enriched."""
-    marks = {}
-    for path, side in chosen.items():
-        if side == BOTH:
-            giving = [c for c in (survivor, loser) if _is_set(_value(c, path))]
-            if giving and all(path in c.enriched_at for c in giving):
-                marks[path] = max(c.enriched_at[path] for c in giving)
-        elif path in (source := loser if side == LOSER else survivor).enriched_at:
-            marks[path] = source.enriched_at[path]
-    return marks
+def givers(survivor: Model, loser: Model, side: str, path: str, *, value: Callable[[Model, str], Any]) -> list[Model]:
+    """The records a merged value comes from: the chosen side's, or both sides that have tags to join."""
+    if side == BOTH:
+        return [record for record in (survivor, loser) if _is_set(value(record, path))]
+    return [loser if side == LOSER else survivor]
 
 
 def _value(contact: Contact, name: str) -> Any:

@@ -64,6 +64,16 @@ def forget_overwritten(obj: models.Model) -> list[str]:
     return ["enriched_at"]
 
 
+def merged_marks(given_by: dict[str, list[Contact] | list[Company]]) -> dict[str, str]:
+    """The marks of a merge's survivor, from {path: the records its kept value came from}: a value
+    is enriched when each record giving it had it enriched (with the latest time), else captured."""
+    marks = {}
+    for path, records in given_by.items():
+        if records and all(path in record.enriched_at for record in records):
+            marks[path] = max(record.enriched_at[path] for record in records)
+    return marks
+
+
 def _is_column(model: type[models.Model], name: str) -> bool:
     try:
         return model._meta.get_field(name).concrete

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from contacts import imports, merging, writes
+from contacts import company_merging, imports, merging, writes
 from contacts.models import Company, Contact, ImportJob, ImportStatus, PendingChange
 from segments.coverage import EXISTS, NEEDS_ENRICHMENT, coverage_report
 from segments.models import Membership, Segment
@@ -191,6 +191,19 @@ def test_a_merge_keeps_the_source_of_each_value(django_capture_on_commit_callbac
     survivor.refresh_from_db()
     assert (survivor.job_title, survivor.city) == ("Countess", "London")
     assert set(survivor.enriched_at) == {"job_title"}  # the loser's enriched title; the survivor's own city
+
+
+def test_a_company_merge_keeps_the_source_of_each_value(django_capture_on_commit_callbacks):
+    survivor = CompanyFactory(domain="acme.com", industry="", employee_count=500)
+    loser = CompanyFactory(domain="acme.co.uk", industry="", employee_count=None)
+    content = "domain,industry,employees\nacme.co.uk,logistics,480\n"
+    enrich(content, django_capture_on_commit_callbacks, kind="enrich_companies")
+
+    company_merging.merge_companies(survivor_id=survivor.pk, loser_id=loser.pk)
+
+    survivor.refresh_from_db()
+    assert (survivor.industry, survivor.employee_count) == ("logistics", 500)
+    assert set(survivor.enriched_at) == {"industry"}
 
 
 def test_an_enrichment_names_the_fields_it_cannot_fill():
