@@ -2,7 +2,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Count, DecimalField, Max, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
@@ -10,18 +9,27 @@ from django.utils import timezone
 from contacts.demo_data import HISTORY, TOPICS
 from contacts.models import Activity, Company, Contact, Deal, LifecycleChange, PropertyDefinition
 from tests.announcements import hear_changes
+from tests.shared_rows import made_once, run_on_commit_hooks
 
 N = 400
 
 
+@pytest.fixture(scope="module")
+def announced_by_seeding(django_db_setup, django_db_blocker):
+    """The demo seeded once for the module (tests/shared_rows.py); what it announced as changed."""
+    with made_once(django_db_blocker):
+        output = StringIO()
+        with pytest.MonkeyPatch.context() as patch:
+            announced = hear_changes(patch)
+            with run_on_commit_hooks():
+                call_command("seed_demo", contacts=N, seed=42, stdout=output)
+        assert f"{N} contacts" in output.getvalue()
+        yield announced
+
+
 @pytest.fixture
-def seeded(db, monkeypatch, django_capture_on_commit_callbacks):
-    announced = hear_changes(monkeypatch)
-    output = StringIO()
-    with django_capture_on_commit_callbacks(execute=True):
-        call_command("seed_demo", contacts=N, seed=42, stdout=output)
-    assert f"{N} contacts" in output.getvalue()
-    return announced
+def seeded(announced_by_seeding, db):
+    return list(announced_by_seeding)
 
 
 def test_it_creates_the_requested_contacts_and_an_eighth_as_many_companies(seeded):
@@ -144,18 +152,3 @@ def test_force_adds_demo_data_beside_existing_contacts(seeded):
 
     assert Contact.objects.count() == N + 50
     assert Company.objects.count() == N // 8 + 6
-
-
-def test_bootstrap_demo_seeds_once_and_creates_the_admin(db, monkeypatch):
-    monkeypatch.setenv("ADMIN_PASSWORD", "demo-password-123")
-    first, second = StringIO(), StringIO()
-
-    call_command("bootstrap_demo", contacts=40, stdout=first)
-    call_command("bootstrap_demo", contacts=40, stdout=second)
-
-    assert Contact.objects.count() == 40
-    admin = get_user_model().objects.get(username="admin")
-    assert admin.is_superuser
-    assert admin.check_password("demo-password-123")
-    assert "Created admin user 'admin'" in first.getvalue()
-    assert "exists" in second.getvalue()
