@@ -7,68 +7,39 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from django.utils import timezone
 from django_q.models import Schedule
 
 from contacts.models import Contact
 from predictions.models import ModelVersion, PropensityModel, PropensityScore, VersionState
 from predictions.scoring import score_model
-from predictions.tasks import DAILY_SCHEDULE, enqueue_training, models_due
-from predictions.training import TrainingBusy, queue_version, train_version
+from predictions.tasks import DAILY_SCHEDULE, models_due
+from predictions.training import queue_version, train_version
 from segments.refresh import refresh_segment
 from tests.factories import SegmentFactory
 from tests.predictions_support import NOW, plant_convert
 from tests.segments_support import run_queued
+from tests.shared_rows import made_once
 
 pytestmark = pytest.mark.django_db
 NOW_ISO = NOW.isoformat()
 
 
+@pytest.fixture(scope="module")
+def trained_once(django_db_setup, django_db_blocker) -> int:
+    """1,000 planted contacts (with a planted leak), a trained and scored convert model, made once
+    for the module (tests/shared_rows.py); the tests that train their own are in
+    test_predictions_commands.py."""
+    with made_once(django_db_blocker):
+        plant_convert(1000, leak=True)
+        model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
+        train_version(queue_version(model), now=NOW)
+        score_model(model, now=NOW)
+        yield model.pk
+
+
 @pytest.fixture
-def trained():
-    plant_convert(1000, leak=True)
-    model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
-    train_version(queue_version(model), now=NOW)
-    score_model(model, now=NOW)
-    return model
-
-
-def test_train_model_defines_trains_and_prints_the_validation():
-    plant_convert(1000)
-    out = StringIO()
-
-    call_command("train_model", "convert", "--target", "convert", "--horizon", "90", "--now", NOW_ISO, stdout=out)
-
-    text = out.getvalue()
-    version = ModelVersion.objects.get(model__name="convert")
-    assert version.is_active
-    assert f"AUC:           {version.metrics['auc']:.3f} (95% bootstrap interval" in text
-    assert "model:         convert v1 (Active)" in text
-    assert "precision:     top 1% " in text
-    assert "... reading features as of 2025-12-03" in text
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["nope"], "No model named 'nope' (known: none yet); define one with --target."),
-        (["convert", "--target", "convert", "--horizon", "45"], "horizon_days: Horizon 45 days is not allowed"),
-        (["convert", "--target", "upsell"], "target: Unknown target 'upsell'"),
-        (["convert", "--target", "convert", "--now", "yesterday"], "--now 'yesterday' is not an ISO datetime"),
-    ],
-)
-def test_train_model_refuses_bad_input(args, message):
-    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        call_command("train_model", *args)
-    assert not ModelVersion.objects.exists()
-
-
-def test_train_model_refuses_too_few_outcomes_with_the_counts():
-    plant_convert(250, hot_rate=0.1, cold_rate=0.02)
-
-    with pytest.raises(CommandError, match=r"the training window has \d+ positives and [\d,]+ negatives"):
-        call_command("train_model", "convert", "--target", "convert", "--now", NOW_ISO)
-    assert ModelVersion.objects.get().state == VersionState.REFUSED
+def trained(trained_once, db):
+    return PropensityModel.objects.get(pk=trained_once)
 
 
 def test_score_contacts_prints_what_it_scored(trained):
@@ -77,25 +48,6 @@ def test_score_contacts_prints_what_it_scored(trained):
     assert f"contacts:  {PropensityScore.objects.count()}" in out.getvalue()
     with pytest.raises(CommandError, match="No model named 'churn'"):
         call_command("score_contacts", "churn")
-
-
-def test_the_training_task_records_its_state_and_scores(django_capture_on_commit_callbacks, monkeypatch):
-    plant_convert(1000, now=timezone.now())  # the task trains as of now
-    model = PropensityModel.objects.create(name="convert", target="convert", holdout="random")
-    with django_capture_on_commit_callbacks(execute=True):
-        version = enqueue_training(model)
-    assert version.state == VersionState.QUEUED
-    with pytest.raises(TrainingBusy, match="version 1 is queued"):
-        enqueue_training(model)
-
-    results = run_queued("predictions.tasks.train_task")
-
-    version.refresh_from_db()
-    assert results[0].startswith("convert v1: active, AUC ")
-    assert version.state == VersionState.ACTIVE
-    assert version.progress == "done"
-    assert version.started_at <= version.finished_at
-    assert version.scored_contacts == PropensityScore.objects.filter(model=model).count() > 0
 
 
 def test_the_daily_schedule_exists_and_models_come_due(trained):
