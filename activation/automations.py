@@ -48,7 +48,7 @@ from activation.erasure_notices import send_erasure_notices
 from activation.webhooks import post_json
 from contacts import writes
 from contacts.models import Contact
-from segments.liveness import heartbeat, worker_name
+from crmseg_site.liveness import heartbeat, worker_name
 from segments.models import SUPPRESSION_KINDS, ChangeKind, Membership, MembershipChange, Segment, SegmentStatus
 
 logger = logging.getLogger(__name__)

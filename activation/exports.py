@@ -56,8 +56,8 @@ from activation.models import (
 )
 from activation.run_watch import beat, claim_fields, fail_dead_runs, retry_at
 from contacts.models import Contact
+from crmseg_site.liveness import heartbeat
 from crmseg_site.replicas import replica_reads
-from segments.liveness import heartbeat
 from segments.models import SegmentStatus
 
 logger = logging.getLogger(__name__)

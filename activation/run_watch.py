@@ -1,7 +1,7 @@
 """Export runs that show: a running run says which worker runs it and renews a heartbeat; a run
 whose worker died is failed with the reason, and failed runs are retried with back-off.
 
-The checks are segments/liveness.py's. A run's claim (activation/exports.py) stamps the worker and
+The checks are crmseg_site/liveness.py's. A run's claim (activation/exports.py) stamps the worker and
 its database session on the row and counts an attempt; every transition below is conditional on
 that attempt, so a run failed by its worker and by the watchdog at once is failed once, and two
 watchdogs queue one retry. `watch_exports` runs in the watchdog task (segments/watchdog.py).
@@ -19,7 +19,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from activation.models import ExportRun, ExportRunMember, RunStatus
-from segments.liveness import current_session, death, live_sessions, retry_delay, worker_name
+from crmseg_site.liveness import current_session, death, live_sessions, retry_delay, worker_name
 
 logger = logging.getLogger(__name__)
 

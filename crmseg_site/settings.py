@@ -312,7 +312,7 @@ CACHES = {
     )
 }
 
-# Runs that show (segments/liveness.py): a full segment refresh, an export run and a claimed batch
+# Runs that show (crmseg_site/liveness.py): a full segment refresh, an export run and a claimed batch
 # of automation runs record on their row when they started and which worker runs them, and renew a
 # heartbeat every RUN_HEARTBEAT_SECONDS while they run. A run whose database session is gone
 # (PostgreSQL), or whose heartbeat is older than RUN_DEAD_AFTER_SECONDS while its process is gone,

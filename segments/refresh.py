@@ -21,9 +21,9 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
+from crmseg_site.liveness import heartbeat
 from segments.graph import Graph, dependants, dependency_graph, levels, topological_order
 from segments.history import request_details, wants_details
-from segments.liveness import heartbeat
 from segments.locks import lock_segment, lock_segments
 from segments.membership import Target, Written, use_generic_plans, write_members
 from segments.models import ChangeReason, RefreshStatus, RuleVersion, Segment, SegmentStatus

@@ -1,5 +1,5 @@
 """Refreshes that show: a full refresh marks its segment running, a dead one is failed with the
-reason, and a failed one is retried with back-off (the checks are in segments/liveness.py).
+reason, and a failed one is retried with back-off (the checks are in crmseg_site/liveness.py).
 
 The mark is the refresh's start time in `refresh_running_since`, written and committed before the
 refresh's own transaction (so others see it) and cleared by that transaction when it records its
@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from segments.liveness import SESSION_OF, current_session, death, live_sessions, retry_delay, worker_name
+from crmseg_site.liveness import SESSION_OF, current_session, death, live_sessions, retry_delay, worker_name
 from segments.models import RefreshFailure, RefreshStatus, Segment
 
 logger = logging.getLogger(__name__)

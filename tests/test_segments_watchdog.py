@@ -14,8 +14,8 @@ from django_q.models import OrmQ, Schedule
 from django_q.tasks import async_task
 
 from contacts.models import Contact
+from crmseg_site.liveness import death, worker_name
 from segments.editing import save_segment
-from segments.liveness import death, worker_name
 from segments.models import Membership, Segment
 from segments.refresh import refresh_segment
 from segments.tasks import WATCH_HALF_SCHEDULE, WATCH_SCHEDULE, refresh_segment_task
