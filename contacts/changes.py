@@ -21,6 +21,7 @@ from functools import partial
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -70,20 +71,25 @@ def _record(contact_ids: Iterable[int], *, derive: bool) -> None:
     transaction.on_commit(request)
 
 
-def request() -> None:
-    """Queue the catch-up task, unless one is queued or running already (which will take the rows).
+def request() -> bool:
+    """Queue the catch-up task, unless one is queued or running already (which will take the rows), or
+    a failed one's retry is not due (the watchdog queues it then); True if queued.
 
-    A queued or running task that has not started or renewed its lease within CATCH_UP_LEASE_SECONDS
-    is taken for lost, and another is queued.
+    A queued task that has not started within CATCH_UP_LEASE_SECONDS, or a running one silent for as
+    long, may be lost: another is queued (it ends at once if the running one lives).
     """
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CATCH_UP_LEASE_SECONDS)
-    idle = (Q(queued_at=None) | Q(queued_at__lt=stale)) & (Q(running_since=None) | Q(running_since__lt=stale))
-    queued = CatchUpState.objects.filter(pk=1).filter(idle).update(queued_at=now) == 1
+    # A running task's last sign of life: its heartbeat (running_since for a task of the version before).
+    seen = Coalesce("heartbeat_at", "running_since")
+    idle = (Q(queued_at=None) | Q(queued_at__lt=stale)) & (Q(running_since=None) | Q(seen__lt=stale))
+    due = Q(retry_at=None) | Q(retry_at__lte=now)
+    queued = CatchUpState.objects.alias(seen=seen).filter(idle, due, pk=1).update(queued_at=now) == 1
     if not queued:
         queued = CatchUpState.objects.get_or_create(pk=1, defaults={"queued_at": now})[1]
     if queued:
         async_task(CATCH_UP_TASK, task_name="catch up changed contacts", group="catch-up")
+    return queued
 
 
 MetricsListener = Callable[[None], None]

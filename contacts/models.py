@@ -1356,11 +1356,23 @@ class PendingChange(models.Model):
 
 class CatchUpState(models.Model):
     """The one row (pk 1) that keeps catch-up tasks to one at a time (contacts/catch_up.py): whether
-    one is queued, and which one runs since when (renewed every round, a lease)."""
+    one is queued; which one holds the lease, on which worker, since when, and its last sign of
+    life; and how the last one that failed failed, for the health page and the back-off."""
 
     queued_at = models.DateTimeField(null=True, blank=True)
-    runner = models.UUIDField(null=True, blank=True)
-    running_since = models.DateTimeField(null=True, blank=True)
+    runner = models.UUIDField(null=True, blank=True, help_text="The task holding the lease")
+    running_since = models.DateTimeField(null=True, blank=True, help_text="When the running task took the lease")
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running (or that ran) it")
+    session = models.CharField(
+        max_length=100, blank=True, help_text="PostgreSQL: that worker's database session (pid@start)"
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The running task's last sign of life (every RUN_HEARTBEAT_SECONDS)"
+    )
+    failures = models.PositiveIntegerField(default=0, help_text="Catch-up tasks failed in a row")
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="When the last failure was found")
+    last_error = models.TextField(blank=True, help_text="Why the last failed task failed")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="No task runs before this after a failure")
 
     def __str__(self) -> str:
         return f"catch-up: queued {self.queued_at}, running since {self.running_since}"

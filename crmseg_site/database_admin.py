@@ -1,4 +1,6 @@
-"""The admin's database page: where reads and writes go, and how far the read replica lags."""
+"""The admin's database page: where reads and writes go, how far the read replica lags, and how the
+catch-up after writes (contacts/catch_up.py) is doing: running since when on which worker, the
+contacts waiting, and its last failure with the reason."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ from django.contrib import admin
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
+from contacts import catch_up
+from contacts.models import CatchUpState
+
+from .liveness import live_sessions
 from .replicas import REPLICA, configured, replica_status
 
 
@@ -31,6 +38,15 @@ def _standbys() -> list[tuple]:
         return cursor.fetchall()
 
 
+def _catch_up() -> dict:
+    """The catch-up's row, the contacts waiting, and why its running task looks dead (the watchdog fails it soon)."""
+    held: CatchUpState = catch_up.state()
+    dead = None
+    if held.runner is not None:
+        dead = catch_up.holder_death(held, now=timezone.now(), sessions=live_sessions())
+    return {"state": held, "waiting": catch_up.waiting(), "dead": dead}
+
+
 def database_page(request: HttpRequest) -> HttpResponse:
     """Admin-wrapped (staff only) in crmseg_site/urls.py; asks the replica afresh on every view."""
     ctx = {
@@ -42,5 +58,6 @@ def database_page(request: HttpRequest) -> HttpResponse:
         "standbys": _standbys(),
         "max_lag": settings.REPLICA_MAX_LAG_SECONDS,
         "check_seconds": settings.REPLICA_CHECK_SECONDS,
+        "catch_up": _catch_up(),
     }
     return TemplateResponse(request, "admin/database.html", ctx)

@@ -1,8 +1,8 @@
 """Runs that show: which worker runs what, whether it is still alive, and when to try again.
 
-Long work (a full segment refresh, an export run, a claimed batch of automation runs) records on
-its own row when it started, the worker running it (`host:pid`) and, on PostgreSQL, that worker's
-database session. While it runs, a thread of the worker process renews a heartbeat on the row
+Long work (a full segment refresh, an export run, a claimed batch of automation runs, the catch-up
+after writes) records on its own row when it started, the worker running it (`host:pid`) and, on
+PostgreSQL, that worker's database session. While it runs, a thread of the worker process renews a heartbeat on the row
 every RUN_HEARTBEAT_SECONDS (`heartbeat()`). A run is dead (`death()`) when:
 
 - PostgreSQL: its database session is gone. A killed worker's session ends (the backend notices
@@ -14,7 +14,8 @@ every RUN_HEARTBEAT_SECONDS (`heartbeat()`). A run is dead (`death()`) when:
   so its own heartbeat cannot be written until it commits.
 
 The watchdog (segments/watchdog.py, twice every RUN_WATCH_MINUTES) fails dead runs with the reason and
-retries them after `retry_delay()`.
+retries them after `retry_delay()`. It lives here, not in an app, because every app uses it
+(`contacts` for the catch-up, which may not import segments).
 """
 
 from __future__ import annotations

@@ -312,14 +312,14 @@ CACHES = {
     )
 }
 
-# Runs that show (crmseg_site/liveness.py): a full segment refresh, an export run and a claimed batch
-# of automation runs record on their row when they started and which worker runs them, and renew a
-# heartbeat every RUN_HEARTBEAT_SECONDS while they run. A run whose database session is gone
-# (PostgreSQL), or whose heartbeat is older than RUN_DEAD_AFTER_SECONDS while its process is gone,
-# is failed with the reason by a watchdog task (twice every RUN_WATCH_MINUTES) and retried after
-# RUN_RETRY_BACKOFF_SECONDS, doubling up to RUN_RETRY_MAX_BACKOFF_SECONDS, RUN_RETRY_MAX_ATTEMPTS
-# times in a row. A claimed automation batch whose heartbeat is older than AUTOMATION_CLAIM_LEASE_SECONDS
-# is claimed again by another worker.
+# Runs that show (crmseg_site/liveness.py): a full segment refresh, an export run, a claimed batch
+# of automation runs and the catch-up after writes record on their row when they started and which
+# worker runs them, and renew a heartbeat every RUN_HEARTBEAT_SECONDS while they run. A run whose
+# database session is gone (PostgreSQL), or whose heartbeat is older than RUN_DEAD_AFTER_SECONDS
+# while its process is gone, is failed with the reason by a watchdog task (twice every
+# RUN_WATCH_MINUTES) and retried after RUN_RETRY_BACKOFF_SECONDS, doubling up to
+# RUN_RETRY_MAX_BACKOFF_SECONDS, RUN_RETRY_MAX_ATTEMPTS times in a row. A claimed automation batch
+# whose heartbeat is older than AUTOMATION_CLAIM_LEASE_SECONDS is claimed again by another worker.
 RUN_HEARTBEAT_SECONDS = envint("RUN_HEARTBEAT_SECONDS", 10, minimum=1)
 RUN_DEAD_AFTER_SECONDS = envint("RUN_DEAD_AFTER_SECONDS", 30, minimum=2)
 RUN_WATCH_MINUTES = envint("RUN_WATCH_MINUTES", 1, minimum=1)
@@ -327,9 +327,6 @@ RUN_RETRY_BACKOFF_SECONDS = envint("RUN_RETRY_BACKOFF_SECONDS", 60, minimum=0)
 RUN_RETRY_MAX_BACKOFF_SECONDS = envint("RUN_RETRY_MAX_BACKOFF_SECONDS", 1800, minimum=0)
 RUN_RETRY_MAX_ATTEMPTS = envint("RUN_RETRY_MAX_ATTEMPTS", 5, minimum=0)
 AUTOMATION_CLAIM_LEASE_SECONDS = envint("AUTOMATION_CLAIM_LEASE_SECONDS", 60, minimum=2)
-for _name in ("RUN_DEAD_AFTER_SECONDS", "AUTOMATION_CLAIM_LEASE_SECONDS"):
-    if globals()[_name] <= RUN_HEARTBEAT_SECONDS:
-        raise ImproperlyConfigured(f"{_name} must be greater than RUN_HEARTBEAT_SECONDS={RUN_HEARTBEAT_SECONDS}")
 
 # Segment freshness: how often the scheduled sweep refreshes every segment (minutes).
 SEGMENT_REFRESH_INTERVAL_MINUTES = envint("SEGMENT_REFRESH_INTERVAL_MINUTES", 60, minimum=1)
@@ -352,11 +349,18 @@ METRICS_INCREMENTAL_MAX_PERCENT = envint("METRICS_INCREMENTAL_MAX_PERCENT", 5, m
 # Catching up after writes (contacts/catch_up.py): the contacts writes changed wait as rows; one
 # catch-up task at a time takes all of them (metrics and scores first, then one scoped refresh of
 # their segments), then goes round for what arrived meanwhile at most once per CATCH_UP_INTERVAL_MS,
-# for up to CATCH_UP_MAX_SECONDS, and ends (queueing the next if any wait). A task whose lease is not
-# renewed for CATCH_UP_LEASE_SECONDS (its worker died) is replaced and its contacts taken again.
+# for up to CATCH_UP_MAX_SECONDS, and ends (queueing the next if any wait). The running task holds a
+# lease with its worker, session and heartbeat (the RUN_* settings above): a dead one is failed by the
+# watchdog, its contacts wait again, and it is retried with back-off. CATCH_UP_LEASE_SECONDS: a task
+# silent this long (no heartbeat) whose process is not known alive is dead whatever its session says
+# (a pooler's session outlives its worker), and a write queues another task beside one silent as long.
 CATCH_UP_INTERVAL_MS = envint("CATCH_UP_INTERVAL_MS", 1000, minimum=0)
 CATCH_UP_MAX_SECONDS = envint("CATCH_UP_MAX_SECONDS", 60, minimum=1)
 CATCH_UP_LEASE_SECONDS = envint("CATCH_UP_LEASE_SECONDS", 120, minimum=2)
+# Silences that mean death must outlast the heartbeat that breaks them.
+for _name in ("RUN_DEAD_AFTER_SECONDS", "AUTOMATION_CLAIM_LEASE_SECONDS", "CATCH_UP_LEASE_SECONDS"):
+    if globals()[_name] <= RUN_HEARTBEAT_SECONDS:
+        raise ImproperlyConfigured(f"{_name} must be greater than RUN_HEARTBEAT_SECONDS={RUN_HEARTBEAT_SECONDS}")
 # Segments re-read more changed contacts than this share of all contacts with a full refresh of
 # every segment (segments.tasks.refresh_changed), which then costs less than the scoped one.
 SEGMENT_SCOPED_MAX_PERCENT = envint("SEGMENT_SCOPED_MAX_PERCENT", 10, minimum=0)

@@ -28,6 +28,7 @@ from django_q.brokers import get_broker
 
 from api.keys import create_api_key
 from api.models import Scope
+from contacts import catch_up
 from contacts.models import CatchUpState, Contact, PendingChange
 
 KINDS = ("api", "page", "personalization", "ingest")
@@ -55,6 +56,18 @@ def caught_up() -> bool:
     queued, waiting = backlog()
     running = CatchUpState.objects.filter(running_since__isnull=False).exists()
     return queued == 0 and waiting == 0 and not running
+
+
+def catch_up_note() -> str:
+    """The catch-up task in a few words: which worker runs it since when, and its failures in a row."""
+    held = catch_up.state()
+    note = "not running"
+    if held.running_since is not None:
+        since = timezone.localtime(held.running_since)
+        note = f"running since {since:%H:%M:%S} on {held.worker or 'an unknown worker'}"
+    if held.failures:
+        note += f"; failed {held.failures} in a row, last: {held.last_error}"
+    return note
 
 
 class Session:
@@ -201,7 +214,8 @@ def wait_caught_up(*, timeout: float, log: Callable[[str], None], every: float =
         if time.monotonic() - last >= 5:
             last = time.monotonic()
             queued, waiting = backlog()
-            log(f"  +{last - started:4.0f}s after: queued tasks {queued}, contacts waiting {waiting}")
+            note = catch_up_note()
+            log(f"  +{last - started:4.0f}s after: queued tasks {queued}, contacts waiting {waiting}, catch-up {note}")
         time.sleep(every)
     return None
 

@@ -8,8 +8,9 @@ time, so a run failed at once by its own worker and by the watchdog is counted o
 watchdogs queue one retry.
 
 `watch()` is the task run twice every RUN_WATCH_MINUTES (crmseg_site/schedules.py): it does the
-segments' runs and then those of every registered watcher (activation adds its export runs), as
-`segments` knows nothing of activation.
+segments' runs and then those of every registered watcher: the catch-up after writes
+(contacts/catch_up.py, added by segments/apps.py: `contacts` knows nothing of segments) and
+activation's export runs (added by activation: `segments` knows nothing of activation).
 """
 
 from __future__ import annotations
