@@ -144,3 +144,12 @@ def describe(column: dict, raw: RawFeatures, row: int) -> tuple[str, str]:
     rows, codes, vocabulary = raw.tags.get(source, (np.zeros(0, np.int32), np.zeros(0, np.int32), []))
     has = any(vocabulary[c] == column["value"] for c in codes[rows == row])
     return (f"{label} include", column["value"]) if has else (f"{label} do not include", column["value"])
+
+
+def describe_player(columns: list[dict], raw: RawFeatures, row: int) -> tuple[str, str]:
+    """(what the field is, the contact's value) for the columns of one field: a number with its
+    missing-indicator, a category's one-hot columns, or one tag (see attribution.players)."""
+    first = columns[0]
+    if first["kind"] == "onehot":
+        return label_of(first["source"]), describe(first, raw, row)[1]
+    return describe(next((c for c in columns if c["kind"] == "number"), first), raw, row)

@@ -7,8 +7,12 @@ shown are the largest contributions each way, described in words with the contac
 ("pricing page views in last 30 days: 5"). They are computed from the contact's features as of
 the time its stored score was computed, so they explain that score.
 
-Gradient boosting has no such decomposition: its explanation lists the model's global factors
-(permutation importance) and says so.
+For gradient boosting, a factor is a field's exact Shapley value in the boosted trees' log-odds
+(predictions.attribution): one per field (a category's one-hot columns together), compared with
+training contacts stored with the version; the background's average log-odds plus every
+contribution is exactly the model's raw score, and the calibrated probability is a non-decreasing
+function of it. A boosting version trained before the background was kept shows the model's
+global factors (permutation importance) and says so.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from datetime import datetime
 import numpy as np
 from django.utils import timezone
 
-from predictions.encoding import describe, encode
+from predictions.attribution import attributions, players
+from predictions.encoding import describe, describe_player, encode
 from predictions.features import read_features
 from predictions.models import Algorithm, PropensityModel, PropensityScore, Tier
 from predictions.scoring import NoUsableVersion, usable_version
 from predictions.targets import in_population
-from predictions.training import logistic_parts
+from predictions.training import booster_of, logistic_parts
 
 TOP_FACTORS = 5
 
@@ -53,8 +58,8 @@ class ContactScore:
     scored_at: datetime | None
     up: list[Factor] = field(default_factory=list)
     down: list[Factor] = field(default_factory=list)
-    decision: float | None = None
-    intercept: float | None = None
+    decision: float | None = None  # log-odds: the logistic decision value, or boosting's raw score
+    intercept: float | None = None  # where the contributions start: the intercept, or boosting's baseline
     note: str = ""
 
     @property
@@ -118,6 +123,9 @@ def explain_contacts(
         raw = read_features(as_of=as_of, volatile=version.features.get("volatile", []), contact_ids=ids)
         inside = in_population(model, raw)
         rows = encode(raw, version.features["columns"])
+        if version.algorithm != Algorithm.LOGISTIC:
+            _explain_boosted(results, version, fitted, raw, rows, np.flatnonzero(inside), top=top)
+            continue
         for position, contact_id in enumerate(raw.contact_ids.tolist()):
             if inside[position]:
                 _explain_row(results[contact_id], version, fitted, raw, rows, position, top=top)
@@ -130,10 +138,6 @@ def _explain_row(result: ContactScore, version, fitted, raw, rows: np.ndarray, p
     row = rows[position : position + 1]
     if result.probability is None:
         result.probability = float(fitted.predict_proba(row)[0, 1])
-    if version.algorithm != Algorithm.LOGISTIC:
-        result.note = "Gradient boosting: per-contact factors are not available; the model's main factors are shown."
-        result.up = [Factor(item["label"], "", item["weight"]) for item in version.importance[:top]]
-        return
     parts, intercept = contributions(fitted, row[0])
     result.decision, result.intercept = float(intercept + parts.sum()), intercept
     order = np.argsort(-np.abs(parts), kind="stable")
@@ -144,3 +148,51 @@ def _explain_row(result: ContactScore, version, fitted, raw, rows: np.ndarray, p
 
     result.up = [factor(j) for j in order if parts[j] > 0][:top]
     result.down = [factor(j) for j in order if parts[j] < 0][:top]
+
+
+def _explain_boosted(
+    results: dict[int, ContactScore], version, fitted, raw, rows: np.ndarray, positions: np.ndarray, *, top: int
+) -> None:
+    """Factors of the contacts at `positions` under a boosting model, all computed together."""
+    if not positions.size:
+        return
+    chosen = rows[positions]
+    probabilities = fitted.predict_proba(chosen)[:, 1]
+    contact_ids = raw.contact_ids[positions].tolist()
+    if not version.background:
+        for k, contact_id in enumerate(contact_ids):
+            result = results[contact_id]
+            if result.probability is None:
+                result.probability = float(probabilities[k])
+            result.note = (
+                "This gradient-boosting version was trained before per-contact factors were kept; "
+                "retrain the model to see them. The model's main factors are shown."
+            )
+            result.up = [Factor(item["label"], "", item["weight"]) for item in version.importance[:top]]
+        return
+    columns = version.features["columns"]
+    groups = players(columns)
+    booster = booster_of(fitted)
+    background = np.array(version.background, dtype=np.float64)
+    parts = attributions(booster, chosen, background, groups)
+    decisions = booster.decision_function(chosen)
+    baseline = float(booster.decision_function(background).mean())
+    fields = [[columns[j] for j in group] for group in groups]
+    for k, (contact_id, position) in enumerate(zip(contact_ids, positions.tolist(), strict=True)):
+        result = results[contact_id]
+        result.note = ""
+        if result.probability is None:
+            result.probability = float(probabilities[k])
+        result.decision, result.intercept = float(decisions[k]), baseline
+        result.up, result.down = _field_factors(parts[k], fields, raw, position, top=top)
+
+
+def _field_factors(parts: np.ndarray, fields: list[list[dict]], raw, position: int, *, top: int):
+    """(up, down): the largest contributions each way, one factor per field, in words."""
+    order = np.argsort(-np.abs(parts), kind="stable")
+
+    def factor(g: int) -> Factor:
+        label, value = describe_player(fields[g], raw, position)
+        return Factor(label, value, float(parts[g]))
+
+    return [factor(g) for g in order if parts[g] > 0][:top], [factor(g) for g in order if parts[g] < 0][:top]

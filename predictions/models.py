@@ -130,6 +130,11 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True, help_text="Validation: AUC, interval, lift, calibration")
     leakage = models.JSONField(default=list, blank=True, help_text="Features flagged (and left out) as leaks")
     importance = models.JSONField(default=list, blank=True, help_text="Global factor importance")
+    background = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Boosting: encoded rows of training contacts that per-contact factors compare with",
+    )
     artifact = models.BinaryField(null=True, blank=True, editable=False, help_text="The fitted model, skops format")
     artifact_signature = models.CharField(max_length=64, blank=True, editable=False)
     requested_by = models.ForeignKey(

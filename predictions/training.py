@@ -11,7 +11,9 @@ Logistic regression: standardised; the inverse regularisation C chosen among SEA
 4-fold cross-validated log loss on at most SEARCH_ROWS training contacts, then fitted on all of
 them. Histogram gradient boosting: scikit-learn's defaults with early stopping. Both calibrated
 on 3-fold out-of-fold predictions (sigmoid for the logistic model, isotonic for boosting), one
-final fit on every training contact (CalibratedClassifierCV with ensemble=False).
+final fit on every training contact (CalibratedClassifierCV with ensemble=False). A boosting
+version also keeps BACKGROUND_ROWS of its training rows, which its per-contact factors compare
+with (predictions.attribution).
 
 Refused (state `refused`, nothing stored) with fewer than MIN_CLASS_ROWS positives or negatives
 among the training contacts, or fewer than MIN_VALIDATION_ROWS of either in validation.
@@ -38,6 +40,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from predictions import artifacts
+from predictions.attribution import background_rows
 from predictions.encoding import encode, fit_encoder, label_of
 from predictions.evaluation import validation_report
 from predictions.features import RawFeatures, read_features
@@ -75,6 +78,7 @@ TRAINED_FIELDS = (
     "metrics",
     "leakage",
     "importance",
+    "background",
     "artifact",
     "artifact_signature",
     "train_cutoff",
@@ -233,6 +237,11 @@ def logistic_parts(fitted: CalibratedClassifierCV) -> tuple[np.ndarray, np.ndarr
     return scaler.mean_, scaler.scale_, model.coef_[0], float(model.intercept_[0])
 
 
+def booster_of(fitted: CalibratedClassifierCV) -> HistGradientBoostingClassifier:
+    """The boosted trees inside a fitted boosting model's calibration."""
+    return fitted.calibrated_classifiers_[0].estimator
+
+
 def importance(fitted, columns: list[dict], algorithm: str, X: np.ndarray, y: np.ndarray) -> list[dict]:
     """Global factor importance: |coefficient| per standard deviation (logistic), or the drop in
     validation AUC when the column is shuffled (boosting, on at most IMPORTANCE_ROWS contacts)."""
@@ -307,6 +316,8 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
         step(f"fitting {model.algorithm} on {len(training.y):,} contacts and {len(columns)} columns")
         X = encode(training.raw, columns)
         fitted, chosen = fit(X, training.y, model.algorithm)
+        # Boosting's per-contact factors compare a contact with these training contacts.
+        background = background_rows(X, seed=SEED) if model.algorithm == Algorithm.BOOSTING else []
         del X
         # The training matrix and features are freed before validation reads its own.
         training.raw = training.raw.take(np.zeros(0, dtype=np.int64))
@@ -328,6 +339,7 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
     version.metrics = report
     version.leakage = flags
     version.importance = ranked
+    version.background = background
     version.artifact, version.artifact_signature = data, signature
     version.train_cutoff = training.window.cutoff if training.window else now
     version.validation_cutoff = validation.window.cutoff if validation.window else now

@@ -18,12 +18,15 @@ def plant_convert(
     hot_rate: float = 0.6,
     cold_rate: float = 0.1,
     leak: bool = False,
+    hot_vps: bool = False,
     now: datetime = NOW,
 ) -> list[int]:
     """`n` leads created 400 days before `now`. Before each of the two cutoffs (now - 180 and
     now - 90 days) a random 40% are "hot": three pricing views in the 30 days before it. A hot
     lead becomes a customer 10 days after the cutoff with probability `hot_rate`, a cold one with
-    `cold_rate`. With `leak`, a number property `final_contract_value` is set for the converted only."""
+    `cold_rate`. With `leak`, a number property `final_contract_value` is set for the converted only.
+    With `hot_vps`, the hot leads are the vice presidents instead (seniority "vp", a third of
+    them) and nobody views pricing: a signal in a field, not in activities."""
     rng = random.Random(seed)
     if leak:
         PropertyDefinition.objects.get_or_create(
@@ -40,7 +43,9 @@ def plant_convert(
             if i in converted_at:
                 continue
             hot = rng.random() < 0.4
-            if hot:
+            if hot_vps:
+                hot = seniorities[i] == "vp"
+            elif hot:
                 for _ in range(3):
                     activities.append((i, "pricing_view", cutoff - timedelta(days=rng.uniform(1, 29))))
             activities.append((i, "email_open", cutoff - timedelta(days=rng.uniform(1, 80))))
