@@ -51,3 +51,21 @@ def test_a_sales_rep_reads_a_contacts_likelihood_and_factors(page, log_in_as, sa
         "(−)"
     )
     screenshot("propensity-contact-factors", card)
+
+
+def test_a_sales_rep_reads_a_boosted_leads_own_factors(page, log_in_as, sales_user, screenshot):
+    now = timezone.now()
+    plant_convert(600, hot_vps=True, now=now)
+    model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90, algorithm="boosting")
+    train_version(queue_version(model), now=now)
+    score_model(model, now=now)
+    vp = PropensityScore.objects.filter(model=model, contact__seniority="vp").order_by("-probability").first()
+    log_in_as(sales_user)
+
+    page.goto(f"/contacts/{vp.contact_id}/")
+
+    card = page.locator("section", has=page.get_by_role("heading", name="Likelihood"))
+    raising = card.get_by_role("list", name="Factors raising the convert score")
+    expect(raising.locator("li").first).to_have_text("seniority: vp (+)")
+    expect(card).not_to_contain_text("not available")
+    screenshot("propensity-contact-factors-boosting", card)

@@ -8,7 +8,8 @@ and for each of the two cutoffs (now - 180 and now - 90 days) a lead that is not
 becomes one 10 days after the cutoff with probability 4%, or 25% if it viewed pricing in the 30
 days before the cutoff (a LifecycleChange row). Then it trains (printing each step's time, the
 rows, columns and validation) and scores every contact, and prints the process's peak RSS after
-each.
+each. Last, it times the explanation of a page of EXPLAIN_PAGE scored contacts (their factors,
+as on a segment's members page; best of EXPLAIN_RUNS, after one warm-up run).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from devtools.measure import peak_rss_mb
-from predictions.models import PropensityModel
+from predictions.explain import explain_contacts
+from predictions.models import PropensityModel, PropensityScore
 from predictions.report import report_lines
 from predictions.scoring import score_model
 from predictions.training import queue_version, train_version
 
 MODEL = "bench_convert"
+EXPLAIN_PAGE = 50
+EXPLAIN_RUNS = 5
 PLANT = """
     INSERT INTO contacts_lifecyclechange (contact_id, from_stage, to_stage, changed_at)
     SELECT c.id, c.lifecycle_stage, 'customer', %(cutoff)s + interval '10 days'
@@ -82,6 +86,18 @@ class Command(BaseCommand):
         self.stdout.write(f"score_seconds          {score_s:.1f}")
         self.stdout.write(f"scored_contacts        {summary.contacts}")
         self.stdout.write(f"peak_rss_mb            {peak_rss_mb():.0f}")
+        self.stdout.write(f"explain_page_ms        {self.explain_page_ms(model):.0f} ({EXPLAIN_PAGE} contacts)")
+
+    def explain_page_ms(self, model: PropensityModel) -> float:
+        page = list(PropensityScore.objects.filter(model=model).order_by("contact_id")[:EXPLAIN_PAGE])
+        ids = [score.contact_id for score in page]
+        explain_contacts(model, ids)
+        runs = []
+        for _ in range(EXPLAIN_RUNS):
+            started = time.monotonic()
+            explain_contacts(model, ids)
+            runs.append(time.monotonic() - started)
+        return 1000 * min(runs)
 
     def plant(self, now) -> None:
         started = time.monotonic()
