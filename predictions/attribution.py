@@ -69,8 +69,10 @@ class Leaves:
     feature: np.ndarray  # per node (all trees): the column it splits on
     threshold: np.ndarray  # go left when value <= threshold
     missing_left: np.ndarray  # where a missing value goes
-    violations: sparse.csr_matrix  # nodes x (leaf, slot): +1 split fails when going left, -1 when right
-    offset: np.ndarray  # (leaf, slot): the number of -1 entries, so a pass is a zero total
+    # nodes x (leaf, slot): +1 where the path goes right (a row going left fails), -1 where it goes
+    # left; with `offset` (the number of -1 entries) a row's total is the number of splits it fails.
+    violations: sparse.csr_matrix
+    offset: np.ndarray
     value: np.ndarray  # per leaf
     slot_player: np.ndarray  # leaves x slots: the player, or -1 for a padding slot
 
@@ -129,9 +131,9 @@ def leaves(booster, player_of: np.ndarray) -> Leaves:
 
 
 def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shapley weights of a leaf's conjunction game, flat by a * (depth + 1) + b (a players only x
-    passes, b only r passes): for each of the a, for each of the b; the extra last cell (zero) is
-    for a leaf the mixture never reaches."""
+    """Shapley weights of a leaf's conjunction game with a players only x passes and b only r
+    passes, at a * (depth + 1) + b: what each of the a gains (up) and each of the b loses (down),
+    per unit of the leaf's value. The extra last cell (zero) is for a leaf no mixture reaches."""
     size = depth + 1
     up, down = np.zeros(size * size + 1), np.zeros(size * size + 1)
     for a in range(size):
