@@ -45,6 +45,12 @@ def migrate_to(target: tuple[str, str]) -> None:
     MigrationExecutor(connection).migrate([target])
 
 
+def migrate_to_latest() -> None:
+    """Back to every app's newest migration (the ones after PARTITIONED add columns the models read)."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def activity_rows() -> list[tuple]:
     return list(Activity.objects.order_by("pk").values_list())
 
@@ -52,11 +58,12 @@ def activity_rows() -> list[tuple]:
 @on_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_partitions_a_table_with_data_without_losing_a_row():
-    # given: a plain table with activities over several months, some with external ids
+    # given: a plain table with activities over several months, some with external ids (the
+    # contacts are made first: the Contact model of today has columns that 0018 has not)
+    ana, ben = ContactFactory.create_batch(2)
     migrate_to(BEFORE)
     try:
         assert not partitioned()
-        ana, ben = ContactFactory.create_batch(2)
         for month in (1, 2, 2, 7):
             ActivityFactory(contact=ana, occurred_at=at(2024, month), kind="email_click")
         ActivityFactory(contact=ben, occurred_at=at(1999, 3), external_id="legacy-1", value="12.50")
@@ -66,7 +73,7 @@ def test_the_migration_partitions_a_table_with_data_without_losing_a_row():
         # when
         migrate_to(PARTITIONED)
     finally:
-        migrate_to(PARTITIONED)
+        migrate_to_latest()
 
     # then: every row as it was, in its month's partition (1999 in DEFAULT), tallies unchanged
     assert partitioned()
@@ -87,7 +94,7 @@ def test_the_migration_partitions_a_table_with_data_without_losing_a_row():
 @on_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_migrating_back_makes_one_plain_table_with_the_same_rows():
-    ActivityFactory(occurred_at=at(2024, 1), external_id="a")
+    first = ActivityFactory(occurred_at=at(2024, 1), external_id="a")
     ActivityFactory(occurred_at=at(2025, 6), external_id="b")
     rows, counts = activity_rows(), tallies()
 
@@ -97,9 +104,9 @@ def test_migrating_back_makes_one_plain_table_with_the_same_rows():
         assert activity_rows() == rows
         assert tallies() == counts
         with pytest.raises(IntegrityError), transaction.atomic():
-            ActivityFactory(occurred_at=at(2024, 3), external_id="a")
+            ActivityFactory(contact=first.contact, occurred_at=at(2024, 3), external_id="a")
     finally:
-        migrate_to(PARTITIONED)
+        migrate_to_latest()
     assert activity_rows() == rows
 
 
