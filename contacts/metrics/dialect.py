@@ -37,6 +37,14 @@ class Dialect:
         return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
     @property
+    def joined(self) -> str:
+        """Between `name AS` and the body of a CTE that the statement joins by contact: SQLite then
+        computes it once and joins its rows through an automatic index. Without it, a full run on
+        the 2,000 demo contacts took 3.6-4.5 s instead of 1.1-1.6 s (the lists joined to the
+        ranked rows). PostgreSQL materializes or inlines CTEs well on its own."""
+        return "" if self.postgres else "MATERIALIZED"
+
+    @property
     def fence(self) -> str:
         """Ends a subquery that the planner must not merge into its parent."""
         return "OFFSET 0" if self.postgres else "LIMIT -1 OFFSET 0"

@@ -378,7 +378,7 @@ def _general_topic_lists(d: Dialect, *, decay: str, act_scope: str) -> str:
             ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY weight DESC, topic) AS rn
         FROM topic_sums
     ),
-    topic_lists AS ({
+    topic_lists AS {d.joined} ({
         _top_per_contact(
             d,
             "topic_ranked",
@@ -406,7 +406,7 @@ def _general_product_lists(d: Dialect, *, weight: str, decay: str, act_scope: st
             ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY intent DESC, product) AS rn
         FROM product_sums
     ),
-    product_lists AS ({
+    product_lists AS {d.joined} ({
         _top_per_contact(
             d,
             "product_ranked",
@@ -421,7 +421,9 @@ def _general_product_lists(d: Dialect, *, weight: str, decay: str, act_scope: st
             firsts={"top_product": "{product}", "top_product_intent": "{intent}"},
         )
     }),
-    strong_lists AS ({_all_per_contact(d, "product_ranked", name="items", value="product", where="strong = 1")})"""
+    strong_lists AS {d.joined} ({
+        _all_per_contact(d, "product_ranked", name="items", value="product", where="strong = 1")
+    })"""
 
 
 def scored_ctes(d: Dialect, source: str) -> str:
