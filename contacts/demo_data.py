@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -442,7 +443,15 @@ def activity(contact: Contact, kind: str, occurred: datetime, *, value: Decimal 
 
 
 def insert_activities(plans: list[Plan], *, now: datetime) -> int:
-    """Write every planned activity; returns how many.
+    """Write every planned activity; returns how many."""
+    return insert_activity_rows(
+        ((plan.contact.pk, *planned) for plan in plans for planned in plan.activities), created_at=now
+    )
+
+
+def insert_activity_rows(rows: Iterable[tuple], *, created_at: datetime) -> int:
+    """Write activities given as (contact id, kind, occurred_at, topic, product, url, campaign,
+    value); returns how many.
 
     Activities are the one table with hundreds of thousands of rows. bulk_create spends most of
     the seeding time compiling SQL value by value for them, so they go in as plain tuples, one
@@ -456,15 +465,14 @@ def insert_activities(plans: list[Plan], *, now: datetime) -> int:
         f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
     adapt = connection.ops.adapt_datetimefield_value
-    created_at = adapt(now)
-    rows = (
-        (plan.contact.pk, kind, adapt(occurred), topic, product, url, campaign, value, None, created_at)
-        for plan in plans
-        for kind, occurred, topic, product, url, campaign, value in plan.activities
+    created = adapt(created_at)
+    adapted = (
+        (contact_id, kind, adapt(occurred), topic, product, url, campaign, value, None, created)
+        for contact_id, kind, occurred, topic, product, url, campaign, value in rows
     )
     written = 0
     with connection.cursor() as cursor:
-        while batch := list(itertools.islice(rows, ACTIVITY_BATCH)):
+        while batch := list(itertools.islice(adapted, ACTIVITY_BATCH)):
             cursor.executemany(sql, batch)
             written += len(batch)
     return written
@@ -562,10 +570,20 @@ def assign_owners(contacts: list[Contact], reps: list) -> None:
             contact.owner = rng.choice(reps)
 
 
+# Lead score: points per step down the funnel and one point per this many activities (plus noise);
+# contacts/demo_as_of.py takes the same formula back to a past point.
+SCORE_PER_STEP = 9
+ACTIVITIES_PER_POINT = 4
+
+
+def funnel_step(stage: str) -> int:
+    return FUNNEL.index(stage) if stage in FUNNEL else 0
+
+
 def score(plan: Plan) -> int:
     """Lead score: how far down the funnel, plus engagement, plus noise."""
-    step = FUNNEL.index(plan.path[-1]) if plan.path[-1] in FUNNEL else 0
-    return min(100, step * 9 + len(plan.activities) // 4 + rng.randint(0, 15))
+    engagement = len(plan.activities) // ACTIVITIES_PER_POINT
+    return min(100, funnel_step(plan.path[-1]) * SCORE_PER_STEP + engagement + rng.randint(0, 15))
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """make run's demo history: the rule segments replayed at weekly points over the past weeks, as of
-each point (events and relative dates measured from it, contacts that did not exist yet left out),
-through the one membership writer: one write per segment and point, whatever the contacts."""
+each point (contacts' stages, scores and metrics rewound to it, events and relative dates measured
+from it, contacts that did not exist yet left out), through the one membership writer: one write
+per segment and point, whatever the contacts."""
 
 from datetime import timedelta
 from unittest.mock import ANY
@@ -11,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from contacts.models import Contact, ContactMetrics, LifecycleChange
 from segments.demo_history import build_history
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay, SegmentStat
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, SegmentFactory
@@ -120,3 +122,53 @@ def test_edited_catalog_rules_are_replayed_with_their_earlier_rule_until_the_edi
     assert (versions[1].size_before, versions[1].size_after) == (1, 2)
     assert "territory review" in versions[1].note
     assert Membership.objects.filter(segment=enterprise).count() == 2
+
+
+def joins_and_leaves(segment: Segment) -> list[tuple]:
+    return list(
+        MembershipChange.objects.filter(segment=segment)
+        .order_by("changed_at", "id")
+        .values_list("contact_id", "kind", "changed_at")
+    )
+
+
+def test_stage_and_lead_score_are_read_as_of_each_point():
+    """A lead since week 40 became a customer a day before the point of week 26 (month 6); its lead
+    score of 70 today was 70 - 4 funnel steps * 9 = 34 before that."""
+    created, became = NOW - timedelta(weeks=40), NOW - timedelta(weeks=26, days=1)
+    contact = ContactFactory(created_at=created, lifecycle_stage="lead", lifecycle_changed_at=created)
+    LifecycleChange.objects.create(contact=contact, from_stage="lead", to_stage="customer", changed_at=became)
+    Contact.objects.filter(pk=contact.pk).update(
+        lifecycle_stage="customer", lifecycle_changed_at=became, customer_since=timezone.localdate(became),
+        lead_score=70,
+    )  # fmt: skip
+    customers = SegmentFactory(slug="customers", rule={"field": "lifecycle_stage", "op": "eq", "value": "customer"})
+    leads = SegmentFactory(slug="leads", rule={"field": "lifecycle_stage", "op": "eq", "value": "lead"})
+    scored = SegmentFactory(slug="scored", rule={"field": "lead_score", "op": "gte", "value": 50})
+
+    build_history(now=NOW, weeks=30)
+
+    became_point = NOW - timedelta(weeks=26)
+    assert joins_and_leaves(customers) == [(contact.pk, "join", became_point)]
+    assert joins_and_leaves(leads) == [
+        (contact.pk, "join", NOW - timedelta(weeks=30)),
+        (contact.pk, "leave", became_point),
+    ]
+    assert joins_and_leaves(scored) == [(contact.pk, "join", became_point)]
+    contact.refresh_from_db()  # today's values are back
+    assert (contact.lifecycle_stage, contact.lead_score, contact.customer_since) == (
+        "customer",
+        70,
+        timezone.localdate(became),
+    )
+
+
+def test_metrics_are_computed_as_of_each_point_and_as_of_now_after():
+    contact = clicker(created_weeks_ago=20, clicks_weeks_ago=[9, 6, 3])
+    segment = SegmentFactory(slug="active", rule={"field": "metrics.activity_count", "op": "gte", "value": 2})
+
+    build_history(now=NOW, weeks=10)
+
+    assert joins_and_leaves(segment) == [(contact.pk, "join", NOW - timedelta(weeks=6))]
+    metrics = ContactMetrics.objects.get(contact=contact)
+    assert (metrics.as_of, metrics.activity_count) == (NOW, 3)

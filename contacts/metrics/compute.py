@@ -115,13 +115,17 @@ def measure_ctes(*, as_of: datetime, contact_ids: list[int] | None = None) -> tu
     return base_ctes(Dialect(connection.vendor), model, params, subset=subset), params
 
 
-def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | None = None) -> MetricsSummary:
+def compute_metrics(
+    *, as_of: datetime | None = None, contact_ids: list[int] | None = None, announce: bool = True
+) -> MetricsSummary:
     """Recompute metrics as of `as_of` (default now) for all contacts or `contact_ids` (as a full run
     when that is cheaper, see `_cheaper_in_full`).
 
     Idempotent: every contact in scope gets exactly one row, replaced. Activities dated
     after `as_of` are not counted; how many there were is reported. Listeners of
-    contacts.changes.metrics_changed hear about it after commit.
+    contacts.changes.metrics_changed hear about it after commit, unless `announce` is False: the
+    caller replaces these rows again before it commits (the demo's replay of past points,
+    contacts/demo_as_of.py, recomputes them as of each point and then as of now).
     """
     started = time.monotonic()
     as_of = as_of or timezone.now()
@@ -207,5 +211,6 @@ def compute_metrics(*, as_of: datetime | None = None, contact_ids: list[int] | N
             future_activities_ignored=summary.future_activities_ignored,
             scoring_version=version,
         )
-        metrics_changed(None if full else ids)
+        if announce:
+            metrics_changed(None if full else ids)
     return summary
