@@ -7,6 +7,7 @@ class ActivationConfig(AppConfig):
 
     def ready(self) -> None:
         from activation.automations import memberships_changed
+        from activation.demo_campaigns import replay_campaigns
         from activation.erasure import erase_from_activation
         from activation.erasure_notices import queue_erasure_notices
         from activation.merging import MERGE_PARTICIPANT
@@ -14,6 +15,7 @@ class ActivationConfig(AppConfig):
         from activation.usage import last_uses
         from contacts.erasure import add_eraser
         from contacts.merging import add_merge_participant
+        from segments.demo_history import add_participant
         from segments.events import add_listener
         from segments.governance.usage import add_last_use_source
         from segments.watchdog import add_watcher
@@ -31,3 +33,5 @@ class ActivationConfig(AppConfig):
         # No contact is merged away while an export of its segment runs; what destinations have of
         # the merged-away contact passes to the survivor.
         add_merge_participant(MERGE_PARTICIPANT)
+        # The demo's year of history (load_catalog --history) starts campaigns and records their sends.
+        add_participant(replay_campaigns)

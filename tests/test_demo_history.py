@@ -1,18 +1,27 @@
 """make run's demo history: the rule segments replayed at weekly points over the past weeks, as of
 each point (contacts' stages, scores and metrics rewound to it, events and relative dates measured
 from it, contacts that did not exist yet left out), through the one membership writer: one write
-per segment and point, whatever the contacts."""
+per segment and point, whatever the contacts; and the demo campaigns started, sent and answered at
+those points."""
 
 from datetime import timedelta
 from unittest.mock import ANY
 
 import pytest
+from django.apps import apps
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management.color import no_style
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from contacts.models import Contact, ContactMetrics, LifecycleChange
+from activation.demo_campaigns import CAMPAIGNS, WINDOW_DAYS
+from activation.experiment_models import Arm, Experiment, Exposure, Metric
+from activation.experiment_results import experiment_results
+from activation.models import Campaign
+from contacts.demo_data import seed_demo
+from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange
+from segments.catalog import load_catalog
 from segments.demo_history import build_history
 from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay, SegmentStat
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, SegmentFactory
@@ -172,3 +181,100 @@ def test_metrics_are_computed_as_of_each_point_and_as_of_now_after():
     assert joins_and_leaves(segment) == [(contact.pk, "join", NOW - timedelta(weeks=6))]
     metrics = ContactMetrics.objects.get(contact=contact)
     assert (metrics.as_of, metrics.activity_count) == (NOW, 3)
+
+
+def contacts_in(stage: str, n: int) -> list[Contact]:
+    created = NOW - timedelta(weeks=30)
+    return ContactFactory.create_batch(n, created_at=created, lifecycle_stage=stage, lifecycle_changed_at=created)
+
+
+def test_campaigns_with_variants_start_send_and_are_answered_through_the_year():
+    """With 20 weeks of history, the two demo campaigns that start in them run: customer expansion
+    (weeks 16 to 8, stopped) and the year-end push (from week 5, running), each with a variant for
+    every one of its target segments that exists, sends at its send weeks and responses after them."""
+    customers, mqls = contacts_in("customer", 20), contacts_in("mql", 30)
+    for slug, stage in [("rfv-champions", "customer"), ("active-mqls-awaiting-sales", "mql")]:
+        SegmentFactory(slug=slug, rule={"field": "lifecycle_stage", "op": "eq", "value": stage})
+
+    build_history(now=NOW, weeks=20)
+
+    expansion = Experiment.objects.get(campaign__slug="customer-expansion")
+    push = Experiment.objects.get(campaign__slug="year-end-pipeline")
+    assert {c.slug: c.active for c in Campaign.objects.all()} == {
+        "customer-expansion": False,
+        "year-end-pipeline": True,
+    }
+    assert [v.segment.slug for v in expansion.campaign.variants.all()] == ["rfv-champions"]
+    assert [v.segment.slug for v in push.campaign.variants.all()] == ["active-mqls-awaiting-sales"]
+    assert (expansion.status, expansion.started_at, expansion.stopped_at) == (
+        "stopped",
+        NOW - timedelta(weeks=16),
+        NOW - timedelta(weeks=8),
+    )
+    assert (push.status, push.started_at, push.holdout_percent) == ("running", NOW - timedelta(weeks=5), 10)
+    # everyone eligible is exposed at the first send (nobody joins later), in both content arms
+    for experiment, members in [(expansion, customers), (push, mqls)]:
+        exposures = Exposure.objects.filter(experiment=experiment)
+        assert sorted(exposures.values_list("contact_id", flat=True)) == sorted(c.pk for c in members)
+        assert set(exposures.values_list("exposed_at", flat=True)) == {experiment.started_at}
+        assert {Arm.SPECIFIC, Arm.GENERIC} <= set(exposures.values_list("arm", flat=True))
+    # responses: in the window after the send, never after now, only from the content arms
+    for experiment in (expansion, push):
+        responses = Activity.objects.filter(campaign=experiment.campaign.slug)
+        assert responses.filter(kind="email_open").exists()
+        content = Exposure.objects.filter(experiment=experiment, arm__in=[Arm.SPECIFIC, Arm.GENERIC])
+        assert set(responses.values_list("contact_id", flat=True)) <= set(content.values_list("contact_id", flat=True))
+        for occurred in responses.values_list("occurred_at", flat=True):
+            assert experiment.started_at <= occurred < experiment.started_at + timedelta(days=WINDOW_DAYS)
+            assert occurred <= NOW
+    # the results page reads them: clicks counted per arm are the contacts who clicked
+    results = experiment_results(push, now=NOW)
+    clicked = set(
+        Activity.objects.filter(campaign=push.campaign.slug, kind="email_click").values_list("contact_id", flat=True)
+    )
+    counted = {row.arm: row.outcome for row in results.overall.metrics[Metric.CLICK]}
+    arms = dict(Exposure.objects.filter(experiment=push).values_list("contact_id", "arm"))
+    assert counted == {arm: sum(1 for pk in clicked if arms[pk] == arm) for arm in push.arms}
+
+
+def fingerprint() -> dict:
+    """What the demo history wrote, by e-mail and time (ids aside)."""
+    demo = [campaign.slug for campaign in CAMPAIGNS]
+    return {
+        "changes": sorted(
+            MembershipChange.objects.values_list("segment__slug", "contact__email", "kind", "changed_at", "reason")
+        ),
+        "exposures": sorted(
+            Exposure.objects.values_list("experiment__campaign__slug", "contact__email", "arm", "exposed_at")
+        ),
+        "responses": sorted(
+            Activity.objects.filter(campaign__in=demo).values_list("contact__email", "kind", "occurred_at", "campaign")
+        ),
+        "contacts": sorted(Contact.objects.values_list("email", "lifecycle_stage", "lead_score")),
+        "metrics": sorted(ContactMetrics.objects.values_list("contact__email", "engagement_score", "as_of")),
+    }
+
+
+def test_the_seed_and_its_history_are_the_same_every_time():
+    """Seeding with a seed, the catalog and 6 weeks of history (the year-end campaign's sends), twice
+    from the same empty tables (ids restart where they did), write the same rows."""
+    reset = connection.ops.sequence_reset_sql(no_style(), apps.get_models())
+
+    def seed_and_replay() -> dict:
+        with connection.cursor() as cursor:
+            for statement in reset:
+                cursor.execute(statement)
+        seed_demo(contacts=60, seed=7, now=NOW)
+        load_catalog()
+        build_history(now=NOW, weeks=6)
+        return fingerprint()
+
+    with transaction.atomic():
+        first = seed_and_replay()
+        transaction.set_rollback(True)
+    second = seed_and_replay()
+
+    assert first == second
+    assert first["exposures"]
+    assert first["responses"]
+    assert first["changes"]
