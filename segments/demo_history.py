@@ -115,12 +115,15 @@ def build_history(*, now: datetime, weeks: int) -> History:
     }
     writes = joins = leaves = 0
     # One transaction: a thousand commits would cost SQLite a thousand syncs to disk.
+    first, last = now - timedelta(weeks=weeks), now - timedelta(weeks=1)
+    ids = [segment.pk for segment in live]
     with transaction.atomic():
-        lock_segments([segment.pk for segment in live])
-        for pk, (_edit, earlier) in edits.items():  # the first version had the earlier rule, from the first point
-            RuleVersion.objects.filter(segment_id=pk, old_rule__isnull=True).update(
-                new_rule=earlier, changed_at=now - timedelta(weeks=weeks)
-            )
+        lock_segments(ids)
+        # The segments were made at the first point, with their first rule version.
+        Segment.objects.filter(pk__in=ids).update(created_at=first)
+        RuleVersion.objects.filter(segment_id__in=ids, old_rule__isnull=True).update(changed_at=first)
+        for pk, (_edit, earlier) in edits.items():  # the first version had the earlier rule
+            RuleVersion.objects.filter(segment_id=pk, old_rule__isnull=True).update(new_rule=earlier)
         with rewound(now=now) as rewind:
             for week in range(weeks, 0, -1):
                 at = now - timedelta(weeks=week)
@@ -133,6 +136,9 @@ def build_history(*, now: datetime, weeks: int) -> History:
                     leaves += figures.removed
                 for participant in _participants:
                     participant(at, week)
+        # Built at every point, the last one included: the refresh that follows is not a first build.
+        built = Segment.objects.filter(pk__in=ids)
+        built.update(last_refresh_started_at=last, last_refresh_now=last, rule_edited_at=None)
     return History(points=weeks, writes=writes, joins=joins, leaves=leaves)
 
 
@@ -154,6 +160,8 @@ def _replay(
     before = Membership.objects.filter(segment=segment).count() if edited else 0
     contacts = target_contacts(replayed, now=at, fields=fields).filter(created_at__lte=at)
     written = write_members([Target(segment, contacts, reason=reason)], changed_at=at)[segment.pk]
+    if reason == ChangeReason.INITIAL_BUILD:
+        RuleVersion.objects.filter(segment=segment, old_rule__isnull=True).update(size_after=written.size)
     if edit is not None and edited:
         RuleVersion.objects.create(
             segment=segment, old_rule=edit[1], new_rule=segment.rule, changed_by=segment.owner, changed_at=at,

@@ -172,6 +172,28 @@ def test_stage_and_lead_score_are_read_as_of_each_point():
     )
 
 
+def test_the_catalog_is_built_from_the_first_point_and_refreshed_as_usual_after_it():
+    """Three weeks of history: the segments and their first rule versions date from the first point
+    (with the size built then), and a contact who became a customer after the last point joins at
+    today's refresh for its rule, not as a first build."""
+    created, became = NOW - timedelta(weeks=10), NOW - timedelta(days=2)
+    contact = ContactFactory(created_at=created, lifecycle_stage="lead", lifecycle_changed_at=created)
+    LifecycleChange.objects.create(contact=contact, from_stage="lead", to_stage="customer", changed_at=became)
+    Contact.objects.filter(pk=contact.pk).update(lifecycle_stage="customer", lifecycle_changed_at=became)
+
+    call_command("load_catalog", "--refresh", "--history", "3")
+
+    customers = Segment.objects.get(slug="suppress-active-customers")
+    first_point = timezone.now() - timedelta(weeks=3)
+    assert abs(customers.created_at - first_point) < timedelta(minutes=1)
+    version = RuleVersion.objects.get(segment=customers)
+    assert abs(version.changed_at - first_point) < timedelta(minutes=1)
+    assert (version.old_rule, version.size_after) == (None, 0)
+    change = MembershipChange.objects.get(segment=customers)
+    assert (change.contact_id, change.kind, change.reason) == (contact.pk, "join", "rule")
+    assert change.changed_at > NOW
+
+
 def test_metrics_are_computed_as_of_each_point_and_as_of_now_after():
     contact = clicker(created_weeks_ago=20, clicks_weeks_ago=[9, 6, 3])
     segment = SegmentFactory(slug="active", rule={"field": "metrics.activity_count", "op": "gte", "value": 2})
