@@ -10,8 +10,10 @@ an error rolls the whole replay back.
 What a contact was at `at`:
 - lifecycle stage and `lifecycle_changed_at` from the stage history (the last change at or before
   `at`; before the first change, the stage that change left; without any history, as stored);
-- customer_since, renewal_date and product_adoption as stored once it was a customer by `at`'s
-  date, none before; lifetime_value the won deals closed by `at`, for a customer then;
+- customer_since and product_adoption as stored once it was a customer by `at`'s date, none
+  before; renewal_date the yearly renewal that was next then (today's, or the one a year before it
+  while that was still ahead: a history of up to a year); lifetime_value the won deals closed by
+  `at`, for a customer then;
 - lead_score by the demo's own formula (contacts/demo_data.py `score`): today's score less
   SCORE_PER_STEP for each funnel step taken since `at` and a point for each ACTIVITIES_PER_POINT
   activities dated after it (the noise drawn at seeding stays), kept within 0..100; a score that
@@ -68,13 +70,21 @@ def _statements() -> tuple[list[str], list[str], list[str]]:
         return f"""(SELECT h.{column} FROM {change} h WHERE h.contact_id = {contact}.id
                 AND h.changed_at {compare} %(at)s ORDER BY h.changed_at {order}, h.id {order} LIMIT 1)"""
 
-    customer = f"t.customer_since <= {d.as_date('%(at_date)s')}"
+    at_date = d.as_date("%(at_date)s")
+    customer = f"t.customer_since <= {at_date}"
+    # The renewal then: a yearly renewal a year before today's, if it was still ahead at the point.
+    if d.postgres:
+        year_before = "CAST(t.renewal_date - INTERVAL '1 year' AS DATE)"
+    else:
+        year_before = "date(t.renewal_date, '-1 year')"
     stages = f"""UPDATE {contact} SET
         lifecycle_stage = COALESCE({history("to_stage", before=True)}, {history("from_stage", before=False)},
                                    t.lifecycle_stage),
         lifecycle_changed_at = COALESCE({history("changed_at", before=True)}, t.lifecycle_changed_at),
         customer_since = CASE WHEN {customer} THEN t.customer_since END,
-        renewal_date = CASE WHEN {customer} THEN t.renewal_date END,
+        renewal_date = CASE WHEN NOT ({customer}) THEN NULL
+                            WHEN {year_before} >= {at_date} AND {year_before} > t.customer_since THEN {year_before}
+                            ELSE t.renewal_date END,
         product_adoption = CASE WHEN {customer} THEN t.product_adoption END,
         lifetime_value = CASE WHEN {customer} THEN (
             SELECT SUM(w.amount) FROM {deal} w

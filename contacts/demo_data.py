@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import factory
@@ -328,6 +328,18 @@ def spread(start: datetime, end: datetime, n: int) -> list[datetime]:
     return [start, *sorted(start + timedelta(seconds=rng.uniform(0, span)) for _ in range(n - 1))]
 
 
+def stage_times(path: list[str], start: datetime, end: datetime) -> list[datetime]:
+    """When the contact entered each stage of `path`, the first at `start`. A customer was won at
+    any time of its life, the stages before squeezed in ahead of it: customers are then won all
+    through the history (and some come up for renewal), not mostly in its last months."""
+    if LifecycleStage.CUSTOMER not in path:
+        return spread(start, end, len(path))
+    won = path.index(LifecycleStage.CUSTOMER)
+    became = between(start + (end - start) / 10, end)
+    after = sorted(between(became, end) for _ in path[won + 1 :])
+    return [*spread(start, became, won), became, *after]
+
+
 def between(start: datetime, end: datetime) -> datetime:
     return start + timedelta(seconds=rng.uniform(0, max(0.0, (end - start).total_seconds())))
 
@@ -338,20 +350,27 @@ def plan_contact(contact: Contact, *, now: datetime) -> Plan:
     final = LifecycleStage.OTHER if competitor else pick(STAGE_MIX)
     path = stage_path(final)
     created = now - timedelta(days=rng.uniform(7, HISTORY.days))
-    changed_at = spread(created, now - timedelta(hours=1), len(path))
+    changed_at = stage_times(path, created, now - timedelta(hours=1))
     contact.created_at = created
     contact.lifecycle_stage = final
     contact.lifecycle_changed_at = changed_at[-1]
     if LifecycleStage.CUSTOMER in path:
         became_customer = changed_at[path.index(LifecycleStage.CUSTOMER)]
         contact.customer_since = timezone.localdate(became_customer)
-        contact.renewal_date = contact.customer_since.replace(year=contact.customer_since.year + rng.choice([1, 1, 2]))
+        contact.renewal_date = next_renewal(contact.customer_since, on_or_after=timezone.localdate(now))
         contact.product_adoption = rng.randint(10, 100)
     if final in (LifecycleStage.SQL, LifecycleStage.OPPORTUNITY):
         contact.estimated_deal_size = Decimal(rng.randrange(5_000, 250_000, 500))
     contact.technologies = sorted(set(rng.sample(TECHNOLOGIES, rng.randint(0, 4))))
     contact.properties = contact_properties(contact, path)
     return Plan(contact=contact, path=path, changed_at=changed_at)
+
+
+def next_renewal(since: date, *, on_or_after: date) -> date:
+    """The first yearly anniversary of `since` on or after a day (a 29 February start renews on the 28th)."""
+    day = 28 if (since.month, since.day) == (2, 29) else since.day
+    renewal = date(max(on_or_after.year, since.year + 1), since.month, day)
+    return renewal if renewal >= on_or_after else renewal.replace(year=renewal.year + 1)
 
 
 def contact_properties(contact: Contact, path: list[str]) -> dict:

@@ -172,6 +172,28 @@ def test_stage_and_lead_score_are_read_as_of_each_point():
     )
 
 
+def test_a_yearly_renewal_is_read_as_the_one_that_was_next_at_each_point():
+    """A customer for two years renews yearly; the renewal 67 days ago was the next one until it
+    passed, so the contact was due within 90 days from the point of week 22 until week 10."""
+    passed = timezone.localdate(NOW - timedelta(days=67))
+    if (passed.month, passed.day) == (2, 29):
+        passed -= timedelta(days=1)
+    since, renewal = passed.replace(year=passed.year - 1), passed.replace(year=passed.year + 1)
+    created = NOW - timedelta(weeks=120)
+    contact = ContactFactory(created_at=created, lifecycle_stage="customer", lifecycle_changed_at=created)
+    Contact.objects.filter(pk=contact.pk).update(customer_since=since, renewal_date=renewal)
+    due = SegmentFactory(slug="due", rule={"field": "renewal_date", "op": "in_next_days", "value": 90})
+
+    build_history(now=NOW, weeks=26)
+
+    assert joins_and_leaves(due) == [
+        (contact.pk, "join", NOW - timedelta(weeks=22)),
+        (contact.pk, "leave", NOW - timedelta(weeks=9)),
+    ]
+    contact.refresh_from_db()
+    assert contact.renewal_date == renewal
+
+
 def test_the_catalog_is_built_from_the_first_point_and_refreshed_as_usual_after_it():
     """Three weeks of history: the segments and their first rule versions date from the first point
     (with the size built then), and a contact who became a customer after the last point joins at
