@@ -7,6 +7,7 @@ REDIS_URL, Q_CLUSTER_NAME), which they need to make keys, a user and probes, and
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import json
 import random
@@ -95,22 +96,73 @@ class Session:
             raise RuntimeError(f"{username} could not sign in at {self.base}/login/")
 
     def call(self, method: str, path: str, body: object = None, *, api: bool = True) -> int:
+        return self.send(method, path, body, api=api)[0]
+
+    def send(self, method: str, path: str, body: object = None, *, api: bool = True) -> tuple[int, bytes]:
+        """The status and body of one request; a cut connection or a timeout raises (OSError, HTTPException)."""
         headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"} if api else {}
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             with self.opener.open(request, timeout=self.timeout) as response:
-                response.read()
-                return response.status
+                return response.status, response.read()
         except urllib.error.HTTPError as error:
-            return error.code
+            return error.code, error.read()
+
+
+@dataclass
+class Call:
+    """One request a client sends (again, after a cut connection): an ingest carries its external ids."""
+
+    kind: str
+    method: str
+    path: str
+    body: object = None
+    api: bool = True
+    external_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    status: int = 0
+    body: bytes = b""
+    error: str | None = None  # the last attempt's, when no attempt was answered
+    cuts: list[str] = field(default_factory=list)  # attempts whose connection was cut, then sent again
+
+
+# Pauses before sending a request again after its connection was cut (a web worker killed under it).
+RETRY_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+def send(session: Session, call: Call) -> Answer:
+    """Send `call`, again after each cut connection or timeout (every request here is safe to repeat:
+    reads, and ingest whose external ids make a second delivery a duplicate, not a second row)."""
+    answer = Answer()
+    for pause in (*RETRY_PAUSES, None):
+        try:
+            answer.status, answer.body = session.send(call.method, call.path, call.body, api=call.api)
+            return answer
+        except (OSError, http.client.HTTPException) as error:
+            message = f"{type(error).__name__}: {error}"
+            if pause is None:
+                answer.error = message
+                return answer
+            answer.cuts.append(message)
+            time.sleep(pause)
+    return answer
 
 
 @dataclass
 class Tally:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    cuts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rows: int = 0
+    # Ingest: the external ids of the requests answered 2xx and of those never answered, and the rows
+    # that a request sent again after a cut found stored already (its cut attempt had been served).
+    acknowledged: list[str] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
+    stored_by_cut_attempt: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, kind: str, seconds: float, outcome: str | None, rows: int = 0) -> None:
@@ -119,6 +171,20 @@ class Tally:
             if outcome:
                 self.errors[kind].append(outcome)
             self.rows += rows
+
+    def record_answer(self, call: Call, answer: Answer, seconds: float) -> None:
+        outcome = answer.error or (f"HTTP {answer.status}" if answer.status >= 400 else None)
+        self.record(call.kind, seconds, outcome, len(call.external_ids) if outcome is None else 0)
+        with self.lock:
+            self.cuts[call.kind].extend(answer.cuts)
+            if not call.external_ids:
+                return
+            if answer.error is not None:
+                self.unanswered.extend(call.external_ids)
+            elif 200 <= answer.status < 300:
+                self.acknowledged.extend(call.external_ids)
+                if answer.cuts:
+                    self.stored_by_cut_attempt += json.loads(answer.body).get("duplicates", 0)
 
 
 def prepare(clients: int) -> tuple[list[str], str, list[int]]:
@@ -138,32 +204,46 @@ def prepare(clients: int) -> tuple[list[str], str, list[int]]:
     return keys, password, ids
 
 
-def one_request(session: Session, kind: str, ids: list[int], rows: int, rng: random.Random) -> tuple[int, int]:
-    """Send one request of `kind`; returns its status and the activity rows it carried."""
+def plan_request(kind: str, ids: list[int], rows: int, rng: random.Random, *, probe: str = "") -> Call:
+    """One request of `kind` on random contacts; an ingest's first row is a demo request in the
+    campaign `probe` when given (devtools/ledger.py)."""
     contact = rng.choice(ids)
     if kind == "api":
-        return session.call("GET", f"/api/v1/contacts/{contact}/"), 0
+        return Call(kind, "GET", f"/api/v1/contacts/{contact}/")
     if kind == "page":
-        return session.call("GET", f"/contacts/{contact}/", api=False), 0
+        return Call(kind, "GET", f"/contacts/{contact}/", api=False)
     if kind == "personalization":
-        return session.call("GET", f"/api/v1/personalization/?contact={contact}"), 0
+        return Call(kind, "GET", f"/api/v1/personalization/?contact={contact}")
     when = (timezone.now() - timedelta(seconds=rng.randint(1, 600))).isoformat()
+    external_ids = [f"load-{uuid.uuid4().hex}" for _ in range(rows)]
     batch = [
         {
             "contact": rng.choice(ids),
             "kind": rng.choice(INGEST_KINDS),
             "occurred_at": when,
             "topic": rng.choice(["cloud-migration", "cybersecurity", "data-analytics"]),
-            "external_id": f"load-{uuid.uuid4().hex}",
+            "external_id": external_id,
         }
-        for _ in range(rows)
+        for external_id in external_ids
     ]
-    return session.call("POST", "/api/v1/activities/bulk/", {"rows": batch}), rows
+    if probe and batch:
+        batch[0].update(kind="demo_request", campaign=probe)
+    return Call(kind, "POST", "/api/v1/activities/bulk/", {"rows": batch}, external_ids=external_ids)
 
 
 def drive(
-    *, base: str, keys: list[str], password: str, ids: list[int], seconds: float, mix: dict[str, int], rows: int,
-    log: Callable[[str], None], sample_every: float = 5, stop: threading.Event | None = None,
+    *,
+    base: str,
+    keys: list[str],
+    password: str,
+    ids: list[int],
+    seconds: float,
+    mix: dict[str, int],
+    rows: int,
+    log: Callable[[str], None],
+    sample_every: float = 5,
+    stop: threading.Event | None = None,
+    probe: str = "",
 ) -> tuple[Tally, list[tuple[float, int, int]]]:
     """Run len(keys) clients for `seconds` (or until `stop` is set); returns the tally and
     (t, queued tasks, waiting contacts) samples."""
@@ -180,14 +260,10 @@ def drive(
         rng = random.Random(n)
         session = Session(base, keys[n], cookies=signed_in.cookies)
         while not stop.is_set():
-            kind = rng.choice(kinds)
+            call = plan_request(rng.choice(kinds), ids, rows, rng, probe=probe)
             started = time.monotonic()
-            try:
-                status, sent = one_request(session, kind, ids, rows, rng)
-                outcome = None if status < 400 else f"HTTP {status}"
-            except Exception as error:  # a refused connection or a timeout is an error of the run
-                status, sent, outcome = 0, 0, f"{type(error).__name__}: {error}"
-            tally.record(kind, time.monotonic() - started, outcome, sent if outcome is None else 0)
+            answer = send(session, call)
+            tally.record_answer(call, answer, time.monotonic() - started)
 
     threads = [threading.Thread(target=client, args=[n], daemon=True) for n in range(len(keys))]
     samples: list[tuple[float, int, int]] = []
@@ -224,16 +300,23 @@ def report(tally: Tally, seconds: float, log: Callable[[str], None]) -> int:
     """Print requests, errors and latencies per kind; returns the number of errors."""
     errors = 0
     total = sum(len(v) for v in tally.latencies.values())
-    log(f"requests: {total} in {seconds:.0f} s ({total / seconds:.0f}/s); activity rows ingested: {tally.rows} "
-        f"({tally.rows / seconds:.0f}/s)")
+    log(
+        f"requests: {total} in {seconds:.0f} s ({total / seconds:.0f}/s); activity rows ingested: {tally.rows} "
+        f"({tally.rows / seconds:.0f}/s)"
+    )
     for kind in KINDS:
         latencies = tally.latencies.get(kind, [])
         if not latencies:
             continue
         failed = tally.errors.get(kind, [])
         errors += len(failed)
-        log(f"  {kind:16s} {len(latencies):6d} requests, {len(failed)} errors, {summary_ms(latencies)}, "
-            f"max {max(latencies) * 1000:.0f} ms")
+        cut = tally.cuts.get(kind, [])
+        log(
+            f"  {kind:16s} {len(latencies):6d} requests, {len(failed)} errors, {summary_ms(latencies)}, "
+            f"max {max(latencies) * 1000:.0f} ms" + (f", {len(cut)} connections cut and sent again" if cut else "")
+        )
         for message, count in Counter(failed).most_common(5):
             log(f"      {count} x {message}")
+        for message, count in Counter(cut).most_common(3):
+            log(f"      cut: {count} x {message}")
     return errors
