@@ -21,6 +21,9 @@ class Command(BaseCommand):
             call_command("seed_demo", contacts=contacts, stdout=self.stdout, stderr=self.stderr)
             # Engagement, interest and value segments read metrics; compute them for the demo now.
             call_command("compute_metrics", stdout=self.stdout, stderr=self.stderr)
+            # Reachability (bounced, unsubscribed, role, disposable, inactive) is otherwise first
+            # computed by the nightly hygiene job: the global "unreachable" suppression would be empty.
+            call_command("check_hygiene", stdout=self.stdout, stderr=self.stderr)
         User = get_user_model()
         username = os.environ.get("ADMIN_USERNAME", "admin")
         if User.objects.filter(username=username).exists():
