@@ -23,8 +23,9 @@ before workers were recorded keeps its old rule (free once not renewed for CATCH
 A dead holder is failed by the watchdog task (segments/watchdog.py, twice a minute; segments
 registers `watch_catch_up`, as contacts knows nothing of segments), or by a task that finds it
 first: the lease is let go, the dead task's claimed rows wait again, and the failure is recorded
-with the reason and a retry time `liveness.retry_delay()` away (never given up: past
-RUN_RETRY_MAX_ATTEMPTS the last delay again). No task takes the lease before then; the watchdog
+with the reason and a retry time: at once for the first death in a row (a dead worker is no fault of
+the work), else `liveness.retry_delay()` away (never given up: past RUN_RETRY_MAX_ATTEMPTS the last
+delay again). No task takes the lease before then; the watchdog
 queues the retry when due. A task that raises is failed the same way, with its error. Each
 transition is conditional on the holder's token, so a dead task is failed once and its retry queued
 once. Two live tasks never hold contacts at once: only the holder claims rows, and it takes any
@@ -154,7 +155,7 @@ def fail_dead(*, now: datetime) -> str | None:
         return None
     started = f" started {_when(held.running_since)}" if held.running_since else ""
     error = f"The catch-up{started} did not finish: {reason}."
-    return error if _fail(held.runner, error=error) else None
+    return error if _fail(held.runner, error=error, died=True, now=now) else None
 
 
 def holder_death(held: CatchUpState, *, now: datetime, sessions: set[str] | None) -> str | None:
@@ -193,16 +194,23 @@ def _beat(token: uuid.UUID, now: datetime) -> None:
             mine.update(heartbeat_at=now)
 
 
-def _fail(token: uuid.UUID, *, error: str) -> bool:
+def _fail(token: uuid.UUID, *, error: str, died: bool = False, now: datetime | None = None) -> bool:
     """Fail the task holding the lease with `token`: let go of the lease, put its claimed rows back to
-    waiting and set the retry (back-off). True if this call did it (the holder and the watchdog may both try)."""
-    now = timezone.now()
+    waiting and set the retry. True if this call did it (the holder and the watchdog may both try).
+
+    A task whose worker died (a deploy, an out-of-memory kill, a lost host) is no fault of its work:
+    the first such failure in a row is retried at once (retry time `now`), or every write would wait
+    a back-off for nothing (bench_load --kill-worker-at measured contacts stale ~75 s after one kill
+    with a 60 s first delay). A task that raised, and deaths in a row, back off.
+    """
+    now = now or timezone.now()
     with transaction.atomic():
         rows = CatchUpState.objects.filter(pk=1, runner=token)
         failures = rows.select_for_update(no_key=True).values_list("failures", flat=True).first()
         if failures is None:
             return False
-        delay = retry_delay(min(failures + 1, settings.RUN_RETRY_MAX_ATTEMPTS))
+        backed_off = failures if died else failures + 1  # the failures in a row that count for the delay
+        delay = retry_delay(min(backed_off, settings.RUN_RETRY_MAX_ATTEMPTS)) if backed_off else timedelta(0)
         retry_at = now + delay if delay is not None else None
         rows.update(**_LET_GO, failures=F("failures") + 1, failed_at=now, last_error=error, retry_at=retry_at)
         with connection.cursor() as cursor:

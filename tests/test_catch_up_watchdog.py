@@ -116,12 +116,13 @@ def test_a_live_catch_up_keeps_its_lease_however_long_its_round_takes(db, fast):
 
 
 def test_the_watchdog_fails_a_dead_catch_up_puts_its_contacts_back_and_retries_it_once(db, fast):
-    # given a dead task's lease and claimed rows; one of its contacts changed again meanwhile (waits twice)
+    # given a dead task's lease and claimed rows, the second death in a row (a first is retried at
+    # once: test_a_first_death_is_retried_at_once); one of its contacts changed again meanwhile (waits twice)
     fast.RUN_RETRY_BACKOFF_SECONDS = 60
     hot = _built(HOT)
     changed, rederived = ContactFactory(lead_score=10), ContactFactory(lead_score=10)
     Contact.objects.filter(pk__in=[changed.pk, rederived.pk]).update(lead_score=90)  # announced below
-    dead = _dead_holder()
+    dead = _dead_holder(failures=1)
     PendingChange.objects.all().delete()
     PendingChange.objects.create(contact_id=changed.pk, derive=True, claim=dead, claimed_at=timezone.now())
     PendingChange.objects.create(contact_id=rederived.pk, derive=False, claim=dead, claimed_at=timezone.now())
@@ -135,7 +136,7 @@ def test_the_watchdog_fails_a_dead_catch_up_puts_its_contacts_back_and_retries_i
     # then the catch-up shows failed and why, the lease is free, every contact waits (once) again
     assert (outcome["catch_up_failed"], outcome["catch_up_retried"]) == (True, False)
     held = CatchUpState.objects.get()
-    assert (held.runner, held.running_since, held.worker, held.failures) == (None, None, "", 1)
+    assert (held.runner, held.running_since, held.worker, held.failures) == (None, None, "", 2)
     assert held.last_error.startswith("The catch-up started ")
     assert f"did not finish: {_dead_reason()}" in held.last_error
     assert timedelta(seconds=55) < held.retry_at - now <= timedelta(seconds=61)
@@ -203,17 +204,40 @@ def test_a_catch_up_that_raises_shows_failed_and_its_contacts_wait_again(db, fas
     assert member_ids(hot) == {contact.pk}
 
 
-def test_retries_back_off_and_keep_the_longest_delay_past_the_last_attempt(db, settings):
-    # The catch-up is never given up: every write waits on it.
+def test_a_first_death_is_retried_at_once(db, settings):
+    # A dead worker is no fault of the work: the watchdog that fails it queues the retry in the same pass.
+    settings.RUN_RETRY_BACKOFF_SECONDS = 60
+    contact = ContactFactory()
+    _dead_holder()
+    PendingChange.objects.create(contact_id=contact.pk, derive=True)
+    OrmQ.objects.all().delete()
+    now = timezone.now()
+
+    assert watch_catch_up(now) == {"catch_up_failed": True, "catch_up_retried": True}
+
+    held = CatchUpState.objects.get()
+    assert (held.runner, held.failures, held.retry_at) == (None, 1, None)
+    assert _catch_up_tasks() == 1
+    assert catch_up_task()["contacts"] == 1
+
+
+def test_deaths_in_a_row_back_off_and_keep_the_longest_delay_past_the_last_attempt(db, settings):
+    # The catch-up is never given up: every write waits on it. The first death is retried at once.
     settings.RUN_RETRY_BACKOFF_SECONDS, settings.RUN_RETRY_MAX_BACKOFF_SECONDS = 60, 300
     settings.RUN_RETRY_MAX_ATTEMPTS = 3
     delays = []
     for _ in range(5):
         _dead_holder()
         now = timezone.now()
-        assert watch_catch_up(now)["catch_up_failed"]
-        delays.append(round((CatchUpState.objects.get().retry_at - now).total_seconds() / 60))
-    assert delays == [1, 2, 4, 4, 4]
+        outcome = watch_catch_up(now)
+        assert outcome["catch_up_failed"]
+        retry_at = CatchUpState.objects.get().retry_at
+        if outcome["catch_up_retried"]:  # at once: queued in the same pass
+            assert retry_at is None
+            delays.append(0)
+        else:
+            delays.append(round((retry_at - now).total_seconds() / 60))
+    assert delays == [0, 1, 2, 4, 4]
     assert CatchUpState.objects.get().failures == 5
 
 
@@ -275,14 +299,15 @@ def test_the_databases_page_shows_the_catch_up_running_then_failed(db, fast, adm
     assert "looks dead" not in section("running")
     assert section("failure") == "none"
 
-    # its worker gone: the page says so before the watchdog looks, and after it the failure and why
-    _dead_holder()
+    # its worker gone (the second death in a row, so the retry waits): the page says so before the
+    # watchdog looks, and after it the failure and why
+    _dead_holder(failures=1)
     assert f"looks dead: {_dead_reason()}" in section("running")
     fast.RUN_RETRY_BACKOFF_SECONDS = 60
     assert watch_catch_up(timezone.now())["catch_up_failed"]
     assert section("running") == "no"
     assert _dead_reason() in section("failure")
-    assert "1 in a row</strong>; no task runs before " in section("failure")
+    assert "2 in a row</strong>; no task runs before " in section("failure")
     assert section("waiting") == "1"
 
 
@@ -300,17 +325,17 @@ def test_a_catch_up_process_killed_mid_round_shows_failed_and_the_retry_catches_
         process.wait()
 
     # when the watchdog looks (PostgreSQL: the session is gone; SQLite: no heartbeat, no process)
-    outcome = wait_for(lambda: watch(timezone.now())["catch_up_failed"], timeout=20, what="the watchdog")
+    outcome = wait_for(lambda: _failed_by(watch(timezone.now())), timeout=20, what="the watchdog")
 
-    # then it shows failed and why, its contact waits again, and the retry (queued once) catches it up
-    assert outcome is True
+    # then it shows failed and why, its contact waits again, and the retry (queued at once) catches it up
+    assert outcome["catch_up_retried"] is True
     held = CatchUpState.objects.get()
     assert (held.runner, held.failures) == (None, 1)
     reason = "its database session" if connection.vendor == "postgresql" else "no heartbeat since"
     assert f"did not finish: the worker {running.worker} stopped: {reason}" in held.last_error
     assert set(PendingChange.objects.values_list("contact_id", "claim")) == {(leaving.pk, None)}
     assert member_ids(segment) == {staying.pk, leaving.pk}
-    assert watch(timezone.now())["catch_up_retried"] is True
+    assert watch(timezone.now())["catch_up_retried"] is False  # queued once
     assert _catch_up_tasks() == 1
     assert catch_up_task()["contacts"] == 1
     assert member_ids(segment) == {staying.pk}
@@ -337,22 +362,30 @@ def test_a_worker_killed_mid_catch_up_shows_failed_and_a_new_worker_catches_up(f
 
         # when that worker is killed
         kill(int(running.worker.rpartition(":")[2]))
-        wait_for(lambda: watch(timezone.now())["catch_up_failed"], timeout=20, what="the watchdog")
+        outcome = wait_for(lambda: _failed_by(watch(timezone.now())), timeout=20, what="the watchdog")
 
-        # then the catch-up shows failed and why, the lease is free and the contact waits again
+        # then the catch-up shows failed and why, the dead task's hold on the contact is gone, and the
+        # retry is queued at once, once (the worker that replaced the dead one may already be taking it)
+        assert outcome["catch_up_retried"] is True
         held = CatchUpState.objects.get()
-        assert (held.runner, held.running_since, held.failures) == (None, None, 1)
+        assert held.runner != running.runner
+        assert held.failures == 1 or held.runner is not None  # a new task resets it only when done
         assert f"the worker {running.worker} stopped: its database session" in held.last_error
-        assert set(PendingChange.objects.values_list("contact_id", "claim")) == {(leaving.pk, None)}
-
-        # and the retry, queued once, is done by the worker that replaced the dead one
-        holder.rollback()
-        assert watch(timezone.now())["catch_up_retried"] is True
+        assert set(PendingChange.objects.values_list("contact_id", flat=True)) == {leaving.pk}
+        assert not PendingChange.objects.filter(claim=running.runner).exists()
         assert watch(timezone.now())["catch_up_retried"] is False
+
+        # and the worker that replaced the dead one catches up once the row is free
+        holder.rollback()
         wait_for(lambda: member_ids(segment) == {staying.pk}, what="the retried catch-up")
         wait_for(lambda: not PendingChange.objects.exists() and CatchUpState.objects.get().runner is None)
     held = CatchUpState.objects.get()
     assert (held.failures, held.retry_at) == (0, None)
+
+
+def _failed_by(outcome: dict) -> dict | None:
+    """The watchdog's outcome if it failed the catch-up in that pass (for wait_for)."""
+    return outcome if outcome["catch_up_failed"] else None
 
 
 def _waiting_for_a_lock() -> bool:
