@@ -107,6 +107,7 @@ def test_the_admin_index_links_every_report_and_test_page_and_each_opens(client,
         reverse("admin:segments_dimensions"),
         reverse("admin:segments_coverage"),
         reverse("admin:contacts_duplicatecandidate_changelist"),
+        reverse("admin:contacts_companyduplicatecandidate_changelist"),
     ]
     for url in pages:
         assert f'href="{url}"' in index
