@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, URLValidator
 from django.db import connection, models, transaction
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
-from psycopg import sql
 
 from contacts import normalize, provenance
 from contacts.copy_insert import copy_insert
@@ -107,28 +108,26 @@ def validate_domain(value: object) -> str:
 
 
 def lookup_pairs(model: type[models.Model], key: str, value: str, wanted: Iterable) -> list[tuple]:
-    """(key, value) of the rows whose `key` column is one of `wanted`.
-
-    On PostgreSQL one array parameter (`= ANY(%s)`) instead of 10,000 placeholders, which the
-    driver would otherwise scan and bind one by one; elsewhere the ORM's IN.
-    """
+    """(key, value) of the rows whose `key` column is one of `wanted`."""
     wanted = list(wanted)
     if not wanted:
         return []
+    return list(model._default_manager.filter(key_in(model, key, wanted)).values_list(key, value))
+
+
+def key_in(model: type[models.Model], key: str, wanted: list) -> Q | RawSQL:
+    """A filter: the `key` column is one of `wanted`.
+
+    On PostgreSQL one array parameter (`= ANY(%s)`) instead of thousands of placeholders, which
+    Django and the driver would otherwise build, scan and quote one by one; elsewhere the ORM's IN.
+    """
     if connection.vendor != "postgresql":
-        return list(model._default_manager.filter(**{f"{key}__in": wanted}).values_list(key, value))
+        return Q(**{f"{key}__in": wanted})
+    model_field = model._meta.get_field(key)
     # Cast to the column's type so the comparison can use the column's index.
-    array_type = "bigint[]" if isinstance(model._meta.get_field(key), models.IntegerField) else "text[]"
-    query = sql.SQL("SELECT {}, {} FROM {} WHERE {} = ANY(%s::{})").format(
-        sql.Identifier(key),
-        sql.Identifier(value),
-        sql.Identifier(model._meta.db_table),
-        sql.Identifier(key),
-        sql.SQL(array_type),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(query.as_string(cursor.connection), [wanted])
-        return cursor.fetchall()
+    array_type = "bigint[]" if isinstance(model_field, models.IntegerField) else "text[]"
+    column = connection.ops.quote_name(model_field.column)
+    return RawSQL(f"{column} = ANY(%s::{array_type})", [wanted], output_field=models.BooleanField())
 
 
 def _clean_field(model: type[models.Model], name: str, raw: object) -> object:
@@ -139,6 +138,19 @@ def _clean_field(model: type[models.Model], name: str, raw: object) -> object:
         limit, allowed = plain
         if len(raw) <= limit and (allowed is None or raw in allowed):
             return raw
+    if type(raw) is str:
+        return _clean_text(model, name, raw)
+    return _clean_value(model, name, raw)
+
+
+@lru_cache(maxsize=normalize.LOOKUP_CACHE_SIZE)
+def _clean_text(model: type[models.Model], name: str, raw: str) -> object:
+    """`_clean_value` of a text, remembered: a file's scores, amounts and dates repeat, and a field's
+    rules depend on the value alone (its result, a number, date or text, is immutable)."""
+    return _clean_value(model, name, raw)
+
+
+def _clean_value(model: type[models.Model], name: str, raw: object) -> object:
     model_field = concrete_field(model, name)
     if name == "country" and isinstance(raw, str):
         raw = raw.upper()
@@ -155,8 +167,10 @@ def _plain_text_fields(model: type[models.Model]) -> dict[str, tuple[int, frozen
     length and choices: for them field.clean() of a non-empty text is just those two checks."""
     plain: dict[str, tuple[int, frozenset[str] | None]] = {}
     for model_field in model._meta.concrete_fields:
-        if type(model_field) is models.CharField and model_field.max_length is not None and all(
-            isinstance(validator, MaxLengthValidator) for validator in model_field.validators
+        if (
+            type(model_field) is models.CharField
+            and model_field.max_length is not None
+            and all(isinstance(validator, MaxLengthValidator) for validator in model_field.validators)
         ):
             allowed = frozenset(str(value) for value, _ in model_field.flatchoices) if model_field.choices else None
             plain[model_field.name] = (model_field.max_length, allowed)
@@ -245,7 +259,8 @@ def ensure_companies(names_by_domain: dict[str, str]) -> dict[str, int]:
 def stored_rows(model: type[models.Model], key: str, wanted: Iterable) -> dict[object, dict]:
     """{key: the stored row by column (attname)} of the rows whose `key` is one of `wanted`."""
     columns = [f.attname for f in model._meta.concrete_fields]
-    return {row[key]: row for row in model._default_manager.filter(**{f"{key}__in": list(wanted)}).values(*columns)}
+    rows = model._default_manager.filter(key_in(model, key, list(wanted))).values(*columns)
+    return {row[key]: row for row in rows}
 
 
 def same_as_stored(row: dict, fields: Iterable[str], stored: dict | None) -> bool:

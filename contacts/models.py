@@ -256,9 +256,18 @@ class Contact(models.Model):
     values = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
     technologies = models.JSONField(default=list, blank=True, validators=[validate_tag_list])
 
-    company = models.ForeignKey(Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts")
+    # No index of their own: contact_company_idx and contact_owner_stage_idx (owner first) serve
+    # them, and each index on this table is written by every imported row.
+    company = models.ForeignKey(
+        Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts", db_index=False
+    )
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_contacts"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_contacts",
+        db_index=False,
     )
 
     lifecycle_stage = models.CharField(max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.LEAD)

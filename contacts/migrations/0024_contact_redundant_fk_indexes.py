@@ -1,0 +1,59 @@
+# Contact.company and Contact.owner lose the index Django gives a foreign key: contact_company_idx
+# (company_id) duplicates the first and contact_owner_stage_idx (owner_id, lifecycle_stage) leads with
+# the second, and every index on contacts_contact is written by each imported row (issue 20's import
+# speed). Only the indexes go: AlterField would also drop and re-add both foreign keys, checking
+# every stored row again under a lock.
+
+import django.db.models.deletion
+from django.conf import settings
+from django.db import migrations, models
+
+INDEXES = {
+    "contacts_contact_company_id_537aca39": "company_id",
+    "contacts_contact_owner_id_0103c1ee": "owner_id",
+}
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("contacts", "0023_catch_up_liveness"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                migrations.RunSQL(
+                    f'DROP INDEX IF EXISTS "{name}"',
+                    reverse_sql=f'CREATE INDEX IF NOT EXISTS "{name}" ON "contacts_contact" ("{column}")',
+                )
+                for name, column in INDEXES.items()
+            ],
+            state_operations=[
+                migrations.AlterField(
+                    model_name="contact",
+                    name="company",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="contacts",
+                        to="contacts.company",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="contact",
+                    name="owner",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="owned_contacts",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+            ],
+        ),
+    ]
