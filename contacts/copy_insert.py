@@ -8,7 +8,7 @@ Only used on PostgreSQL; contacts/ingest.py keeps a bulk_create path for other d
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from django.db import connection, models
 from psycopg import sql
@@ -24,8 +24,11 @@ def copy_insert(
     update: Sequence[str] = (),
     returning: Sequence[str] = (),
     insert: Callable[[str], str] | None = None,
+    constants: Mapping[str, object] | None = None,
 ) -> list[tuple]:
     """Insert `rows` (tuples in `columns` order); on a `conflict` column clash update `update` or skip.
+    `constants` are columns with the same value in every row (defaults nobody gave), sent once as
+    parameters of the INSERT instead of copied with each row.
     `insert`, given the temporary table's name, makes the statement to run instead (it returns what
     it returns), e.g. the activity insert that claims external ids (contacts/partitions.py) or the
     enrichment's UPDATE ... FROM the copied rows (contacts/enrichment.py).
@@ -37,6 +40,16 @@ def copy_insert(
     json_columns = {f.column for f in model._meta.concrete_fields if isinstance(f, models.JSONField)}
     json_positions = [i for i, column in enumerate(columns) if column in json_columns]
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    constants = constants or {}
+    fields = {f.column: f for f in model._meta.concrete_fields}
+    # Typed, so that PostgreSQL reads each value as its column's type (a NULL or a JSON text alike).
+    constant_values = sql.SQL("").join(
+        sql.SQL(", CAST({} AS {})").format(
+            sql.Literal(_adapted(fields[c], value)), sql.SQL(fields[c].db_type(connection))
+        )
+        for c, value in constants.items()
+    )
+    inserted = sql.SQL(", ").join(map(sql.Identifier, [*columns, *constants]))
     with connection.cursor() as django_cursor:
         cursor = django_cursor.cursor
         cursor.execute(
@@ -51,8 +64,8 @@ def copy_insert(
                     for i in json_positions:
                         row[i] = Jsonb(row[i])
                 copy.write_row(row)
-        statement: sql.Composable = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            sql.Identifier(table), cols, cols, sql.Identifier(temp)
+        statement: sql.Composable = sql.SQL("INSERT INTO {} ({}) SELECT {}{} FROM {}").format(
+            sql.Identifier(table), inserted, cols, constant_values, sql.Identifier(temp)
         )
         if conflict and update:
             assignments = sql.SQL(", ").join(
@@ -69,3 +82,7 @@ def copy_insert(
         result = cursor.fetchall() if returning or insert else []
         cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(temp)))
     return result
+
+
+def _adapted(model_field: models.Field, value: object) -> object:
+    return Jsonb(value) if isinstance(model_field, models.JSONField) and value is not None else value

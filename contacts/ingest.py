@@ -138,15 +138,22 @@ def _clean_field(model: type[models.Model], name: str, raw: object) -> object:
         limit, allowed = plain
         if len(raw) <= limit and (allowed is None or raw in allowed):
             return raw
-    if type(raw) is str:
+    if type(raw) is str and name in _converted_fields(model):
         return _clean_text(model, name, raw)
     return _clean_value(model, name, raw)
 
 
+@cache
+def _converted_fields(model: type[models.Model]) -> frozenset[str]:
+    """The fields whose text becomes a number, date or boolean: a file repeats few such values."""
+    kinds = (models.IntegerField, models.DecimalField, models.FloatField, models.DateField, models.BooleanField)
+    return frozenset(f.name for f in model._meta.concrete_fields if isinstance(f, kinds))
+
+
 @lru_cache(maxsize=normalize.LOOKUP_CACHE_SIZE)
 def _clean_text(model: type[models.Model], name: str, raw: str) -> object:
-    """`_clean_value` of a text, remembered: a file's scores, amounts and dates repeat, and a field's
-    rules depend on the value alone (its result, a number, date or text, is immutable)."""
+    """`_clean_value` of a text, remembered: a field's rules depend on the value alone, and the
+    result (a number, date or boolean) is immutable."""
     return _clean_value(model, name, raw)
 
 
@@ -283,8 +290,12 @@ def _bulk_upsert(model: type[models.Model], entries: list[tuple[dict, set[str]]]
     for written, group in groups.items():
         update = sorted(written)
         if connection.vendor == "postgresql":
-            rows = (tuple(values.get(c, defaults[c]) for c in columns) for values in group)
-            copy_insert(model, columns, rows, conflict=key, update=update)
+            # The columns no row of the group gives hold their default in every row: sent once.
+            given_anywhere = written.union(*group)
+            given = [c for c in columns if c in given_anywhere]
+            constants = {c: defaults[c] for c in columns if c not in given}
+            rows = (tuple(values.get(c, defaults[c]) for c in given) for values in group)
+            copy_insert(model, given, rows, conflict=key, update=update, constants=constants)
         else:
             objs = [model(**(defaults | values)) for values in group]
             model._default_manager.bulk_create(

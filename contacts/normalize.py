@@ -58,6 +58,9 @@ COUNTRY_ALIASES = {
 LOOKUP_CACHE_SIZE = 65_536
 # Distinct job titles a TitleMap remembers (each a scan of every keyword rule).
 TITLE_CACHE_SIZE = 65_536
+# Distinct names and short texts remembered: first names, cities and titles repeat across a file's
+# rows, street addresses rarely; fewer, since they are many.
+TEXT_CACHE_SIZE = 8_192
 
 
 def normalize_email(value: str) -> str:
@@ -202,6 +205,7 @@ def _capitalise(word: str) -> str:
     return re.sub(r"[^\W\d_]+", lambda m: m.group(0)[:1].upper() + m.group(0)[1:].lower(), word)
 
 
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def person_name(value: str) -> str:
     """Whitespace collapsed; a name typed all in lower or all in upper case gets its capitals.
 
@@ -213,6 +217,7 @@ def person_name(value: str) -> str:
     return text
 
 
+@lru_cache(maxsize=TEXT_CACHE_SIZE)
 def text(value: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFC", value or "")).strip()
 

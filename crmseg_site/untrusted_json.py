@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -98,6 +98,8 @@ def nul_paths(value: object, path: str = "") -> Iterator[str]:
 
     Walks with a stack, not recursion, so it is safe on any structure (within the depth limit or not).
     """
+    if _flat_texts(value) and not any(NUL in k or NUL in v for k, v in value.items()):
+        return  # a flat object of texts (a file's row) without a NUL, as most: one look at each text
     # (path of the parent, key in it or None for `value` itself, item): an item's own path is only
     # built when it is needed (a NUL found, or children to visit), since most items are short texts.
     stack: list[tuple[str, str | int | None, object]] = [(path, None, value)]
@@ -114,6 +116,10 @@ def nul_paths(value: object, path: str = "") -> Iterator[str]:
         elif isinstance(item, list | tuple):
             where = parent if key is None else join_path(parent, key)
             stack.extend((where, index, child) for index, child in reversed(list(enumerate(item))))
+
+
+def _flat_texts(value: object) -> TypeGuard[dict[str, str]]:
+    return isinstance(value, dict) and all(type(k) is str and type(v) is str for k, v in value.items())
 
 
 class JSONFormField(forms.JSONField):
