@@ -415,7 +415,8 @@ class JobTitleRule(models.Model):
 class LifecycleChange(models.Model):
     """Stage history: answers "became MQL on" and "customer since"."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="lifecycle_changes")
+    # No index of its own: lifecycle_contact_stage_idx leads with it.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="lifecycle_changes", db_index=False)
     from_stage = models.CharField(max_length=20, choices=LifecycleStage.choices, null=True, blank=True)
     to_stage = models.CharField(max_length=20, choices=LifecycleStage.choices)
     changed_at = models.DateTimeField(default=timezone.now)

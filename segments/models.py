@@ -227,8 +227,9 @@ class SegmentReference(models.Model):
 
 
 class Membership(models.Model):
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="memberships")
+    # No index of their own: membership_segment_contact_unique and membership_contact_idx lead with them.
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     joined_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -259,8 +260,9 @@ class ChangeReason(models.TextChoices):
 
 
 class MembershipChange(models.Model):
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="changes")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="membership_changes")
+    # No index of their own: change_segment_time_idx and change_contact_time_idx lead with them.
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="changes", db_index=False)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="membership_changes", db_index=False)
     kind = models.CharField(max_length=5, choices=ChangeKind.choices)
     reason = models.CharField(max_length=20, choices=ChangeReason.choices)
     changed_at = models.DateTimeField(default=timezone.now)
