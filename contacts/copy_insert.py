@@ -42,13 +42,7 @@ def copy_insert(
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     constants = constants or {}
     fields = {f.column: f for f in model._meta.concrete_fields}
-    # Typed, so that PostgreSQL reads each value as its column's type (a NULL or a JSON text alike).
-    constant_values = sql.SQL("").join(
-        sql.SQL(", CAST({} AS {})").format(
-            sql.Literal(_adapted(fields[c], value)), sql.SQL(fields[c].db_type(connection))
-        )
-        for c, value in constants.items()
-    )
+    constant_values = sql.SQL("").join([sql.SQL(", ") + _typed(fields[c], v) for c, v in constants.items()])
     inserted = sql.SQL(", ").join(map(sql.Identifier, [*columns, *constants]))
     with connection.cursor() as django_cursor:
         cursor = django_cursor.cursor
@@ -84,5 +78,11 @@ def copy_insert(
     return result
 
 
-def _adapted(model_field: models.Field, value: object) -> object:
-    return Jsonb(value) if isinstance(model_field, models.JSONField) and value is not None else value
+def _typed(model_field: models.Field, value: object) -> sql.Composable:
+    """`value` cast to its column's type, so that PostgreSQL reads a NULL or a JSON text alike as that type."""
+    db_type = model_field.db_type(connection)
+    if db_type is None:
+        raise ValueError(f"{model_field.name} is not a column of its own")
+    if isinstance(model_field, models.JSONField) and value is not None:
+        value = Jsonb(value)
+    return sql.SQL("CAST({} AS {})").format(sql.Literal(value), sql.SQL(db_type))

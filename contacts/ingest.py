@@ -123,10 +123,10 @@ def key_in(model: type[models.Model], key: str, wanted: list) -> Q | RawSQL:
     """
     if connection.vendor != "postgresql":
         return Q(**{f"{key}__in": wanted})
-    model_field = model._meta.get_field(key)
+    model_field = concrete_field(model, key)
     # Cast to the column's type so the comparison can use the column's index.
     array_type = "bigint[]" if isinstance(model_field, models.IntegerField) else "text[]"
-    column = connection.ops.quote_name(model_field.column)
+    column = connection.ops.quote_name(model_field.get_attname_column()[1] or key)
     return RawSQL(f"{column} = ANY(%s::{array_type})", [wanted], output_field=models.BooleanField())
 
 
