@@ -9,6 +9,10 @@ degrees of freedom, as scipy's `ttest_ind(..., equal_var=False).confidence_inter
 from the raw values. Multiple comparisons: Benjamini–Hochberg (statsmodels `multipletests`).
 Sample size: the normal power of a two-sided test (statsmodels `NormalIndPower` on Cohen's h for
 rates, `TTestIndPower` on Cohen's d for means).
+
+scipy and statsmodels (which brings pandas) are imported by each function when first used: the
+experiment admin imports this module in every process, and at the top they cost every web and task
+worker a second and ~40 MB at start-up (as in predictions/__init__.py).
 """
 
 from __future__ import annotations
@@ -18,15 +22,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import NormalIndPower, TTestIndPower
-from statsmodels.stats.proportion import (
-    confint_proportions_2indep,
-    proportion_confint,
-    proportion_effectsize,
-    proportions_ztest,
-)
 
 ALPHA = 0.05
 POWER = 0.8
@@ -51,6 +46,8 @@ def rate(successes: int, n: int, *, alpha: float = ALPHA) -> Interval:
     """The share with its Wilson interval."""
     if n <= 0:
         return NONE
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(successes, n, alpha=alpha, method="wilson")
     return Interval(successes / n, float(low), float(high))
 
@@ -72,6 +69,8 @@ def compare_rates(c1: int, n1: int, c0: int, n0: int, *, alpha: float = ALPHA) -
     """Arm 1 (treatment) against arm 0 (baseline)."""
     if n1 <= 0 or n0 <= 0:
         return NO_TEST
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
     p1, p0 = c1 / n1, c0 / n0
     low, high = confint_proportions_2indep(c1, n1, c0, n0, method="newcomb", compare="diff", alpha=alpha)
     absolute = Interval(p1 - p0, _finite(low), _finite(high))
@@ -115,6 +114,8 @@ def mean(m: Moments, *, alpha: float = ALPHA) -> Interval:
     center, variance = m.mean, m.variance
     if center is None or variance is None:  # one value: no spread to measure
         return Interval(center, None, None)
+    from scipy import stats
+
     half = stats.t.ppf(1 - alpha / 2, m.n - 1) * math.sqrt(variance / m.n)
     return Interval(center, center - half, center + half)
 
@@ -128,6 +129,8 @@ def compare_means(m1: Moments, m0: Moments, *, alpha: float = ALPHA) -> Differen
     diff = mean1 - mean0
     if v1 + v0 == 0:
         return Difference(Interval(diff, None, None), NONE, None, "Welch's t-test (not possible: no spread)")
+    from scipy import stats
+
     result = stats.ttest_ind_from_stats(mean1, math.sqrt(var1), m1.n, mean0, math.sqrt(var0), m0.n, equal_var=False)
     df = (v1 + v0) ** 2 / (v1**2 / (m1.n - 1) + v0**2 / (m0.n - 1))
     half = stats.t.ppf(1 - alpha / 2, df) * math.sqrt(v1 + v0)
@@ -144,6 +147,8 @@ def adjust(p_values: list[float | None], *, alpha: float = ALPHA) -> list[float 
     present = [p for p in p_values if p is not None]
     if not present:
         return list(p_values)
+    from statsmodels.stats.multitest import multipletests
+
     _reject, adjusted, _s, _b = multipletests(np.array(present), alpha=alpha, method="fdr_bh")
     it = iter(float(p) for p in adjusted)
     return [None if p is None else next(it) for p in p_values]
@@ -157,6 +162,9 @@ def sample_size_rates(baseline: float, effect: float, *, ratio: float, alpha: fl
     target = baseline + effect
     if not (0 < baseline < 1 and 0 < target < 1):
         return None
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
     h = proportion_effectsize(target, baseline)
     n1 = NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=ratio, alternative="two-sided")
     return math.ceil(n1), math.ceil(n1 * ratio)
@@ -166,6 +174,8 @@ def sample_size_means(sd: float, effect: float, *, ratio: float, alpha: float = 
     """Contacts needed in (treatment, baseline) arms to detect a difference of `effect` in means."""
     if not sd or sd <= 0 or effect <= 0:
         return None
+    from statsmodels.stats.power import TTestIndPower
+
     n1 = TTestIndPower().solve_power(
         effect_size=effect / sd, alpha=alpha, power=power, ratio=ratio, alternative="two-sided"
     )

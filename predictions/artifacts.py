@@ -7,7 +7,6 @@ builds anything, so a crafted file cannot run code on load).
 
 from __future__ import annotations
 
-import skops.io as sio
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 SALT = "predictions.artifact"
@@ -30,11 +29,15 @@ def sign(data: bytes) -> str:
 
 def dump(estimator: object) -> tuple[bytes, str]:
     """(the skops bytes, their signature)."""
+    import skops.io as sio  # see predictions/__init__.py: scikit-learn is imported when first used
+
     data = sio.dumps(estimator)
     return data, sign(data)
 
 
 def load(data: bytes | memoryview | None, signature: str) -> object:
+    import skops.io as sio  # see predictions/__init__.py
+
     if not data:
         raise ArtifactRefused("the version has no stored model")
     data = bytes(data)

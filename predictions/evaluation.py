@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import brier_score_loss, log_loss
 
 BOOTSTRAP = 400
 TOP_PERCENTS = (1, 5, 10)
@@ -104,6 +103,8 @@ def band(auc: float) -> str:
 
 
 def validation_report(y: np.ndarray, probabilities: np.ndarray, *, seed: int = 0) -> dict:
+    from sklearn.metrics import brier_score_loss, log_loss  # imported when first used: predictions/__init__.py
+
     y = np.asarray(y).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
     auc = float(weighted_auc(y, probabilities))  # one AUC: no weights given

@@ -25,19 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 from predictions import artifacts
 from predictions.attribution import background_rows
@@ -172,6 +170,8 @@ def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tu
         if model.holdout == Holdout.RULE:
             return _split_by_rule(model, data, at=data.window.cutoff if data.window else now)
         _check_counts(data.y, least=MIN_CLASS_ROWS, what="the data", model=model)
+        from sklearn.model_selection import train_test_split  # imported when first used
+
         train_rows, validation_rows = train_test_split(
             np.arange(len(data.y)), test_size=0.25, stratify=data.y, random_state=SEED
         )
@@ -207,6 +207,14 @@ def _split_by_rule(model: PropensityModel, data: Dataset, *, at: datetime) -> tu
 
 def fit(X: np.ndarray, y: np.ndarray, algorithm: str) -> tuple[CalibratedClassifierCV, dict]:
     """The calibrated model and what was chosen while fitting it."""
+    # scikit-learn is imported when first used (predictions/__init__.py).
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     folds = StratifiedKFold(3, shuffle=True, random_state=SEED)
     if algorithm == Algorithm.LOGISTIC:
         rows = np.arange(len(y))
@@ -249,6 +257,8 @@ def importance(fitted, columns: list[dict], algorithm: str, X: np.ndarray, y: np
         _mean, _scale, coefficients, _intercept = logistic_parts(fitted)
         weights = [(float(abs(c)), 1 if c > 0 else -1) for c in coefficients]
     else:
+        from sklearn.inspection import permutation_importance  # imported when first used
+
         rows = np.arange(len(y))[:IMPORTANCE_ROWS]
         result = permutation_importance(fitted, X[rows], y[rows], scoring="roc_auc", n_repeats=3, random_state=SEED)
         weights = [(float(max(v, 0.0)), 0) for v in result.importances_mean]

@@ -19,6 +19,10 @@ Outcomes over the `days` before `now` per contact, as segment analytics counts t
 engagement activity), responded (an e-mail click, on one campaign if named); revenue is won deal
 amounts plus purchase values. Every figure comes from a few grouped statements (counts per cell,
 never a row per contact), so the work in Python is on tables of counts.
+
+scipy and scikit-learn are imported by the functions that use them, when first used: the admin
+imports this module in every process, and those imports cost seconds and ~100 MB of every worker
+(as in predictions/__init__.py).
 """
 
 from __future__ import annotations
@@ -52,9 +56,6 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
-from scipy import stats
-from scipy.stats.contingency import association
-from sklearn.tree import DecisionTreeClassifier
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage
 from segments.analytics.channels import ENGAGEMENT_KINDS
@@ -245,6 +246,8 @@ def cramers_v(table: np.ndarray) -> float | None:
     table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
         return None
+    from scipy.stats.contingency import association
+
     return float(association(table, method="cramer"))
 
 
@@ -281,6 +284,8 @@ def kruskal_from_counts(
     if ties == 0:
         return None
     h /= ties
+    from scipy import stats
+
     return h, float(stats.chi2.sf(h, len(present) - 1)), h / (n - 1)
 
 
@@ -429,6 +434,8 @@ def _bracketing_result(index, name, brackets, grouped, scores, outcome) -> Brack
     chi2 = p = None
     present = table[table.sum(axis=1) > 0]
     if present.shape[0] >= 2 and (present.sum(axis=0) > 0).all():
+        from scipy import stats
+
         chi2, p, _dof, _expected = stats.chi2_contingency(present, correction=False)
     result = BracketingResult(index, results, outside, _f(chi2), _f(p), cramers_v(table))
     rows = [(s[name], s["score"], s["n"]) for s in scores if s[name] >= 0]
@@ -447,6 +454,8 @@ def _mean(total: Decimal, squares: Decimal, n: int) -> Estimate:
     if n < 2:
         return Estimate(float(mean), None, None)
     variance = max(Decimal(0), (squares - total * total / n) / (n - 1))
+    from scipy import stats
+
     half = stats.t.ppf(0.975, n - 1) * math.sqrt(float(variance) / n)
     return Estimate(float(mean), float(mean) - half, float(mean) + half)
 
@@ -504,6 +513,8 @@ def _suggest(report, contacts, grouped, names, outcome, *, max_brackets: int) ->
     x = np.array([[float(r["bvalue"])] for r in train])
     y = np.array([r[outcome] for r in train])
     w = np.array([r["n"] for r in train], dtype=float)
+    from sklearn.tree import DecisionTreeClassifier
+
     tree = DecisionTreeClassifier(
         max_leaf_nodes=max(2, max_brackets), min_weight_fraction_leaf=0.05, random_state=18
     ).fit(x, y, sample_weight=w)
