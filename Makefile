@@ -66,11 +66,13 @@ test: $(STAMP)
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# ruff, then mypy with django-stubs over the product code (configured in pyproject.toml; its cache
-# in .mypy_cache). The stubs' plugin imports the settings, which want a key when DEBUG is off.
+# ruff (its checks, then its formatting: `ruff format .` fixes what the check lists), then mypy
+# with django-stubs over the product code (configured in pyproject.toml; its cache in .mypy_cache).
+# The stubs' plugin imports the settings, which want a key when DEBUG is off.
 lint: export SECRET_KEY ?= lint-only-secret-key-not-used-anywhere-else
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy
 
 clean:

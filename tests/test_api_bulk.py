@@ -158,9 +158,7 @@ def test_contacts_upsert_of_what_is_stored_writes_and_announces_nothing(
     assert (bob.city, bob.updated_at > stored["bob@example.com"]["updated_at"]) == ("Lyon", True)
 
 
-def test_companies_upsert_of_what_is_stored_announces_nothing(
-    writer, monkeypatch, django_capture_on_commit_callbacks
-):
+def test_companies_upsert_of_what_is_stored_announces_nothing(writer, monkeypatch, django_capture_on_commit_callbacks):
     acme = CompanyFactory(domain="acme.com", name="Acme", employee_count=10)
     ContactFactory(company=acme)
     seen = hear_changes(monkeypatch)

@@ -280,8 +280,10 @@ def _exported_to(media, segment):
     def run() -> tuple[list[str], list[str]]:
         done = execute_run(start_run(activation).pk)
         assert done.status == "succeeded", done.error
-        lines = [(media / name).read_text().splitlines()[1:] if name else [] for name in (done.file_path,
-                                                                                         done.removed_file_path)]
+        lines = [
+            (media / name).read_text().splitlines()[1:] if name else []
+            for name in (done.file_path, done.removed_file_path)
+        ]
         return lines[0], lines[1]
 
     return activation, run
@@ -300,9 +302,7 @@ def test_a_merged_away_contact_the_destination_has_passes_to_the_survivor(db, se
     # the destination has the person (as ada@acme.example): no removal of the loser, no add of the survivor
     assert member_ids(segment) == {survivor.pk}
     assert run() == ([], [])
-    assert list(ExportedMember.objects.values_list("contact_id", "removal")) == [
-        (survivor.pk, ["ada@acme.example"])
-    ]
+    assert list(ExportedMember.objects.values_list("contact_id", "removal")) == [(survivor.pk, ["ada@acme.example"])]
 
     # undone, the destination's row is the loser's again, and nothing needs sending either
     undo_merge(merge.pk)
@@ -346,7 +346,8 @@ def test_undo_leaves_a_snapshot_row_a_full_run_rewrote_with_the_survivor(db, set
 
     # the destination's row holds the survivor's identifiers now: it stays the survivor's
     assert ExportedMember.objects.values_list("contact_id", "removal").get() == (
-        survivor.pk, ["ada.lovelace@acme.example"]
+        survivor.pk,
+        ["ada.lovelace@acme.example"],
     )
 
 

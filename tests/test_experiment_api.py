@@ -81,9 +81,7 @@ def test_a_client_creates_starts_stops_and_clones_an_experiment(writer, campaign
         ({"colour": "blue"}, 400, "colour", "Unknown field"),
     ],
 )
-def test_a_bad_design_is_refused_naming_the_field_and_nothing_is_stored(
-    writer, campaign, changes, status, field, says
-):
+def test_a_bad_design_is_refused_naming_the_field_and_nothing_is_stored(writer, campaign, changes, status, field, says):
     response = writer.post(URL, design(**changes), format="json")
 
     assert error(response)[:2] == (status, field), response.content

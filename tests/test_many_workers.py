@@ -84,8 +84,10 @@ def test_three_clusters_on_redis_do_each_piece_of_work_once(cluster_env, setting
     activation = ActivationFactory(segment=segment, destination=DestinationFactory(csv_columns=["email"]))
     ids = [c.pk for c in people]
 
-    with qcluster(MEDIA_ROOT=tmp_path, **cluster_env), qcluster(MEDIA_ROOT=tmp_path, **cluster_env), qcluster(
-        MEDIA_ROOT=tmp_path, **cluster_env
+    with (
+        qcluster(MEDIA_ROOT=tmp_path, **cluster_env),
+        qcluster(MEDIA_ROOT=tmp_path, **cluster_env),
+        qcluster(MEDIA_ROOT=tmp_path, **cluster_env),
     ):
         # when: 30 writes and the same work queued three times over, then an export run three times
         with python(ENQUEUE, segment.pk, 0, *ids, **cluster_env) as child:

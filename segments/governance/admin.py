@@ -197,8 +197,9 @@ def governance_page(request: HttpRequest) -> HttpResponse:
         "base_query": query.urlencode(),
         "csv_query": _with(request.GET, format="csv"),
         "reminders": list(
-            ReviewReminder.objects.filter(recipient=signed_in_user(request), read_at=None)
-            .select_related("segment")[:20]
+            ReviewReminder.objects.filter(recipient=signed_in_user(request), read_at=None).select_related("segment")[
+                :20
+            ]
         ),
     }
     return TemplateResponse(request, "admin/segments/governance.html", ctx)

@@ -94,9 +94,7 @@ def notices(*, today: date) -> list[ReviewReminder]:
     return found
 
 
-def _notice(
-    segment: Segment, kind: str, due_on: date, stage: str, recipient: User, message: str
-) -> ReviewReminder:
+def _notice(segment: Segment, kind: str, due_on: date, stage: str, recipient: User, message: str) -> ReviewReminder:
     return ReviewReminder(
         segment=segment, kind=kind, due=due_on, stage=stage, recipient=recipient, message=message[:500]
     )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 class _AddedBy(TypedDict):
     added_by: str | None
 
+
 ACTIVITY_PAGE_SIZE = 20
 
 

@@ -105,8 +105,12 @@ class Command(BaseCommand):
         )
         assert refresh_segment(segment.pk).status == "ok"  # built (empty): writes are re-read from now on
         destination = Destination.objects.create(
-            name=f"freshness {token}", kind="webhook", url=f"http://127.0.0.1:{port}/hook", secret=token,
-            is_internal=True, batch_size=1000,
+            name=f"freshness {token}",
+            kind="webhook",
+            url=f"http://127.0.0.1:{port}/hook",
+            secret=token,
+            is_internal=True,
+            batch_size=1000,
         )
         automation = segment.automations.create(name=f"freshness {token}", trigger="join")
         AutomationAction.objects.create(automation=automation, position=0, kind="webhook", destination=destination)
@@ -138,8 +142,15 @@ class Command(BaseCommand):
 
         def run() -> None:
             load.drive(
-                base=base, keys=keys, password=password, ids=ids, seconds=3600, mix={"api": 3, "page": 2,
-                "personalization": 2, "ingest": 3}, rows=20, log=lambda line: None, stop=done,
+                base=base,
+                keys=keys,
+                password=password,
+                ids=ids,
+                seconds=3600,
+                mix={"api": 3, "page": 2, "personalization": 2, "ingest": 3},
+                rows=20,
+                log=lambda line: None,
+                stop=done,
             )
 
         thread = threading.Thread(target=run, daemon=True)
