@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from segments.graph import dependants, dependency_graph
@@ -93,8 +94,11 @@ def change_impact(
     draft = Segment(pk=segment.pk, slug=segment.slug, rule=rule, parent_id=parent_id)
     target = target_contacts(draft, now=now, fields=fields).order_by()
     members = Membership.objects.filter(segment=segment.pk)
-    joining = target.exclude(pk__in=members.values("contact_id"))
-    leaving = members.exclude(contact_id__in=target.values("pk")).order_by()
+    # Anti-joins (NOT EXISTS), not NOT IN: PostgreSQL hashes a NOT IN list only when it fits in
+    # work_mem, and otherwise scans it again for every row; at 1M contacts a preview of a 280k
+    # segment with an event condition ran over 10 minutes that way instead of under a second.
+    joining = target.filter(~Exists(members.filter(contact_id=OuterRef("pk"))))
+    leaving = members.filter(~Exists(target.filter(pk=OuterRef("contact_id")))).order_by()
     impact = Impact(now=now, size_now=members.count(), joins=joining.count(), leaves=leaving.count())
     join_ids = list(joining.values_list("pk", flat=True)[:sample_size]) if impact.joins else []
     leave_ids = list(leaving.values_list("contact_id", flat=True)[:sample_size]) if impact.leaves else []
