@@ -38,6 +38,7 @@ run: export DEBUG ?= 1
 run: migrate
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py load_catalog --first-run --refresh --history 52 --owner $${ADMIN_USERNAME:-admin}
+	$(PY) manage.py define_demo_model
 	@echo "crmseg: admin on http://$(HOST):$(PORT)/admin/  (Ctrl-C stops web server and worker)"
 	@$$(command -v setsid) $(PY) manage.py qcluster & worker=$$!; \
 	  $(PY) manage.py runserver $(HOST):$(PORT) --noreload & web=$$!; \

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from django_q.models import OrmQ
 
 from predictions.models import ModelVersion, PropensityModel, PropensityScore, VersionState
 from predictions.tasks import enqueue_training
@@ -72,3 +73,18 @@ def test_the_training_task_records_its_state_and_scores(django_capture_on_commit
     assert version.progress == "done"
     assert version.started_at <= version.finished_at
     assert version.scored_contacts == PropensityScore.objects.filter(model=model).count() > 0
+
+
+def test_the_demo_model_is_defined_once_and_queued_for_the_worker(django_capture_on_commit_callbacks):
+    call_command("define_demo_model", stdout=StringIO())
+    assert not PropensityModel.objects.exists()  # no contacts: nothing to train on
+
+    plant_convert(20)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("define_demo_model", stdout=StringIO())
+        call_command("define_demo_model", stdout=StringIO())
+
+    model = PropensityModel.objects.get()
+    assert (model.name, model.target, model.horizon_days, model.holdout) == ("convert", "convert", 180, "random")
+    assert ModelVersion.objects.get(model=model).state == VersionState.QUEUED
+    assert [row.task["func"] for row in OrmQ.objects.all()] == ["predictions.tasks.train_task"]
