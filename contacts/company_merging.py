@@ -31,7 +31,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from contacts import provenance, writes
-from contacts.merging import BOTH, LOSER, SURVIVOR, MergeRefused, givers
+from contacts.merging import BOTH, LOSER, SURVIVOR, MergeRefused, chosen_value, givers, overlay_choices
 from contacts.models import Company, CompanyDuplicateCandidate, CompanyMatchKey, CompanyMerge
 from contacts.row_snapshots import cascaded_rows, restore_rows, reverse_relations, serialize
 from crmseg_site.model_fields import concrete_field
@@ -72,31 +72,21 @@ def default_choices(survivor: Company, loser: Company) -> dict[str, str]:
 
 def resolve_choices(survivor: Company, loser: Company, choices: dict[str, str] | None) -> dict[str, str]:
     """`choices` over the defaults, checked: an unknown field or choice is refused by name."""
-    chosen = default_choices(survivor, loser)
-    if choices is None:
-        return chosen
-    if not isinstance(choices, dict):
-        raise MergeRefused('choices: expected an object of field: "survivor" or "loser".')
-    for name, side in choices.items():
-        if name not in chosen:
-            fixed = " (it is not chosen: the merge keeps the earlier or joined value)" * (name in FIXED_FIELDS)
-            raise MergeRefused(f"choices.{name}: not a field either company can give{fixed}.")
-        allowed = (SURVIVOR, LOSER, BOTH) if name in TAG_FIELDS else (SURVIVOR, LOSER)
-        if side not in allowed:
-            raise MergeRefused(f"choices.{name}: {side!r} is not one of {', '.join(allowed)}.")
-        chosen[name] = side
-    return chosen
+    return overlay_choices(
+        default_choices(survivor, loser),
+        choices,
+        what="company",
+        fixed_fields=FIXED_FIELDS,
+        tag_fields=TAG_FIELDS,
+        fixed_reason="the earlier or joined value",
+    )
 
 
 def merged_values(survivor: Company, loser: Company, chosen: dict[str, str]) -> dict[str, Any]:
     """The survivor's new field values (Company field name -> value)."""
     values: dict[str, Any] = {}
     for name in choosable_fields():
-        side, mine, theirs = chosen[name], _value(survivor, name), _value(loser, name)
-        if side == BOTH:
-            values[name] = mine + [tag for tag in theirs if tag not in mine]
-        else:
-            values[name] = theirs if side == LOSER else mine
+        values[name] = chosen_value(chosen[name], _value(survivor, name), _value(loser, name))
     values["created_at"] = min(survivor.created_at, loser.created_at)
     values["original_values"] = {**loser.original_values, **survivor.original_values}
     # Each kept value keeps its source: enriched where the companies giving it had it enriched.

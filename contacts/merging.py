@@ -121,33 +121,54 @@ def default_choices(survivor: Contact, loser: Contact) -> dict[str, str]:
 
 def resolve_choices(survivor: Contact, loser: Contact, choices: dict[str, str] | None) -> dict[str, str]:
     """`choices` over the defaults, checked: an unknown field or choice is refused by name."""
-    chosen = default_choices(survivor, loser)
+    return overlay_choices(
+        default_choices(survivor, loser),
+        choices,
+        what="contact",
+        fixed_fields=FIXED_FIELDS,
+        tag_fields=TAG_FIELDS,
+        fixed_reason="the more restrictive or earlier value",
+    )
+
+
+def overlay_choices(
+    chosen: dict[str, str],
+    choices: object,
+    *,
+    what: str,
+    fixed_fields: frozenset[str],
+    tag_fields: frozenset[str],
+    fixed_reason: str,
+) -> dict[str, str]:
+    """The operator's `choices` over the defaults `chosen` (a contact's or a company's merge), checked:
+    a field the merge cannot choose, or a side the field cannot take, is refused by name."""
     if choices is None:
         return chosen
     if not isinstance(choices, dict):
         raise MergeRefused('choices: expected an object of field: "survivor" or "loser".')
     for name, side in choices.items():
         if name not in chosen:
-            fixed = " (it is not chosen: the merge keeps the more restrictive or earlier value)" * (
-                name in FIXED_FIELDS
-            )
-            raise MergeRefused(f"choices.{name}: not a field either contact can give{fixed}.")
-        allowed = (SURVIVOR, LOSER, BOTH) if name in TAG_FIELDS else (SURVIVOR, LOSER)
+            fixed = f" (it is not chosen: the merge keeps {fixed_reason})" * (name in fixed_fields)
+            raise MergeRefused(f"choices.{name}: not a field either {what} can give{fixed}.")
+        allowed = (SURVIVOR, LOSER, BOTH) if name in tag_fields else (SURVIVOR, LOSER)
         if side not in allowed:
             raise MergeRefused(f"choices.{name}: {side!r} is not one of {', '.join(allowed)}.")
         chosen[name] = side
     return chosen
 
 
+def chosen_value(side: str, mine: Any, theirs: Any) -> Any:
+    """The value a field keeps: the survivor's, the loser's, or both tag lists joined (the survivor's first)."""
+    if side == BOTH:
+        return mine + [tag for tag in theirs if tag not in mine]
+    return theirs if side == LOSER else mine
+
+
 def merged_values(survivor: Contact, loser: Contact, chosen: dict[str, str]) -> dict[str, Any]:
     """The survivor's new field values (Contact field name -> value)."""
     values: dict[str, Any] = {}
     for name in choosable_fields():
-        side, mine, theirs = chosen[name], _value(survivor, name), _value(loser, name)
-        if side == BOTH:
-            values[name] = mine + [tag for tag in theirs if tag not in mine]
-        else:
-            values[name] = theirs if side == LOSER else mine
+        values[name] = chosen_value(chosen[name], _value(survivor, name), _value(loser, name))
     values["properties"] = {
         key[len("props.") :]: (loser if side == LOSER else survivor).properties.get(key[len("props.") :])
         for key, side in chosen.items()
