@@ -39,7 +39,8 @@ from django.utils import timezone
 from publicsuffixlist import PublicSuffixList
 from rapidfuzz import fuzz
 
-from contacts.models import Company, CompanyDuplicateCandidate, CompanyMatchKey, DuplicateStatus
+from contacts.duplicates import store_pairs
+from contacts.models import Company, CompanyDuplicateCandidate, CompanyMatchKey
 
 MAX_BLOCK = 200
 MIN_SCORE = 0.75
@@ -217,24 +218,6 @@ def find_company_duplicates() -> Found:
         keys_computed = refresh_match_keys()
     pairs, skipped = candidate_pairs()
     found = Found(pairs=len(pairs), skipped_blocks=skipped, keys_computed=keys_computed)
-    for _score_value, evidence in pairs.values():
-        found.by_evidence.update(evidence)
-    with transaction.atomic():
-        before = CompanyDuplicateCandidate.objects.count()
-        rows = [
-            CompanyDuplicateCandidate(company_a_id=a, company_b_id=b, score=score, evidence=evidence, found_at=started)
-            for (a, b), (score, evidence) in pairs.items()
-        ]
-        CompanyDuplicateCandidate.objects.bulk_create(
-            rows,
-            batch_size=WRITE_BATCH,
-            update_conflicts=True,
-            unique_fields=["company_a", "company_b"],
-            update_fields=["score", "evidence", "found_at"],
-        )
-        found.removed, _ = CompanyDuplicateCandidate.objects.filter(
-            status=DuplicateStatus.PENDING, found_at__lt=started
-        ).delete()
-        found.new = CompanyDuplicateCandidate.objects.count() - before + found.removed
+    store_pairs(CompanyDuplicateCandidate, pairs, sides=("company_a", "company_b"), started=started, found=found)
     found.seconds = time.monotonic() - clock
     return found

@@ -24,8 +24,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Case, CharField, Count, Expression, F, Q, Value, When, Window
 from django.db.models.functions import Cast, Concat, Lower, Replace, StrIndex, Substr
 from django.utils import timezone
@@ -43,6 +45,14 @@ NAME_MATCH = 0.88
 WRITE_BATCH = 1000
 GMAIL = ("gmail.com", "googlemail.com")
 _DIGITS = re.compile(r"\d+")
+
+
+class Tally(Protocol):
+    """What `store_pairs` counts in a search's result (contacts' Found, or companies')."""
+
+    new: int
+    removed: int
+    by_evidence: Counter
 
 
 @dataclass
@@ -195,24 +205,37 @@ def find_duplicates() -> Found:
     started, clock = timezone.now(), time.monotonic()
     pairs, skipped = candidate_pairs()
     found = Found(pairs=len(pairs), skipped_blocks=skipped)
+    store_pairs(DuplicateCandidate, pairs, sides=("contact_a", "contact_b"), started=started, found=found)
+    found.seconds = time.monotonic() - clock
+    return found
+
+
+def store_pairs(
+    model: type[models.Model],
+    pairs: dict[tuple[int, int], tuple[float, list[str]]],
+    *,
+    sides: tuple[str, str],
+    started: datetime,
+    found: Tally,
+) -> None:
+    """Store the pairs a search found (contacts' or companies'; score and evidence refreshed on pairs
+    stored before), drop the pending pairs it no longer finds, and count both in `found`."""
     for _score_value, evidence in pairs.values():
         found.by_evidence.update(evidence)
+    a, b = sides
+    manager = model._default_manager
     with transaction.atomic():
-        before = DuplicateCandidate.objects.count()
+        before = manager.count()
         rows = [
-            DuplicateCandidate(contact_a_id=a, contact_b_id=b, score=score, evidence=evidence, found_at=started)
-            for (a, b), (score, evidence) in pairs.items()
+            model(**{f"{a}_id": x, f"{b}_id": y}, score=score, evidence=evidence, found_at=started)
+            for (x, y), (score, evidence) in pairs.items()
         ]
-        DuplicateCandidate.objects.bulk_create(
+        manager.bulk_create(
             rows,
             batch_size=WRITE_BATCH,
             update_conflicts=True,
-            unique_fields=["contact_a", "contact_b"],
+            unique_fields=[a, b],
             update_fields=["score", "evidence", "found_at"],
         )
-        found.removed, _ = DuplicateCandidate.objects.filter(
-            status=DuplicateStatus.PENDING, found_at__lt=started
-        ).delete()
-        found.new = DuplicateCandidate.objects.count() - before + found.removed
-    found.seconds = time.monotonic() - clock
-    return found
+        found.removed, _ = manager.filter(status=DuplicateStatus.PENDING, found_at__lt=started).delete()
+        found.new = manager.count() - before + found.removed
