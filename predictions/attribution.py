@@ -30,15 +30,22 @@ additive model, and boosted trees interact.
 The trees are read from the HistGradientBoostingClassifier's `_predictors`: scikit-learn has no
 public accessor. The tests compare the sum with its public `decision_function`, so a change in
 scikit-learn fails there rather than showing wrong factors.
+
+scipy.sparse is imported by the two functions that build matrices, when first used: training and
+scoring import this module in every process at start-up, and scipy.sparse cost ~170 ms of each
+`django.setup()` (as in predictions/__init__.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import factorial
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 BACKGROUND_ROWS = 50
 # Contacts per block of the pairwise step: its arrays hold leaves x contacts x background values.
@@ -112,6 +119,8 @@ def leaves(booster, player_of: np.ndarray) -> Leaves:
     pair_leaf = pairs // len(player_of)
     rank = np.arange(len(pairs)) - np.searchsorted(pair_leaf, pair_leaf)
     depth = max(1, int(rank.max(initial=0)) + 1)
+    from scipy import sparse
+
     slot_player = np.full((len(leaf_nodes), depth), -1)
     slot_player[pair_leaf, rank] = pairs % len(player_of)
     cell = leaf * depth + rank[slot_of]
@@ -148,6 +157,8 @@ def _weights(depth: int) -> tuple[np.ndarray, np.ndarray]:
 def attributions(booster, X: np.ndarray, background: np.ndarray, groups: list[list[int]]) -> np.ndarray:
     """(contacts x players) contributions in log-odds of `booster`'s raw score: each contact's
     add up to its raw score minus the background's average raw score."""
+    from scipy import sparse
+
     player_of = np.empty(X.shape[1], dtype=np.int64)
     for player, columns in enumerate(groups):
         player_of[columns] = player
