@@ -68,6 +68,15 @@ class MergeRefused(ValueError):
     """A merge or an undo that cannot be done; the message says why and what to do."""
 
 
+class BadChoice(MergeRefused):
+    """The operator's `choices` name a field the merge cannot choose, or a side it cannot take: bad
+    input (the API answers 400 naming `path`), not a clash with what is stored."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
 @dataclass(frozen=True)
 class MergeParticipant:
     """What an app does in a merge. `check(contact_ids)` says why the merge must not happen now
@@ -145,14 +154,14 @@ def overlay_choices(
     if choices is None:
         return chosen
     if not isinstance(choices, dict):
-        raise MergeRefused('choices: expected an object of field: "survivor" or "loser".')
+        raise BadChoice("choices", 'expected an object of field: "survivor" or "loser".')
     for name, side in choices.items():
         if name not in chosen:
             fixed = f" (it is not chosen: the merge keeps {fixed_reason})" * (name in fixed_fields)
-            raise MergeRefused(f"choices.{name}: not a field either {what} can give{fixed}.")
+            raise BadChoice(f"choices.{name}", f"not a field either {what} can give{fixed}.")
         allowed = (SURVIVOR, LOSER, BOTH) if name in tag_fields else (SURVIVOR, LOSER)
         if side not in allowed:
-            raise MergeRefused(f"choices.{name}: {side!r} is not one of {', '.join(allowed)}.")
+            raise BadChoice(f"choices.{name}", f"{side!r} is not one of {', '.join(allowed)}.")
         chosen[name] = side
     return chosen
 

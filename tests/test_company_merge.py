@@ -266,6 +266,27 @@ def test_the_api_refuses_bad_merges_saying_why(api_client, pair, body, status, s
     assert says in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("choices", "field", "message"),
+    [
+        ({"shoe_size": "loser"}, "choices.shoe_size", "choices.shoe_size: not a field either company can give."),
+        ({"industry": "both"}, "choices.industry", "choices.industry: 'both' is not one of survivor, loser."),
+    ],
+)
+def test_the_api_answers_400_naming_a_choice_the_merge_cannot_make(api_client, pair, choices, field, message):
+    survivor, loser = pair
+
+    response = api_client("contacts:write").post(
+        f"/api/v1/companies/{survivor.pk}/merge/", {"loser": loser.pk, "choices": choices}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["field"], error["message"]) == ("invalid", field, message)
+    assert Company.objects.filter(pk=loser.pk).exists()
+    assert not CompanyMerge.objects.exists()
+
+
 def test_the_api_refuses_itself_a_merged_away_company_and_a_missing_scope(api_client, pair):
     survivor, loser = pair
     client = api_client("contacts:write")

@@ -442,6 +442,29 @@ def test_the_api_refuses_bad_merges_saying_why(api_client, pair, body, status, s
     assert says in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("choices", "field", "message"),
+    [
+        ({"shoe_size": "loser"}, "choices.shoe_size", "choices.shoe_size: not a field either contact can give."),
+        ({"props.nope": "loser"}, "choices.props.nope", "choices.props.nope: not a field either contact can give."),
+        ({"job_title": "both"}, "choices.job_title", "choices.job_title: 'both' is not one of survivor, loser."),
+    ],
+)
+def test_the_api_answers_400_naming_a_choice_the_merge_cannot_make(api_client, pair, choices, field, message):
+    survivor, loser = pair
+    before = _state()
+
+    response = api_client("contacts:write").post(
+        f"/api/v1/contacts/{survivor.pk}/merge/", {"loser": loser.pk, "choices": choices}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["field"], error["message"]) == ("invalid", field, message)
+    assert _state() == before
+    assert not ContactMerge.objects.exists()
+
+
 def test_the_api_refuses_merging_into_itself_an_unknown_contact_and_without_the_scope(api_client, pair):
     survivor, loser = pair
     client = api_client("contacts:write")

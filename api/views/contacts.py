@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -34,7 +34,7 @@ from contacts import writes
 from contacts.company_merging import merge_companies, undo_company_merge
 from contacts.erasure import erase_contacts
 from contacts.ingest import UpsertResult
-from contacts.merging import MergeRefused, merge_contacts, undo_merge
+from contacts.merging import BadChoice, MergeRefused, merge_contacts, undo_merge
 from contacts.models import Activity, Company, CompanyMerge, Contact, ContactMerge, PropertyDefinition
 
 ContactsAccess = scoped(read=Scope.CONTACTS_READ, write=Scope.CONTACTS_WRITE)
@@ -91,9 +91,9 @@ def erase_contact(request: Request, pk: int) -> Response:
 def merge_contact(request: Request, pk: int) -> Response:
     """Keeps this contact and deletes `loser`: activities, deals, lifecycle history and segment
     memberships move here, the survivor stays in every suppression segment either was in, and
-    everything else is kept on the merge for an exact undo. 404 for an unknown contact; refused
-    (409, saying why) for a contact into itself, a field either contact cannot give, or while an
-    export of a segment holding either runs."""
+    everything else is kept on the merge for an exact undo. 404 for an unknown contact; 400 naming
+    `choices.<key>` for a field either contact cannot give; refused (409, saying why) for a contact
+    into itself, or while an export of a segment holding either runs."""
     data = MergeRequestSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     for contact_id in (pk, data.validated_data["loser"]):
@@ -107,8 +107,16 @@ def merge_contact(request: Request, pk: int) -> Response:
             by=acting_user(request),
         )
     except MergeRefused as refused:
-        raise Conflict(str(refused)) from None
+        raise _merge_refusal(refused) from None
     return Response(MergeSerializer(merge).data, status=201)
+
+
+def _merge_refusal(refused: MergeRefused) -> APIException:
+    """Bad `choices` are bad input (400 naming the key, as the serializer names other bad input);
+    any other refusal clashes with what is stored (409)."""
+    if isinstance(refused, BadChoice):
+        return ValidationError({refused.path: [refused.reason]})
+    return Conflict(str(refused))
 
 
 @extend_schema(request=None, responses={200: MergeSerializer}, summary="Undo a merge: both contacts as they were")
@@ -158,8 +166,8 @@ class CompanyDetail(generics.RetrieveUpdateDestroyAPIView):
 def merge_company(request: Request, pk: int) -> Response:
     """Keeps this company and deletes `loser`: its contacts, deals and every other row pointing at it
     move here (the contacts' segments catch up after the merge), and the rest is kept on the merge for
-    an exact undo. 404 for an unknown company; refused (409, saying why) for a company into itself, one
-    already merged away, or a field either company cannot give."""
+    an exact undo. 404 for an unknown company; 400 naming `choices.<key>` for a field either company
+    cannot give; refused (409, saying why) for a company into itself or one already merged away."""
     data = CompanyMergeRequestSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     for company_id in (pk, data.validated_data["loser"]):
@@ -175,7 +183,7 @@ def merge_company(request: Request, pk: int) -> Response:
             by=acting_user(request),
         )
     except MergeRefused as refused:
-        raise Conflict(str(refused)) from None
+        raise _merge_refusal(refused) from None
     return Response(CompanyMergeSerializer(merge).data, status=201)
 
 
