@@ -227,13 +227,14 @@ class ExportRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="held back, by cause")
     def held_back_causes(self, run: ExportRun) -> str:
-        """One line per cause with its count; a member held back for two causes counts under both."""
+        """One line per suppression list and per cause that held someone back, with its count; a
+        member held back for two causes counts under the first listed (activation/held_back.py)."""
         if not run.held_back:
             return "—"
         rows = format_html_join(
             "",
             '<tr><td>{}</td><td style="text-align: right">{}</td></tr>',
-            ((c["label"], f"{c['count']:,}") for c in run.held_back),
+            ((c["label"], f"{c['count']:,}") for c in run.held_back if c["count"] or c.get("segment_id")),
         )
         return format_html('<table class="held-back">{}</table>', rows)
 

@@ -119,6 +119,20 @@ def reachability_expression(*, now: datetime, typos: dict[str, str]) -> Case:
     )
 
 
+def unreachable_reason() -> Case:
+    """Each contact's reachability as the last check found it, read where it is stored (what the
+    global "unreachable" suppression reads). A contact the check found reachable whose e-mail status
+    became bounced or unsubscribed since is read as the next check will find it (the status comes
+    first in Reachability's order, after an address that is not one)."""
+    return Case(
+        When(~Q(reachability=Reachability.REACHABLE), then=F("reachability")),
+        When(email_status=EmailStatus.UNSUBSCRIBED, then=Value(Reachability.UNSUBSCRIBED)),
+        When(email_status=EmailStatus.BOUNCED, then=Value(Reachability.BOUNCED)),
+        default=Value(Reachability.REACHABLE),
+        output_field=CharField(),
+    )
+
+
 def _hard_bounces(now: datetime):
     """The contact's hard bounce reports after which no e-mail of ours was opened or clicked."""
     received_after = Activity.objects.filter(

@@ -213,10 +213,14 @@ class MaritalStatus(models.TextChoices):
     OTHER = "other", "Other"
 
 
+# Contacts a channel may address: valid e-mail and not flagged do-not-contact.
+ADDRESSABLE = models.Q(email_status=EmailStatus.VALID, do_not_contact=False)
+
+
 class ContactQuerySet(models.QuerySet["Contact", "Contact"]):
     def reachable(self) -> ContactQuerySet:
-        """Contacts a channel may address: valid email and not flagged do-not-contact."""
-        return self.filter(email_status=EmailStatus.VALID, do_not_contact=False)
+        """Contacts a channel may address: valid e-mail and not flagged do-not-contact."""
+        return self.filter(ADDRESSABLE)
 
     def customers(self) -> ContactQuerySet:
         return self.filter(lifecycle_stage=LifecycleStage.CUSTOMER)

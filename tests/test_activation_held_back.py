@@ -1,16 +1,23 @@
 """Export runs explain themselves: members held back by cause, file names that say what they are, and
 the segment page's "Export…" with a run now."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from activation.exports import execute_run, start_run
+from activation.held_back import held_back
 from activation.models import ExportRun
-from segments.models import Membership
-from tests.factories import ActivationFactory, ContactFactory, DestinationFactory, SegmentFactory
+from contacts.hygiene import check_hygiene
+from contacts.models import Contact
+from segments.catalog import CATALOG
+from segments.models import Membership, Segment
+from segments.refresh import refresh_segment
+from tests.factories import ActivationFactory, ActivityFactory, ContactFactory, DestinationFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -44,15 +51,16 @@ def activation(tmp_path, settings):
 def test_a_run_records_why_members_were_held_back_by_cause(activation):
     run = execute_run(start_run(activation).pk)
     assert run.status == "succeeded"
-    assert [(c["label"], c["count"]) for c in run.held_back] == [
+    assert [(c["label"], c["count"]) for c in run.held_back if c["count"] or "segment_id" in c] == [
         ("Suppression list of this activation: Opt-out list", 1),
-        ("Global suppression list: Legal hold", 1),
         ("Do not contact", 1),
-        ("E-mail bounced", 1),
-        ("Unsubscribed", 1),
+        ("Unreachable: Unsubscribed", 1),
+        ("Unreachable: Bounced (hard)", 1),  # on legal hold too: counted once, under its first cause
+        ("Global suppression list: Legal hold", 0),
         ("Missing or unusable identifier for the destination", 1),
     ]
     assert (run.members_count, run.suppressed_count, run.skipped_count, run.exported_count) == (7, 4, 1, 2)
+    assert sum(c["count"] for c in run.held_back) == run.suppressed_count + run.skipped_count
 
 
 def test_the_file_name_says_segment_destination_mode_date_and_run(activation):
@@ -67,7 +75,7 @@ def test_a_run_below_the_minimum_still_says_who_was_held_back(activation):
     run = execute_run(start_run(activation).pk)
     assert run.status == "failed"
     assert "below the minimum" in run.error
-    assert sum(c["count"] for c in run.held_back) == 5  # the suppressions; delivery never started
+    assert sum(c["count"] for c in run.held_back) == run.suppressed_count == 4  # delivery never started
 
 
 def test_the_api_and_the_admin_show_the_breakdown(activation, api_client, admin_client):
@@ -81,6 +89,8 @@ def test_the_api_and_the_admin_show_the_breakdown(activation, api_client, admin_
     }
     page = admin_client.get(reverse("admin:activation_exportrun_change", args=[run.pk])).content.decode()
     assert "<tr><td>Global suppression list: Legal hold</td>" in page
+    assert "<tr><td>Unreachable: Unsubscribed</td>" in page
+    assert "Unreachable: Disposable domain" not in page  # a cause that held no one back is left out
 
 
 def test_the_segment_export_page_lists_activations_and_runs_now(activation, ops_user, client):
@@ -113,3 +123,57 @@ def test_a_disabled_activation_is_not_run(activation, ops_user, client):
     answer = client.post(reverse("activation:run-now", args=[activation.pk]), follow=True)
     assert "is disabled" in answer.content.decode()
     assert not ExportRun.objects.exists()
+
+
+def _soft_bounced(contact, *, reports: int) -> None:
+    now = timezone.now()
+    for days in range(1, reports + 1):
+        ActivityFactory(contact=contact, kind="email_bounce_soft", occurred_at=now - timedelta(days=days))
+
+
+def test_contacts_the_unreachable_suppression_holds_back_count_under_the_reason_their_address_fails(tmp_path, settings):
+    # given: members whose addresses fail in ways only the hygiene check knows (bounce reports, role
+    # address), the catalog's global "unreachable" suppression refreshed after the check, and a
+    # reachable member on another global list
+    settings.MEDIA_ROOT = tmp_path
+    segment = SegmentFactory(name="Prospects")
+    people = {
+        "fine": ContactFactory(),
+        "soft_bounced": ContactFactory(),
+        "hard_bounce_report": ContactFactory(),
+        "role": ContactFactory(email="info@acme.example"),
+        "status_bounced_since_check": ContactFactory(),
+        "on_hold": ContactFactory(),
+    }
+    for contact in people.values():
+        Membership.objects.create(segment=segment, contact=contact)
+    _soft_bounced(people["soft_bounced"], reports=3)
+    ActivityFactory(contact=people["hard_bounce_report"], kind="email_bounce_hard", occurred_at=timezone.now())
+    unreachable = Segment.objects.create(**next(e for e in CATALOG if e["slug"] == "suppress-unreachable"))
+    legal = SegmentFactory(kind="suppression", name="Legal hold", is_global=True)
+    Membership.objects.create(segment=legal, contact=people["on_hold"])
+    check_hygiene()
+    refresh_segment(unreachable.pk)
+    Contact.objects.filter(pk=people["status_bounced_since_check"].pk).update(email_status="bounced")
+    activation = ActivationFactory(segment=segment, destination=DestinationFactory(kind="csv", name="File"))
+
+    # when
+    run = execute_run(start_run(activation).pk)
+
+    # then
+    counts = {c["label"]: c["count"] for c in run.held_back if c["count"]}
+    assert counts == {
+        "Unreachable: Bounced (hard)": 2,  # the hard bounce report, and the status changed since the check
+        "Unreachable: Bounced (soft, repeatedly)": 1,
+        "Unreachable: Role address (info@, sales@ ...)": 1,
+        "Global suppression list: Legal hold": 1,
+    }
+    assert (run.members_count, run.suppressed_count, run.exported_count) == (6, 5, 1)
+    assert sum(counts.values()) == run.suppressed_count
+    labels = [c["label"] for c in run.held_back]
+    assert "Global suppression list: Suppress: unreachable" in labels  # listed, holding back no one else
+
+
+def test_the_causes_are_counted_in_one_statement(activation, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):  # the activation's lists, the suppressing segments, the count
+        held_back(activation)
