@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 
 from django.conf import settings
@@ -35,6 +37,30 @@ def as_date(value: date | str) -> date:
 def temporary_table(name: str, columns: str) -> list[str]:
     """Statements that (re)create a connection-private scratch table."""
     return [f"DROP TABLE IF EXISTS {name}", f"CREATE TEMPORARY TABLE {name} ({columns})"]
+
+
+def binary_collation() -> str:
+    """The clause that makes a scratch text column compare bytes: the rollup sorts and groups
+    millions of rows on these codes, and PostgreSQL's locale collation costs several times a
+    byte compare (SQLite compares bytes already)."""
+    return ' COLLATE "C"' if connection.vendor == "postgresql" else ""
+
+
+@contextmanager
+def hashed_grouping(cursor) -> Iterator[None]:
+    """Group by hashing, not sorting, for the statements inside (PostgreSQL; inside a transaction).
+
+    The per-member period tables group millions of rows on four keys. Their hash tables outgrow
+    `work_mem`, so the planner picks a sort, which spilled to disk and took twice as long as a
+    hash aggregate that spills in batches (100k contacts, a quarter: 11.1 s sorted, 5.5 s hashed).
+    """
+    if connection.vendor == "postgresql":
+        cursor.execute("SET LOCAL enable_sort = off")
+    try:
+        yield
+    finally:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_sort TO DEFAULT")
 
 
 def analyze(name: str) -> str:

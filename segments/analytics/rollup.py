@@ -9,7 +9,8 @@ connection, each filled by one set-based statement:
   segment 0: every contact from its creation.
 - `analytics_act`: activities that happened inside an interval, per segment, contact, day and
   campaign, counted by channel; `analytics_out`: lifecycle moves, won deals and created deals likewise;
-  `analytics_pc` and `analytics_pco`: both again per period and member.
+  `analytics_pco`: outcomes again per period and member. Activity per period and member is summed
+  inside the one statement that reads it (`_member_totals`), never stored.
 - `analytics_cal`: every day of every requested period.
 
 Sizes come from interval starts and ends per day; distinct counts (engaged, converted,
@@ -59,17 +60,15 @@ CHANNEL_COLUMNS = ", ".join(f"n_{name} integer" for name in CHANNELS)
 SCRATCH = {
     "analytics_iv": "segment_id integer, contact_id bigint, start_at timestamp{tz}, end_at timestamp{tz}, "
     "previous_end timestamp{tz}",
-    "analytics_cal": "day date, grain varchar(8), period_start date, start_at timestamp{tz}",
+    "analytics_cal": "day date, grain varchar(8){binary}, period_start date, start_at timestamp{tz}",
     # per segment, member, day and campaign: counts by channel and the engagement measures
-    "analytics_act": "segment_id integer, contact_id bigint, day date, campaign varchar(100), n integer, "
+    "analytics_act": "segment_id integer, contact_id bigint, day date, campaign varchar(100){binary}, n integer, "
     f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
-    "analytics_out": "segment_id integer, contact_id bigint, day date, what varchar(8), stage varchar(20), "
-    "from_previous integer, n integer, amount numeric",
-    # the same per period and member: what every count over a period is read from, without DISTINCT
-    "analytics_pc": "grain varchar(8), period_start date, segment_id integer, contact_id bigint, "
-    f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
-    "analytics_pco": "grain varchar(8), period_start date, segment_id integer, contact_id bigint, converted integer, "
-    "won integer, won_amount numeric, created integer, created_amount numeric",
+    "analytics_out": "segment_id integer, contact_id bigint, day date, what varchar(8){binary}, "
+    "stage varchar(20){binary}, from_previous integer, n integer, amount numeric",
+    # outcomes per period and member (few rows: conversions and deals are rare beside activities)
+    "analytics_pco": "grain varchar(8){binary}, period_start date, segment_id integer, contact_id bigint, "
+    "converted integer, won integer, won_amount numeric, created integer, created_amount numeric",
 }
 
 
@@ -130,9 +129,12 @@ def _compute_group(cursor, periods: list[Period], ids: list[int], *, database: b
     _fill_calendar(cursor, periods)
     _fill_activities(cursor, start=start, end=end)
     _fill_outcomes(cursor, start=start, end=end)
+    totals = _member_totals(cursor)
     computed = Computed()
-    computed.stats = _stats(cursor, periods, ids, database=database, start=start, end=end, first=first, last=last)
-    computed.responses = _responses(cursor)
+    computed.stats = _stats(
+        cursor, periods, ids, totals, database=database, start=start, end=end, first=first, last=last
+    )
+    computed.responses = _responses(cursor, totals)
     computed.stages = _stages(cursor)
     computed.changes = _changes(cursor, periods, ids, start=start, end=end)
     return computed
@@ -188,7 +190,8 @@ def compute_and_store(periods: list[Period], *, segment_ids: Iterable[int], data
 def _create_scratch(cursor, names: Iterable[str] = SCRATCH) -> None:
     tz = " with time zone" if connection.vendor == "postgresql" else ""
     for name in names:
-        for statement in dialect.temporary_table(name, SCRATCH[name].format(tz=tz)):
+        columns = SCRATCH[name].format(tz=tz, binary=dialect.binary_collation())
+        for statement in dialect.temporary_table(name, columns):
             cursor.execute(statement)
 
 
@@ -283,15 +286,6 @@ def _fill_activities(cursor, *, start, end) -> None:
         [start, end],
     )
     _analyze(cursor, "analytics_act")
-    sums = ", ".join(f"SUM(x.{column})" for column in [*(f"n_{name}" for name in CHANNELS), *MEASURES])
-    cursor.execute(
-        f"""INSERT INTO analytics_pc
-            (grain, period_start, segment_id, contact_id, {CHANNEL_NAMES}, {", ".join(MEASURES)})
-        SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {sums}
-        FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
-        GROUP BY 1, 2, 3, 4"""
-    )
-    _analyze(cursor, "analytics_pc")
 
 
 def _fill_outcomes(cursor, *, start, end) -> None:
@@ -380,33 +374,88 @@ def _day_sizes(cursor, ids: list[int], *, start, end, first: date, last: date) -
     return sizes
 
 
-def _stats(cursor, periods, ids, *, database: bool, start, end, first: date, last: date) -> list[SegmentStat]:
+@dataclass
+class Totals:
+    """What one segment's members did in one period: counts, sums and the spread of revenue."""
+
+    engaged: int = 0
+    opens: int = 0
+    clicks: int = 0
+    purchases: int = 0
+    purchase_value: Decimal = Decimal(0)
+    converted: int = 0
+    won: int = 0
+    won_amount: Decimal = Decimal(0)
+    created: int = 0
+    pipeline: Decimal = Decimal(0)
+    revenue_sq: float = 0.0
+    channels: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # responders, activities, converted
+
+
+def _member_totals(cursor) -> dict[tuple, Totals]:
+    """Per period and segment, in one statement: the members' activity rolled up per period and
+    member (never stored: it is the largest set of the rollup), full-joined to their outcomes, then
+    summed. A distinct count is a count of member rows; revenue's spread squares each member's."""
+    member_sums = ", ".join(
+        f"SUM(x.{column}) AS {column}" for column in [*(f"n_{name}" for name in CHANNELS), *MEASURES]
+    )
+    channels = ", ".join(
+        f"SUM(CASE WHEN m.n_{name} > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.n_{name}, 0)), "
+        f"SUM(CASE WHEN m.n_{name} > 0 AND o.converted = 1 THEN 1 ELSE 0 END)"
+        for name in CHANNELS
+    )
+    revenue = "(COALESCE(m.purchase_value, 0) + COALESCE(o.won_amount, 0))"
+    with dialect.hashed_grouping(cursor):
+        cursor.execute(
+            f"""SELECT COALESCE(m.grain, o.grain), COALESCE(m.period_start, o.period_start),
+                COALESCE(m.segment_id, o.segment_id),
+                SUM(CASE WHEN m.engagements > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.opens, 0)),
+                SUM(COALESCE(m.clicks, 0)), SUM(COALESCE(m.purchases, 0)), SUM(COALESCE(m.purchase_value, 0)),
+                SUM(COALESCE(o.converted, 0)), SUM(COALESCE(o.won, 0)), SUM(COALESCE(o.won_amount, 0)),
+                SUM(COALESCE(o.created, 0)), SUM(COALESCE(o.created_amount, 0)), SUM({revenue} * {revenue}),
+                {channels}
+            FROM (
+                SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {member_sums}
+                FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+                GROUP BY 1, 2, 3, 4
+            ) m FULL JOIN analytics_pco o ON o.grain = m.grain AND o.period_start = m.period_start
+                AND o.segment_id = m.segment_id AND o.contact_id = m.contact_id
+            GROUP BY 1, 2, 3"""
+        )
+        rows = cursor.fetchall()
+    totals = {}
+    for grain, period_start, segment_id, *figures in rows:
+        engaged, opens, clicks, purchases, purchase_value, converted, won, won_amount, created, pipeline, spread = (
+            figures[:11]
+        )
+        per_channel = figures[11:]
+        # PostgreSQL sums the members' bigint sums as numeric: counts are read back as int.
+        totals[(grain, dialect.as_date(period_start), segment_id)] = Totals(
+            engaged=int(engaged),
+            opens=int(opens),
+            clicks=int(clicks),
+            purchases=int(purchases),
+            purchase_value=Decimal(purchase_value),
+            converted=int(converted),
+            won=int(won),
+            won_amount=Decimal(won_amount),
+            created=int(created),
+            pipeline=Decimal(pipeline),
+            revenue_sq=float(spread or 0),
+            channels={
+                name: (int(per_channel[3 * i]), int(per_channel[3 * i + 1]), int(per_channel[3 * i + 2] or 0))
+                for i, name in enumerate(CHANNELS)
+            },
+        )
+    return totals
+
+
+def _stats(
+    cursor, periods, ids, totals: dict[tuple, Totals], *, database: bool, start, end, first: date, last: date
+) -> list[SegmentStat]:
     scope = [*ids, *([DATABASE] if database else [])]
     sizes = _day_sizes(cursor, scope, start=start, end=end, first=first, last=last)
     entrants = _entrants(cursor, start=start)
-    activity = _grouped(
-        cursor,
-        """SELECT grain, period_start, segment_id, SUM(CASE WHEN engagements > 0 THEN 1 ELSE 0 END),
-            SUM(opens), SUM(clicks), SUM(purchases), SUM(purchase_value)
-        FROM analytics_pc GROUP BY 1, 2, 3""",
-    )
-    outcomes = _grouped(
-        cursor,
-        """SELECT grain, period_start, segment_id, SUM(converted), SUM(won), SUM(won_amount), SUM(created),
-            SUM(created_amount)
-        FROM analytics_pco GROUP BY 1, 2, 3""",
-    )
-    spread = _grouped(
-        cursor,
-        """SELECT grain, period_start, segment_id, SUM(revenue * revenue) FROM (
-            SELECT grain, period_start, segment_id, contact_id, SUM(amount) AS revenue FROM (
-                SELECT grain, period_start, segment_id, contact_id, purchase_value AS amount
-                FROM analytics_pc WHERE purchases > 0
-                UNION ALL
-                SELECT grain, period_start, segment_id, contact_id, won_amount FROM analytics_pco WHERE won > 0
-            ) v GROUP BY 1, 2, 3, 4
-        ) per_contact GROUP BY 1, 2, 3""",
-    )
     now, stats = timezone.now(), []
     for period in periods:
         grain, period_start = key_of(period)
@@ -415,13 +464,7 @@ def _stats(cursor, periods, ids, *, database: bool, start, end, first: date, las
             days = period.day_list()
             ends = [series[day] for day in days]
             starts = [series[day - timedelta(days=1)] for day in days]
-            engaged, opens, clicks, purchases, purchase_value = activity.get(
-                (grain, period_start, segment_id), (0, 0, 0, 0, 0)
-            )
-            converted, won, won_amount, created, pipeline = outcomes.get(
-                (grain, period_start, segment_id), (0, 0, 0, 0, 0)
-            )
-            (revenue_sq,) = spread.get((grain, period_start, segment_id), (0,))
+            t = totals.get((grain, period_start, segment_id)) or Totals()
             (entered,) = entrants.get((grain, period_start, segment_id), (0,))
             stats.append(
                 SegmentStat(
@@ -432,17 +475,17 @@ def _stats(cursor, periods, ids, *, database: bool, start, end, first: date, las
                     members_end=ends[-1],
                     members_during=starts[0] + entered,
                     avg_members=sum(s + e for s, e in zip(starts, ends, strict=True)) / (2 * len(days)),
-                    engaged=engaged,
-                    opens=opens or 0,
-                    clicks=clicks or 0,
-                    converted=converted,
-                    won_deals=won or 0,
-                    won_amount=Decimal(won_amount or 0),
-                    purchases=purchases or 0,
-                    purchase_value=Decimal(purchase_value or 0),
-                    revenue_sq=float(revenue_sq or 0),
-                    deals_created=created or 0,
-                    pipeline_created=Decimal(pipeline or 0),
+                    engaged=t.engaged,
+                    opens=t.opens,
+                    clicks=t.clicks,
+                    converted=t.converted,
+                    won_deals=t.won,
+                    won_amount=t.won_amount,
+                    purchases=t.purchases,
+                    purchase_value=t.purchase_value,
+                    revenue_sq=t.revenue_sq,
+                    deals_created=t.created,
+                    pipeline_created=t.pipeline,
                     computed_at=now,
                 )
             )
@@ -463,36 +506,23 @@ def _entrants(cursor, *, start) -> dict[tuple, tuple]:
     )
 
 
-def _responses(cursor) -> list[SegmentResponse]:
-    """Responders, activities and converted responders per channel (one pass over the per-member
-    period rows) and per campaign (month, quarter and range only)."""
-    columns = ", ".join(
-        f"SUM(CASE WHEN p.n_{name} > 0 THEN 1 ELSE 0 END), SUM(p.n_{name}), "
-        f"SUM(CASE WHEN p.n_{name} > 0 AND o.converted = 1 THEN 1 ELSE 0 END)"
-        for name in CHANNELS
-    )
-    cursor.execute(
-        f"""SELECT p.grain, p.period_start, p.segment_id, {columns}
-        FROM analytics_pc p LEFT JOIN analytics_pco o ON o.grain = p.grain AND o.period_start = p.period_start
-            AND o.segment_id = p.segment_id AND o.contact_id = p.contact_id
-        GROUP BY 1, 2, 3"""
-    )
-    responses = []
-    for grain, period_start, segment_id, *figures in cursor.fetchall():
-        for index, name in enumerate(CHANNELS):
-            responders, activities, converted = figures[3 * index : 3 * index + 3]
-            if responders:
-                responses.append(
-                    SegmentResponse(
-                        segment_id=_segment(segment_id),
-                        grain=grain,
-                        period_start=dialect.as_date(period_start),
-                        channel=name,
-                        responders=responders,
-                        activities=activities,
-                        converted=converted or 0,
-                    )
-                )
+def _responses(cursor, totals: dict[tuple, Totals]) -> list[SegmentResponse]:
+    """Responders, activities and converted responders per channel (from the member totals) and
+    per campaign (month, quarter and range only)."""
+    responses = [
+        SegmentResponse(
+            segment_id=_segment(segment_id),
+            grain=grain,
+            period_start=period_start,
+            channel=name,
+            responders=responders,
+            activities=activities,
+            converted=converted,
+        )
+        for (grain, period_start, segment_id), t in totals.items()
+        for name, (responders, activities, converted) in t.channels.items()
+        if responders
+    ]
     grains = ", ".join(f"'{grain}'" for grain in CAMPAIGN_GRAINS)
     cursor.execute(
         f"""SELECT t.grain, t.period_start, t.segment_id, t.campaign, COUNT(*), SUM(t.n),
