@@ -31,7 +31,9 @@ from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,
     Company,
+    CompanyAlias,
     Contact,
+    ContactAlias,
     ContactMetrics,
     Criterion,
     Deal,
@@ -159,8 +161,35 @@ class ContactForm(NormalizingForm):
         return result
 
 
+class AliasInline(admin.TabularInline):
+    """The addresses or domains a record answers to since merges (kept by the merges, gone on undo)."""
+
+    readonly_fields = ("merge", "created_at")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ContactAliasInline(AliasInline):
+    model = ContactAlias
+    fields = ("email", *AliasInline.readonly_fields)
+    verbose_name_plural = "also known as (e-mail addresses of contacts merged into this one)"
+
+
+class CompanyAliasInline(AliasInline):
+    model = CompanyAlias
+    fields = ("domain", *AliasInline.readonly_fields)
+    verbose_name_plural = "also known as (domains of companies merged into this one)"
+
+
 class CompanyAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     form = CompanyForm
+    inlines = [CompanyAliasInline]
     list_display = ["name", "domain", "industry", "employee_count", "country", "contact_count", "is_target_account"]
     list_filter = [EmployeeBandFilter, "industry", "is_target_account", "is_competitor"]
     search_fields = ["^name", "=domain"]
@@ -248,7 +277,7 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
         "lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values", "enriched_at",
         "reachability",
     ]  # fmt: skip
-    inlines = [LifecycleChangeInline, RecentActivityInline]
+    inlines = [ContactAliasInline, LifecycleChangeInline, RecentActivityInline]
     fieldsets = [
         (None, {"fields": ["email", ("first_name", "last_name"), "phone", "company", "owner"]}),
         ("Role", {"fields": ["job_title", ("job_function", "seniority")]}),

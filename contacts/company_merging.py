@@ -11,12 +11,16 @@ one transaction, as contacts/merging.py does for contacts:
   at a company with) moves to the survivor, kept by id for undo;
 - the duplicate search's own rows about the loser (its match keys, its candidate pairs) go with
   it, kept serialised in the CompanyMerge row, and come back on undo (a pair whose other company
-  has been deleted since does not).
+  has been deleted since does not);
+- the domain given up (the loser's, or the survivor's own when it took the loser's) becomes an
+  alias of the survivor (CompanyAlias): an import, API upsert or enrichment naming it updates the
+  survivor instead of creating the merged-away company again (contacts/ingest.py `aliased`). The
+  loser's own aliases move to the survivor with its other rows.
 
 `undo_company_merge(merge_id, by=)` puts back exactly what was there: the survivor's fields, the
 loser with its id, its candidate pairs and keys, and the moved rows that still point at the
-survivor. Contacts and deals are written through contacts.writes, so the contacts of both companies
-are announced and their segments refresh after commit (the catch-up).
+survivor; the merge's alias goes. Contacts and deals are written through contacts.writes, so the
+contacts of both companies are announced and their segments refresh after commit (the catch-up).
 
 A company merge needs no other app's part: contacts stay contacts (their memberships and export
 snapshots are untouched); only their `company.*` values change, as with any edit of a company.
@@ -32,7 +36,7 @@ from django.utils import timezone
 
 from contacts import provenance, writes
 from contacts.merging import BOTH, LOSER, SURVIVOR, MergeRefused, chosen_value, givers, overlay_choices
-from contacts.models import Company, CompanyDuplicateCandidate, CompanyMatchKey, CompanyMerge
+from contacts.models import Company, CompanyAlias, CompanyDuplicateCandidate, CompanyMatchKey, CompanyMerge
 from contacts.row_snapshots import cascaded_rows, restore_rows, reverse_relations, serialize
 from crmseg_site.model_fields import concrete_field
 
@@ -126,6 +130,7 @@ def merge_companies(
         snapshot["moved"] = _move(loser_id, survivor_id)
         snapshot["cascaded"] = serialize(cascaded_rows(loser))
         writes.delete(Company.objects.filter(pk=loser_id))
+        _keep_alias(merge, survivor_id, given_up={survivor.domain, loser.domain} - {values["domain"]})
         for name, value in values.items():
             setattr(survivor, concrete_field(Company, name).attname, value)
         writes.save(survivor)
@@ -147,6 +152,7 @@ def undo_company_merge(merge_id: int, *, by: User | None = None) -> CompanyMerge
                 "merge cannot be undone."
             )
         snapshot = merge.snapshot
+        merge.aliases.all().delete()
         # The survivor first: it may hold the loser's domain, which the loser takes back.
         writes.restore(snapshot["survivor"])
         writes.restore(snapshot["loser"])
@@ -156,6 +162,17 @@ def undo_company_merge(merge_id: int, *, by: User | None = None) -> CompanyMerge
         merge.undone_at, merge.undone_by = timezone.now(), by
         merge.save(update_fields=["undone_at", "undone_by"])
     return merge
+
+
+def _keep_alias(merge: CompanyMerge, survivor_id: int, *, given_up: set[str]) -> None:
+    """The domain the merge gave up (the loser's, or the survivor's own when it took the loser's)
+    becomes an alias of the survivor, replacing an older alias of the same domain."""
+    CompanyAlias.objects.bulk_create(
+        [CompanyAlias(domain=domain, company_id=survivor_id, merge=merge) for domain in sorted(given_up)],
+        update_conflicts=True,
+        unique_fields=["domain"],
+        update_fields=["company", "merge", "created_at"],
+    )
 
 
 def _missing(pk: int) -> str:

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, URLValidator
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -29,7 +29,9 @@ from contacts.models import (
     ActivityKind,
     ActivityTally,
     Company,
+    CompanyAlias,
     Contact,
+    ContactAlias,
     Deal,
     DealStage,
     JobTitleRule,
@@ -113,6 +115,35 @@ def lookup_pairs(model: type[models.Model], key: str, value: str, wanted: Iterab
     if not wanted:
         return []
     return list(model._default_manager.filter(key_in(model, key, wanted)).values_list(key, value))
+
+
+def aliased(model: type[Contact | Company], wanted: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """{alias: (id, own key)} of the contacts (by e-mail) or companies (by domain) that answer to one
+    of `wanted` since a merge (ContactAlias, CompanyAlias); a key a record holds as its own is that
+    record's, never an alias. One query, whatever the number of keys."""
+    alias_model, key, owner = (
+        (ContactAlias, "email", "contact") if model is Contact else (CompanyAlias, "domain", "company")
+    )
+    wanted = list(wanted)
+    if not wanted:
+        return {}
+    own_key = model._default_manager.filter(pk=OuterRef(f"{owner}_id")).values(key)
+    holder = model._default_manager.filter(**{key: OuterRef(key)})
+    rows = (
+        alias_model._default_manager.filter(key_in(alias_model, key, wanted))
+        .filter(~Exists(holder))
+        .annotate(own=Subquery(own_key))
+        .values_list(key, f"{owner}_id", "own")
+    )
+    return {alias: (pk, own) for alias, pk, own in rows}
+
+
+def ids_by_key(model: type[Contact | Company], key: str, wanted: Iterable[str]) -> dict[str, int]:
+    """{key: id} of the records whose own key or alias is one of `wanted` (aliases are looked up, in one
+    more query, only for keys no record holds)."""
+    wanted = set(wanted)
+    ids = dict(lookup_pairs(model, key, "id", wanted))
+    return ids | {alias: pk for alias, (pk, _own) in aliased(model, wanted - ids.keys()).items()}
 
 
 def key_in(model: type[models.Model], key: str, wanted: list) -> Q | RawSQL:
@@ -202,13 +233,15 @@ def _validated_rows(
     *,
     key: str = "",
     noun: str = "",
+    aliases_of: type[Contact | Company] | None = None,
 ) -> dict[int, dict]:
     """{row index: cleaned values} of the rows `clean(index, row, errors)` accepts; the others go to `failed`.
 
-    With `key`, a row repeating an earlier row's key is refused, naming the earlier row.
+    With `key`, a row repeating an earlier row's key is refused, naming the earlier row. With
+    `aliases_of`, a key that is an alias of that model's record (`aliased`) becomes the record's own
+    key first: the row is that record's, and repeats a row giving the record's own key.
     """
-    good: dict[int, dict] = {}
-    first_row_for_key: dict[object, int] = {}
+    cleaned: dict[int, dict] = {}
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             failed[index] = {"": [f"Expected an object, got {type(row).__name__}."]}
@@ -216,14 +249,24 @@ def _validated_rows(
         # A NUL character cannot be stored in any text or JSON column; name where it is and check no further.
         errors: RowErrors = {path: [NUL_MESSAGE] for path in nul_paths(row) if path}
         values = {} if errors else clean(index, row, errors)
-        if key and not errors:
-            if values[key] in first_row_for_key:
-                errors[key] = [f"Same {key} as rows[{first_row_for_key[values[key]]}]; send a {noun} once."]
-            else:
-                first_row_for_key[values[key]] = index
         if errors:
             failed[index] = errors
         else:
+            cleaned[index] = values
+    if not key:
+        return cleaned
+    aliases = aliased(aliases_of, {v[key] for v in cleaned.values()}) if aliases_of else {}
+    good: dict[int, dict] = {}
+    first_row_for_key: dict[object, int] = {}
+    for index, values in cleaned.items():
+        typed = values[key]
+        if typed in aliases:
+            values[key] = aliases[typed][1]
+        if values[key] in first_row_for_key:
+            since = f" ({typed} has been an alias of {values[key]} since a merge)" if typed in aliases else ""
+            failed[index] = {key: [f"Same {key} as rows[{first_row_for_key[values[key]]}]{since}; send a {noun} once."]}
+        else:
+            first_row_for_key[values[key]] = index
             good[index] = values
     return good
 
@@ -250,10 +293,11 @@ def _check_properties(value: object, definitions: dict[str, PropertyDefinition],
 
 
 def ensure_companies(names_by_domain: dict[str, str]) -> dict[str, int]:
-    """Return {domain: company id}, creating a company (named as given, else by domain) for unknown ones."""
+    """Return {domain: company id}, creating a company (named as given, else by domain) for unknown ones
+    (a domain a company answers to since a merge is that company's)."""
     if not names_by_domain:
         return {}
-    ids = dict(lookup_pairs(Company, "domain", "id", names_by_domain))
+    ids = ids_by_key(Company, "domain", names_by_domain)
     missing = [Company(domain=domain, name=name or domain) for domain, name in names_by_domain.items()
                if domain not in ids]  # fmt: skip
     if missing:
@@ -382,7 +426,7 @@ def clean_contacts(
             suggestions[index] = found
         return values
 
-    return _validated_rows(rows, clean, failed, key="email", noun="contact"), originals
+    return _validated_rows(rows, clean, failed, key="email", noun="contact", aliases_of=Contact), originals
 
 
 def _stored_countries(rows: list) -> dict[str, str]:
@@ -536,7 +580,7 @@ def clean_companies(rows: list, failed: dict[int, RowErrors]) -> tuple[dict[int,
         values, originals[index] = _clean_company(row, errors)
         return values
 
-    return _validated_rows(rows, clean, failed, key="domain", noun="company"), originals
+    return _validated_rows(rows, clean, failed, key="domain", noun="company", aliases_of=Company), originals
 
 
 def _clean_company(row: dict, errors: RowErrors) -> tuple[dict, dict]:
@@ -624,7 +668,7 @@ def _resolve_contacts(rows: list, good: dict[int, dict], result: ActivityIngestR
     ids = {r["contact"] for i, r in ((i, rows[i]) for i in good) if r.get("contact") is not None}
     emails = {normalize_email(rows[i]["email"]) for i in good if rows[i].get("contact") is None}
     email_by_id = dict(lookup_pairs(Contact, "id", "email", ids))
-    by_email = dict(lookup_pairs(Contact, "email", "id", emails))
+    by_email = ids_by_key(Contact, "email", emails)
     for index in list(good):
         row = rows[index]
         if row.get("contact") is not None:
@@ -723,10 +767,8 @@ def upsert_deals(rows: list) -> UpsertResult:
         .order_by()
     }
     stored = {key: pk for key, (pk, _stage) in stages.items()}
-    contact_ids = dict(lookup_pairs(Contact, "email", "id", {v["email"] for v in good.values() if "email" in v}))
-    company_ids = dict(
-        lookup_pairs(Company, "domain", "id", {v["company_domain"] for v in good.values() if "company_domain" in v})
-    )
+    contact_ids = ids_by_key(Contact, "email", {v["email"] for v in good.values() if "email" in v})
+    company_ids = ids_by_key(Company, "domain", {v["company_domain"] for v in good.values() if "company_domain" in v})
     for index, values in list(good.items()):
         errors: RowErrors = {}
         if "email" in values:

@@ -15,10 +15,15 @@ one transaction:
   an export of a segment holding either contact runs, and gives the survivor the loser's export
   snapshot rows where the destination has the loser only (activation/merging.py);
 - whatever else would go with the loser (its metrics, segment history, automation runs, candidate
-  pairs...) is kept, serialised, in the ContactMerge row, and then the loser is deleted.
+  pairs...) is kept, serialised, in the ContactMerge row, and then the loser is deleted;
+- the address given up (the loser's, or the survivor's own when it took the loser's) becomes an
+  alias of the survivor (ContactAlias): an import, API upsert, enrichment, activity or deal naming
+  it is the survivor's instead of creating the merged-away contact again (contacts/ingest.py
+  `aliased`). The loser's own aliases move to the survivor with its activities.
 
 `undo_merge(merge_id, by=)` puts back exactly what was there: the loser with its id and every row
-that went with it, the moved rows by id, the survivor's fields, and each participant's part.
+that went with it, the moved rows by id, the survivor's fields, and each participant's part; the
+merge's alias goes.
 The contacts both are announced (contacts.writes), so their segments refresh after commit.
 """
 
@@ -38,6 +43,7 @@ from contacts.models import (
     ActivityTally,
     Company,
     Contact,
+    ContactAlias,
     ContactMerge,
     Deal,
     EmailStatus,
@@ -59,8 +65,9 @@ TAG_FIELDS = frozenset({"interests", "values", "technologies"})
 # Most restrictive first.
 EMAIL_STATUS_ORDER: list[str] = [EmailStatus.UNSUBSCRIBED, EmailStatus.BOUNCED, EmailStatus.VALID]
 STAGE_ORDER = [s for s in LifecycleStage.values if s != LifecycleStage.OTHER]
-# Rows that move to the survivor, kept by id for undo.
-MOVED = (Activity, Deal, LifecycleChange)
+# Rows that move to the survivor, kept by id for undo (the loser's own aliases too: a chain of merges
+# keeps every address the survivor answers to).
+MOVED = (Activity, Deal, LifecycleChange, ContactAlias)
 MOVE_CHUNK = 5000
 
 
@@ -241,6 +248,7 @@ def merge_contacts(
         # The tally is kept by triggers; the moved rows are kept by id.
         snapshot["cascaded"] = serialize(cascaded_rows(loser, leave_out=(*MOVED, ActivityTally)))
         writes.delete(Contact.objects.filter(pk=loser_id))
+        _keep_alias(merge, survivor_id, given_up={survivor.email, loser.email} - {values["email"]})
         newest_change = LifecycleChange.objects.filter(contact_id=survivor_id).aggregate(top=models.Max("pk"))["top"]
         for name, value in values.items():
             setattr(survivor, concrete_field(Contact, name).attname, value)
@@ -270,6 +278,7 @@ def undo_merge(merge_id: int, *, by: User | None = None) -> ContactMerge:
             )
         _check_participants([merge.survivor_id])
         snapshot = merge.snapshot
+        merge.aliases.all().delete()
         writes.restore(snapshot["loser"])
         restore_rows(snapshot["cascaded"])
         for label, ids in snapshot["moved"].items():
@@ -282,6 +291,18 @@ def undo_merge(merge_id: int, *, by: User | None = None) -> ContactMerge:
         merge.undone_at, merge.undone_by = timezone.now(), by
         merge.save(update_fields=["undone_at", "undone_by"])
     return merge
+
+
+def _keep_alias(merge: ContactMerge, survivor_id: int, *, given_up: set[str]) -> None:
+    """The address the merge gave up (the loser's, or the survivor's own when it took the loser's)
+    becomes an alias of the survivor; an older alias of the same address (given up by an earlier
+    merge, taken again since and merged away now) is replaced."""
+    ContactAlias.objects.bulk_create(
+        [ContactAlias(email=email, contact_id=survivor_id, merge=merge) for email in sorted(given_up)],
+        update_conflicts=True,
+        unique_fields=["email"],
+        update_fields=["contact", "merge", "created_at"],
+    )
 
 
 def _check_participants(contact_ids: list[int]) -> None:
@@ -325,10 +346,10 @@ def _move(loser_id: int, survivor_id: int) -> dict[str, list[int]]:
         moved[model._meta.label] = list(rows.order_by("pk").values_list("pk", flat=True))
         if not moved[model._meta.label]:
             continue
-        if model is LifecycleChange:  # history, written by Contact.save(): no announcement of its own
-            rows.update(contact_id=survivor_id)
-        else:
+        if model in writes.WRITTEN_MODELS:
             writes.update(rows, contact_id=survivor_id)
+        else:  # history written by Contact.save(), aliases: no announcement of their own
+            rows.update(contact_id=survivor_id)
     return moved
 
 
@@ -336,7 +357,7 @@ def _move_back(label: str, ids: list[int], *, survivor_id: int, loser_id: int) -
     model = next(m for m in MOVED if m._meta.label == label)
     for start in range(0, len(ids), MOVE_CHUNK):
         rows = model._default_manager.filter(pk__in=ids[start : start + MOVE_CHUNK], contact_id=survivor_id)
-        if model is LifecycleChange:
-            rows.update(contact_id=loser_id)
-        else:
+        if model in writes.WRITTEN_MODELS:
             writes.update(rows, contact_id=loser_id)
+        else:
+            rows.update(contact_id=loser_id)

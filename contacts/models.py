@@ -1185,6 +1185,26 @@ class ContactMerge(models.Model):
         return self.undone_at is not None
 
 
+class ContactAlias(models.Model):
+    """An e-mail address a contact answers to since a merge: the merged-away contact's (or the
+    survivor's own, when the merge kept the other). Every upsert that matches contacts by e-mail
+    reads it as this contact's, so a re-import of the old address updates the survivor instead of
+    creating the merged-away contact again; undoing the merge removes it."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="aliases")
+    # The merge that gave the address up; its undo takes the alias away (a later merge of the
+    # contact moves the alias to that merge's survivor, and its undo moves it back).
+    merge = models.ForeignKey(ContactMerge, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "contact aliases"
+
+    def __str__(self) -> str:
+        return self.email
+
+
 class CompanyMatchKey(models.Model):
     """The keys the company duplicate search blocks on (contacts/company_duplicates.py), with the name
     and domain they were computed from.
@@ -1280,6 +1300,23 @@ class CompanyMerge(models.Model):
     @property
     def is_undone(self) -> bool:
         return self.undone_at is not None
+
+
+class CompanyAlias(models.Model):
+    """A domain a company answers to since a merge (the merged-away company's, or the survivor's own
+    when the merge kept the other's): upserts that match companies by domain read it as this
+    company's, as ContactAlias does for e-mail addresses; undoing the merge removes it."""
+
+    domain = models.CharField(max_length=253, unique=True)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="aliases")
+    merge = models.ForeignKey(CompanyMerge, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "company aliases"
+
+    def __str__(self) -> str:
+        return self.domain
 
 
 # --- The criteria plan (segments/coverage.py reports on it) ----------------------------------------

@@ -396,8 +396,9 @@ def test_merge_and_undo_cost_the_same_few_queries_however_many_rows_move(db):
 
     assert small == large
     # 75 on SQLite: the catch-up's pending changes (issue 23) and the activation participant's read of the
-    # snapshot rows to pass on (issue 20) came after the bound of 70
-    assert max(small) <= 75
+    # snapshot rows to pass on (issue 20) came after the bound of 70; 78 with the aliases (the loser's
+    # moved, the address given up kept, the loser's delete reaching its alias table)
+    assert max(small) <= 78
     if connection.vendor == "postgresql":  # one membership statement for every segment
         assert _merge_queries(activities=1, segments=6) == small
 

@@ -168,13 +168,17 @@ def _rows_field(help_text: str) -> serializers.ListField:
 
 class ContactRowsSerializer(serializers.Serializer):
     rows = _rows_field(
-        "Contacts matched by email (normalised). Fields as on a contact, plus company_domain (matched or created"
-        " by domain) and company_name; absent fields keep their stored value."
+        "Contacts matched by email (normalised; an address merged away matches the contact it was merged into)."
+        " Fields as on a contact, plus company_domain (matched or created by domain, aliases as for e-mail) and"
+        " company_name; absent fields keep their stored value."
     )
 
 
 class CompanyRowsSerializer(serializers.Serializer):
-    rows = _rows_field("Companies matched by domain (normalised); absent fields keep their stored value.")
+    rows = _rows_field(
+        "Companies matched by domain (normalised; a domain merged away matches the company it was merged into);"
+        " absent fields keep their stored value."
+    )
 
 
 class ActivityRowsSerializer(serializers.Serializer):
@@ -198,7 +202,7 @@ class FailedRowSerializer(serializers.Serializer):
 class RowOutcomeSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     id = serializers.IntegerField()
-    key = serializers.CharField(help_text="The email or domain the row was matched by")
+    key = serializers.CharField(help_text="The email or domain of the record the row was matched to")
 
 
 class ErasureSerializer(serializers.Serializer):
