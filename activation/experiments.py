@@ -18,6 +18,7 @@ variant.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +38,14 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from activation.experiment_models import Arm, Experiment, ExperimentStatus, Exposure
 from activation.models import CampaignVariant
 from contacts.models import Contact, EmailStatus
 from segments.models import SUPPRESSION_KINDS, Membership, Segment, SegmentStatus
+from segments.targets import Slot, kept_statement
 
 PRIME = 2_147_483_647  # 2^31 - 1
 BUCKETS = 10_000  # a split is in whole percent: 100 buckets per percent
@@ -267,36 +270,20 @@ def assign_contact(
     is a member of, suppression segments included; `tested` says whether one of them is a target
     of a running experiment (running_targets()) and `globally_suppressed` whether one is a global
     suppression that is not archived. No query unless `tested`; then two: the experiments the
-    contact is a target of and not suppressed from, and the insert of first exposures.
+    contact is a target of and not suppressed from, and the insert of first exposures. Both are
+    SQL kept per process (this runs on every page a personalised site serves, and building the
+    first through the ORM cost more than running both).
     """
     if not tested or globally_suppressed or contact["email_status"] != EmailStatus.VALID:
         return []
     if contact["do_not_contact"]:
         return []
-    variant_priority = CampaignVariant.objects.filter(
-        campaign_id=OuterRef("experiment__campaign_id"), segment_id=OuterRef("segment_id")
-    ).values("priority")[:1]
-    # The experiment's own suppression lists, read in the same statement (one round trip less).
-    suppressions = Experiment.suppression_segments.through.objects.filter(
-        experiment_id=OuterRef("experiment_id"), segment_id__in=segment_ids
+    sql, params = kept_statement(
+        ("experiments_of_contact", connection.vendor), _experiments_of_contact, segment_ids=_id_list(segment_ids)
     )
-    rows = (
-        running_targets()
-        .filter(segment_id__in=segment_ids)
-        .exclude(segment__status=SegmentStatus.ARCHIVED)
-        .annotate(priority=Subquery(variant_priority))
-        .filter(priority__isnull=False)
-        .exclude(Exists(suppressions))
-        .values_list(
-            "experiment_id",
-            "segment_id",
-            "priority",
-            "experiment__campaign_id",
-            "experiment__salt",
-            "experiment__specific_percent",
-            "experiment__generic_percent",
-        )
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     best: dict[int, tuple] = {}
     for row in rows:
         if row[0] not in best or row[2] < best[row[0]][2]:
@@ -311,18 +298,69 @@ def assign_contact(
         for experiment_id, segment_id, _priority, campaign_id, salt, specific, generic in best.values()
     ]
     if assignments:
-        at = now or timezone.now()
-        Exposure.objects.bulk_create(
-            [
-                Exposure(
-                    experiment_id=a.experiment_id,
-                    contact_id=contact["id"],
-                    arm=a.arm,
-                    segment_id=a.segment_id,
-                    exposed_at=at,
-                )
-                for a in assignments
-            ],
-            ignore_conflicts=True,  # exposure_once_per_contact: a concurrent request got there first
-        )
+        _record_exposures(contact["id"], assignments, at=now or timezone.now())
     return assignments
+
+
+_SEGMENT_IDS = Slot("segment_ids")
+
+
+def _experiments_of_contact() -> tuple[str, list]:
+    """(experiment, segment, variant priority, campaign, salt, specific %, generic %) of each running
+    experiment targeting one of the contact's segments (the Slot) and suppressing none of them."""
+    in_segments = (
+        RawSQL("SELECT unnest(%s::bigint[])", [_SEGMENT_IDS])
+        if connection.vendor == "postgresql"
+        else RawSQL("SELECT value FROM json_each(%s)", [_SEGMENT_IDS])
+    )
+    # (one variant per campaign and segment: no order needed, nor the join to campaigns it took)
+    variant_priority = (
+        CampaignVariant.objects.filter(
+            campaign_id=OuterRef("experiment__campaign_id"), segment_id=OuterRef("segment_id")
+        )
+        .order_by()
+        .values("priority")[:1]
+    )
+    # The experiment's own suppression lists, read in the same statement (one round trip less).
+    suppressions = Experiment.suppression_segments.through.objects.filter(
+        experiment_id=OuterRef("experiment_id"), segment_id__in=in_segments
+    )
+    rows = (
+        running_targets()
+        .filter(segment_id__in=in_segments)
+        .exclude(segment__status=SegmentStatus.ARCHIVED)
+        .annotate(priority=Subquery(variant_priority))
+        .filter(priority__isnull=False)
+        .exclude(Exists(suppressions))
+        .values_list(
+            "experiment_id",
+            "segment_id",
+            "priority",
+            "experiment__campaign_id",
+            "experiment__salt",
+            "experiment__specific_percent",
+            "experiment__generic_percent",
+        )
+    )
+    sql, params = rows.query.sql_with_params()
+    return sql, list(params)
+
+
+def _id_list(ids: Collection[int]) -> object:
+    """Ids as one parameter: an array on PostgreSQL, JSON text on SQLite."""
+    return list(ids) if connection.vendor == "postgresql" else json.dumps(list(ids))
+
+
+def _record_exposures(contact_id: int, assignments: list[Assignment], *, at: datetime) -> None:
+    """One INSERT of the first exposures; a row already there (an earlier visit, or a concurrent
+    request that got there first: exposure_once_per_contact) is left as it is."""
+    table = connection.ops.quote_name(Exposure._meta.db_table)
+    stamp = connection.ops.adapt_datetimefield_value(at)
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(assignments))
+    params = [value for a in assignments for value in (a.experiment_id, contact_id, a.arm, a.segment_id, stamp)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (experiment_id, contact_id, arm, segment_id, exposed_at) VALUES {values} "
+            "ON CONFLICT (experiment_id, contact_id) DO NOTHING",
+            params,
+        )

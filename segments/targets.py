@@ -10,6 +10,9 @@ stays the same. Only the parameters that depend on `now` change between calls (e
 relative dates): they are found by compiling at two instants a day and a bit apart and
 comparing, and are shifted to each call's `now`; a rule whose parameters do not shift that way is
 compiled on every call instead.
+
+Other statements on a hot path that the ORM would otherwise build on every call keep their SQL
+in the same cache through `kept_statement`, their per-call values passed as parameters (Slot).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from django.db.models import Expression, Q, QuerySet
 from django.utils import timezone
@@ -34,6 +38,8 @@ from segments.rules.validation import referenced_slugs
 CACHE_SIZE = 1024
 # The second instant a rule is compiled at, to tell `now`-dependent parameters from constants.
 _PROBE_SHIFT = timedelta(days=1, hours=1, minutes=1, seconds=1, microseconds=1)
+# What the parameter makers of a kept statement, all constants, are called with.
+_NO_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 Param = Callable[[datetime], object]
 Compile = Callable[[datetime], tuple[str, list]]
@@ -138,11 +144,7 @@ def _fingerprint(fields: dict[str, Field]) -> int:
 def _compiled(key: tuple, compile: Compile, *, now: datetime) -> tuple[str, list]:
     """`compile(now)`, from the cache when `key` was compiled before; `key` must name everything
     the SQL depends on except `now`."""
-    with _cache_lock:
-        found = key in _cache
-        template = _cache[key] if found else None
-        if found:
-            _cache.move_to_end(key)
+    found, template = _cached(key)
     if found:
         if template is not None:
             sql, makers = template
@@ -152,11 +154,47 @@ def _compiled(key: tuple, compile: Compile, *, now: datetime) -> tuple[str, list
     probe = now + _PROBE_SHIFT
     probe_sql, probe_params = compile(probe)
     made = _param_makers(params, now, probe_params, probe) if probe_sql == sql else None
+    _keep(key, (sql, made) if made is not None else None)
+    return sql, params
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A parameter of a `kept_statement`, filled in on every call: the statement is compiled with
+    the Slot itself as the parameter's value (e.g. in a RawSQL), and each call names its value."""
+
+    name: str
+
+
+def kept_statement(key: tuple, compile: Callable[[], tuple[str, list]], **values: object) -> tuple[str, list]:
+    """The SQL and params of `compile()`, compiled once per process and kept in the cache of the
+    segments' targets, with each Slot among the params replaced by the call's value of that name.
+    `key` must name everything the SQL depends on (the database vendor included); the Slots take
+    what changes from call to call (activation/experiments.py: a contact's segment ids)."""
+    key = ("kept", *key)
+    found, template = _cached(key)
+    if found and template is not None:
+        sql, makers = template
+        params = [make(_NO_TIME) for make in makers]
+    else:
+        sql, params = compile()
+        _keep(key, (sql, [_constant(value) for value in params]))
+    return sql, [values[p.name] if isinstance(p, Slot) else p for p in params]
+
+
+def _cached(key: tuple) -> tuple[bool, tuple[str, list[Param]] | None]:
     with _cache_lock:
-        _cache[key] = (sql, made) if made is not None else None
+        if key not in _cache:
+            return False, None
+        _cache.move_to_end(key)
+        return True, _cache[key]
+
+
+def _keep(key: tuple, template: tuple[str, list[Param]] | None) -> None:
+    with _cache_lock:
+        _cache[key] = template
         if len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    return sql, params
 
 
 def _param_makers(params: list, now: datetime, probe_params: list, probe: datetime) -> list[Param] | None:

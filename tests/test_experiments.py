@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 from scipy import stats
 
+from activation import experiments
 from activation.experiment_models import Arm, Experiment, ExperimentStatus, Exposure, Metric
 from activation.experiment_results import experiment_results, read_cells
 from activation.experiments import (
@@ -254,6 +255,31 @@ def test_personalization_of_a_contact_outside_every_experiment_costs_no_extra_qu
 
     assert content["experiment"] is None
     assert not Exposure.objects.exists()
+
+
+@pytest.mark.django_db
+def test_personalization_reuses_the_experiments_statement_with_each_contacts_segments(monkeypatch):
+    # given the statement that finds a contact's experiments compiled by an earlier request
+    _experiment, (first, second) = make_experiment()
+    in_first, in_second, in_both = ContactFactory(), ContactFactory(), ContactFactory()
+    join(first, [in_first, in_both])
+    join(second, [in_second, in_both])
+    personalize(contact_id=in_first.pk)
+    compiled = []
+    compile_statement = experiments._experiments_of_contact
+    monkeypatch.setattr(experiments, "_experiments_of_contact", lambda: compiled.append(1) or compile_statement())
+
+    # when contacts in other segments are served
+    personalize(contact_id=in_second.pk)
+    personalize(contact_id=in_both.pk)
+
+    # then nothing was compiled again, and each was exposed in its own best slice
+    assert compiled == []
+    assert dict(Exposure.objects.values_list("contact_id", "segment_id")) == {
+        in_first.pk: first.pk,
+        in_second.pk: second.pk,
+        in_both.pk: first.pk,
+    }
 
 
 @pytest.mark.django_db
