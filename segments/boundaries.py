@@ -17,8 +17,9 @@ with a bootstrap interval; the winner and its margin over the runner-up, with an
 Outcomes over the `days` before `now` per contact, as segment analytics counts them
 (segments/analytics/channels.py): converted (a won deal closed or a purchase), engaged (an
 engagement activity), responded (an e-mail click, on one campaign if named); revenue is won deal
-amounts plus purchase values. Every figure comes from a few grouped statements (counts per cell,
-never a row per contact), so the work in Python is on tables of counts.
+amounts plus purchase values (segments/outcome_counts.py, which aggregates them per contact once
+per statement). Every figure comes from a few grouped statements (counts per cell, never a row
+per contact), so the work in Python is on tables of counts.
 
 scipy and scikit-learn are imported by the functions that use them, when first used: the admin
 imports this module in every process, and those imports cost seconds and ~100 MB of every worker
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
@@ -40,7 +41,6 @@ from django.db import connection, transaction
 from django.db.models import (
     Case,
     Count,
-    DecimalField,
     Exists,
     ExpressionWrapper,
     F,
@@ -48,8 +48,6 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
-    Sum,
     Value,
     When,
 )
@@ -57,15 +55,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
-from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage
-from segments.analytics.channels import ENGAGEMENT_KINDS
+from contacts.models import Contact
 from segments.analytics.wilson import Estimate, wilson
 from segments.editing import save_segment
 from segments.models import Membership, Segment
+from segments.outcome_counts import OUTCOMES, count_outcomes
 from segments.rules.compiler import value_expression
 from segments.rules.registry import get_fields
 
-OUTCOMES = ("converted", "engaged", "responded")
 BOOTSTRAP = 1000
 # Contacts train or are held out by a scrambled id (an affine map modulo the prime 2^31 - 1, then
 # modulo 10: 0-6 train, 7-9 held out), so that nothing that follows the order of ids, such as an
@@ -73,7 +70,7 @@ BOOTSTRAP = 1000
 PRIME, MULTIPLIER, OFFSET = 2_147_483_647, 1_103_515_245, 12_345
 HOLDOUT_MODULUS, TRAIN_BELOW = 10, 7
 MIN_CELL = 30  # a dimension cell with fewer training contacts is pooled into "other"
-MONEY = DecimalField(max_digits=20, decimal_places=2)
+WORK_MEM = "128MB"  # PostgreSQL, for the transaction of a boundary test or dimension comparison
 
 
 class BadInput(ValueError):
@@ -188,43 +185,16 @@ def check_days(days: object) -> int:
     return days
 
 
-# --- per-contact outcomes, in SQL ----------------------------------------------------------------
-
-
-def outcome_annotations(now: datetime, days: int, *, campaign: str = "") -> dict:
-    start = now - timedelta(days=days)
-    window = Q(contact_id=OuterRef("pk"), occurred_at__gte=start, occurred_at__lte=now)
-    deals = Deal.objects.filter(
-        contact_id=OuterRef("pk"), stage=DealStage.WON, closed_at__gte=start, closed_at__lte=now
-    )
-    purchases = Activity.objects.filter(window, kind=ActivityKind.PURCHASE)
-    clicks = Activity.objects.filter(window, kind=ActivityKind.EMAIL_CLICK)
-    if campaign:
-        clicks = clicks.filter(campaign__iexact=campaign)
-
-    def total(queryset, column):
-        sums = queryset.order_by().values("contact_id").annotate(t=Sum(column)).values("t")
-        return Coalesce(Subquery(sums, output_field=MONEY), Value(Decimal(0)), output_field=MONEY)
-
-    def flag(condition):
-        return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
-
-    return {
-        "converted": flag(Exists(deals) | Exists(purchases)),
-        "engaged": flag(Exists(Activity.objects.filter(window, kind__in=ENGAGEMENT_KINDS))),
-        "responded": flag(Exists(clicks)),
-        "revenue": total(purchases, "value") + total(deals, "amount"),
-    }
-
-
 @contextmanager
-def _without_jit() -> Iterator[None]:
-    """One transaction with PostgreSQL's JIT off: the per-contact outcome subqueries look costly
-    enough to the planner to compile, which costs seconds and saves nothing here."""
+def _tuned() -> Iterator[None]:
+    """One transaction, on PostgreSQL with JIT off and more memory for sorts and hashes. The
+    statements look costly enough to the planner to compile, which costs seconds and saves nothing
+    here; and their per-contact aggregates (a row per contact with activity in the window) and
+    groupings spill to disk at the default 4MB, or are sorted where a hash would do."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL jit = off")
+                cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', %s, true)", [WORK_MEM])
         yield
 
 
@@ -374,31 +344,30 @@ def boundary_test(
     contacts = _with_holdout(Contact.objects.annotate(bvalue=value_expression(fields[path])))
     names = [f"b{i}" for i in range(len(bracketings))]
     contacts = contacts.annotate(**{name: _bracket_case(b) for name, b in zip(names, bracketings, strict=True)})
-    contacts = contacts.annotate(**outcome_annotations(now, days, campaign=campaign))
-    contacts = contacts.annotate(
-        score=F("metrics__engagement_score"),
-        revenue_sq=ExpressionWrapper(F("revenue") * F("revenue"), output_field=MONEY),
-    )
-    with _without_jit():
-        return _boundary_report(contacts, path, bracketings, names, outcome, days, now)
+    window = {"now": now, "days": days, "campaign": campaign}
+    with _tuned():
+        return _boundary_report(contacts, path, bracketings, names, outcome, window)
 
 
-def _boundary_report(contacts, path, bracketings, names, outcome, days, now) -> BoundaryReport:
+def _boundary_report(contacts, path, bracketings, names, outcome, window) -> BoundaryReport:
     # 1: the joint table of every bracketing's bracket, the outcomes and the hold-out flag
-    grouped = list(
-        contacts.order_by()
-        .values(*names, *dict.fromkeys([outcome, "engaged"]), "holdout")
-        .annotate(n=Count("pk"), revenue=Sum("revenue"), revenue_sq=Sum("revenue_sq"))
-    )
+    outcomes = list(dict.fromkeys([outcome, "engaged"]))
+    grouped = count_outcomes(contacts, [*names, "holdout"], outcomes=outcomes, revenue=True, **window)
     # 2: engagement scores per bracket of each bracketing (ties counted, not listed)
-    scores = list(contacts.order_by().values(*names, "score").annotate(n=Count("pk")).exclude(score=None))
+    scores = list(
+        contacts.annotate(score=F("metrics__engagement_score"))
+        .order_by()
+        .values(*names, "score")
+        .annotate(n=Count("pk"))
+        .exclude(score=None)
+    )
     results = [
         _bracketing_result(i, name, b, grouped, scores, outcome)
         for i, (name, b) in enumerate(zip(names, bracketings, strict=True))
     ]
-    report = BoundaryReport(path, outcome, days, now, results, None, None)
+    report = BoundaryReport(path, outcome, window["days"], window["now"], results, None, None)
     _compare(report, names, grouped, outcome)
-    _suggest(report, contacts, grouped, names, outcome, max_brackets=max(len(b) for b in bracketings))
+    _suggest(report, contacts, outcome, window, max_brackets=max(len(b) for b in bracketings))
     report.summary = _boundary_summary(report)
     return report
 
@@ -504,9 +473,9 @@ def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
         report.difference = (best_v - second_v, *interval)
 
 
-def _suggest(report, contacts, grouped, names, outcome, *, max_brackets: int) -> None:
+def _suggest(report, contacts, outcome, window, *, max_brackets: int) -> None:
     """Cut points from a decision tree on the field, fitted on the training contacts only."""
-    rows = list(contacts.order_by().exclude(bvalue=None).values("bvalue", "holdout", outcome).annotate(n=Count("pk")))
+    rows = count_outcomes(contacts.exclude(bvalue=None), ["bvalue", "holdout"], outcomes=[outcome], **window)
     train = [r for r in rows if r["holdout"] == 0]
     if not train or len({r[outcome] for r in train}) < 2:
         return
@@ -653,19 +622,19 @@ def compare_dimensions(
     if "segments" in schemes and not segments:
         raise BadInput("segments: the 'segments' scheme needs at least one segment.", field="segments")
     now = now or timezone.now()
-    annotations = outcome_annotations(now, days, campaign=campaign)
     results, tables = [], {}
     heldout_total = 0
-    for scheme in schemes:
-        cells = _scheme_cells(scheme, segments or [])
-        with _without_jit():
-            rows = list(
-                _with_holdout(Contact.objects.annotate(**cells, **{outcome: annotations[outcome]}))
-                .order_by()
-                .values(*cells, "holdout", outcome)
-                .annotate(n=Count("pk"))
+    grouped = []
+    with _tuned():
+        for scheme in schemes:
+            cells = _scheme_cells(scheme, segments or [])
+            contacts = _with_holdout(Contact.objects.annotate(**cells))
+            rows = count_outcomes(
+                contacts, [*cells, "holdout"], outcomes=[outcome], now=now, days=days, campaign=campaign
             )
-        result, table = _scheme_result(scheme, rows, list(cells), outcome)
+            grouped.append((scheme, rows, list(cells)))
+    for scheme, rows, keys in grouped:
+        result, table = _scheme_result(scheme, rows, keys, outcome)
         results.append(result)
         tables[scheme] = table
         heldout_total = int(table.sum())

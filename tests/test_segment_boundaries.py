@@ -19,6 +19,7 @@ from segments.boundaries import (
     parse_bracketing,
 )
 from segments.models import Segment
+from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, DealFactory
 
 FIRST_ID = 1_000_001
 SMALL = [{"from": 1, "to": 50}, {"from": 50, "to": 250}, {"from": 250}]
@@ -156,11 +157,68 @@ def test_a_bracketing_becomes_a_set_of_segments():
     }
 
 
+def one_contact_per_bracket(count):
+    """Contacts at companies of 1, 2, ... employees, and a bracketing with one bracket for each."""
+    contacts = [
+        ContactFactory(company=CompanyFactory(employee_count=size), email_status="valid")
+        for size in range(1, count + 1)
+    ]
+    brackets = [Bracket(size, size + 1) for size in range(1, count)] + [Bracket(count, None)]
+    return contacts, brackets
+
+
+@pytest.mark.django_db
+def test_outcomes_count_inside_the_window_edges_included_and_nothing_outside():
+    # given outcomes at and just beyond both edges of a 30-day window
+    now = timezone.now().replace(microsecond=500_000)
+    start, tick = now - timedelta(days=30), timedelta(microseconds=1)
+    contacts, brackets = one_contact_per_bracket(8)
+    at_start, before_start, at_now, after_now, deal_at_start, opened, too_early, other_campaign = contacts
+    ActivityFactory(contact=at_start, kind="purchase", value=10, occurred_at=start)
+    ActivityFactory(contact=before_start, kind="purchase", value=10, occurred_at=start - tick)
+    DealFactory(contact=before_start, stage="won", amount=50, closed_at=start - tick)
+    for value in (5, 6):  # two purchases and two won deals: 311, counted once each
+        ActivityFactory(contact=at_now, kind="purchase", value=value, occurred_at=now)
+    DealFactory(contact=at_now, stage="won", amount=100, closed_at=now - timedelta(days=1))
+    DealFactory(contact=at_now, stage="won", amount=200, closed_at=now)
+    ActivityFactory(contact=at_now, kind="email_click", campaign="Spring", occurred_at=now)
+    ActivityFactory(contact=after_now, kind="purchase", value=10, occurred_at=now + tick)
+    ActivityFactory(contact=after_now, kind="email_open", occurred_at=now + tick)
+    DealFactory(contact=after_now, stage="lost", amount=70, closed_at=now - timedelta(days=1))
+    DealFactory(contact=after_now, stage="won", amount=70, closed_at=now + tick)
+    DealFactory(contact=deal_at_start, stage="won", amount=7, closed_at=start)
+    DealFactory(contact=None, company=deal_at_start.company, stage="won", amount=9, closed_at=now)
+    ActivityFactory(contact=opened, kind="email_open", occurred_at=start)
+    ActivityFactory(contact=opened, kind="pricing_view", occurred_at=now)
+    ActivityFactory(contact=too_early, kind="email_click", campaign="spring", occurred_at=start - tick)
+    ActivityFactory(contact=other_campaign, kind="email_click", campaign="autumn", occurred_at=now)
+
+    # when a boundary test reads each contact's bracket, on conversion and on clicks of one campaign
+    def per_contact(outcome):
+        report = boundary_test(
+            "company.employee_count", [brackets, brackets], outcome=outcome, days=30, now=now, campaign="SPRING"
+        )
+        return [(b.outcome.value, b.engaged.value, b.revenue_per_contact.value) for b in report.bracketings[0].brackets]
+
+    # then (outcome, engaged, revenue) of each contact in order
+    assert per_contact("converted") == [
+        (1, 0, 10),
+        (0, 0, 0),
+        (1, 1, 311),
+        (0, 0, 0),
+        (1, 0, 7),
+        (0, 1, 0),
+        (0, 0, 0),
+        (0, 1, 0),
+    ]
+    assert [responded for responded, _engaged, _revenue in per_contact("responded")] == [0, 0, 1, 0, 0, 0, 0, 0]
+
+
 @pytest.mark.django_db
 def test_behavioural_dimension_beats_a_firmographic_one_that_carries_no_signal(django_assert_max_num_queries):
     _values, now = plant(2000)
 
-    with django_assert_max_num_queries(8):  # per scheme a grouped statement in a savepoint, jit off
+    with django_assert_max_num_queries(5):  # a savepoint (and settings on PostgreSQL), a statement per scheme
         report = compare_dimensions(["behavioral", "lifecycle"], now=now)
 
     assert report.winner == "behavioral"
