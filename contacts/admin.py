@@ -11,6 +11,7 @@ Saves and deletes of contacts, companies, activities and deals made here go thro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
@@ -22,7 +23,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django_q.tasks import async_task
 
@@ -31,9 +32,7 @@ from contacts.erasure import erase_contacts
 from contacts.models import (
     Activity,
     Company,
-    CompanyAlias,
     Contact,
-    ContactAlias,
     ContactMetrics,
     Criterion,
     Deal,
@@ -161,41 +160,28 @@ class ContactForm(NormalizingForm):
         return result
 
 
-class AliasInline(admin.TabularInline):
-    """The addresses or domains a record answers to since merges (kept by the merges, gone on undo)."""
-
-    readonly_fields = ("merge", "created_at")
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ContactAliasInline(AliasInline):
-    model = ContactAlias
-    fields = ("email", *AliasInline.readonly_fields)
-    verbose_name_plural = "also known as (e-mail addresses of contacts merged into this one)"
-
-
-class CompanyAliasInline(AliasInline):
-    model = CompanyAlias
-    fields = ("domain", *AliasInline.readonly_fields)
-    verbose_name_plural = "also known as (domains of companies merged into this one)"
+def also_known_as(aliases: Iterable[tuple[str, int]], *, merge_page: str) -> str:
+    """The (address or domain, merge id) a record answers to since merges, each with a link to its
+    merge (the merge's undo takes it away)."""
+    rows = [(key, reverse(merge_page, args=[merge_id]), merge_id) for key, merge_id in aliases]
+    if not rows:
+        return "—"
+    return format_html_join(", ", '{} (<a href="{}">merge {}</a>)', rows)
 
 
 class CompanyAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     form = CompanyForm
-    inlines = [CompanyAliasInline]
     list_display = ["name", "domain", "industry", "employee_count", "country", "contact_count", "is_target_account"]
     list_filter = [EmployeeBandFilter, "industry", "is_target_account", "is_competitor"]
     search_fields = ["^name", "=domain"]
     search_help_text = "Name starts with, or exact domain"
-    readonly_fields = ["created_at", "updated_at", "original_values", "enriched_at"]
+    readonly_fields = ["known_as", "created_at", "updated_at", "original_values", "enriched_at"]
     ordering = ["name"]
+
+    @admin.display(description="also known as (domains of companies merged into this one)")
+    def known_as(self, company: Company) -> str:
+        rows = company.aliases.order_by("domain").values_list("domain", "merge_id") if company.pk else []
+        return also_known_as(rows, merge_page="admin:contacts_companymerge_change")
 
     def get_queryset(self, request):
         # A correlated subquery is evaluated for the page's rows only, unlike a GROUP BY count.
@@ -275,11 +261,11 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
     autocomplete_fields = ["company", "owner"]
     readonly_fields = [
         "lifecycle_changed_at", "all_activities", "created_at", "updated_at", "original_values", "enriched_at",
-        "reachability",
+        "reachability", "known_as",
     ]  # fmt: skip
-    inlines = [ContactAliasInline, LifecycleChangeInline, RecentActivityInline]
+    inlines = [LifecycleChangeInline, RecentActivityInline]
     fieldsets = [
-        (None, {"fields": ["email", ("first_name", "last_name"), "phone", "company", "owner"]}),
+        (None, {"fields": ["email", "known_as", ("first_name", "last_name"), "phone", "company", "owner"]}),
         ("Role", {"fields": ["job_title", ("job_function", "seniority")]}),
         (
             "Lifecycle and value",
@@ -310,6 +296,11 @@ class ContactAdmin(UntrustedJSONAdmin, ContactDataAdmin):
         ("Custom properties", {"fields": ["properties"]}),
         ("Record", {"fields": ["created_at", "updated_at", "original_values", "enriched_at"]}),
     ]
+
+    @admin.display(description="also known as (e-mail addresses of contacts merged into this one)")
+    def known_as(self, contact: Contact) -> str:
+        rows = contact.aliases.order_by("email").values_list("email", "merge_id") if contact.pk else []
+        return also_known_as(rows, merge_page="admin:contacts_contactmerge_change")
 
     @admin.display(description="name")
     def full_name(self, contact: Contact) -> str:
