@@ -430,14 +430,19 @@ def clean_contacts(
 
 
 def _stored_countries(rows: list) -> dict[str, str]:
-    """{email: stored country} of the contacts whose row gives a phone but no country: the phone's
-    default region is the contact's country."""
+    """{email: stored country} of the contacts whose row gives a phone but no country (by own address
+    or alias): the phone's default region is the contact's country."""
     emails = {
         normalize_email(row["email"])
         for row in rows
         if isinstance(row, dict) and row.get("phone") and not row.get("country") and isinstance(row.get("email"), str)
     }
-    return {email: country for email, country in lookup_pairs(Contact, "email", "country", emails) if country}
+    countries = dict(lookup_pairs(Contact, "email", "country", emails))
+    # Addresses no contact holds may be aliases: one query, and one more for the countries of any found.
+    if aliases := aliased(Contact, emails - countries.keys()):
+        by_id = dict(lookup_pairs(Contact, "id", "country", [pk for pk, _own in aliases.values()]))
+        countries |= {alias: by_id.get(pk, "") for alias, (pk, _own) in aliases.items()}
+    return {email: country for email, country in countries.items() if country}
 
 
 def _clean_contact(

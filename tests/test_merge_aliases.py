@@ -298,3 +298,13 @@ def test_resolving_company_aliases_is_one_query_per_batch_whatever_its_size(db):
 
     assert _company_domain_queries(2) == _company_domain_queries(20)
     assert Company.objects.filter(domain__startswith="gone").count() == 0
+
+
+def test_a_phone_without_country_under_the_merged_away_address_reads_the_survivor_country(ada):
+    survivor, _merge = ada
+    Contact.objects.filter(pk=survivor.pk).update(country="DE")
+
+    result = writes.upsert_contacts([{"email": "ada@acme.example", "phone": "030 1234567"}])
+
+    assert result.failed == {}
+    assert Contact.objects.values_list("pk", "phone").get() == (survivor.pk, "+49301234567")
