@@ -8,6 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from contacts.models import Contact
+from segments.governance import health
 from segments.governance.health import candidate_pairs, check_health
 from segments.governance.report import Filters, governance_report
 from segments.governance.reviews import record_review
@@ -169,6 +171,58 @@ def test_near_duplicates_by_the_jaccard_index_of_their_members(db):
     assert _flags(a)["near_duplicate"] == "shares 19 members with B (b): Jaccard 0.95 (20 and 19 members)"
     assert _flags(b)["near_duplicate"] == "shares 19 members with A (a): Jaccard 0.95 (19 and 20 members)"
     assert "near_duplicate" not in _flags(c)
+
+
+def _flagged_exactly(segments: list[Segment]) -> set[tuple[int, int]]:
+    """The pairs a count of every close-sized pair's shared members would flag."""
+    sizes = {s.pk: s.size for s in segments}
+    shared = health.shared_members(candidate_pairs(sizes, threshold=0.9))
+    return {(a, b) for (a, b), n in shared.items() if n / (sizes[a] + sizes[b] - n) >= 0.9}
+
+
+def test_many_close_sized_segments_are_screened_by_sketches_and_flagged_exactly(db):
+    """25 segments of 1,100-1,200 members (300 close-sized pairs, more than EXACT_PAIRS) and three
+    of 10: the sketches rule most pairs out, the flags are those of counting every pair."""
+    contacts = Contact.objects.bulk_create([Contact(email=f"dup{i}@example.com") for i in range(2000)])
+    a, b = _segment(slug="a", name="A"), _segment(slug="b", name="B")
+    _members(a, contacts[:1200])
+    _members(b, contacts[40:1200])  # 1,160 of A's 1,200: Jaccard 0.967
+    near = _segment(slug="near", name="Near")
+    _members(near, contacts[200:1300])  # 1,000 shared with A of 1,300: 0.77, within the margin: counted
+    others = []
+    for n in range(22):  # 1,100 of the 2,000 each, shuffled apart: Jaccard about 0.4 with any other
+        other = _segment(slug=f"other-{n}", name=f"Other {n}")
+        _members(other, sorted(contacts, key=lambda c, n=n: (c.pk * (2 * n + 3) + 7 * n) % 2003)[:1100])
+        others.append(other)
+    d, e, f = _segment(slug="d", name="D"), _segment(slug="e", name="E"), _segment(slug="f", name="F")
+    _members(d, contacts[:10])
+    _members(e, contacts[:10])
+    _members(f, contacts[10:20])
+    segments = list(Segment.objects.all())
+    assert len(candidate_pairs({s.pk: s.size for s in segments}, threshold=0.9)) > health.EXACT_PAIRS
+    sketch = health.sketches([a.pk, b.pk, near.pk])
+    assert abs(health.estimated_jaccard(sketch[a.pk], sketch[b.pk]) - 1160 / 1200) < 0.1
+    assert abs(health.estimated_jaccard(sketch[a.pk], sketch[near.pk]) - 1000 / 1300) < 0.1
+
+    check_health()
+
+    assert _flags(a)["near_duplicate"] == "shares 1,160 members with B (b): Jaccard 0.97 (1,200 and 1,160 members)"
+    assert _flags(d)["near_duplicate"] == "shares 10 members with E (e): Jaccard 1.00 (10 and 10 members)"
+    assert "near_duplicate" not in _flags(near)
+    assert "near_duplicate" not in _flags(f)
+    flagged = {
+        tuple(sorted(pair))
+        for pair in health.near_duplicate_pairs({s.pk: s.size for s in segments}, threshold=0.9)
+        if pair in _flagged_exactly(segments)
+    }
+    assert (
+        flagged
+        == {tuple(sorted(pair)) for pair in _flagged_exactly(segments)}
+        == {
+            tuple(sorted((a.pk, b.pk))),
+            tuple(sorted((d.pk, e.pk))),
+        }
+    )
 
 
 def test_only_pairs_of_close_sizes_are_candidates():

@@ -8,10 +8,16 @@ swing over 7 days, unused, a rule reading a sparsely filled field, near-duplicat
 segment. Every threshold is a GOVERNANCE_* setting.
 
 Near-duplicates: the Jaccard index of two segments' members cannot exceed the ratio of their
-sizes, so only pairs whose sizes are within the threshold are candidates, and their shared
-members are counted by one statement per batch of pairs on the membership table.
-(`segments.analytics.overlap.overlap` counts every pair among at most 30 chosen segments with
-bit masks; here there can be a thousand segments and only the close-sized pairs matter.)
+sizes, so only pairs whose sizes are within the threshold are candidates. With many segments
+there are thousands of such pairs (1,000 segments over 100k contacts: 16,860), too many to count
+members of each exactly, so each candidate segment gets a MinHash sketch in one statement (per
+bin of a hash of the contact id, the smallest hash among its members: one-permutation hashing),
+the sketches estimate every pair's Jaccard index, and only pairs whose estimate comes within
+SCREEN_MARGIN of the threshold have their shared members counted exactly, by one statement per
+batch of pairs. Pairs of small segments, too small for a sketch to say, are counted exactly from
+their members, read in one statement. Every flag states an exact count.
+(`segments.analytics.overlap.overlap` counts every pair among at most 30 chosen segments with bit
+masks; here there can be a thousand segments and only the close-sized pairs matter.)
 """
 
 from __future__ import annotations
@@ -44,6 +50,16 @@ from .usage import use_counts
 
 MEMBERSHIP = Membership._meta.db_table
 PAIR_BATCH = 400  # pairs per statement (two parameters each, under SQLite's variable limit)
+# Pairs screened by sketches when there are more candidates than this (fewer are counted exactly).
+EXACT_PAIRS = 200
+SKETCH_BINS = 256
+# The hash: a*x mod p (p the largest prime below 2**32), computed alike by PostgreSQL and SQLite.
+HASH_MULTIPLIER, HASH_PRIME = 2_654_435_761, 4_294_967_291
+# A pair is counted exactly when its estimate is within this of the threshold: the estimate's
+# standard error is at most about 0.03 once a pair's members fill the bins, so 0.15 is five of them.
+SCREEN_MARGIN = 0.15
+# ...or when the smaller segment has fewer members than this: too few for the bins to estimate.
+SKETCH_MIN_MEMBERS = 4 * SKETCH_BINS
 
 
 @dataclass(frozen=True)
@@ -242,11 +258,68 @@ def shared_members(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
     return shared
 
 
+def sketches(segment_ids: list[int]) -> dict[int, dict[int, int]]:
+    """Each segment's MinHash sketch: {bin: smallest hash of a member in that bin}, one statement."""
+    found: dict[int, dict[int, int]] = {pk: {} for pk in segment_ids}
+    if not segment_ids:
+        return found
+    marks = ", ".join(["%s"] * len(segment_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT segment_id, h %% {SKETCH_BINS}, MIN(h) FROM (
+                SELECT segment_id, (contact_id * {HASH_MULTIPLIER}) %% {HASH_PRIME} AS h
+                FROM {MEMBERSHIP} WHERE segment_id IN ({marks})
+            ) hashed GROUP BY 1, 2""",
+            segment_ids,
+        )
+        for segment_id, bin_, smallest in cursor.fetchall():
+            found[segment_id][bin_] = smallest
+    return found
+
+
+def estimated_jaccard(a: dict[int, int], b: dict[int, int]) -> float:
+    """The share of the bins filled in either sketch whose smallest hashes agree."""
+    filled = a.keys() | b.keys()
+    return sum(1 for bin_ in filled if a.get(bin_) == b.get(bin_)) / len(filled) if filled else 0.0
+
+
+def near_duplicate_pairs(sizes: dict[int, int], *, threshold: float) -> dict[tuple[int, int], int]:
+    """Shared members of every pair whose Jaccard index may reach `threshold`: all close-sized
+    pairs when they are few, else those the sketches cannot rule out."""
+    pairs = candidate_pairs(sizes, threshold=threshold)
+    if len(pairs) <= EXACT_PAIRS:
+        return shared_members(pairs)
+    small = [(a, b) for a, b in pairs if min(sizes[a], sizes[b]) < SKETCH_MIN_MEMBERS]
+    large = [(a, b) for a, b in pairs if min(sizes[a], sizes[b]) >= SKETCH_MIN_MEMBERS]
+    sketch = sketches(sorted({pk for pair in large for pk in pair}))
+    return {
+        **shared_among_small(small),
+        **shared_members(
+            [(a, b) for a, b in large if estimated_jaccard(sketch[a], sketch[b]) >= threshold - SCREEN_MARGIN]
+        ),
+    }
+
+
+def shared_among_small(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Shared members of pairs of small segments (under SKETCH_MIN_MEMBERS / threshold members
+    each), counted here from their members, read in one statement: thousands of tiny pairs cost
+    milliseconds each as joins on the membership table, and microseconds as set intersections."""
+    ids = sorted({pk for pair in pairs for pk in pair})
+    members: dict[int, set[int]] = {pk: set() for pk in ids}
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT segment_id, contact_id FROM {MEMBERSHIP} WHERE segment_id IN ({marks})", ids)
+            for segment_id, contact_id in cursor.fetchall():
+                members[segment_id].add(contact_id)
+    shared = {(a, b): len(members[a] & members[b]) for a, b in pairs}
+    return {pair: n for pair, n in shared.items() if n}
+
+
 def _duplicates(segments: list[Segment]) -> Iterator[tuple[int, Flag]]:
     threshold = settings.GOVERNANCE_DUPLICATE_PERCENT / 100
     by_id = {s.pk: s for s in segments}
-    pairs = candidate_pairs({s.pk: s.size for s in segments}, threshold=threshold)
-    for (a, b), n in sorted(shared_members(pairs).items()):
+    for (a, b), n in sorted(near_duplicate_pairs({s.pk: s.size for s in segments}, threshold=threshold).items()):
         union = by_id[a].size + by_id[b].size - n
         jaccard = n / union if union else 0
         if jaccard < threshold:
