@@ -7,7 +7,8 @@ whose members are pseudo-random subsets of the contacts, sizes log-uniform from 
 `--max-size`; every tenth list is a 95% copy of the list before it, so there are near-duplicates
 to find. The lists are written set-based and kept, so a second run times the job alone. Then it
 times `check_health()` `--repeat` times and prints the median, the flags it raised by kind, the
-close-sized pairs the near-duplicate check had to consider and this process's peak RSS.
+close-sized pairs the near-duplicate check had to consider and this process's peak RSS; then the
+review reminders' daily run once (it records what it sends, so a second run sends nothing).
 Writes: PostgreSQL databases with "bench" in their name only.
 """
 
@@ -26,6 +27,7 @@ from django.db import connection, transaction
 from contacts.models import Contact
 from devtools.measure import peak_rss_mb
 from segments.governance.health import candidate_pairs, check_health
+from segments.governance.tasks import review_reminders
 from segments.models import Membership, Segment, SegmentKind, SegmentStatus
 
 PREFIX = "bench-health-"
@@ -69,6 +71,9 @@ class Command(BaseCommand):
             f"check_health: median {statistics.median(times):.1f} s ({', '.join(f'{t:.1f}' for t in times)}), "
             f"flags {dict(sorted(kinds.items()))}, peak RSS {peak_rss_mb():.0f} MB"
         )
+        started = time.perf_counter()
+        sent = review_reminders()
+        self.stdout.write(f"review_reminders: {time.perf_counter() - started:.1f} s, {sent}")
 
     def top_up(self, wanted: int, contacts: int, smallest: int, largest: int) -> int:
         have = Segment.objects.exclude(status=SegmentStatus.ARCHIVED).count()
