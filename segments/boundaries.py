@@ -221,6 +221,29 @@ def cramers_v(table: np.ndarray) -> float | None:
     return float(association(table, method="cramer"))
 
 
+def cramers_v_of_each(tables: np.ndarray) -> np.ndarray:
+    """Cramér's V of each table of a stack (`tables[i]`: rows × columns) as cramers_v() finds it,
+    NaN where that finds none, all at once: a bootstrap asks it of 1,000 resamples, and scipy's
+    association, a table a call, took ~1 ms each (2 s of a boundary test, 4 s of a comparison of
+    four schemes). The chi-square statistics are scipy.stats.chisquare's over the stack against
+    the expected counts of each table's margins; the cells of an empty row or column (expected 0,
+    observed 0) add nothing, as dropping them does."""
+    tables = np.rint(tables).astype(float)
+    n = tables.sum(axis=(1, 2))
+    rows, cols = tables.sum(axis=2), tables.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = rows[:, :, None] * cols[:, None, :] / n[:, None, None]
+    empty = ~(expected > 0)  # (NaN for an empty table)
+    observed, expected = np.where(empty, 1.0, tables), np.where(empty, 1.0, expected)
+    from scipy import stats
+
+    flat = (len(tables), -1)
+    chi2 = stats.chisquare(observed.reshape(flat), expected.reshape(flat), axis=1).statistic
+    k = np.minimum((rows > 0).sum(axis=1), (cols > 0).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k >= 2, np.sqrt(chi2 / (n * (k - 1))), np.nan)
+
+
 def mutual_information(table: np.ndarray) -> float | None:
     """Information gain of the cells about the outcome, in bits (rows: cells, columns: outcome)."""
     n = table.sum()
@@ -240,37 +263,45 @@ def kruskal_from_counts(
     keep = counts > 0
     values, groups, counts = values[keep], groups[keep], counts[keep]
     present = np.unique(groups)
-    n = counts.sum()
-    if len(present) < 2 or n < 3:
-        return None
     _distinct, inverse = np.unique(values, return_inverse=True)
     tied = np.bincount(inverse, weights=counts)
-    ends = np.cumsum(tied)
-    mean_rank = ends - (tied - 1) / 2
+    mean_rank = np.cumsum(tied) - (tied - 1) / 2
     rank_sums = np.bincount(np.searchsorted(present, groups), weights=counts * mean_rank[inverse])
     sizes = np.bincount(np.searchsorted(present, groups), weights=counts)
-    h = 12 / (n * (n + 1)) * float((rank_sums**2 / sizes).sum()) - 3 * (n + 1)
-    ties = 1 - float((tied**3 - tied).sum()) / (n**3 - n)
-    if ties == 0:
+    return kruskal_from_rank_sums(sizes, rank_sums, float((tied**3 - tied).sum()))
+
+
+def kruskal_from_rank_sums(sizes: np.ndarray, rank_sums: np.ndarray, ties: float) -> tuple[float, float, float] | None:
+    """kruskal_from_counts() from each group's size and sum of (mean) ranks, and the sum of t³ - t
+    over the sizes t of the groups of tied values."""
+    sizes, rank_sums = sizes[sizes > 0], rank_sums[sizes > 0]
+    n = float(sizes.sum())
+    if len(sizes) < 2 or n < 3:
         return None
-    h /= ties
+    correction = 1 - ties / (n**3 - n)
+    if correction == 0:
+        return None
+    h = (12 / (n * (n + 1)) * float((rank_sums**2 / sizes).sum()) - 3 * (n + 1)) / correction
     from scipy import stats
 
-    return h, float(stats.chi2.sf(h, len(present) - 1)), h / (n - 1)
+    return h, float(stats.chi2.sf(h, len(sizes) - 1)), h / (n - 1)
 
 
-def bootstrap(cells: np.ndarray, statistic, *, draws: int = BOOTSTRAP, seed: int = 18) -> tuple[float, float] | None:
-    """A 95% percentile interval of statistic(table) over multinomial resamples of the count table."""
+def bootstrap(
+    cells: np.ndarray, statistic, *, draws: int = BOOTSTRAP, seed: int = 18, stacked: bool = False
+) -> tuple[float, float] | None:
+    """A 95% percentile interval of statistic(table) over multinomial resamples of the count table;
+    `stacked`: statistic(resamples) takes them all at once and gives an array (NaN for none)."""
     n = int(cells.sum())
     if n == 0:
         return None
     rng = np.random.default_rng(seed)
-    flat = cells.ravel() / n
-    values = []
-    for sample in rng.multinomial(n, flat, size=draws):
-        value = statistic(sample.reshape(cells.shape))
-        if value is not None:
-            values.append(value)
+    samples = rng.multinomial(n, cells.ravel() / n, size=draws).reshape(draws, *cells.shape)
+    if stacked:
+        found = statistic(samples)
+        values = list(found[~np.isnan(found)])
+    else:
+        values = [value for value in map(statistic, samples) if value is not None]
     if len(values) < draws // 2:
         return None
     low, high = np.percentile(values, [2.5, 97.5])
@@ -353,16 +384,10 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
     # 1: the joint table of every bracketing's bracket, the outcomes and the hold-out flag
     outcomes = list(dict.fromkeys([outcome, "engaged"]))
     grouped = count_outcomes(contacts, [*names, "holdout"], outcomes=outcomes, revenue=True, **window)
-    # 2: engagement scores per bracket of each bracketing (ties counted, not listed)
-    scores = list(
-        contacts.annotate(score=F("metrics__engagement_score"))
-        .order_by()
-        .values(*names, "score")
-        .annotate(n=Count("pk"))
-        .exclude(score=None)
-    )
+    # 2: the ranks of engagement scores, summed per bracket of each bracketing
+    ranks = _score_ranks(contacts, names)
     results = [
-        _bracketing_result(i, name, b, grouped, scores, outcome)
+        _bracketing_result(i, name, b, grouped, ranks[name], outcome)
         for i, (name, b) in enumerate(zip(names, bracketings, strict=True))
     ]
     report = BoundaryReport(path, outcome, window["days"], window["now"], results, None, None)
@@ -372,7 +397,37 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
     return report
 
 
-def _bracketing_result(index, name, brackets, grouped, scores, outcome) -> BracketingResult:
+def _score_ranks(contacts: QuerySet, names: list[str]) -> dict[str, list[tuple]]:
+    """Per bracketing, (bracket, contacts, rank sum, tie term) of the engagement scores of the
+    contacts in one of its brackets, ranked among them (tied scores take their mean rank). The tie
+    term sums c·(t² - 1) over the bracket's scores, c of its contacts among the t that share the
+    score, so that the brackets' terms add up to the bracketing's sum of t³ - t. One statement
+    whose rows are brackets: scores are nearly all distinct (rounded to 6 places), and grouped by
+    score they made a row per contact, a million at 1M contacts, for Python to rank."""
+    per, params = (
+        contacts.annotate(score=F("metrics__engagement_score"))
+        .exclude(score=None)
+        .order_by()
+        .values(*names, "score")
+        .annotate(c=Count("pk"))
+        .query.sql_with_params()
+    )
+    q = connection.ops.quote_name
+    ranked = """SELECT {i} AS bracketing, b, SUM(c) AS n, SUM(c * mean_rank) AS rank_sum, SUM(c * (t * t - 1)) AS ties
+        FROM (SELECT b, c, SUM(c) OVER (PARTITION BY score) * 1.0 AS t,
+                     SUM(c) OVER (ORDER BY score) - (SUM(c) OVER (PARTITION BY score) - 1) / 2.0 AS mean_rank
+              FROM (SELECT {b} AS b, score, SUM(c) AS c FROM per WHERE {b} >= 0 GROUP BY {b}, score) counted
+             ) ranked GROUP BY b"""
+    selects = " UNION ALL ".join(ranked.format(i=i, b=q(name)) for i, name in enumerate(names))
+    ranks: dict[str, list[tuple]] = {name: [] for name in names}
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH per AS ({per}) {selects}", params)
+        for index, *row in cursor.fetchall():
+            ranks[names[index]].append(tuple(float(value) for value in row))
+    return ranks
+
+
+def _bracketing_result(index, name, brackets, grouped, ranks, outcome) -> BracketingResult:
     k = len(brackets)
     table = np.zeros((k, 2))
     engaged = np.zeros(k)
@@ -407,10 +462,9 @@ def _bracketing_result(index, name, brackets, grouped, scores, outcome) -> Brack
 
         chi2, p, _dof, _expected = stats.chi2_contingency(present, correction=False)
     result = BracketingResult(index, results, outside, _f(chi2), _f(p), cramers_v(table))
-    rows = [(s[name], s["score"], s["n"]) for s in scores if s[name] >= 0]
-    if rows:
-        groups, values, counts = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
-        kw = kruskal_from_counts(values, groups, counts)
+    if ranks:
+        _brackets, sizes, rank_sums, ties = (np.array(column) for column in zip(*ranks, strict=True))
+        kw = kruskal_from_rank_sums(sizes, rank_sums, float(ties.sum()))
         if kw:
             result.kruskal_h, result.kruskal_p, result.epsilon_squared = kw
     return result
@@ -451,6 +505,13 @@ def _v_of(cells: np.ndarray, axis: int) -> float | None:
     return cramers_v(table[:-1])
 
 
+def _v_of_each(samples: np.ndarray, axis: int) -> np.ndarray:
+    """_v_of() of each joint table of a stack (NaN where it has none)."""
+    other = tuple(1 + a for a in range(samples.ndim - 2) if a != axis)
+    tables = samples.sum(axis=other) if other else samples
+    return cramers_v_of_each(tables[:, :-1])
+
+
 def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
     cells = _joint(grouped, names, outcome)
     held = _joint(grouped, names, outcome, holdout=1)
@@ -464,11 +525,10 @@ def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
     (best_v, best), (second_v, second) = scored[0], scored[1]
     report.best = best.index
 
-    def difference(table):
-        a, b = _v_of(table, best.index), _v_of(table, second.index)
-        return None if a is None or b is None else a - b
+    def difference(samples: np.ndarray) -> np.ndarray:
+        return _v_of_each(samples, best.index) - _v_of_each(samples, second.index)
 
-    interval = bootstrap(cells, difference)
+    interval = bootstrap(cells, difference, stacked=True)
     if interval:
         report.difference = (best_v - second_v, *interval)
 
@@ -681,7 +741,7 @@ def _scheme_result(scheme: str, rows: list[dict], keys: list[str], outcome: str)
         information_gain=mutual_information(table),
         information_interval=bootstrap(table, mutual_information),
         cramers_v=cramers_v(table),
-        v_interval=bootstrap(table, cramers_v),
+        v_interval=bootstrap(table, cramers_v_of_each, stacked=True),
         best_cell=" × ".join(str(part) or "(none)" for part in best) if best is not None else "",
         best_lift=lift(table),
         lift_interval=bootstrap(table, lift),

@@ -12,8 +12,11 @@ from contacts.models import Activity, Company, Contact, ContactMetrics
 from segments.boundaries import (
     BadInput,
     Bracket,
+    bootstrap,
     boundary_test,
     compare_dimensions,
+    cramers_v,
+    cramers_v_of_each,
     create_bracket_segments,
     kruskal_from_counts,
     parse_bracketing,
@@ -83,11 +86,18 @@ def test_the_bracketing_that_follows_the_planted_boundary_wins_and_the_tree_find
 @pytest.mark.django_db
 def test_boundary_statistics_match_scipy_on_the_raw_rows():
     _values, now = plant(1200)
+    outsider = ContactFactory(company=None)  # in no bracket: ranked with nobody
+    ContactMetrics.objects.create(
+        contact=outsider, as_of=now, engagement_score=25, engagement_level="disengaged",
+        email_engagement_level="disengaged", web_activity_level="inactive",
+    )  # fmt: skip
     report = boundary_test(
         "company.employee_count", [parse_bracketing(SMALL, where="a"), parse_bracketing(LARGE, where="b")], now=now
     )
     converted = set(Activity.objects.filter(kind="purchase").values_list("contact_id", flat=True))
-    rows = list(Contact.objects.values_list("pk", "company__employee_count", "metrics__engagement_score"))
+    rows = list(
+        Contact.objects.exclude(company=None).values_list("pk", "company__employee_count", "metrics__engagement_score")
+    )
     bracket = [0 if v < 100 else 1 if v < 500 else 2 for _pk, v, _s in rows]
 
     table = np.zeros((3, 2))
@@ -117,6 +127,29 @@ def test_kruskal_from_counts_equals_scipy_with_ties():
 
     expected = stats.kruskal(*samples)
     assert (h, p) == pytest.approx((expected.statistic, expected.pvalue))
+
+
+def test_cramers_v_of_a_stack_of_tables_equals_scipys_of_each():
+    rng = np.random.default_rng(5)
+    tables = rng.integers(0, 40, size=(300, 4, 3))
+    tables[::7, 1, :] = 0  # empty rows, columns, and tables left with one row, one column or nothing
+    tables[::11, :, 2] = 0
+    tables[5, 1:, :] = 0
+    tables[6, :, 1:] = 0
+    tables[8] = 0
+
+    each = cramers_v_of_each(tables)
+
+    expected = [cramers_v(t) for t in tables]
+    assert [v is None for v in expected] == list(np.isnan(each))
+    assert [v for v in each if not np.isnan(v)] == pytest.approx([v for v in expected if v is not None])
+    assert [association(t, method="cramer") for t in tables[1:5]] == pytest.approx(each[1:5])
+
+
+def test_a_bootstrap_of_the_stack_is_the_bootstrap_of_each_table():
+    cells = np.array([[300, 40], [200, 60], [50, 30], [0, 0]])
+
+    assert bootstrap(cells, cramers_v_of_each, stacked=True) == pytest.approx(bootstrap(cells, cramers_v))
 
 
 @pytest.mark.parametrize(
