@@ -6,11 +6,10 @@ converted (a won deal closed or a purchase), engaged (an engagement activity), r
 e-mail click, on one campaign if named, case-insensitive); revenue is won deal amounts plus
 purchase values.
 
-They are aggregated per contact once, in one pass over the window's activities of the kinds the
-asked outcomes need and one over its won deals, each grouped by contact, and joined to the
-contacts; the join is then grouped by the caller's columns. (Asked per contact, as correlated
-EXISTS and sums, they cost an index probe per contact and outcome: 14.6 s of a boundary test at
-1M contacts.)
+Each outcome is a set of contacts found in one pass over the window's activities of its kinds (or
+its won deals), at most a row per contact, and the sets are joined to the contacts; the join is
+then grouped by the caller's columns. (Asked per contact, as correlated EXISTS and sums, they
+cost an index probe per contact and outcome: 14.6 s of a boundary test at 1M contacts.)
 """
 
 from __future__ import annotations
@@ -20,13 +19,12 @@ from datetime import datetime, timedelta
 from decimal import Context, Decimal
 
 from django.db import connection
-from django.db.models import Case, DecimalField, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import F, QuerySet, Sum
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage
 from segments.analytics.channels import ENGAGEMENT_KINDS
 
 OUTCOMES = ("converted", "engaged", "responded")
-MONEY = DecimalField(max_digits=20, decimal_places=2)
 _CENT = Decimal("0.01")
 
 
@@ -47,25 +45,20 @@ def count_outcomes(
     q = connection.ops.quote_name
     source, params = contacts.order_by().annotate(cid=F("pk")).values("cid", *keys).query.sql_with_params()
     joins, params = [f"({source}) c"], list(params)
-    kinds = _activity_kinds(outcomes, revenue)
-    if kinds:
-        acts, act_params = _per_contact_activities(kinds, start=start, now=now, campaign=campaign)
-        joins.append(f"LEFT JOIN ({acts}) a ON a.contact_id = c.cid")
-        params.extend(act_params)
-    if "converted" in outcomes or revenue:
-        deals, deal_params = _per_contact_deals(start=start, now=now)
-        joins.append(f"LEFT JOIN ({deals}) d ON d.contact_id = c.cid")
-        params.extend(deal_params)
+    for alias, per_contact_sql in _per_contact(outcomes, revenue, start=start, now=now, campaign=campaign):
+        sql, sql_params = per_contact_sql.query.sql_with_params()
+        joins.append(f"LEFT JOIN ({sql}) {alias} ON {alias}.contact_id = c.cid")
+        params.extend(sql_params)
     columns = {key: f"c.{q(key)}" for key in keys}
-    columns["converted"] = "CASE WHEN a.purchased = 1 OR d.contact_id IS NOT NULL THEN 1 ELSE 0 END"
-    columns["engaged"] = "COALESCE(a.engaged, 0)"
-    columns["responded"] = "COALESCE(a.responded, 0)"
+    columns["converted"] = "CASE WHEN p.contact_id IS NOT NULL OR d.contact_id IS NOT NULL THEN 1 ELSE 0 END"
+    columns["engaged"] = "CASE WHEN e.contact_id IS NOT NULL THEN 1 ELSE 0 END"
+    columns["responded"] = "CASE WHEN r.contact_id IS NOT NULL THEN 1 ELSE 0 END"
     grouped = [*keys, *outcomes]
     per_contact = [f"{columns[name]} AS {q(name)}" for name in grouped]
     names = ", ".join(q(name) for name in grouped)
     sums = ""
     if revenue:
-        per_contact.append("COALESCE(a.purchases, 0) + COALESCE(d.amount, 0) AS revenue")
+        per_contact.append("COALESCE(p.purchases, 0) + COALESCE(d.amount, 0) AS revenue")
         sums = ", SUM(revenue) AS revenue, SUM(revenue * revenue) AS revenue_sq"
     sql = (
         f"SELECT {names}, COUNT(*) AS n{sums} "
@@ -84,47 +77,28 @@ def count_outcomes(
     return result
 
 
-def _activity_kinds(outcomes: Sequence[str], revenue: bool) -> list[str]:
-    """The activity kinds the outcomes read: a pass over the window reads only these."""
-    kinds = set()
+def _per_contact(
+    outcomes: Sequence[str], revenue: bool, *, start: datetime, now: datetime, campaign: str
+) -> list[tuple[str, QuerySet]]:
+    """(alias, rows with a contact_id) of the per-contact sets the outcomes read, each at most one
+    row per contact: p, purchases (the sum of their values); d, won deals (the sum of amounts);
+    e, contacts with an engagement activity; r, with a click (on the campaign). The sets that are
+    only flags are distinct ids: a hash of ids, not of aggregates, for the largest (engagement)."""
+    activities = Activity.objects.filter(occurred_at__gte=start, occurred_at__lte=now).order_by()
+    sets: list[tuple[str, QuerySet]] = []
     if "converted" in outcomes or revenue:
-        kinds.add(ActivityKind.PURCHASE)
+        purchases = activities.filter(kind=ActivityKind.PURCHASE).values("contact_id")
+        sets.append(("p", purchases.annotate(purchases=Sum("value"))))
+        won = Deal.objects.filter(stage=DealStage.WON, closed_at__gte=start, closed_at__lte=now, contact__isnull=False)
+        sets.append(("d", won.order_by().values("contact_id").annotate(amount=Sum("amount"))))
     if "engaged" in outcomes:
-        kinds.update(ENGAGEMENT_KINDS)
+        sets.append(("e", activities.filter(kind__in=ENGAGEMENT_KINDS).values("contact_id").distinct()))
     if "responded" in outcomes:
-        kinds.add(ActivityKind.EMAIL_CLICK)
-    return sorted(kinds)
-
-
-def _per_contact_activities(kinds: list[str], *, start: datetime, now: datetime, campaign: str) -> tuple[str, tuple]:
-    """contact_id, purchased, engaged, responded (0/1) and purchases (sum of values) per contact
-    with an activity of one of `kinds` in the window."""
-    purchase = Q(kind=ActivityKind.PURCHASE)
-    click = Q(kind=ActivityKind.EMAIL_CLICK)
-    if campaign:
-        click &= Q(campaign__iexact=campaign)
-    grouped = (
-        Activity.objects.filter(occurred_at__gte=start, occurred_at__lte=now, kind__in=kinds)
-        .order_by()
-        .values("contact_id")
-        .annotate(
-            purchased=Max(_flag(purchase)),
-            engaged=Max(_flag(Q(kind__in=ENGAGEMENT_KINDS))),
-            responded=Max(_flag(click)),
-            purchases=Sum(Case(When(purchase, then=F("value")), output_field=MONEY)),
-        )
-    )
-    return grouped.query.sql_with_params()
-
-
-def _per_contact_deals(*, start: datetime, now: datetime) -> tuple[str, tuple]:
-    """contact_id and amount (sum) per contact with a deal won in the window."""
-    won = Deal.objects.filter(stage=DealStage.WON, closed_at__gte=start, closed_at__lte=now, contact__isnull=False)
-    return won.order_by().values("contact_id").annotate(amount=Sum("amount")).query.sql_with_params()
-
-
-def _flag(condition: Q) -> Case:
-    return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
+        clicks = activities.filter(kind=ActivityKind.EMAIL_CLICK)
+        if campaign:
+            clicks = clicks.filter(campaign__iexact=campaign)
+        sets.append(("r", clicks.values("contact_id").distinct()))
+    return sets
 
 
 def _money(value: Decimal | float | None) -> Decimal:
