@@ -192,7 +192,7 @@ class CompanyMergeAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     search_fields = ["=loser_domain", "loser_name", "=survivor_id", "=loser_id"]
     exclude = ["snapshot"]
     readonly_fields = ["survivor_id", "loser_id", "loser_name", "loser_domain", "choices", "merged_by", "merged_at",
-                       "undone_by", "undone_at"]  # fmt: skip
+                       "undone_by", "undone_at", "aliases_recorded"]  # fmt: skip
     actions = ["undo"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -200,6 +200,13 @@ class CompanyMergeAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="Aliases it recorded")
+    def aliases_recorded(self, merge: CompanyMerge) -> str:
+        """The domain the merge gave up, which upserts now read as the company holding it (a later merge
+        may have moved it on); none once the merge is undone."""
+        aliases = [f"{alias.domain} (now company {alias.company_id})" for alias in merge.aliases.order_by("domain")]
+        return "; ".join(aliases) or "none"
 
     @admin.action(description="Undo the selected merges (newest first)", permissions=["change"])
     def undo(self, request: HttpRequest, queryset: QuerySet[CompanyMerge]) -> None:

@@ -178,7 +178,7 @@ class ContactMergeAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
     search_fields = ["=loser_email", "=survivor_id", "=loser_id"]
     exclude = ["snapshot"]
     readonly_fields = ["survivor_id", "loser_id", "loser_email", "choices", "participants", "merged_by", "merged_at",
-                       "undone_by", "undone_at"]  # fmt: skip
+                       "undone_by", "undone_at", "aliases_recorded"]  # fmt: skip
     actions = ["undo"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -186,6 +186,13 @@ class ContactMergeAdmin(UntrustedJSONAdmin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="Aliases it recorded")
+    def aliases_recorded(self, merge: ContactMerge) -> str:
+        """The address the merge gave up, which upserts now read as the contact holding it (a later merge
+        may have moved it on); none once the merge is undone."""
+        aliases = [f"{alias.email} (now contact {alias.contact_id})" for alias in merge.aliases.order_by("email")]
+        return "; ".join(aliases) or "none"
 
     @admin.action(description="Undo the selected merges (newest first)", permissions=["change"])
     def undo(self, request: HttpRequest, queryset: QuerySet[ContactMerge]) -> None:

@@ -173,6 +173,7 @@ def test_the_survivor_page_shows_its_aliases(ada, admin_client):
     merge_page = reverse("admin:contacts_contactmerge_change", args=[merge.pk])
     assert f'ada@acme.example (<a href="{merge_page}">merge {merge.pk}</a>)' in page
     assert admin_client.get(reverse("admin:contacts_contact_add")).status_code == 200
+    assert f"ada@acme.example (now contact {survivor.pk})" in admin_client.get(merge_page).content.decode()
 
 
 def _upsert_queries(n: int) -> int:
@@ -279,6 +280,7 @@ def test_the_surviving_company_page_shows_its_aliases(acme, admin_client):
     merge_page = reverse("admin:contacts_companymerge_change", args=[merge.pk])
     assert f'shop.acme.co.uk (<a href="{merge_page}">merge {merge.pk}</a>)' in page
     assert admin_client.get(reverse("admin:contacts_company_add")).status_code == 200
+    assert f"shop.acme.co.uk (now company {survivor.pk})" in admin_client.get(merge_page).content.decode()
 
 
 def _company_domain_queries(n: int) -> int:
