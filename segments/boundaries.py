@@ -388,8 +388,11 @@ def boundary_test(
 
 def _boundary_report(contacts, path, bracketings, names, outcome, window) -> BoundaryReport:
     # 1: the joint table of every bracketing's bracket, the outcomes and the hold-out flag
+    # and the tree's training rows: contacts per value of the field, hold-out flag and outcome
     outcomes = list(dict.fromkeys([outcome, "engaged"]))
-    grouped = count_outcomes(contacts, [*names, "holdout"], outcomes=outcomes, revenue=True, **window)
+    grouped, per_value = count_outcomes(
+        contacts, [[*names, *outcomes, "holdout"], ["bvalue", "holdout", outcome]], revenue=True, **window
+    )
     # 2: the ranks of engagement scores, summed per bracket of each bracketing
     ranks = _score_ranks(contacts, names)
     results = [
@@ -398,7 +401,8 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
     ]
     report = BoundaryReport(path, outcome, window["days"], window["now"], results, None, None)
     _compare(report, names, grouped, outcome)
-    _suggest(report, contacts, outcome, window, max_brackets=max(len(b) for b in bracketings))
+    rows = [row for row in per_value if row["bvalue"] is not None]
+    _suggest(report, rows, outcome, max_brackets=max(len(b) for b in bracketings))
     report.summary = _boundary_summary(report)
     return report
 
@@ -539,9 +543,8 @@ def _compare(report: BoundaryReport, names, grouped, outcome) -> None:
         report.difference = (best_v - second_v, *interval)
 
 
-def _suggest(report, contacts, outcome, window, *, max_brackets: int) -> None:
+def _suggest(report, rows, outcome, *, max_brackets: int) -> None:
     """Cut points from a decision tree on the field, fitted on the training contacts only."""
-    rows = count_outcomes(contacts.exclude(bvalue=None), ["bvalue", "holdout"], outcomes=[outcome], **window)
     train = [r for r in rows if r["holdout"] == 0]
     if not train or len({r[outcome] for r in train}) < 2:
         return
@@ -690,17 +693,18 @@ def compare_dimensions(
     now = now or timezone.now()
     results, tables = [], {}
     heldout_total = 0
-    grouped = []
+    # Each scheme's cells under names of its own, all grouped in one statement.
+    cells = [
+        {f"s{i}_{name}": value for name, value in _scheme_cells(scheme, segments or []).items()}
+        for i, scheme in enumerate(schemes)
+    ]
+    contacts = _with_holdout(Contact.objects.annotate(**{k: v for own in cells for k, v in own.items()}))
     with _tuned():
-        for scheme in schemes:
-            cells = _scheme_cells(scheme, segments or [])
-            contacts = _with_holdout(Contact.objects.annotate(**cells))
-            rows = count_outcomes(
-                contacts, [*cells, "holdout"], outcomes=[outcome], now=now, days=days, campaign=campaign
-            )
-            grouped.append((scheme, rows, list(cells)))
-    for scheme, rows, keys in grouped:
-        result, table = _scheme_result(scheme, rows, keys, outcome)
+        grouped = count_outcomes(
+            contacts, [[*own, "holdout", outcome] for own in cells], now=now, days=days, campaign=campaign
+        )
+    for scheme, own, rows in zip(schemes, cells, grouped, strict=True):
+        result, table = _scheme_result(scheme, rows, list(own), outcome)
         results.append(result)
         tables[scheme] = table
         heldout_total = int(table.sum())

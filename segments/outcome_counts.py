@@ -30,19 +30,23 @@ _CENT = Decimal("0.01")
 
 def count_outcomes(
     contacts: QuerySet[Contact],
-    keys: Sequence[str],
+    groupings: Sequence[Sequence[str]],
     *,
-    outcomes: Sequence[str],
     revenue: bool = False,
     now: datetime,
     days: int,
     campaign: str = "",
-) -> list[dict]:
-    """Rows of `keys` (annotations of `contacts`), the `outcomes` (0 or 1) and `n`, the number of
-    contacts with those values; with `revenue`, also the sums of revenue and of its square over
-    them (Decimal, 0 when none)."""
+) -> list[list[dict]]:
+    """For each grouping, a list of names of annotations of `contacts` and of OUTCOMES: rows of
+    their values (an outcome is 0 or 1) and `n`, the number of contacts with those values; with
+    `revenue`, also the sums of revenue and of its square (Decimal, 0 when none). One statement:
+    the contacts are joined to their outcomes once and grouped each way (a WITH that each grouping
+    reads, which PostgreSQL computes once when several do)."""
     start = now - timedelta(days=days)
     q = connection.ops.quote_name
+    names = list(dict.fromkeys(name for grouping in groupings for name in grouping))
+    outcomes = [name for name in names if name in OUTCOMES]
+    keys = [name for name in names if name not in OUTCOMES]
     source, params = contacts.order_by().annotate(cid=F("pk")).values("cid", *keys).query.sql_with_params()
     joins, params = [f"({source}) c"], list(params)
     for alias, per_contact_sql in _per_contact(outcomes, revenue, start=start, now=now, campaign=campaign):
@@ -53,27 +57,29 @@ def count_outcomes(
     columns["converted"] = "CASE WHEN p.contact_id IS NOT NULL OR d.contact_id IS NOT NULL THEN 1 ELSE 0 END"
     columns["engaged"] = "CASE WHEN e.contact_id IS NOT NULL THEN 1 ELSE 0 END"
     columns["responded"] = "CASE WHEN r.contact_id IS NOT NULL THEN 1 ELSE 0 END"
-    grouped = [*keys, *outcomes]
-    per_contact = [f"{columns[name]} AS {q(name)}" for name in grouped]
-    names = ", ".join(q(name) for name in grouped)
+    per_contact = [f"{columns[name]} AS {q(name)}" for name in names]
     sums = ""
     if revenue:
         per_contact.append("COALESCE(p.purchases, 0) + COALESCE(d.amount, 0) AS revenue")
         sums = ", SUM(revenue) AS revenue, SUM(revenue * revenue) AS revenue_sq"
-    sql = (
-        f"SELECT {names}, COUNT(*) AS n{sums} "
-        f"FROM (SELECT {', '.join(per_contact)} FROM {' '.join(joins)}) per_contact GROUP BY {names}"
-    )
+    selects = [
+        f"SELECT {i} AS grouping, {', '.join(q(n) if n in grouping else 'NULL' for n in names)}, COUNT(*) AS n{sums} "
+        f"FROM per_contact GROUP BY {', '.join(q(n) for n in grouping)}"
+        for i, grouping in enumerate(groupings)
+    ]
+    sql = f"WITH per_contact AS (SELECT {', '.join(per_contact)} FROM {' '.join(joins)}) {' UNION ALL '.join(selects)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    width = len(grouped) + 1
-    result = []
-    for row in rows:
-        item = dict(zip([*grouped, "n"], row[:width], strict=True))
+    result: list[list[dict]] = [[] for _ in groupings]
+    for grouping, *values in rows:
+        item = {
+            name: value for name, value in zip(names, values[: len(names)], strict=True) if name in groupings[grouping]
+        }
+        item["n"], *money = values[len(names) :]
         if revenue:
-            item["revenue"], item["revenue_sq"] = _money(row[width]), _money(row[width + 1])
-        result.append(item)
+            item["revenue"], item["revenue_sq"] = (_money(value) for value in money)
+        result[grouping].append(item)
     return result
 
 
