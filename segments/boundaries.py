@@ -423,15 +423,22 @@ def _score_ranks(contacts: QuerySet, names: list[str]) -> dict[str, list[tuple]]
         .query.sql_with_params()
     )
     q = connection.ops.quote_name
-    ranked = """SELECT {i} AS bracketing, b, SUM(c) AS n, SUM(c * mean_rank) AS rank_sum, SUM(c * (t * t - 1)) AS ties
-        FROM (SELECT b, c, SUM(c) OVER (PARTITION BY score) * 1.0 AS t,
-                     SUM(c) OVER (ORDER BY score) - (SUM(c) OVER (PARTITION BY score) - 1) / 2.0 AS mean_rank
-              FROM (SELECT {b} AS b, score, SUM(c) AS c FROM per WHERE {b} >= 0 GROUP BY {b}, score) counted
-             ) ranked GROUP BY b"""
-    selects = " UNION ALL ".join(ranked.format(i=i, b=q(name)) for i, name in enumerate(names))
+    # One sort by score serves every bracketing: for each, the contacts in it that share the score
+    # (t<i>) and that have it or a lower one (up<i>), read from window sums over the sorted rows.
+    windows = ", ".join(
+        f"SUM(CASE WHEN {q(name)} >= 0 THEN c ELSE 0 END) OVER (PARTITION BY score) * 1.0 AS t{i}, "
+        f"SUM(CASE WHEN {q(name)} >= 0 THEN c ELSE 0 END) OVER (ORDER BY score) AS up{i}"
+        for i, name in enumerate(names)
+    )
+    selects = " UNION ALL ".join(
+        f"SELECT {i} AS bracketing, {q(name)}, SUM(c), SUM(c * (up{i} - (t{i} - 1) / 2.0)), SUM(c * (t{i} * t{i} - 1)) "
+        f"FROM ranked WHERE {q(name)} >= 0 GROUP BY {q(name)}"
+        for i, name in enumerate(names)
+    )
+    sql = f"WITH per AS ({per}), ranked AS (SELECT {', '.join(q(n) for n in names)}, c, {windows} FROM per) {selects}"
     ranks: dict[str, list[tuple]] = {name: [] for name in names}
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH per AS ({per}) {selects}", params)
+        cursor.execute(sql, params)
         for index, *row in cursor.fetchall():
             ranks[names[index]].append(tuple(float(value) for value in row))
     return ranks
