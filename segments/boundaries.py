@@ -40,7 +40,6 @@ import numpy as np
 from django.db import connection, transaction
 from django.db.models import (
     Case,
-    Count,
     Exists,
     ExpressionWrapper,
     F,
@@ -187,21 +186,27 @@ def check_days(days: object) -> int:
 
 @contextmanager
 def _tuned() -> Iterator[None]:
-    """One transaction, on PostgreSQL with JIT off, more memory for hashes and sorts, and sorts
-    only where nothing else will do. The statements look costly enough to the planner to compile,
-    which costs seconds and saves nothing here; their per-contact sets (a row per contact with
-    activity in the window) spill to disk at the default 4MB; and the planner cannot count the
-    groups of CASE expressions, takes them for a million, and sorts a million rows to group them
-    into a few dozen (0.75 s of a boundary test at 1M contacts) instead of hashing them."""
+    """One transaction, on PostgreSQL with JIT off and more memory for hashes and sorts. The
+    statements look costly enough to the planner to compile, which costs seconds and saves nothing
+    here; and their per-contact sets (a row per contact with activity in the window) spill to disk
+    at the default 4MB."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('jit', 'off', true), set_config('work_mem', %s, true), "
-                    "set_config('enable_sort', 'off', true)",
-                    [WORK_MEM],
-                )
+                cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', %s, true)", [WORK_MEM])
         yield
+
+
+def _hash_groups() -> None:
+    """For the rest of the transaction, on PostgreSQL, no sort where anything else will do: the
+    planner cannot count the groups of the CASE expressions count_outcomes groups by, takes them
+    for a million, and sorted a million rows to group them into a few dozen (0.75 s of a boundary
+    test at 1M contacts) instead of hashing them. Not for statements that must sort (the ranks of
+    engagement scores): the planner then reads them in order through an index, a probe per row
+    (8 s -> 25 s at 1M contacts)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('enable_sort', 'off', true)")
 
 
 def _holdout() -> Case:
@@ -387,14 +392,15 @@ def boundary_test(
 
 
 def _boundary_report(contacts, path, bracketings, names, outcome, window) -> BoundaryReport:
-    # 1: the joint table of every bracketing's bracket, the outcomes and the hold-out flag
-    # and the tree's training rows: contacts per value of the field, hold-out flag and outcome
+    # 1: the ranks of engagement scores, summed per bracket of each bracketing
+    ranks = _score_ranks(contacts, names)
+    # 2: the joint table of every bracketing's bracket, the outcomes and the hold-out flag, and
+    # the tree's training rows: contacts per value of the field, hold-out flag and outcome
+    _hash_groups()
     outcomes = list(dict.fromkeys([outcome, "engaged"]))
     grouped, per_value = count_outcomes(
         contacts, [[*names, *outcomes, "holdout"], ["bvalue", "holdout", outcome]], revenue=True, **window
     )
-    # 2: the ranks of engagement scores, summed per bracket of each bracketing
-    ranks = _score_ranks(contacts, names)
     results = [
         _bracketing_result(i, name, b, grouped, ranks[name], outcome)
         for i, (name, b) in enumerate(zip(names, bracketings, strict=True))
@@ -410,32 +416,33 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
 def _score_ranks(contacts: QuerySet, names: list[str]) -> dict[str, list[tuple]]:
     """Per bracketing, (bracket, contacts, rank sum, tie term) of the engagement scores of the
     contacts in one of its brackets, ranked among them (tied scores take their mean rank). The tie
-    term sums c·(t² - 1) over the bracket's scores, c of its contacts among the t that share the
-    score, so that the brackets' terms add up to the bracketing's sum of t³ - t. One statement
+    term sums t² - 1 over the bracket's contacts, t of the bracketing's contacts sharing the
+    contact's score, so that the brackets' terms add up to the bracketing's sum of t³ - t. One statement
     whose rows are brackets: scores are nearly all distinct (rounded to 6 places), and grouped by
     score they made a row per contact, a million at 1M contacts, for Python to rank."""
+    # (a row per contact: grouping them by bracket and score first took 1.3 s at 1M contacts and
+    # saved nothing, the scores being nearly all distinct)
     per, params = (
         contacts.annotate(score=F("metrics__engagement_score"))
         .exclude(score=None)
         .order_by()
         .values(*names, "score")
-        .annotate(c=Count("pk"))
         .query.sql_with_params()
     )
     q = connection.ops.quote_name
     # One sort by score serves every bracketing: for each, the contacts in it that share the score
     # (t<i>) and that have it or a lower one (up<i>), read from window sums over the sorted rows.
     windows = ", ".join(
-        f"SUM(CASE WHEN {q(name)} >= 0 THEN c ELSE 0 END) OVER (PARTITION BY score) * 1.0 AS t{i}, "
-        f"SUM(CASE WHEN {q(name)} >= 0 THEN c ELSE 0 END) OVER (ORDER BY score) AS up{i}"
+        f"SUM(CASE WHEN {q(name)} >= 0 THEN 1 ELSE 0 END) OVER (PARTITION BY score) * 1.0 AS t{i}, "
+        f"SUM(CASE WHEN {q(name)} >= 0 THEN 1 ELSE 0 END) OVER (ORDER BY score) AS up{i}"
         for i, name in enumerate(names)
     )
     selects = " UNION ALL ".join(
-        f"SELECT {i} AS bracketing, {q(name)}, SUM(c), SUM(c * (up{i} - (t{i} - 1) / 2.0)), SUM(c * (t{i} * t{i} - 1)) "
+        f"SELECT {i} AS bracketing, {q(name)}, COUNT(*), SUM(up{i} - (t{i} - 1) / 2.0), SUM(t{i} * t{i} - 1) "
         f"FROM ranked WHERE {q(name)} >= 0 GROUP BY {q(name)}"
         for i, name in enumerate(names)
     )
-    sql = f"WITH per AS ({per}), ranked AS (SELECT {', '.join(q(n) for n in names)}, c, {windows} FROM per) {selects}"
+    sql = f"WITH per AS ({per}), ranked AS (SELECT {', '.join(q(n) for n in names)}, {windows} FROM per) {selects}"
     ranks: dict[str, list[tuple]] = {name: [] for name in names}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -707,6 +714,7 @@ def compare_dimensions(
     ]
     contacts = _with_holdout(Contact.objects.annotate(**{k: v for own in cells for k, v in own.items()}))
     with _tuned():
+        _hash_groups()
         grouped = count_outcomes(
             contacts, [[*own, "holdout", outcome] for own in cells], now=now, days=days, campaign=campaign
         )

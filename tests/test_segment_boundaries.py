@@ -66,7 +66,8 @@ def plant(n=3000):
 def test_the_bracketing_that_follows_the_planted_boundary_wins_and_the_tree_finds_it(django_assert_max_num_queries):
     _values, now = plant()
 
-    # the field registry (2); in a savepoint with jit off on PostgreSQL, the three grouped statements
+    # the field registry (2); in a savepoint, with two settings statements on PostgreSQL, the ranks
+    # of engagement scores and one statement for the bracket table and the tree's rows
     with django_assert_max_num_queries(8):
         report = boundary_test(
             "company.employee_count", [parse_bracketing(SMALL, where="a"), parse_bracketing(LARGE, where="b")], now=now
@@ -251,7 +252,7 @@ def test_outcomes_count_inside_the_window_edges_included_and_nothing_outside():
 def test_behavioural_dimension_beats_a_firmographic_one_that_carries_no_signal(django_assert_max_num_queries):
     _values, now = plant(2000)
 
-    with django_assert_max_num_queries(5):  # a savepoint (and settings on PostgreSQL), a statement per scheme
+    with django_assert_max_num_queries(5):  # in a savepoint, with two settings on PostgreSQL, one statement
         report = compare_dimensions(["behavioral", "lifecycle"], now=now)
 
     assert report.winner == "behavioral"
