@@ -22,6 +22,7 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 
 import numpy as np
 from django.db import connection, transaction
@@ -93,6 +94,14 @@ def count_name(kind: str, days: int) -> str:
 
 
 COUNTS = [count_name(kind, days) for kind in ActivityKind.values for days in WINDOWS]
+# Summed in the measures' one pass over the activities (contacts.metrics.compute.measure_ctes),
+# not in a second pass grouped by contact and kind: at 1M contacts / 10M activities that pass
+# and its pivot cost ~ as much as all the measures.
+COUNT_SUMS = {
+    count_name(kind, days): f"SUM(CASE WHEN a.kind = '{kind}' AND a.occurred_at >= %(since_{days})s THEN 1 ELSE 0 END)"
+    for kind in ActivityKind.values
+    for days in WINDOWS
+}
 
 
 @dataclass
@@ -145,7 +154,7 @@ def _select(
         f"CASE WHEN sb.changed_at IS NULL THEN {d.whole_days(as_of, 'c.created_at')}"
         f" ELSE {d.whole_days(as_of, 'sb.changed_at')} END"
     )
-    numbers.update({name: f"COALESCE(k.{name}, 0)" for name in COUNTS})
+    numbers.update({name: f"m.{name}" for name in COUNTS})
     numbers.update(CONTACT_NUMBERS)
     cutoff_date = d.as_date("%(as_of_date)s")
     for name in volatile:
@@ -162,16 +171,6 @@ def _select(
             numbers[name] = expression
     categories = dict(CATEGORIES)
     categories.update({name: sql for name, sql in VOLATILE_CATEGORIES.items() if name in volatile})
-    params["since_365"] = params["as_of_365"]
-    for days in WINDOWS:
-        params[f"since_{days}"] = params[f"as_of_{days}"]
-    per_kind = ", ".join(f"COUNT(*) FILTER (WHERE a.occurred_at >= %(since_{days})s) AS n{days}" for days in WINDOWS)
-    pivot = ", ".join(
-        f"SUM(CASE WHEN kind = '{kind}' THEN n{days} ELSE 0 END) AS {count_name(kind, days)}"
-        for kind in ActivityKind.values
-        for days in WINDOWS
-    )
-    scope = f"AND {d.id_in('a.contact_id')}" if contact_ids is not None else ""
     contact_scope = f"AND {d.id_in('c.id')}" if contact_ids is not None else ""
     history_scope = f"AND {d.id_in('contact_id')}" if contact_ids is not None else ""
     columns = [f"CAST({sql} AS DOUBLE PRECISION)" for sql in numbers.values()]
@@ -186,22 +185,12 @@ def _select(
         SELECT contact_id, from_stage,
             ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY changed_at, id) AS rn
         FROM contacts_lifecyclechange WHERE changed_at > {as_of} {history_scope}
-    ),
-    kind_counts AS (
-        SELECT a.contact_id, a.kind, {per_kind}
-        FROM contacts_activity a
-        WHERE a.occurred_at <= {as_of} AND a.occurred_at >= %(since_365)s {scope}
-        GROUP BY a.contact_id, a.kind
-    ),
-    counts AS (
-        SELECT contact_id, {pivot} FROM kind_counts GROUP BY contact_id
     )
     SELECT c.id, {", ".join(columns)}
     FROM contacts_contact c
     JOIN measures m ON m.contact_id = c.id
     LEFT JOIN stage_before sb ON sb.contact_id = c.id AND sb.rn = 1
     LEFT JOIN stage_after sa ON sa.contact_id = c.id AND sa.rn = 1
-    LEFT JOIN counts k ON k.contact_id = c.id
     LEFT JOIN contacts_company co ON co.id = c.company_id
     WHERE c.created_at <= {as_of} {contact_scope}
     ORDER BY c.id"""
@@ -213,10 +202,10 @@ def read_features(
 ) -> RawFeatures:
     """Every contact created by `as_of` (or those of `contact_ids`), as it was at `as_of`."""
     d = Dialect(connection.vendor)
-    ctes, params = measure_ctes(as_of=as_of, contact_ids=contact_ids)
+    ctes, params = measure_ctes(as_of=as_of, contact_ids=contact_ids, extra=COUNT_SUMS)
     adapt = connection.ops.adapt_datetimefield_value
     for days in WINDOWS:
-        params[f"as_of_{days}"] = adapt(as_of - timedelta(days=days))
+        params[f"since_{days}"] = adapt(as_of - timedelta(days=days))
     body, number_names, category_names = _select(d, volatile=list(volatile), contact_ids=contact_ids, params=params)
     statement = f"WITH {ctes}, {body}"
     properties = _properties()
@@ -236,6 +225,30 @@ def read_features(
     return reader.result(as_of)
 
 
+class _Codes(dict):
+    """Codes of the words of one column in order of first sight: looking up a new word gives it the
+    next code. Missing values (None, "") are -1 and no word. Read through `map(codes.__getitem__,
+    values)`, a column is coded without a Python call per value (dict's own lookup, `__missing__`
+    only for a new word)."""
+
+    def __init__(self) -> None:
+        super().__init__({None: -1, "": -1})
+        self.size = 0
+
+    def __missing__(self, word: str) -> int:
+        code = self[word] = self.size
+        self.size += 1
+        return code
+
+    def words(self) -> list[str]:
+        return [word for word, code in sorted(self.items(), key=lambda item: item[1]) if code >= 0]
+
+
+# Distinct tag lists (as JSON text) whose codes a reader remembers per column: lists repeat a lot
+# (most are empty or one common tool), so each distinct one is parsed once.
+TAG_LIST_MEMORY = 100_000
+
+
 class _Reader:
     """Turns fetched rows into column arrays, chunk by chunk."""
 
@@ -244,37 +257,46 @@ class _Reader:
         self.properties = properties
         self.ids: list[np.ndarray] = []
         self.number_blocks: list[np.ndarray] = []
-        self.vocabularies: dict[str, dict[str, int]] = {}
+        self.vocabularies: dict[str, _Codes] = {}
         self.codes: dict[str, list[np.ndarray]] = {}
-        self.tag_pairs: dict[str, tuple[list[int], list[int]]] = {}
+        self.tag_pairs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.tag_lists: dict[str, dict[str, tuple[int, ...]]] = {}
         self.prop_numbers: dict[str, list[np.ndarray]] = {}
         self.count = 0
         for name in categories + [f"props.{p.key}" for p in properties if p.type == "choice"]:
-            self.vocabularies[name], self.codes[name] = {}, []
+            self.vocabularies[name], self.codes[name] = _Codes(), []
         for name in tags + [f"props.{p.key}" for p in properties if p.type == "tags"]:
-            self.vocabularies[name], self.tag_pairs[name] = {}, ([], [])
+            self.vocabularies[name], self.tag_pairs[name], self.tag_lists[name] = _Codes(), ([], []), {}
         for p in properties:
             if p.type in ("number", "bool"):
                 self.prop_numbers[f"props.{p.key}"] = []
 
-    def code(self, name: str, value: object) -> int:
-        if value is None or value == "":
-            return -1
-        vocabulary = self.vocabularies[name]
-        text = str(value)
-        if text not in vocabulary:
-            vocabulary[text] = len(vocabulary)
-        return vocabulary[text]
+    def code_column(self, name: str, values: list) -> np.ndarray:
+        """Codes of a column's values (str, or None / "" for missing)."""
+        return np.fromiter(map(self.vocabularies[name].__getitem__, values), dtype=np.int32, count=len(values))
 
-    def add_tags(self, name: str, row: int, value: object) -> None:
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, list):
-            return
+    def tag_codes(self, name: str, value: object) -> tuple[int, ...]:
+        """The codes of one tag list (JSON text or a list): its distinct text and number tags,
+        stripped and lower-cased; () for anything but a list."""
+        known = self.tag_lists[name]
+        if isinstance(value, str) and value in known:
+            return known[value]
+        parsed = json.loads(value) if isinstance(value, str) else value
+        codes: tuple[int, ...] = ()
+        if isinstance(parsed, list):
+            tags = {str(t).strip().lower() for t in parsed if isinstance(t, str | int) and str(t).strip()}
+            vocabulary = self.vocabularies[name]
+            codes = tuple(vocabulary[tag] for tag in tags)
+        if isinstance(value, str) and len(known) < TAG_LIST_MEMORY:
+            known[value] = codes
+        return codes
+
+    def add_tag_column(self, name: str, values: list) -> None:
+        lists = [self.tag_codes(name, value) for value in values]
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         rows, codes = self.tag_pairs[name]
-        for tag in {str(t).strip().lower() for t in value if isinstance(t, str | int) and str(t).strip()}:
-            rows.append(row)
-            codes.append(self.code(name, tag))
+        rows.append(np.repeat(np.arange(self.count, self.count + len(lists), dtype=np.int32), lengths))
+        codes.append(np.fromiter(chain.from_iterable(lists), dtype=np.int32, count=int(lengths.sum())))
 
     def add(self, rows: list[tuple]) -> None:
         n_numbers = len(self.number_names)
@@ -282,12 +304,9 @@ class _Reader:
         self.ids.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
         self.number_blocks.append(np.array([row[1 : 1 + n_numbers] for row in rows], dtype=np.float32))
         for offset, name in enumerate(self.category_names, start=1 + n_numbers):
-            self.codes[name].append(np.array([self.code(name, row[offset]) for row in rows], dtype=np.int32))
-        tag_start = 1 + n_numbers + n_categories
-        for position, row in enumerate(rows):
-            index = self.count + position
-            for offset, name in enumerate(self.tag_names, start=tag_start):
-                self.add_tags(name, index, row[offset])
+            self.codes[name].append(self.code_column(name, [row[offset] for row in rows]))
+        for offset, name in enumerate(self.tag_names, start=1 + n_numbers + n_categories):
+            self.add_tag_column(name, [row[offset] for row in rows])
         self.add_properties([row[-1] for row in rows])
         self.count += len(rows)
 
@@ -304,11 +323,9 @@ class _Reader:
                 flags = [float(v) if isinstance(v, bool) else None for v in column]
                 self.prop_numbers[name].append(np.array(flags, dtype=np.float32))
             elif p.type == "choice":
-                codes = [self.code(name, v) if isinstance(v, str) else -1 for v in column]
-                self.codes[name].append(np.array(codes, dtype=np.int32))
+                self.codes[name].append(self.code_column(name, [v if isinstance(v, str) else None for v in column]))
             else:
-                for position, v in enumerate(column):
-                    self.add_tags(name, self.count + position, v)
+                self.add_tag_column(name, column)
 
     def result(self, as_of: datetime) -> RawFeatures:
         ids = np.concatenate(self.ids) if self.ids else np.zeros(0, dtype=np.int64)
@@ -320,15 +337,17 @@ class _Reader:
             numbers[name] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
         def vocabulary_of(name: str) -> list[str]:
-            counts = self.vocabularies[name]
-            return sorted(counts, key=lambda word: counts[word])
+            return self.vocabularies[name].words()
 
         categories = {
             name: (np.concatenate(parts) if parts else np.zeros(0, np.int32), vocabulary_of(name))
             for name, parts in self.codes.items()
         }
         tags = {
-            name: (np.array(rows, dtype=np.int32), np.array(codes, dtype=np.int32), vocabulary_of(name))
-            for name, (rows, codes) in self.tag_pairs.items()
+            name: (_joined(rows), _joined(codes), vocabulary_of(name)) for name, (rows, codes) in self.tag_pairs.items()
         }
         return RawFeatures(as_of=as_of, contact_ids=ids, numbers=numbers, categories=categories, tags=tags)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)

@@ -103,16 +103,20 @@ def _cheaper_in_full(touched: int) -> bool:
     return 100 * touched > settings.METRICS_INCREMENTAL_MAX_PERCENT * Contact.objects.count()
 
 
-def measure_ctes(*, as_of: datetime, contact_ids: list[int] | None = None) -> tuple[str, dict]:
+def measure_ctes(
+    *, as_of: datetime, contact_ids: list[int] | None = None, extra: dict[str, str] | None = None
+) -> tuple[str, dict]:
     """CTE definitions (no WITH) ending in `measures`: the raw measures of every contact (or of
     `contact_ids`) as of `as_of`, exactly as `compute_metrics --as-of` computes them, and their
-    parameters; nothing is stored. Point-in-time features (predictions/features.py) read them."""
+    parameters; nothing is stored. Point-in-time features (predictions/features.py) read them,
+    with their activity counts per kind and window as `extra` aggregates of the same pass over
+    the activities (contacts.metrics.sql.base_ctes)."""
     model = ScoringModel.objects.get_active()
     params = _params(model, as_of)
     if contact_ids is not None:
         params["ids"] = json.dumps(sorted({int(i) for i in contact_ids}))
     subset = contact_ids is not None
-    return base_ctes(Dialect(connection.vendor), model, params, subset=subset), params
+    return base_ctes(Dialect(connection.vendor), model, params, subset=subset, extra=extra), params
 
 
 def compute_metrics(

@@ -245,12 +245,15 @@ def base_ctes(
     subset: bool,
     vocabulary: Vocabulary = pivot.NONE,
     part: tuple[int, int] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> str:
     """CTEs ending in `measures`: one row per contact (in scope) with every raw measure but the
     topic and product lists, which `topic_lists`, `product_lists` and `strong_lists` hold (see
     `with_interest`). The names of `vocabulary` are summed in `act` (contacts/metrics/vocabulary.py).
     Scope: every contact, the contacts in %(ids)s (`subset`), or those whose id % parts = index
-    (`part` = (index, parts), contacts/metrics/parallel.py)."""
+    (`part` = (index, parts), contacts/metrics/parallel.py). `extra` (name: an aggregate over the
+    activities `a` up to as-of, with columns kind, occurred_at and value) adds columns to
+    `measures`, summed in the same pass over the activities (0 for a contact without any)."""
     weight = _weight_case(model, params)
     age = d.age_days("a.occurred_at")
     decay = f"POWER(0.5, {age} / %(half_life)s)"
@@ -263,6 +266,8 @@ def base_ctes(
         products = pivot.index_column(vocabulary.products, "a.product", "ps", params)
         indexes += f", CASE WHEN a.kind IN ({in_product_kinds}) THEN {products} END AS product_ix"
     per_term = "".join(f",\n            {column}" for column in pivot.act_columns(vocabulary))
+    per_term += "".join(f",\n            {sql} AS {name}" for name, sql in (extra or {}).items())
+    extra_measures = "".join(f",\n            COALESCE(act.{name}, 0) AS {name}" for name in extra or {})
     in_window = "AND a.occurred_at >= %(frequency_since)s" if model.rfv_frequency_window_days else ""
     act_scope, contact_scope = _scope(d, subset=subset, part=part)
     if vocabulary.topics is not None:
@@ -346,7 +351,7 @@ def base_ctes(
                  ELSE {d.date_days("c.renewal_date", d.as_date("%(as_of_date)s"))} END AS days_to_renewal,
             CASE WHEN COALESCE(act.ticket_balance, 0) > 0 THEN act.ticket_balance ELSE 0 END AS open_tickets,
             c.lifecycle_stage,
-            c.product_adoption
+            c.product_adoption{extra_measures}
         FROM contacts_contact c
         LEFT JOIN act ON act.contact_id = c.id
         WHERE {contact_scope}
