@@ -1,9 +1,9 @@
 """Validation figures of a model on held-out contacts: what the model page shows.
 
 - AUC (the probability that a random positive scores above a random negative, ties half) with a
-  95% percentile bootstrap interval over BOOTSTRAP resamples of the validation contacts. Each
-  resample is a vector of multinomial weights over the contacts, and the weighted AUC is read from
-  one sort of the scores, so a resample costs O(n) rather than a sort.
+  95% percentile bootstrap interval over BOOTSTRAP resamples of the validation contacts. The
+  scores are sorted once; a resample's AUC is read from its draws' counts per group of tied
+  scores, so a resample costs O(n) rather than a sort.
 - Precision among the top 1, 5 and 10% of contacts by score (ceil(k% of n) contacts, highest
   first, ties broken by position).
 - Lift by decile: the contacts sorted by score, highest first, cut into ten groups as equal as
@@ -44,18 +44,23 @@ def weighted_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray | None =
 
 
 def bootstrap_auc(y: np.ndarray, scores: np.ndarray, *, seed: int = 0, rounds: int = BOOTSTRAP) -> tuple[float, float]:
-    """The 2.5th and 97.5th percentiles of the AUC over `rounds` bootstrap resamples."""
+    """The 2.5th and 97.5th percentiles of the AUC over `rounds` bootstrap resamples.
+
+    The scores are sorted once: a resample's AUC needs only how many of its draws fall on each
+    group of tied scores, positives and negatives apart (one bincount), the same figure as
+    `weighted_auc` with the resample's multinomial weights."""
     rng = np.random.default_rng(seed)
     n = len(y)
-    values = []
-    batch = max(1, min(rounds, 4_000_000 // max(n, 1)))  # a few hundred MB of weights at a time
-    done = 0
-    while done < rounds:
-        size = min(batch, rounds - done)
-        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(size)])
-        values.append(weighted_auc(y, scores, weights))
-        done += size
-    aucs = np.concatenate(values)
+    _values, group = np.unique(scores, return_inverse=True)  # groups of tied scores, ascending
+    groups = len(_values)
+    cell = 2 * group.astype(np.int64) + np.asarray(y).astype(bool)
+    aucs = np.empty(rounds)
+    for r in range(rounds):
+        counts = np.bincount(cell[rng.integers(0, n, n)], minlength=2 * groups).reshape(groups, 2)
+        neg, pos = counts[:, 0].astype(float), counts[:, 1].astype(float)
+        wins = (pos * (np.cumsum(neg) - neg + neg / 2)).sum()
+        total = pos.sum() * neg.sum()
+        aucs[r] = wins / total if total > 0 else np.nan
     aucs = aucs[~np.isnan(aucs)]
     return float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))
 
