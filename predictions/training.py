@@ -325,12 +325,13 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
         columns = fit_encoder(training.raw, exclude={flag["feature"] for flag in flags})
         step(f"fitting {model.algorithm} on {len(training.y):,} contacts and {len(columns)} columns")
         X = encode(training.raw, columns)
+        # The training features are freed once encoded: the fit's copies of the matrix are the
+        # peak of the process's memory (bench_predictions).
+        training.raw = training.raw.take(np.zeros(0, dtype=np.int64))
         fitted, chosen = fit(X, training.y, model.algorithm)
         # Boosting's per-contact factors compare a contact with these training contacts.
         background = background_rows(X, seed=SEED) if model.algorithm == Algorithm.BOOSTING else []
         del X
-        # The training matrix and features are freed before validation reads its own.
-        training.raw = training.raw.take(np.zeros(0, dtype=np.int64))
         step("validating")
         X_validation = encode(validation.raw, columns)
         probabilities = fitted.predict_proba(X_validation)[:, 1]

@@ -67,7 +67,7 @@ class Command(BaseCommand):
 
         def progress(text: str) -> None:
             now_s = time.monotonic()
-            self.stdout.write(f"  [{now_s - started:7.1f} s] {text}")
+            self.stdout.write(f"  [{now_s - started:7.1f} s, peak {peak_rss_mb():6.0f} MB] {text}")
             last[0] = now_s
 
         train_version(version, now=now, progress=progress)
