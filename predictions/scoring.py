@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 
 import numpy as np
 from django.db import connection, transaction
@@ -133,14 +134,27 @@ def _rows(model, version, contact_ids, p, percentiles, now):
         yield (model.pk, contact_id, version.pk, probability, percentile, tier_of(percentile), now)
 
 
+def _copy_text(model, version, contact_ids, p, percentiles, now: datetime):
+    """The rows in COPY's text format, CHUNK_ROWS at a time: formatted here in one f-string per
+    row (floats as their shortest exact repr), since psycopg's write_row adapts each value on its
+    own (28 s of 733k rows at 1M contacts, load ~5)."""
+    stamp = now.isoformat()
+    rows = zip(contact_ids.tolist(), p.tolist(), percentiles.tolist(), strict=True)
+    while chunk := list(islice(rows, CHUNK_ROWS)):
+        yield "".join(
+            f"{model.pk}\t{contact_id}\t{version.pk}\t{probability!r}\t{percentile!r}\t{tier_of(percentile)}\t{stamp}\n"
+            for contact_id, probability, percentile in chunk
+        )
+
+
 def _insert(model, version, contact_ids: np.ndarray, p: np.ndarray, percentiles: np.ndarray, now: datetime) -> None:
-    rows = _rows(model, version, contact_ids, p, percentiles, now)
     if connection.vendor == "postgresql":
         statement = f"COPY {PropensityScore._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
         with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
+            for text in _copy_text(model, version, contact_ids, p, percentiles, now):
+                copy.write(text)
         return
+    rows = _rows(model, version, contact_ids, p, percentiles, now)
     batch = []
     for row in rows:
         batch.append(PropensityScore(**dict(zip(COLUMNS, row, strict=True))))
