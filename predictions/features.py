@@ -148,11 +148,39 @@ def _properties() -> list[PropertyDefinition]:
     return list(PropertyDefinition.objects.filter(type__in=["number", "bool", "choice", "tags"]).order_by("key"))
 
 
+def _property(d: Dialect, p: PropertyDefinition, param: str) -> str:
+    """Contact property `p` typed in SQL, NULL when absent or of another type: a number or bool as a
+    number (bool 1/0), a choice as text, tags as their JSON list. `param` names its key (PostgreSQL)
+    or JSON path (SQLite) in the parameters."""
+    if d.postgres:
+        value, text = f"(c.properties -> %({param})s)", f"(c.properties ->> %({param})s)"
+        typed = {
+            "number": f"CASE WHEN jsonb_typeof({value}) = 'number' THEN CAST({text} AS DOUBLE PRECISION) END",
+            "bool": f"CASE WHEN jsonb_typeof({value}) = 'boolean' THEN CASE WHEN {text} = 'true' THEN 1 ELSE 0 END END",
+            "choice": f"CASE WHEN jsonb_typeof({value}) = 'string' THEN {text} END",
+            "tags": f"CASE WHEN jsonb_typeof({value}) = 'array' THEN {value} END",
+        }
+    else:
+        kind, value = f"json_type(c.properties, %({param})s)", f"json_extract(c.properties, %({param})s)"
+        typed = {
+            "number": f"CASE WHEN {kind} IN ('integer', 'real') THEN {value} END",
+            "bool": f"CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END",
+            "choice": f"CASE WHEN {kind} = 'text' THEN {value} END",
+            "tags": f"CASE WHEN {kind} = 'array' THEN {value} END",
+        }
+    return typed[p.type]
+
+
 def _select(
-    d: Dialect, *, volatile: list[str], contact_ids: list[int] | None, params: dict
-) -> tuple[str, list[str], list[str]]:
-    """The statement after the measures' CTEs, its number and its category column names (the
-    tags and the properties follow them)."""
+    d: Dialect,
+    *,
+    volatile: list[str],
+    contact_ids: list[int] | None,
+    params: dict,
+    properties: list[PropertyDefinition],
+) -> tuple[str, list[str], list[str], list[str]]:
+    """The statement after the measures' CTEs, and its number, category and tag column names
+    (custom properties last in each, typed in SQL)."""
     as_of = "%(as_of)s"
     numbers = {name: f"m.{name}" for name in MEASURES}
     numbers["days_in_stage"] = (
@@ -176,10 +204,16 @@ def _select(
             numbers[name] = expression
     categories = dict(CATEGORIES)
     categories.update({name: sql for name, sql in VOLATILE_CATEGORIES.items() if name in volatile})
+    tags = dict(TAGS)
+    for index, p in enumerate(properties):
+        # Keys are [a-z][a-z0-9_]*: the SQLite path needs no escaping inside its quotes.
+        params[f"prop{index}"] = p.key if d.postgres else f'$."{p.key}"'
+        sql = _property(d, p, f"prop{index}")
+        {"number": numbers, "bool": numbers, "choice": categories, "tags": tags}[p.type][f"props.{p.key}"] = sql
     contact_scope = f"AND {d.id_in('c.id')}" if contact_ids is not None else ""
     history_scope = f"AND {d.id_in('contact_id')}" if contact_ids is not None else ""
     columns = [f"CAST({sql} AS DOUBLE PRECISION)" for sql in numbers.values()]
-    columns += list(categories.values()) + list(TAGS.values()) + ["c.properties"]
+    columns += list(categories.values()) + list(tags.values())
     statement = f"""
     stage_before AS (
         SELECT contact_id, to_stage, changed_at,
@@ -199,7 +233,7 @@ def _select(
     LEFT JOIN contacts_company co ON co.id = c.company_id
     WHERE c.created_at <= {as_of} {contact_scope}
     ORDER BY c.id"""
-    return statement, list(numbers), list(categories)
+    return statement, list(numbers), list(categories), list(tags)
 
 
 def read_features(
@@ -211,10 +245,11 @@ def read_features(
     adapt = connection.ops.adapt_datetimefield_value
     for days in WINDOWS:
         params[f"since_{days}"] = adapt(as_of - timedelta(days=days))
-    body, number_names, category_names = _select(d, volatile=list(volatile), contact_ids=contact_ids, params=params)
+    body, number_names, category_names, tag_names = _select(
+        d, volatile=list(volatile), contact_ids=contact_ids, params=params, properties=_properties()
+    )
     statement = f"WITH {ctes}, {body}"
-    properties = _properties()
-    reader = _Reader(number_names, category_names, list(TAGS), properties)
+    reader = _Reader(number_names, category_names, tag_names)
     with transaction.atomic():
         if d.postgres:
             # The rows are read through a server-side cursor, which PostgreSQL plans for the first
@@ -257,24 +292,19 @@ TAG_LIST_MEMORY = 100_000
 class _Reader:
     """Turns fetched rows into column arrays, chunk by chunk."""
 
-    def __init__(self, numbers: list[str], categories: list[str], tags: list[str], properties) -> None:
+    def __init__(self, numbers: list[str], categories: list[str], tags: list[str]) -> None:
         self.number_names, self.category_names, self.tag_names = numbers, categories, tags
-        self.properties = properties
         self.ids: list[np.ndarray] = []
         self.number_blocks: list[np.ndarray] = []
         self.vocabularies: dict[str, _Codes] = {}
         self.codes: dict[str, list[np.ndarray]] = {}
         self.tag_pairs: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self.tag_lists: dict[str, dict[str, tuple[int, ...]]] = {}
-        self.prop_numbers: dict[str, list[np.ndarray]] = {}
         self.count = 0
-        for name in categories + [f"props.{p.key}" for p in properties if p.type == "choice"]:
+        for name in categories:
             self.vocabularies[name], self.codes[name] = _Codes(), []
-        for name in tags + [f"props.{p.key}" for p in properties if p.type == "tags"]:
+        for name in tags:
             self.vocabularies[name], self.tag_pairs[name], self.tag_lists[name] = _Codes(), ([], []), {}
-        for p in properties:
-            if p.type in ("number", "bool"):
-                self.prop_numbers[f"props.{p.key}"] = []
 
     def code_column(self, name: str, values: list) -> np.ndarray:
         """Codes of a column's values (str, or None / "" for missing)."""
@@ -312,25 +342,7 @@ class _Reader:
             self.codes[name].append(self.code_column(name, [row[offset] for row in rows]))
         for offset, name in enumerate(self.tag_names, start=1 + n_numbers + n_categories):
             self.add_tag_column(name, [row[offset] for row in rows])
-        self.add_properties([row[-1] for row in rows])
         self.count += len(rows)
-
-    def add_properties(self, values: list[object]) -> None:
-        decoded = [json.loads(v) if isinstance(v, str) else v for v in values]
-        parsed = [v if isinstance(v, dict) else {} for v in decoded]
-        for p in self.properties:
-            name = f"props.{p.key}"
-            column = [props.get(p.key) for props in parsed]
-            if p.type == "number":
-                numbers = [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in column]
-                self.prop_numbers[name].append(np.array(numbers, dtype=np.float32))
-            elif p.type == "bool":
-                flags = [float(v) if isinstance(v, bool) else None for v in column]
-                self.prop_numbers[name].append(np.array(flags, dtype=np.float32))
-            elif p.type == "choice":
-                self.codes[name].append(self.code_column(name, [v if isinstance(v, str) else None for v in column]))
-            else:
-                self.add_tag_column(name, column)
 
     def result(self, as_of: datetime) -> RawFeatures:
         ids = np.concatenate(self.ids) if self.ids else np.zeros(0, dtype=np.int64)
@@ -338,8 +350,6 @@ class _Reader:
         block = np.concatenate(self.number_blocks) if self.number_blocks else np.zeros((0, width), np.float32)
         numbers = {name: np.ascontiguousarray(block[:, i]) for i, name in enumerate(self.number_names)}
         del block
-        for name, parts in self.prop_numbers.items():
-            numbers[name] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
         def vocabulary_of(name: str) -> list[str]:
             return self.vocabularies[name].words()

@@ -72,6 +72,35 @@ def test_features_for_selected_contacts_match_the_full_read():
         assert values[0] == pytest.approx(everyone.numbers[name][row], nan_ok=True), name
 
 
+def test_custom_properties_and_tags_are_read_typed_as_declared():
+    for key, kind in (("nps", "number"), ("beta", "bool"), ("tier", "choice"), ("tools", "tags")):
+        PropertyDefinition.objects.create(key=key, label=key, type=kind, layer="value")
+    typed = {"nps": 7, "beta": True, "tier": "gold", "tools": ["Jira", " slack ", "jira", 3]}
+    wrong = {"nps": "7", "beta": 1, "tier": 5, "tools": "jira"}  # each of the wrong JSON type
+    ids = []
+    for email, properties in (("typed@example.com", typed), ("wrong@example.com", wrong), ("none@example.com", {})):
+        contact = Contact.objects.create(email=email, properties=properties, technologies=["AWS", "aws", ""])
+        Contact.objects.filter(pk=contact.pk).update(created_at=T - timedelta(days=30))
+        ids.append(contact.pk)
+
+    raw = read_features(as_of=T)
+
+    assert list(raw.contact_ids) == ids
+    assert raw.numbers["props.nps"].tolist()[0] == 7
+    assert np.isnan(raw.numbers["props.nps"][1:]).all()
+    assert raw.numbers["props.beta"].tolist()[0] == 1
+    assert np.isnan(raw.numbers["props.beta"][1:]).all()
+    codes, vocabulary = raw.categories["props.tier"]
+    assert codes.tolist() == [0, -1, -1]
+    assert vocabulary == ["gold"]
+    rows, codes, vocabulary = raw.tags["props.tools"]
+    assert rows.tolist() == [0, 0, 0]
+    assert sorted(vocabulary[c] for c in codes) == ["3", "jira", "slack"]
+    rows, codes, vocabulary = raw.tags["technologies"]
+    assert rows.tolist() == [0, 1, 2]
+    assert vocabulary == ["aws"]
+
+
 def test_a_planted_signal_is_learned_and_a_planted_leak_is_flagged():
     plant_convert(1000, leak=True)
     model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
