@@ -58,8 +58,8 @@ def test_operations_run_an_export_from_the_segment_page_and_read_the_breakdown(
     expect(held).to_have_text(
         [
             "Suppression list of this activation: Opt-out list: 2",
-            "Global suppression list: Legal hold: 1",
             "Do not contact: 1",
+            "Global suppression list: Legal hold: 1",
         ]
     )
     expect(row.get_by_role("link", name=run.file_name)).to_be_visible()
