@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce, StrIndex, Substr
-from django.db.models.lookups import GreaterThanOrEqual
+from django.db import connection, transaction
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models.functions import StrIndex, Substr
 from django.utils import timezone
 
 from contacts import writes
@@ -88,8 +87,13 @@ def _any_suffix(suffixes: list[str]) -> Q:
 def reachability_expression(*, now: datetime, typos: dict[str, str]) -> Case:
     """Each contact's reachability as one SQL expression (Reachability's order: first problem wins)."""
     cutoff = now - timedelta(days=settings.HYGIENE_INACTIVE_DAYS)
-    engaged = Activity.objects.filter(contact=OuterRef("pk"), occurred_at__gte=cutoff, occurred_at__lte=now).exclude(
-        kind__in=NOT_ENGAGEMENT
+    # Each activity test is a set of contacts computed once (IN), not a probe per contact (EXISTS):
+    # inside a CASE, PostgreSQL cannot turn EXISTS into a join and probed the activity table three
+    # times for each of a million contacts. check_hygiene gives the sets room to hash (work_mem).
+    engaged = (
+        Activity.objects.filter(occurred_at__gte=cutoff, occurred_at__lte=now)
+        .exclude(kind__in=NOT_ENGAGEMENT)
+        .values("contact_id")
     )
     invalid = (
         ~Q(email__contains="@")
@@ -102,18 +106,18 @@ def reachability_expression(*, now: datetime, typos: dict[str, str]) -> Case:
     return Case(
         When(invalid, then=Value(Reachability.INVALID)),
         When(email_status=EmailStatus.UNSUBSCRIBED, then=Value(Reachability.UNSUBSCRIBED)),
-        When(Q(email_status=EmailStatus.BOUNCED) | Exists(_hard_bounces(now)), then=Value(Reachability.BOUNCED)),
         When(
-            GreaterThanOrEqual(_soft_bounce_count(now), settings.HYGIENE_SOFT_BOUNCE_LIMIT),
-            then=Value(Reachability.SOFT_BOUNCED),
+            Q(email_status=EmailStatus.BOUNCED) | Q(pk__in=_hard_bounces(now).values("contact_id")),
+            then=Value(Reachability.BOUNCED),
         ),
+        When(Q(pk__in=_soft_bounced(now)), then=Value(Reachability.SOFT_BOUNCED)),
         When(_any_suffix([f"@{d}" for d in DISPOSABLE_DOMAINS]), then=Value(Reachability.DISPOSABLE)),
         When(_any_suffix([f"@{d}" for d in sorted(typos)]), then=Value(Reachability.DOMAIN_TYPO)),
         When(
             Q(*[Q(email__istartswith=f"{part}@") for part in ROLE_LOCAL_PARTS], _connector=Q.OR),
             then=Value(Reachability.ROLE),
         ),
-        When(Q(created_at__lt=cutoff) & ~Exists(engaged), then=Value(Reachability.INACTIVE)),
+        When(Q(created_at__lt=cutoff) & ~Q(pk__in=engaged), then=Value(Reachability.INACTIVE)),
         default=Value(Reachability.REACHABLE),
         output_field=CharField(),
     )
@@ -134,31 +138,31 @@ def unreachable_reason() -> Case:
 
 
 def _hard_bounces(now: datetime):
-    """The contact's hard bounce reports after which no e-mail of ours was opened or clicked."""
+    """Hard bounce reports after which no e-mail of ours was opened or clicked by that contact."""
     received_after = Activity.objects.filter(
         contact=OuterRef("contact"), kind__in=MAIL_RECEIVED, occurred_at__gt=OuterRef("occurred_at"),
         occurred_at__lte=now,
     )  # fmt: skip
-    return Activity.objects.filter(
-        contact=OuterRef("pk"), kind=ActivityKind.EMAIL_BOUNCE_HARD, occurred_at__lte=now
-    ).exclude(Exists(received_after))
+    return Activity.objects.filter(kind=ActivityKind.EMAIL_BOUNCE_HARD, occurred_at__lte=now).exclude(
+        Exists(received_after)
+    )
 
 
-def _soft_bounce_count(now: datetime) -> Coalesce:
-    """How many soft bounce reports the contact had in the last HYGIENE_SOFT_BOUNCE_DAYS."""
-    recent = (
+def _soft_bounced(now: datetime):
+    """The contacts with HYGIENE_SOFT_BOUNCE_LIMIT or more soft bounce reports in the last
+    HYGIENE_SOFT_BOUNCE_DAYS."""
+    return (
         Activity.objects.filter(
-            contact=OuterRef("pk"),
             kind=ActivityKind.EMAIL_BOUNCE_SOFT,
             occurred_at__gte=now - timedelta(days=settings.HYGIENE_SOFT_BOUNCE_DAYS),
             occurred_at__lte=now,
         )
         .order_by()
-        .values("contact")
+        .values("contact_id")
         .annotate(n=Count("pk"))
-        .values("n")
+        .filter(n__gte=settings.HYGIENE_SOFT_BOUNCE_LIMIT)
+        .values("contact_id")
     )
-    return Coalesce(Subquery(recent), 0)
 
 
 def check_hygiene(*, contact_ids: list[int] | None = None, now: datetime | None = None) -> Checked:
@@ -168,6 +172,9 @@ def check_hygiene(*, contact_ids: list[int] | None = None, now: datetime | None 
     typos = typo_domains()
     scope = Contact.objects.all() if contact_ids is None else Contact.objects.filter(pk__in=contact_ids)
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL work_mem = '256MB'")  # the activity sets hash in memory
         expression = reachability_expression(now=now, typos=typos)
         changing = scope.exclude(reachability=expression)
         # Reachability is derived: its change is not an edit of the contact (updated_at stays).
