@@ -5,9 +5,9 @@ For each size (contacts, with ten activities each) in a PostgreSQL database whos
 generator as `bench_segments`, or keep the data already there with --reuse-data when its size
 matches), install the ~30-segment catalog and time the cold build, a 0%-churn sweep, preview
 counts, `refresh_contacts` for one contact across 50 segments, a full `compute_metrics` run and a
-CSV export of the largest segment. Each size's figures are added to a
-JSON file, and the table printed at the end holds every size in it, with each cost per contact and
-its ratio to the smallest size's (the issue asks 3M within 1.3x of 100k):
+CSV export of the largest segment. Each size's figures are added to a JSON file, and the table
+printed at the end holds every size in it, with each cost per contact and its ratio to the
+smallest size's (the issue asks 3M within 1.3x of 100k):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/crmseg_bench make manage ARGS="bench_scale --sizes 100000"
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/crmseg_bench make manage ARGS="bench_scale --sizes 1000000"
@@ -87,6 +87,8 @@ class Command(BaseCommand):
             try:
                 for size in _sizes(options["sizes"]):
                     figures = self._measure(size, reuse=options["reuse_data"], rounds=options["latency_rounds"])
+                    # Read again: another size may have been measured meanwhile into the same file.
+                    stored = json.loads(output.read_text()) if output.exists() else {}
                     stored[str(size)] = figures
                     output.write_text(json.dumps(stored, indent=2))
             finally:
