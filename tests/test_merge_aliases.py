@@ -310,3 +310,43 @@ def test_a_phone_without_country_under_the_merged_away_address_reads_the_survivo
 
     assert result.failed == {}
     assert Contact.objects.values_list("pk", "phone").get() == (survivor.pk, "+49301234567")
+
+
+def test_creating_a_contact_with_the_merged_away_address_is_a_conflict_naming_the_survivor(ada, api_client):
+    survivor, _merge = ada
+
+    response = api_client("contacts:write").post("/api/v1/contacts/", {"email": "ADA@acme.example"}, format="json")
+
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("conflict", "email")
+    assert f"alias of ada.lovelace@acme.example (contact {survivor.pk})" in error["message"]
+    assert Contact.objects.count() == 1
+
+
+def test_another_contact_cannot_take_the_alias_but_the_survivor_can(ada, api_client):
+    survivor, _merge = ada
+    other = ContactFactory(email="grace@acme.example")
+    client = api_client("contacts:write")
+
+    taken = client.patch(f"/api/v1/contacts/{other.pk}/", {"email": "ada@acme.example"}, format="json")
+    own = client.patch(f"/api/v1/contacts/{survivor.pk}/", {"email": "ada@acme.example"}, format="json")
+
+    assert taken.status_code == 409, taken.content
+    assert own.status_code == 200, own.content
+    assert Contact.objects.get(pk=other.pk).email == "grace@acme.example"
+    assert Contact.objects.get(pk=survivor.pk).email == "ada@acme.example"
+
+
+def test_creating_a_company_with_the_merged_away_domain_is_a_conflict_naming_the_survivor(acme, api_client):
+    survivor, _merge = acme
+
+    response = api_client("contacts:write").post(
+        "/api/v1/companies/", {"name": "Acme Shop", "domain": "https://SHOP.acme.co.uk/"}, format="json"
+    )
+
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("conflict", "domain")
+    assert f"alias of acme.co.uk (company {survivor.pk})" in error["message"]
+    assert Company.objects.count() == 1

@@ -9,7 +9,7 @@ from rest_framework.validators import UniqueValidator
 
 from api.serializers.strict import StrictInput
 from contacts import normalize, writes
-from contacts.ingest import MAX_ROWS, validate_domain
+from contacts.ingest import MAX_ROWS, aliased, validate_domain
 from contacts.models import Activity, Company, Contact, JobTitleRule, PropertyDefinition, normalize_email
 from contacts.normalize import merged_originals, normalize_company, normalize_contact
 
@@ -42,6 +42,21 @@ def _field_check(check, value: str, **kwargs) -> str:
         return check(value, **kwargs)
     except DjangoValidationError as error:
         raise serializers.ValidationError(error.messages) from None
+
+
+def _not_an_alias(serializer: serializers.ModelSerializer, model: type[Contact | Company], value: str) -> str:
+    """Refuse a key another record answers to since a merge, as a key it holds: a create (or an edit)
+    with it would bring the merged-away record back. The upserts match it to that record instead."""
+    noun = "contact" if model is Contact else "company"
+    found = aliased(model, [value]).get(value)
+    if found and (serializer.instance is None or found[0] != serializer.instance.pk):
+        pk, own = found
+        raise serializers.ValidationError(
+            f"{value} has been an alias of {own} ({noun} {pk}) since a merge: update that {noun} "
+            f"(or send the row to the bulk upsert, which matches the alias to it), or undo the merge.",
+            code="unique",  # taken, as by a record of its own: a 409 conflict
+        )
+    return value
 
 
 class DomainField(serializers.CharField):
@@ -81,6 +96,9 @@ class CompanySerializer(StrictInput, WrittenThroughContactsWrites):
         ]  # fmt: skip
         read_only_fields = ["created_at", "updated_at"]
 
+    def validate_domain(self, value: str) -> str:
+        return _not_an_alias(self, Company, value)
+
     def validate_country(self, value: str) -> str:
         return _field_check(normalize.country, value)
 
@@ -104,6 +122,9 @@ class ContactSerializer(StrictInput, WrittenThroughContactsWrites):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_company_domain(self, contact: Contact) -> str | None:
         return contact.company.domain if contact.company else None
+
+    def validate_email(self, value: str) -> str:
+        return _not_an_alias(self, Contact, value)
 
     def validate_country(self, value: str) -> str:
         return _field_check(normalize.country, value)
