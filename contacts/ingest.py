@@ -674,12 +674,21 @@ def _resolve_contacts(rows: list, good: dict[int, dict], result: ActivityIngestR
     emails = {normalize_email(rows[i]["email"]) for i in good if rows[i].get("contact") is None}
     email_by_id = dict(lookup_pairs(Contact, "id", "email", ids))
     by_email = ids_by_key(Contact, "email", emails)
+    # A row naming a contact by id and by an address it answers to since a merge agrees with itself.
+    other_addresses = {
+        normalize_email(row["email"])
+        for row in (rows[i] for i in good)
+        if row.get("contact") is not None and row.get("email") and row["contact"] in email_by_id
+        and normalize_email(row["email"]) != email_by_id[row["contact"]]
+    }  # fmt: skip
+    alias_of = {alias: pk for alias, (pk, _own) in aliased(Contact, other_addresses).items()}
     for index in list(good):
         row = rows[index]
         if row.get("contact") is not None:
+            email = normalize_email(row["email"]) if row.get("email") else None
             if row["contact"] not in email_by_id:
                 result.failed[index] = {"contact": [f"No contact with id {row['contact']}."]}
-            elif row.get("email") and normalize_email(row["email"]) != email_by_id[row["contact"]]:
+            elif email and email != email_by_id[row["contact"]] and alias_of.get(email) != row["contact"]:
                 # Which of the two is right cannot be told; the stored address is not disclosed.
                 message = (
                     f"{row['email']!r} is not the e-mail of contact {row['contact']}; send one or make them agree."

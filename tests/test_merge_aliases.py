@@ -350,3 +350,38 @@ def test_creating_a_company_with_the_merged_away_domain_is_a_conflict_naming_the
     assert (error["code"], error["field"]) == ("conflict", "domain")
     assert f"alias of acme.co.uk (company {survivor.pk})" in error["message"]
     assert Company.objects.count() == 1
+
+
+def test_an_activity_naming_the_survivor_by_id_and_by_its_alias_reaches_it(ada):
+    survivor, _merge = ada
+    other = ContactFactory(email="grace@acme.example")
+    click = {"kind": "email_click", "occurred_at": "2026-11-01T10:00:00Z"}
+
+    result = writes.ingest_activities(
+        [
+            click | {"external_id": "a1", "contact": survivor.pk, "email": "ADA@acme.example"},
+            click | {"external_id": "a2", "contact": other.pk, "email": "ada@acme.example"},
+        ]
+    )
+
+    assert Activity.objects.get(external_id="a1").contact_id == survivor.pk
+    # the alias is the survivor's, not the other contact's: which of the two is meant cannot be told
+    assert list(result.failed) == [1]
+    assert "is not the e-mail of contact" in result.failed[1]["email"][0]
+    assert not Activity.objects.filter(external_id="a2").exists()
+
+
+def test_checking_ids_against_aliases_is_one_query_per_batch_whatever_its_size(ada):
+    survivor, _merge = ada
+    click = {"kind": "email_click", "occurred_at": "2026-11-01T10:00:00Z", "contact": survivor.pk}
+
+    def queries(rows: int) -> int:
+        batch = next(BATCHES)
+        with CaptureQueriesContext(connection) as captured:
+            result = writes.ingest_activities(
+                [click | {"external_id": f"{batch}-{n}", "email": "ada@acme.example"} for n in range(rows)]
+            )
+        assert result.failed == {}
+        return len(captured)
+
+    assert queries(2) == queries(20)
