@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from contacts import catch_up, company_duplicates, duplicates, hygiene, imports, partitions
+from contacts import catch_up, company_duplicates, duplicates, hygiene, imports, partitions, retention
 from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity
 from contacts.table_statistics import analyze
@@ -68,3 +68,9 @@ def make_activity_partitions() -> str:
     if partitions.partitioned():
         analyze(Activity)
     return ", ".join(made) or "none missing"
+
+
+def drop_old_activity_months() -> str:
+    """Activity retention (contacts.retention): the months past ACTIVITY_RETENTION_MONTHS that every
+    measure has read are dropped; nothing when the setting is 0."""
+    return str(retention.apply_retention())

@@ -22,6 +22,7 @@ from django_q.models import Schedule
 from activation.automations import SCHEDULE_NAME as AUTOMATIONS
 from activation.file_scrub import SCHEDULE_NAME as FILE_SCRUB
 from contacts.partitions import SCHEDULE_NAME as ACTIVITY_PARTITIONS
+from contacts.retention import SCHEDULE_NAME as ACTIVITY_RETENTION
 from contacts.tasks import CATCH_UP_SCHEDULE as CATCH_UP
 from contacts.tasks import HYGIENE_SCHEDULE as HYGIENE_DAILY
 from contacts.tasks import NIGHTLY_SCHEDULE as METRICS_NIGHTLY
@@ -98,6 +99,9 @@ def recurring() -> list[Recurring]:
         Recurring(METRICS_NIGHTLY, "contacts.tasks.compute_all_metrics", daily_at=time(settings.METRICS_NIGHTLY_HOUR)),
         # PostgreSQL: the activity table's monthly partitions, made months ahead (nothing on SQLite).
         Recurring(ACTIVITY_PARTITIONS, "contacts.tasks.make_activity_partitions", daily_at=time(1, 15)),
+        # ACTIVITY_RETENTION_MONTHS: months past it go once read, so after the metrics (02:00 by
+        # default), the analytics (02:30) and the predictions (03:00) of the night. Off by default.
+        Recurring(ACTIVITY_RETENTION, "contacts.tasks.drop_old_activity_months", daily_at=time(4, 15)),
         # Reachability, after the metrics of the night (inactive contacts: the sunset policy).
         Recurring(HYGIENE_DAILY, "contacts.tasks.check_hygiene", daily_at=time(settings.METRICS_NIGHTLY_HOUR, 30)),
         # Scores every active model's contacts and retrains the models that are due.

@@ -223,6 +223,14 @@ if DATABASE_REPLICA_URL:
     _replica["TEST"] = {"MIRROR": "default"}
     DATABASES["replica"] = _replica
     DATABASE_ROUTERS = ["crmseg_site.replicas.ReplicaRouter"]
+# Activity retention (contacts/retention.py): the months of activities kept before this one (UTC);
+# older months' partitions are dropped each night once the measures that read them are computed.
+# 0 keeps everything. PostgreSQL only: SQLite's one table has no months to drop.
+ACTIVITY_RETENTION_MONTHS = envint("ACTIVITY_RETENTION_MONTHS", 0, minimum=0)
+if ACTIVITY_RETENTION_MONTHS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        "ACTIVITY_RETENTION_MONTHS needs PostgreSQL (monthly partitions of the activity table); unset it for SQLite"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -11,9 +11,11 @@ class SegmentsConfig(AppConfig):
         from contacts.catch_up import watch_catch_up
         from contacts.changes import add_import_listener, add_metrics_listener, add_reader
         from contacts.merging import add_merge_participant
+        from contacts.retention import add_check
         from predictions.targets import set_rule_support
         from segments.merges import PARTICIPANT as MERGE_PARTICIPANT
         from segments.outcomes import label_rule_errors, label_rule_members
+        from segments.retention import no_rule_reads_past, rolled_up
         from segments.rules.expressions import register_sqlite_functions
         from segments.static import add_imported_contacts
         from segments.tasks import enqueue_after_metrics, refresh_changed
@@ -33,3 +35,6 @@ class SegmentsConfig(AppConfig):
         set_rule_support(validate=label_rule_errors, matching_ids=label_rule_members)
         # A merge moves the loser's memberships to the survivor and holds it in suppressions.
         add_merge_participant(MERGE_PARTICIPANT)
+        # Activity months go only once the analytics rolled them up and no rule reads them.
+        add_check(rolled_up)
+        add_check(no_rule_reads_past)

@@ -35,6 +35,7 @@ def test_migrate_creates_every_recurring_job():
         "contacts: compute metrics nightly",
         "segments: analytics nightly",
         "predictions: score daily, retrain when due",
+        "contacts: drop activity months past retention",
     } <= set(jobs)
     for name, (func, kind, minutes, repeats, next_run) in stored().items():
         assert (func, kind, minutes, repeats) == tuple(jobs[name].form().values())

@@ -26,6 +26,7 @@ def _load_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("Q_RETRY", "10"),
         ("DATABASE_REPLICA_URL", "sqlite:///var/replica.sqlite3"),
         ("REPLICA_MAX_LAG_SECONDS", "-1"),
+        ("ACTIVITY_RETENTION_MONTHS", "-1"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(name, value):

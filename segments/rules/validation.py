@@ -1,7 +1,8 @@
 """Check a rule against the rule language and the field registry before anything runs it.
 
 Public: `RuleError`, `InvalidRule`, `validate_rule(rule, *, segment_slugs=None, fields=None)
--> list[RuleError]`, `referenced_slugs(rule) -> set[str]`, `EVENT_OPS`, `EVENT_FILTERS`.
+-> list[RuleError]`, `retention_errors(rule, *, months) -> list[RuleError]`,
+`referenced_slugs(rule) -> set[str]`, `EVENT_OPS`, `EVENT_FILTERS`.
 
 `validate_rule` collects every error, not just the first. Each names its JSON path
 (`all[1].any[0].op`; the empty path is the rule itself) and says what is allowed.
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import TypeGuard
 
 from contacts.models import ActivityKind
+from contacts.retention import retained_days
 from segments.models import Segment
 from segments.rules.clock import bounds
 from segments.rules.registry import Field, get_fields
@@ -94,6 +96,40 @@ def validate_rule(
             if slug not in known:
                 checker.add(path, f"no segment has the slug {slug!r}.", "unknown_segment")
     return checker.errors
+
+
+def retention_errors(rule: object, *, months: int) -> list[RuleError]:
+    """Event conditions of a valid rule whose `within_days` reaches further back than activity
+    retention keeps (ACTIVITY_RETENTION_MONTHS, contacts/retention.py): refused when a segment is
+    saved, since the activities they would count are dropped. Conditions over all time count the
+    activities kept and are accepted. Not part of validate_rule: rules stored before retention was
+    turned on still compile (and hold retention back until edited)."""
+    if not months:
+        return []
+    kept = retained_days(months)
+    errors: list[RuleError] = []
+
+    def walk(node: object, path: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for key in ("all", "any"):
+            for index, child in enumerate(node.get(key) or []):
+                walk(child, f"{_join(path, key)}[{index}]")
+        if "not" in node:
+            walk(node["not"], _join(path, "not"))
+        days = node.get("within_days")
+        if "event" in node and isinstance(days, int) and _is_day_count(days) and days > kept:
+            errors.append(
+                RuleError(
+                    _join(path, "within_days"),
+                    f"within_days {days} reaches past the activities kept: ACTIVITY_RETENTION_MONTHS={months} "
+                    f"keeps as few as {kept} days, so use at most {kept} (or leave it out for all activities kept).",
+                    "past_retention",
+                )
+            )
+
+    walk(rule, "")
+    return errors
 
 
 def _existing_slugs(slugs: set[str]) -> set[str]:
