@@ -23,7 +23,8 @@ from contacts.demo_data import seed_demo
 from contacts.models import Activity, Contact, ContactMetrics, LifecycleChange
 from segments.catalog import load_catalog
 from segments.demo_history import build_history
-from segments.models import Membership, MembershipChange, RuleVersion, Segment, SegmentDay, SegmentStat
+from segments.governance.report import Filters, governance_report
+from segments.models import Membership, MembershipChange, Review, RuleVersion, Segment, SegmentDay, SegmentStat
 from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, SegmentFactory
 from tests.segments_support import run_queued
 
@@ -322,3 +323,25 @@ def test_the_seed_and_its_history_are_the_same_every_time():
     assert first["exposures"]
     assert first["responses"]
     assert first["changes"]
+
+
+def test_the_demo_catalog_has_past_reviews_some_overdue_and_some_segments_never_reviewed(capsys):
+    """A year of history: most starter segments were reviewed within their cadence, some reviews are
+    overdue, every sixth segment was never reviewed; each review is recorded as a person's is
+    (snapshot included) and none dates from before its segment."""
+    clicker(created_weeks_ago=60, clicks_weeks_ago=[1])
+
+    call_command("load_catalog", "--refresh", "--history", "52")
+
+    out = capsys.readouterr().out
+    reviews = list(Review.objects.select_related("segment"))
+    assert f"Governance: {len(reviews)} past reviews recorded for the new segments (demo)." in out
+    assert all(review.segment.created_at < review.reviewed_at < timezone.now() for review in reviews)
+    assert all(review.snapshot["taken_at"] and review.decision == "keep" for review in reviews)
+    states = [
+        row.due[kind].state(row.today, ahead_days=7) for row in governance_report(Filters()).rows for kind in row.due
+    ]
+    never = Segment.objects.active().exclude(reviews__isnull=False)
+    assert 0 < states.count("overdue") < len(states) / 3
+    assert states.count("ok") + states.count("coming") > len(states) / 2
+    assert 0 < never.count() < Segment.objects.active().count() / 4

@@ -9,6 +9,7 @@ from django_q.tasks import async_task
 
 from segments.catalog import load_catalog
 from segments.demo_history import build_history
+from segments.governance.demo_reviews import seed_reviews
 from segments.models import Segment
 from segments.refresh import Outcome, refresh_all
 
@@ -76,3 +77,6 @@ class Command(BaseCommand):
         )
         for result in failed:
             self.stderr.write(f"refresh failed: {result.error}")
+        if history and created:
+            reviews = seed_reviews(created, now=timezone.now(), reviewer=user)
+            self.stdout.write(f"Governance: {reviews} past reviews recorded for the new segments (demo).")
