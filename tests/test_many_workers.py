@@ -1,11 +1,14 @@
 """Three real `qcluster` processes sharing one Redis queue (and one PostgreSQL database) share the
-work: writes are caught up, segments refreshed, automations and exports run, each exactly once.
+work: writes are caught up, segments refreshed, automations and exports run, each exactly once, also
+when a task worker is killed inside an automation batch.
 
 The clusters get an environment of their own (Redis database 11 unless TEST_REDIS_URL says
 otherwise, and a cluster name no other run uses), whatever this process's REDIS_URL is.
 """
 
 import os
+import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -13,13 +16,16 @@ import pytest
 import redis
 from django.conf import settings
 from django.utils import timezone
+from django_q.models import Schedule
+from werkzeug import Request, Response
 
 from activation.automation_models import AutomationAction, AutomationRun
 from activation.exports import start_run
 from activation.models import ExportRun
 from contacts.models import Contact, PendingChange
+from devtools import kills
 from segments.editing import save_segment
-from segments.models import MembershipChange, Segment
+from segments.models import Membership, MembershipChange, Segment
 from segments.refresh import refresh_segment
 from tests.factories import ActivationFactory, AutomationFactory, ContactFactory, DestinationFactory
 from tests.processes import python, qcluster, wait_for
@@ -112,3 +118,87 @@ def test_three_clusters_on_redis_do_each_piece_of_work_once(cluster_env, setting
     assert ExportRun.objects.count() == 1
     assert Segment.objects.get(pk=segment.pk).size == 30
     assert timezone.now() - run.finished_at < timedelta(minutes=1)
+
+
+PROCESS_AUTOMATIONS = """
+from django_q.tasks import async_task
+async_task("activation.automations.process_automations")
+print("queued", flush=True)
+"""
+
+
+class HeldWebhook:
+    """A webhook receiver (pytest-httpserver) that holds the first request it gets until released,
+    so that a worker is known to be inside its automation batch, and answers every other at once."""
+
+    def __init__(self) -> None:
+        self.arrived, self.released = threading.Event(), threading.Event()
+        self.requests: list[tuple[str, list[int]]] = []  # (idempotency key, contact ids), as received
+
+    def __call__(self, request: Request) -> Response:
+        self.requests.append((request.headers["Idempotency-Key"], [m["id"] for m in request.get_json()["added"]]))
+        if len(self.requests) == 1:
+            self.arrived.set()
+            self.released.wait(timeout=60)
+        return Response('{"ok": true}', content_type="application/json")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_inside_an_automation_batch_leaves_every_automation_applied_once(cluster_env, httpserver):
+    # given: two clusters on Redis (3 s claim lease), 30 contacts who joined a segment, and its
+    # automation: score +1, then a webhook (one request for the 30), then score +10
+    Schedule.objects.all().delete()  # recovery is what this test queues, not a job that comes due
+    people = ContactFactory.create_batch(30, lead_score=0)
+    ids = sorted(c.pk for c in people)
+    automation = AutomationFactory()
+    hook = DestinationFactory(
+        kind="webhook", url=httpserver.url_for("/hook"), secret="s", is_internal=True, batch_size=100
+    )
+    for position, action in enumerate(
+        [
+            {"kind": "adjust_score", "score_delta": 1},
+            {"kind": "webhook", "destination": hook},
+            {"kind": "adjust_score", "score_delta": 10},
+        ]
+    ):
+        AutomationAction.objects.create(automation=automation, position=position, **action)
+    Membership.objects.bulk_create(Membership(segment=automation.trigger_segment, contact=c) for c in people)
+    MembershipChange.objects.bulk_create(
+        MembershipChange(segment=automation.trigger_segment, contact=c, kind="join", reason="rule") for c in people
+    )
+    receiver = HeldWebhook()
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(receiver)
+    env = {**cluster_env, "AUTOMATION_CLAIM_LEASE_SECONDS": 3, "ACTIVATION_WEBHOOK_TIMEOUT_SECONDS": 60}
+
+    with qcluster(**env) as first, qcluster(**env) as second:
+        with python(PROCESS_AUTOMATIONS, **env) as child:
+            assert child.stdout.readline().split() == ["queued"]
+        assert receiver.arrived.wait(timeout=60), "no worker called the webhook"
+
+        # when: the worker holding the batch, inside its webhook call, is killed
+        (worker,) = {int(run.claimed_by.rpartition(":")[2]) for run in AutomationRun.objects.all()}
+        cluster = first if worker in kills.descendants(first.pid) else second
+        killed = kills.kill_task_worker(cluster.pid, wait=5)
+        receiver.released.set()
+        # and the every-minute schedule's pass (queued every 2 s here) runs until the batch is done
+        deadline = time.monotonic() + 60
+        while AutomationRun.objects.exclude(status="done").exists():
+            assert time.monotonic() < deadline, "the batch was never finished"
+            with python(PROCESS_AUTOMATIONS, **env) as child:
+                assert child.stdout.readline().split() == ["queued"]
+            time.sleep(2)
+
+    # then: the kill landed on that worker, inside the batch, and the cluster replaced it
+    assert (killed.pid, killed.doing) == (worker, "running a claimed batch of automation runs")
+    assert killed.replacement is not None
+    # every score action applied once per run (1 + 10, never 2 or 22), each run claimed twice
+    assert set(Contact.objects.filter(pk__in=ids).values_list("lead_score", flat=True)) == {11}
+    runs = AutomationRun.objects.all()
+    assert {(run.status, run.attempts) for run in runs} == {("done", 2)}
+    assert all(not run.claimed_by.endswith(f":{worker}") for run in runs)
+    # the webhook: the cut call sent again with the same idempotency key, so the receiver counts
+    # one delivery of each contact
+    keys = {key for key, _ in receiver.requests}
+    assert len(receiver.requests) == 2
+    assert len(keys) == 1
+    assert [sorted(contacts) for _, contacts in receiver.requests] == [ids, ids]
