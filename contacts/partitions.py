@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
 ACTIVITY = "contacts_activity"
 KEYS = "contacts_activity_external_id"
@@ -105,7 +105,9 @@ def ensure_partitions(*, today: date | None = None, months_ahead: int = MONTHS_A
         have = existing_months(cursor)
         for month in wanted:
             if month not in have:
-                create_month(cursor, month)
+                # A transaction per month: LOCK TABLE needs one, and the task runs in autocommit.
+                with transaction.atomic():
+                    create_month(cursor, month)
                 made.append(partition_name(month))
     return made
 

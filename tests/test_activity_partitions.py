@@ -190,6 +190,25 @@ def test_the_schedule_makes_the_months_ahead_and_moves_their_rows_out_of_default
         ActivityFactory(occurred_at=at(far, 3), external_id="future-1")
 
 
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_schedule_makes_a_month_outside_any_transaction():
+    # given: autocommit, as the daily task runs (the month's LOCK TABLE needs a transaction of its own)
+    far = date.today().year + 3
+    activity = ActivityFactory(occurred_at=at(far, 5))
+
+    made = ensure_partitions(today=date(far, 5, 1), months_ahead=0)
+
+    try:
+        assert made == [partition_name(date(far, 5, 1))]
+        assert partition_of(activity) == made[0]
+    finally:  # the table outlives the test's flush
+        Activity.objects.all().delete()
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {Activity._meta.db_table} DETACH PARTITION {made[0]}")
+            cursor.execute(f"DROP TABLE {made[0]}")
+
+
 @pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", reason="checks SQLite's plain table"
 )
