@@ -105,6 +105,12 @@ def cut(months: int, *, today: date | None = None) -> date:
     return add_months(month_start(today or datetime.now(UTC).date()), -months)
 
 
+def first_kept_at(*, today: date | None = None) -> datetime | None:
+    """The first instant retention keeps activities from (UTC), or None with retention off."""
+    months = settings.ACTIVITY_RETENTION_MONTHS
+    return _instant(cut(months, today=today)) if months else None
+
+
 def apply_retention(*, months: int | None = None, today: date | None = None) -> Retention:
     """Drop the months before the cut that every check lets go; running it again changes nothing."""
     months = settings.ACTIVITY_RETENTION_MONTHS if months is None else months

@@ -22,6 +22,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from contacts.models import Activity, Deal, LifecycleChange
+from contacts.retention import first_kept_at
 from segments.models import AnalyticsGrain, AnalyticsState, MembershipChange, Segment, SegmentStatus
 
 from . import dialect, rollup
@@ -39,13 +40,20 @@ def analysed_segment_ids() -> list[int]:
 
 def periods_for(days: set[date]) -> dict[Period, list[Period]]:
     """The periods to recompute for these days, grouped by the quarter they start in: each
-    quarter and month holding a day, and the weeks and days themselves."""
+    quarter and month holding a day, and the weeks and days themselves.
+
+    With activity retention on, periods that begin before the first instant kept are left out:
+    they were computed while their activities were stored, and would now be computed from fewer
+    (contacts/retention.py drops a month only once the rollups have read it)."""
+    kept_from = first_kept_at()
     groups: dict[Period, set[Period]] = defaultdict(set)
     for day in days:
         quarter = period_of(day, AnalyticsGrain.QUARTER)
         for grain in AnalyticsGrain.values:
-            groups[quarter].add(period_of(day, grain))
-    return {quarter: sorted(periods) for quarter, periods in sorted(groups.items())}
+            period = period_of(day, grain)
+            if kept_from is None or period.start_at >= kept_from:
+                groups[quarter].add(period)
+    return {quarter: sorted(periods) for quarter, periods in sorted(groups.items()) if periods}
 
 
 def recompute_days(days: set[date], *, segment_ids: list[int] | None = None) -> int:
