@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -50,7 +50,7 @@ def at(month: date, day: int = 15) -> datetime:
 
 def make_months(*months: date) -> None:
     """Partitions for past months (the test database's migration made only this month and ahead)."""
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         have = existing_months(cursor)
         for month in months:
             if month not in have:
@@ -376,3 +376,26 @@ def test_the_analytics_never_recompute_a_period_that_begins_before_the_months_ke
     assert min(p.first for p in kept) == first_kept
     assert Period(first_kept, add_months(first_kept, 1) - timedelta(days=1), "month") in kept
     assert {p for p in everything if p.first >= first_kept} == set(kept)
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_nightly_run_drops_a_month_in_autocommit_as_the_worker_runs_it(settings):
+    # given: committed rows in a month past 12 months and in this month, read by metrics and analytics
+    make_months(OLD)
+    ana = ContactFactory()
+    gone = ActivityFactory(contact=ana, kind="email_open", occurred_at=at(OLD), external_id="autocommit-old")
+    kept = ActivityFactory(contact=ana, kind="email_open", occurred_at=timezone.now())
+    read_by_everything()
+    settings.ACTIVITY_RETENTION_MONTHS = 12
+
+    # when: the task runs outside any transaction of the test's (each month in its own)
+    message = drop_old_activity_months()
+
+    # then: the month's table is gone for good (nothing rolls it back), with its tally and key
+    assert partition_name(OLD) in message
+    assert partition_name(OLD) not in tables_named("contacts_activity_p")
+    assert not Activity.objects.filter(pk=gone.pk).exists()
+    assert list(Activity.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert stored_tallies() == {(ana.pk, "email_open", 1)}
+    assert "autocommit-old" not in stored_keys()
