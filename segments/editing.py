@@ -7,7 +7,6 @@ acyclic and a segment others depend on is never deleted.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
@@ -16,7 +15,7 @@ from django.utils import timezone
 from segments.graph import dependency_graph, find_cycle
 from segments.locks import lock_segment_graph
 from segments.models import STATIC_KINDS, RuleVersion, Segment, SegmentReference, SegmentStatus
-from segments.rules.validation import RuleError, referenced_slugs, retention_errors, validate_rule
+from segments.rules.validation import RuleError, errors_before_saving, referenced_slugs
 from segments.tasks import enqueue_refresh_segment
 
 # What an edit may change; refresh statistics are written by refreshes only, so a form that was
@@ -96,9 +95,7 @@ def _rule_errors(segment: Segment) -> list[RuleError]:
     if segment.is_static or not segment.rule:
         return []
     slugs = set(Segment.objects.values_list("slug", flat=True)) | {segment.slug}
-    return validate_rule(segment.rule, segment_slugs=slugs) or retention_errors(
-        segment.rule, months=settings.ACTIVITY_RETENTION_MONTHS
-    )
+    return errors_before_saving(segment.rule, segment_slugs=slugs)
 
 
 def _definition_errors(segment: Segment) -> list[tuple[str, str]]:

@@ -399,3 +399,19 @@ def test_the_nightly_run_drops_a_month_in_autocommit_as_the_worker_runs_it(setti
     assert list(Activity.objects.values_list("pk", flat=True)) == [kept.pk]
     assert stored_tallies() == {(ana.pk, "email_open", 1)}
     assert "autocommit-old" not in stored_keys()
+
+
+@pytest.mark.django_db
+def test_checking_a_rule_through_the_api_tells_of_a_window_past_retention(settings, api_client):
+    settings.ACTIVITY_RETENTION_MONTHS = 3
+    rule = {"any": [{"event": {"kind": "email_open"}, "op": "count_gte", "value": 2, "within_days": 120}]}
+
+    response = api_client("segments:read", "contacts:read").post(
+        "/api/v1/segments/validate/", {"rule": rule}, format="json"
+    )
+
+    assert response.status_code == 200
+    (error,) = response.json()["errors"]
+    assert response.json()["valid"] is False
+    assert (error["path"], error["code"]) == ("any[0].within_days", "past_retention")
+    assert "keeps as few as 89 days" in error["message"]

@@ -50,7 +50,7 @@ from segments.governance.usage import record_api_read
 from segments.models import Membership, MembershipChange, RuleVersion, Segment
 from segments.rules.reads import reads_contact_data
 from segments.rules.registry import get_fields, propensity_models_named
-from segments.rules.validation import validate_rule
+from segments.rules.validation import errors_before_saving, validate_rule
 from segments.static import NotStatic, add_static_members, remove_static_members
 from segments.targets import target_contacts
 from segments.tasks import queue_refresh
@@ -221,8 +221,9 @@ def remove_members(request: Request, slug: str) -> Response:
 def validate_segment_rule(request: Request) -> Response:
     """Every error in the rule, each with its JSON path inside the rule (`all[1].any[0].op`).
 
-    A rule with field or event conditions needs `contacts:read` as well as `segments:read`."""
-    errors = validate_rule(_rule_from_body(request)["rule"])
+    A rule with field or event conditions needs `contacts:read` as well as `segments:read`. The errors
+    are those saving the rule would meet (a window past activity retention included)."""
+    errors = errors_before_saving(_rule_from_body(request)["rule"])
     return Response({"valid": not errors, "errors": [e.as_dict() for e in errors]})
 
 

@@ -1,7 +1,7 @@
 """Check a rule against the rule language and the field registry before anything runs it.
 
 Public: `RuleError`, `InvalidRule`, `validate_rule(rule, *, segment_slugs=None, fields=None)
--> list[RuleError]`, `retention_errors(rule, *, months) -> list[RuleError]`,
+-> list[RuleError]`, `errors_before_saving(rule, *, segment_slugs=None)`, `retention_errors(rule, *, months)`,
 `referenced_slugs(rule) -> set[str]`, `EVENT_OPS`, `EVENT_FILTERS`.
 
 `validate_rule` collects every error, not just the first. Each names its JSON path
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TypeGuard
+
+from django.conf import settings
 
 from contacts.models import ActivityKind
 from contacts.retention import retained_days
@@ -96,6 +98,14 @@ def validate_rule(
             if slug not in known:
                 checker.add(path, f"no segment has the slug {slug!r}.", "unknown_segment")
     return checker.errors
+
+
+def errors_before_saving(rule: object, *, segment_slugs: set[str] | None = None) -> list[RuleError]:
+    """What keeps a rule from being saved: validate_rule's errors, else the conditions that read
+    further back than activity retention keeps (retention_errors)."""
+    return validate_rule(rule, segment_slugs=segment_slugs) or retention_errors(
+        rule, months=settings.ACTIVITY_RETENTION_MONTHS
+    )
 
 
 def retention_errors(rule: object, *, months: int) -> list[RuleError]:
