@@ -18,8 +18,10 @@ Outcomes over the `days` before `now` per contact, as segment analytics counts t
 (segments/analytics/channels.py): converted (a won deal closed or a purchase), engaged (an
 engagement activity), responded (an e-mail click, on one campaign if named); revenue is won deal
 amounts plus purchase values (segments/outcome_counts.py, which aggregates them per contact once
-per statement). Every figure comes from a few grouped statements (counts per cell, never a row
-per contact), so the work in Python is on tables of counts.
+per statement). Every figure comes from one statement: tables of counts per cell, and for the
+ranks of engagement scores each scored contact's score and brackets, packed into one value (a
+sort of a million floats in numpy takes a tenth of a second; PostgreSQL's window sums over them,
+seconds).
 
 scipy and scikit-learn are imported by the functions that use them, when first used: the admin
 imports this module in every process, and those imports cost seconds and ~100 MB of every worker
@@ -29,22 +31,19 @@ imports this module in every process, and those imports cost seconds and ~100 MB
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
-from django.db import connection, transaction
 from django.db.models import (
     Case,
-    Exists,
     ExpressionWrapper,
     F,
     IntegerField,
-    OuterRef,
+    Min,
     Q,
     QuerySet,
     Value,
@@ -55,6 +54,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from contacts.models import Contact
+from segments.analytics.dialect import planner_settings
 from segments.analytics.wilson import Estimate, wilson
 from segments.editing import save_segment
 from segments.models import Membership, Segment
@@ -69,7 +69,7 @@ BOOTSTRAP = 1000
 PRIME, MULTIPLIER, OFFSET = 2_147_483_647, 1_103_515_245, 12_345
 HOLDOUT_MODULUS, TRAIN_BELOW = 10, 7
 MIN_CELL = 30  # a dimension cell with fewer training contacts is pooled into "other"
-WORK_MEM = "128MB"  # PostgreSQL, for the transaction of a boundary test or dimension comparison
+WORK_MEM = "128MB"  # PostgreSQL, for the statement of a boundary test or dimension comparison
 
 
 class BadInput(ValueError):
@@ -184,29 +184,15 @@ def check_days(days: object) -> int:
     return days
 
 
-@contextmanager
-def _tuned() -> Iterator[None]:
-    """One transaction, on PostgreSQL with JIT off and more memory for hashes and sorts. The
-    statements look costly enough to the planner to compile, which costs seconds and saves nothing
-    here; and their per-contact sets (a row per contact with activity in the window) spill to disk
-    at the default 4MB."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', %s, true)", [WORK_MEM])
-        yield
-
-
-def _hash_groups() -> None:
-    """For the rest of the transaction, on PostgreSQL, no sort where anything else will do: the
-    planner cannot count the groups of the CASE expressions count_outcomes groups by, takes them
-    for a million, and sorted a million rows to group them into a few dozen (0.75 s of a boundary
-    test at 1M contacts) instead of hashing them. Not for statements that must sort (the ranks of
-    engagement scores): the planner then reads them in order through an index, a probe per row
-    (8 s -> 25 s at 1M contacts)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('enable_sort', 'off', true)")
+def _tuned() -> AbstractContextManager[None]:
+    """On PostgreSQL, for the block only: JIT off, more memory for hashes, and no sort where
+    anything else will do. The statements look costly enough to the planner to compile, which
+    costs seconds and saves nothing here; their per-contact sets (a row per contact with activity
+    in the window) spill to disk at the default 4MB; and the planner cannot count the groups of
+    the CASE expressions count_outcomes groups by, takes them for a million, and sorted a million
+    rows to group them into a few dozen (0.75 s of a boundary test at 1M contacts) instead of
+    hashing them."""
+    return planner_settings(jit="off", work_mem=WORK_MEM, enable_sort="off")
 
 
 def _holdout() -> Case:
@@ -392,17 +378,20 @@ def boundary_test(
 
 
 def _boundary_report(contacts, path, bracketings, names, outcome, window) -> BoundaryReport:
-    # 1: the ranks of engagement scores, summed per bracket of each bracketing
-    ranks = _score_ranks(contacts, names)
-    # 2: the joint table of every bracketing's bracket, the outcomes and the hold-out flag, and
-    # the tree's training rows: contacts per value of the field, hold-out flag and outcome
-    _hash_groups()
+    # One statement: the joint table of every bracketing's bracket, the outcomes and the hold-out
+    # flag; the tree's training rows (contacts per value of the field, hold-out flag and outcome);
+    # and each scored contact's engagement score and brackets, for the ranks.
     outcomes = list(dict.fromkeys([outcome, "engaged"]))
-    grouped, per_value = count_outcomes(
-        contacts, [[*names, *outcomes, "holdout"], ["bvalue", "holdout", outcome]], revenue=True, **window
+    counts = count_outcomes(
+        contacts.annotate(score=F("metrics__engagement_score")),
+        [[*names, *outcomes, "holdout"], ["bvalue", "holdout", outcome]],
+        values=["score", *names],
+        revenue=True,
+        **window,
     )
+    grouped, per_value = counts.groups
     results = [
-        _bracketing_result(i, name, b, grouped, ranks[name], outcome)
+        _bracketing_result(i, name, b, grouped, counts.values[:, [0, 1 + i]], outcome)
         for i, (name, b) in enumerate(zip(names, bracketings, strict=True))
     ]
     report = BoundaryReport(path, outcome, window["days"], window["now"], results, None, None)
@@ -413,45 +402,8 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
     return report
 
 
-def _score_ranks(contacts: QuerySet, names: list[str]) -> dict[str, list[tuple]]:
-    """Per bracketing, (bracket, contacts, rank sum, tie term) of the engagement scores of the
-    contacts in one of its brackets, ranked among them (tied scores take their mean rank). The tie
-    term sums t² - 1 over the bracket's contacts, t of the bracketing's contacts sharing the
-    contact's score, so that the brackets' terms add up to the bracketing's sum of t³ - t. One statement
-    whose rows are brackets: scores are nearly all distinct (rounded to 6 places), and grouped by
-    score they made a row per contact, a million at 1M contacts, for Python to rank."""
-    # (a row per contact: grouping them by bracket and score first took 1.3 s at 1M contacts and
-    # saved nothing, the scores being nearly all distinct)
-    per, params = (
-        contacts.annotate(score=F("metrics__engagement_score"))
-        .exclude(score=None)
-        .order_by()
-        .values(*names, "score")
-        .query.sql_with_params()
-    )
-    q = connection.ops.quote_name
-    # One sort by score serves every bracketing: for each, the contacts in it that share the score
-    # (t<i>) and that have it or a lower one (up<i>), read from window sums over the sorted rows.
-    windows = ", ".join(
-        f"SUM(CASE WHEN {q(name)} >= 0 THEN 1 ELSE 0 END) OVER (PARTITION BY score) * 1.0 AS t{i}, "
-        f"SUM(CASE WHEN {q(name)} >= 0 THEN 1 ELSE 0 END) OVER (ORDER BY score) AS up{i}"
-        for i, name in enumerate(names)
-    )
-    selects = " UNION ALL ".join(
-        f"SELECT {i} AS bracketing, {q(name)}, COUNT(*), SUM(up{i} - (t{i} - 1) / 2.0), SUM(t{i} * t{i} - 1) "
-        f"FROM ranked WHERE {q(name)} >= 0 GROUP BY {q(name)}"
-        for i, name in enumerate(names)
-    )
-    sql = f"WITH per AS ({per}), ranked AS (SELECT {', '.join(q(n) for n in names)}, {windows} FROM per) {selects}"
-    ranks: dict[str, list[tuple]] = {name: [] for name in names}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for index, *row in cursor.fetchall():
-            ranks[names[index]].append(tuple(float(value) for value in row))
-    return ranks
-
-
-def _bracketing_result(index, name, brackets, grouped, ranks, outcome) -> BracketingResult:
+def _bracketing_result(index, name, brackets, grouped, scored, outcome) -> BracketingResult:
+    """`scored`: (engagement score, bracket or -1) of each contact with a score."""
     k = len(brackets)
     table = np.zeros((k, 2))
     engaged = np.zeros(k)
@@ -486,9 +438,9 @@ def _bracketing_result(index, name, brackets, grouped, ranks, outcome) -> Bracke
 
         chi2, p, _dof, _expected = stats.chi2_contingency(present, correction=False)
     result = BracketingResult(index, results, outside, _f(chi2), _f(p), cramers_v(table))
-    if ranks:
-        _brackets, sizes, rank_sums, ties = (np.array(column) for column in zip(*ranks, strict=True))
-        kw = kruskal_from_rank_sums(sizes, rank_sums, float(ties.sum()))
+    inside = scored[scored[:, 1] >= 0]
+    if len(inside):
+        kw = kruskal_from_counts(inside[:, 0], inside[:, 1], np.ones(len(inside)))
         if kw:
             result.kruskal_h, result.kruskal_p, result.epsilon_squared = kw
     return result
@@ -656,11 +608,11 @@ def _scheme_cells(scheme: str, segments: list[Segment]) -> dict:
         return {"c1": F("lifecycle_stage")}
     if scheme == "rfv":
         return {"c1": Coalesce(F("metrics__rfv_cell"), Value(""))}
-    whens = [
-        When(Exists(Membership.objects.filter(segment=s, contact_id=OuterRef("pk"))), then=Value(s.slug))
-        for s in segments
-    ]
-    return {"c1": Case(*whens, default=Value(""))}
+    # The position in `segments` of the first one the contact is in (None in none of them): one
+    # pass over their memberships grouped by contact, joined to the contacts by count_outcomes.
+    position = Case(*[When(segment_id=s.pk, then=Value(i)) for i, s in enumerate(segments)])
+    first = Membership.objects.filter(segment__in=segments).values("contact_id").annotate(value=Min(position))
+    return {"c1": first.order_by()}
 
 
 @dataclass
@@ -707,17 +659,22 @@ def compare_dimensions(
     now = now or timezone.now()
     results, tables = [], {}
     heldout_total = 0
-    # Each scheme's cells under names of its own, all grouped in one statement.
+    # Each scheme's cells under names of its own, all grouped in one statement: annotations of the
+    # contacts, or (segments) a set of rows per contact joined to them.
     cells = [
         {f"s{i}_{name}": value for name, value in _scheme_cells(scheme, segments or []).items()}
         for i, scheme in enumerate(schemes)
     ]
-    contacts = _with_holdout(Contact.objects.annotate(**{k: v for own in cells for k, v in own.items()}))
+    every = {k: v for own in cells for k, v in own.items()}
+    joined = {k: v for k, v in every.items() if isinstance(v, QuerySet)}
+    contacts = _with_holdout(Contact.objects.annotate(**{k: v for k, v in every.items() if k not in joined}))
     with _tuned():
-        _hash_groups()
-        grouped = count_outcomes(
-            contacts, [[*own, "holdout", outcome] for own in cells], now=now, days=days, campaign=campaign
-        )
+        groupings = [[*own, "holdout", outcome] for own in cells]
+        grouped = count_outcomes(contacts, groupings, joined=joined, now=now, days=days, campaign=campaign).groups
+    slugs = [s.slug for s in segments or []]
+    for name in joined:  # positions in `segments` named by their slugs ("" for none of them)
+        for row in (row for rows in grouped for row in rows if name in row):
+            row[name] = "" if row[name] is None else slugs[row[name]]
     for scheme, own, rows in zip(schemes, cells, grouped, strict=True):
         result, table = _scheme_result(scheme, rows, list(own), outcome)
         results.append(result)

@@ -9,77 +9,116 @@ purchase values.
 Each outcome is a set of contacts found in one pass over the window's activities of its kinds (or
 its won deals), at most a row per contact, and the sets are joined to the contacts; the join is
 then grouped by the caller's columns. (Asked per contact, as correlated EXISTS and sums, they
-cost an index probe per contact and outcome: 14.6 s of a boundary test at 1M contacts.)
+cost an index probe per contact and outcome: 14.6 s of a boundary test at 1M contacts.) The same
+statement can also return some columns of each contact, packed (segments/analytics/dialect.py),
+for statistics that need every contact's value, such as ranks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Context, Decimal
 
+import numpy as np
 from django.db import connection
 from django.db.models import F, QuerySet, Sum
 
 from contacts.models import Activity, ActivityKind, Contact, Deal, DealStage
+from segments.analytics import dialect
 from segments.analytics.channels import ENGAGEMENT_KINDS
 
 OUTCOMES = ("converted", "engaged", "responded")
 _CENT = Decimal("0.01")
 
 
+@dataclass
+class Counts:
+    groups: list[list[dict]]  # per grouping, its rows
+    values: np.ndarray  # per contact with every one of the `values` set, those values (a column each)
+
+
 def count_outcomes(
     contacts: QuerySet[Contact],
     groupings: Sequence[Sequence[str]],
     *,
+    joined: Mapping[str, QuerySet] | None = None,
+    values: Sequence[str] = (),
     revenue: bool = False,
     now: datetime,
     days: int,
     campaign: str = "",
-) -> list[list[dict]]:
+) -> Counts:
     """For each grouping, a list of names of annotations of `contacts` and of OUTCOMES: rows of
     their values (an outcome is 0 or 1) and `n`, the number of contacts with those values; with
-    `revenue`, also the sums of revenue and of its square (Decimal, 0 when none). One statement:
-    the contacts are joined to their outcomes once and grouped each way (a WITH that each grouping
-    reads, which PostgreSQL computes once when several do)."""
+    `revenue`, also the sums of revenue and of its square (Decimal, 0 when none). `joined`: more
+    columns a grouping can name, each a queryset of rows (contact_id, value), at most one per
+    contact, joined to the contacts (NULL for a contact without a row). `values`: names
+    of number annotations read per contact, for the contacts with all of them set, in no
+    particular order. One statement: the contacts are joined to their outcomes once and grouped
+    each way (a WITH that each grouping reads, which PostgreSQL computes once when several do)."""
     start = now - timedelta(days=days)
     q = connection.ops.quote_name
     names = list(dict.fromkeys(name for grouping in groupings for name in grouping))
     outcomes = [name for name in names if name in OUTCOMES]
-    keys = [name for name in names if name not in OUTCOMES]
-    source, params = contacts.order_by().annotate(cid=F("pk")).values("cid", *keys).query.sql_with_params()
+    joined = joined or {}
+    keys = [name for name in names if name not in OUTCOMES and name not in joined]
+    extra = [name for name in values if name not in names]
+    source, params = contacts.order_by().annotate(cid=F("pk")).values("cid", *keys, *extra).query.sql_with_params()
     joins, params = [f"({source}) c"], list(params)
     for alias, per_contact_sql in _per_contact(outcomes, revenue, start=start, now=now, campaign=campaign):
         sql, sql_params = per_contact_sql.query.sql_with_params()
         joins.append(f"LEFT JOIN ({sql}) {alias} ON {alias}.contact_id = c.cid")
         params.extend(sql_params)
-    columns = {key: f"c.{q(key)}" for key in keys}
+    columns = {key: f"c.{q(key)}" for key in [*keys, *extra]}
+    for i, (name, rows) in enumerate(joined.items()):
+        sql, sql_params = rows.query.sql_with_params()
+        joins.append(f"LEFT JOIN ({sql}) j{i} ON j{i}.contact_id = c.cid")
+        params.extend(sql_params)
+        columns[name] = f"j{i}.value"
     columns["converted"] = "CASE WHEN p.contact_id IS NOT NULL OR d.contact_id IS NOT NULL THEN 1 ELSE 0 END"
     columns["engaged"] = "CASE WHEN e.contact_id IS NOT NULL THEN 1 ELSE 0 END"
     columns["responded"] = "CASE WHEN r.contact_id IS NOT NULL THEN 1 ELSE 0 END"
-    per_contact = [f"{columns[name]} AS {q(name)}" for name in names]
+    per_contact = [f"{columns[name]} AS {q(name)}" for name in [*names, *extra]]
     sums = ""
     if revenue:
         per_contact.append("COALESCE(p.purchases, 0) + COALESCE(d.amount, 0) AS revenue")
         sums = ", SUM(revenue) AS revenue, SUM(revenue * revenue) AS revenue_sq"
-    selects = [
-        f"SELECT {i} AS grouping, {', '.join(q(n) if n in grouping else 'NULL' for n in names)}, COUNT(*) AS n{sums} "
-        f"FROM per_contact GROUP BY {', '.join(q(n) for n in grouping)}"
+    packed = ", NULL AS packed" if values else ""
+    # A first branch without rows gives each column the type of its per_contact column: PostgreSQL
+    # types a UNION pairwise, and a column NULL in the two branches before its own was text there,
+    # which an integer column then could not match.
+    typed = (
+        f"SELECT 0 AS grouping, {', '.join(q(n) for n in names)}, 0 AS n{', revenue, revenue' if revenue else ''}"
+        f"{packed} FROM per_contact WHERE 1 = 0"
+    )
+    selects = [typed] + [
+        f"SELECT {i} AS grouping, {', '.join(q(n) if n in grouping else 'NULL' for n in names)}, COUNT(*) AS n"
+        f"{sums}{packed} FROM per_contact GROUP BY {', '.join(q(n) for n in grouping)}"
         for i, grouping in enumerate(groupings)
     ]
+    if values:
+        nulls = ", NULL" * (len(names) + (2 if revenue else 0))
+        selects.append(
+            f"SELECT -1{nulls}, COUNT(*), {dialect.packed_numbers([q(v) for v in values])} FROM per_contact "
+            f"WHERE {' AND '.join(f'{q(v)} IS NOT NULL' for v in values)}"
+        )
     sql = f"WITH per_contact AS (SELECT {', '.join(per_contact)} FROM {' '.join(joins)}) {' UNION ALL '.join(selects)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    result: list[list[dict]] = [[] for _ in groupings]
-    for grouping, *values in rows:
-        item = {
-            name: value for name, value in zip(names, values[: len(names)], strict=True) if name in groupings[grouping]
-        }
-        item["n"], *money = values[len(names) :]
+    result = Counts([[] for _ in groupings], np.empty((0, len(values))))
+    for grouping, *row in rows:
+        if grouping < 0:
+            result.values = dialect.unpack_numbers(row[-1], len(values))
+            continue
+        own = groupings[grouping]
+        item = {name: value for name, value in zip(names, row[: len(names)], strict=True) if name in own}
+        item["n"], *money = row[len(names) : len(names) + (3 if revenue else 1)]
         if revenue:
             item["revenue"], item["revenue_sq"] = (_money(value) for value in money)
-        result[grouping].append(item)
+        result.groups[grouping].append(item)
     return result
 
 

@@ -4,12 +4,19 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.db import connection
 from django.utils import timezone
 from scipy import stats
 from scipy.stats.contingency import association
+from sklearn.metrics import mutual_info_score
 
 from contacts.models import Activity, Company, Contact, ContactMetrics
 from segments.boundaries import (
+    HOLDOUT_MODULUS,
+    MULTIPLIER,
+    OFFSET,
+    PRIME,
+    TRAIN_BELOW,
     BadInput,
     Bracket,
     bootstrap,
@@ -21,8 +28,8 @@ from segments.boundaries import (
     kruskal_from_counts,
     parse_bracketing,
 )
-from segments.models import Segment
-from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, DealFactory
+from segments.models import Membership, Segment
+from tests.factories import ActivityFactory, CompanyFactory, ContactFactory, DealFactory, SegmentFactory
 
 FIRST_ID = 1_000_001
 SMALL = [{"from": 1, "to": 50}, {"from": 50, "to": 250}, {"from": 250}]
@@ -66,9 +73,9 @@ def plant(n=3000):
 def test_the_bracketing_that_follows_the_planted_boundary_wins_and_the_tree_finds_it(django_assert_max_num_queries):
     _values, now = plant()
 
-    # the field registry (2); in a savepoint, with two settings statements on PostgreSQL, the ranks
-    # of engagement scores and one statement for the bracket table and the tree's rows
-    with django_assert_max_num_queries(8):
+    # the field registry (2); in a savepoint, with a settings statement in and one out on
+    # PostgreSQL, one statement for the bracket table, the tree's rows and the scores to rank
+    with django_assert_max_num_queries(7):
         report = boundary_test(
             "company.employee_count", [parse_bracketing(SMALL, where="a"), parse_bracketing(LARGE, where="b")], now=now
         )
@@ -100,6 +107,7 @@ def test_boundary_statistics_match_scipy_on_the_raw_rows():
         Contact.objects.exclude(company=None).values_list("pk", "company__employee_count", "metrics__engagement_score")
     )
     bracket = [0 if v < 100 else 1 if v < 500 else 2 for _pk, v, _s in rows]
+    small_bracket = [0 if v < 50 else 1 if v < 250 else 2 for _pk, v, _s in rows]
 
     table = np.zeros((3, 2))
     for (pk, _v, _s), b in zip(rows, bracket, strict=True):
@@ -113,8 +121,30 @@ def test_boundary_statistics_match_scipy_on_the_raw_rows():
     assert large.cramers_v == pytest.approx(association(table.astype(int), method="cramer"))
     assert (large.kruskal_h, large.kruskal_p) == pytest.approx((h, kw_p))
     assert large.epsilon_squared == pytest.approx(h / (len(rows) - 1))
+    small_groups = [[s for (_pk, _v, s), b in zip(rows, small_bracket, strict=True) if b == g] for g in range(3)]
+    small = report.bracketings[0]
+    assert (small.kruskal_h, small.kruskal_p) == pytest.approx(tuple(stats.kruskal(*small_groups)))
     assert [b.contacts for b in large.brackets] == [int(n) for n in table.sum(axis=1)]
     assert large.brackets[2].outcome.value == pytest.approx(table[2, 1] / table[2].sum())
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL planner settings")
+def test_boundary_tests_and_comparisons_leave_the_callers_planner_settings_as_they_were():
+    _values, now = plant(300)
+    names = ["enable_sort", "work_mem", "jit"]
+    query = "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        before = cursor.fetchone()
+
+        boundary_test(
+            "company.employee_count", [parse_bracketing(SMALL, where="a"), parse_bracketing(LARGE, where="b")], now=now
+        )
+        compare_dimensions(["behavioral", "lifecycle"], now=now)
+
+        cursor.execute(query)
+        assert cursor.fetchone() == before
 
 
 def test_kruskal_from_counts_equals_scipy_with_ties():
@@ -252,7 +282,7 @@ def test_outcomes_count_inside_the_window_edges_included_and_nothing_outside():
 def test_behavioural_dimension_beats_a_firmographic_one_that_carries_no_signal(django_assert_max_num_queries):
     _values, now = plant(2000)
 
-    with django_assert_max_num_queries(5):  # in a savepoint, with two settings on PostgreSQL, one statement
+    with django_assert_max_num_queries(5):  # in a savepoint, with settings in and out on PostgreSQL, one statement
         report = compare_dimensions(["behavioral", "lifecycle"], now=now)
 
     assert report.winner == "behavioral"
@@ -261,6 +291,44 @@ def test_behavioural_dimension_beats_a_firmographic_one_that_carries_no_signal(d
     assert by_scheme["behavioral"].best_lift > 2
     assert by_scheme["lifecycle"].information_gain == pytest.approx(0)
     assert report.summary.startswith("Engagement level × top topic explains most of converted")
+
+
+def heldout(pk):
+    return ((pk % PRIME) * MULTIPLIER + OFFSET) % PRIME % HOLDOUT_MODULUS >= TRAIN_BELOW
+
+
+@pytest.mark.django_db
+def test_the_segments_scheme_puts_each_contact_in_the_first_listed_segment_it_is_in(django_assert_max_num_queries):
+    # given contacts of large companies (who buy more) in one segment, every third contact in
+    # another (overlapping it), and the rest in neither
+    values, now = plant(2000)
+    buyers, thirds = SegmentFactory(slug="large", kind="static"), SegmentFactory(slug="thirds", kind="static")
+    large = {FIRST_ID + i for i, v in enumerate(values) if v >= 500}
+    every_third = {FIRST_ID + i for i in range(0, len(values), 3)}
+    Membership.objects.bulk_create(
+        [Membership(segment=buyers, contact_id=pk) for pk in large]
+        + [Membership(segment=thirds, contact_id=pk) for pk in every_third]
+    )
+
+    # when the segments are compared with other schemes, an integer-celled one (firmographic) listed third
+    with django_assert_max_num_queries(5):
+        report = compare_dimensions(
+            ["lifecycle", "behavioral", "firmographic", "segments"], segments=[buyers, thirds], now=now
+        )
+
+    # then its held-out table is the one of each contact's first listed segment
+    converted = set(Activity.objects.filter(kind="purchase").values_list("contact_id", flat=True))
+    cell = {pk: 1 if pk in large else 2 if pk in every_third else 0 for pk in range(FIRST_ID, FIRST_ID + 2000)}
+    table = np.zeros((3, 2))
+    for pk, row in cell.items():
+        if heldout(pk):
+            table[row, int(pk in converted)] += 1
+    scheme = next(s for s in report.schemes if s.scheme == "segments")
+    assert scheme.cells == 3
+    assert scheme.best_cell == "large"
+    assert scheme.cramers_v == pytest.approx(association(table.astype(int), method="cramer"))
+    assert scheme.information_gain == pytest.approx(mutual_info_score(None, None, contingency=table) / np.log(2))
+    assert report.heldout_contacts == table.sum()
 
 
 @pytest.mark.django_db

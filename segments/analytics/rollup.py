@@ -405,7 +405,7 @@ def _member_totals(cursor) -> dict[tuple, Totals]:
         for name in CHANNELS
     )
     revenue = "(COALESCE(m.purchase_value, 0) + COALESCE(o.won_amount, 0))"
-    with dialect.hashed_grouping(cursor):
+    with dialect.hashed_grouping():
         cursor.execute(
             f"""SELECT COALESCE(m.grain, o.grain), COALESCE(m.period_start, o.period_start),
                 COALESCE(m.segment_id, o.segment_id),
