@@ -252,6 +252,18 @@ def mutual_information(table: np.ndarray) -> float | None:
     return float((joint[mask] * np.log2(joint[mask] / (rows @ cols)[mask])).sum())
 
 
+def mutual_information_of_each(tables: np.ndarray) -> np.ndarray:
+    """mutual_information() of each table of a stack, all at once (NaN for an empty table): a
+    bootstrap asks it of 1,000 resamples per scheme, and a call each took 0.4 s of a comparison
+    of five schemes."""
+    n = tables.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        joint = tables / n[:, None, None]
+        independent = joint.sum(axis=2, keepdims=True) * joint.sum(axis=1, keepdims=True)
+        terms = np.where(joint > 0, joint * np.log2(joint / independent), 0.0)
+    return np.where(n > 0, terms.sum(axis=(1, 2)), np.nan)
+
+
 def kruskal_from_counts(
     values: np.ndarray, groups: np.ndarray, counts: np.ndarray
 ) -> tuple[float, float, float] | None:
@@ -710,23 +722,26 @@ def _scheme_result(scheme: str, rows: list[dict], keys: list[str], outcome: str)
     best = max(rates, key=lambda c: rates[c]) if rates else None
     best_row = index[best] if best is not None else None
 
-    def lift(t: np.ndarray) -> float | None:
-        total = t.sum()
-        if best_row is None or t[best_row].sum() == 0 or total == 0 or t[:, 1].sum() == 0:
-            return None
-        return (t[best_row, 1] / t[best_row].sum()) / (t[:, 1].sum() / total)
+    def lift(tables: np.ndarray) -> np.ndarray:
+        """Of each table of a stack, the best cell's rate over the overall rate (NaN for none)."""
+        if best_row is None:
+            return np.full(len(tables), np.nan)
+        best, total, converted = tables[:, best_row], tables.sum(axis=(1, 2)), tables[:, :, 1].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = (best[:, 1] / best.sum(axis=1)) / (converted / total)
+        return np.where((best.sum(axis=1) > 0) & (converted > 0), value, np.nan)
 
     result = SchemeResult(
         scheme=scheme,
         label=SCHEMES[scheme],
         cells=int((table.sum(axis=1) > 0).sum()),
         information_gain=mutual_information(table),
-        information_interval=bootstrap(table, mutual_information),
+        information_interval=bootstrap(table, mutual_information_of_each, stacked=True),
         cramers_v=cramers_v(table),
         v_interval=bootstrap(table, cramers_v_of_each, stacked=True),
         best_cell=" × ".join(str(part) or "(none)" for part in best) if best is not None else "",
-        best_lift=lift(table),
-        lift_interval=bootstrap(table, lift),
+        best_lift=_f(lift(table[None])[0]),
+        lift_interval=bootstrap(table, lift, stacked=True),
     )
     return result, table
 
@@ -739,13 +754,10 @@ def _margin(a: np.ndarray, b: np.ndarray, value: float) -> tuple[float, float, f
         return None
     rng = np.random.default_rng(18)
     na, nb = int(a.sum()), int(b.sum())
-    # (A resample of na > 0 contacts always has a gain: `or 0.0` never applies.)
-    diffs = [
-        (mutual_information(rng.multinomial(na, a.ravel() / na).reshape(a.shape)) or 0.0)
-        - (mutual_information(rng.multinomial(nb, b.ravel() / nb).reshape(b.shape)) or 0.0)
-        for _ in range(BOOTSTRAP)
-    ]
-    low, high = np.percentile(diffs, [2.5, 97.5])
+    # (A resample of na > 0 contacts always has a gain: no NaN.)
+    gains_a = mutual_information_of_each(rng.multinomial(na, a.ravel() / na, size=BOOTSTRAP).reshape(-1, *a.shape))
+    gains_b = mutual_information_of_each(rng.multinomial(nb, b.ravel() / nb, size=BOOTSTRAP).reshape(-1, *b.shape))
+    low, high = np.percentile(gains_a - gains_b, [2.5, 97.5])
     return value, float(low), float(high)
 
 

@@ -26,6 +26,8 @@ from segments.boundaries import (
     cramers_v_of_each,
     create_bracket_segments,
     kruskal_from_counts,
+    mutual_information,
+    mutual_information_of_each,
     parse_bracketing,
 )
 from segments.models import Membership, Segment
@@ -175,6 +177,22 @@ def test_cramers_v_of_a_stack_of_tables_equals_scipys_of_each():
     assert [v is None for v in expected] == list(np.isnan(each))
     assert [v for v in each if not np.isnan(v)] == pytest.approx([v for v in expected if v is not None])
     assert [association(t, method="cramer") for t in tables[1:5]] == pytest.approx(each[1:5])
+
+
+def test_information_gain_of_a_stack_of_tables_equals_that_of_each_and_sklearns():
+    rng = np.random.default_rng(7)
+    tables = rng.integers(0, 40, size=(200, 5, 2)).astype(float)
+    tables[::9, 2, :] = 0  # empty rows and columns, and an empty table
+    tables[::13, :, 1] = 0
+    tables[4] = 0
+
+    each = mutual_information_of_each(tables)
+
+    assert np.isnan(each[4])
+    assert mutual_information(tables[4]) is None
+    expected = [mutual_information(t) for i, t in enumerate(tables) if i != 4]
+    assert list(np.delete(each, 4)) == pytest.approx(expected)
+    assert each[1:4] == pytest.approx([mutual_info_score(None, None, contingency=t) / np.log(2) for t in tables[1:4]])
 
 
 def test_a_bootstrap_of_the_stack_is_the_bootstrap_of_each_table():
