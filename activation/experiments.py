@@ -267,7 +267,7 @@ def assign_contact(
     """The running experiments this contact is eligible for and its arm in each; first exposures recorded.
 
     `contact` has id, email_status and do_not_contact; `segment_ids` are every segment the contact
-    is a member of, suppression segments included; `tested` says whether one of them is a target
+    is a member of that is not archived, suppression segments included; `tested` says whether one of them is a target
     of a running experiment (running_targets()) and `globally_suppressed` whether one is a global
     suppression that is not archived. No query unless `tested`; then two: the experiments the
     contact is a target of and not suppressed from, and the insert of first exposures. Both are
@@ -327,8 +327,10 @@ def _experiments_of_contact() -> tuple[str, list]:
     )
     rows = (
         running_targets()
+        # (The segments are not archived: the caller says so. Checking again took a join to the
+        # segments, which doubled the planning of this statement, most of its cost: 0.43 -> 0.80 ms
+        # p50 of 300, against 0.07-0.08 ms to run it.)
         .filter(segment_id__in=in_segments)
-        .exclude(segment__status=SegmentStatus.ARCHIVED)
         .annotate(priority=Subquery(variant_priority))
         .filter(priority__isnull=False)
         .exclude(Exists(suppressions))

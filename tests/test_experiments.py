@@ -25,7 +25,7 @@ from activation.experiments import (
 )
 from activation.personalization import personalize
 from contacts.models import Contact
-from segments.models import Membership
+from segments.models import Membership, Segment, SegmentStatus
 from tests.factories import (
     ActivityFactory,
     CampaignFactory,
@@ -280,6 +280,23 @@ def test_personalization_reuses_the_experiments_statement_with_each_contacts_seg
         in_second.pk: second.pk,
         in_both.pk: first.pk,
     }
+
+
+@pytest.mark.django_db
+def test_personalization_exposes_nobody_in_an_archived_target_segment():
+    # given the best slice's segment archived, with a contact only in it and one also in the other
+    _experiment, (first, second) = make_experiment()
+    only_archived, in_both = ContactFactory(), ContactFactory()
+    join(first, [only_archived, in_both])
+    join(second, [in_both])
+    Segment.objects.filter(pk=first.pk).update(status=SegmentStatus.ARCHIVED)
+
+    # when both are served
+    personalize(contact_id=only_archived.pk)
+    personalize(contact_id=in_both.pk)
+
+    # then only the second is exposed, in the slice left
+    assert dict(Exposure.objects.values_list("contact_id", "segment_id")) == {in_both.pk: second.pk}
 
 
 @pytest.mark.django_db
