@@ -9,7 +9,7 @@ from predictions.encoding import encode
 from predictions.explain import contributions, explain_contact
 from predictions.features import read_features
 from predictions.models import ModelVersion, PropensityModel, PropensityScore, VersionState
-from predictions.scoring import score_model, usable_version
+from predictions.scoring import score_model, tier_of, usable_version
 from predictions.training import queue_version, train_version
 from segments.rules.compiler import matching_contacts
 from segments.rules.explainer import explain, load_facts
@@ -150,3 +150,23 @@ def test_scoring_some_contacts_replaces_only_theirs(trained):
     mine = PropensityScore.objects.get(model=trained, contact=contact)
     p = np.array(list(after.values()))
     assert mine.percentile == pytest.approx(100 * (p <= mine.probability).mean())
+
+
+@pytest.mark.parametrize("touched", [1, 30])
+def test_scoring_some_contacts_ranks_them_among_every_stored_score(trained, touched):
+    # given stored scores, and a few (one probe each) or many (one window count) contacts changed
+    score_model(trained, now=NOW)
+    contacts = list(Contact.objects.filter(propensity_scores__model=trained).order_by("pk")[:touched])
+    for contact in contacts:
+        contact.seniority = "vp" if contact.seniority != "vp" else "entry"
+    Contact.objects.bulk_update(contacts, ["seniority"])
+
+    # when they alone are scored again
+    score_model(trained, now=NOW, contact_ids=[c.pk for c in contacts])
+
+    # then each fresh score's percentile is the share of stored scores at or below it, and its tier follows
+    stored = list(PropensityScore.objects.filter(model=trained))
+    p = np.array([s.probability for s in stored])
+    for score in (s for s in stored if s.contact_id in {c.pk for c in contacts}):
+        assert score.percentile == pytest.approx(100 * (p <= score.probability).mean(), abs=1e-9)
+        assert score.tier == tier_of(score.percentile)
