@@ -159,8 +159,11 @@ def _check_counts(y: np.ndarray, *, least: int, what: str, model: PropensityMode
         )
 
 
-def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tuple[Dataset, Dataset]:
-    """(training, validation) contacts with their outcomes."""
+def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tuple[Dataset, Callable[[], Dataset]]:
+    """The training contacts with their outcomes, and how to read the validation contacts with
+    theirs. A time holdout reads its validation features only when asked, after the fit: held
+    meanwhile (~300 MB at 1M contacts), they were part of the training's peak memory (the fit's
+    copies of the matrix on top)."""
     if model.target == Target.CUSTOM_FIELD or model.holdout in (Holdout.RANDOM, Holdout.RULE):
         progress("reading features")
         if model.target == Target.CUSTOM_FIELD:
@@ -168,7 +171,8 @@ def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tu
         else:
             data = _labelled(model, Window(now - timedelta(days=model.horizon_days), now))
         if model.holdout == Holdout.RULE:
-            return _split_by_rule(model, data, at=data.window.cutoff if data.window else now)
+            training, validation = _split_by_rule(model, data, at=data.window.cutoff if data.window else now)
+            return training, lambda: validation
         _check_counts(data.y, least=MIN_CLASS_ROWS, what="the data", model=model)
         from sklearn.model_selection import train_test_split  # imported when first used
 
@@ -176,17 +180,19 @@ def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tu
             np.arange(len(data.y)), test_size=0.25, stratify=data.y, random_state=SEED
         )
         train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
-        return (
-            Dataset(data.raw.take(train_rows), data.y[train_rows], data.window),
-            Dataset(data.raw.take(validation_rows), data.y[validation_rows], data.window),
-        )
+        validation = Dataset(data.raw.take(validation_rows), data.y[validation_rows], data.window)
+        return Dataset(data.raw.take(train_rows), data.y[train_rows], data.window), lambda: validation
     train_window, validation_window = windows(model, now=now)
     progress(f"reading features as of {train_window.cutoff:%Y-%m-%d}")
     training = _labelled(model, train_window)
     _check_counts(training.y, least=MIN_CLASS_ROWS, what="the training window", model=model)
-    progress(f"reading features as of {validation_window.cutoff:%Y-%m-%d}")
-    validation = _labelled(model, validation_window)
-    _check_counts(validation.y, least=MIN_VALIDATION_ROWS, what="the validation window", model=model)
+
+    def validation() -> Dataset:
+        progress(f"reading features as of {validation_window.cutoff:%Y-%m-%d}")
+        data = _labelled(model, validation_window)
+        _check_counts(data.y, least=MIN_VALIDATION_ROWS, what="the validation window", model=model)
+        return data
+
     return training, validation
 
 
@@ -314,7 +320,7 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
         errors = target_errors(model)
         if errors:
             raise TrainingRefused("; ".join(f"{field}: {message}" for field, message in errors.items()))
-        training, validation = datasets(model, now=now, progress=step)
+        training, read_validation = datasets(model, now=now, progress=step)
         step("checking for leakage")
         eventually = training.y
         if training.window is not None and training.window.end < now:
@@ -332,6 +338,7 @@ def train_version(version: ModelVersion, *, now: datetime | None = None, progres
         # Boosting's per-contact factors compare a contact with these training contacts.
         background = background_rows(X, seed=SEED) if model.algorithm == Algorithm.BOOSTING else []
         del X
+        validation = read_validation()
         step("validating")
         X_validation = encode(validation.raw, columns)
         probabilities = fitted.predict_proba(X_validation)[:, 1]
