@@ -992,6 +992,12 @@ class MetricsRun(models.Model):
         default=0, help_text="Activities dated after as_of: not counted"
     )
     scoring_version = models.ForeignKey(ScoringModelVersion, null=True, on_delete=models.SET_NULL, related_name="+")
+    last_activity_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The highest activity id when the run began: activities above it were written after it "
+        "(predictions.stored_measures reads it)",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]

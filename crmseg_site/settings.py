@@ -348,6 +348,10 @@ METRICS_RECOMPUTE_ON_WRITE = envbool("METRICS_RECOMPUTE_ON_WRITE", True)
 # and re-scoring of contacts touched by writes.
 PREDICTIONS_DAILY_HOUR = envint("PREDICTIONS_DAILY_HOUR", 3, minimum=0)
 PREDICTIONS_SCORE_ON_WRITE = envbool("PREDICTIONS_SCORE_ON_WRITE", True)
+# The daily scoring reads the behavioural measures of the nightly metrics run instead of recomputing
+# them when that run is at most this many hours old and still current (predictions/stored_measures.py);
+# 0: always recompute.
+PREDICTIONS_STORED_MEASURES_MAX_HOURS = envint("PREDICTIONS_STORED_MEASURES_MAX_HOURS", 24, minimum=0)
 # A training task may run this long; a version still "running" past it belongs to a worker that
 # stopped, and no longer blocks the next training of its model.
 PREDICTIONS_TRAIN_TIMEOUT_SECONDS = envint("PREDICTIONS_TRAIN_TIMEOUT_SECONDS", 3600, minimum=60)

@@ -53,7 +53,10 @@ def score_task(model_id: int, contact_ids: list[int] | None = None) -> str:
         summary = score_model(model, contact_ids=contact_ids)
     except NoUsableVersion as missing:
         return str(missing)
-    return f"{model.name} v{summary.version}: {summary.contacts} contacts scored in {summary.duration_ms} ms"
+    return (
+        f"{model.name} v{summary.version}: {summary.contacts} contacts scored in {summary.duration_ms} ms "
+        f"(measures {summary.measures})"
+    )
 
 
 def score_contacts_task(contact_ids: list[int]) -> str:

@@ -1,10 +1,12 @@
 """Scores as metrics.propensity_* fields: written by scoring, read alike by the compiler and the
 explainer; per-contact explanations; a tampered model leaves the previous version scoring."""
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
-from contacts.models import Contact
+from contacts.models import Contact, LifecycleChange
 from predictions.encoding import encode
 from predictions.explain import contributions, explain_contact
 from predictions.features import read_features
@@ -170,3 +172,26 @@ def test_scoring_some_contacts_ranks_them_among_every_stored_score(trained, touc
     for score in (s for s in stored if s.contact_id in {c.pk for c in contacts}):
         assert score.percentile == pytest.approx(100 * (p <= score.probability).mean(), abs=1e-9)
         assert score.tier == tier_of(score.percentile)
+
+
+def test_a_full_scoring_updates_scores_drops_the_departed_and_adds_the_new(trained):
+    # given stored scores, then a lead who became a customer and a new lead
+    score_model(trained, now=NOW)
+    before = dict(PropensityScore.objects.filter(model=trained).values_list("contact_id", "probability"))
+    converted = Contact.objects.get(pk=min(before))
+    LifecycleChange.objects.create(
+        contact=converted, from_stage="lead", to_stage="customer", changed_at=NOW + timedelta(hours=12)
+    )
+    newcomer = Contact.objects.create(email="newcomer@example.com", lifecycle_stage="lead", created_at=NOW)
+
+    # when every contact is scored again, later
+    later = NOW + timedelta(days=1)
+    score_model(trained, now=later)
+
+    # then the customer has no score, the newcomer has one, and every score is of the later run
+    scores = PropensityScore.objects.filter(model=trained)
+    assert set(scores.values_list("contact_id", flat=True)) == (set(before) - {converted.pk}) | {newcomer.pk}
+    assert set(scores.values_list("scored_at", flat=True)) == {later}
+    p = np.array(scores.values_list("probability", flat=True))
+    for score in scores.order_by("?")[:20]:
+        assert score.percentile == pytest.approx(100 * (p <= score.probability).mean())

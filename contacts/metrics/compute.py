@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from contacts.changes import metrics_changed
@@ -164,6 +164,9 @@ def compute_metrics(
                     # The incremental statements read few rows, but their estimates (the joins of
                     # bucket counts) look vast to the planner, which then spends seconds on JIT.
                     cursor.execute("SET LOCAL jit = off")
+        # Read before any measure: every activity above it was written after this run began (the
+        # watermark scoring checks before it reads the stored measures, predictions.stored_measures).
+        last_activity_id = Activity.objects.aggregate(top=Max("id"))["top"] or 0
         if in_parts:
             with steps.timed("measure in parts"):
                 parallel.stage_parts(model, params, work_mem=WORK_MEM)
@@ -214,6 +217,7 @@ def compute_metrics(
             activities_counted=summary.activities_counted,
             future_activities_ignored=summary.future_activities_ignored,
             scoring_version=version,
+            last_activity_id=last_activity_id,
         )
         if announce:
             metrics_changed(None if full else ids)

@@ -85,6 +85,7 @@ class Command(BaseCommand):
         self.stdout.write(f"feature_columns        {len(version.features['columns'])}")
         self.stdout.write(f"score_seconds          {score_s:.1f}")
         self.stdout.write(f"scored_contacts        {summary.contacts}")
+        self.stdout.write(f"score_measures         {summary.measures}")
         self.stdout.write(f"peak_rss_mb            {peak_rss_mb():.0f}")
         self.stdout.write(f"explain_page_ms        {self.explain_page_ms(model):.0f} ({EXPLAIN_PAGE} contacts)")
 

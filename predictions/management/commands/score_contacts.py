@@ -37,4 +37,5 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"model:     {summary.model} v{summary.version}")
         self.stdout.write(f"contacts:  {summary.contacts}")
+        self.stdout.write(f"measures:  {summary.measures}")
         self.stdout.write(f"duration:  {summary.duration_ms / 1000:.2f} s")
