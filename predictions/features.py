@@ -143,31 +143,47 @@ _WINDOW_OF = " ".join(f"WHEN a.occurred_at >= %(since_{days})s THEN {index}" for
 _KIND_OF = " ".join(f"WHEN '{kind}' THEN {index}" for index, kind in enumerate(ActivityKind.values))
 STORED_COUNTS = f"""
     SELECT a.contact_id,
-        (CASE a.kind {_KIND_OF} END) * {len(WINDOWS)} + (CASE {_WINDOW_OF} ELSE {len(WINDOWS) - 1} END),
-        COUNT(*)
+        CAST((CASE a.kind {_KIND_OF} END) * {len(WINDOWS)}
+             + (CASE {_WINDOW_OF} ELSE {len(WINDOWS) - 1} END) AS INTEGER) AS code,
+        CAST(COUNT(*) AS INTEGER) AS n
     FROM contacts_activity a
     WHERE a.occurred_at <= %(as_of)s AND a.occurred_at >= %(since_{max(WINDOWS)})s
     GROUP BY 1, 2"""
+# PostgreSQL packs STORED_COUNTS' rows (~4 per contact) into a few byte strings (one per 65,536
+# contact ids) that numpy reads in one go: fetched as Python tuples, or as binary COPY (a message
+# per row), 4.2M rows took ~10 s of the client at 1M contacts.
+_PACKED_COUNTS = f"""
+    SELECT string_agg(int8send(contact_id) || int4send(code) || int4send(n), ''::bytea)
+    FROM ({STORED_COUNTS}) counted GROUP BY contact_id / 65536"""
+_COUNT_ROW = np.dtype([("contact_id", ">i8"), ("code", ">i4"), ("n", ">i4")])
+
+
+def _count_rows(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(contact_id, code, n) of STORED_COUNTS' rows."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_PACKED_COUNTS, params)
+            rows = np.frombuffer(b"".join(bytes(packed) for (packed,) in cursor.fetchall()), dtype=_COUNT_ROW)
+            return rows["contact_id"].astype(np.int64), rows["code"].astype(np.int64), rows["n"].astype(np.int64)
+        cursor.execute(STORED_COUNTS, params)
+        table = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 3)
+    return table[:, 0], table[:, 1], table[:, 2]
 
 
 def _stored_counts(params: dict, contact_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """COUNTS of `contact_ids` (sorted) as of params' as_of, from STORED_COUNTS (~4 rows per
-    contact, turned into arrays a chunk at a time)."""
-    chunks = [np.zeros((0, 3), dtype=np.int64)]
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(STORED_COUNTS, params)
-        while part := cursor.fetchmany(10 * CHUNK):
-            chunks.append(np.array(part, dtype=np.int64))
-    rows = np.concatenate(chunks)
-    positions = np.searchsorted(contact_ids, rows[:, 0])
-    inside = (positions < len(contact_ids)) & (contact_ids[np.minimum(positions, len(contact_ids) - 1)] == rows[:, 0])
-    positions, codes, n = positions[inside], rows[inside, 1], rows[inside, 2]
+    """COUNTS of `contact_ids` as of params' as_of, from STORED_COUNTS."""
+    ids, codes, n = _count_rows(params)
+    position = np.full(int(contact_ids.max(initial=0)) + 1, -1, dtype=np.int64)
+    position[contact_ids] = np.arange(len(contact_ids))
+    at = np.where(ids < len(position), position[np.minimum(ids, len(position) - 1)], -1)
+    inside = at >= 0
+    at, codes, n = at[inside], codes[inside], n[inside]
     counts: dict[str, np.ndarray] = {}
     for k, kind in enumerate(ActivityKind.values):
         total = np.zeros(len(contact_ids), dtype=np.float64)
         for w, days in enumerate(WINDOWS):
             chosen = codes == k * len(WINDOWS) + w
-            total += np.bincount(positions[chosen], weights=n[chosen], minlength=len(contact_ids))
+            total += np.bincount(at[chosen], weights=n[chosen], minlength=len(contact_ids))
             counts[count_name(kind, days)] = total.astype(np.float32)
     return counts
 

@@ -169,7 +169,9 @@ class ModelVersion(models.Model):
 class PropensityScore(models.Model):
     """The active version's score of one contact: rules read it as metrics.propensity_<model>*."""
 
-    model = models.ForeignKey(PropensityModel, on_delete=models.CASCADE, related_name="scores")
+    # No index of its own: (model, contact) and (model, probability) both lead with it, and each index
+    # is written for every score of the daily run.
+    model = models.ForeignKey(PropensityModel, on_delete=models.CASCADE, related_name="scores", db_index=False)
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="propensity_scores")
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
     probability = models.FloatField()

@@ -70,6 +70,12 @@ def tier_of(percentile: float) -> str:
     return next((tier for floor, tier in TIER_FLOORS if percentile > floor), Tier.LOW)
 
 
+def tiers_of(percentiles: np.ndarray) -> list[str]:
+    """tier_of each percentile, at once."""
+    floors = [percentiles > floor for floor, _tier in TIER_FLOORS]
+    return np.select(floors, [str(tier) for _floor, tier in TIER_FLOORS], default=str(Tier.LOW)).tolist()
+
+
 def _tier_sql(percentile: str) -> str:
     branches = " ".join(f"WHEN {percentile} > {floor} THEN '{tier}'" for floor, tier in TIER_FLOORS)
     return f"CASE {branches} ELSE '{Tier.LOW}' END"
@@ -137,18 +143,21 @@ def score_parts(
     source = measures_source(now=now)
     if source.stored is not None:
         stored = read_features(as_of=source.stored.as_of, volatile=volatile, stored=source.stored)
-        everyone = np.fromiter(Contact.objects.values_list("id", flat=True), dtype=np.int64)
-        rest = np.setdiff1d(everyone, stored.contact_ids, assume_unique=True)
-        if len(rest) <= RECOMPUTE_AT_MOST * len(everyone):
+        everyone = Contact.objects.count()
+        rest = np.zeros(0, dtype=np.int64)
+        if everyone != len(stored):  # the stored ones are contacts: the same number, the same contacts
+            every_id = np.fromiter(Contact.objects.values_list("id", flat=True), dtype=np.int64)
+            rest = np.setdiff1d(every_id, stored.contact_ids, assume_unique=True)
+        if len(rest) <= RECOMPUTE_AT_MOST * everyone:
             parts = [_scored(model, fitted, columns, stored)]
             del stored
             if len(rest):
                 raw = read_features(as_of=now, volatile=volatile, contact_ids=rest.tolist())
                 parts.append(_scored(model, fitted, columns, raw))
-            reason = f"{source.reason} for {len(everyone) - len(rest):,} contacts; {len(rest):,} recomputed as of now"
+            reason = f"{source.reason} for {everyone - len(rest):,} contacts; {len(rest):,} recomputed as of now"
             return parts, reason
         del stored
-        source = MeasuresSource(None, f"recomputed: {len(rest):,} of {len(everyone):,} contacts changed since then")
+        source = MeasuresSource(None, f"recomputed: {len(rest):,} of {everyone:,} contacts changed since then")
     raw = read_features(as_of=now, volatile=volatile)
     return [_scored(model, fitted, columns, raw)], f"{source.reason}; as of now"
 
@@ -199,11 +208,11 @@ def _copy_text(model, version, contact_ids, p, percentiles, now: datetime):
     row (floats as their shortest exact repr), since psycopg's write_row adapts each value on its
     own (28 s of 733k rows at 1M contacts, load ~5)."""
     stamp = now.isoformat()
-    rows = zip(contact_ids.tolist(), p.tolist(), percentiles.tolist(), strict=True)
+    rows = zip(contact_ids.tolist(), p.tolist(), percentiles.tolist(), tiers_of(percentiles), strict=True)
     while chunk := list(islice(rows, CHUNK_ROWS)):
         yield "".join(
-            f"{model.pk}\t{contact_id}\t{version.pk}\t{probability!r}\t{percentile!r}\t{tier_of(percentile)}\t{stamp}\n"
-            for contact_id, probability, percentile in chunk
+            f"{model.pk}\t{contact_id}\t{version.pk}\t{probability!r}\t{percentile!r}\t{tier}\t{stamp}\n"
+            for contact_id, probability, percentile, tier in chunk
         )
 
 
