@@ -207,11 +207,11 @@ def _copy_text(model, version, contact_ids, p, percentiles, now: datetime):
     """The rows in COPY's text format, CHUNK_ROWS at a time: formatted here in one f-string per
     row (floats as their shortest exact repr), since psycopg's write_row adapts each value on its
     own (28 s of 733k rows at 1M contacts, load ~5)."""
-    stamp = now.isoformat()
+    stamp, model_id, version_id = now.isoformat(), model.pk, version.pk
     rows = zip(contact_ids.tolist(), p.tolist(), percentiles.tolist(), tiers_of(percentiles), strict=True)
     while chunk := list(islice(rows, CHUNK_ROWS)):
         yield "".join(
-            f"{model.pk}\t{contact_id}\t{version.pk}\t{probability!r}\t{percentile!r}\t{tier}\t{stamp}\n"
+            f"{model_id}\t{contact_id}\t{version_id}\t{probability!r}\t{percentile!r}\t{tier}\t{stamp}\n"
             for contact_id, probability, percentile, tier in chunk
         )
 
