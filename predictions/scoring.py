@@ -298,7 +298,7 @@ def _rank(model: PropensityModel, contact_ids: list[int]) -> None:
         return
     table = PropensityScore._meta.db_table
     d = Dialect(connection.vendor)
-    params = {"model": model.pk, "ids": json.dumps(sorted({int(i) for i in contact_ids}))}
+    params: dict[str, int | str] = {"model": model.pk, "ids": json.dumps(sorted({int(i) for i in contact_ids}))}
     with connection.cursor() as cursor:
         if d.postgres:
             # The counts' estimates look vast to the planner, which then spent ~0.9 s on JIT

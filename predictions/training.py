@@ -187,13 +187,13 @@ def datasets(model: PropensityModel, *, now: datetime, progress: Progress) -> tu
     training = _labelled(model, train_window)
     _check_counts(training.y, least=MIN_CLASS_ROWS, what="the training window", model=model)
 
-    def validation() -> Dataset:
+    def read_validation() -> Dataset:
         progress(f"reading features as of {validation_window.cutoff:%Y-%m-%d}")
         data = _labelled(model, validation_window)
         _check_counts(data.y, least=MIN_VALIDATION_ROWS, what="the validation window", model=model)
         return data
 
-    return training, validation
+    return training, read_validation
 
 
 def _split_by_rule(model: PropensityModel, data: Dataset, *, at: datetime) -> tuple[Dataset, Dataset]:
