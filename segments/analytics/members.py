@@ -125,6 +125,8 @@ def fill(cursor, periods: Iterable[Period], *, tracked: Iterable[Period] = ()) -
             for p in periods
         ],
     )
+    if connection.vendor == "postgresql":
+        cursor.execute(dialect.analyze("analytics_per"))  # unanalysed, it is planned as 860 rows
     zero = {name: "0" for name in FIGURES}
     activity = {
         **zero,
@@ -169,49 +171,54 @@ def fill(cursor, periods: Iterable[Period], *, tracked: Iterable[Period] = ()) -
         "JOIN analytics_per p ON p.grain = c.grain AND p.period_start = c.period_start"
     )
     taken = {name: ("MAX" if name == "converted" or name.startswith("r_") else "SUM") for name in FIGURES}
-    cursor.execute(
-        f"""INSERT INTO analytics_mem ({COLUMNS})
-        SELECT grain, period_start, segment_id, contact_id, '', {", ".join(f"{taken[n]}({n})" for n in FIGURES)}
-        FROM (
-            {
-            select(
-                activity,
-                "p.grain, p.period_start, x.segment_id, x.contact_id",
-                "FROM analytics_act x " + by_period.format("x"),
-            )
-        }
-            UNION ALL
-            {
-            select(
-                outcome,
-                "p.grain, p.period_start, o.segment_id, o.contact_id",
-                "FROM analytics_out o " + by_period.format("o"),
-            )
-        }
-            UNION ALL
-            {
-            select(
-                size,
-                "p.grain, p.period_start, iv.segment_id, iv.contact_id",
-                "FROM analytics_iv iv JOIN analytics_per p ON (iv.start_at IS NULL OR iv.start_at < p.end_at) "
-                "AND (iv.end_at IS NULL OR iv.end_at >= p.start_at)",
-            )
-        }
-        ) u GROUP BY 1, 2, 3, 4"""
-    )
+    with dialect.hashed_grouping(cursor):
+        cursor.execute(
+            f"""INSERT INTO analytics_mem ({COLUMNS})
+            SELECT grain, period_start, segment_id, contact_id, '', {", ".join(f"{taken[n]}({n})" for n in FIGURES)}
+            FROM (
+                {
+                select(
+                    activity,
+                    "p.grain, p.period_start, x.segment_id, x.contact_id",
+                    "FROM analytics_act x " + by_period.format("x"),
+                )
+            }
+                UNION ALL
+                {
+                select(
+                    outcome,
+                    "p.grain, p.period_start, o.segment_id, o.contact_id",
+                    "FROM analytics_out o " + by_period.format("o"),
+                )
+            }
+                UNION ALL
+                {
+                select(
+                    size,
+                    "p.grain, p.period_start, iv.segment_id, iv.contact_id",
+                    "FROM analytics_iv iv JOIN analytics_per p ON (iv.start_at IS NULL OR iv.start_at < p.end_at) "
+                    "AND (iv.end_at IS NULL OR iv.end_at >= p.start_at)",
+                )
+            }
+            ) u GROUP BY 1, 2, 3, 4"""
+        )
     cursor.execute(
         "CREATE INDEX analytics_mem_member ON analytics_mem (grain, period_start, segment_id, contact_id, campaign)"
     )
+    if connection.vendor == "postgresql":  # the campaign rows below look each member's row up
+        cursor.execute(dialect.analyze("analytics_mem"))
     grains = ", ".join(f"'{grain}'" for grain in CAMPAIGN_GRAINS)
-    cursor.execute(
-        f"""INSERT INTO analytics_mem (grain, period_start, segment_id, contact_id, campaign, n, converted)
-        SELECT p.grain, p.period_start, x.segment_id, x.contact_id, x.campaign, SUM(x.n), MAX(COALESCE(b.converted, 0))
-        FROM analytics_act x {by_period.format("x")}
-        LEFT JOIN analytics_mem b ON b.grain = p.grain AND b.period_start = p.period_start
-            AND b.segment_id = x.segment_id AND b.contact_id = x.contact_id AND b.campaign = ''
-        WHERE x.campaign <> '' AND p.grain IN ({grains})
-        GROUP BY 1, 2, 3, 4, 5"""
-    )
+    with dialect.hashed_grouping(cursor):
+        cursor.execute(
+            f"""INSERT INTO analytics_mem (grain, period_start, segment_id, contact_id, campaign, n, converted)
+            SELECT p.grain, p.period_start, x.segment_id, x.contact_id, x.campaign, SUM(x.n),
+                MAX(COALESCE(b.converted, 0))
+            FROM analytics_act x {by_period.format("x")}
+            LEFT JOIN analytics_mem b ON b.grain = p.grain AND b.period_start = p.period_start
+                AND b.segment_id = x.segment_id AND b.contact_id = x.contact_id AND b.campaign = ''
+            WHERE x.campaign <> '' AND p.grain IN ({grains})
+            GROUP BY 1, 2, 3, 4, 5"""
+        )
     if connection.vendor == "postgresql":
         cursor.execute(dialect.analyze("analytics_mem"))
 
@@ -241,27 +248,28 @@ def sums(cursor, *, contacts: str, segment_ids: list[int], new_contacts_above: i
                 SELECT 1 FROM {TABLE} f WHERE f.contact_id = t.contact_id AND f.grain = t.grain
                 AND f.period_start = t.period_start AND f.segment_id = t.segment_id AND f.campaign = ''
             )"""
-    measures = ", ".join(f"SUM(t.sg * {expression})" for expression in MEASURES.values())
-    cursor.execute(
-        f"""SELECT t.grain, t.period_start, t.segment_id, {measures}
-        FROM ({rows}) t WHERE t.campaign = '' GROUP BY 1, 2, 3""",
-        [new_contacts_above],
-    )
-    names = list(MEASURES)
-    members = {
-        (grain, dialect.as_date(start), segment_id): dict(zip(names, values, strict=True))
-        for grain, start, segment_id, *values in cursor.fetchall()
-    }
-    cursor.execute(
-        f"""SELECT t.grain, t.period_start, t.segment_id, t.campaign,
-            SUM(t.sg), SUM(t.sg * t.n), SUM(t.sg * t.converted)
-        FROM ({rows}) t WHERE t.campaign <> '' GROUP BY 1, 2, 3, 4""",
-        [new_contacts_above],
-    )
-    campaigns = {
-        (grain, dialect.as_date(start), segment_id, campaign): (int(n), int(activities), int(converted))
-        for grain, start, segment_id, campaign, n, activities, converted in cursor.fetchall()
-    }
+    with dialect.hashed_grouping(cursor):
+        measures = ", ".join(f"SUM(t.sg * {expression})" for expression in MEASURES.values())
+        cursor.execute(
+            f"""SELECT t.grain, t.period_start, t.segment_id, {measures}
+            FROM ({rows}) t WHERE t.campaign = '' GROUP BY 1, 2, 3""",
+            [new_contacts_above],
+        )
+        names = list(MEASURES)
+        members = {
+            (grain, dialect.as_date(start), segment_id): dict(zip(names, values, strict=True))
+            for grain, start, segment_id, *values in cursor.fetchall()
+        }
+        cursor.execute(
+            f"""SELECT t.grain, t.period_start, t.segment_id, t.campaign,
+                SUM(t.sg), SUM(t.sg * t.n), SUM(t.sg * t.converted)
+            FROM ({rows}) t WHERE t.campaign <> '' GROUP BY 1, 2, 3, 4""",
+            [new_contacts_above],
+        )
+        campaigns = {
+            (grain, dialect.as_date(start), segment_id, campaign): (int(n), int(activities), int(converted))
+            for grain, start, segment_id, campaign, n, activities, converted in cursor.fetchall()
+        }
     return members, campaigns
 
 

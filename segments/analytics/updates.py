@@ -1,14 +1,37 @@
 """Keeping the stored analytics current: a backfill over a span of days, and the incremental update
-the nightly django-q2 schedule runs, which recomputes only the periods holding a day that gained
-activities, deals, lifecycle moves or membership changes since the last run (and new days).
+the nightly django-q2 schedule runs over the periods holding a day that gained activities, deals,
+lifecycle moves, membership changes or contacts since the last run (and the days since it).
 
-New source rows are found by id above the last run's watermark (each table's primary key, so no
-scan of the whole table). Deals closed since the last run are found by their close time. Work is
-done one quarter at a time: the quarter, its months, and its weeks and days that need it.
+New source rows are found by id above the last run's watermarks (each table's primary key, so no
+scan of the whole table); deals closed since the last run by their close time.
 
-Stored rows of periods that gain nothing new are never rewritten, so a contact deleted after its
-outcome keeps its contribution to them; a period that is recomputed is computed from what is
-stored then.
+How a quarter's group of dirty periods is brought up to date (`_plan`):
+
+- Every stored measure is a sum over members of a figure of each member (members.py), sizes
+  included (membership at the start, its change to the end, over the days, joining). Weeks, months
+  and quarters ending within KEEP_DAYS of today keep each member's figures (AnalyticsMemberFigure,
+  a cache: unlogged on PostgreSQL, rebuilt by any full recompute of the period; a marker row per
+  period says it is complete, and a crash that empties the table empties the markers too).
+- The touched contacts are those with new source rows, new contacts, and (for fresh periods) every
+  contact with a row dated in the period. Their intervals, activities and outcomes are read through
+  the contact indexes (rollup.fill_for_contacts) and their figures computed for the group's periods.
+- A *tracked* period (figures kept, for the same segments) gets stored row + new figures - kept
+  figures (a member with no kept row counted only its membership at the start, unchanged unless a
+  new membership change is dated before the period: then the group is recomputed in full; a contact
+  new since the last run counted nothing in the whole database). Joins and leaves: stored plus the
+  new changes.
+- A *fresh* period (every day, and a week, month or quarter begun after the last run's last day)
+  starts from the stored size at the end of the day before (days are updated first, in order) and
+  adds the touched contacts' figures: every contact with something in it is touched.
+- Anything else (a period without kept figures that began before the last run, a new analysed
+  segment, a missing day before) recomputes the group in full from scratch, as the backfill does,
+  which keeps the figures of recent periods for the next run.
+
+Limits: a Membership row written without its MembershipChange (outside the refresh) is seen by the
+next full recompute only; a contact deleted since keeps its kept rows, so its past contribution
+stays in the periods updated incrementally (the issue's rule), while a full recompute drops it.
+Stored rows of periods that gain nothing new are never rewritten; a period recomputed in full is
+computed from what is stored then.
 """
 
 from __future__ import annotations
