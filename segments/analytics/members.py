@@ -171,7 +171,7 @@ def fill(cursor, periods: Iterable[Period], *, tracked: Iterable[Period] = ()) -
         "JOIN analytics_per p ON p.grain = c.grain AND p.period_start = c.period_start"
     )
     taken = {name: ("MAX" if name == "converted" or name.startswith("r_") else "SUM") for name in FIGURES}
-    with dialect.hashed_grouping(cursor):
+    with dialect.hashed_grouping():
         cursor.execute(
             f"""INSERT INTO analytics_mem ({COLUMNS})
             SELECT grain, period_start, segment_id, contact_id, '', {", ".join(f"{taken[n]}({n})" for n in FIGURES)}
@@ -208,7 +208,7 @@ def fill(cursor, periods: Iterable[Period], *, tracked: Iterable[Period] = ()) -
     if connection.vendor == "postgresql":  # the campaign rows below look each member's row up
         cursor.execute(dialect.analyze("analytics_mem"))
     grains = ", ".join(f"'{grain}'" for grain in CAMPAIGN_GRAINS)
-    with dialect.hashed_grouping(cursor):
+    with dialect.hashed_grouping():
         cursor.execute(
             f"""INSERT INTO analytics_mem (grain, period_start, segment_id, contact_id, campaign, n, converted)
             SELECT p.grain, p.period_start, x.segment_id, x.contact_id, x.campaign, SUM(x.n),
@@ -248,7 +248,7 @@ def sums(cursor, *, contacts: str, segment_ids: list[int], new_contacts_above: i
                 SELECT 1 FROM {TABLE} f WHERE f.contact_id = t.contact_id AND f.grain = t.grain
                 AND f.period_start = t.period_start AND f.segment_id = t.segment_id AND f.campaign = ''
             )"""
-    with dialect.hashed_grouping(cursor):
+    with dialect.hashed_grouping():
         measures = ", ".join(f"SUM(t.sg * {expression})" for expression in MEASURES.values())
         cursor.execute(
             f"""SELECT t.grain, t.period_start, t.segment_id, {measures}
