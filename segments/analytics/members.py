@@ -52,7 +52,6 @@ COLUMNS = ", ".join([*KEY, *FIGURES])
 
 # What a segment's stored row sums, per member row `t` (campaign ''): name -> SQL.
 MEASURES: dict[str, str] = {
-    "s0": "t.s0",
     "ds1": "t.ds1",
     "ddsum": "t.ddsum",
     "entr": "t.entr",
@@ -196,8 +195,9 @@ def fill(cursor, periods: Iterable[Period], *, tracked: Iterable[Period] = ()) -
                 select(
                     size,
                     "p.grain, p.period_start, iv.segment_id, iv.contact_id",
-                    "FROM analytics_iv iv JOIN analytics_per p ON (iv.start_at IS NULL OR iv.start_at < p.end_at) "
-                    "AND (iv.end_at IS NULL OR iv.end_at >= p.start_at)",
+                    "FROM analytics_iv iv JOIN analytics_per p ON "
+                    "((iv.start_at >= p.start_at AND iv.start_at < p.end_at) "
+                    "OR (iv.end_at >= p.start_at AND iv.end_at < p.end_at))",
                 )
             }
             ) u GROUP BY 1, 2, 3, 4"""
@@ -223,37 +223,26 @@ def fill(cursor, periods: Iterable[Period], *, tracked: Iterable[Period] = ()) -
         cursor.execute(dialect.analyze("analytics_mem"))
 
 
-def sums(cursor, *, contacts: str, segment_ids: list[int], new_contacts_above: int) -> tuple[dict, dict]:
+def sums(cursor, *, contacts: str, segment_ids: list[int]) -> tuple[dict, dict]:
     """The change to each stored measure that replacing the kept figures of the contacts in the
     table `contacts` with their figures in analytics_mem makes: {(grain, start, segment): {measure:
     change}} and {(grain, start, segment, campaign): (responders, activities, converted)}.
 
-    A member without a kept row counted `s0` before (its membership at the start is the same
-    before and after, unless the update was told otherwise: see updates.py), except a contact new
-    since the last run in the whole database (segment 0) of a tracked period, which counted nothing.
+    Membership at the start (`s0`) is left out: it is the same before and after for every member
+    the update keeps figures of (updates.py adds the contacts new to the whole database).
     """
     scope = ", ".join(str(int(pk)) for pk in [0, *segment_ids])
-    sizes_only = ", ".join("t.s0" if name == "s0" else "0" for name in FIGURES)
     figures = ", ".join(f"t.{name}" for name in FIGURES)
     rows = f"""SELECT 1 AS sg, t.grain, t.period_start, t.segment_id, t.campaign, {figures} FROM analytics_mem t
         UNION ALL
         SELECT -1, t.grain, t.period_start, t.segment_id, t.campaign, {figures}
         FROM {TABLE} t JOIN analytics_per p ON p.grain = t.grain AND p.period_start = t.period_start
-        WHERE t.segment_id IN ({scope}) AND t.contact_id IN (SELECT id FROM {contacts})
-        UNION ALL
-        SELECT -1, t.grain, t.period_start, t.segment_id, t.campaign, {sizes_only}
-        FROM analytics_mem t JOIN analytics_per p ON p.grain = t.grain AND p.period_start = t.period_start
-        WHERE t.campaign = '' AND NOT (p.tracked = 1 AND t.segment_id = 0 AND t.contact_id > %s)
-            AND NOT EXISTS (
-                SELECT 1 FROM {TABLE} f WHERE f.contact_id = t.contact_id AND f.grain = t.grain
-                AND f.period_start = t.period_start AND f.segment_id = t.segment_id AND f.campaign = ''
-            )"""
+        WHERE t.segment_id IN ({scope}) AND t.contact_id IN (SELECT id FROM {contacts})"""
     with dialect.hashed_grouping():
         measures = ", ".join(f"SUM(t.sg * {expression})" for expression in MEASURES.values())
         cursor.execute(
             f"""SELECT t.grain, t.period_start, t.segment_id, {measures}
             FROM ({rows}) t WHERE t.campaign = '' GROUP BY 1, 2, 3""",
-            [new_contacts_above],
         )
         names = list(MEASURES)
         members = {
@@ -264,7 +253,6 @@ def sums(cursor, *, contacts: str, segment_ids: list[int], new_contacts_above: i
             f"""SELECT t.grain, t.period_start, t.segment_id, t.campaign,
                 SUM(t.sg), SUM(t.sg * t.n), SUM(t.sg * t.converted)
             FROM ({rows}) t WHERE t.campaign <> '' GROUP BY 1, 2, 3, 4""",
-            [new_contacts_above],
         )
         campaigns = {
             (grain, dialect.as_date(start), segment_id, campaign): (int(n), int(activities), int(converted))

@@ -270,10 +270,9 @@ def _update_group(
         _touch(cursor, ids, state=state, marks=marks, fresh=plan.fresh)
         rollup.fill_for_contacts(cursor, ordered, ids, contacts=TOUCHED)
         members.fill(cursor, ordered, tracked=plan.tracked)
-        changes, campaigns = members.sums(
-            cursor, contacts=TOUCHED, segment_ids=ids, new_contacts_above=state.contact_id
-        )
-        computed = _apply(ordered, ids, plan=plan, changes=changes, campaigns=campaigns)
+        changes, campaigns = members.sums(cursor, contacts=TOUCHED, segment_ids=ids)
+        joined = _new_contacts_before(cursor, plan.tracked, state=state, marks=marks)
+        computed = _apply(ordered, ids, plan=plan, changes=changes, campaigns=campaigns, joined=joined)
         computed.changes = _change_stats(cursor, ordered, ids, plan=plan, state=state, marks=marks)
         rollup.store(computed, ordered, segment_ids=ids)
         members.keep(cursor, contacts=TOUCHED)
@@ -360,7 +359,22 @@ def _plus(stored, change) -> int | Decimal:
 MEASURE_OF = {"won_deals": "won", "deals_created": "created", "pipeline_created": "pipeline"}
 
 
-def _apply(periods: list[Period], ids: list[int], *, plan: Plan, changes: dict, campaigns: dict) -> rollup.Computed:
+def _new_contacts_before(cursor, periods: list[Period], *, state: AnalyticsState, marks: dict) -> dict[Period, int]:
+    """Contacts new since the last run created before each tracked period began: the whole
+    database's members at its start gain them (every other member's start is unchanged)."""
+    joined = {}
+    for period in periods:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {Contact._meta.db_table} WHERE id > %s AND id <= %s AND created_at < %s",
+            [state.contact_id, marks["contact_id"], dialect.instant(period.start_at)],
+        )
+        joined[period] = cursor.fetchone()[0]
+    return joined
+
+
+def _apply(
+    periods: list[Period], ids: list[int], *, plan: Plan, changes: dict, campaigns: dict, joined: dict[Period, int]
+) -> rollup.Computed:
     """The new rows of `periods`: stored rows (tracked) or the day before's size (fresh), plus the changes."""
     scope = [*ids, rollup.DATABASE]
     tracked = set(plan.tracked)
@@ -392,6 +406,7 @@ def _apply(periods: list[Period], ids: list[int], *, plan: Plan, changes: dict, 
         for segment_id in scope:
             d = changes.get((grain, first, segment_id), {})
             get = lambda name, d=d: d.get(name) or 0  # noqa: E731
+            s0 = joined.get(period, 0) if segment_id == rollup.DATABASE else 0
             if is_tracked:
                 base = stored[(grain, first, segment_id)]
                 start, end, during = base.members_start, base.members_end, base.members_during
@@ -408,10 +423,10 @@ def _apply(periods: list[Period], ids: list[int], *, plan: Plan, changes: dict, 
                 segment_id=rollup._segment(segment_id),
                 grain=grain,
                 period_start=first,
-                members_start=start + get("s0"),
-                members_end=end + get("s0") + get("ds1"),
-                members_during=during + get("s0") + get("entr"),
-                avg_members=(dsum + two_n * get("s0") + get("ddsum")) / two_n,
+                members_start=start + s0,
+                members_end=end + s0 + get("ds1"),
+                members_during=during + s0 + get("entr"),
+                avg_members=(dsum + two_n * s0 + get("ddsum")) / two_n,
                 revenue_sq=float(revenue_sq) + float(get("revenue_sq")),
                 computed_at=now,
                 **{name: _plus(figures[name], get(MEASURE_OF.get(name, name))) for name in STAT_FIGURES},
