@@ -474,74 +474,9 @@ class AnalyticsState(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_seconds = models.FloatField(null=True, blank=True)
     last_run_periods = models.PositiveIntegerField(default=0)
-    contact_id = models.BigIntegerField(default=0, help_text="Newest contact seen (the whole database's joins)")
-    member_periods = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="Periods whose per-member figures are kept (AnalyticsMemberFigure): 'grain:start' -> segment ids",
-    )
 
     def __str__(self) -> str:
         return f"analytics through {self.computed_through}"
-
-
-class AnalyticsMemberFigure(models.Model):
-    """One member's figures in one recent calendar period (week, month, quarter): a cache the
-    incremental analytics update reads to replace a touched contact's contribution to the stored
-    measures instead of recomputing the period (segments/analytics/members.py).
-
-    A row exists only for a member with an outcome in the period or whose membership changed in it
-    (`ds1`, `ddsum`, `entr` not zero); any other member counts `s0` (its membership at the period's
-    start) and nothing else. `segment_id` 0 is the whole database. No foreign keys: a deleted
-    contact keeps its row (its past contribution stays). Unlogged on PostgreSQL (migration 0018):
-    a full recompute of the period rebuilds it.
-    """
-
-    grain = models.CharField(max_length=8, choices=AnalyticsGrain.choices)
-    period_start = models.DateField()
-    segment_id = models.IntegerField()
-    contact_id = models.BigIntegerField()
-    campaign = models.CharField(max_length=100, blank=True, help_text="Blank on the member's row; else its n only")
-    n = models.IntegerField(default=0)
-    n_email = models.IntegerField(default=0)
-    n_web = models.IntegerField(default=0)
-    n_content = models.IntegerField(default=0)
-    n_events = models.IntegerField(default=0)
-    n_sales = models.IntegerField(default=0)
-    opens = models.IntegerField(default=0)
-    clicks = models.IntegerField(default=0)
-    engagements = models.IntegerField(default=0)
-    purchases = models.IntegerField(default=0)
-    purchase_value = models.DecimalField(max_digits=18, decimal_places=2, default=0)
-    converted = models.IntegerField(default=0)
-    won = models.IntegerField(default=0)
-    won_amount = models.DecimalField(max_digits=18, decimal_places=2, default=0)
-    created = models.IntegerField(default=0)
-    created_amount = models.DecimalField(max_digits=18, decimal_places=2, default=0)
-    r_mql = models.IntegerField(default=0)
-    r_sql = models.IntegerField(default=0)
-    r_opportunity = models.IntegerField(default=0)
-    r_customer = models.IntegerField(default=0)
-    r_evangelist = models.IntegerField(default=0)
-    f_mql = models.IntegerField(default=0)
-    f_sql = models.IntegerField(default=0)
-    f_opportunity = models.IntegerField(default=0)
-    f_customer = models.IntegerField(default=0)
-    f_evangelist = models.IntegerField(default=0)
-    s0 = models.IntegerField(default=0, help_text="Member at the end of the day before the period")
-    ds1 = models.IntegerField(default=0, help_text="Member at the end of the period minus s0")
-    ddsum = models.IntegerField(default=0, help_text="Sum over days of start + end membership, minus 2 x days x s0")
-    entr = models.IntegerField(default=0, help_text="Joined during the period, not a member at its start")
-
-    class Meta:
-        indexes = [
-            # The update replaces a touched contact's rows of a period.
-            models.Index(fields=["contact_id", "grain", "period_start"], name="analytics_member_contact_idx"),
-            models.Index(fields=["grain", "period_start"], name="analytics_member_period_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.segment_id} {self.grain} {self.period_start} contact {self.contact_id}"
 
 
 # --- Governance (segments/governance/): review cadences and the reviews themselves ---

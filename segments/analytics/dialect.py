@@ -111,10 +111,3 @@ def unpack_numbers(value: str | None, width: int) -> np.ndarray:
 def analyze(name: str) -> str:
     """Statistics for a freshly filled scratch table (PostgreSQL plans joins on it from them)."""
     return f"ANALYZE {name}"
-
-
-def days_between(first: str, later: str) -> str:
-    """SQL for the whole days from the date `first` to the date `later` (both date expressions)."""
-    if connection.vendor == "postgresql":
-        return f"({later} - {first})"
-    return f"CAST(julianday({later}) - julianday({first}) AS INTEGER)"

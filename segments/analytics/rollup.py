@@ -205,24 +205,7 @@ def _analyze(cursor, name: str) -> None:
         cursor.execute(dialect.analyze(name))
 
 
-def fill_for_contacts(cursor, periods: list[Period], ids: list[int], *, contacts: str) -> None:
-    """The scratch tables of `periods` (and the whole database) for the contacts whose ids are in the
-    table `contacts` only: their intervals, activities and outcomes, read through their indexes."""
-    _create_scratch(cursor)
-    span = Period(min(p.first for p in periods), max(p.last for p in periods))
-    start, end = dialect.instant(span.start_at), dialect.instant(span.end_at)
-    _fill_intervals(cursor, ids, database=True, start=start, end=end, contacts=contacts)
-    _fill_calendar(cursor, periods)
-    _fill_activities(cursor, start=start, end=end)
-    _fill_outcomes(cursor, start=start, end=end)
-
-
-def drop_scratch(cursor) -> None:
-    _drop_scratch(cursor)
-
-
-def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end, contacts: str | None = None) -> None:
-    among = f" AND contact_id IN (SELECT id FROM {contacts})" if contacts else ""
+def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end) -> None:
     if ids:
         marks = ", ".join(["%s"] * len(ids))
         # One pass of the window over the history (changes from `end` on cannot shape the span).
@@ -231,7 +214,7 @@ def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end, conta
                 SELECT segment_id, contact_id, kind, changed_at,
                     LAG(kind) OVER w AS previous_kind, LAG(changed_at) OVER w AS previous_at,
                     LEAD(changed_at) OVER w AS next_at
-                FROM {CHANGE} WHERE segment_id IN ({marks}) AND changed_at < %s{among}
+                FROM {CHANGE} WHERE segment_id IN ({marks}) AND changed_at < %s
                 WINDOW w AS (PARTITION BY segment_id, contact_id ORDER BY changed_at, id)
             )
             INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at, previous_end)
@@ -244,7 +227,7 @@ def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end, conta
                 UNION ALL
                 SELECT m.segment_id, m.contact_id, m.joined_at, NULL, NULL
                 FROM {MEMBERSHIP} m
-                WHERE m.segment_id IN ({marks}){among.replace("contact_id", "m.contact_id")} AND NOT EXISTS (
+                WHERE m.segment_id IN ({marks}) AND NOT EXISTS (
                     SELECT 1 FROM {CHANGE} c WHERE c.segment_id = m.segment_id AND c.contact_id = m.contact_id
                 )
             ) intervals
@@ -255,8 +238,7 @@ def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end, conta
     if database:
         cursor.execute(
             f"""INSERT INTO analytics_iv (segment_id, contact_id, start_at, end_at)
-            SELECT {DATABASE}, id, created_at, NULL FROM {CONTACT}
-            WHERE created_at < %s{among.replace("contact_id", "id")}""",
+            SELECT {DATABASE}, id, created_at, NULL FROM {CONTACT} WHERE created_at < %s""",
             [end],
         )
     cursor.execute("CREATE INDEX analytics_iv_contact ON analytics_iv (contact_id)")
