@@ -677,5 +677,5 @@ def subset_statements(d: Dialect, model: ScoringModel, params: dict) -> list[str
     WITH {bucket_counts(d) if d.postgres else stored_counts(d)},
     {scored_ctes(d, "ranked")}
     UPDATE {TABLE} SET {assignments}
-    FROM measured WHERE {TABLE}.contact_id = measured.contact_id"""
+    FROM measured WHERE {TABLE}.contact_id = measured.contact_id AND {d.id_in(f"{TABLE}.contact_id")}"""
     return [upsert, rank]
