@@ -1,9 +1,11 @@
 """Reading periods for the analytics: calendar forms, ranges, and the inputs that are refused."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+from django.utils import timezone
 
+from contacts.retention import first_kept_at
 from segments.analytics.periods import BadParameter, last_full_quarter, parse_period, periods_between
 
 
@@ -51,3 +53,21 @@ def test_last_full_quarter_and_the_periods_between():
     assert last_full_quarter(date(2026, 1, 1)).label == "2025Q4"
     weeks = periods_between(date(2026, 7, 1), date(2026, 7, 31), "week")
     assert [w.label for w in weeks] == ["2026-W27", "2026-W28", "2026-W29", "2026-W30", "2026-W31"]
+
+
+def test_a_range_before_the_activities_kept_is_refused_with_retention_on(settings):
+    """A range that is no calendar period is computed from the activities, so with retention on it
+    may not start before the first month kept; calendar periods are read from stored rows."""
+    today = timezone.localdate()
+    settings.ACTIVITY_RETENTION_MONTHS = 3
+    kept = timezone.localdate(first_kept_at())
+    before = kept - timedelta(days=1)
+    with pytest.raises(BadParameter) as raised:
+        parse_period(f"{before}..{today}")
+    assert raised.value.parameter == "period"
+    assert f"before {kept}, the first day whose activities are kept (ACTIVITY_RETENTION_MONTHS=3)" in str(raised.value)
+    assert parse_period(f"{kept + timedelta(days=1)}..{today}").first == kept + timedelta(days=1)
+    quarter_before = last_full_quarter(before + timedelta(days=1))  # ends before the cut: a stored period
+    assert parse_period(f"{quarter_before.first}..{quarter_before.last}").grain == "quarter"
+    settings.ACTIVITY_RETENTION_MONTHS = 0
+    assert parse_period(f"{before}..{today}").first == before

@@ -10,8 +10,10 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
+from contacts.retention import first_kept_at
 from segments.models import AnalyticsGrain
 
 MAX_DAYS = 3 * 366 + 1  # "at most three years": 2024-01-01..2026-12-31 is allowed, a day more is not
@@ -138,7 +140,8 @@ def parse_period(text: str, *, parameter: str = "period") -> Period:
 
 
 def checked_range(first: date, last: date, *, parameter: str = "period") -> Period:
-    """A range of whole days; refused when it ends before it starts or spans more than three years."""
+    """A range of whole days; refused when it ends before it starts, spans more than three years, or
+    (not being a calendar period) starts before the activities retention keeps."""
     if last < first:
         raise BadParameter(f"{parameter}: the period ends ({last}) before it starts ({first}).", parameter=parameter)
     period = Period(first, last)
@@ -150,4 +153,16 @@ def checked_range(first: date, last: date, *, parameter: str = "period") -> Peri
     for grain in AnalyticsGrain.values:
         if period_of(first, grain) == Period(first, last, grain):
             return Period(first, last, grain)
+    # A range that is no calendar period is computed from the activities when asked for; with
+    # retention on, those from before the first month kept are gone (calendar periods were stored
+    # while they were there: contacts/retention.py drops a month only once the rollups read it).
+    kept_from = first_kept_at()
+    if kept_from is not None and period.start_at < kept_from:
+        kept = timezone.localdate(kept_from)
+        raise BadParameter(
+            f"{parameter}: the range starts {first}, before {kept}, the first day whose activities are kept "
+            f"(ACTIVITY_RETENTION_MONTHS={settings.ACTIVITY_RETENTION_MONTHS}); start it on or after {kept}, "
+            "or read the stored weeks, months or quarters before it.",
+            parameter=parameter,
+        )
     return period
