@@ -10,7 +10,11 @@ from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 from api.keys import create_api_key
+from predictions.models import PropensityModel
+from predictions.training import queue_version, train_version
+from tests.predictions_support import NOW, plant_convert
 from tests.segments_support import run_queued
+from tests.shared_rows import made_once
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -83,3 +87,19 @@ def with_details(django_capture_on_commit_callbacks) -> Callable[[], AbstractCon
         run_queued()
 
     return described
+
+
+@pytest.fixture(scope="module")
+def trained_once(django_db_setup, django_db_blocker) -> Iterator[int]:
+    """1,000 planted contacts and a trained convert model (tests/predictions_support.py), made once
+    for the module that asks (tests/shared_rows.py); `trained` reads the model in each test."""
+    with made_once(django_db_blocker):
+        plant_convert(1000)
+        model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
+        train_version(queue_version(model), now=NOW)
+        yield model.pk
+
+
+@pytest.fixture
+def trained(trained_once, db):
+    return PropensityModel.objects.get(pk=trained_once)

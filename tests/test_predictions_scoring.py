@@ -10,31 +10,15 @@ from contacts.models import Contact, LifecycleChange
 from predictions.encoding import encode
 from predictions.explain import contributions, explain_contact
 from predictions.features import read_features
-from predictions.models import ModelVersion, PropensityModel, PropensityScore, VersionState
+from predictions.models import ModelVersion, PropensityScore, VersionState
 from predictions.scoring import score_model, tier_of, usable_version
 from predictions.training import queue_version, train_version
 from segments.rules.compiler import matching_contacts
 from segments.rules.explainer import explain, load_facts
 from segments.rules.registry import get_fields
-from tests.predictions_support import NOW, plant_convert
-from tests.shared_rows import made_once
+from tests.predictions_support import NOW
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def trained_once(django_db_setup, django_db_blocker) -> int:
-    """1,000 planted contacts and a trained convert model, made once for the module (tests/shared_rows.py)."""
-    with made_once(django_db_blocker):
-        plant_convert(1000)
-        model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
-        train_version(queue_version(model), now=NOW)
-        yield model.pk
-
-
-@pytest.fixture
-def trained(trained_once, db):
-    return PropensityModel.objects.get(pk=trained_once)
 
 
 def test_scores_cover_the_population_with_percentiles_and_quartile_tiers(trained):

@@ -11,31 +11,14 @@ from contacts.changes import contacts_changed
 from contacts.metrics.compute import compute_metrics
 from contacts.models import Activity, Contact, MetricsRun, ScoringModel
 from predictions.features import read_features
-from predictions.models import PropensityModel, PropensityScore
+from predictions.models import PropensityScore
 from predictions.scoring import score_model
 from predictions.stored_measures import measures_source
-from predictions.training import queue_version, train_version
-from tests.predictions_support import NOW, plant_convert
-from tests.shared_rows import made_once
+from tests.predictions_support import NOW
 
 pytestmark = pytest.mark.django_db
 
 LATER = NOW + timedelta(hours=1)
-
-
-@pytest.fixture(scope="module")
-def trained_once(django_db_setup, django_db_blocker) -> int:
-    """1,000 planted contacts and a trained convert model, made once for the module (tests/shared_rows.py)."""
-    with made_once(django_db_blocker):
-        plant_convert(1000)
-        model = PropensityModel.objects.create(name="convert", target="convert", horizon_days=90)
-        train_version(queue_version(model), now=NOW)
-        yield model.pk
-
-
-@pytest.fixture
-def trained(trained_once, db):
-    return PropensityModel.objects.get(pk=trained_once)
 
 
 def assert_same_features(a, b) -> None:
