@@ -463,13 +463,8 @@ class SegmentChangeStat(models.Model):
 
 
 class AnalyticsState(models.Model):
-    """Where the incremental analytics update left off (one row): the newest source rows it has seen."""
+    """Where the incremental analytics update left off (one row): the last day computed and its last run."""
 
-    activity_id = models.BigIntegerField(default=0)
-    change_id = models.BigIntegerField(default=0)
-    lifecycle_id = models.BigIntegerField(default=0)
-    deal_id = models.BigIntegerField(default=0)
-    deals_checked_at = models.DateTimeField(null=True, blank=True)
     computed_through = models.DateField(null=True, blank=True, help_text="Last day the rollups cover")
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_seconds = models.FloatField(null=True, blank=True)
@@ -477,6 +472,44 @@ class AnalyticsState(models.Model):
 
     def __str__(self) -> str:
         return f"analytics through {self.computed_through}"
+
+
+class AnalyticsSource(models.TextChoices):
+    ACTIVITY = "activity", "Activity"
+    LIFECYCLE = "lifecycle", "Lifecycle change"
+    DEAL = "deal", "Deal"
+    MEMBERSHIP = "membership", "Membership change"
+
+
+class AnalyticsDirtyHour(models.Model):
+    """An hour (UTC) holding a time of a source row that was inserted, updated (old and new values)
+    or deleted since the analytics update last read it (segments/analytics/updates.py).
+
+    Written by database triggers on the four source tables, in the transaction that changed the row,
+    so every write path (ORM, bulk ingest, raw SQL) records it, and a row is seen once committed,
+    whatever the order of commits (migration 0018). The update claims the waiting rows, recomputes
+    the local days they touch, then deletes the rows it claimed.
+    """
+
+    source = models.CharField(max_length=10, choices=AnalyticsSource.choices)
+    hour = models.DateTimeField(help_text="The changed time, truncated to the hour in UTC")
+    # Membership changes only, no foreign key: a deleted segment's changes dirty nothing.
+    segment_id = models.BigIntegerField(null=True, blank=True)
+    claimed = models.BooleanField(default=False, help_text="Being read by an update")
+
+    class Meta:
+        indexes = [
+            # SQLite's row triggers look here before adding an hour already waiting.
+            models.Index(
+                fields=["source", "hour", "segment_id"],
+                condition=models.Q(claimed=False),
+                name="analytics_dirty_waiting",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        segment = f" (segment {self.segment_id})" if self.segment_id else ""
+        return f"{self.source} {self.hour:%Y-%m-%d %H}:00 UTC{segment}"
 
 
 # --- Governance (segments/governance/): review cadences and the reviews themselves ---

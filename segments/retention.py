@@ -4,16 +4,20 @@ activities further back than retention keeps."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from django.db import connection
 from django.utils import timezone
 
+from contacts.partitions import DEFAULT_PARTITION, existing_months, month_start, partition_name
 from contacts.retention import Span
-from segments.models import AnalyticsState, Segment, SegmentStatus
+from segments.models import AnalyticsDirtyHour, AnalyticsSource, AnalyticsState, Segment, SegmentStatus
 from segments.rules.validation import retention_errors
 
 
 def rolled_up(span: Span) -> str | None:
     """The analytics have rolled up every day of the span (computed through its last local day) and
-    every one of its activities (the update's activity watermark is at or past its newest id).
+    every change to its activities (no changed hour of its table waits for the update).
     Periods stored then are never recomputed from fewer activities unless a late activity or a
     backfill reopens them (docs/scale.md, "Retention")."""
     state = AnalyticsState.objects.order_by("pk").first()
@@ -22,9 +26,23 @@ def rolled_up(span: Span) -> str | None:
     last_day = timezone.localdate(span.end)
     if state.computed_through < last_day:
         return f"the analytics are computed through {state.computed_through}, not yet {last_day}"
-    if state.activity_id < span.newest_id:
-        return f"the analytics have read activities up to id {state.activity_id}, not yet {span.newest_id}"
+    waiting = unread_hours(span)
+    if waiting:
+        return f"the analytics have not yet read activities changed at {waiting[0]:%Y-%m-%d %H}:00 UTC"
     return None
+
+
+def unread_hours(span: Span) -> list[datetime]:
+    """The hours of the span's table (its UTC month, or DEFAULT's months without a partition)
+    holding activity changes the analytics update has not read yet."""
+    hours = AnalyticsDirtyHour.objects.filter(source=AnalyticsSource.ACTIVITY, hour__lt=span.end)
+    waiting = sorted(set(hours.values_list("hour", flat=True)))
+    with connection.cursor() as cursor:
+        partitions = {partition_name(month) for month in existing_months(cursor)}
+    tables = [partition_name(month_start(hour.astimezone(UTC).date())) for hour in waiting]
+    if span.table == DEFAULT_PARTITION:
+        return [hour for hour, table in zip(waiting, tables, strict=True) if table not in partitions]
+    return [hour for hour, table in zip(waiting, tables, strict=True) if table == span.table]
 
 
 def no_rule_reads_past(span: Span) -> str | None:

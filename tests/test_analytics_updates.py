@@ -62,15 +62,6 @@ def test_nothing_new_recomputes_today_only(world):
     assert computed_at("month", date(2026, 7, 1)) == july
 
 
-def test_a_contact_deleted_after_its_outcome_keeps_its_contribution(world):
-    world.f.delete()
-    activity(world.a, "email_open", at(11, 20, 9))  # new data elsewhere: the update runs
-    updates.update_analytics()
-    q3 = segment_measures(world.segment, Q3)
-    assert q3.purchase_value == Decimal("150.00")  # F's 100 is still there
-    assert q3.members_during == 5
-
-
 def test_a_membership_change_recomputes_the_days_after_it(world):
     change(world.segment, world.d, "join", at(9, 20, 12))
     updates.update_analytics()

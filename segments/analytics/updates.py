@@ -1,36 +1,60 @@
 """Keeping the stored analytics current: a backfill over a span of days, and the incremental update
-the nightly django-q2 schedule runs, which recomputes only the periods holding a day that gained
-activities, deals, lifecycle moves or membership changes since the last run (and new days).
+the nightly django-q2 schedule runs, which recomputes only the periods holding a day whose
+activities, deals, lifecycle moves or membership changes changed since the last run (and new days).
 
-New source rows are found by id above the last run's watermark (each table's primary key, so no
-scan of the whole table). Deals closed since the last run are found by their close time. Work is
-done one quarter at a time: the quarter, its months, and its weeks and days that need it.
+Changes are found from `AnalyticsDirtyHour` rows, written by database triggers on the four source
+tables in the transaction that makes the change (migration 0018): the UTC hour of each time a row
+had or has (activity occurred_at; lifecycle changed_at; deal created_at and closed_at; membership
+changed_at, with its segment) on insert, update (old and new values) and delete, on every write path
+(ORM, bulk ingest, raw INSERT ... SELECT). The update claims the rows committed so far (committed
+before it computes anything), widens each hour to the local days it can touch in the project's time
+zone (a membership change: every day from it to today), recomputes the periods holding them, then
+deletes the rows it claimed by their ids. A row committed later, whatever id or time its change
+had, stays unclaimed for the next run; a run that fails leaves its claimed rows for the next one.
 
-Stored rows of periods that gain nothing new are never rewritten, so a contact deleted after its
-outcome keeps its contribution to them; a period that is recomputed is computed from what is
-stored then.
+Decided: this replaces the id watermarks of AnalyticsState, which missed a transaction committing
+after a run had read the newest id (its ids fell below the next run's lower bound) and every update
+or delete (a deal won with a past close time, moved away from won, deleted). Not PendingChange
+(contacts/changes.py): it queues contacts, not times, for the catch-up task to claim, only from
+the code paths that call contacts_changed, and not for membership changes. A run with nothing
+claimed recomputes today (and any day since the last run) only. Rollups therefore equal what a
+backfill of the same span computes from what is stored, deletions included: a deleted contact's
+activities and membership history leave the periods they counted in (its deals' contact is unset).
+
+Work is done one quarter at a time: the quarter, its months, and its weeks and days that need it.
+Stored rows of periods with no changed row are never rewritten.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db import connection, transaction
-from django.db.models import Max
+from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from contacts.models import Activity, Deal, LifecycleChange
 from contacts.retention import first_kept_at
-from segments.models import AnalyticsGrain, AnalyticsState, MembershipChange, Segment, SegmentStatus
+from segments.models import (
+    AnalyticsDirtyHour,
+    AnalyticsGrain,
+    AnalyticsSource,
+    AnalyticsState,
+    Segment,
+    SegmentStat,
+    SegmentStatus,
+)
 
-from . import dialect, rollup
-from .periods import Period, local_midnight, period_of
+from . import rollup
+from .periods import Period, period_of
 
 SCHEDULE_NAME = "segments: analytics nightly"
 NIGHTLY_AT = (2, 30)  # local time the nightly update runs
 DEFAULT_HISTORY_DAYS = 365  # what the first run covers when nothing is stored yet
+HOUR = timedelta(hours=1)
+DELETE_BATCH = 5000  # ids per DELETE (SQLite's limit on parameters)
 
 
 def analysed_segment_ids() -> list[int]:
@@ -65,18 +89,21 @@ def recompute_days(days: set[date], *, segment_ids: list[int] | None = None) -> 
 
 
 def backfill(since: date, *, until: date | None = None) -> int:
-    """Recompute every period from `since` to `until` (default today) and move the watermarks on."""
+    """Recompute every period from `since` to `until` (default today) and let go of the changed
+    rows whose stored periods were all among them; the others wait for the update."""
     today = timezone.localdate()
     until = min(until or today, today)
-    started, marks = time.monotonic(), _watermarks()
+    started, claimed = time.monotonic(), _claim(today)
     days = {since + timedelta(days=n) for n in range((until - since).days + 1)}
+    groups = periods_for(days)
     count = recompute_days(days)
-    _record(marks, through=max(until, _state().computed_through or until), started=started, periods=count)
+    _done(_covered(claimed, {period for periods in groups.values() for period in periods}))
+    _record(through=max(until, _state().computed_through or until), started=started, periods=count)
     return count
 
 
 def update_analytics(*, now: datetime | None = None) -> dict:
-    """The incremental update (also what the nightly schedule runs): periods with new source rows.
+    """The incremental update (also what the nightly schedule runs): periods with changed source rows.
 
     The first run, with nothing stored, backfills DEFAULT_HISTORY_DAYS.
     """
@@ -86,10 +113,11 @@ def update_analytics(*, now: datetime | None = None) -> dict:
     if state.computed_through is None:
         count = backfill(today - timedelta(days=DEFAULT_HISTORY_DAYS - 1), until=today)
         return {"periods": count, "days": DEFAULT_HISTORY_DAYS, "backfill": True}
-    started, marks = time.monotonic(), _watermarks()
-    days = _dirty_days(state, marks, today=today)
+    started, claimed = time.monotonic(), _claim(today)
+    days = _dirty_days(claimed, state, today=today, start=history_start())
     count = recompute_days(days)
-    _record(marks, through=today, started=started, periods=count)
+    _done(claimed)
+    _record(through=today, started=started, periods=count)
     return {"periods": count, "days": len(days), "backfill": False}
 
 
@@ -98,26 +126,9 @@ def _state() -> AnalyticsState:
     return state or AnalyticsState.objects.create()
 
 
-def _watermarks() -> dict:
-    """The newest id of each source table and the time, read before computing: rows written
-    during the run are picked up by the next one."""
-    return {
-        "activity_id": Activity.objects.aggregate(top=Max("pk"))["top"] or 0,
-        "change_id": MembershipChange.objects.aggregate(top=Max("pk"))["top"] or 0,
-        "lifecycle_id": LifecycleChange.objects.aggregate(top=Max("pk"))["top"] or 0,
-        "deal_id": Deal.objects.aggregate(top=Max("pk"))["top"] or 0,
-        "at": timezone.now(),
-    }
-
-
-def _record(marks: dict, *, through: date, started: float, periods: int) -> None:
+def _record(*, through: date, started: float, periods: int) -> None:
     with transaction.atomic():
         state = _state()
-        state.activity_id = marks["activity_id"]
-        state.change_id = marks["change_id"]
-        state.lifecycle_id = marks["lifecycle_id"]
-        state.deal_id = marks["deal_id"]
-        state.deals_checked_at = marks["at"]
         state.computed_through = through
         state.last_run_at = timezone.now()
         state.last_run_seconds = round(time.monotonic() - started, 3)
@@ -125,42 +136,72 @@ def _record(marks: dict, *, through: date, started: float, periods: int) -> None
         state.save()
 
 
-def _days(sql: str, params: list) -> set[date]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {dialect.as_date(day) for (day,) in cursor.fetchall() if day is not None}
+@dataclass(frozen=True)
+class Changed:
+    """The local days a claimed row touches (a membership change's run on to today)."""
+
+    ids: list[int]
+    days: set[date]
 
 
-def _dirty_days(state: AnalyticsState, marks: dict, *, today: date) -> set[date]:
-    """Days that gained source rows since the last run, the days since it, and today."""
-    local = dialect.local_date
-    activity, change = Activity._meta.db_table, MembershipChange._meta.db_table
-    lifecycle, deal = LifecycleChange._meta.db_table, Deal._meta.db_table
-    since_checked = dialect.instant(state.deals_checked_at or local_midnight(today))
-    days = _days(
-        f"""SELECT DISTINCT {local("occurred_at")} FROM {activity} WHERE id > %s AND id <= %s
-        UNION SELECT DISTINCT {local("changed_at")} FROM {lifecycle} WHERE id > %s AND id <= %s
-        UNION SELECT DISTINCT {local("created_at")} FROM {deal} WHERE id > %s AND id <= %s
-        UNION SELECT DISTINCT {local("closed_at")} FROM {deal}
-            WHERE closed_at IS NOT NULL AND ((id > %s AND id <= %s) OR closed_at >= %s)""",
-        [
-            state.activity_id,
-            marks["activity_id"],
-            state.lifecycle_id,
-            marks["lifecycle_id"],
-            state.deal_id,
-            marks["deal_id"],
-            state.deal_id,
-            marks["deal_id"],
-            since_checked,
-        ],
-    )
-    # A membership change moves the sizes of every day after it, up to today.
-    moved = _days(
-        f"SELECT MIN({local('changed_at')}) FROM {change} WHERE id > %s AND id <= %s",
-        [state.change_id, marks["change_id"]],
-    )
-    first_new = (state.computed_through or today) + timedelta(days=1)
-    for start in [*moved, min(first_new, today)]:
-        days |= {start + timedelta(days=n) for n in range((today - start).days + 1)}
+def _claim(today: date) -> list[Changed]:
+    """Claim every changed hour committed by now and read the claimed ones (also those a failed
+    run left), grouped by the days they touch. The claim commits before anything is computed: a
+    change committed after it keeps its row unclaimed for the next run, and on SQLite a writer
+    stops adding to an hour once it is claimed (migration 0018)."""
+    with transaction.atomic():
+        AnalyticsDirtyHour.objects.filter(claimed=False).update(claimed=True)
+    analysed = set(analysed_segment_ids())
+    grouped: dict[frozenset[date], list[int]] = defaultdict(list)
+    rows = AnalyticsDirtyHour.objects.filter(claimed=True).values_list("pk", "source", "hour", "segment_id")
+    for pk, source, hour, segment_id in rows.iterator():
+        days = {timezone.localdate(hour), timezone.localdate(hour + HOUR - timedelta(microseconds=1))}
+        if source == AnalyticsSource.MEMBERSHIP:
+            # A membership change moves the sizes of every day after it, up to today; a segment
+            # deleted or archived since has no rollups to move.
+            first = min(days) if segment_id in analysed else today + timedelta(days=1)
+            days = {first + timedelta(days=n) for n in range((today - first).days + 1)}
+        grouped[frozenset(days)].append(pk)
+    return [Changed(ids, set(days)) for days, ids in grouped.items()]
+
+
+def _covered(claimed: list[Changed], recomputed: set[Period]) -> list[Changed]:
+    """The claimed rows none of whose days lies in a stored period other than those recomputed."""
+    others = [
+        [period for periods in periods_for(changed.days).values() for period in periods if period not in recomputed]
+        for changed in claimed
+    ]
+    starts = {period.first for periods in others for period in periods}
+    # Every stored period has the whole database's row.
+    stored = set(SegmentStat.objects.filter(segment=None, period_start__in=starts).values_list("grain", "period_start"))
+    return [
+        changed
+        for changed, periods in zip(claimed, others, strict=True)
+        if not any((period.grain, period.first) in stored for period in periods)
+    ]
+
+
+def _done(claimed: list[Changed]) -> None:
+    """Delete the claimed rows by their ids: rows committed meanwhile stay for the next run."""
+    ids = [pk for changed in claimed for pk in changed.ids]
+    for first in range(0, len(ids), DELETE_BATCH):
+        AnalyticsDirtyHour.objects.filter(pk__in=ids[first : first + DELETE_BATCH]).delete()
+
+
+def history_start() -> date | None:
+    """The first day of the earliest stored period (a quarter's, unless retention cut into it)."""
+    firsts = [
+        SegmentStat.objects.filter(grain=grain).aggregate(first=Min("period_start"))["first"]
+        for grain in AnalyticsGrain.values
+    ]
+    return min((first for first in firsts if first is not None), default=None)
+
+
+def _dirty_days(claimed: list[Changed], state: AnalyticsState, *, today: date, start: date | None) -> set[date]:
+    """Days touched by changed rows, the days since the last run, and today (never a day after it).
+    Days before the stored history are left out: no stored period holds them, and the history
+    begins where a backfill began it (the first run's covers a year)."""
+    days = {day for changed in claimed for day in changed.days if start is None or day >= start}
+    first_new = min((state.computed_through or today) + timedelta(days=1), today)
+    days |= {first_new + timedelta(days=n) for n in range((today - first_new).days + 1)}
     return {day for day in days if day <= today}
