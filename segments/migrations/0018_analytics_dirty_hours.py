@@ -72,7 +72,7 @@ def sqlite_body(source: str, event: str) -> str:
             statements.append(
                 f"""INSERT INTO {DIRTY} (source, hour, segment_id, claimed)
                 SELECT '{source}', {hour}, {seg}, 0 WHERE {side}.{column} IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM {DIRTY} WHERE claimed = 0 AND source = '{source}' AND hour = {hour}
+                    SELECT 1 FROM {DIRTY} WHERE NOT claimed AND source = '{source}' AND hour = {hour}
                     AND segment_id IS {seg});"""
             )
     return "\n".join(statements)
