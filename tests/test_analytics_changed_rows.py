@@ -1,7 +1,8 @@
 """The incremental analytics update sees every committed change to its sources once, whatever the
-commit order, ids or times: rows committed late, backdated, updated or deleted (triggers record the
-changed hours, segments/analytics/updates.py reads them). The oracle is a backfill of the same span:
-after each update the stored rollups equal what recomputing everything stores."""
+commit order, ids or times: rows committed late, backdated or updated (triggers record the changed
+hours, segments/analytics/updates.py reads them). The oracle is a backfill of the same span: after
+each update the stored rollups equal what recomputing everything stores. Deletes are not changes
+(migration 0019): a deleted contact or deal keeps its contribution to the periods it counted in."""
 
 import threading
 from datetime import date, timedelta
@@ -137,7 +138,9 @@ def test_a_deal_moved_from_won_to_lost_leaves_its_day(world):
     assert_equal_to_a_backfill()
 
 
-def test_a_deleted_won_deal_leaves_its_day(world):
+def test_a_deleted_won_deal_keeps_its_day(world):
+    """Deleting never rewrites analytics history (migration 0019): the deal's revenue stays where
+    it was counted."""
     Deal.objects.create(
         name="A again", contact=world.a, amount=Decimal("70.00"), stage="won", created_at=at(6, 1), closed_at=at(8, 20)
     )
@@ -145,10 +148,10 @@ def test_a_deleted_won_deal_leaves_its_day(world):
     assert revenue(world, date(2026, 8, 20))[0] == Decimal("70.00")
 
     Deal.objects.get(name="A again").delete()
+    assert not AnalyticsDirtyHour.objects.exists()
     updates.update_analytics()
 
-    assert revenue(world, date(2026, 8, 20))[0] == Decimal(0)
-    assert_equal_to_a_backfill()
+    assert revenue(world, date(2026, 8, 20))[0] == Decimal("70.00")
 
 
 def test_an_activity_moved_to_another_contact_or_time_updates_both_days(world):
@@ -181,12 +184,19 @@ def test_raw_insert_select_is_recorded_like_any_write(world):
     assert_equal_to_a_backfill()
 
 
-def test_a_contact_deleted_after_its_outcome_leaves_the_periods_it_counted_in(world):
+def test_a_contact_deleted_after_its_outcome_keeps_its_contribution(world):
+    """Issue 22: its activities, history and lifecycle changes go and its deals lose their contact,
+    and none of it is recorded as a change, so the periods it counted in keep it; new data
+    elsewhere is still picked up."""
     world.f.delete()
+    assert not AnalyticsDirtyHour.objects.exists()
+    activity(world.a, "email_open", at(11, 20, 9))
     updates.update_analytics()
+
     q3 = segment_measures(world.segment, parse_period("2026Q3"))
-    assert q3.purchase_value == Decimal("50.00")  # F's 100 went with F
-    assert_equal_to_a_backfill()
+    assert q3.purchase_value == Decimal("150.00")  # F's 100 is still there
+    assert q3.members_during == 5
+    assert day_stat(world, date(2026, 11, 20)).opens == 1
 
 
 def test_a_deleted_segments_history_dirties_nothing(world):
@@ -219,6 +229,16 @@ def test_each_write_records_the_hours_it_touches(db):
         ("deal", at(10, 3, 7)),  # the new closed_at
     ]
     AnalyticsDirtyHour.objects.all().delete()
+    Deal.objects.filter(pk=deal.pk).update(contact=None)  # as deleting its contact does: not recorded
+    assert not AnalyticsDirtyHour.objects.exists()
+    Deal.objects.filter(pk=deal.pk).update(contact=world.a)  # moved to a contact: recorded
+    assert sorted(AnalyticsDirtyHour.objects.values_list("source", "hour")) == [
+        ("deal", at(9, 5, 12)),
+        ("deal", at(10, 3, 7)),
+    ]
+    AnalyticsDirtyHour.objects.all().delete()
+    Activity.objects.filter(contact=world.a).delete()  # deletes: not recorded
+    assert not AnalyticsDirtyHour.objects.exists()
     change(world.segment, world.d, "join", at(8, 2, 12, 30))
     assert list(AnalyticsDirtyHour.objects.values_list("source", "hour", "segment_id")) == [
         ("membership", at(8, 2, 12), world.segment.pk)

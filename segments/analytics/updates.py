@@ -5,8 +5,9 @@ activities, deals, lifecycle moves or membership changes changed since the last 
 Changes are found from `AnalyticsDirtyHour` rows, written by database triggers on the four source
 tables in the transaction that makes the change (migration 0018): the UTC hour of each time a row
 had or has (activity occurred_at; lifecycle changed_at; deal created_at and closed_at; membership
-changed_at, with its segment) on insert, update (old and new values) and delete, on every write path
-(ORM, bulk ingest, raw INSERT ... SELECT). The update claims the rows committed so far (committed
+changed_at, with its segment) on insert and update (old and new values), on every write path (ORM,
+bulk ingest, raw INSERT ... SELECT). Deletes are not recorded (migration 0019), nor a deal whose
+contact is only unset, as deleting its contact does: deleting never rewrites analytics history. The update claims the rows committed so far (committed
 before it computes anything), widens each hour to the local days it can touch in the project's time
 zone (a membership change: every day from it to today), recomputes the periods holding them, then
 deletes the rows it claimed by their ids. A row committed later, whatever id or time its change
@@ -18,8 +19,9 @@ or delete (a deal won with a past close time, moved away from won, deleted). Not
 (contacts/changes.py): it queues contacts, not times, for the catch-up task to claim, only from
 the code paths that call contacts_changed, and not for membership changes. A run with nothing
 claimed recomputes today (and any day since the last run) only. Rollups therefore equal what a
-backfill of the same span computes from what is stored, deletions included: a deleted contact's
-activities and membership history leave the periods they counted in (its deals' contact is unset).
+backfill of the same span computes from what is stored, except after deletions: as issue 22 asks,
+a contact deleted after its outcome keeps its contribution to the periods it counted in (a period
+recomputed later for another change is computed from what is stored then).
 
 Work is done one quarter at a time: the quarter, its months, and its weeks and days that need it.
 Stored rows of periods with no changed row are never rewritten.
