@@ -54,12 +54,11 @@ SCHEDULE_NAME = "contacts: drop activity months past retention"
 
 @dataclass(frozen=True)
 class Span:
-    """Activities about to go: every row of `table` dated before `end` (`rows`, ids up to
-    `newest_id`), under a retention of `months` months."""
+    """Activities about to go: every row of `table` dated before `end` (`rows` of them), under a
+    retention of `months` months."""
 
     table: str
     end: datetime
-    newest_id: int
     rows: int
     months: int
 
@@ -142,11 +141,11 @@ def _drop_if_read(table: str, *, end: datetime, result: Retention, whole: bool) 
     lets the span go. The span is measured under the lock that keeps writers out until the end."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {ACTIVITY} IN SHARE MODE")
-        cursor.execute(f"SELECT count(*), coalesce(max(id), 0) FROM {table} WHERE occurred_at < %s", [end])
-        rows, newest_id = cursor.fetchone()
+        cursor.execute(f"SELECT count(*) FROM {table} WHERE occurred_at < %s", [end])
+        (rows,) = cursor.fetchone()
         if not whole and not rows:
             return
-        span = Span(table=table, end=end, newest_id=newest_id, rows=rows, months=result.months)
+        span = Span(table=table, end=end, rows=rows, months=result.months)
         reasons = [reason for check in [_metrics_read, *_checks] if (reason := check(span))]
         if reasons:
             result.skipped[table] = "; ".join(reasons)
