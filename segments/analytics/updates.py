@@ -7,11 +7,12 @@ tables in the transaction that makes the change (migration 0018): the UTC hour o
 had or has (activity occurred_at; lifecycle changed_at; deal created_at and closed_at; membership
 changed_at, with its segment) on insert and update (old and new values), on every write path (ORM,
 bulk ingest, raw INSERT ... SELECT). Deletes are not recorded (migration 0019), nor a deal whose
-contact is only unset, as deleting its contact does: deleting never rewrites analytics history. The update claims the rows committed so far (committed
-before it computes anything), widens each hour to the local days it can touch in the project's time
-zone (a membership change: every day from it to today), recomputes the periods holding them, then
-deletes the rows it claimed by their ids. A row committed later, whatever id or time its change
-had, stays unclaimed for the next run; a run that fails leaves its claimed rows for the next one.
+contact is only unset, as deleting its contact does: deleting never rewrites analytics history.
+The update claims the rows committed so far (committed before it computes anything), widens each
+hour to the local days it can touch in the project's time zone (a membership change: every day
+from it to today), recomputes the periods holding them, then deletes the rows it claimed by their
+ids. A row committed later, whatever id or time its change had, stays unclaimed for the next run; a
+run that fails leaves its claimed rows for the next one.
 
 Decided: this replaces the id watermarks of AnalyticsState, which missed a transaction committing
 after a run had read the newest id (its ids fell below the next run's lower bound) and every update
