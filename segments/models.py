@@ -482,8 +482,9 @@ class AnalyticsSource(models.TextChoices):
 
 
 class AnalyticsDirtyHour(models.Model):
-    """An hour (UTC) holding a time of a source row that was inserted, updated (old and new values)
-    or deleted since the analytics update last read it (segments/analytics/updates.py).
+    """An hour (UTC) holding a time of a source row that was inserted or updated (old and new
+    values) since the analytics update last read it (segments/analytics/updates.py). Deletes are
+    not recorded: deleting never rewrites analytics history (migration 0019).
 
     Written by database triggers on the four source tables, in the transaction that changed the row,
     so every write path (ORM, bulk ingest, raw SQL) records it, and a row is seen once committed,

@@ -36,7 +36,7 @@ def unread_hours(span: Span) -> list[datetime]:
     """The hours of the span's table (its UTC month, or DEFAULT's months without a partition)
     holding activity changes the analytics update has not read yet."""
     hours = AnalyticsDirtyHour.objects.filter(source=AnalyticsSource.ACTIVITY, hour__lt=span.end)
-    waiting = sorted(set(hours.values_list("hour", flat=True)))
+    waiting = list(hours.order_by("hour").values_list("hour", flat=True).distinct())
     with connection.cursor() as cursor:
         partitions = {partition_name(month) for month in existing_months(cursor)}
     tables = [partition_name(month_start(hour.astimezone(UTC).date())) for hour in waiting]

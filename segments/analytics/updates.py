@@ -193,11 +193,7 @@ def _done(claimed: list[Changed]) -> None:
 
 def history_start() -> date | None:
     """The first day of the earliest stored period (a quarter's, unless retention cut into it)."""
-    firsts = [
-        SegmentStat.objects.filter(grain=grain).aggregate(first=Min("period_start"))["first"]
-        for grain in AnalyticsGrain.values
-    ]
-    return min((first for first in firsts if first is not None), default=None)
+    return SegmentStat.objects.aggregate(first=Min("period_start"))["first"]
 
 
 def _dirty_days(claimed: list[Changed], state: AnalyticsState, *, today: date, start: date | None) -> set[date]:
