@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, PropertyDefinition
 from segments import history
 from segments.editing import save_segment
 from segments.models import MembershipChange, Segment
@@ -145,6 +145,51 @@ def test_refresh_contacts_runs_one_statement_per_dependency_level_however_many_s
     assert len(few.captured_queries) == len(many.captured_queries)  # details come after commit, in a task
     assert {r.slug for r in changed} >= {"parent", "child", "flat-1", "flat-2"}
     assert member_ids(Segment.objects.get(slug="child")) == {contact.pk}
+
+
+def _catalog_queries(captured) -> list[str]:
+    """The statements that read the catalog: the segments' rows and the field registry's."""
+    tables = ("segments_segment", "contacts_propertydefinition", "predictions_propensitymodel")
+    return [q["sql"] for q in captured.captured_queries if q["sql"].lstrip().startswith("SELECT") and
+            any(f'FROM "{table}"' in q["sql"] for table in tables)]  # fmt: skip
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the catalog is kept on PostgreSQL only")
+def test_refresh_contacts_keeps_the_catalog_until_a_segment_or_field_it_reads_changes(db):
+    contact = ContactFactory(lead_score=60, properties={"tier": "gold"})
+    PropertyDefinitionFactory(key="tier", type="choice", choices=["gold", "silver"])
+    hot = _segment("hot", {"field": "lead_score", "op": "gte", "value": 50})
+    gold = _segment("gold", {"field": "props.tier", "op": "eq", "value": "gold"})
+    refresh_contacts([contact.pk])
+
+    # an unchanged catalog is not read again: one statement checks its stamp
+    with CaptureQueriesContext(connection) as unchanged:
+        refresh_contacts([contact.pk])
+    assert _catalog_queries(unchanged) == []
+
+    # a rule saved since the last call is refreshed under the new rule
+    hot.rule = {"field": "lead_score", "op": "gte", "value": 70}
+    save_segment(hot)
+    with CaptureQueriesContext(connection) as edited:
+        changed = refresh_contacts([contact.pk])
+    assert len(_catalog_queries(edited)) == 3  # the segments, the property definitions, the models
+    assert [(r.slug, r.removed) for r in changed] == [("hot", 1)]
+
+    # a property definition changed since (its choices) is read again: the registry changed
+    PropertyDefinition.objects.filter(key="tier").update(choices=["gold", "silver", "bronze"])
+    with CaptureQueriesContext(connection) as redefined:
+        refresh_contacts([contact.pk])
+    assert len(_catalog_queries(redefined)) == 3
+
+    # a segment archived since is left alone, and a new built segment is refreshed
+    Segment.objects.filter(pk=gold.pk).update(status="archived")
+    _segment("warm", {"field": "lead_score", "op": "gte", "value": 40})
+    Contact.objects.filter(pk=contact.pk).update(lead_score=45, properties={"tier": "silver"})
+    changed = refresh_contacts([contact.pk])
+    assert [r.slug for r in changed] == []  # already a member of warm (its build); gold not refreshed
+    assert member_ids(Segment.objects.get(slug="gold")) == {contact.pk}
+    Contact.objects.filter(pk=contact.pk).update(lead_score=30)
+    assert [(r.slug, r.removed) for r in refresh_contacts([contact.pk])] == [("warm", 1)]
 
 
 def test_a_reused_statement_measures_event_windows_from_each_calls_now(db):

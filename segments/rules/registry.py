@@ -266,6 +266,16 @@ def get_fields(*, properties: bool = True) -> dict[str, Field]:
     return {field.path: field for field in fields}
 
 
+def fields_stamp_sql() -> str:
+    """PostgreSQL: a subquery whose value changes whenever a row `get_fields` reads does (every
+    column of each PropertyDefinition, the id and name of each propensity model), for callers that
+    keep the registry between calls (segments/refresh.py)."""
+    definitions = PropertyDefinition._meta.db_table
+    models = PropensityModel._meta.db_table
+    return f"""SELECT md5(COALESCE((SELECT string_agg(d::text, ';' ORDER BY d.id) FROM {definitions} d), '')
+        || '/' || COALESCE((SELECT string_agg(ROW(m.id, m.name)::text, ';' ORDER BY m.id) FROM {models} m), ''))"""
+
+
 @cache
 def _model_fields() -> tuple[Field, ...]:
     """The contact and company fields, read from the models once (a refresh asks for the registry
