@@ -30,10 +30,13 @@ which takes its own.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from itertools import count
 
 import psycopg
 from django.contrib.auth.models import User
@@ -318,7 +321,7 @@ def _write_postgresql(
         params.append(pk)  # the figures' segment
     params.append(timezone.localdate(changed_at))
     with _cursor(prepared=repeated) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_numbered(sql) if repeated else sql, params)
         rows = {pk: Written(added, removed, size) for pk, added, removed, size in cursor.fetchall()}
     return {s.pk: rows.get(s.pk, Written(0, 0, None)) for s in segments}
 
@@ -340,9 +343,20 @@ def use_generic_plans() -> None:
             cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
 
 
+@lru_cache(maxsize=64)
+def _numbered(sql: str) -> str:
+    """`sql` as PostgreSQL's protocol takes it, for the prepared cursor: its %s placeholders numbered
+    $1, $2, ... and %% made %. Kept per statement text: psycopg converts a statement on every call
+    when it is longer than 4 kB, as a refresh's level statement over tens of segments is (~1 ms of
+    a one-contact refresh over 50 segments, 2.5 ms on a loaded machine)."""
+    numbers = count(1)
+    return re.sub(r"%([s%])", lambda m: f"${next(numbers)}" if m.group(1) == "s" else "%", sql)
+
+
 @contextmanager
 def _cursor(*, prepared: bool) -> Iterator[CursorWrapper]:
-    """A cursor; `prepared`: one whose statements PostgreSQL plans once per connection and reuses.
+    """A cursor; `prepared`: one whose statements PostgreSQL plans once per connection and reuses,
+    written with numbered placeholders (`_numbered`).
 
     The project's connections bind client-side and prepare nothing (Django's default, for
     transaction-mode poolers older than PgBouncer 1.21), so this cursor binds server-side and opts
@@ -355,7 +369,7 @@ def _cursor(*, prepared: bool) -> Iterator[CursorWrapper]:
     connection.ensure_connection()
     raw = connection.connection
     threshold, raw.prepare_threshold = raw.prepare_threshold, 0  # prepare on first use (None: never)
-    server_side = psycopg.Cursor(raw)
+    server_side = psycopg.RawCursor(raw)
     try:
         logged = connection.queries_logged
         # make_cursor wraps a driver's cursor (the stubs say it takes Django's wrapper).
