@@ -14,21 +14,21 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from crmseg_site.liveness import heartbeat
-from segments.graph import Graph, dependants, dependency_graph, levels, topological_order
+from segments.graph import dependants, dependency_graph, levels, topological_order
 from segments.history import request_details, wants_details
 from segments.locks import lock_segment, lock_segments
 from segments.membership import Target, Written, use_generic_plans, write_members
 from segments.models import ChangeReason, RefreshStatus, RuleVersion, Segment, SegmentStatus
 from segments.rules.registry import Field, fields_stamp_sql, get_fields, names_field, reads_rows
 from segments.rules.thresholds import measure_thresholds
-from segments.targets import scoped_target_sql, target_sql
+from segments.targets import scoped_target_key, scoped_target_sql, target_sql
 from segments.watchdog import beat, mark_running, record_failure, unmark
 
 logger = logging.getLogger(__name__)
@@ -268,33 +268,41 @@ def refresh_contacts(contact_ids: Iterable[int], *, now: datetime | None = None)
     if not ids:
         return []
     catalog = _built_catalog()
-    order, graph, fields = catalog.order, catalog.graph, catalog.fields
     results: dict[int, RefreshResult] = {}
     for start in range(0, len(ids), CONTACT_CHUNK):
         chunk = ids[start : start + CONTACT_CHUNK]
         try:
             with transaction.atomic():
-                lock_segments([segment.pk for segment in order])
-                changed = _refresh_levels(order, chunk, graph=graph, now=now, fields=fields)
+                lock_segments(list(catalog.segments))
+                changed = _refresh_levels(catalog, chunk, now=now)
         except Exception:
             logger.exception("Refresh of %d contacts failed; retrying segment by segment", len(chunk))
-            changed = _refresh_isolated(order, chunk, now=now, fields=fields)
+            changed = _refresh_isolated(catalog, chunk, now=now)
         for result in changed:
             if result.status == Outcome.FAILED or result.added or result.removed:
                 results[result.segment_id] = _merge(results.get(result.segment_id), result)
-    return [results[segment.pk] for segment in order if segment.pk in results]
+    return [results[pk] for pk in catalog.segments if pk in results]
 
 
 @dataclass(frozen=True)
 class _Catalog:
     """What refresh_contacts reads before it writes: the built, active rule segments (REFRESH_FIELDS)
-    in dependency order, their graph, and the field registry. Kept by the process while `stamp`,
-    read from the database on every call, is unchanged (PostgreSQL; SQLite reads them every time)."""
+    by id in dependency order, the levels of their graph, and the field registry. Kept by the
+    process while `stamp`, read from the database on every call, is unchanged (PostgreSQL; SQLite
+    reads them every time), with each segment's compiled-target key once it is made."""
 
     stamp: str | None
-    order: list[Segment]
-    graph: Graph
+    segments: dict[int, Segment]
+    levels: list[list[int]]
     fields: dict[str, Field]
+    keys: dict[int, tuple] = field(default_factory=dict)
+
+    def target(self, segment: Segment, *, now: datetime) -> Target:
+        """Who should be a member of `segment` among the contacts of the write (as of `now`)."""
+        if (key := self.keys.get(segment.pk)) is None:
+            key = self.keys[segment.pk] = scoped_target_key(segment, fields=self.fields)
+        reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
+        return Target(segment, scoped_target_sql(segment, now=now, fields=self.fields, key=key), reason)
 
 
 _kept_catalog: _Catalog | None = None
@@ -315,8 +323,8 @@ def _built_catalog() -> _Catalog:
     built = Segment.objects.active().rule_based().filter(last_refresh_started_at__isnull=False)
     segments = built.only(*REFRESH_FIELDS).in_bulk()
     graph = dependency_graph(segments.values())
-    order = [segments[pk] for pk in topological_order(graph, segments)]
-    _kept_catalog = _Catalog(stamp, order, graph, get_fields())
+    ordered = {pk: segments[pk] for pk in topological_order(graph, segments)}
+    _kept_catalog = _Catalog(stamp, ordered, levels(list(ordered), graph), get_fields())
     return _kept_catalog
 
 
@@ -336,44 +344,37 @@ def _catalog_stamp() -> str | None:
     return f"{segments}/{fields}"
 
 
-def _scoped_target(segment: Segment, *, now: datetime, fields: dict[str, Field]) -> Target:
-    reason = ChangeReason.RULE_EDITED if segment.rule_edited_at is not None else None
-    return Target(segment, scoped_target_sql(segment, now=now, fields=fields), reason)
-
-
-def _refresh_levels(
-    segments: list[Segment], contact_ids: list[int], *, graph: Graph, now: datetime, fields: dict[str, Field]
-) -> list[RefreshResult]:
+def _refresh_levels(catalog: _Catalog, contact_ids: list[int], *, now: datetime) -> list[RefreshResult]:
     """Each level of the dependency graph written at once; a level reads what the ones before wrote."""
     changed_at = timezone.now()
-    by_pk = {segment.pk: segment for segment in segments}
     use_generic_plans()
     results = []
-    for level in levels(list(by_pk), graph):
+    for level in catalog.levels:
         clock = time.monotonic()
-        targets = [_scoped_target(by_pk[pk], now=now, fields=fields) for pk in level]
+        targets = [catalog.target(catalog.segments[pk], now=now) for pk in level]
         written = write_members(targets, contact_ids=contact_ids, changed_at=changed_at, repeated=True)
         duration_ms = _elapsed_ms(clock)
-        results += [_scoped_result(by_pk[pk], w, now=now, duration_ms=duration_ms) for pk, w in written.items()]
+        results += [
+            _scoped_result(catalog.segments[pk], w, now=now, duration_ms=duration_ms) for pk, w in written.items()
+        ]
     _describe_later(results, changed_at=changed_at, now=now)
     return results
 
 
-def _refresh_isolated(
-    segments: list[Segment], contact_ids: list[int], *, now: datetime, fields: dict[str, Field]
-) -> list[RefreshResult]:
+def _refresh_isolated(catalog: _Catalog, contact_ids: list[int], *, now: datetime) -> list[RefreshResult]:
     """Segment by segment, each in a savepoint: a failing one is recorded, the others still apply."""
     results: list[RefreshResult] = []
     failures: dict[int, Exception] = {}
     changed_at = timezone.now()
     with transaction.atomic():
-        lock_segments([segment.pk for segment in segments])
-        for segment in segments:
+        lock_segments(list(catalog.segments))
+        for segment in catalog.segments.values():
             clock = time.monotonic()
             try:
                 with transaction.atomic():
-                    target = _scoped_target(segment, now=now, fields=fields)
-                    written = write_members([target], contact_ids=contact_ids, changed_at=changed_at)
+                    written = write_members(
+                        [catalog.target(segment, now=now)], contact_ids=contact_ids, changed_at=changed_at
+                    )
             except Exception as error:
                 logger.exception("Refresh of segment %s for %d contacts failed", segment.pk, len(contact_ids))
                 failures[segment.pk] = error

@@ -102,15 +102,11 @@ def target_sql(
     return _compiled(key, lambda at: _compile(segment, now=at, fields=fields, thresholds=thresholds), now=now)
 
 
-def scoped_target_sql(segment: Segment, *, now: datetime, fields: dict[str, Field]) -> tuple[str, list]:
-    """`target_contacts` among the contacts of a membership write for some contacts
-    (membership.scoped_contact_ids), with the thresholds the segment's last full refresh stored,
-    as SQL and params compiled once per process. Raises InvalidRule like `target_contacts`.
-
-    The ids of the segments the rule reads are not part of the key: a segment another one reads
-    can be neither deleted nor renamed (segments/editing.py).
-    """
-    key = (
+def scoped_target_key(segment: Segment, *, fields: dict[str, Field]) -> tuple:
+    """What a segment's target among some contacts is compiled from, besides `now`: the key of its
+    statement in the cache. The ids of the segments the rule reads are not part of it: a segment
+    another one reads can be neither deleted nor renamed (segments/editing.py)."""
+    return (
         "scoped",
         segment.pk,
         segment.kind,  # a suppression segment's target reads its holds too
@@ -119,9 +115,21 @@ def scoped_target_sql(segment: Segment, *, now: datetime, fields: dict[str, Fiel
         json.dumps(segment.percent_thresholds, sort_keys=True),
         _fingerprint(fields),
     )
+
+
+def scoped_target_sql(
+    segment: Segment, *, now: datetime, fields: dict[str, Field], key: tuple | None = None
+) -> tuple[str, list]:
+    """`target_contacts` among the contacts of a membership write for some contacts
+    (membership.scoped_contact_ids), with the thresholds the segment's last full refresh stored,
+    as SQL and params compiled once per process. Raises InvalidRule like `target_contacts`.
+    `key`: the segment's `scoped_target_key`, when the caller keeps it (refresh_contacts does).
+    """
     thresholds = segment.percent_thresholds
     return _compiled(
-        key, lambda at: _compile(segment, now=at, fields=fields, thresholds=thresholds, scoped=True), now=now
+        key or scoped_target_key(segment, fields=fields),
+        lambda at: _compile(segment, now=at, fields=fields, thresholds=thresholds, scoped=True),
+        now=now,
     )
 
 
