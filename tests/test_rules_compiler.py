@@ -402,3 +402,22 @@ def test_metric_fields_need_only_a_registry_entry(db, monkeypatch):
     assert names(cond("metrics.topics", "contains_none", ["cloud"])) == {"b"}
     assert names(cond("metrics.strong_intent", "is_false")) == {"a", "b"}
     assert names({"not": cond("metrics.engagement_score", "gte", 10)}) == {"no-metrics"}
+
+
+def test_a_stored_whole_threshold_compares_an_integer_column_as_an_integer(db):
+    # given a threshold stored as a float (JSON), as a full refresh stores it
+    ContactFactory(first_name="a", lead_score=95)
+    ContactFactory(first_name="b", lead_score=89)
+    rule = cond("lead_score", "top_percent", 10)
+    stored = {"lead_score top_percent 10": 90.0}
+
+    # when the rule is compiled with it
+    query = matching_contacts(rule, now=NOW, thresholds=stored).values("pk").query
+    sql, params = query.sql_with_params()
+
+    # then the column is compared with the integer 90, not cast row by row (which loses its index)
+    assert 90 in params and all(not isinstance(p, float) for p in params)
+    assert "numeric" not in sql.lower() and "real" not in sql.lower()
+    assert set(matching_contacts(rule, now=NOW, thresholds=stored).values_list("first_name", flat=True)) == {"a"}
+    half = matching_contacts(rule, now=NOW, thresholds={"lead_score top_percent 10": 89.5})
+    assert set(half.values_list("first_name", flat=True)) == {"a"}
