@@ -27,10 +27,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db import connection, transaction
-from django_q.tasks import async_task
+from django.db import connection
 
 from contacts.models import Contact
+from crmseg_site.queueing import enqueue_with_commit
 from segments.explaining import explain_segments, held_reasons
 from segments.models import ChangeKind, ChangeReason, MembershipChange, Segment, SegmentKind
 from segments.rules.explainer import Explanation, Node, load_facts
@@ -50,11 +50,11 @@ def wants_details(changes: int) -> bool:
 
 
 def request_details(segment_ids: Iterable[int], *, changed_at: datetime, now: datetime) -> None:
-    """Once the current transaction commits, queue the task that describes the rows these
-    segments wrote at `changed_at` (one task per refresh; none if it rolls back)."""
+    """Queue, with the current transaction, the task that describes the rows these segments wrote
+    at `changed_at` (one task per refresh; none if it rolls back; crmseg_site/queueing.py)."""
     ids = sorted(set(segment_ids))
     if ids:
-        transaction.on_commit(lambda: async_task(DESCRIBE_TASK, ids, changed_at, now, group="segment-details"))
+        enqueue_with_commit(DESCRIBE_TASK, ids, changed_at, now, group="segment-details")
 
 
 def describe_changes(segment_ids: list[int], *, changed_at: datetime, now: datetime) -> int:
