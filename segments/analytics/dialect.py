@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 
 def local_date(column: str) -> str:
@@ -49,20 +49,22 @@ def binary_collation() -> str:
 
 
 @contextmanager
-def planner_settings(**settings: str) -> Iterator[None]:
-    """PostgreSQL settings (e.g. enable_sort="off") for the statements inside the block only.
+def planner_settings(*, using: str = DEFAULT_DB_ALIAS, **settings: str) -> Iterator[None]:
+    """PostgreSQL settings (e.g. enable_sort="off") for the statements inside the block only, on
+    the connection `using` (default: the default database's).
 
     The block is a savepoint. Settings made with set_config(..., is_local) last to the end of the
     whole transaction, even past a released savepoint, so on the way out the block puts back the
     values it found (one statement in, one out); if the block fails, rolling back its savepoint
     undoes them. Elsewhere the block is only the savepoint.
     """
-    with transaction.atomic():
-        if connection.vendor != "postgresql" or not settings:
+    target = connections[using]
+    with transaction.atomic(using=using):
+        if target.vendor != "postgresql" or not settings:
             yield
             return
         names = list(settings)
-        with connection.cursor() as cursor:
+        with target.cursor() as cursor:
             # (current_setting is evaluated before the set_config beside it: the list is computed in order)
             cursor.execute(
                 "SELECT " + ", ".join("current_setting(%s), set_config(%s, %s, true)" for _ in names),
@@ -70,7 +72,7 @@ def planner_settings(**settings: str) -> Iterator[None]:
             )
             found = cursor.fetchone()[::2]
         yield
-        with connection.cursor() as cursor:
+        with target.cursor() as cursor:
             cursor.execute(
                 "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in names),
                 [part for name, value in zip(names, found, strict=True) for part in (name, value)],

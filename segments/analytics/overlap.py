@@ -15,9 +15,14 @@ from django.db import connections
 
 from segments.models import Membership, Segment
 
+from .dialect import planner_settings
 from .periods import BadParameter
 
 MAX_SEGMENTS = 30
+# PostgreSQL, for the one statement: the per-contact grouping is a hash table of every contact in
+# any chosen segment. With the default 4MB it spilled to disk in batches; 10 segments at 100k
+# contacts (275,000 memberships) took 355 ms spilled, 180 ms in memory.
+WORK_MEM = "64MB"
 MEMBERSHIP = Membership._meta.db_table
 
 
@@ -60,7 +65,8 @@ def overlap(segments: Sequence[Segment]) -> Overlap:
         bits = " ".join(f"WHEN {int(s.pk)} THEN {1 << i}" for i, s in enumerate(segments))
         marks = ", ".join(["%s"] * k)
         # Where the ORM would read memberships now (the replica, on the analytics page).
-        with connections[Membership.objects.db].cursor() as cursor:
+        using = Membership.objects.db
+        with planner_settings(using=using, work_mem=WORK_MEM), connections[using].cursor() as cursor:
             cursor.execute(
                 f"""SELECT mask, COUNT(*) FROM (
                     SELECT contact_id, SUM(CASE segment_id {bits} END) AS mask
