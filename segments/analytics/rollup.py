@@ -12,9 +12,8 @@ connection, each filled by one set-based statement:
   the interval covers whole is the contact's row as it is; a day where it begins or ends is read
   activity by activity); `analytics_out`: lifecycle moves, won deals and created deals per segment,
   member and day; `analytics_pco`: outcomes again per period and member. Activity per period and
-  member is summed inside the statement that reads it (`_member_totals`), never stored: from the
-  contact's period when an interval covers the period whole, from the member's days otherwise.
-  tests/test_analytics_crediting.py checks both shortcuts against a walk over every activity.
+  member is summed inside the one statement that reads it (`_member_totals`), never stored.
+  tests/test_analytics_crediting.py checks the crediting against a walk over every activity.
 - `analytics_cal`: every day of every requested period.
 
 Sizes come from interval starts and ends per day; distinct counts (engaged, converted,
@@ -65,12 +64,10 @@ SCRATCH = {
     # (start_day and end_day: the local days of start_at and end_at)
     "analytics_iv": "segment_id integer, contact_id bigint, start_at timestamp{tz}, end_at timestamp{tz}, "
     "previous_end timestamp{tz}, start_day date, end_day date",
-    "analytics_cal": "day date, grain varchar(8){binary}, period_start date, period_last date, start_at timestamp{tz}",
+    "analytics_cal": "day date, grain varchar(8){binary}, period_start date, start_at timestamp{tz}",
     # per segment, member, day and campaign: counts by channel and the engagement measures
-    # (iv_start_day, iv_end_day: the local days of the interval the row was credited by)
     "analytics_act": "segment_id integer, contact_id bigint, day date, campaign varchar(100){binary}, n integer, "
-    f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, "
-    "purchase_value numeric, iv_start_day date, iv_end_day date",
+    f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
     # the same per contact, day and campaign, whatever the membership
     "analytics_cd": "contact_id bigint, day date, campaign varchar(100){binary}, n integer, "
     f"{CHANNEL_COLUMNS}, opens integer, clicks integer, engagements integer, purchases integer, purchase_value numeric",
@@ -119,8 +116,6 @@ def compute_groups(groups: list[list[Period]], *, segment_ids: Iterable[int], da
         if connection.vendor == "postgresql":
             # The groupings below sort or hash millions of rows at 1M contacts: let them do it in memory.
             cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-            # Compiling the big groupings took ~1 s each and made them no faster (100k contacts).
-            cursor.execute("SET LOCAL jit = off")
         _create_scratch(cursor)
         _fill_intervals(
             cursor,
@@ -141,7 +136,7 @@ def _compute_group(cursor, periods: list[Period], ids: list[int], *, database: b
     _fill_calendar(cursor, periods)
     _fill_activities(cursor, start=start, end=end)
     _fill_outcomes(cursor, start=start, end=end)
-    totals = _member_totals(cursor, sorted({key_of(period)[0] for period in periods}))
+    totals = _member_totals(cursor)
     computed = Computed()
     computed.stats = _stats(
         cursor, periods, ids, totals, database=database, start=start, end=end, first=first, last=last
@@ -262,20 +257,12 @@ def _fill_intervals(cursor, ids: list[int], *, database: bool, start, end) -> No
 
 def _fill_calendar(cursor, periods: list[Period]) -> None:
     rows = [
-        (
-            dialect.day_param(day),
-            grain,
-            dialect.day_param(first),
-            dialect.day_param(period.last),
-            dialect.instant(period.start_at),
-        )
+        (dialect.day_param(day), grain, dialect.day_param(first), dialect.instant(period.start_at))
         for period in periods
         for grain, first in [key_of(period)]
         for day in period.day_list()
     ]
-    cursor.executemany(
-        "INSERT INTO analytics_cal (day, grain, period_start, period_last, start_at) VALUES (%s, %s, %s, %s, %s)", rows
-    )
+    cursor.executemany("INSERT INTO analytics_cal (day, grain, period_start, start_at) VALUES (%s, %s, %s, %s)", rows)
     cursor.execute("CREATE INDEX analytics_cal_day ON analytics_cal (day)")
     _analyze(cursor, "analytics_cal")
 
@@ -311,26 +298,31 @@ def _fill_activities(cursor, *, start, end) -> None:
         SELECT a.contact_id, {day}, a.campaign, {figures}
         FROM {ACTIVITY} a
         WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.kind IN ({kinds}, 'purchase')
+            AND EXISTS (
+                -- a member of something during the span (a contact in no segment yet, and not yet
+                -- created, is summed for nothing)
+                SELECT 1 FROM analytics_iv iv WHERE iv.contact_id = a.contact_id
+                    AND (iv.start_at IS NULL OR iv.start_at < %s) AND (iv.end_at IS NULL OR iv.end_at > %s)
+            )
         GROUP BY 1, 2, 3""",
-        [start, end],
+        [start, end, end, start],
     )
     _analyze(cursor, "analytics_cd")
     cursor.execute(
-        f"""INSERT INTO analytics_act (segment_id, {columns}, iv_start_day, iv_end_day)
-        SELECT iv.segment_id, {", ".join(f"cd.{column.strip()}" for column in columns.split(","))},
-            iv.start_day, iv.end_day
+        f"""INSERT INTO analytics_act (segment_id, {columns})
+        SELECT iv.segment_id, {", ".join(f"cd.{column.strip()}" for column in columns.split(","))}
         FROM analytics_cd cd JOIN analytics_iv iv ON iv.contact_id = cd.contact_id
         WHERE (iv.start_day IS NULL OR iv.start_day < cd.day) AND (iv.end_day IS NULL OR iv.end_day > cd.day)"""
     )
     # Intervals with an instant inside the span (the others cover every day of it).
     cursor.execute(
-        f"""INSERT INTO analytics_act (segment_id, {columns}, iv_start_day, iv_end_day)
-        SELECT iv.segment_id, a.contact_id, {day}, a.campaign, {figures}, iv.start_day, iv.end_day
+        f"""INSERT INTO analytics_act (segment_id, {columns})
+        SELECT iv.segment_id, a.contact_id, {day}, a.campaign, {figures}
         FROM {ACTIVITY} a JOIN analytics_iv iv ON iv.contact_id = a.contact_id AND {during("a.occurred_at")}
             AND (iv.start_day = {day} OR iv.end_day = {day})
         WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.kind IN ({kinds}, 'purchase')
             AND ((iv.start_at >= %s AND iv.start_at < %s) OR (iv.end_at >= %s AND iv.end_at < %s))
-        GROUP BY 1, 2, 3, 4, iv.start_day, iv.end_day""",
+        GROUP BY 1, 2, 3, 4""",
         [start, end, start, end, start, end],
     )
     _analyze(cursor, "analytics_act")
@@ -440,62 +432,37 @@ class Totals:
     channels: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # responders, activities, converted
 
 
-def covers(start_day: str, end_day: str, first: str, last: str) -> str:
-    """The condition that an interval (its local start and end days) holds every instant of the days
-    first..last: it began on an earlier day (or before history) and ends on a later one (or never)."""
-    return f"({start_day} IS NULL OR {start_day} < {first}) AND ({end_day} IS NULL OR {end_day} > {last})"
-
-
-def _member_totals(cursor, grains: list[str]) -> dict[tuple, Totals]:
-    """Per period and segment, one statement per grain: the members' activity rolled up per period
-    and member (never stored: it is the largest set of the rollup), full-joined to their outcomes,
-    then summed. A distinct count is a count of member rows; revenue's spread squares each member's.
-
-    A member whose interval covers the whole period did in it what the contact did: those rows are
-    the contact's period figures (summed once per contact) joined to the intervals covering it;
-    only the other members are summed from their credited days. (A member has at most one interval
-    covering a period: its intervals do not overlap.) Before, every member was summed from its days,
-    ~7 times the contacts' rows, in one hash for all grains that spilled (100k contacts, a quarter:
-    12.2 s; one grain at a time 8.0 s)."""
-    sums = [*(f"n_{name}" for name in CHANNELS), *MEASURES]
-    contact_sums = ", ".join(f"SUM(cd.{column}) AS {column}" for column in sums)
-    member_sums = ", ".join(f"SUM(x.{column})" for column in sums)
+def _member_totals(cursor) -> dict[tuple, Totals]:
+    """Per period and segment, in one statement: the members' activity rolled up per period and
+    member (never stored: it is the largest set of the rollup), full-joined to their outcomes, then
+    summed. A distinct count is a count of member rows; revenue's spread squares each member's."""
+    member_sums = ", ".join(
+        f"SUM(x.{column}) AS {column}" for column in [*(f"n_{name}" for name in CHANNELS), *MEASURES]
+    )
     channels = ", ".join(
         f"SUM(CASE WHEN m.n_{name} > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.n_{name}, 0)), "
         f"SUM(CASE WHEN m.n_{name} > 0 AND o.converted = 1 THEN 1 ELSE 0 END)"
         for name in CHANNELS
     )
     revenue = "(COALESCE(m.purchase_value, 0) + COALESCE(o.won_amount, 0))"
-    rows = []
     with dialect.hashed_grouping():
-        for grain in grains:
-            cursor.execute(
-                f"""SELECT COALESCE(m.grain, o.grain), COALESCE(m.period_start, o.period_start),
-                    COALESCE(m.segment_id, o.segment_id),
-                    SUM(CASE WHEN m.engagements > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.opens, 0)),
-                    SUM(COALESCE(m.clicks, 0)), SUM(COALESCE(m.purchases, 0)), SUM(COALESCE(m.purchase_value, 0)),
-                    SUM(COALESCE(o.converted, 0)), SUM(COALESCE(o.won, 0)), SUM(COALESCE(o.won_amount, 0)),
-                    SUM(COALESCE(o.created, 0)), SUM(COALESCE(o.created_amount, 0)), SUM({revenue} * {revenue}),
-                    {channels}
-                FROM (
-                    SELECT p.grain, p.period_start, iv.segment_id, p.contact_id, {", ".join(f"p.{c}" for c in sums)}
-                    FROM (
-                        SELECT c.grain, c.period_start, c.period_last, cd.contact_id, {contact_sums}
-                        FROM analytics_cd cd JOIN analytics_cal c ON c.day = cd.day AND c.grain = %s
-                        GROUP BY 1, 2, 3, 4
-                    ) p JOIN analytics_iv iv ON iv.contact_id = p.contact_id
-                        AND {covers("iv.start_day", "iv.end_day", "p.period_start", "p.period_last")}
-                    UNION ALL
-                    SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {member_sums}
-                    FROM analytics_act x JOIN analytics_cal c ON c.day = x.day AND c.grain = %s
-                    WHERE NOT ({covers("x.iv_start_day", "x.iv_end_day", "c.period_start", "c.period_last")})
-                    GROUP BY 1, 2, 3, 4
-                ) m FULL JOIN (SELECT * FROM analytics_pco WHERE grain = %s) o ON o.grain = m.grain
-                    AND o.period_start = m.period_start AND o.segment_id = m.segment_id AND o.contact_id = m.contact_id
-                GROUP BY 1, 2, 3""",
-                [grain, grain, grain],
-            )
-            rows += cursor.fetchall()
+        cursor.execute(
+            f"""SELECT COALESCE(m.grain, o.grain), COALESCE(m.period_start, o.period_start),
+                COALESCE(m.segment_id, o.segment_id),
+                SUM(CASE WHEN m.engagements > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.opens, 0)),
+                SUM(COALESCE(m.clicks, 0)), SUM(COALESCE(m.purchases, 0)), SUM(COALESCE(m.purchase_value, 0)),
+                SUM(COALESCE(o.converted, 0)), SUM(COALESCE(o.won, 0)), SUM(COALESCE(o.won_amount, 0)),
+                SUM(COALESCE(o.created, 0)), SUM(COALESCE(o.created_amount, 0)), SUM({revenue} * {revenue}),
+                {channels}
+            FROM (
+                SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {member_sums}
+                FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+                GROUP BY 1, 2, 3, 4
+            ) m FULL JOIN analytics_pco o ON o.grain = m.grain AND o.period_start = m.period_start
+                AND o.segment_id = m.segment_id AND o.contact_id = m.contact_id
+            GROUP BY 1, 2, 3"""
+        )
+        rows = cursor.fetchall()
     totals = {}
     for grain, period_start, segment_id, *figures in rows:
         engaged, opens, clicks, purchases, purchase_value, converted, won, won_amount, created, pipeline, spread = (
