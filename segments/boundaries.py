@@ -19,9 +19,9 @@ Outcomes over the `days` before `now` per contact, as segment analytics counts t
 engagement activity), responded (an e-mail click, on one campaign if named); revenue is won deal
 amounts plus purchase values (segments/outcome_counts.py, which aggregates them per contact once
 per statement). Every figure comes from one statement: tables of counts per cell, and for the
-ranks of engagement scores each scored contact's score and brackets, packed into one value (a
-sort of a million floats in numpy takes a tenth of a second; PostgreSQL's window sums over them,
-seconds).
+ranks of engagement scores each scored contact's score, packed into the row of its cell of the
+joint table, which names its brackets (a sort of a million floats in numpy takes a tenth of a
+second; PostgreSQL's window sums over them, seconds).
 
 scipy and scikit-learn are imported by the functions that use them, when first used: the admin
 imports this module in every process, and those imports cost seconds and ~100 MB of every worker
@@ -393,7 +393,8 @@ def boundary_test(
 def _boundary_report(contacts, path, bracketings, names, outcome, window) -> BoundaryReport:
     # One statement: the joint table of every bracketing's bracket, the outcomes and the hold-out
     # flag; the tree's training rows (contacts per value of the field, hold-out flag and outcome);
-    # and each scored contact's engagement score and brackets, for the ranks.
+    # and each scored contact's engagement score and brackets, for the ranks (the scores packed
+    # into the rows of the joint table, whose keys are the brackets).
     outcomes = list(dict.fromkeys([outcome, "engaged"]))
     counts = count_outcomes(
         contacts.annotate(score=F("metrics__engagement_score")),

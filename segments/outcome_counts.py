@@ -10,20 +10,34 @@ Each outcome is a set of contacts found in one pass over the window's activities
 its won deals), at most a row per contact, and the sets are joined to the contacts; the join is
 then grouped by the caller's columns. (Asked per contact, as correlated EXISTS and sums, they
 cost an index probe per contact and outcome: 14.6 s of a boundary test at 1M contacts.) The same
-statement can also return some columns of each contact, packed (segments/analytics/dialect.py),
-for statistics that need every contact's value, such as ranks.
+statement can also return some columns of each contact, for statistics that need every contact's
+value, such as ranks: packed (segments/analytics/dialect.py) into the rows of the first grouping,
+the columns that are its keys read from the row.
 
 Where the time goes at 1M contacts / 10M activities (a boundary test's statement, EXPLAIN ANALYZE,
 5.7 s, PostgreSQL 15 on 2 cores): the engagement set 2.0 s (1.5M activity rows deduplicated into
 700k ids, hashed, probed a million times), the join to ContactMetrics for the scores 1.6 s (a hash
 of the million contacts), companies 0.5 s, the other outcome sets 0.4 s, the groupings and the
 packing over the stored WITH 1.1 s. Each 1M-entry hash costs a cache miss per row, whatever the
-order of the joins. Measured and not kept: one grouping by every key with the values packed per
-row instead of the WITH (its string_agg states made the hash aggregate spill: no faster); the
-engagement set as a hashed IN (0-15% less CPU in three alternating runs, and a plain subplan, one pass over the set per
-contact, once the set outgrows hash memory); parallel plans (PostgreSQL 15 cannot share a
-DISTINCT as a parallel hash, so each worker builds its own, and the rows of the WITH pass through
-one Gather: no faster on 2 busy cores).
+order of the joins: perf puts a quarter of the statement's CPU in ExecScanHashBucket, the probes.
+Packing only the score, into the rows of the first grouping (a few dozen, whose keys are the
+brackets), instead of a score and two brackets per contact in a pass of its own over the WITH:
+the statement's CPU 7.39 s / 8.29 s -> 6.47 s / 7.73 s (backend CPU, min / median of 7 runs
+alternated with the old statement, load 4.5-5.1).
+
+Measured and not kept: one grouping by every key with the values packed per row instead of the WITH
+(its string_agg states made the hash aggregate spill: no faster); one grouping by the brackets, the
+field's value and the outcomes for both tables (at 100k, 0.59-0.62 s of CPU against 0.54-0.58: no
+faster); the engagement set as a hashed IN (0-15% less CPU in three alternating runs, and a plain
+subplan, one pass over the set per contact, once the set outgrows hash memory); parallel plans
+(PostgreSQL 15 cannot share a DISTINCT as a parallel hash, so each worker builds its own, and the
+rows of the WITH pass through one Gather: no faster on 2 busy cores); ContactMetrics in contact id
+order, so that the probes follow the hash's own order (a sorted copy at 1M, 5 alternated runs at
+load 1.2-1.6: 6.08 s / 6.64 s of CPU against 6.14 s / 7.01 s, within the noise). Merge joins on the
+contact id: ContactMetrics lies in no order of it (correlation ~0 after compute_metrics), so a
+merge join sorts it or reads its primary key at random (at 100k with hash joins off: 0.62-0.65 s of
+CPU against 0.52-0.53); the activity history lies in the DEFAULT partition (months before the first
+made ahead), so an index in contact order reads all 10M rows for a 90-day window.
 """
 
 from __future__ import annotations
@@ -66,7 +80,9 @@ def count_outcomes(
     `revenue`, also the sums of revenue and of its square (Decimal, 0 when none). `values`: names
     of number annotations read per contact, for the contacts with all of them set, in no
     particular order. One statement: the contacts are joined to their outcomes once and grouped
-    each way (a WITH that each grouping reads, which PostgreSQL computes once when several do)."""
+    each way (a WITH that each grouping reads, which PostgreSQL computes once when several do).
+    The values are packed per row of the first grouping, those among its names read from the
+    row: no pass of their own over the contacts."""
     start = now - timedelta(days=days)
     q = connection.ops.quote_name
     names = list(dict.fromkeys(name for grouping in groupings for name in grouping))
@@ -93,41 +109,52 @@ def count_outcomes(
             "THEN COALESCE(p.purchases, 0) + COALESCE(d.amount, 0) END AS revenue"
         )
         sums = ", SUM(revenue) AS revenue, SUM(revenue * revenue) AS revenue_sq"
-    packed = ", NULL AS packed" if values else ""
+    packed = [name for name in values if name not in groupings[0]]  # the others are keys of its rows
+    nothing = ", NULL AS packed" if values else ""
+    pack = f", {dialect.packed_numbers([q(v) for v in packed])} AS packed" if packed else nothing
     # A first branch without rows gives each column the type of its per_contact column: PostgreSQL
     # types a UNION pairwise, and a column NULL in the two branches before its own was text there,
     # which an integer column then could not match.
     typed = (
         f"SELECT 0 AS grouping, {', '.join(q(n) for n in names)}, 0 AS n{', revenue, revenue' if revenue else ''}"
-        f"{packed} FROM per_contact WHERE 1 = 0"
+        f"{nothing} FROM per_contact WHERE 1 = 0"
     )
     selects = [typed] + [
         f"SELECT {i} AS grouping, {', '.join(q(n) if n in grouping else 'NULL' for n in names)}, COUNT(*) AS n"
-        f"{sums}{packed} FROM per_contact GROUP BY {', '.join(q(n) for n in grouping)}"
+        f"{sums}{pack if i == 0 else nothing} FROM per_contact GROUP BY {', '.join(q(n) for n in grouping)}"
         for i, grouping in enumerate(groupings)
     ]
-    if values:
-        nulls = ", NULL" * (len(names) + (2 if revenue else 0))
-        selects.append(
-            f"SELECT -1{nulls}, COUNT(*), {dialect.packed_numbers([q(v) for v in values])} FROM per_contact "
-            f"WHERE {' AND '.join(f'{q(v)} IS NOT NULL' for v in values)}"
-        )
     sql = f"WITH per_contact AS (SELECT {', '.join(per_contact)} FROM {' '.join(joins)}) {' UNION ALL '.join(selects)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     result = Counts([[] for _ in groupings], np.empty((0, len(values))))
+    read: list[np.ndarray] = []
     for grouping, *row in rows:
-        if grouping < 0:
-            result.values = dialect.unpack_numbers(row[-1], len(values))
-            continue
         own = groupings[grouping]
         item = {name: value for name, value in zip(names, row[: len(names)], strict=True) if name in own}
         item["n"], *money = row[len(names) : len(names) + (3 if revenue else 1)]
         if revenue:
             item["revenue"], item["revenue_sq"] = (_money(value) for value in money)
         result.groups[grouping].append(item)
+        if values and grouping == 0:
+            read.append(_values_of_row(item, row[-1], values, packed))
+    if read:
+        result.values = np.concatenate(read)
     return result
+
+
+def _values_of_row(item: dict, text: str | None, values: Sequence[str], packed: list[str]) -> np.ndarray:
+    """The `values` of the contacts of one row of the first grouping: the packed ones unpacked,
+    the row's own keys repeated (no contact when one of those keys is NULL)."""
+    if any(item[name] is None for name in values if name not in packed):
+        return np.empty((0, len(values)))
+    unpacked = dialect.unpack_numbers(text, len(packed))
+    count = len(unpacked) if packed else item["n"]
+    columns = [
+        unpacked[:, packed.index(name)] if name in packed else np.full(count, float(item[name])) for name in values
+    ]
+    return np.column_stack(columns)
 
 
 def _per_contact(

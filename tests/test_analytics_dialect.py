@@ -40,11 +40,12 @@ def test_settings_are_undone_when_the_block_fails():
     assert settings_now("enable_sort") == before == ("on",)
 
 
-def test_packed_numbers_come_back_exactly_a_row_each():
+def test_packed_numbers_come_back_exactly_a_row_each_and_skip_rows_with_a_null():
     rows = [(0.1 + 0.2, 3), (1e-300, -1), (-2.5, 0), (123456.789012, 2**40), (0.0, 7)]
-    table = " UNION ALL ".join("SELECT %s AS x, %s AS y" for _ in rows)
+    with_nulls = [*rows, (None, 1), (4.5, None)]
+    table = " UNION ALL ".join("SELECT %s AS x, %s AS y" for _ in with_nulls)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {packed_numbers(['x', 'y'])} FROM ({table}) t", [v for row in rows for v in row])
+        cursor.execute(f"SELECT {packed_numbers(['x', 'y'])} FROM ({table}) t", [v for row in with_nulls for v in row])
         packed = cursor.fetchone()[0]
 
     assert sorted(map(tuple, unpack_numbers(packed, 2).tolist())) == sorted(rows)

@@ -90,15 +90,19 @@ def hashed_grouping() -> AbstractContextManager[None]:
 
 
 def packed_numbers(columns: list[str]) -> str:
-    """An aggregate of the rows' values of `columns` (SQL numbers, none NULL) into one text that
-    unpack_numbers() reads back exactly, a row per aggregated row: on PostgreSQL, big-endian
-    float8s in base64 (a million rows of three columns arrive in a fraction of a second, where a
-    row each took seconds; text, not bytea, so that it unites with the NULLs of other branches of
-    a UNION); on SQLite, the digits that round-trip a double."""
+    """An aggregate of the rows' values of `columns` (SQL numbers) into one text that
+    unpack_numbers() reads back exactly, a row per aggregated row with none of them NULL (the
+    others are skipped): on PostgreSQL, big-endian float8s in base64 (a million rows of three
+    columns arrive in a fraction of a second, where a row each took seconds; text, not bytea, so
+    that it unites with the NULLs of other branches of a UNION); on SQLite, the digits that
+    round-trip a double. NULL when no row has them all."""
     if connection.vendor == "postgresql":
+        # (a NULL makes the row's concatenation NULL, which string_agg skips)
         values = " || ".join(f"float8send(({c})::float8)" for c in columns)
         return f"encode(string_agg({values}, ''::bytea), 'base64')"
-    return "group_concat(" + " || ',' || ".join(f"printf('%%!.17g', {c})" for c in columns) + ", ',')"
+    values = " || ',' || ".join(f"printf('%%!.17g', {c})" for c in columns)
+    present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+    return f"group_concat(CASE WHEN {present} THEN {values} END, ',')"
 
 
 def unpack_numbers(value: str | None, width: int) -> np.ndarray:
