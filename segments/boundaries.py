@@ -630,7 +630,12 @@ def _scheme_cells(scheme: str, segments: list[Segment]) -> dict:
     # With five of 400k-840k members (3M memberships) the CASE took 2.3 s of a 6.8 s comparison.
     # A chain of merge joins on the contact id (each segment's members in id order from that index)
     # counted the same cells in 1.2-1.5 s where the CASE alone took 2.1-2.9 s, but the planner
-    # takes it only with hash joins off, which the statement's other joins need.
+    # takes it only with hash joins off, which the statement's other joins need. The groupings
+    # cost as much again: at load ~4.5 (EXPLAIN ANALYZE) each of the five passes over the WITH
+    # took 0.85-1.2 s, the join and the CASE 10.9 s of 17.0 s. One pass with GROUPING SETS
+    # instead of the WITH: with sorts off the planner's plan (EXPLAIN, not run at 1M) feeds a
+    # MixedAggregate rows in order from nested loops over index scans; at 100k it took merge joins
+    # over random reads of ContactMetrics' primary key, no faster.
     whens = [
         When(Exists(Membership.objects.filter(segment=s, contact_id=OuterRef("pk"))), then=Value(s.slug))
         for s in segments
