@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -333,15 +334,18 @@ def _catalog_stamp() -> str | None:
     registry reads; any change to them changes it. None elsewhere."""
     if connection.vendor != "postgresql":
         return None
-    read = {"id", *REFRESH_FIELDS}
-    columns = ", ".join(str(f.column) for f in Segment._meta.concrete_fields if {f.name, f.attname} & read)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT md5(COALESCE(string_agg(ROW({columns})::text, ';' ORDER BY id), '')), ({fields_stamp_sql()})
-            FROM {Segment._meta.db_table}"""
-        )
+        cursor.execute(_catalog_stamp_sql())
         segments, fields = cursor.fetchone()
     return f"{segments}/{fields}"
+
+
+@cache
+def _catalog_stamp_sql() -> str:
+    read = {"id", *REFRESH_FIELDS}
+    columns = ", ".join(str(f.column) for f in Segment._meta.concrete_fields if {f.name, f.attname} & read)
+    return f"""SELECT md5(COALESCE(string_agg(ROW({columns})::text, ';' ORDER BY id), '')), ({fields_stamp_sql()})
+        FROM {Segment._meta.db_table}"""
 
 
 def _refresh_levels(catalog: _Catalog, contact_ids: list[int], *, now: datetime) -> list[RefreshResult]:

@@ -7,7 +7,7 @@ import pytest
 
 from contacts.models import Contact, ContactMetrics
 from segments.rules import registry
-from segments.rules.compiler import compile_rule, matching_contacts
+from segments.rules.compiler import Thresholds, compile_rule, matching_contacts
 from segments.rules.registry import get_fields, metric_field
 from segments.rules.validation import InvalidRule
 from tests.factories import CompanyFactory, ContactFactory, PropertyDefinitionFactory
@@ -409,7 +409,7 @@ def test_a_stored_whole_threshold_compares_an_integer_column_as_an_integer(db):
     ContactFactory(first_name="a", lead_score=95)
     ContactFactory(first_name="b", lead_score=89)
     rule = cond("lead_score", "top_percent", 10)
-    stored = {"lead_score top_percent 10": 90.0}
+    stored: Thresholds = {"lead_score top_percent 10": 90.0}
 
     # when the rule is compiled with it
     query = matching_contacts(rule, now=NOW, thresholds=stored).values("pk").query
@@ -420,5 +420,6 @@ def test_a_stored_whole_threshold_compares_an_integer_column_as_an_integer(db):
     assert all(not isinstance(p, float) for p in params)
     assert "numeric" not in sql.lower()
     assert set(matching_contacts(rule, now=NOW, thresholds=stored).values_list("first_name", flat=True)) == {"a"}
-    half = matching_contacts(rule, now=NOW, thresholds={"lead_score top_percent 10": 89.5})
+    half_point: Thresholds = {"lead_score top_percent 10": 89.5}
+    half = matching_contacts(rule, now=NOW, thresholds=half_point)
     assert set(half.values_list("first_name", flat=True)) == {"a"}
