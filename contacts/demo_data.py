@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import factory
@@ -42,6 +42,7 @@ from contacts.models import (
     PropertyType,
     Seniority,
 )
+from contacts.partitions import ensure_partitions
 from contacts.roles import SALES
 from contacts.table_statistics import analyze
 from crmseg_site.model_fields import column
@@ -638,6 +639,9 @@ def seed_demo(*, contacts: int, seed: int | None = None, now: datetime | None = 
             for before, stage, at in zip([None, *p.path[:-1]], p.path, p.changed_at, strict=True)
         ]
         LifecycleChange.objects.bulk_create(changes, batch_size=BATCH)
+        # The months the activities fall in get their partitions first, so no row waits in DEFAULT.
+        first = min((occurred for plan in plans for _, occurred, *_ in plan.activities), default=now)
+        ensure_partitions(since=first.astimezone(UTC).date())
         activities = insert_activities(plans, now=now)
         deals = [d for p in plans for d in p.deals]
         Deal.objects.bulk_create(deals, batch_size=BATCH)

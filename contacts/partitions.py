@@ -21,7 +21,12 @@ DEFAULT partition for rows outside every month made so far (far past, far future
   statement naming a partition directly bypasses them, so nothing here writes rows through a
   partition except to move them between partitions unchanged.
 - `ensure_partitions` (a daily schedule) makes the months ahead; a row for a month without a
-  partition lands in DEFAULT, and making that month's partition moves it there.
+  partition lands in DEFAULT, and making that month's partition moves it there. It also makes the
+  partitions of past months (back to MONTHS_BACK) whose rows DEFAULT holds: on a table that was
+  empty when migrated (a fresh install), history loaded later (the demo, a backfill through the API)
+  would otherwise stay in DEFAULT for good, read by every statement whatever its months and never
+  dropped whole by retention. Bulk loads that know how far back they write (`seed_demo`, the bench
+  data) make those months first (`since`), so their rows go straight to their months.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ KEYS = "contacts_activity_external_id"
 DEFAULT_PARTITION = f"{ACTIVITY}_default"
 # Months made ahead of the current one by the daily schedule (and by the migration).
 MONTHS_AHEAD = 3
+# Past months that get a partition of their own (as the migration gives them); older rows stay in DEFAULT.
+MONTHS_BACK = 120
 SCHEDULE_NAME = "contacts: make activity partitions ahead"
 
 
@@ -93,23 +100,51 @@ def create_month(cursor, month: date) -> None:
     cursor.execute(f"ALTER TABLE {ACTIVITY} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
 
 
-def ensure_partitions(*, today: date | None = None, months_ahead: int = MONTHS_AHEAD) -> list[str]:
-    """Make the partitions of this month and the next `months_ahead` that are missing; returns
-    their names. Nothing on SQLite or before migration 0019."""
+def ensure_partitions(
+    *, today: date | None = None, months_ahead: int = MONTHS_AHEAD, since: date | None = None
+) -> list[str]:
+    """Make the missing partitions, oldest first; returns their names. Nothing on SQLite or before
+    migration 0019. The months made:
+
+    - this month and the next `months_ahead`;
+    - each past month whose rows DEFAULT holds, back to MONTHS_BACK months before this one (one
+      pass over DEFAULT finds them; making a month moves its rows out of DEFAULT);
+    - with `since`, every month from `since` on: a bulk load about to write that far back.
+    """
     if not partitioned():
         return []
     this_month = month_start(today or datetime.now(UTC).date())
-    wanted = [add_months(this_month, n) for n in range(months_ahead + 1)]
+    oldest, last = add_months(this_month, -MONTHS_BACK), add_months(this_month, months_ahead)
+    wanted = set(_months(this_month, last))
+    if since is not None:
+        wanted |= set(_months(max(month_start(since), oldest), last))
     made = []
     with connection.cursor() as cursor:
-        have = existing_months(cursor)
-        for month in wanted:
-            if month not in have:
-                # A transaction per month: LOCK TABLE needs one, and the task runs in autocommit.
-                with transaction.atomic():
-                    create_month(cursor, month)
-                made.append(partition_name(month))
+        wanted |= months_in_default(cursor, oldest, add_months(this_month, 1))
+        for month in sorted(wanted - existing_months(cursor)):
+            # A transaction per month: LOCK TABLE needs one, and the task runs in autocommit.
+            with transaction.atomic():
+                create_month(cursor, month)
+            made.append(partition_name(month))
     return made
+
+
+def months_in_default(cursor, first: date, end: date) -> set[date]:
+    """The months from `first` up to `end` (exclusive) that DEFAULT holds rows for (a pass over it)."""
+    cursor.execute(
+        f"""SELECT DISTINCT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date FROM {DEFAULT_PARTITION}
+        WHERE occurred_at >= {_bound(first)} AND occurred_at < {_bound(end)}"""
+    )
+    return {month for (month,) in cursor.fetchall()}
+
+
+def _months(first: date, last: date) -> list[date]:
+    """Every month from `first` to `last`, both included."""
+    months = []
+    while first <= last:
+        months.append(first)
+        first = add_months(first, 1)
+    return months
 
 
 def claim_insert_sql(columns: list[str], source: str) -> str:

@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from contacts.models import Activity, ActivityTally, Company, Contact, PropertyDefinition
+from contacts.partitions import ensure_partitions
 from contacts.table_statistics import analyze
 from devtools.generate import insert_series, settle, sql_array
 from devtools.measure import peak_rss_mb
@@ -55,6 +56,8 @@ KINDS = ["email_open"] * 30 + ["page_view"] * 25 + ["email_click"] * 12 + ["site
     "content_download", "content_download", "form_submit", "pricing_view", "pricing_view", "sales_touch",
     "purchase", "demo_request", "support_ticket_opened", "support_ticket_closed",
 ]  # fmt: skip
+# Days the activity stream covers, ending now.
+HISTORY_DAYS = 540
 TOPICS = ["cloud-migration", "cybersecurity", "data-analytics", "devops", "ai-ml", "compliance", "", ""]
 TECHS = ["aws", "azure", "gcp", "kubernetes", "docker", "terraform", "snowflake", "okta"]
 
@@ -96,7 +99,7 @@ def contact_columns(companies: int) -> dict[str, str]:
 def activity_columns(contacts: int, activities: int) -> dict[str, str]:
     """Activity is skewed: random()^2 puts most of it on a minority of contacts, as in real CRMs.
 
-    The stream covers 540 days and is stored as it would have arrived: row g at the g-th step of
+    The stream covers HISTORY_DAYS (540) days and is stored as it would have arrived: row g at the g-th step of
     that span, up to six hours late. Scattering the times over the whole table instead made every
     "within N days" condition read nearly every page of it: counting cloud-readers (page_view twice
     in 90 days) read all 125,000 pages, 758-3,355 ms, against 250-608 ms in arrival order.
@@ -104,7 +107,7 @@ def activity_columns(contacts: int, activities: int) -> dict[str, str]:
     return {
         "contact_id": f"1 + floor(power(random(), 2) * {contacts})::int",
         "kind": _pick(KINDS),
-        "occurred_at": f"now() - interval '540 days' * (({activities} - g)::float8 / {activities}) "
+        "occurred_at": f"now() - interval '{HISTORY_DAYS} days' * (({activities} - g)::float8 / {activities}) "
         "- random() * interval '6 hours'",
         "topic": _pick(TOPICS),
         "value": "CASE WHEN random() < 0.02 THEN round((random() * 5000)::numeric, 2) END",
@@ -243,6 +246,9 @@ class Bench:
                 cursor.execute("SELECT setseed(0.42)")  # the same data every time, in this session
             insert_series(Company, COMPANY_COLUMNS, companies)
             insert_series(Contact, contact_columns(companies), self.contacts)
+            # The stream's months get their partitions first (as a production table has them), so
+            # that no row lands in DEFAULT.
+            ensure_partitions(since=(datetime.now(UTC) - timedelta(days=HISTORY_DAYS + 1)).date())
             insert_series(Activity, activity_columns(self.contacts, self.activities), self.activities)
             phase["companies"] = companies
         settle(Company, Contact, Activity, ActivityTally)

@@ -1,19 +1,22 @@
 """The activity table by month on PostgreSQL (contacts/partitions.py, migration 0019); SQLite keeps one table."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from contacts.ingest import ingest_activities
 from contacts.models import Activity, ActivityTally
 from contacts.partitions import (
     DEFAULT_PARTITION,
     KEYS,
+    MONTHS_BACK,
     add_months,
     ensure_partitions,
+    existing_months,
     month_start,
     partition_name,
     partitioned,
@@ -53,6 +56,15 @@ def migrate_to_latest() -> None:
 
 def activity_rows() -> list[tuple]:
     return list(Activity.objects.order_by("pk").values_list())
+
+
+def without_partitions(*months: date) -> None:
+    """Given: these months have no partition, as on a table migrated empty (within the test's
+    transaction; a migration test before may have made them)."""
+    with connection.cursor() as cursor:
+        for month in set(months) & existing_months(cursor):
+            cursor.execute(f"ALTER TABLE {Activity._meta.db_table} DETACH PARTITION {partition_name(month)}")
+            cursor.execute(f"DROP TABLE {partition_name(month)}")
 
 
 @on_postgresql
@@ -191,6 +203,45 @@ def test_the_schedule_makes_the_months_ahead_and_moves_their_rows_out_of_default
 
 
 @on_postgresql
+@pytest.mark.django_db
+def test_the_schedule_gives_the_past_months_default_holds_their_partitions():
+    # given: history written after a migration that found the table empty, so its months have none
+    this_month = month_start(date.today())
+    recent, older, too_old = (add_months(this_month, -n) for n in (2, 30, MONTHS_BACK + 1))
+    without_partitions(recent, older)
+    activities = [
+        ActivityFactory(occurred_at=at(month.year, month.month), external_id=f"past-{n}")
+        for n, month in enumerate((recent, older, too_old))
+    ]
+    rows, counts = activity_rows(), tallies()
+    assert {partition_of(activity) for activity in activities} == {DEFAULT_PARTITION}
+
+    made = ensure_partitions()
+
+    assert made == [partition_name(older), partition_name(recent)]
+    assert [partition_of(activity) for activity in activities] == [*made[::-1], DEFAULT_PARTITION]
+    assert activity_rows() == rows
+    assert tallies() == counts
+    assert ensure_partitions() == []
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ActivityFactory(occurred_at=at(older.year, older.month, 20), external_id="past-1")
+
+
+@on_postgresql
+@pytest.mark.django_db
+def test_a_bulk_load_makes_the_months_it_is_about_to_write_first():
+    this_month = month_start(date.today())
+    since = add_months(this_month, -3)
+    without_partitions(*(add_months(this_month, -n) for n in (3, 2, 1)))
+
+    made = ensure_partitions(since=since + timedelta(days=9))
+
+    assert made == [partition_name(add_months(this_month, -n)) for n in (3, 2, 1)]
+    activity = ActivityFactory(occurred_at=at(since.year, since.month, 2))
+    assert partition_of(activity) == partition_name(since)
+
+
+@on_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_the_schedule_makes_a_month_outside_any_transaction():
     # given: autocommit, as the daily task runs (the month's LOCK TABLE needs a transaction of its own)
@@ -222,7 +273,7 @@ def test_sqlite_keeps_one_plain_table():
 @on_postgresql
 @pytest.mark.django_db
 def test_the_daily_task_analyses_the_whole_table():
-    ActivityFactory.create_batch(3)
+    ActivityFactory.create_batch(3, occurred_at=timezone.now())  # this month, which has its partition
 
     made = make_activity_partitions()
 

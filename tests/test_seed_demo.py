@@ -2,12 +2,15 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Count, DecimalField, Max, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from contacts.demo_data import HISTORY, TOPICS
 from contacts.models import Activity, Company, Contact, Deal, LifecycleChange, PropertyDefinition
+from contacts.partitions import DEFAULT_PARTITION
 from tests.announcements import hear_changes
 from tests.shared_rows import made_once, run_on_commit_hooks
 
@@ -134,6 +137,17 @@ def test_custom_properties_are_declared_typed_and_filled(seeded):
     for contact in with_props:
         assert PropertyDefinition.objects.validate_properties(contact.properties) == []
     assert Contact.objects.filter(properties__has_key="nps_score").exists()
+
+
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql", reason="partitions are PostgreSQL's"
+)
+def test_every_activity_is_stored_in_its_months_partition(seeded):
+    # the test database was migrated empty, so only the months from then on had partitions
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {DEFAULT_PARTITION}")
+        assert cursor.fetchone()[0] == 0
+    assert Activity.objects.filter(occurred_at__lt=timezone.now() - timedelta(days=300)).exists()
 
 
 def test_it_announces_all_seeded_contacts_once(seeded):
