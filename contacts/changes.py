@@ -63,6 +63,7 @@ def contacts_changed(contact_ids: Iterable[int]) -> None:
 
 
 def _record(contact_ids: Iterable[int], *, derive: bool) -> None:
+    # Sorted: every insert of waiting rows goes in contact order, so two never deadlock (catch_up._RELEASE).
     ids = sorted({int(i) for i in contact_ids if i is not None})
     if not ids:
         return
