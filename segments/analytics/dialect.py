@@ -114,6 +114,41 @@ def unpack_numbers(value: str | None, width: int) -> np.ndarray:
     return np.array(value.split(","), dtype=float).reshape(-1, width)
 
 
+WORD_BITS = 64  # ids per row of id_words(): a bigint's bits
+
+
+def id_words(source: str, parts: int) -> str:
+    """A query of sets of ids as bit masks, from `source`, a query of rows (id, part) (part from 0
+    to parts - 1, an id repeated or not): a row per word `w` that holds an id of some part, the
+    ids w * 64 to w * 64 + 63, with a column b0, b1, ... per part whose bit (id mod 64) is set for
+    that part's ids (NULL when none). Grouped into a few thousand words, a million ids cost a
+    small hash, where a row each (a hash of the ids) costs a cache miss per row; has_id() reads
+    them. On SQLite, whose bit_or is missing, each id's bit is summed once (distinct ids; the bit
+    of 63, a negative bigint, cannot overflow a sum of other bits)."""
+    if connection.vendor == "postgresql":
+        bit, rows = "1::bigint << (id & 63)::int", f"({source}) ids"
+        return (
+            "SELECT id >> 6 AS w, "
+            + ", ".join(f"bit_or({bit}) FILTER (WHERE part = {k}) AS b{k}" for k in range(parts))
+            + f" FROM {rows} GROUP BY 1"
+        )
+    bit, rows = "1 << (id & 63)", f"(SELECT DISTINCT id, part FROM ({source}) s) ids"
+    sums = ", ".join(f"SUM(CASE WHEN part = {k} THEN {bit} END) AS b{k}" for k in range(parts))
+    return f"SELECT id >> 6 AS w, {sums} FROM {rows} GROUP BY 1"
+
+
+def id_word(id_sql: str) -> str:
+    """The word of id_words() that holds the id."""
+    return f"(({id_sql}) >> 6)"
+
+
+def has_id(bits_sql: str, id_sql: str) -> str:
+    """A condition: the mask of a word of id_words() holds the id (NULL, not true, for a NULL mask)."""
+    one = "1::bigint" if connection.vendor == "postgresql" else "1"
+    shift = f"(({id_sql}) & 63)::int" if connection.vendor == "postgresql" else f"(({id_sql}) & 63)"
+    return f"(({bits_sql}) & ({one} << {shift})) <> 0"
+
+
 def analyze(name: str) -> str:
     """Statistics for a freshly filled scratch table (PostgreSQL plans joins on it from them)."""
     return f"ANALYZE {name}"
