@@ -40,11 +40,9 @@ from decimal import Decimal
 import numpy as np
 from django.db.models import (
     Case,
-    Exists,
     ExpressionWrapper,
     F,
     IntegerField,
-    OuterRef,
     Q,
     QuerySet,
     Value,
@@ -54,7 +52,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
-from contacts.models import Contact
+from contacts.models import Contact, ContactMetrics
 from segments.analytics.dialect import planner_settings
 from segments.analytics.wilson import Estimate, wilson
 from segments.editing import save_segment
@@ -604,8 +602,15 @@ SCHEMES = {
 }
 
 
-def _scheme_cells(scheme: str, segments: list[Segment]) -> dict:
-    """Annotations whose values, together, name a contact's cell in the scheme."""
+# The schemes whose cells are columns of ContactMetrics: counted from its rows alone, a contact
+# without a row (cell "" × "") by subtraction from all contacts, with no join of a million metrics
+# rows to a million contacts.
+METRICS_SCHEMES = {"behavioral", "rfv"}
+
+
+def _scheme_cells(scheme: str) -> dict:
+    """Annotations whose values, together, name a row's cell in the scheme: of ContactMetrics for
+    METRICS_SCHEMES, of Contact for the others, none for "segments" (_segment_cells)."""
     if scheme == "firmographic":
         band = Case(
             *[When(b.q("company__employee_count"), then=Value(i)) for i, b in enumerate(SIZE_BANDS)],
@@ -614,33 +619,79 @@ def _scheme_cells(scheme: str, segments: list[Segment]) -> dict:
         )
         return {"c1": Coalesce(F("company__industry"), Value("")), "c2": band}
     if scheme == "behavioral":
-        return {
-            "c1": Coalesce(F("metrics__engagement_level"), Value("")),
-            "c2": Coalesce(F("metrics__top_topic"), Value("")),
-        }
+        return {"c1": Coalesce(F("engagement_level"), Value("")), "c2": Coalesce(F("top_topic"), Value(""))}
     if scheme == "lifecycle":
         return {"c1": F("lifecycle_stage")}
     if scheme == "rfv":
-        return {"c1": Coalesce(F("metrics__rfv_cell"), Value(""))}
-    # The first of the segments the contact is in. PostgreSQL runs each EXISTS as a hashed subplan
-    # (the segment's members read once from membership_segment_contact_unique), not a probe per
-    # contact, and falls back to probes only if a segment's members outgrow the hash memory. At 1M
-    # contacts and five segments of 100k-300k members: building the five hashes took 0.7 s, where
-    # grouping the memberships by contact (the first segment of each) and joining them took 2.9 s.
-    # With five of 400k-840k members (3M memberships) the CASE took 2.3 s of a 6.8 s comparison.
-    # A chain of merge joins on the contact id (each segment's members in id order from that index)
-    # counted the same cells in 1.2-1.5 s where the CASE alone took 2.1-2.9 s, but the planner
-    # takes it only with hash joins off, which the statement's other joins need. The groupings
-    # cost as much again: at load ~4.5 (EXPLAIN ANALYZE) each of the five passes over the WITH
-    # took 0.85-1.2 s, the join and the CASE 10.9 s of 17.0 s. One pass with GROUPING SETS
-    # instead of the WITH: with sorts off the planner's plan (EXPLAIN, not run at 1M) feeds a
-    # MixedAggregate rows in order from nested loops over index scans; at 100k it took merge joins
-    # over random reads of ContactMetrics' primary key, no faster.
-    whens = [
-        When(Exists(Membership.objects.filter(segment=s, contact_id=OuterRef("pk"))), then=Value(s.slug))
-        for s in segments
-    ]
-    return {"c1": Case(*whens, default=Value(""))}
+        return {"c1": Coalesce(F("rfv_cell"), Value(""))}
+    return {}
+
+
+def _segment_cells(segments: list[Segment]) -> list[tuple[str, QuerySet]]:
+    """The "segments" scheme's cell, as count_outcomes' first_of: the first of the segments the
+    contact is in, read from the members' ids as bit masks.
+
+    As a CASE of an EXISTS per segment, PostgreSQL ran each EXISTS as a hashed subplan (the
+    segment's members read once from membership_segment_contact_unique) and probed it per
+    contact: with five segments of 400k-840k members (3M memberships) at 1M contacts the CASE
+    took 2.3 s of a 6.8 s comparison (2.1-2.9 s), and grouping the memberships by contact (the
+    first segment of each) and joining them, 2.9 s. A chain of merge joins on the contact id
+    (each segment's members in id order from that index) counted the same cells in 1.2-1.5 s,
+    but the planner takes it only with hash joins off, which the statement's other joins need.
+    One pass with GROUPING SETS instead of the WITH: with sorts off the planner's plan (EXPLAIN,
+    not run at 1M) feeds a MixedAggregate rows in order from nested loops over index scans; at
+    100k it took merge joins over random reads of ContactMetrics' primary key, no faster."""
+    return [(s.slug, Membership.objects.filter(segment=s).values("contact_id")) for s in segments]
+
+
+def _count_cells(
+    schemes: list[str], segments: list[Segment], outcome: str, *, now: datetime, days: int, campaign: str
+) -> list[tuple[list[str], list[dict]]]:
+    """Per scheme, the names of its cell's columns and its rows: contacts by cell, hold-out flag and
+    outcome. One statement groups the contacts for the schemes of Contact and the metrics rows for
+    METRICS_SCHEMES."""
+    keys: list[list[str]] = []
+    annotations: list[dict] = []
+    first_of: dict[str, list[tuple[str, QuerySet]]] = {}
+    for i, scheme in enumerate(schemes):
+        annotations.append({f"s{i}_{name}": value for name, value in _scheme_cells(scheme).items()})
+        keys.append([*annotations[i]])
+        if scheme == "segments":
+            keys[i].append(f"s{i}_c1")
+            first_of[f"s{i}_c1"] = _segment_cells(segments)
+    on_contacts = [i for i, scheme in enumerate(schemes) if scheme not in METRICS_SCHEMES]
+    on_metrics = [i for i, scheme in enumerate(schemes) if scheme in METRICS_SCHEMES]
+
+    def rows_of(model, indexes: list[int]) -> QuerySet:
+        return _with_holdout(model.objects.annotate(**{k: v for i in indexes for k, v in annotations[i].items()}))
+
+    groupings = [[*own, "holdout", outcome] for own in keys]
+    with _tuned():
+        counts = count_outcomes(
+            rows_of(Contact, on_contacts),
+            [groupings[i] for i in on_contacts] or [["holdout", outcome]],  # (all contacts, for the totals)
+            first_of=first_of,
+            others=[(rows_of(ContactMetrics, on_metrics), [groupings[i] for i in on_metrics])] if on_metrics else [],
+            now=now,
+            days=days,
+            campaign=campaign,
+        ).groups
+    grouped = dict(zip(on_contacts, counts, strict=False))
+    all_contacts = counts[0]
+    for i, rows in zip(on_metrics, counts[max(len(on_contacts), 1) :], strict=True):
+        grouped[i] = rows + _without_metrics(all_contacts, rows, keys[i], outcome)
+    return [(keys[i], grouped[i]) for i in range(len(schemes))]
+
+
+def _without_metrics(all_contacts: list[dict], metrics: list[dict], keys: list[str], outcome: str) -> list[dict]:
+    """Rows of the cell "" × "" for the contacts without a metrics row: all contacts less those
+    with one, by hold-out flag and outcome."""
+    left: dict[tuple, int] = {}
+    for row in all_contacts:
+        left[row["holdout"], row[outcome]] = left.get((row["holdout"], row[outcome]), 0) + row["n"]
+    for row in metrics:
+        left[row["holdout"], row[outcome]] -= row["n"]
+    return [{**dict.fromkeys(keys, ""), "holdout": h, outcome: o, "n": n} for (h, o), n in left.items() if n]
 
 
 @dataclass
@@ -687,17 +738,10 @@ def compare_dimensions(
     now = now or timezone.now()
     results, tables = [], {}
     heldout_total = 0
-    # Each scheme's cells under names of its own, all grouped in one statement.
-    cells = [
-        {f"s{i}_{name}": value for name, value in _scheme_cells(scheme, segments or []).items()}
-        for i, scheme in enumerate(schemes)
-    ]
-    contacts = _with_holdout(Contact.objects.annotate(**{k: v for own in cells for k, v in own.items()}))
-    with _tuned():
-        groupings = [[*own, "holdout", outcome] for own in cells]
-        grouped = count_outcomes(contacts, groupings, now=now, days=days, campaign=campaign).groups
-    for scheme, own, rows in zip(schemes, cells, grouped, strict=True):
-        result, table = _scheme_result(scheme, rows, list(own), outcome)
+    for scheme, (keys, rows) in zip(
+        schemes, _count_cells(schemes, segments or [], outcome, now=now, days=days, campaign=campaign), strict=True
+    ):
+        result, table = _scheme_result(scheme, rows, keys, outcome)
         results.append(result)
         tables[scheme] = table
         heldout_total = int(table.sum())
