@@ -279,6 +279,22 @@ def kruskal_from_counts(
     return kruskal_from_rank_sums(sizes, rank_sums, float((tied**3 - tied).sum()))
 
 
+def kruskal_of_sorted(values: np.ndarray, groups: np.ndarray) -> tuple[float, float, float] | None:
+    """kruskal_from_counts() of a row per contact, `values` in ascending order: the mean ranks of
+    tied values from the runs of equal values, with no sort of its own, so that the scores of a
+    boundary test are sorted once for every bracketing (np.unique's sort of the values and of
+    the groups, per bracketing, took 0.57 s of a boundary test of two at 1M contacts)."""
+    if len(values) == 0:
+        return None
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    tied = np.diff(np.r_[starts, len(values)]).astype(float)
+    mean_rank = np.cumsum(tied) - (tied - 1) / 2
+    groups = groups.astype(np.int64)
+    sizes = np.bincount(groups).astype(float)
+    rank_sums = np.bincount(groups, weights=np.repeat(mean_rank, tied.astype(np.int64)))
+    return kruskal_from_rank_sums(sizes, rank_sums, float((tied**3 - tied).sum()))
+
+
 def kruskal_from_rank_sums(sizes: np.ndarray, rank_sums: np.ndarray, ties: float) -> tuple[float, float, float] | None:
     """kruskal_from_counts() from each group's size and sum of (mean) ranks, and the sum of t³ - t
     over the sizes t of the groups of tied values."""
@@ -402,8 +418,9 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
         **window,
     )
     grouped, per_value = counts.groups
+    by_score = counts.values[np.argsort(counts.values[:, 0])]  # (sorted once for every bracketing's ranks)
     results = [
-        _bracketing_result(i, name, b, grouped, counts.values[:, [0, 1 + i]], outcome)
+        _bracketing_result(i, name, b, grouped, by_score[:, [0, 1 + i]], outcome)
         for i, (name, b) in enumerate(zip(names, bracketings, strict=True))
     ]
     report = BoundaryReport(path, outcome, window["days"], window["now"], results, None, None)
@@ -415,7 +432,7 @@ def _boundary_report(contacts, path, bracketings, names, outcome, window) -> Bou
 
 
 def _bracketing_result(index, name, brackets, grouped, scored, outcome) -> BracketingResult:
-    """`scored`: (engagement score, bracket or -1) of each contact with a score."""
+    """`scored`: (engagement score, bracket or -1) of each contact with a score, by score."""
     k = len(brackets)
     table = np.zeros((k, 2))
     engaged = np.zeros(k)
@@ -452,7 +469,7 @@ def _bracketing_result(index, name, brackets, grouped, scored, outcome) -> Brack
     result = BracketingResult(index, results, outside, _f(chi2), _f(p), cramers_v(table))
     inside = scored[scored[:, 1] >= 0]
     if len(inside):
-        kw = kruskal_from_counts(inside[:, 0], inside[:, 1], np.ones(len(inside)))
+        kw = kruskal_of_sorted(inside[:, 0], inside[:, 1])
         if kw:
             result.kruskal_h, result.kruskal_p, result.epsilon_squared = kw
     return result
