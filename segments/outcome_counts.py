@@ -31,7 +31,10 @@ brackets), instead of a score and two brackets per contact in a pass of its own 
 statement's CPU 7.39 s / 8.29 s -> 6.47 s / 7.73 s (backend CPU, min / median of 7 runs alternated
 with the old statement, load 4.5-5.1).
 
-Measured and not kept: one grouping by every key with the values packed per row instead of the WITH
+Measured and not kept: purchases and won deals summed as one set, one join instead of two (at 1M,
+backend CPU min / median of alternated runs at load 3-5: the boundary test's statement 2.79 / 2.91
+s against 2.49 / 2.78 s, the comparison of five schemes 2.89 / 3.57 s against 2.92 / 3.14 s); one
+grouping by every key with the values packed per row instead of the WITH
 (its string_agg states made the hash aggregate spill: no faster); one grouping by the brackets, the
 field's value and the outcomes for both tables (at 100k, 0.59-0.62 s of CPU against 0.54-0.58: no
 faster); the engagement set as a hashed IN (0-15% less CPU in three alternating runs, and a plain
