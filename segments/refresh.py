@@ -36,6 +36,13 @@ logger = logging.getLogger(__name__)
 
 # refresh_contacts handles ids in chunks of this size (each chunk one transaction).
 CONTACT_CHUNK = 2000
+# A chunk of at most this many contacts runs its level statements prepared, with the one generic plan
+# PostgreSQL keeps per connection (planning a level over 50 segments costs more than running it for
+# a contact); a larger chunk is planned for its own size. At 100k contacts, 50 segments, each call
+# committed, median of 5-15 (the generic plan against a plan per call): 1 contact 4.2 vs 12.3 ms,
+# 30 contacts 14.9 vs 15.3 ms, 300 contacts 72 vs 65 ms, 1,000 contacts 344 vs 147 ms, 2,000
+# contacts 996 vs 284 ms (the generic plan probes the contacts' rows once per segment).
+GENERIC_PLAN_CONTACTS = 50
 # What a refresh reads of each segment (loading whole rows costs more than its statements).
 REFRESH_FIELDS = (
     "slug", "kind", "status", "parent_id", "rule", "percent_thresholds", "last_refresh_started_at", "rule_edited_at"
@@ -351,12 +358,14 @@ def _catalog_stamp_sql() -> str:
 def _refresh_levels(catalog: _Catalog, contact_ids: list[int], *, now: datetime) -> list[RefreshResult]:
     """Each level of the dependency graph written at once; a level reads what the ones before wrote."""
     changed_at = timezone.now()
-    use_generic_plans()
+    repeated = len(contact_ids) <= GENERIC_PLAN_CONTACTS
+    if repeated:
+        use_generic_plans()
     results = []
     for level in catalog.levels:
         clock = time.monotonic()
         targets = [catalog.target(catalog.segments[pk], now=now) for pk in level]
-        written = write_members(targets, contact_ids=contact_ids, changed_at=changed_at, repeated=True)
+        written = write_members(targets, contact_ids=contact_ids, changed_at=changed_at, repeated=repeated)
         duration_ms = _elapsed_ms(clock)
         results += [
             _scoped_result(catalog.segments[pk], w, now=now, duration_ms=duration_ms) for pk, w in written.items()

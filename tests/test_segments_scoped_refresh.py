@@ -150,6 +150,36 @@ def test_refresh_contacts_runs_one_statement_per_dependency_level_however_many_s
     assert member_ids(Segment.objects.get(slug="child")) == {contact.pk}
 
 
+def _level_plans() -> tuple[int, int]:
+    """How many times this connection's prepared level statements ran a generic plan and a custom one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(sum(generic_plans), 0), COALESCE(sum(custom_plans), 0) FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%scoped_contacts%%'"
+        )
+        return tuple(int(n) for n in cursor.fetchone())
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+def test_a_few_contacts_reuse_the_generic_plan_and_a_large_chunk_is_planned_for_its_size(db, monkeypatch):
+    few = ContactFactory.create_batch(2, lead_score=5, country="US")
+    _catalog(2)
+    more = ContactFactory.create_batch(3, lead_score=50)  # not members yet
+    before = _level_plans()
+
+    # two calls of a few contacts: each level statement is prepared once and runs its generic plan
+    refresh_contacts([c.pk for c in few])
+    refresh_contacts([few[0].pk])
+    generic, custom = (after - was for after, was in zip(_level_plans(), before, strict=True))
+    assert (generic, custom) == (4, 0)  # two levels, two calls
+
+    # a chunk past GENERIC_PLAN_CONTACTS is planned for its own contacts, outside the prepared statements
+    monkeypatch.setattr("segments.refresh.GENERIC_PLAN_CONTACTS", 2)
+    changed = refresh_contacts([c.pk for c in more])
+    assert tuple(after - was for after, was in zip(_level_plans(), before, strict=True)) == (4, 0)
+    assert {r.slug for r in changed} >= {"flat-0", "parent"}  # and it did refresh them
+
+
 def _catalog_queries(captured) -> list[str]:
     """The statements that read the catalog: the segments' rows and the field registry's."""
     tables = ("segments_segment", "contacts_propertydefinition", "predictions_propensitymodel")
