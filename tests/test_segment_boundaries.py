@@ -353,3 +353,27 @@ def test_the_segments_scheme_puts_each_contact_in_the_first_listed_segment_it_is
 def test_dimension_comparison_needs_two_known_schemes():
     with pytest.raises(BadInput, match="schemes: name at least two of firmographic"):
         compare_dimensions(["behavioral", "astrology"])
+
+
+def test_a_report_imports_the_statistics_it_needs_while_its_statement_runs(db, monkeypatch):
+    # given a process that has not imported them yet (a stand-in module: scipy is imported here)
+    import importlib
+    import sys
+    import threading
+
+    import segments.boundaries as boundaries
+
+    monkeypatch.setattr(boundaries, "STATISTICS_MODULES", ("colorsys",))
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    importers = []
+    real_import = importlib.import_module
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name: importers.append(threading.current_thread()) or real_import(name)
+    )
+
+    with boundaries._tuned():
+        assert Contact.objects.count() == 0  # the report's statement, meanwhile
+
+    assert "colorsys" in sys.modules
+    assert importers
+    assert threading.current_thread() not in importers
