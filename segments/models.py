@@ -276,6 +276,10 @@ class MembershipChange(models.Model):
         indexes = [
             models.Index(fields=["segment", "changed_at"], name="change_segment_time_idx"),
             models.Index(fields=["contact", "changed_at"], name="change_contact_time_idx"),
+            # Each member's history in order, for the analytics' membership intervals (migration 0020).
+            models.Index(
+                fields=["segment", "contact", "changed_at", "id"], include=("kind",), name="change_member_time_idx"
+            ),
         ]
 
     def __str__(self) -> str:

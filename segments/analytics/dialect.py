@@ -89,6 +89,18 @@ def hashed_grouping() -> AbstractContextManager[None]:
     return planner_settings(enable_sort="off")
 
 
+def merged_joins() -> AbstractContextManager[None]:
+    """Join by merging two index orders, not by hashing one side (PostgreSQL), for the statements
+    inside.
+
+    The membership intervals look up the current members with no history at all: an anti-join of
+    the analysed segments' memberships against their history, both in (segment, contact) index
+    order. The planner hashed the history instead (1M contacts, 4.9M rows a side: 5.6 s, its hash
+    in two batches, against 2.8 s merged).
+    """
+    return planner_settings(enable_hashjoin="off")
+
+
 def packed_numbers(columns: list[str]) -> str:
     """An aggregate of the rows' values of `columns` (SQL numbers) into one text that
     unpack_numbers() reads back exactly, a row per aggregated row with none of them NULL (the
