@@ -134,7 +134,7 @@ def _compute_group(cursor, periods: list[Period], ids: list[int], *, database: b
     first, last = periods[0].first, max(p.last for p in periods)
     start, end = dialect.instant(periods[0].start_at), dialect.instant(Period(first, last).end_at)
     _fill_calendar(cursor, periods)
-    _fill_activities(cursor, start=start, end=end)
+    _fill_activities(cursor, start=start, end=end, database=database)
     _fill_outcomes(cursor, start=start, end=end)
     totals = _member_totals(cursor)
     computed = Computed()
@@ -286,7 +286,7 @@ MEASURES = ("opens", "clicks", "engagements", "purchases", "purchase_value")
 CHANNEL_NAMES = ", ".join(f"n_{name}" for name in CHANNELS)
 
 
-def _fill_activities(cursor, *, start, end) -> None:
+def _fill_activities(cursor, *, start, end, database: bool) -> None:
     """Activities inside an interval, per segment, member, day and campaign, in two parts that never
     meet: days an interval covers whole take the member's day as it is (summed once per contact in
     `analytics_cd`, then copied to each segment the contact was in all day); days where an interval
@@ -301,19 +301,25 @@ def _fill_activities(cursor, *, start, end) -> None:
             SUM(CASE WHEN a.kind = 'purchase' THEN COALESCE(a.value, 0) ELSE 0 END)"""
     columns = f"contact_id, day, campaign, n, {CHANNEL_NAMES}, {', '.join(MEASURES)}"
     day = dialect.local_date("a.occurred_at")
+    # Without the whole database, only the contacts who were a member of something during the span
+    # are summed. With it, that is nearly every contact: the rows of the others join no interval
+    # below, and the check hashed every interval for nothing (1M contacts, a quarter: 5.3-6.3 s
+    # with it, 2.4-2.9 s without).
+    member = (
+        ""
+        if database
+        else """AND EXISTS (
+                SELECT 1 FROM analytics_iv iv WHERE iv.contact_id = a.contact_id
+                    AND (iv.start_at IS NULL OR iv.start_at < %s) AND (iv.end_at IS NULL OR iv.end_at > %s)
+            )"""
+    )
     cursor.execute(
         f"""INSERT INTO analytics_cd ({columns})
         SELECT a.contact_id, {day}, a.campaign, {figures}
         FROM {ACTIVITY} a
-        WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.kind IN ({kinds}, 'purchase')
-            AND EXISTS (
-                -- a member of something during the span (a contact in no segment yet, and not yet
-                -- created, is summed for nothing)
-                SELECT 1 FROM analytics_iv iv WHERE iv.contact_id = a.contact_id
-                    AND (iv.start_at IS NULL OR iv.start_at < %s) AND (iv.end_at IS NULL OR iv.end_at > %s)
-            )
+        WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.kind IN ({kinds}, 'purchase') {member}
         GROUP BY 1, 2, 3""",
-        [start, end, end, start],
+        [start, end, *([] if database else [end, start])],
     )
     _analyze(cursor, "analytics_cd")
     cursor.execute(
