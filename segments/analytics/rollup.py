@@ -447,36 +447,49 @@ class Totals:
 
 
 def _member_totals(cursor) -> dict[tuple, Totals]:
-    """Per period and segment, in one statement: the members' activity rolled up per period and
-    member (never stored: it is the largest set of the rollup), full-joined to their outcomes, then
-    summed. A distinct count is a count of member rows; revenue's spread squares each member's."""
-    member_sums = ", ".join(
-        f"SUM(x.{column}) AS {column}" for column in [*(f"n_{name}" for name in CHANNELS), *MEASURES]
+    """Per period and segment, in one statement: each member's activity and outcomes rolled up per
+    period and member (never stored: it is the largest set of the rollup), then summed. A distinct
+    count is a count of member rows; revenue's spread squares each member's.
+
+    A member's outcomes (`analytics_pco`, at most a row per period and member, hence MAX: it keeps
+    no running sum for the activity rows, where they are NULL) are rows of their own in the same
+    grouping as the activity, not a full join of the two grouped sets, which hashed the large one
+    again (1M contacts, the incremental's quarter: 10.2-14.2 s the statement, 9.2-9.3 s so)."""
+    activity = [*(f"n_{name}" for name in CHANNELS), *MEASURES]
+    outcome = ["converted", "won", "won_amount", "created", "created_amount"]
+    member_figures = ", ".join(
+        [*(f"SUM({column}) AS {column}" for column in activity), *(f"MAX({column}) AS {column}" for column in outcome)]
     )
+    activity_rows = ", ".join([*(f"x.{column}" for column in activity), *(f"NULL AS {column}" for column in outcome)])
+    outcome_rows = ", ".join([*(f"NULL AS {column}" for column in activity), *(f"o.{column}" for column in outcome)])
     channels = ", ".join(
         f"SUM(CASE WHEN m.n_{name} > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.n_{name}, 0)), "
-        f"SUM(CASE WHEN m.n_{name} > 0 AND o.converted = 1 THEN 1 ELSE 0 END)"
+        f"SUM(CASE WHEN m.n_{name} > 0 AND m.converted = 1 THEN 1 ELSE 0 END)"
         for name in CHANNELS
     )
-    revenue = "(COALESCE(m.purchase_value, 0) + COALESCE(o.won_amount, 0))"
+    revenue = "(COALESCE(m.purchase_value, 0) + COALESCE(m.won_amount, 0))"
     with dialect.hashed_grouping():
         cursor.execute(
-            f"""SELECT COALESCE(m.grain, o.grain), COALESCE(m.period_start, o.period_start),
-                COALESCE(m.segment_id, o.segment_id),
+            f"""SELECT m.grain, m.period_start, m.segment_id,
                 SUM(CASE WHEN m.engagements > 0 THEN 1 ELSE 0 END), SUM(COALESCE(m.opens, 0)),
                 SUM(COALESCE(m.clicks, 0)), SUM(COALESCE(m.purchases, 0)), SUM(COALESCE(m.purchase_value, 0)),
-                SUM(COALESCE(o.converted, 0)), SUM(COALESCE(o.won, 0)), SUM(COALESCE(o.won_amount, 0)),
-                SUM(COALESCE(o.created, 0)), SUM(COALESCE(o.created_amount, 0)), SUM({revenue} * {revenue}),
+                SUM(COALESCE(m.converted, 0)), SUM(COALESCE(m.won, 0)), SUM(COALESCE(m.won_amount, 0)),
+                SUM(COALESCE(m.created, 0)), SUM(COALESCE(m.created_amount, 0)), SUM({revenue} * {revenue}),
                 {channels}
             FROM (
-                SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {member_sums}
-                FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+                SELECT grain, period_start, segment_id, contact_id, {member_figures}
+                FROM (
+                    SELECT c.grain, c.period_start, x.segment_id, x.contact_id, {activity_rows}
+                    FROM analytics_act x JOIN analytics_cal c ON c.day = x.day
+                    UNION ALL
+                    SELECT o.grain, o.period_start, o.segment_id, o.contact_id, {outcome_rows}
+                    FROM analytics_pco o
+                ) member_rows
                 GROUP BY 1, 2, 3, 4
-            ) m FULL JOIN analytics_pco o ON o.grain = m.grain AND o.period_start = m.period_start
-                AND o.segment_id = m.segment_id AND o.contact_id = m.contact_id
+            ) m
             GROUP BY 1, 2, 3"""
         )
-        rows = cursor.fetchall()
+    rows = cursor.fetchall()
     totals = {}
     for grain, period_start, segment_id, *figures in rows:
         engaged, opens, clicks, purchases, purchase_value, converted, won, won_amount, created, pipeline, spread = (
