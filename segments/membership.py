@@ -321,9 +321,19 @@ def _write_postgresql(
         params.append(pk)  # the figures' segment
     params.append(timezone.localdate(changed_at))
     with _cursor(prepared=repeated) as cursor:
+        if not repeated:  # (a prepared statement's generic plan is costed for a few contacts: never compiled)
+            cursor.execute(_WITHOUT_JIT)
         cursor.execute(_numbered(sql) if repeated else sql, params)
         rows = {pk: Written(added, removed, size) for pk, added, removed, size in cursor.fetchall()}
     return {s.pk: rows.get(s.pk, Written(0, 0, None)) for s in segments}
+
+
+# The writer's statement runs without JIT, for the rest of the transaction holding the segments'
+# locks (a performance setting only). Its cost estimates reach millions on a large table while it
+# runs in a fraction of a second, and PostgreSQL then compiles it: at 1M contacts 270-420 ms of the
+# 630 ms refresh of bench-mql-or-demo (lifecycle stage or a demo request: an OR over a hashed
+# subplan, estimated at 13M) went to compiling 111 functions.
+_WITHOUT_JIT = "SET LOCAL jit = off"
 
 
 def _scope_sql(ids: list[int] | QuerySet[Contact], *, array: str) -> tuple[str, list]:
