@@ -115,9 +115,8 @@ def ensure_partitions(
         return []
     this_month = month_start(today or datetime.now(UTC).date())
     oldest, last = add_months(this_month, -MONTHS_BACK), add_months(this_month, months_ahead)
-    wanted = set(_months(this_month, last))
-    if since is not None:
-        wanted |= set(_months(max(month_start(since), oldest), last))
+    first = this_month if since is None else min(this_month, max(month_start(since), oldest))
+    wanted = set(_months(first, last))
     made = []
     with connection.cursor() as cursor:
         wanted |= months_in_default(cursor, oldest, add_months(this_month, 1))

@@ -205,15 +205,20 @@ def _tuned() -> Iterator[None]:
     Meanwhile a thread imports the statistics libraries not imported yet: the statement waits on the
     database with the interpreter free, and the first report in a process saved ~1.2 s at 1M."""
     missing = [name for name in STATISTICS_MODULES if name not in sys.modules]
-    importer = threading.Thread(target=lambda: [importlib.import_module(name) for name in missing], daemon=True)
-    if missing:
+    importer = threading.Thread(target=_import_all, args=[missing], daemon=True) if missing else None
+    if importer:
         importer.start()
     try:
         with planner_settings(jit="off", work_mem=WORK_MEM, enable_sort="off"):
             yield
     finally:
-        if missing:
+        if importer:
             importer.join()
+
+
+def _import_all(names: list[str]) -> None:
+    for name in names:
+        importlib.import_module(name)
 
 
 def _holdout() -> Case:
